@@ -9,10 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from babyjax import cli
 from babyjax.analysis import report, xia
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a user error is one line and status 2 (babyjax/cli.py)."""
+    return cli.run(_main, argv, prog="babyjax.analyze")
+
+
+def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m babyjax.analyze", description=__doc__.split("\n\n")[1])
     ap.add_argument("score_dirs", nargs="+", help="babyjax.score output folders (tokens/text and pairs)")
     ap.add_argument("--out", required=True, help="report folder (report.md, PNGs, CSVs)")
@@ -22,12 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aoa-words", default=None, help="CDI word_list.csv with children's AoA (word_clean, aoa)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        path = report.write_report(args.score_dirs, args.out, args.runs_dir, args.xia_p, args.x_axis,
-                                   args.aoa_words, progress=not args.no_progress)
-    except (OSError, ValueError) as err:
-        print(f"babyjax.analyze: error: {err}", file=sys.stderr)
-        return 2
+    path = report.write_report(args.score_dirs, args.out, args.runs_dir, args.xia_p, args.x_axis,
+                               args.aoa_words, progress=not args.no_progress)
     print(f"report written to {path}")
     return 0
 

@@ -31,7 +31,11 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
 
-from babyjax.schedules import StepSchedule, WordsSchedule, series_schedule
+from babyjax.errors import CheckpointError, InputError
+from babyjax import paths
+from babyjax.run import (RunDir, committed_steps as _committed_steps, index_from_disk, is_committed as _is_committed,
+                         load_series_index, read_index_file)
+from babyjax.series_schedules import StepSchedule, WordsSchedule, series_schedule
 
 log = logging.getLogger("babyjax")
 
@@ -48,26 +52,21 @@ class _QuietOcdbtMerge(logging.Filter):
 logging.getLogger("absl").addFilter(_QuietOcdbtMerge())
 
 
-class CheckpointError(RuntimeError):
-    """A missing, incomplete or corrupt checkpoint, explained in one line."""
-
-
 def run_path(workdir: str | os.PathLike) -> epath.Path:
     """The run directory as an absolute path (Orbax needs one); cloud paths such as gs://... stay as they are."""
-    path = epath.Path(workdir)
-    return path if "://" in str(workdir) else epath.Path(os.path.abspath(os.fspath(workdir)))
+    return RunDir(workdir).path
 
 
 def series_dir(workdir: str | os.PathLike) -> epath.Path:
-    return run_path(workdir) / "checkpoints" / "series"
+    return RunDir(workdir).series_dir
 
 
 def resume_dir(workdir: str | os.PathLike) -> epath.Path:
-    return run_path(workdir) / "checkpoints" / "resume"
+    return RunDir(workdir).resume_dir
 
 
 def index_path(workdir: str | os.PathLike) -> epath.Path:
-    return run_path(workdir) / "checkpoints" / "series.json"
+    return RunDir(workdir).index_path
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -117,10 +116,6 @@ def params_hash(params: Any) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The series index
-
-
 def _json_safe(meta: Mapping[str, Any]) -> dict:
     """Meta as plain JSON: numpy/jax scalars become Python numbers."""
     out = {}
@@ -130,77 +125,6 @@ def _json_safe(meta: Mapping[str, Any]) -> dict:
         out[str(k)] = v
     json.dumps(out)  # raises TypeError naming the bad value
     return out
-
-
-def _write_json_atomic(path: epath.Path, obj: Any) -> None:
-    """Write JSON to a temporary file, then rename it over `path`: readers see the old or the new file, never half.
-
-    No fsync: after a power loss the index may be stale or damaged, and it is then rebuilt from the checkpoints.
-    """
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(obj, indent=1))
-    if "://" in os.fspath(path):  # object stores (gs://): epath's rename is the best available
-        tmp.rename(path)
-    else:
-        os.replace(tmp, path)
-
-
-def _read_index_file(path: epath.Path) -> list[dict]:
-    try:
-        entries = json.loads(path.read_text())
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and "step" in e for e in entries):
-            raise ValueError("not a list of {step, ...} objects")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"series index {path} is damaged ({e}); it is rebuilt from the checkpoints when the "
-                              "run restarts, or delete it and call load_series_index again") from e
-    return entries
-
-
-def _read_meta(step_dir: epath.Path) -> dict:
-    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(meta=ocp.JsonCheckpointHandler()))
-    try:
-        return dict(checkpointer.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-    except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged directory
-        raise CheckpointError(f"checkpoint {step_dir} is corrupt or incomplete: cannot read its meta ({e})") from e
-    finally:
-        checkpointer.close()
-
-
-def _is_committed(step_dir: epath.Path) -> bool:
-    """Orbax writes commit_success.txt last: into the temporary directory just before renaming it into place (POSIX),
-    or into the final directory once every file is written (object stores)."""
-    return (step_dir / "commit_success.txt").exists()
-
-
-def _committed_steps(directory: epath.Path) -> list[int]:
-    """Steps whose checkpoint orbax has finalized (temporary directories of interrupted saves are excluded)."""
-    return sorted(ocp.utils.checkpoint_steps(directory)) if directory.exists() else []
-
-
-def _index_from_disk(workdir: epath.Path, known: list[dict]) -> list[dict]:
-    """The index of the committed series steps: entries of `known` kept, missing ones read from the checkpoints."""
-    by_step = {int(e["step"]): e for e in known}
-    entries = []
-    for step in _committed_steps(series_dir(workdir)):
-        entries.append(by_step.get(step) or _read_meta(series_dir(workdir) / str(step)))
-    return entries
-
-
-def load_series_index(workdir: str | os.PathLike) -> list[dict]:
-    """The series of a run as a list of meta dicts sorted by step (rebuilt read-only from the checkpoints if the
-    index file is missing or damaged)."""
-    workdir = run_path(workdir)
-    path = index_path(workdir)
-    if path.exists():
-        try:
-            return sorted(_read_index_file(path), key=lambda e: e["step"])
-        except CheckpointError as e:
-            log.warning("%s; reading the checkpoints' meta instead", e)
-    entries = _index_from_disk(workdir, [])
-    if not entries:
-        raise CheckpointError(f"no series checkpoints in {workdir} (expected {series_dir(workdir)}/<step>/); "
-                              "is this a babyjax run directory?")
-    return entries
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -288,12 +212,12 @@ def _params_of(state: Any) -> Any:
     return params
 
 
-class Checkpointer:
+class RunCheckpoints:
     """The run's two orbax CheckpointManagers: the series (parameters, all kept) and resume (full state, latest N)."""
 
     def __init__(self, workdir: str | os.PathLike, ckpt_cfg: ml_collections.ConfigDict, *, num_steps: int) -> None:
         if ckpt_cfg.resume_every <= 0 or ckpt_cfg.resume_keep <= 0:
-            raise ValueError(f"ckpt.resume_every and ckpt.resume_keep must be >= 1; got {ckpt_cfg.resume_every}, "
+            raise InputError(f"ckpt.resume_every and ckpt.resume_keep must be >= 1; got {ckpt_cfg.resume_every}, "
                              f"{ckpt_cfg.resume_keep}")
         self.workdir = run_path(workdir)
         self.schedule: StepSchedule | WordsSchedule = series_schedule(ckpt_cfg, num_steps)
@@ -333,17 +257,18 @@ class Checkpointer:
         known: list[dict] = []
         if path.exists():
             try:
-                known = _read_index_file(path)
+                known = read_index_file(path)
             except CheckpointError as e:
                 log.warning("%s; rebuilding it", e)
-        entries = _index_from_disk(self.workdir, known)
+        entries = index_from_disk(RunDir(self.workdir), known)
         self._index = {int(e["step"]): e for e in entries}
         if sorted(int(e["step"]) for e in known) != sorted(self._index) or (self._index and not path.exists()):
             self._write_index()
 
     def _write_index(self) -> None:
         if self._primary:
-            _write_json_atomic(index_path(self.workdir), [self._index[s] for s in sorted(self._index)])
+            # No fsync: after a power loss the index may be stale or damaged, and it is then rebuilt from the checkpoints.
+            paths.write_atomic(index_path(self.workdir), json.dumps([self._index[s] for s in sorted(self._index)], indent=1))
 
     def _flush_index(self) -> None:
         """Move pending series steps that orbax has committed (renamed into place) into the index file."""
@@ -456,7 +381,7 @@ class Checkpointer:
         self._resume.close()
         self._closed = True
 
-    def __enter__(self) -> "Checkpointer":
+    def __enter__(self) -> "RunCheckpoints":
         return self
 
     def __exit__(self, *exc: object) -> None:

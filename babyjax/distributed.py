@@ -1,4 +1,4 @@
-"""Multi-process JAX set-up shared by `launch/train.py` and `python -m babyjax.score`.
+"""Multi-process JAX set-up shared by `launch/train.py` and `python -m babyjax.score` (imports nothing above it).
 
 JAX's own multi-controller runtime does the work (`jax.distributed.initialize`): on TPU pods and under SLURM it
 detects the cluster itself; elsewhere pass the coordinator address, process count and id. On CPU, collectives go
@@ -10,15 +10,12 @@ import hashlib
 import logging
 import os
 import sys
-from typing import Callable
 
-from absl import app, flags
+from absl import flags
+
+from babyjax.errors import DistributedError
 
 log = logging.getLogger("babyjax")
-
-
-class DistributedError(RuntimeError):
-    """Multi-process set-up failed (unreachable coordinator, processes that disagree)."""
 
 
 def define_flags() -> None:
@@ -63,7 +60,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         print(f"error: not every process joined the distributed job at {coordinator_address or 'the coordinator'} "
               f"within {timeout_s}s (expected {num_processes or 'all'} processes); start all of them with the same "
               "coordinator address", file=sys.stderr, flush=True)
-        os._exit(1)
+        os._exit(2)  # a user error (exit status 2, babyjax/cli.py), raised where no exception can be caught
 
     watchdog = threading.Timer(timeout_s, give_up)
     watchdog.daemon = True
@@ -134,70 +131,3 @@ def check_same_everywhere(text: str, what: str) -> None:
         bad = [i for i, d in enumerate(all_digests.tolist()) if d != all_digests[0]]
         raise DistributedError(f"processes disagree on the {what} (process 0 differs from processes {bad}); "
                                "launch every process with the same command")
-
-
-# Errors that mean "the user asked for something that cannot work": shown as one line, without a traceback.
-def user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [DistributedError, FileNotFoundError, ValueError, KeyError]
-    from babyjax import checkpoints, train
-
-    errors += [train.TrainingError, checkpoints.CheckpointError]
-    try:
-        from babyjax.data.babylm import DataError
-
-        errors.append(DataError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-def setup_logging() -> None:
-    """babyjax's own messages at INFO on stderr; the libraries' (Orbax, Grain, TFDS) at WARNING and above."""
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    logger = logging.getLogger("babyjax")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s babyjax: %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
-def run(main: Callable[[list[str]], None]) -> None:
-    """absl's app.run, with user errors printed as one line (`error: ...`) and exit status 1.
-
-    Set BABYJAX_TRACEBACK=1 to see the full traceback instead.
-    """
-
-    def wrapped(argv):
-        try:
-            main(argv)
-        except Exception as e:  # noqa: BLE001
-            if os.environ.get("BABYJAX_TRACEBACK") or not isinstance(e, user_errors()):
-                raise
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if isinstance(e, KeyError):
-                msg = f"unknown key {msg}"
-            print(f"error: {msg}", file=sys.stderr)
-            sys.exit(1)
-
-    app.run(wrapped, flags_parser=_parse_flags)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with a bad `--config.key=value` override reported as one line (exit status 2)."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}\nRun with --helpfull to list the flags.", file=sys.stderr)
-        sys.exit(2)
-    except (AttributeError, KeyError) as e:  # ml_collections: an override names a key the config does not have
-        key = str(e).strip("\"'")
-        culprit = next((a for a in argv if a.startswith("--config.") and key in a), key)
-        print(f"error: unknown config key in {culprit}: every key is listed in configs/base.py", file=sys.stderr)
-        sys.exit(2)
-    except (ValueError, TypeError) as e:  # a value of the wrong type for a key
-        print(f"error: bad config override: {str(e).splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)

@@ -31,9 +31,10 @@ import ml_collections
 import numpy as np
 
 from babyjax import checkpoints
+from babyjax.errors import ExistsError, InputError, MissingError, PeersError
 from babyjax.data.tokenizer import EOS, MASK, PAD, UNK, Tokenizer
 from babyjax.model import ModelConfig
-from babyjax.schedules import words_checkpoint_names
+from babyjax.series_schedules import words_checkpoint_names
 
 log = logging.getLogger("babyjax")
 
@@ -45,7 +46,7 @@ def _require_peers() -> tuple[Any, Any]:
         import torch
         import transformers
     except ImportError as e:
-        raise ImportError(f"export to Hugging Face needs torch and transformers ({e.name} is missing): "
+        raise PeersError(f"export to Hugging Face needs torch and transformers ({e.name} is missing): "
                           "pip install 'babyjax[peers]'") from None
     return torch, transformers
 
@@ -64,7 +65,7 @@ def load_run(workdir: str | os.PathLike) -> tuple[ModelConfig, Tokenizer, list[d
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: --workdir must be a babyjax run directory")
+        raise MissingError(f"{config_path} not found: --workdir must be a babyjax run directory")
     config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
     tok = Tokenizer(workdir / "tokenizer.model")
     return ModelConfig.from_config(config.model, tok.vocab_size), tok, checkpoints.load_series_index(workdir)
@@ -77,7 +78,7 @@ def hf_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     if cfg.style == "gpt2":
         if g != h:
-            raise ValueError(f"GPT-2 has no grouped-query attention (num_kv_heads={g}, num_heads={h}): "
+            raise InputError(f"GPT-2 has no grouped-query attention (num_kv_heads={g}, num_heads={h}): "
                              "export a llama-style model instead")
         out["transformer.wte.weight"] = params["embed"]
         out["transformer.wpe.weight"] = params["pos_embed"]
@@ -182,10 +183,10 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
     cfg, tok, index = load_run(workdir)
     entry = next((e for e in index if int(e["step"]) == int(step)), None)
     if entry is None:
-        raise ValueError(f"no checkpoint at step {step} in {workdir} (the series has steps "
+        raise InputError(f"no checkpoint at step {step} in {workdir} (the series has steps "
                          f"{index[0]['step']}..{index[-1]['step']})")
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists: choose another --out or pass --overwrite")
+        raise ExistsError(f"{out} exists: choose another --out or pass --overwrite")
     params = _plain(checkpoints.restore_params(workdir, int(step)))  # verified against its recorded hash
     model = hf_model(params, cfg)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -211,11 +212,11 @@ def series_names(index: Sequence[dict], names: str = "words") -> dict[str, int]:
     if names == "steps":
         return {f"step_{int(e['step'])}": int(e["step"]) for e in index}
     if names != "words":
-        raise ValueError(f"unknown naming {names!r}: use 'words' or 'steps'")
+        raise InputError(f"unknown naming {names!r}: use 'words' or 'steps'")
     most = max(float(e.get("words_seen", 0)) for e in index)
     found = words_checkpoint_names(index, most)
     if not found:
-        raise ValueError(f"no checkpoint has seen 1M words (the last saw {most:,.0f}): use --names steps")
+        raise InputError(f"no checkpoint has seen 1M words (the last saw {most:,.0f}): use --names steps")
     return found
 
 
@@ -241,33 +242,23 @@ def export_series(workdir: str | os.PathLike, out: str | os.PathLike, *, names: 
 def main(argv: Sequence[str]) -> None:
     from absl import flags
 
+    del argv
     f = flags.FLAGS
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {' '.join(argv[1:])}: every option is a --flag")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    log.setLevel(logging.INFO)
-    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-restore INFO lines
     if not f.workdir or not f.out:
-        raise ValueError("--workdir and --out are required")
-    try:
-        _require_peers()
-    except ImportError as e:
-        raise ValueError(str(e)) from None
-    try:
-        if f.series:
-            done = export_series(f.workdir, f.out, names=f.names, overwrite=f.overwrite)
-            print(f"exported {len(done)} checkpoints to {f.out}: {', '.join(done)}")
-        else:
-            step = f.step if f.step >= 0 else int(load_run(f.workdir)[2][-1]["step"])
-            print(f"exported step {step} to {export_checkpoint(f.workdir, step, f.out, overwrite=f.overwrite)}")
-    except FileExistsError as e:
-        raise ValueError(str(e)) from None
+        raise InputError("--workdir and --out are required")
+    _require_peers()
+    if f.series:
+        done = export_series(f.workdir, f.out, names=f.names, overwrite=f.overwrite)
+        print(f"exported {len(done)} checkpoints to {f.out}: {', '.join(done)}")
+    else:
+        step = f.step if f.step >= 0 else int(load_run(f.workdir)[2][-1]["step"])
+        print(f"exported step {step} to {export_checkpoint(f.workdir, step, f.out, overwrite=f.overwrite)}")
 
 
 if __name__ == "__main__":
     from absl import flags as _flags
 
-    from babyjax import distributed as _distributed
+    from babyjax import cli
 
     _flags.DEFINE_string("workdir", None, "run directory (config.json, tokenizer.model, checkpoints/)")
     _flags.DEFINE_string("out", None, "output folder (one checkpoint) or parent folder (--series)")
@@ -275,4 +266,4 @@ if __name__ == "__main__":
     _flags.DEFINE_bool("series", False, "export the whole series into <out>/<name>/")
     _flags.DEFINE_enum("names", "words", ["words", "steps"], "--series folder names: chck_<N>M or step_<n>")
     _flags.DEFINE_bool("overwrite", False, "replace existing folders")
-    _distributed.run(main)
+    cli.run_absl(main)

@@ -29,10 +29,8 @@ import math
 import os
 import pathlib
 import sys
-import tempfile
 import zlib
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +38,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from babyjax import checkpoints
+from babyjax.errors import InputError, MissingError
+from babyjax import checkpoints, cli, paths
 from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from babyjax.model import ModelConfig, Transformer
 
@@ -60,11 +59,11 @@ class Sampling:
 
     def check(self, vocab_size: int) -> None:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={self.max_new_tokens}: generate at least 1 token")
+            raise InputError(f"max_new_tokens={self.max_new_tokens}: generate at least 1 token")
         if not (self.temperature >= 0.0 and math.isfinite(self.temperature)):
-            raise ValueError(f"temperature={self.temperature}: use 0 (greedy) or a positive number")
+            raise InputError(f"temperature={self.temperature}: use 0 (greedy) or a positive number")
         if not 0 <= self.top_k <= vocab_size:
-            raise ValueError(f"top_k={self.top_k}: use 0 (no restriction) up to the vocabulary size {vocab_size}")
+            raise InputError(f"top_k={self.top_k}: use 0 (no restriction) up to the vocabulary size {vocab_size}")
 
 
 def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tokens_BxN: jax.Array,
@@ -123,7 +122,7 @@ class Generator:
         self.workdir = pathlib.Path(workdir)
         config_path = self.workdir / "config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} not found: --workdir must be a babyjax run directory")
+            raise MissingError(f"{config_path} not found: --workdir must be a babyjax run directory")
         self.config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
         self.tokenizer = Tokenizer(self.workdir / "tokenizer.model")
         self.index = checkpoints.load_series_index(self.workdir)
@@ -145,7 +144,7 @@ class Generator:
             if int(s) != s or int(s) not in self.steps:
                 have = (", ".join(map(str, self.steps)) if len(self.steps) <= 12 else
                         f"{', '.join(map(str, self.steps[:6]))}, ..., {', '.join(map(str, self.steps[-3:]))}")
-                raise ValueError(f"no checkpoint at step {s} in {self.workdir}: the series has {len(self.steps)} "
+                raise InputError(f"no checkpoint at step {s} in {self.workdir}: the series has {len(self.steps)} "
                                  f"steps ({have})")
             out.append(int(s))
         return out
@@ -210,13 +209,6 @@ def spread_steps(steps: Sequence[int], n: int = 6) -> list[int]:
     return sorted({steps[int(np.argmin(np.abs(x - t)))] for t in targets})
 
 
-def _write_json_atomic(path: pathlib.Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}-", delete=False) as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-    os.replace(f.name, path)
-
-
 def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = None,
                       prompts: Sequence[str] = DEFAULT_PROMPTS, out: str | os.PathLike | None = None, *,
                       max_new_tokens: int = 40, temperature: float = 0.0, top_k: int = 0,
@@ -224,17 +216,22 @@ def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = 
     """Generate at `steps` (None: about 6 series steps spread over log-step) and write {step: {prompt: text}} to
     `out` (None: <workdir>/generations.json), atomically: the file is replaced only once everything is generated."""
     if not prompts:
-        raise ValueError("no prompts: pass at least one --prompt")
+        raise InputError("no prompts: pass at least one --prompt")
     if steps is None:
         steps = spread_steps([int(e["step"]) for e in checkpoints.load_series_index(workdir)])
     gens = generate(workdir, steps, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                     seed=seed)
     path = pathlib.Path(out) if out is not None else pathlib.Path(workdir) / OUTPUT_FILE
-    _write_json_atomic(path, {str(step): texts for step, texts in gens.items()})
+    paths.write_atomic(path, json.dumps({str(step): texts for step, texts in gens.items()}, indent=1, ensure_ascii=False))
     return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; a user error is one line and status 2 (babyjax/cli.py)."""
+    return cli.run(_main, argv, prog="babyjax.generate")
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m babyjax.generate",
                                  description="Generate text from fixed prompts at checkpoints of a run's series.")
     ap.add_argument("--workdir", required=True, help="babyjax run directory")
@@ -250,15 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()] or None
     except ValueError:
-        print(f"babyjax.generate: error: --steps={args.steps!r}: give comma-separated integers", file=sys.stderr)
-        return 2
-    try:
-        path = write_generations(args.workdir, steps, args.prompt or DEFAULT_PROMPTS, args.out,
-                                 max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                                 seed=args.seed)
-    except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as err:
-        print(f"babyjax.generate: error: {err}", file=sys.stderr)
-        return 2
+        raise InputError(f"--steps={args.steps!r}: give comma-separated integers") from None
+    path = write_generations(args.workdir, steps, args.prompt or DEFAULT_PROMPTS, args.out,
+                             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                             seed=args.seed)
     for step, texts in json.loads(path.read_text()).items():
         print(f"step {step}")
         for prompt, text in texts.items():

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
+from babyjax.errors import InputError
+
 
 class MetricWriter:
     """Writes scalars to `<workdir>/metrics.jsonl` and TensorBoard event files in `<workdir>/tensorboard`.
@@ -78,7 +80,7 @@ def read_metrics(workdir: str | epath.Path) -> list[dict]:
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break
-            raise ValueError(f"{path} line {i + 1} is not JSON: the metrics file is corrupt") from None
+            raise InputError(f"{path} line {i + 1} is not JSON: the metrics file is corrupt") from None
         rows[(row["step"], "dev_loss" in row)] = row
     return [rows[k] for k in sorted(rows)]
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from babyjax.errors import InputError
 from babyjax.sharding import constrain
 
 STYLES = ("gpt2", "llama")
@@ -46,19 +47,19 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
-            raise ValueError(f"model.style={self.style!r}: use one of {STYLES}")
+            raise InputError(f"model.style={self.style!r}: use one of {STYLES}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"model.dtype={self.dtype!r}: use one of {tuple(DTYPES)}")
+            raise InputError(f"model.dtype={self.dtype!r}: use one of {tuple(DTYPES)}")
         if self.d_model % self.num_heads:
-            raise ValueError(f"model.d_model={self.d_model} must be divisible by model.num_heads={self.num_heads}")
+            raise InputError(f"model.d_model={self.d_model} must be divisible by model.num_heads={self.num_heads}")
         if self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads:
-            raise ValueError(f"model.num_kv_heads={self.num_kv_heads} must divide model.num_heads={self.num_heads}")
+            raise InputError(f"model.num_kv_heads={self.num_kv_heads} must divide model.num_heads={self.num_heads}")
         if self.style == "llama" and self.head_dim % 2:
-            raise ValueError(f"llama style needs an even head dim (RoPE), got {self.head_dim}")
+            raise InputError(f"llama style needs an even head dim (RoPE), got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
+            raise InputError(f"model.dropout={self.dropout} must be in [0, 1)")
         if min(self.vocab_size, self.num_layers, self.mlp_dim, self.max_len) < 1:
-            raise ValueError("vocab_size, model.num_layers, model.mlp_dim and model.max_len must be positive")
+            raise InputError("vocab_size, model.num_layers, model.mlp_dim and model.max_len must be positive")
 
     @classmethod
     def from_config(cls, model_cfg: Any, vocab_size: int) -> ModelConfig:
@@ -80,6 +81,37 @@ class ModelConfig:
             norm_eps=float(model_cfg.norm_eps),
             remat=bool(model_cfg.remat),
         )
+
+    # -- features: the rest of babyjax asks for these, never for the style name ------------------------------------
+    @property
+    def position(self) -> str:
+        """'learned' (a position table of max_len rows: GPT-2) or 'rope' (rotary, on per-segment positions: Llama)."""
+        return "learned" if self.style == "gpt2" else "rope"
+
+    @property
+    def norm(self) -> str:
+        """'layernorm' (with bias: GPT-2) or 'rmsnorm' (Llama)."""
+        return "layernorm" if self.style == "gpt2" else "rmsnorm"
+
+    @property
+    def mlp(self) -> str:
+        """'gelu' (tanh GELU MLP: GPT-2) or 'swiglu' (gated SiLU MLP: Llama)."""
+        return "gelu" if self.style == "gpt2" else "swiglu"
+
+    @property
+    def biases(self) -> bool:
+        """Whether attention and MLP projections have biases (GPT-2 yes, Llama no)."""
+        return self.style == "gpt2"
+
+    @property
+    def attention(self) -> str:
+        """'mha' (every query head has its own key/value head) or 'gqa' (grouped-query attention)."""
+        return "gqa" if self.num_kv_heads < self.num_heads else "mha"
+
+    def check_length(self, seq_len: int, fix: str = "raise --config.model.max_len") -> None:
+        """InputError when learned positions cannot cover `seq_len` tokens; `fix` says what to do."""
+        if self.position == "learned" and seq_len > self.max_len:
+            raise InputError(f"seq_len={seq_len} exceeds model.max_len={self.max_len} (learned positions): {fix}")
 
     @property
     def head_dim(self) -> int:
@@ -222,7 +254,7 @@ def _dropout(x: jax.Array, rate: float, deterministic: bool, rngs: nnx.Rngs | No
     if deterministic or rate == 0.0:
         return x
     if rngs is None:
-        raise ValueError("dropout with deterministic=False needs rngs=nnx.Rngs(dropout=key)")
+        raise InputError("dropout with deterministic=False needs rngs=nnx.Rngs(dropout=key)")
     keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, x.shape)
     return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
 
@@ -272,7 +304,7 @@ class Transformer(nnx.Module):
         cfg, dt = self.cfg, self.cfg.compute_dtype
         b, length = inputs_BxL.shape
         if length > cfg.max_len and cfg.style == "gpt2":
-            raise ValueError(f"sequence length {length} exceeds model.max_len={cfg.max_len} (learned positions)")
+            raise InputError(f"sequence length {length} exceeds model.max_len={cfg.max_len} (learned positions)")
         segment_ids_BxL = jnp.ones((b, length), jnp.int32) if segment_ids is None else segment_ids
         positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length)) if positions is None else positions
         # gather from tables whose model dimension is all-gathered (FSDP), so the rows land batch-sharded

@@ -13,6 +13,8 @@ import jax
 import optax
 from flax import nnx
 
+from babyjax.errors import InputError
+
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
 NO_DECAY_NAMES = ("pos_embed",)  # 2-D but a position table: no weight decay (as GPT-2/nanoGPT)
 
@@ -22,11 +24,11 @@ def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
     lr, warmup, end = float(optim_cfg.lr), int(optim_cfg.warmup_steps), float(optim_cfg.end_lr_ratio)
     name = str(optim_cfg.schedule)
     if name not in SCHEDULES:
-        raise ValueError(f"optim.schedule={name!r}: use one of {SCHEDULES}")
+        raise InputError(f"optim.schedule={name!r}: use one of {SCHEDULES}")
     if num_steps < 1 or not 0 <= warmup <= num_steps:
-        raise ValueError(f"optim.warmup_steps={warmup} must be in [0, train.num_steps={num_steps}]")
+        raise InputError(f"optim.warmup_steps={warmup} must be in [0, train.num_steps={num_steps}]")
     if lr <= 0 or end < 0:
-        raise ValueError(f"optim.lr={lr} must be > 0 and optim.end_lr_ratio={end} >= 0")
+        raise InputError(f"optim.lr={lr} must be > 0 and optim.end_lr_ratio={end} >= 0")
     decay_steps = num_steps - warmup
     if name == "cosine":
         decay = optax.cosine_decay_schedule(lr, max(decay_steps, 1), alpha=end)
@@ -37,7 +39,7 @@ def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
     else:  # wsd: stable at lr, then linear decay over the last wsd_decay_fraction of training
         fraction = float(optim_cfg.wsd_decay_fraction)
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"optim.wsd_decay_fraction={fraction} must be in (0, 1]")
+            raise InputError(f"optim.wsd_decay_fraction={fraction} must be in (0, 1]")
         cool = max(1, min(decay_steps, round(fraction * num_steps)))
         decay = optax.join_schedules(
             [optax.constant_schedule(lr), optax.linear_schedule(lr, lr * end, cool)], [decay_steps - cool]

@@ -50,7 +50,7 @@ import os
 import pathlib
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -61,7 +61,8 @@ import pandas as pd
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from babyjax import checkpoints, sharding
+from babyjax import checkpoints, paths, sharding
+from babyjax.errors import CheckpointError, InputError, MissingError
 from babyjax.data import evalsets
 from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from babyjax.model import ModelConfig, Transformer
@@ -104,10 +105,10 @@ class Window:
 def windows(seq: int, ids: Sequence[int], policy: str, seq_len: int, stride: int | None = None) -> list[Window]:
     """The windows that score sequence `seq` (its token ids) under a first-token `policy` (see module docstring)."""
     if policy not in POLICIES:
-        raise ValueError(f"unknown first-token policy {policy!r}: use one of {', '.join(POLICIES)}")
+        raise InputError(f"unknown first-token policy {policy!r}: use one of {', '.join(POLICIES)}")
     stride = seq_len if stride is None else stride
     if not 1 <= stride <= seq_len:
-        raise ValueError(f"stride={stride} must be between 1 and seq_len={seq_len}")
+        raise InputError(f"stride={stride} must be between 1 and seq_len={seq_len}")
     full = ([EOS_ID] if policy == "eot_context" else []) + [int(i) for i in ids]
     offset = 1 if policy == "eot_context" else 0  # full index -> position in the sequence
     out: list[Window] = []
@@ -160,7 +161,7 @@ def pack(wins: Sequence[Window], seq_len: int) -> Packed:
     """Best-fit-decreasing packing of windows into rows of `seq_len` tokens, deterministic (ties by window order)."""
     lengths = np.array([w.length for w in wins], dtype=np.int64)
     if len(wins) and (lengths.max() > seq_len or lengths.min() < 1):
-        raise ValueError(f"a window reads {lengths.max()} tokens, more than seq_len={seq_len}")
+        raise InputError(f"a window reads {lengths.max()} tokens, more than seq_len={seq_len}")
     order = sorted(range(len(wins)), key=lambda i: (-lengths[i], i))
     free: list[list[int]] = [[] for _ in range(seq_len + 1)]  # free[r]: rows with exactly r slots left
     nonempty = 0  # bit r set <=> free[r] is not empty
@@ -270,7 +271,7 @@ class Scorer:
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
         self.graphdef, abstract, rest = nnx.split(abstract_model, nnx.Param, ...)
         if jax.tree.leaves(rest):
-            raise ValueError("babyjax.score expects a model whose only state is nnx.Param")
+            raise InputError("babyjax.score expects a model whose only state is nnx.Param")
         self._rest = rest
         self.param_shardings = sharding.tree_shardings(abstract, mesh)
         self.abstract_params = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -368,7 +369,7 @@ def _files_of(path: str | os.PathLike, suffix: str) -> list[pathlib.Path]:
     if p.is_dir():
         return sorted(q for q in p.glob(f"*{suffix}") if q.is_file())
     if not p.is_file():
-        raise FileNotFoundError(f"evaluation set {p} not found")
+        raise MissingError(f"evaluation set {p} not found")
     return [p]
 
 
@@ -382,11 +383,11 @@ def load_text(paths: Sequence[str], tok: Tokenizer, *, unit: str = "line", suffi
     """Held-out text: each non-empty line a sequence (`unit='line'`), or each file one sequence whose lines are
     documents joined by EOS, as in the training token stream (`unit='file'`). `limit` > 0 keeps the first sequences."""
     if unit not in ("line", "file"):
-        raise ValueError(f"unknown text unit {unit!r}: use 'line' or 'file'")
+        raise InputError(f"unknown text unit {unit!r}: use 'line' or 'file'")
     files = [f for p in paths for f in _files_of(p, suffix)]
     lines = [t for p in paths for t in evalsets.load_texts(p, suffix)]
     if not lines:
-        raise ValueError(f"no text to score in {', '.join(map(str, paths))} (empty files?)")
+        raise InputError(f"no text to score in {', '.join(map(str, paths))} (empty files?)")
     encoded = tok.encode_batch([t.text for t in lines])
     rows: list[dict] = []
     ids: list[list[int]] = []
@@ -415,7 +416,7 @@ def load_pairs(paths: Sequence[str], tok: Tokenizer, *, suite: str | None = None
     for p in paths:
         found = evalsets.load_pairs(p, suite)
         if not found:
-            raise ValueError(f"no minimal pairs in {p}: the file is empty or holds no sentence pairs")
+            raise InputError(f"no minimal pairs in {p}: the file is empty or holds no sentence pairs")
         pairs += found
         files += _files_of(p, ".txt" if found[0].suite == "zorro" else ".jsonl")
     if limit:
@@ -440,9 +441,9 @@ def load_tokens(path: str, *, limit: int = 0) -> EvalSet:
     is read as one context and the tokens at `positions` are scored."""
     sample = evalsets.load_token_sample(path)
     if sample.tokens.ndim != 2 or sample.positions.ndim != 2 or sample.positions.shape[0] != sample.tokens.shape[0]:
-        raise ValueError(f"{path} is not a token sample: tokens [N, L] and positions [N, k] expected")
+        raise InputError(f"{path} is not a token sample: tokens [N, L] and positions [N, k] expected")
     if sample.positions.size and (sample.positions.min() < 1 or sample.positions.max() >= sample.tokens.shape[1]):
-        raise ValueError(f"{path}: target positions must be in [1, L-1]")
+        raise InputError(f"{path}: target positions must be in [1, L-1]")
     tokens, positions, offsets = sample.tokens, sample.positions, sample.offsets
     if limit:
         tokens, positions, offsets = tokens[:limit], positions[:limit], offsets[:limit]
@@ -461,7 +462,7 @@ def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = No
             continue
         last = max(pos)
         if last > seq_len:
-            raise ValueError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
+            raise InputError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
         out.append(Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1:last + 1]),
                           tuple(int(p) - 1 for p in pos)))
     return out
@@ -495,23 +496,14 @@ def layout_hash(tokens: pd.DataFrame) -> str:
 # The output folder
 
 
-def _write_atomic(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> None:
-    """write(tmp) then fsync and rename over `path`: readers see the old or the new file, never half of one."""
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_csv(path: pathlib.Path, df: pd.DataFrame) -> None:
-    _write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
+    paths.write_atomic(path, lambda tmp: df.to_csv(tmp, index=False), fsync=True)
 
 
 def _read_checkpoints_csv(path: pathlib.Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"params_hash": str, "status": str}, keep_default_na=False)
     if tuple(df.columns) != CHECKPOINT_COLUMNS:
-        raise ValueError(f"{path} is not a babyjax checkpoints table (columns {list(df.columns)}); "
+        raise InputError(f"{path} is not a babyjax checkpoints table (columns {list(df.columns)}); "
                          "use a new --out")
     return df
 
@@ -536,7 +528,7 @@ class RunTable:
             self.rows = _read_checkpoints_csv(self.table_path)
             self.matrix = np.lib.format.open_memmap(self.matrix_path, mode="r+")
             if self.matrix.shape != (len(self.rows), num_tokens) or self.matrix.dtype != np.float32:
-                raise ValueError(f"{self.matrix_path} has shape {self.matrix.shape}, but {self.table_path} lists "
+                raise InputError(f"{self.matrix_path} has shape {self.matrix.shape}, but {self.table_path} lists "
                                  f"{len(self.rows)} checkpoints of {num_tokens} tokens: the folder was changed by "
                                  "hand; use a new --out")
         else:
@@ -643,7 +635,7 @@ def load_scores(out: str | os.PathLike, run: str) -> tuple[np.ndarray, pd.DataFr
     out = pathlib.Path(out)
     run_dir = out / "runs" / run
     if not (run_dir / "surprisal.npy").exists():
-        raise FileNotFoundError(f"no scores for run {run!r} in {out}")
+        raise MissingError(f"no scores for run {run!r} in {out}")
     return (np.load(run_dir / "surprisal.npy", mmap_mode="r"), _read_checkpoints_csv(run_dir / "checkpoints.csv"),
             pd.read_csv(out / "tokens.csv", keep_default_na=False))
 
@@ -670,7 +662,7 @@ class RunSpec:
         if not sep:
             name, path = pathlib.Path(text.rstrip("/")).name, text
         if not _RUN_NAME.match(name):
-            raise ValueError(f"run name {name!r} may only hold letters, digits, '_', '.', '-': use --run name=workdir")
+            raise InputError(f"run name {name!r} may only hold letters, digits, '_', '.', '-': use --run name=workdir")
         return cls(name, pathlib.Path(path))
 
 
@@ -689,7 +681,7 @@ def parse_count(text: str) -> int:
     """'10M' -> 10_000_000, '500K' -> 500_000, '1.5B' -> 1_500_000_000, '1234' -> 1234."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMbBgG]?)\s*", text)
     if not m:
-        raise ValueError(f"cannot read {text!r} as a count of words (e.g. 10M, 500K, 1234)")
+        raise InputError(f"cannot read {text!r} as a count of words (e.g. 10M, 500K, 1234)")
     scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}[m.group(2).lower()]
     return round(float(m.group(1)) * scale)
 
@@ -704,14 +696,14 @@ def select_checkpoints(index: Sequence[Mapping[str, Any]], steps: Sequence[int] 
     chosen: dict[int, dict] = {}
     for s in steps or ():
         if int(s) not in by_step:
-            raise ValueError(f"run {run}: no checkpoint at step {s} (the series has {len(entries)} steps, "
+            raise InputError(f"run {run}: no checkpoint at step {s} (the series has {len(entries)} steps, "
                              f"{entries[0]['step']} to {entries[-1]['step']})")
         chosen[int(s)] = by_step[int(s)]
     for w in words or ():
         hit = next((e for e in entries if float(e.get("words_seen", -1)) >= w), None)
         if hit is None:
             most = max(float(e.get("words_seen", 0)) for e in entries)
-            raise ValueError(f"run {run}: no checkpoint has seen {w:,} words (the last saw {most:,.0f})")
+            raise InputError(f"run {run}: no checkpoint has seen {w:,} words (the last saw {most:,.0f})")
         chosen[int(hit["step"])] = hit
     return [chosen[s] for s in sorted(chosen)]
 
@@ -719,15 +711,15 @@ def select_checkpoints(index: Sequence[Mapping[str, Any]], steps: Sequence[int] 
 def _load_run(spec: RunSpec) -> tuple[ml_collections.ConfigDict, Tokenizer, list[dict]]:
     config_path = spec.workdir / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"run {spec.name}: {config_path} not found; --run must name a babyjax run directory")
+        raise MissingError(f"run {spec.name}: {config_path} not found; --run must name a babyjax run directory")
     config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
     tok = Tokenizer(spec.workdir / "tokenizer.model")
     try:
         index = checkpoints.load_series_index(spec.workdir)
-    except checkpoints.CheckpointError as e:
-        raise checkpoints.CheckpointError(f"run {spec.name} has no checkpoints to score: {e}") from None
+    except CheckpointError as e:
+        raise CheckpointError(f"run {spec.name} has no checkpoints to score: {e}") from None
     if not index:
-        raise checkpoints.CheckpointError(f"run {spec.name} has no checkpoints to score ({spec.workdir})")
+        raise CheckpointError(f"run {spec.name} has no checkpoints to score ({spec.workdir})")
     return config, tok, index
 
 
@@ -761,11 +753,11 @@ class _Store:
             stored = json.loads(meta_path.read_text())
             for key in _IDENTITY:
                 if stored.get(key) != meta.get(key):
-                    raise ValueError(f"{out} holds scores of another evaluation ({key}: stored {stored.get(key)!r}, "
+                    raise InputError(f"{out} holds scores of another evaluation ({key}: stored {stored.get(key)!r}, "
                                      f"now {meta.get(key)!r}); use a new --out")
             for run, wd in meta["run_workdirs"].items():
                 if stored["run_workdirs"].get(run, wd) != wd:
-                    raise ValueError(f"{out} holds run {run!r} from {stored['run_workdirs'][run]}, not {wd}: "
+                    raise InputError(f"{out} holds run {run!r} from {stored['run_workdirs'][run]}, not {wd}: "
                                      "give this run another name")
             merged = {**stored["run_workdirs"], **meta["run_workdirs"]}
             self.meta = {**meta, "runs": sorted(merged), "run_workdirs": merged, "created": stored.get("created")}
@@ -773,7 +765,7 @@ class _Store:
             out.mkdir(parents=True, exist_ok=True)
             _write_csv(out / "tokens.csv", tokens)
             _write_csv(out / "sequences.csv", sequences)
-        _write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(self.meta, indent=1)))
+        paths.write_atomic(meta_path, json.dumps(self.meta, indent=1), fsync=True)
 
     def table(self, run: str) -> RunTable:
         if run not in self.tables:
@@ -832,21 +824,21 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
     """
     t_start = time.time()
     if kind not in KINDS:
-        raise ValueError(f"unknown evaluation kind {kind!r}: use one of {', '.join(KINDS)}")
+        raise InputError(f"unknown evaluation kind {kind!r}: use one of {', '.join(KINDS)}")
     if policy not in POLICIES:
-        raise ValueError(f"unknown first-token policy {policy!r}: use one of {', '.join(POLICIES)}")
+        raise InputError(f"unknown first-token policy {policy!r}: use one of {', '.join(POLICIES)}")
     if not runs:
-        raise ValueError("no run to score: pass --run name=workdir (once per run)")
+        raise InputError("no run to score: pass --run name=workdir (once per run)")
     if len({r.name for r in runs}) != len(runs):
-        raise ValueError("two runs have the same name: use --run name=workdir with distinct names")
+        raise InputError("two runs have the same name: use --run name=workdir with distinct names")
     if not eval_paths:
-        raise ValueError("no evaluation set: pass --eval (a file or a folder)")
+        raise InputError("no evaluation set: pass --eval (a file or a folder)")
     loaded = {r.name: _load_run(r) for r in runs}
     first = runs[0]
     config0, tok, _ = loaded[first.name]
     for r in runs[1:]:
         if loaded[r.name][1].sha256 != tok.sha256:
-            raise ValueError(f"runs {first.name} and {r.name} use different tokenizers: score them into separate "
+            raise InputError(f"runs {first.name} and {r.name} use different tokenizers: score them into separate "
                              "--out folders (tokens.csv is shared by the runs of one folder)")
 
     if kind == "text":
@@ -855,10 +847,10 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
         ev = load_pairs(eval_paths, tok, suite=suite, limit=limit)
     else:
         if len(eval_paths) != 1:
-            raise ValueError("--kind=tokens takes exactly one token-sample file")
+            raise InputError("--kind=tokens takes exactly one token-sample file")
         ev = load_tokens(eval_paths[0], limit=limit)
         if ev.tokenizer_hash and ev.tokenizer_hash != tok.sha256:
-            raise ValueError(f"the token sample {eval_paths[0]} was made with another tokenizer (sha256 "
+            raise InputError(f"the token sample {eval_paths[0]} was made with another tokenizer (sha256 "
                              f"{ev.tokenizer_hash[:12]}...) than run {first.name} ({tok.sha256[:12]}...): make a "
                              "sample with this run's tokenizer")
         policy = "sample_context"
@@ -870,16 +862,16 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
         cfg = ModelConfig.from_config(loaded[r.name][0].model, loaded[r.name][1].vocab_size)
         cfg = dataclasses.replace(cfg, dtype=dtype) if dtype else cfg
         if cfg.style == "gpt2" and seq_len > cfg.max_len:
-            raise ValueError(f"seq_len={seq_len} exceeds run {r.name}'s model.max_len={cfg.max_len} (learned "
+            raise InputError(f"seq_len={seq_len} exceeds run {r.name}'s model.max_len={cfg.max_len} (learned "
                              "positions): pass --seq_len at most that")
         model_cfgs[r.name] = cfg
     wins = eval_windows(ev, policy if kind != "tokens" else "eot_context", seq_len, stride)
     tokens = token_table(wins, tok)
     if not len(tokens):
-        raise ValueError(f"nothing to score in {ev.source}: every sequence is empty (or one token long under "
+        raise InputError(f"nothing to score in {ev.source}: every sequence is empty (or one token long under "
                          "--policy=no_context)")
     if int(tokens["token_id"].max()) >= tok.vocab_size:
-        raise ValueError(f"the evaluation set holds token ids up to {tokens['token_id'].max()}, beyond the "
+        raise InputError(f"the evaluation set holds token ids up to {tokens['token_id'].max()}, beyond the "
                          f"tokenizer's vocabulary ({tok.vocab_size}): it was made with another tokenizer")
     source = ",".join(str(pathlib.Path(p).resolve()) for p in ev.source.split(","))  # readable from any folder
     meta = {"kind": kind, "log_base": 2, "unit": "bits", "eval_set": source, "eval_hash": ev.eval_hash,
@@ -992,15 +984,11 @@ def main(argv: Sequence[str]) -> None:
 
     from babyjax import distributed
 
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {' '.join(argv[1:])}: every option is a --flag")
+    del argv
     f = flags.FLAGS
     distributed.initialize_from_flags()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    log.setLevel(logging.INFO)
-    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-restore INFO lines
     if not f.out:
-        raise ValueError("--out is required: the folder the scores go to")
+        raise InputError("--out is required: the folder the scores go to")
     summary = score_job(
         [RunSpec.parse(r) for r in f.run], f.out, kind=f.kind, eval_paths=f.eval, policy=f.policy,
         steps=[int(s) for s in f.steps], words=[parse_count(w) for w in f.words], seq_len=f.seq_len,
@@ -1015,7 +1003,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from babyjax import distributed as _distributed
+    from babyjax import cli
 
     _define_flags()
-    _distributed.run(main)
+    cli.run_absl(main)

@@ -19,6 +19,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from babyjax.errors import InputError
+
 MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
 
 # logical axis -> mesh axes (None = replicated). Parameters use embed/vocab/heads/kv_heads/kv/mlp/norm;
@@ -49,14 +51,14 @@ def make_mesh(mesh_cfg: Any, devices: Sequence[jax.Device] | None = None) -> Mes
     n = len(devices)
     described = " x ".join(f"{a}={s}" for a, s in zip(MESH_AXES, sizes))
     if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"mesh {described}: sizes must be positive and at most one may be -1 (fills the {n} devices)")
+        raise InputError(f"mesh {described}: sizes must be positive and at most one may be -1 (fills the {n} devices)")
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if n % known:
-            raise ValueError(f"mesh {described} does not fit {n} devices: the fixed axes ({known}) must divide {n}")
+            raise InputError(f"mesh {described} does not fit {n} devices: the fixed axes ({known}) must divide {n}")
         sizes[sizes.index(-1)] = n // known
     elif known != n:
-        raise ValueError(
+        raise InputError(
             f"mesh {described} needs {known} devices but {n} are available: "
             f"choose sizes whose product is {n} (e.g. --config.mesh.data=-1)"
         )

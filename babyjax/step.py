@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from babyjax.errors import InputError
 from babyjax.model import ModelConfig, Transformer
 from babyjax.optim import make_optimizer
 from babyjax.sharding import constrain, logical_to_spec, tree_shardings
@@ -60,7 +61,7 @@ def _split_micro(batch: Batch, k: int) -> Batch:
     """[B, ...] -> [k, B/k, ...] with micro-batch j = rows j, j+k, ... so each device's rows feed every micro-batch."""
     def split(x: jax.Array) -> jax.Array:
         if x.shape[0] % k:
-            raise ValueError(f"batch size {x.shape[0]} is not divisible by optim.grad_accum_steps={k}")
+            raise InputError(f"batch size {x.shape[0]} is not divisible by optim.grad_accum_steps={k}")
         x = x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1)
         return constrain(x, (None, "batch") + (None,) * (x.ndim - 2))
 
@@ -98,7 +99,7 @@ def make_train_step(
     num_tokens (sum of weights), num_words (sum of batch['num_words']).
     """
     if grad_accum_steps < 1:
-        raise ValueError(f"optim.grad_accum_steps={grad_accum_steps} must be >= 1")
+        raise InputError(f"optim.grad_accum_steps={grad_accum_steps} must be >= 1")
     grad_fn = jax.value_and_grad(_loss_sums, argnums=1, has_aux=True)
 
     def micro_grads(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[jax.Array, jax.Array, nnx.State]:

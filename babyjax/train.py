@@ -7,7 +7,6 @@ and parameters of an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import queue
@@ -21,21 +20,12 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from babyjax.errors import TrainingError
+from babyjax.run import RunDir
 from babyjax import checkpoints, distributed, metrics as metrics_lib, model as model_lib, sharding, step as step_lib
 from babyjax.data import babylm, pipeline, tokenizer as tokenizer_lib
 
 log = logging.getLogger("babyjax")
-
-# Config sections that define the run: a resumed run must use the same values (logging and bookkeeping may differ).
-_RUN_DEFINING = ("seed", "data", "tokenizer", "model", "optim", "train.batch_size", "train.num_steps", "ckpt.schedule")
-# Where the data lives is not what the run is: a moved release folder is fine (the dataset builder checks that a
-# prepared dataset comes from the same source files).
-_LOCATIONS = ("data.dir", "data.tfds_dir")
-
-
-class TrainingError(RuntimeError):
-    """A training failure with a one-line explanation of what happened and what to do."""
-
 
 @dataclasses.dataclass
 class TrainResult:
@@ -44,44 +34,6 @@ class TrainResult:
     words_seen: float
     last_loss: float | None
     preempted: bool
-
-
-def _check_config_matches(workdir: epath.Path, config: ml_collections.ConfigDict) -> None:
-    """Write <workdir>/config.json on the first start; on a restart, refuse a config that defines another run."""
-    path = workdir / "config.json"
-    current = json.loads(config.to_json_best_effort())
-    # A start that failed before its first checkpoint (say, a wrong data folder) does not pin the config.
-    if not path.exists() or not (workdir / "checkpoints").exists():
-        if jax.process_index() == 0:
-            tmp = workdir / "config.json.tmp"
-            tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
-            tmp.replace(path)  # atomic, and replaces the config of a start that never checkpointed
-        return
-    stored = json.loads(path.read_text())
-    for d in (stored, current):
-        for key in _LOCATIONS:
-            section, name = key.split(".")
-            d.get(section, {}).pop(name, None)
-    for key in _RUN_DEFINING:
-        a, b = _lookup(stored, key), _lookup(current, key)
-        if a != b:
-            diff = _first_difference(a, b, key)
-            raise TrainingError(
-                f"{workdir} holds a run with another config ({diff}); use a new --workdir, or the run's own config")
-
-
-def _lookup(d: dict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
-
-
-def _first_difference(a: Any, b: Any, prefix: str) -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{prefix}.{k}")
-    return f"{prefix}: stored {a!r}, now {b!r}"
 
 
 class _Preemption:
@@ -129,7 +81,7 @@ class _SeriesWriter:
     A step whose loss is not finite is not saved: the loop stops on it.
     """
 
-    def __init__(self, ckpt: checkpoints.Checkpointer, lock: threading.Lock, tokens_seen: float, words_seen: float):
+    def __init__(self, ckpt: checkpoints.RunCheckpoints, lock: threading.Lock, tokens_seen: float, words_seen: float):
         self._ckpt, self._lock = ckpt, lock
         self._tokens, self._words, self._loss = tokens_seen, words_seen, 0.0
         self._queue: queue.Queue = queue.Queue()
@@ -217,9 +169,10 @@ def _prepare_data(config: ml_collections.ConfigDict, workdir: epath.Path):
 def train(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> TrainResult:
     """Trains (or resumes) the run in `workdir` as `config` says. Returns where it stopped."""
     distributed.check_same_everywhere(config.to_json_best_effort(sort_keys=True), "config")
-    workdir = checkpoints.run_path(workdir)
+    run = RunDir(workdir)
+    workdir = run.path
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_config_matches(workdir, config)
+    run.pin_config(config, primary=jax.process_index() == 0)
     tc = config.train
 
     mesh = sharding.make_mesh(config.mesh)
@@ -248,7 +201,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> Train
                                     global_batch_size=tc.batch_size, seed=data_seed, mesh=mesh,
                                     shuffle=False, num_epochs=1)
 
-    ckpt = checkpoints.Checkpointer(workdir, config.ckpt, num_steps=tc.num_steps)
+    ckpt = checkpoints.RunCheckpoints(workdir, config.ckpt, num_steps=tc.num_steps)
     schedule = ckpt.schedule
     writer = metrics_lib.MetricWriter(workdir)
 

@@ -52,7 +52,7 @@ def bench(n_params: float, saves: int) -> dict:
         ck.params_hash(params)
     hash_s = (time.perf_counter() - t0) / 3
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = ck.Checkpointer(tmp, cfg, num_steps=saves)
+        ckpt = ck.RunCheckpoints(tmp, cfg, num_steps=saves)
         blocking = []
         t_all = time.perf_counter()
         for step in range(saves):

@@ -60,7 +60,7 @@ def make_bench_run(workdir: pathlib.Path, num_checkpoints: int) -> tuple[ModelCo
     steps = [100 * i for i in range(num_checkpoints)]
     if not set(steps) <= have:
         c.ckpt.schedule, c.ckpt.steps = "list", tuple(steps)
-        ckpt = checkpoints.Checkpointer(workdir, c.ckpt, num_steps=max(steps) or 1)
+        ckpt = checkpoints.RunCheckpoints(workdir, c.ckpt, num_steps=max(steps) or 1)
         for i, step in enumerate(steps):
             if step not in have:
                 params = nnx.state(Transformer(cfg, rngs=nnx.Rngs(i)), nnx.Param)

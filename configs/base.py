@@ -81,7 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.eval_batches = 20
     c.train.progress_bar = True
 
-    # ---- checkpoints (babyjax/checkpoints.py, babyjax/schedules.py) ----
+    # ---- checkpoints (babyjax/checkpoints.py, babyjax/series_schedules.py) ----
     c.ckpt = ml_collections.ConfigDict()
     # Series schedule: chang | pythia | crfm | words | list | none. The series holds parameters only, all kept.
     c.ckpt.schedule = "chang"

@@ -3,17 +3,18 @@
   python launch/train.py --config configs/tiny.py --workdir runs/tiny
   python launch/train.py --config configs/strict_small.py --workdir runs/ss --config.optim.lr=3e-4
 
-Running the same command again continues the run from its latest resume checkpoint.
+Running the same command again continues the run from its latest resume checkpoint. A bad flag, config override or
+input prints one line (`error: ...`) and exits with status 2 (babyjax/cli.py).
 """
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout, not installed
 
-from babyjax import distributed  # noqa: E402
+from babyjax import cli, distributed  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file (configs/*.py).")
 flags.DEFINE_string("workdir", None, "Run directory (local path or a cloud-storage path Orbax supports).")
@@ -23,8 +24,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv
     distributed.initialize_from_flags()
     from babyjax import train
 
@@ -32,5 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    distributed.setup_logging()
-    distributed.run(main)
+    cli.run_absl(main)

@@ -120,7 +120,7 @@ def test_params_hash_is_stable_across_forms_and_layouts():
 
 def test_series_round_trip_with_index_and_hashes(tmp_path):
     mesh = _mesh((2, 4))
-    ckpt = ck.Checkpointer(tmp_path, _cfg(steps=(3, 7)), num_steps=9)
+    ckpt = ck.RunCheckpoints(tmp_path, _cfg(steps=(3, 7)), num_steps=9)
     assert ckpt.schedule.planned_steps() == [0, 3, 7, 9]
     saved = {}
     for step in ckpt.schedule.planned_steps():
@@ -149,12 +149,12 @@ def test_series_round_trip_with_index_and_hashes(tmp_path):
 
 def test_duplicate_series_save_is_skipped(tmp_path, caplog):
     params = _params()
-    with ck.Checkpointer(tmp_path, _cfg(steps=(4,)), num_steps=8) as ckpt:
+    with ck.RunCheckpoints(tmp_path, _cfg(steps=(4,)), num_steps=8) as ckpt:
         assert ckpt.save_series(4, params, _meta(4))
         assert not ckpt.save_series(4, params, _meta(4))  # still in flight: skipped
     files_before = sorted((tmp_path / "checkpoints" / "series" / "4").rglob("*"))
     mtime = (tmp_path / "checkpoints" / "series" / "4").stat().st_mtime_ns
-    with ck.Checkpointer(tmp_path, _cfg(steps=(4,)), num_steps=8) as ckpt:  # a resumed run re-saves step 4
+    with ck.RunCheckpoints(tmp_path, _cfg(steps=(4,)), num_steps=8) as ckpt:  # a resumed run re-saves step 4
         assert not ckpt.save_series(4, params, _meta(4))
         with caplog.at_level(logging.WARNING, logger="babyjax"):
             assert not ckpt.save_series(4, _params(seed=1), _meta(4))
@@ -169,7 +169,7 @@ def test_duplicate_series_save_is_skipped(tmp_path, caplog):
 def test_async_save_survives_donation_and_finishes_on_wait(tmp_path):
     params = _params(mesh=_mesh((2, 4)))
     expected_hash = ck.params_hash(params)
-    ckpt = ck.Checkpointer(tmp_path, _cfg(), num_steps=5)
+    ckpt = ck.RunCheckpoints(tmp_path, _cfg(), num_steps=5)
     ckpt.save_series(0, params, _meta(0))
     for leaf in jax.tree_util.tree_leaves(params):  # as a donated train step would
         leaf.delete()
@@ -181,7 +181,7 @@ def test_async_save_survives_donation_and_finishes_on_wait(tmp_path):
 
 
 def test_index_lists_only_committed_steps(tmp_path):
-    ckpt = ck.Checkpointer(tmp_path, _cfg(), num_steps=5)
+    ckpt = ck.RunCheckpoints(tmp_path, _cfg(), num_steps=5)
     ckpt._series.wait_until_finished()
     ckpt.save_series(1, _params(), _meta(1))
     committed = ck._committed_steps(ck.series_dir(tmp_path))
@@ -193,7 +193,7 @@ def test_index_lists_only_committed_steps(tmp_path):
 
 
 def test_meta_must_carry_the_counters(tmp_path):
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=5) as ckpt:
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=5) as ckpt:
         with pytest.raises(ValueError, match="lacks \\['words_seen'\\]"):
             ckpt.save_series(1, _params(), {"tokens_seen": 1.0, "wall_time": 0.0})
         with pytest.raises(ValueError, match="says step 2"):
@@ -205,7 +205,7 @@ def test_meta_must_carry_the_counters(tmp_path):
 def test_resume_keeps_latest_n_with_iterator_state_and_meta(tmp_path):
     mesh = _mesh((2, 4))
     loader = FakeLoader(seed=3)
-    ckpt = ck.Checkpointer(tmp_path, _cfg(resume_every=2, resume_keep=2), num_steps=9)
+    ckpt = ck.RunCheckpoints(tmp_path, _cfg(resume_every=2, resume_keep=2), num_steps=9)
     assert ckpt.latest_resume_step() is None
     states = {}
     for step in range(1, 8):
@@ -220,7 +220,7 @@ def test_resume_keeps_latest_n_with_iterator_state_and_meta(tmp_path):
     assert sorted(int(p.name) for p in resume.iterdir()) == [6, 7]
     assert json.loads((resume / "7" / "data" / "process_0-of-1.json").read_text())["position"] == 7
 
-    ckpt = ck.Checkpointer(tmp_path, _cfg(resume_every=2, resume_keep=2), num_steps=9)
+    ckpt = ck.RunCheckpoints(tmp_path, _cfg(resume_every=2, resume_keep=2), num_steps=9)
     assert ckpt.latest_resume_step() == 7
     fresh = FakeLoader(seed=0)
     state, meta = ckpt.restore_resume(_abstract(_train_state(mesh), mesh), fresh)
@@ -236,11 +236,11 @@ def test_resume_keeps_latest_n_with_iterator_state_and_meta(tmp_path):
 def test_reshard_restore(tmp_path, target):
     source = _mesh((2, 4))
     state = _train_state(source, seed=5)
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=4) as ckpt:
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=4) as ckpt:
         ckpt.save_series(0, state.params, _meta(0))
         ckpt.save_resume(2, state, FakeLoader(), _meta(2))
     mesh = _mesh(target)
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=4) as ckpt:
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=4) as ckpt:
         restored, _ = ckpt.restore_resume(_abstract(_train_state(source), mesh), FakeLoader())
     _assert_equal(restored, state)
     kernel = restored.params["out"]["kernel"].value
@@ -254,7 +254,7 @@ def test_reshard_restore(tmp_path, target):
 
 
 def test_unfinalized_tmp_checkpoint_is_ignored_and_cleaned(tmp_path):
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=9) as ckpt:
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=9) as ckpt:
         ckpt.save_series(0, _params(), _meta(0))
     # a save of step 5 killed half-way: orbax's temporary directory, never renamed
     tmp_dir = ck.series_dir(tmp_path) / "5.orbax-checkpoint-tmp"
@@ -263,14 +263,14 @@ def test_unfinalized_tmp_checkpoint_is_ignored_and_cleaned(tmp_path):
     assert [e["step"] for e in ck.load_series_index(tmp_path)] == [0]
     with pytest.raises(ck.CheckpointError, match="no committed series checkpoint at step 5"):
         ck.restore_params(tmp_path, 5)
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=9) as ckpt:  # restart: cleaned up, step 5 saved afresh
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=9) as ckpt:  # restart: cleaned up, step 5 saved afresh
         assert ckpt.save_series(5, _params(seed=5), _meta(5))
     assert not tmp_dir.exists()
     assert [e["step"] for e in ck.load_series_index(tmp_path)] == [0, 5]
 
 
 def test_interrupted_or_damaged_index_is_rebuilt(tmp_path):
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=9) as ckpt:
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=9) as ckpt:
         for step in (0, 2, 4):
             ckpt.save_series(step, _params(seed=step), _meta(step))
     path = ck.index_path(tmp_path)
@@ -278,14 +278,14 @@ def test_interrupted_or_damaged_index_is_rebuilt(tmp_path):
     # killed between a commit and the index write: the index misses step 4; a temp file of a write was left behind
     path.write_text(json.dumps(good[:2]))
     (path.parent / ".series.json.tmp-999").write_text('[{"step": 0, "wor')
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=9):
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=9):
         pass
     assert json.loads(path.read_text()) == good
     assert not (path.parent / ".series.json.tmp-999").exists()
     # damaged index (not written by us, e.g. a disk-full copy): readers fall back to the checkpoints, restart repairs
     path.write_text(json.dumps(good)[:40])
     assert ck.load_series_index(tmp_path) == good
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=9):
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=9):
         pass
     assert json.loads(path.read_text()) == good
 
@@ -297,7 +297,7 @@ def test_kill_9_during_async_saves_leaves_a_consistent_series(tmp_path):
         from configs import base
         cfg = base.get_config().ckpt
         cfg.schedule = "none"
-        ckpt = ck.Checkpointer({str(tmp_path)!r}, cfg, num_steps=100)
+        ckpt = ck.RunCheckpoints({str(tmp_path)!r}, cfg, num_steps=100)
         for step in range(6):
             params = {{"w": jnp.full((512, 1024), float(step)), "b": jnp.arange(1000.0) + step}}
             ckpt.save_series(step, params, {{"tokens_seen": step, "words_seen": step, "wall_time": 0.0}})
@@ -309,7 +309,7 @@ def test_kill_9_during_async_saves_leaves_a_consistent_series(tmp_path):
     listed = [e["step"] for e in json.loads(ck.index_path(tmp_path).read_text())]
     committed = ck._committed_steps(ck.series_dir(tmp_path))
     assert set(listed) <= set(committed) and listed == list(range(len(listed)))
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=100) as ckpt:  # the rerun skips committed steps
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=100) as ckpt:  # the rerun skips committed steps
         for step in range(6):
             params = {"w": jnp.full((512, 1024), float(step)), "b": jnp.arange(1000.0) + step}
             assert ckpt.save_series(step, params, _meta(step)) == (step not in committed)
@@ -329,8 +329,8 @@ def test_clear_errors(tmp_path):
     with pytest.raises(ck.CheckpointError, match="no series checkpoints in"):
         ck.restore_params(tmp_path, 0)
     with pytest.raises(ValueError, match="resume_every"):
-        ck.Checkpointer(tmp_path, _cfg(resume_every=0), num_steps=3)
-    with ck.Checkpointer(tmp_path, _cfg(), num_steps=9) as ckpt:
+        ck.RunCheckpoints(tmp_path, _cfg(resume_every=0), num_steps=3)
+    with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=9) as ckpt:
         with pytest.raises(ck.CheckpointError, match="no resume checkpoint"):
             ckpt.restore_resume(_abstract(_train_state(_mesh((1, 1))), _mesh((1, 1))), FakeLoader())
         for step in (0, 1, 2):

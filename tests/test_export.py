@@ -120,4 +120,4 @@ def test_export_command_line(tmp_path, tok):
     assert "exported step 10" in ok.stdout and (tmp_path / "hf" / "model.safetensors").exists()
     bad = subprocess.run(cmd[:3] + [f"--workdir={tmp_path / 'nowhere'}", f"--out={tmp_path / 'o'}"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -61,7 +61,7 @@ def make_run(workdir: pathlib.Path, tok: Tokenizer, models: dict[int, Transforme
     workdir.mkdir(parents=True)
     (workdir / "config.json").write_text(c.to_json_best_effort())
     shutil.copy(tok.path, workdir / "tokenizer.model")
-    with checkpoints.Checkpointer(workdir, c.ckpt, num_steps=max(models)) as ckpt:
+    with checkpoints.RunCheckpoints(workdir, c.ckpt, num_steps=max(models)) as ckpt:
         for step, model in models.items():
             ckpt.save_series(step, nnx.state(model, nnx.Param), {"tokens_seen": 10.0 * step,
                                                                  "words_seen": 8.0 * step, "wall_time": float(step)})

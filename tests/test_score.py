@@ -140,7 +140,7 @@ def make_run(workdir: pathlib.Path, tok: tokenizer_lib.Tokenizer, *, style: str 
     (workdir / "config.json").write_text(c.to_json_best_effort())
     shutil.copy(tok.path, workdir / "tokenizer.model")
     cfg = ModelConfig.from_config(c.model, tok.vocab_size)
-    ckpt = checkpoints.Checkpointer(workdir, c.ckpt, num_steps=max(steps))
+    ckpt = checkpoints.RunCheckpoints(workdir, c.ckpt, num_steps=max(steps))
     for i, step in enumerate(steps):
         params = nnx.state(random_model(cfg, seed=1000 * seed + i), nnx.Param)
         ckpt.save_series(step, params, {"tokens_seen": 64.0 * step, "words_seen": words_per_step * step,
@@ -466,7 +466,7 @@ def test_command_line(tmp_path, tiny_tokenizer, babylm_sample):
     bad = subprocess.run(cmd[:-2] + ["--kind=pairs", f"--eval={tmp_path / 'missing.jsonl'}",
                                      f"--out={tmp_path / 'o2'}"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300, check=False)
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "missing.jsonl" in bad.stderr.strip().splitlines()[-1]
 
 

@@ -13,6 +13,8 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+from babyjax.errors import InputError, MissingError
+
 
 @dataclasses.dataclass
 class ScoreOutput:
@@ -44,7 +46,7 @@ def _require(where: pathlib.Path, have, needed: tuple[str, ...]) -> None:
     """One-line ValueError naming what a score output file lacks."""
     missing = [k for k in needed if k not in have]
     if missing:
-        raise ValueError(f"{where} lacks {', '.join(missing)}: it is not a complete babyjax.score output "
+        raise InputError(f"{where} lacks {', '.join(missing)}: it is not a complete babyjax.score output "
                          "(re-run python -m babyjax.score)")
 
 
@@ -53,12 +55,12 @@ def load_score_output(path: str | pathlib.Path) -> ScoreOutput:
     path = pathlib.Path(path)
     meta_path = path / "meta.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: {path} is not a babyjax score output "
+        raise MissingError(f"{meta_path} not found: {path} is not a babyjax score output "
                                 "(run python -m babyjax.score first)")
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{meta_path} is not valid JSON ({err}): re-run python -m babyjax.score") from None
+        raise InputError(f"{meta_path} is not valid JSON ({err}): re-run python -m babyjax.score") from None
     _require(meta_path, meta, META_KEYS)
     tokens = pd.read_csv(path / "tokens.csv", keep_default_na=False, na_values=[""]) \
         if (path / "tokens.csv").is_file() else None
@@ -74,14 +76,14 @@ def load_score_output(path: str | pathlib.Path) -> ScoreOutput:
         if not s_path.is_file() or not c_path.is_file():
             if meta.get("kind") == "pairs":
                 continue
-            raise FileNotFoundError(f"run {run}: {s_path} or {c_path} missing: the score output is incomplete")
+            raise MissingError(f"run {run}: {s_path} or {c_path} missing: the score output is incomplete")
         s = np.load(s_path, mmap_mode="r")
         ck = pd.read_csv(c_path)
         _require(c_path, ck.columns, CHECKPOINT_COLUMNS)
         if s.ndim != 2 or s.shape[0] != len(ck):
-            raise ValueError(f"run {run}: surprisal.npy has shape {s.shape} but checkpoints.csv has {len(ck)} rows")
+            raise InputError(f"run {run}: surprisal.npy has shape {s.shape} but checkpoints.csv has {len(ck)} rows")
         if tokens is not None and s.shape[1] != len(tokens):
-            raise ValueError(f"run {run}: surprisal.npy has {s.shape[1]} tokens but tokens.csv has {len(tokens)}")
+            raise InputError(f"run {run}: surprisal.npy has {s.shape[1]} tokens but tokens.csv has {len(tokens)}")
         if base not in (2, "2"):
             bits_per_unit = 1 / math.log(2) if base in ("e", math.e) else math.log2(float(base))
             s = np.asarray(s, np.float32) * np.float32(bits_per_unit)

@@ -26,6 +26,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import special
 
+from babyjax.errors import InputError
+
 N_SPLINES = 25
 SPLINE_ORDER = 3
 LAMS = np.logspace(-3, 3, 11)
@@ -95,9 +97,9 @@ class GamSmoother:
     def build(cls, x_T: np.ndarray, n_splines: int = N_SPLINES, lams: np.ndarray = LAMS) -> GamSmoother:
         x_T = np.asarray(x_T, np.float64)
         if x_T.ndim != 1 or not np.isfinite(x_T).all():
-            raise ValueError("x must be a finite 1-D array of log10 steps (drop step 0 first)")
+            raise InputError("x must be a finite 1-D array of log10 steps (drop step 0 first)")
         if len(x_T) < n_splines + 1:
-            raise ValueError(f"the GAM smoother ({n_splines} splines) needs at least {n_splines + 1} checkpoints "
+            raise InputError(f"the GAM smoother ({n_splines} splines) needs at least {n_splines + 1} checkpoints "
                              f"after step 0; found {len(x_T)}")
         edges = (float(x_T.min()), float(x_T.max()))
         b_TxK = pygam_bspline_basis(x_T, edges, n_splines)
@@ -283,10 +285,10 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
 
     runs = list(surprisal_by_run)
     if not runs:
-        raise ValueError("no runs given: pass at least one surprisal matrix")
+        raise InputError("no runs given: pass at least one surprisal matrix")
     n_tokens = {np.shape(surprisal_by_run[r])[1] for r in runs}
     if len(n_tokens) != 1:
-        raise ValueError(f"runs have different numbers of tokens {sorted(n_tokens)}: score the same evaluation set")
+        raise InputError(f"runs have different numbers of tokens {sorted(n_tokens)}: score the same evaluation set")
     n_tokens = n_tokens.pop()
     steps_by_run = {r: np.asarray(v, np.int64) for r, v in steps_by_run.items()}  # lists are fine too
     chance = chance_surprisal(vocab_size)
@@ -296,7 +298,7 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
         s = surprisal_by_run[run]
         steps = np.asarray(steps_by_run[run], np.int64)
         if len(steps) != s.shape[0]:
-            raise ValueError(f"run {run}: {s.shape[0]} surprisal rows but {len(steps)} checkpoint steps")
+            raise InputError(f"run {run}: {s.shape[0]} surprisal rows but {len(steps)} checkpoint steps")
         scored = np.zeros(len(steps), bool)
         for c0 in range(0, n_tokens, 65536):
             scored |= np.isfinite(np.asarray(s[:, c0:c0 + 65536])).any(1)

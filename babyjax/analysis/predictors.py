@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from babyjax.errors import InputError, MissingError
+
 if TYPE_CHECKING:
     from babyjax.data.pipeline import TokenizedSplit
 
@@ -73,7 +75,7 @@ class NgramCounts:
     def from_padded_stream(cls, stream: np.ndarray, order: int = 5, min_count: int = 2) -> NgramCounts:
         """Counts over one stream where every real token is preceded by order-1 tokens or PADs."""
         if not (stream != PAD).any():
-            raise ValueError("no training tokens to count n-grams from")
+            raise InputError("no training tokens to count n-grams from")
         real = np.flatnonzero(stream != PAD)  # positions of real tokens (targets)
         keys, logprob = [], []
         for n in range(1, order + 1):
@@ -91,7 +93,7 @@ class NgramCounts:
                 lp = np.log2(counts / np.maximum(ctx_tot[first_ctx], 1))
             keys.append(uniq[keep]), logprob.append(lp[keep])
         if len(keys[0]) == 0:
-            raise ValueError(f"no token occurs {min_count}+ times in the training data: too little data for n-grams")
+            raise InputError(f"no token occurs {min_count}+ times in the training data: too little data for n-grams")
         return cls(order, keys, logprob, float(logprob[0].min()), len(real))
 
     def lookup(self, ids: np.ndarray, n: int) -> np.ndarray:
@@ -190,12 +192,12 @@ def training_split(run_dir: str | os.PathLike) -> TokenizedSplit:
     cfg_path, tok_path = run_dir / "config.json", run_dir / "tokenizer.model"
     for p in (cfg_path, tok_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p} not found: pass --runs-dir pointing at the training run directories")
+            raise MissingError(f"{p} not found: pass --runs-dir pointing at the training run directories")
     try:
         cfg = ml_collections.ConfigDict(json.loads(cfg_path.read_text()))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{cfg_path} is not valid JSON ({err}): it must be the run's config.json") from None
+        raise InputError(f"{cfg_path} is not valid JSON ({err}): it must be the run's config.json") from None
     missing = [k for k in ("track", "max_train_lines", "dir", "tfds_dir") if "data" not in cfg or k not in cfg.data]
     if missing:
-        raise ValueError(f"{cfg_path} lacks data.{', data.'.join(missing)}: it must be a babyjax run's config.json")
+        raise InputError(f"{cfg_path} lacks data.{', data.'.join(missing)}: it must be a babyjax run's config.json")
     return load_split_tokens(cfg.data, Tokenizer(tok_path), "train")

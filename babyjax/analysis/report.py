@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from babyjax.errors import InputError, MissingError
 from babyjax.analysis import ScoreOutput, curves, load_score_output, plots, predictors, words, xia
 from babyjax.data.tokenizer import EOS_ID, PAD_ID
 from babyjax.metrics import read_metrics
@@ -257,12 +258,12 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
                  progress: bool = True) -> pathlib.Path:
     """Analyse the score outputs of one study into `out` (report.md, PNGs, CSVs). Returns the report path."""
     if x_axis not in xia.X_AXES:
-        raise ValueError(f"x axis must be one of {xia.X_AXES}; got {x_axis!r}")
+        raise InputError(f"x axis must be one of {xia.X_AXES}; got {x_axis!r}")
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rd = pathlib.Path(runs_dir) if runs_dir else None
     if rd is not None and not rd.is_dir():
-        raise FileNotFoundError(f"--runs-dir {rd} is not a directory")
+        raise MissingError(f"--runs-dir {rd} is not a directory")
     outputs = [load_score_output(d) for d in score_dirs]
     notes: list[str] = []
     run_names = sorted({r for so in outputs for r in so.meta.get("runs", [])})

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from babyjax.errors import InputError, MissingError
 from babyjax.analysis import curves
 
 WORD_MARK = "\u2581"
@@ -27,11 +28,11 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
     lower case; duplicated spellings averaged)."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"child AoA list not found at {path}: pass the CDI word_list.csv")
+        raise MissingError(f"child AoA list not found at {path}: pass the CDI word_list.csv")
     df = pd.read_csv(path)
     missing = {"word_clean", "aoa"} - set(df.columns)
     if missing:
-        raise ValueError(f"{path} lacks columns {sorted(missing)}: expected the BabyLM 2023 AoA word_list.csv")
+        raise InputError(f"{path} lacks columns {sorted(missing)}: expected the BabyLM 2023 AoA word_list.csv")
     df = df[~df["word_clean"].str.contains(" ")].assign(word=lambda d: d["word_clean"].str.lower())
     return df.groupby("word", as_index=False).agg(child_aoa=("aoa", "mean"), lexical_category=("lexical_category", "first"),
                                                    childes_frequency=("frequency", "first"))

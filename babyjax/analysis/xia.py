@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from babyjax.errors import InputError
+
 X_AXES = ("step", "tokens", "words", "flops")
 CLASSES = ("upward", "downward", "stagnated", "other")
 
@@ -17,11 +19,11 @@ def ols_slope_pvalues(x_T: np.ndarray, y_TxC: np.ndarray) -> tuple[np.ndarray, n
     y_TxC = np.asarray(y_TxC, np.float64)
     n = len(x_T)
     if n < 3:
-        raise ValueError(f"an OLS slope with a p-value needs at least 3 points; found {n}")
+        raise InputError(f"an OLS slope with a p-value needs at least 3 points; found {n}")
     xc = x_T - x_T.mean()
     sxx = np.dot(xc, xc)
     if sxx == 0:
-        raise ValueError("x is constant over the window: no slope can be estimated")
+        raise InputError("x is constant over the window: no slope can be estimated")
     slope = xc @ y_TxC / sxx
     resid = y_TxC - y_TxC.mean(0) - np.outer(xc, slope)
     se = np.sqrt(np.square(resid).sum(0) / (n - 2) / sxx)
@@ -43,12 +45,12 @@ def trajectory_classes(surprisal_TxC: np.ndarray, steps_T: np.ndarray, x_T: np.n
     Returns {"slope", "pvalue", "class"} arrays [C].
     """
     if not 0 <= p < 1:
-        raise ValueError(f"p must be a fraction of training in [0, 1); got {p}")
+        raise InputError(f"p must be a fraction of training in [0, 1); got {p}")
     steps_T = np.asarray(steps_T, np.float64)
     x_T = steps_T if x_T is None else np.asarray(x_T, np.float64)
     window = (steps_T >= p * steps_T.max()) & (x_T > 0)
     if window.sum() < 3:
-        raise ValueError(f"the Xia window after p={p} holds {int(window.sum())} checkpoint(s) with x > 0; it needs "
+        raise InputError(f"the Xia window after p={p} holds {int(window.sum())} checkpoint(s) with x > 0; it needs "
                          "at least 3: lower --xia-p or score more checkpoints")
     ppl = np.exp2(np.asarray(surprisal_TxC, np.float64)[window])
     slope, pval = ols_slope_pvalues(np.log(x_T[window]), ppl / ppl[0])

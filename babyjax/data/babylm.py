@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
+from babyjax.errors import DataError, InputError, MissingError
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
@@ -43,10 +45,6 @@ EXPECTED_LAYOUT = (
     "expected a BabyLM release folder in the 2023 layout (babylm_10M/ or babylm_100M/, babylm_dev/, babylm_test/, "
     "one <domain>.train/.dev/.test file per domain) or the 2024+ layout (train_10M/ or train_100M/, dev/, test/)"
 )
-
-
-class DataError(ValueError):
-    """Bad or unreachable input data; the message says what to do (shown as one line by the launcher)."""
 
 
 class _QuietCustomConfig(logging.Filter):
@@ -70,11 +68,11 @@ class BabyLMConfig(tfds.core.BuilderConfig):
 def builder_config(track: str, max_train_lines: int = -1) -> BabyLMConfig:
     """The config for a track; a cap gets its own name (and so its own prepared folder)."""
     if track not in TRACKS:
-        raise ValueError(f"unknown BabyLM config {track!r}: use one of {', '.join(TRACKS)} (config.data.track)")
+        raise InputError(f"unknown BabyLM config {track!r}: use one of {', '.join(TRACKS)} (config.data.track)")
     if max_train_lines is None or max_train_lines < 0:
         return BabyLM.builder_configs[track]
     if max_train_lines == 0:
-        raise ValueError("data.max_train_lines must be positive, or -1 for all lines")
+        raise InputError("data.max_train_lines must be positive, or -1 for all lines")
     return BabyLMConfig(
         name=f"{track}_lines{max_train_lines}", track=track, max_train_lines=max_train_lines,
         description=f"{track}, training text capped to {max_train_lines} lines",
@@ -85,7 +83,7 @@ def find_release(root: str | os.PathLike, track: str) -> dict[str, list[pathlib.
     """Files of each split of a release under `root` (or one level below it, e.g. `babylm_data/`)."""
     root = pathlib.Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"BabyLM folder {root} does not exist: {EXPECTED_LAYOUT}")
+        raise MissingError(f"BabyLM folder {root} does not exist: {EXPECTED_LAYOUT}")
     candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     for base in candidates:
         for layout in LAYOUTS.values():
@@ -95,10 +93,10 @@ def find_release(root: str | os.PathLike, track: str) -> dict[str, list[pathlib.
                          for s, f in folders.items()}
                 empty = [str(folders[s]) for s, fs in files.items() if not fs]
                 if empty:
-                    raise FileNotFoundError(f"no {'/'.join(SUFFIXES['train'][:1])} text files in {', '.join(empty)}: "
+                    raise MissingError(f"no {'/'.join(SUFFIXES['train'][:1])} text files in {', '.join(empty)}: "
                                             f"{EXPECTED_LAYOUT}")
                 return files
-    raise FileNotFoundError(f"no BabyLM {track} release found in {root}: {EXPECTED_LAYOUT}")
+    raise MissingError(f"no BabyLM {track} release found in {root}: {EXPECTED_LAYOUT}")
 
 
 def source_fingerprint(files: Mapping[str, list[pathlib.Path]]) -> str:
@@ -278,8 +276,11 @@ def _resolve(value: str, env: str) -> str | None:
     return value or os.environ.get(env) or None
 
 
-def get_builder(data_cfg: Any, *, download_url: str | None = None) -> BabyLM:
+def get_builder(data_cfg: Any, *, download_url: str | None = None, prepare: bool = True) -> BabyLM:
     """The prepared builder for `data_cfg` (track, max_train_lines, dir, tfds_dir), preparing it if needed.
+
+    prepare=False never downloads or prepares: a dataset that is not prepared yet is a DataError (the analysis reads
+    a run's training tokens this way).
 
     A prepared dataset is reused and never overwritten; if a source folder is given and is not the one the
     prepared dataset was built from, this raises instead of silently mixing them.
@@ -301,6 +302,9 @@ def get_builder(data_cfg: Any, *, download_url: str | None = None) -> BabyLM:
             for split, split_stats in builder.info.metadata.get("line_stats", {}).items():
                 _report(split, split_stats)
         return builder
+    if not prepare:
+        raise DataError(f"the BabyLM {config.name} dataset is not prepared in {builder.data_dir}: train the run on this "
+                        "machine first (or point data.tfds_dir / BABYJAX_TFDS_DIR at the folder that holds it)")
     if source:
         find_release(source, config.track)  # fail early, with the expected layout, before TFDS starts
     download_config = tfds.download.DownloadConfig(manual_dir=source) if source else None

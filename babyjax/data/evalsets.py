@@ -26,6 +26,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from babyjax.errors import ExistsError, InputError, MissingError
 from babyjax.data import babylm
 from babyjax.data.pipeline import TokenizedSplit, load_split_tokens
 from babyjax.data.tokenizer import EOS_ID, Tokenizer
@@ -59,7 +60,7 @@ class TokenSample:
             same = path.read_bytes() == pathlib.Path(f.name).read_bytes()
             os.unlink(f.name)
             if not same:
-                raise FileExistsError(f"{path} exists with another sample: choose a new path (scores refer to it)")
+                raise ExistsError(f"{path} exists with another sample: choose a new path (scores refer to it)")
             return path
         os.replace(f.name, path)
         return path
@@ -79,10 +80,10 @@ def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num
     EOS document separators are contexts, never targets).
     """
     if not 1 <= num_positions < seq_len:
-        raise ValueError(f"num_positions must be in [1, seq_len - 1] = [1, {seq_len - 1}], got {num_positions}")
+        raise InputError(f"num_positions must be in [1, seq_len - 1] = [1, {seq_len - 1}], got {num_positions}")
     num_windows = data.num_tokens // seq_len
     if not 0 < num_sequences <= num_windows:
-        raise ValueError(f"asked for {num_sequences} sequences of {seq_len} tokens but the split holds "
+        raise InputError(f"asked for {num_sequences} sequences of {seq_len} tokens but the split holds "
                          f"{num_windows}: ask for fewer or shorter sequences")
     rng = np.random.default_rng(seed)
     offsets = np.sort(rng.choice(num_windows, size=num_sequences, replace=False)).astype(np.int64) * seq_len
@@ -92,7 +93,7 @@ def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num
     keys[np.isin(tokens, exclude_ids)] = np.inf
     short = np.flatnonzero(np.isfinite(keys).sum(1) < num_positions)
     if short.size:
-        raise ValueError(f"{short.size} sequences have fewer than {num_positions} eligible targets: ask for fewer")
+        raise InputError(f"{short.size} sequences have fewer than {num_positions} eligible targets: ask for fewer")
     positions = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :num_positions], axis=1).astype(np.int32)
     meta = {"kind": "tokens", "num_sequences": num_sequences, "seq_len": seq_len, "num_positions": num_positions,
             "seed": seed, "exclude_ids": list(exclude_ids), "stream": "EOS-separated documents in file order"}
@@ -104,7 +105,7 @@ def make_token_sample(data_cfg: Any, tokenizer: Tokenizer, path: str | os.PathLi
                       seed: int = 0) -> TokenSample:
     """Tokens-in-context sample from `split` of the BabyLM dataset of `data_cfg`, saved to `path`."""
     if split not in ("dev", "test"):
-        raise ValueError(f"tokens in context must come from held-out text: split 'dev' or 'test', not {split!r}")
+        raise InputError(f"tokens in context must come from held-out text: split 'dev' or 'test', not {split!r}")
     data = load_split_tokens(data_cfg, tokenizer, split)
     sample = sample_tokens(data, num_sequences=num_sequences, seq_len=seq_len, num_positions=num_positions, seed=seed)
     config_name = babylm.builder_config(data_cfg.track, data_cfg.max_train_lines).name
@@ -126,7 +127,7 @@ def _files(path: str | os.PathLike, suffix: str) -> list[pathlib.Path]:
     path = pathlib.Path(path)
     files = sorted(path.glob(f"*{suffix}")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
-        raise FileNotFoundError(f"no {suffix} files at {path}")
+        raise MissingError(f"no {suffix} files at {path}")
     return files
 
 
@@ -134,7 +135,7 @@ def _lines(path: pathlib.Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}): convert it with iconv -t UTF-8") from None
+        raise InputError(f"{path} is not UTF-8 text (byte {e.start}): convert it with iconv -t UTF-8") from None
 
 
 def load_texts(path: str | os.PathLike, suffix: str = ".txt") -> list[TextLine]:
@@ -163,9 +164,9 @@ def _jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i + 1} is not valid JSON ({e.msg})") from None
+                raise InputError(f"{path}:{i + 1} is not valid JSON ({e.msg})") from None
             if not {"sentence_good", "sentence_bad"} <= rows[-1].keys():
-                raise ValueError(f"{path}:{i + 1} lacks sentence_good / sentence_bad")
+                raise InputError(f"{path}:{i + 1} lacks sentence_good / sentence_bad")
     return rows
 
 
@@ -194,7 +195,7 @@ def load_zorro(path: str | os.PathLike) -> list[MinimalPair]:
     for f in _files(path, ".txt"):
         lines = [t for t in _lines(f) if t.strip()]
         if len(lines) % 2:
-            raise ValueError(f"{f} has an odd number of sentences ({len(lines)}): Zorro files hold bad/good pairs")
+            raise InputError(f"{f} has an odd number of sentences ({len(lines)}): Zorro files hold bad/good pairs")
         phenomenon = f.stem.rsplit("-", 1)[0]
         pairs += [MinimalPair(lines[j + 1], lines[j], "zorro", f.stem, phenomenon, phenomenon, str(j // 2))
                   for j in range(0, len(lines), 2)]
@@ -213,7 +214,7 @@ def load_pairs(path: str | os.PathLike, suite: str | None = None) -> list[Minima
             suite = "blimp" if rows and "linguistics_term" in rows[0] else "blimp_supplement"
     loaders = {"blimp": load_blimp, "blimp_supplement": load_blimp_supplement, "zorro": load_zorro}
     if suite not in loaders:
-        raise ValueError(f"unknown minimal-pair suite {suite!r}: use one of {', '.join(SUITES)}")
+        raise InputError(f"unknown minimal-pair suite {suite!r}: use one of {', '.join(SUITES)}")
     return loaders[suite](path)
 
 
@@ -223,18 +224,25 @@ def make_run_token_sample(workdir: str | os.PathLike, out: str | os.PathLike, **
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: --workdir must be a babyjax run directory")
+        raise MissingError(f"{config_path} not found: --workdir must be a babyjax run directory")
     try:
         config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path} is not valid JSON ({e.msg}): --workdir must be a babyjax run directory") \
+        raise InputError(f"{config_path} is not valid JSON ({e.msg}): --workdir must be a babyjax run directory") \
             from None
     if "data" not in config:
-        raise ValueError(f"{config_path} has no 'data' section: --workdir must be a babyjax run directory")
+        raise InputError(f"{config_path} has no 'data' section: --workdir must be a babyjax run directory")
     return make_token_sample(config.data, Tokenizer(workdir / "tokenizer.model"), out, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; a user error is one line and status 2 (babyjax/cli.py)."""
+    from babyjax import cli
+
+    return cli.run(_main, argv, prog="babyjax.data.evalsets")
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m babyjax.data.evalsets", description="Build evaluation sets.")
     sub = ap.add_subparsers(dest="kind", required=True)
     tokens = sub.add_parser("tokens", help="tokens-in-context sample (Chang et al.) of a run's held-out text")
@@ -246,12 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokens.add_argument("--num_positions", type=int, default=10, help="target positions per sequence")
     tokens.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    try:
-        sample = make_run_token_sample(args.workdir, args.out, split=args.split, num_sequences=args.num_sequences,
-                                       seq_len=args.seq_len, num_positions=args.num_positions, seed=args.seed)
-    except (OSError, ValueError) as err:
-        print(f"babyjax.data.evalsets: error: {err}", file=sys.stderr)
-        return 2
+    sample = make_run_token_sample(args.workdir, args.out, split=args.split, num_sequences=args.num_sequences,
+                                   seq_len=args.seq_len, num_positions=args.num_positions, seed=args.seed)
     n, k = sample.positions.shape
     print(f"{n} sequences x {sample.tokens.shape[1]} tokens, {n * k} targets ({args.split}) written to {args.out}")
     return 0

@@ -32,6 +32,7 @@ import numpy as np
 from absl import flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from babyjax.errors import InputError
 from babyjax.data import babylm
 from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 PACKING_MODES = ("pack", "chunk")
 BATCH_AXES = ("data", "fsdp")
 _CHUNK = 65_536  # examples read and tokenized at a time
+TOTALS = "_global_totals"  # batch key of the host-side totals, popped by the Loader
 
 
 @dataclasses.dataclass
@@ -128,51 +130,69 @@ def tokenize_split(source: Any, tokenizer: Tokenizer, cache_dir: pathlib.Path | 
 
 
 class _RowBatcher:
-    """Builds this process's rows of one global batch of row indices (-1 = padding row)."""
+    """Builds this process's rows of one global batch of row indices (-1 = padding row), and the whole global
+    batch's totals (loss targets and words), which every process can count on the host without the device."""
 
     def __init__(self, data: TokenizedSplit, seq_len: int, packing: str, batch_size: int, lo: int, hi: int):
         self.data, self.seq_len, self.packing = data, seq_len, packing
         self.batch_size, self.lo, self.hi = batch_size, lo, hi
 
-    def _words_before(self, pos_b: np.ndarray) -> np.ndarray:
+    def _words_before(self, pos_B: np.ndarray) -> np.ndarray:
         """Words of the stream before token position `pos` (a document's words spread evenly over its tokens)."""
         doc_starts, words_cum = self.data.doc_starts, self.data.words_cum
-        pos_b = np.clip(pos_b, 0, self.data.num_tokens)
-        d = np.clip(np.searchsorted(doc_starts, pos_b, side="right") - 1, 0, self.data.num_docs - 1)
-        frac = (pos_b - doc_starts[d]) / (doc_starts[d + 1] - doc_starts[d])
+        pos_B = np.clip(pos_B, 0, self.data.num_tokens)
+        d = np.clip(np.searchsorted(doc_starts, pos_B, side="right") - 1, 0, self.data.num_docs - 1)
+        frac = (pos_B - doc_starts[d]) / (doc_starts[d + 1] - doc_starts[d])
         return words_cum[d] + frac * (words_cum[d + 1] - words_cum[d])
 
-    def __call__(self, rows_b: np.ndarray) -> dict[str, np.ndarray]:
-        rows_b = np.concatenate([rows_b, np.full(self.batch_size - len(rows_b), -1)])[self.lo:self.hi]
+    def _row_words(self, rows_B: np.ndarray) -> np.ndarray:
+        """float32 [B]: words of the source text each row consumes (0 for padding rows); rows sum to an epoch's."""
+        start_B = rows_B.astype(np.int64) * self.seq_len
+        end_B = np.minimum(start_B + self.seq_len, self.data.num_tokens)
+        return np.where(rows_B >= 0, self._words_before(end_B) - self._words_before(start_B), 0.0).astype(np.float32)
+
+    def _row_targets(self, rows_B: np.ndarray) -> np.ndarray:
+        """int64 [B]: loss targets of each row (the sum of its `weights`), counted without building the rows."""
+        start_B = rows_B.astype(np.int64) * self.seq_len
+        hi_B = np.minimum(start_B + self.seq_len, self.data.num_tokens - 1)  # a target needs a next token
+        count_B = np.maximum(hi_B - start_B, 0)
+        if self.packing == "pack":  # no target across a document start
+            doc_starts = self.data.doc_starts
+            count_B -= np.maximum(np.searchsorted(doc_starts, hi_B, "right") -
+                                  np.searchsorted(doc_starts, start_B + 1, "left"), 0)
+        return np.where(rows_B >= 0, count_B, 0)
+
+    def __call__(self, rows_B: np.ndarray) -> dict[str, np.ndarray]:
+        all_B = np.concatenate([rows_B, np.full(self.batch_size - len(rows_B), -1)])
+        rows_B = all_B[self.lo:self.hi]
         tokens, doc_starts, num_tokens = self.data.tokens, self.data.doc_starts, self.data.num_tokens
         L = self.seq_len
-        start_b = rows_b.astype(np.int64) * L
-        pos_bxl = start_b[:, None] + np.arange(L)
-        valid_bxl = (rows_b >= 0)[:, None] & (pos_bxl < num_tokens)
-        tvalid_bxl = valid_bxl & (pos_bxl + 1 < num_tokens)
-        pos_c = np.clip(pos_bxl, 0, num_tokens - 1)
-        tpos_c = np.clip(pos_bxl + 1, 0, num_tokens - 1)
-        inputs = np.where(valid_bxl, tokens[pos_c], PAD_ID).astype(np.int32)
-        targets = np.where(tvalid_bxl, tokens[tpos_c], PAD_ID).astype(np.int32)
+        start_B = rows_B.astype(np.int64) * L
+        pos_BxL = start_B[:, None] + np.arange(L)
+        valid_BxL = (rows_B >= 0)[:, None] & (pos_BxL < num_tokens)
+        tvalid_BxL = valid_BxL & (pos_BxL + 1 < num_tokens)
+        pos_BxL_c = np.clip(pos_BxL, 0, num_tokens - 1)
+        tpos_BxL_c = np.clip(pos_BxL + 1, 0, num_tokens - 1)
+        inputs = np.where(valid_BxL, tokens[pos_BxL_c], PAD_ID).astype(np.int32)
+        targets = np.where(tvalid_BxL, tokens[tpos_BxL_c], PAD_ID).astype(np.int32)
         if self.packing == "pack":
-            doc_bxl = np.searchsorted(doc_starts, pos_c, side="right") - 1
-            tdoc_bxl = np.searchsorted(doc_starts, tpos_c, side="right") - 1
-            segment_ids = np.where(valid_bxl, doc_bxl - doc_bxl[:, :1] + 1, 0)
-            seg_start = np.maximum(doc_starts[doc_bxl], start_b[:, None])
-            positions = np.where(valid_bxl, pos_bxl - seg_start, 0)
-            weights = tvalid_bxl & (tdoc_bxl == doc_bxl)
+            doc_BxL = np.searchsorted(doc_starts, pos_BxL_c, side="right") - 1
+            tdoc_BxL = np.searchsorted(doc_starts, tpos_BxL_c, side="right") - 1
+            segment_ids = np.where(valid_BxL, doc_BxL - doc_BxL[:, :1] + 1, 0)
+            seg_start_BxL = np.maximum(doc_starts[doc_BxL], start_B[:, None])
+            positions = np.where(valid_BxL, pos_BxL - seg_start_BxL, 0)
+            weights = tvalid_BxL & (tdoc_BxL == doc_BxL)
         else:
-            segment_ids = valid_bxl.astype(np.int32)
-            positions = np.broadcast_to(np.arange(L), pos_bxl.shape)
-            weights = tvalid_bxl
-        # A document's words are spread evenly over its tokens: row sums add up to the exact words of an epoch.
-        end_b = np.minimum(start_b + L, num_tokens)
-        num_words = np.where(rows_b >= 0, self._words_before(end_b) - self._words_before(start_b), 0.0)
+            segment_ids = valid_BxL.astype(np.int32)
+            positions = np.broadcast_to(np.arange(L), pos_BxL.shape)
+            weights = tvalid_BxL
+        totals = np.array([self._row_targets(all_B).sum(), self._row_words(all_B).astype(np.float64).sum()])
         return {
             "inputs": inputs, "targets": targets,
             "segment_ids": segment_ids.astype(np.int32), "positions": positions.astype(np.int32),
             "weights": weights.astype(np.float32),
-            "num_words": num_words.astype(np.float32), "num_tokens": valid_bxl.sum(1).astype(np.float32),
+            "num_words": self._row_words(rows_B), "num_tokens": valid_BxL.sum(1).astype(np.float32),
+            TOTALS: totals,
         }
 
 
@@ -183,13 +203,13 @@ class Loader:
                  shuffle: bool, num_epochs: int, mesh: Mesh | None = None, process_index: int | None = None,
                  process_count: int | None = None, worker_count: int = 0):
         if packing not in PACKING_MODES:
-            raise ValueError(f"unknown data.packing {packing!r}: use one of {', '.join(PACKING_MODES)}")
+            raise InputError(f"unknown data.packing {packing!r}: use one of {', '.join(PACKING_MODES)}")
         if seq_len <= 0 or global_batch_size <= 0:
-            raise ValueError(f"seq_len ({seq_len}) and global_batch_size ({global_batch_size}) must be positive")
+            raise InputError(f"seq_len ({seq_len}) and global_batch_size ({global_batch_size}) must be positive")
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
         if not 0 <= process_index < process_count or global_batch_size % process_count:
-            raise ValueError(f"global_batch_size {global_batch_size} must split evenly over {process_count} "
+            raise InputError(f"global_batch_size {global_batch_size} must split evenly over {process_count} "
                              f"processes (process_index {process_index})")
         self.mesh, self.global_batch_size, self.seq_len, self.data = mesh, global_batch_size, seq_len, data
         self._shardings = self._make_shardings(mesh, process_count, global_batch_size)
@@ -219,12 +239,12 @@ class Loader:
         if mesh is None:
             return None
         if process_count != jax.process_count():
-            raise ValueError(f"global arrays need process_count == jax.process_count() ({jax.process_count()}), "
+            raise InputError(f"global arrays need process_count == jax.process_count() ({jax.process_count()}), "
                              f"got {process_count}: pass mesh=None to simulate processes")
         axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
         shards = math.prod(mesh.shape[a] for a in axes)
         if global_batch_size % shards:
-            raise ValueError(f"global batch size {global_batch_size} must be a multiple of the mesh's batch shards "
+            raise InputError(f"global batch size {global_batch_size} must be a multiple of the mesh's batch shards "
                              f"{ {a: mesh.shape[a] for a in axes} } = {shards}")
         return NamedSharding(mesh, PartitionSpec(axes))
 
@@ -240,12 +260,18 @@ class Loader:
         return self
 
     def __next__(self) -> dict[str, Any]:
+        return self.next_with_totals()[0]
+
+    def next_with_totals(self) -> tuple[dict[str, Any], tuple[float, float]]:
+        """The next batch, and (loss targets, words) of the whole global batch, counted on the host: the sums of
+        `weights` and `num_words` over every process's rows."""
         batch = next(self._iter)
+        totals = batch.pop(TOTALS)
+        totals = (float(totals[0]), float(totals[1]))
         if self._shardings is None:
-            return batch
-        return {k: jax.make_array_from_process_local_data(self._shardings, v,
-                                                          (self.global_batch_size, *v.shape[1:]))
-                for k, v in batch.items()}
+            return batch, totals
+        return {k: jax.make_array_from_process_local_data(self._shardings, v, (self.global_batch_size, *v.shape[1:]))
+                for k, v in batch.items()}, totals
 
     def get_state(self) -> dict[str, Any]:
         """JSON-serialisable position: restoring it yields exactly the next batch."""
@@ -255,15 +281,16 @@ class Loader:
         """Resume at a state from `get_state()` of a loader over the same data and settings."""
         diff = {k: (state.get(k), v) for k, v in self._fingerprint.items() if state.get(k) != v}
         if diff:
-            raise ValueError(f"data iterator state does not match this loader (saved, now): {diff}")
+            raise InputError(f"data iterator state does not match this loader (saved, now): {diff}")
         self._iter.set_state(state["grain"])
 
 
-def load_split_tokens(data_cfg: Any, tokenizer: Tokenizer, split: str) -> TokenizedSplit:
-    """The token stream of `split` (dataset prepared if needed), cached beside the prepared dataset per tokenizer."""
+def load_split_tokens(data_cfg: Any, tokenizer: Tokenizer, split: str, *, prepare: bool = True) -> TokenizedSplit:
+    """The token stream of `split`, cached beside the prepared dataset per tokenizer. prepare=False: never download
+    or prepare the dataset (a DataError when it is not prepared)."""
     if split not in babylm.SPLITS:
-        raise ValueError(f"unknown split {split!r}: use one of {', '.join(babylm.SPLITS)}")
-    builder = babylm.get_builder(data_cfg)
+        raise InputError(f"unknown split {split!r}: use one of {', '.join(babylm.SPLITS)}")
+    builder = babylm.get_builder(data_cfg, prepare=prepare)
     cache = pathlib.Path(str(builder.data_path)) / "babyjax_tokens" / f"{split}-{tokenizer.sha256[:16]}"
     return tokenize_split(builder.as_data_source(split), tokenizer, cache_dir=cache)
 

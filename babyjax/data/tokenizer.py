@@ -10,14 +10,15 @@ import hashlib
 import io
 import logging
 import os
-import pathlib
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import sentencepiece as spm
 from etils import epath
+
+from babyjax import paths
+from babyjax.errors import InputError, MissingError
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,12 @@ class Tokenizer:
     def __init__(self, path: str | os.PathLike):
         self.path = epath.Path(path)  # local or cloud storage (gs://...), so a run directory can live in a bucket
         if not self.path.is_file():
-            raise FileNotFoundError(f"tokenizer model {self.path} not found: train one with get_tokenizer()")
+            raise MissingError(f"tokenizer model {self.path} not found: train one with get_tokenizer()")
         self._bytes = self.path.read_bytes()
         self.sp = spm.SentencePieceProcessor(model_proto=self._bytes)
         found = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id(), self.sp.piece_to_id(MASK))
         if found != (PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID):
-            raise ValueError(f"{self.path} has special ids (pad, unk, bos, eos, mask) = {found}, babyjax needs "
+            raise InputError(f"{self.path} has special ids (pad, unk, bos, eos, mask) = {found}, babyjax needs "
                              f"{(PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID)}: retrain it with get_tokenizer()")
 
     @property
@@ -97,9 +98,9 @@ def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: 
     and training runs on one thread.
     """
     if model_type not in MODEL_TYPES:
-        raise ValueError(f"unknown tokenizer.model_type {model_type!r}: use one of {', '.join(MODEL_TYPES)}")
+        raise InputError(f"unknown tokenizer.model_type {model_type!r}: use one of {', '.join(MODEL_TYPES)}")
     if len(source) == 0:
-        raise ValueError("cannot train a tokenizer on an empty training split")
+        raise InputError("cannot train a tokenizer on an empty training split")
     keep = sample_indices(len(source), input_sentence_size, seed)
     texts = list(read_texts(source, keep))
     model = io.BytesIO()
@@ -111,24 +112,9 @@ def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: 
         character_coverage=0.9995, input_sentence_size=0, shuffle_input_sentence=False,
         max_sentence_length=1 << 16, hard_vocab_limit=True, num_threads=1, minloglevel=2,
     )
-    path = epath.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if _is_cloud(path):
-        path.write_bytes(model.getvalue())  # an object store writes an object whole or not at all
-    else:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tokenizer-", delete=False) as f:
-            f.write(model.getvalue())
-        os.replace(f.name, path)
+    paths.write_atomic(path, model.getvalue())
     log.info("trained a %s tokenizer (vocab %d) on %d lines: %s", model_type, vocab_size, len(texts), path)
     return Tokenizer(path)
-
-
-def _is_cloud(path: os.PathLike) -> bool:
-    return "://" in os.fspath(path)
-
-
-def _absolute(path: os.PathLike) -> str:
-    return os.fspath(path) if _is_cloud(path) else os.path.realpath(os.fspath(path))
 
 
 def get_tokenizer(tok_cfg: Any, train_source: Any, workdir: str | os.PathLike | None) -> Tokenizer:
@@ -140,16 +126,16 @@ def get_tokenizer(tok_cfg: Any, train_source: Any, workdir: str | os.PathLike | 
     target = epath.Path(workdir) / MODEL_FILE if workdir else None
     if tok_cfg.path:
         tok = Tokenizer(tok_cfg.path)
-        if target is not None and _absolute(target) != _absolute(tok.path):
+        if target is not None and paths.absolute(target, resolve=True) != paths.absolute(tok.path, resolve=True):
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(tok.path.read_bytes())
             elif Tokenizer(target).sha256 != tok.sha256:
-                raise ValueError(f"{target} differs from tokenizer.path={tok_cfg.path}: use a new workdir")
+                raise InputError(f"{target} differs from tokenizer.path={tok_cfg.path}: use a new workdir")
             return Tokenizer(target)
         return tok
     if target is None:
-        raise ValueError("get_tokenizer needs a workdir (or tokenizer.path) to save the tokenizer into")
+        raise InputError("get_tokenizer needs a workdir (or tokenizer.path) to save the tokenizer into")
     if target.exists():
         return Tokenizer(target)
     return train(train_source, target, vocab_size=tok_cfg.vocab_size, model_type=tok_cfg.model_type,

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from babyjax import schedules
+from babyjax import series_schedules as schedules
 from configs import base
 
 

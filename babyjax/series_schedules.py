@@ -27,6 +27,8 @@ from typing import Protocol
 
 import ml_collections
 
+from babyjax.errors import InputError
+
 SCHEDULES = ("chang", "pythia", "crfm", "words", "list", "none")
 
 
@@ -37,7 +39,7 @@ def chang_steps(max_steps: int, s0: float = 100.0, s1: float = 25_000.0, t1: flo
     (defaults up to 1M: 0, 101, 205, 311, 421, ..., 981,536; 222 steps).
     """
     if not (0 < s0 < s1) or t1 <= 0:
-        raise ValueError(f"chang schedule needs 0 < s0 < s1 and t1 > 0; got s0={s0}, s1={s1}, t1={t1}")
+        raise InputError(f"chang schedule needs 0 < s0 < s1 and t1 > 0; got s0={s0}, s1={s1}, t1={t1}")
     scale, rate = s0 * t1 / (s1 - s0), (s1 - s0) / t1
     steps: list[int] = []
     n = 0
@@ -77,7 +79,7 @@ def words_marks(max_words: float) -> list[int]:
 def words_mark_name(words: int) -> str:
     """Checkpoint name of a words-seen mark, as the BabyLM 2025 pipeline spells it: 1_000_000 -> 'chck_1M'."""
     if words <= 0 or words % 1_000_000:
-        raise ValueError(f"words-seen marks are positive multiples of 1M; got {words}")
+        raise InputError(f"words-seen marks are positive multiples of 1M; got {words}")
     return f"chck_{words // 1_000_000}M"
 
 
@@ -154,7 +156,7 @@ def _with_ends(steps: Iterable[int], num_steps: int) -> tuple[int, ...]:
 def series_schedule(ckpt_cfg: ml_collections.ConfigDict, num_steps: int) -> StepSchedule | WordsSchedule:
     """The series schedule named by `ckpt_cfg.schedule` for a run of `num_steps` steps (steps 0 and num_steps added)."""
     if num_steps < 0:
-        raise ValueError(f"train.num_steps must be >= 0; got {num_steps}")
+        raise InputError(f"train.num_steps must be >= 0; got {num_steps}")
     name = ckpt_cfg.schedule
     if name == "chang":
         steps = chang_steps(num_steps, ckpt_cfg.chang_s0, ckpt_cfg.chang_s1, ckpt_cfg.chang_t1)
@@ -165,12 +167,12 @@ def series_schedule(ckpt_cfg: ml_collections.ConfigDict, num_steps: int) -> Step
     elif name == "list":
         bad = [s for s in ckpt_cfg.steps if s != int(s) or not 0 <= s <= num_steps]
         if bad:
-            raise ValueError(f"ckpt.steps must be whole steps in 0..train.num_steps={num_steps}; got {bad[:5]}")
+            raise InputError(f"ckpt.steps must be whole steps in 0..train.num_steps={num_steps}; got {bad[:5]}")
         steps = [int(s) for s in ckpt_cfg.steps]
     elif name == "words":
         return WordsSchedule(marks=tuple(words_marks(ckpt_cfg.words_marks_max)), always_steps=(0, num_steps))
     elif name == "none":
         return StepSchedule(steps=())
     else:
-        raise ValueError(f"unknown ckpt.schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+        raise InputError(f"unknown ckpt.schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
     return StepSchedule(steps=_with_ends(steps, num_steps))

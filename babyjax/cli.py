@@ -1,0 +1,97 @@
+"""The one command-line runner of babyjax: flag parsing, logging set-up and error reporting for every entry point
+(`launch/train.py`, `python -m babyjax.score`, `.export`, `.generate`, `.analyze`, `.data.evalsets`).
+
+- A `babyjax.errors.UserError` prints one line, `error: <what to do>` (prefixed by the program name for the argparse
+  commands, as argparse itself does), and exits with status 2, like a bad flag.
+- Any other exception is a bug: it keeps its traceback and exits with status 1.
+- absl commands: a bad flag or `--config.key=value` override is one line and status 2.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+from babyjax.errors import UserError
+
+log = logging.getLogger("babyjax")
+
+
+def setup_logging() -> None:
+    """babyjax's own messages at INFO on stderr; the libraries' (Orbax, Grain, TFDS) at WARNING and above."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    logger = logging.getLogger("babyjax")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s babyjax: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def report(error: UserError, prog: str | None = None) -> None:
+    """Print a user error as one line on stderr."""
+    text = str(error).strip()
+    msg = text.splitlines()[0] if text else type(error).__name__
+    print(f"{prog + ': ' if prog else ''}error: {msg}", file=sys.stderr, flush=True)
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *,
+        prog: str | None = None) -> int:
+    """Call `main(argv)`; a UserError is reported in one line and gives 2, anything else propagates (traceback)."""
+    try:
+        return int(main(argv) or 0)
+    except UserError as e:
+        report(e, prog)
+        return 2
+
+
+def run_absl(main: Callable[[list[str]], None], prog: str | None = None) -> None:
+    """absl's app.run for `main(argv)` with babyjax's flag parsing, logging and error reporting (see the module doc)."""
+    from absl import app
+
+    def wrapped(argv: list[str]) -> None:
+        setup_logging()
+        if len(argv) > 1:
+            report(UserError(f"unexpected arguments {' '.join(argv[1:])}: every option is a --flag"), prog)
+            sys.exit(2)
+        sys.exit(run(lambda _: main(argv), argv, prog=prog))
+
+    app.run(wrapped, flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with a bad flag or `--config.key=value` override reported as one line (exit status 2)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(f"{str(e).splitlines()[0]}; run with --helpfull to list the flags")
+    except (AttributeError, KeyError) as e:  # ml_collections: an override names a key the config does not have
+        _fail(_unknown_key(argv, e))
+    except (ValueError, TypeError) as e:  # a value of the wrong type for a key
+        _fail(f"bad config override: {str(e).splitlines()[0]}")
+    raise AssertionError("unreachable")
+
+
+def _unknown_key(argv: Sequence[str], e: Exception) -> str:
+    """'unknown config key in --config.optim.lrr=1 (did you mean lr?): ...' from ml_collections' nested error."""
+    inner: object = e
+    while isinstance(inner, BaseException) and inner.args:
+        inner = inner.args[0]
+    lines = str(inner).splitlines() or [""]
+    key = lines[0].strip().strip("\"'")
+    culprit = next((a for a in argv if a.startswith("--config.") and key in a.split("=", 1)[0]), key)
+    close = re.search(r'Did you mean "([^"]+)"', str(inner))
+    hint = f" (did you mean {close.group(1)}?)" if close else ""
+    return f"unknown config key in {culprit}{hint}: every key is listed in configs/base.py"
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)

@@ -1,0 +1,59 @@
+"""Local and cloud paths: the one path rule and the one atomic write of babyjax.
+
+A path with a scheme (`gs://bucket/...`) is cloud storage and goes through etils.epath as it is; any other path is
+made absolute (Orbax needs absolute paths). `write_atomic` writes a file so that readers see the old or the new
+contents, never half of them: locally a temporary file in the same folder renamed over the target, on cloud storage
+one object write (object stores publish an object whole or not at all).
+
+This module sits below run.py (the run directory) because the tokenizer, which run.py opens, writes its model file
+with it too.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from etils import epath
+
+PathLike = str | os.PathLike
+
+
+def is_cloud(path: PathLike) -> bool:
+    """True for object-store paths such as gs://bucket/run (anything with a scheme)."""
+    return "://" in os.fspath(path)
+
+
+def absolute(path: PathLike, *, resolve: bool = False) -> epath.Path:
+    """`path` as an absolute epath.Path; cloud paths stay as they are. resolve: also follow symbolic links."""
+    if is_cloud(path):
+        return epath.Path(os.fspath(path))
+    local = os.fspath(path)
+    return epath.Path(os.path.realpath(local) if resolve else os.path.abspath(local))
+
+
+def write_atomic(path: PathLike, data: str | bytes | Callable[[epath.Path], None], *, fsync: bool = False) -> None:
+    """Write `data` (text, bytes, or a function that writes a given temporary path) to `path` atomically.
+
+    fsync: flush the file to disk before the rename (for files whose loss after a power cut would lose results).
+    Temporary files are named `.<name>.tmp-<pid>` beside the target; the parent folder is created if needed.
+    """
+    path = epath.Path(path) if is_cloud(path) else epath.Path(os.path.abspath(os.fspath(path)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_cloud(path):
+        _write(path, data)
+        return
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    _write(tmp, data)
+    if fsync:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write(path: epath.Path, data: str | bytes | Callable[[epath.Path], None]) -> None:
+    if isinstance(data, str):
+        path.write_text(data)
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        path.write_bytes(bytes(data))
+    else:
+        data(path)

@@ -1,0 +1,223 @@
+"""A run directory: the one place that knows what a training run leaves behind, and how to read it back.
+
+    <run>/config.json                 the full config (written at the first start, checked at every restart)
+    <run>/tokenizer.model             the SentencePiece model (a run is self-contained)
+    <run>/checkpoints/series/<step>/  Orbax: parameters at every step of the series schedule (all kept)
+    <run>/checkpoints/series.json     index: [{step, tokens_seen, words_seen, wall_time, params_hash}, ...]
+    <run>/checkpoints/resume/<step>/  Orbax: full train state + data-iterator state (the latest few)
+    <run>/metrics.jsonl, tensorboard/ training metrics
+    <run>/generations.json            text generated at a few checkpoints (python -m babyjax.generate)
+
+Every stage opens runs through `RunDir`: training pins the config (`pin_config`), the scorer, the exporter, the
+generator, the token sampler and the analysis read the config, tokenizer and series index from here. A run directory
+may live on cloud storage (gs://...): every path goes through etils.epath (babyjax/paths.py).
+
+The series index is a cache of the committed checkpoints' meta items: when series.json is missing or damaged it is
+rebuilt (read-only here) from the checkpoints themselves.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import ml_collections
+import orbax.checkpoint as ocp
+from etils import epath
+
+from babyjax import paths
+from babyjax.data.tokenizer import Tokenizer
+from babyjax.errors import CheckpointError, InputError, MissingError, TrainingError
+from babyjax.model import ModelConfig
+
+log = logging.getLogger("babyjax")
+
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.model"
+METRICS_FILE = "metrics.jsonl"
+GENERATIONS_FILE = "generations.json"
+
+# Config sections that define the run: a restarted run must use the same values (logging and bookkeeping may differ).
+RUN_DEFINING = ("seed", "data", "tokenizer", "model", "optim", "train.batch_size", "train.num_steps", "ckpt.schedule")
+# Where the data lives is not what the run is: a moved release folder is fine (the dataset builder checks that a
+# prepared dataset comes from the same source files).
+LOCATIONS = ("data.dir", "data.tfds_dir")
+
+
+class RunDir:
+    """The directory of one training run (local or cloud storage); see the module docstring for its layout."""
+
+    def __init__(self, path: paths.PathLike):
+        self.path = paths.absolute(path)
+
+    @classmethod
+    def open(cls, path: paths.PathLike, what: str = "--workdir") -> RunDir:
+        """An existing run directory; a one-line MissingError when `path` holds no config.json."""
+        run = cls(path)
+        if not run.config_path.is_file():
+            raise MissingError(f"{run.config_path} not found: {what} must be a babyjax run directory")
+        return run
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # -- the layout ---------------------------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> epath.Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def tokenizer_path(self) -> epath.Path:
+        return self.path / TOKENIZER_FILE
+
+    @property
+    def metrics_path(self) -> epath.Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def tensorboard_dir(self) -> epath.Path:
+        return self.path / "tensorboard"
+
+    @property
+    def generations_path(self) -> epath.Path:
+        return self.path / GENERATIONS_FILE
+
+    @property
+    def series_dir(self) -> epath.Path:
+        return self.path / "checkpoints" / "series"
+
+    @property
+    def resume_dir(self) -> epath.Path:
+        return self.path / "checkpoints" / "resume"
+
+    @property
+    def index_path(self) -> epath.Path:
+        return self.path / "checkpoints" / "series.json"
+
+    # -- reading ------------------------------------------------------------------------------------------------------
+    def config(self) -> ml_collections.ConfigDict:
+        """The run's config.json as a ConfigDict."""
+        if not self.config_path.is_file():
+            raise MissingError(f"{self.config_path} not found: {self.path} is not a babyjax run directory")
+        try:
+            return ml_collections.ConfigDict(json.loads(self.config_path.read_text()))
+        except json.JSONDecodeError as e:
+            raise InputError(f"{self.config_path} is not valid JSON ({e.msg}): it must be a babyjax run's "
+                             "config.json") from None
+
+    def tokenizer(self) -> Tokenizer:
+        """The run's SentencePiece tokenizer."""
+        if not self.tokenizer_path.is_file():
+            raise MissingError(f"{self.tokenizer_path} not found: {self.path} is not a (complete) babyjax run "
+                               "directory")
+        return Tokenizer(self.tokenizer_path)
+
+    def model_config(self, vocab_size: int | None = None) -> ModelConfig:
+        """The model of the run (vocabulary size from its tokenizer unless given)."""
+        vocab = self.tokenizer().vocab_size if vocab_size is None else vocab_size
+        return ModelConfig.from_config(self.config().model, vocab)
+
+    def series_index(self) -> list[dict]:
+        """The series as meta dicts sorted by step (CheckpointError when the run has no series checkpoint)."""
+        return load_series_index(self.path)
+
+    # -- the same-run check -------------------------------------------------------------------------------------------
+    def pin_config(self, config: ml_collections.ConfigDict, *, primary: bool = True) -> None:
+        """Write config.json on the first start; on a restart, refuse a config that defines another run.
+
+        A start that failed before its first checkpoint (say, a wrong data folder) does not pin the config: its
+        config.json is replaced. `primary`: whether this process writes (process 0 of a multi-process job).
+        """
+        current = json.loads(config.to_json_best_effort())
+        if not self.config_path.exists() or not (self.path / "checkpoints").exists():
+            if primary:
+                paths.write_atomic(self.config_path, json.dumps(current, indent=2, sort_keys=True))
+            return
+        stored = json.loads(self.config_path.read_text())
+        for d in (stored, current):
+            for key in LOCATIONS:
+                section, name = key.split(".")
+                d.get(section, {}).pop(name, None)
+        for key in RUN_DEFINING:
+            a, b = _lookup(stored, key), _lookup(current, key)
+            if a != b:
+                raise TrainingError(f"{self.path} holds a run with another config ({_first_difference(a, b, key)}); "
+                                    "use a new --workdir, or the run's own config")
+
+
+def _lookup(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def _first_difference(a: Any, b: Any, prefix: str) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{prefix}.{k}")
+    return f"{prefix}: stored {a!r}, now {b!r}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The series index
+
+
+def read_index_file(path: epath.Path) -> list[dict]:
+    """The entries of a series.json file (CheckpointError when it is damaged)."""
+    try:
+        entries = json.loads(path.read_text())
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and "step" in e for e in entries):
+            raise InputError("not a list of {step, ...} objects")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"series index {path} is damaged ({e}); it is rebuilt from the checkpoints when the "
+                              "run restarts, or delete it and call load_series_index again") from e
+    return entries
+
+
+def read_meta(step_dir: epath.Path) -> dict:
+    """The 'meta' item of one Orbax checkpoint."""
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(meta=ocp.JsonCheckpointHandler()))
+    try:
+        return dict(checkpointer.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+    except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged directory
+        raise CheckpointError(f"checkpoint {step_dir} is corrupt or incomplete: cannot read its meta ({e})") from e
+    finally:
+        checkpointer.close()
+
+
+def is_committed(step_dir: epath.Path) -> bool:
+    """Orbax writes commit_success.txt last: into the temporary directory just before renaming it into place (POSIX),
+    or into the final directory once every file is written (object stores)."""
+    return (step_dir / "commit_success.txt").exists()
+
+
+def committed_steps(directory: epath.Path) -> list[int]:
+    """Steps whose checkpoint orbax has finalized (temporary directories of interrupted saves are excluded)."""
+    return sorted(ocp.utils.checkpoint_steps(directory)) if directory.exists() else []
+
+
+def index_from_disk(run: RunDir, known: list[dict]) -> list[dict]:
+    """The index of the committed series steps: entries of `known` kept, missing ones read from the checkpoints."""
+    by_step = {int(e["step"]): e for e in known}
+    return [by_step.get(step) or read_meta(run.series_dir / str(step)) for step in committed_steps(run.series_dir)]
+
+
+def load_series_index(workdir: paths.PathLike) -> list[dict]:
+    """The series of a run as a list of meta dicts sorted by step (rebuilt read-only from the checkpoints if the
+    index file is missing or damaged)."""
+    run = RunDir(workdir)
+    if run.index_path.exists():
+        try:
+            return sorted(read_index_file(run.index_path), key=lambda e: e["step"])
+        except CheckpointError as e:
+            log.warning("%s; reading the checkpoints' meta instead", e)
+    entries = index_from_disk(run, [])
+    if not entries:
+        raise CheckpointError(f"no series checkpoints in {run.path} (expected {run.series_dir}/<step>/); "
+                              "is this a babyjax run directory?")
+    return entries
