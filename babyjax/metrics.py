@@ -11,6 +11,7 @@ import numpy as np
 from etils import epath
 
 from babyjax.errors import InputError
+from babyjax.run import RunDir
 
 
 class MetricWriter:
@@ -26,13 +27,13 @@ class MetricWriter:
         self._tb = None
         if not self.enabled:
             return
-        workdir = epath.Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = (workdir / "metrics.jsonl").open("a")
+        run = RunDir(workdir)
+        run.path.mkdir(parents=True, exist_ok=True)
+        self._jsonl = run.metrics_path.open("a")
         try:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(workdir / "tensorboard"))
+            self._tb = SummaryWriter(str(run.tensorboard_dir))
         except ImportError:  # tensorboardX is a core dependency; stay usable if a user removed it
             self._tb = None
 
@@ -69,7 +70,7 @@ def _to_float(v: Any) -> float | None:
 def read_metrics(workdir: str | epath.Path) -> list[dict]:
     """All rows of `<workdir>/metrics.jsonl`; for a resumed run, later rows for a step replace earlier ones.
     A truncated last line (a run killed mid-write) is skipped."""
-    path = epath.Path(workdir) / "metrics.jsonl"
+    path = RunDir(workdir).metrics_path
     if not path.exists():
         return []
     rows: dict[tuple, dict] = {}

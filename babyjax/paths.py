@@ -43,11 +43,15 @@ def write_atomic(path: PathLike, data: str | bytes | Callable[[epath.Path], None
         _write(path, data)
         return
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    _write(tmp, data)
-    if fsync:
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        _write(tmp, data)
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the old file stays as it was
+        raise
 
 
 def _write(path: epath.Path, data: str | bytes | Callable[[epath.Path], None]) -> None:

@@ -49,6 +49,15 @@ class RunDir:
 
     def __init__(self, path: paths.PathLike):
         self.path = paths.absolute(path)
+        self.name = self.path.name
+        self.config_path = self.path / CONFIG_FILE
+        self.tokenizer_path = self.path / TOKENIZER_FILE
+        self.metrics_path = self.path / METRICS_FILE
+        self.tensorboard_dir = self.path / "tensorboard"
+        self.generations_path = self.path / GENERATIONS_FILE
+        self.series_dir = self.path / "checkpoints" / "series"
+        self.resume_dir = self.path / "checkpoints" / "resume"
+        self.index_path = self.path / "checkpoints" / "series.json"
 
     @classmethod
     def open(cls, path: paths.PathLike, what: str = "--workdir") -> RunDir:
@@ -60,43 +69,6 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    # -- the layout ---------------------------------------------------------------------------------------------------
-    @property
-    def config_path(self) -> epath.Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def tokenizer_path(self) -> epath.Path:
-        return self.path / TOKENIZER_FILE
-
-    @property
-    def metrics_path(self) -> epath.Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def tensorboard_dir(self) -> epath.Path:
-        return self.path / "tensorboard"
-
-    @property
-    def generations_path(self) -> epath.Path:
-        return self.path / GENERATIONS_FILE
-
-    @property
-    def series_dir(self) -> epath.Path:
-        return self.path / "checkpoints" / "series"
-
-    @property
-    def resume_dir(self) -> epath.Path:
-        return self.path / "checkpoints" / "resume"
-
-    @property
-    def index_path(self) -> epath.Path:
-        return self.path / "checkpoints" / "series.json"
 
     # -- reading ------------------------------------------------------------------------------------------------------
     def config(self) -> ml_collections.ConfigDict:

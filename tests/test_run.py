@@ -1,0 +1,108 @@
+"""The run directory (babyjax/run.py) and the file rules under it (babyjax/paths.py): layout, the same-run check,
+atomic writes, and a cloud (gs://) run directory through etils.epath."""
+from __future__ import annotations
+
+import json
+import sys
+
+import fsspec
+import pytest
+from fsspec.implementations.memory import MemoryFileSystem
+
+from babyjax import paths, run
+from babyjax.errors import CheckpointError, InputError, MissingError, TrainingError, UserError
+from configs import base
+
+
+def test_layout(tmp_path):
+    r = run.RunDir(tmp_path / "r")
+    assert r.path == paths.absolute(tmp_path / "r")
+    assert (r.config_path.name, r.tokenizer_path.name, r.metrics_path.name) == ("config.json", "tokenizer.model",
+                                                                             "metrics.jsonl")
+    assert r.series_dir == r.path / "checkpoints" / "series" and r.resume_dir == r.path / "checkpoints" / "resume"
+    assert r.index_path == r.path / "checkpoints" / "series.json"
+    assert run.RunDir("relative/dir").path.is_absolute()  # Orbax needs absolute paths
+
+
+def test_open_and_read_errors_are_one_line_user_errors(tmp_path):
+    with pytest.raises(MissingError, match="--workdir must be a babyjax run directory") as e:
+        run.RunDir.open(tmp_path / "nothing")
+    assert isinstance(e.value, UserError) and "\n" not in str(e.value)
+    (tmp_path / "config.json").write_text("{not json")
+    r = run.RunDir.open(tmp_path, what="--run")
+    with pytest.raises(InputError, match="not valid JSON"):
+        r.config()
+    with pytest.raises(MissingError, match="tokenizer.model not found"):
+        r.tokenizer()
+    with pytest.raises(CheckpointError, match="no series checkpoints"):
+        r.series_index()
+
+
+def test_same_run_check(tmp_path):
+    r, c = run.RunDir(tmp_path / "r"), base.get_config()
+    r.path.mkdir()
+    r.pin_config(c)
+    assert json.loads(r.config_path.read_text())["model"]["d_model"] == c.model.d_model
+    c.model.d_model = 64
+    r.pin_config(c)  # no checkpoint yet: a start that failed early does not pin the config
+    assert json.loads(r.config_path.read_text())["model"]["d_model"] == 64
+    (r.path / "checkpoints").mkdir()
+    other = base.get_config()
+    other.model.d_model = 64
+    other.data.dir, other.train.log_every = "/moved/release", 7  # a location and bookkeeping may differ
+    r.pin_config(other)
+    other.optim.lr = 1.0
+    with pytest.raises(TrainingError, match=r"another config \(optim.lr: stored 0.0006, now 1.0\)"):
+        r.pin_config(other)
+
+
+def test_write_atomic_keeps_the_old_file_when_a_write_fails(tmp_path):
+    target = tmp_path / "sub" / "a.json"
+    paths.write_atomic(target, "old")
+    assert target.read_text() == "old"
+    paths.write_atomic(target, b"new", fsync=True)
+    assert target.read_bytes() == b"new"
+
+    def half_then_fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        paths.write_atomic(target, half_then_fail)
+    assert target.read_text() == "new" and sorted(p.name for p in target.parent.iterdir()) == ["a.json"]
+
+
+class _MemoryBucket(MemoryFileSystem):
+    """An in-memory object store that etils.epath reaches for gs:// paths (as it would reach gcsfs)."""
+
+    protocol = ("gcs", "gs")
+
+    def __init__(self, *args, finalize_on_close=None, **kwargs):
+        del finalize_on_close
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture
+def bucket():
+    saved = {p: fsspec.registry.get(p) for p in ("gcs", "gs")}
+    for p in saved:
+        fsspec.register_implementation(p, _MemoryBucket, clobber=True)
+    yield "gs://babyjax-test-bucket"
+    _MemoryBucket.store.clear()
+    for p, cls in saved.items():
+        if cls is None:
+            sys.modules["fsspec.registry"]._registry.pop(p, None)  # noqa: SLF001 - fsspec's registry as it was
+        else:
+            fsspec.register_implementation(p, cls, clobber=True)
+
+
+def test_cloud_run_directory_through_epath(bucket):
+    assert paths.is_cloud(f"{bucket}/run") and not paths.is_cloud("/local/run")
+    r = run.RunDir(f"{bucket}/runs/tiny")
+    assert str(r.path) == f"{bucket}/runs/tiny"  # kept as it is, not made local
+    r.pin_config(base.get_config())
+    assert r.config().model.d_model == base.get_config().model.d_model
+    paths.write_atomic(r.index_path, json.dumps([{"step": 0, "words_seen": 0.0}]))
+    assert r.series_index() == [{"step": 0, "words_seen": 0.0}]
+    assert not [p for p in r.index_path.parent.iterdir() if ".tmp-" in p.name]  # one object write, no temp file
+    assert run.RunDir.open(f"{bucket}/runs/tiny").name == "tiny"
