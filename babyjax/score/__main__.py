@@ -8,9 +8,12 @@ Surprisal is -log2 p(token | context), in bits; the first-token policies, window
 counted separately) are defined in docs/science.md, "Scoring conventions". Output layout: docs/architecture.md,
 "Score output". A job is resumable: run it again to score what is not done yet.
 """
+from absl import flags
+
 from babyjax import cli
 from babyjax.score import job
 
 if __name__ == "__main__":
     job.define_flags()
+    flags.adopt_module_key_flags(job)  # --help lists the job's flags, as when they were defined in this module
     cli.run_absl(job.main)
