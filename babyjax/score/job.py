@@ -367,7 +367,6 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
     return summary
 
 
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Command line (python -m babyjax.score)
 
