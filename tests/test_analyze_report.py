@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from babyjax import analyze
-from babyjax.analysis import load_score_output
+from babyjax.score.store import load_score_output
 
 
 def exp_steps(max_steps=3000, s0=10.0, s1=400.0, t1=3000.0):
@@ -49,6 +49,8 @@ def study(tmp_path_factory, babylm_sample, shared_data):
                 for s in steps_m[steps_m >= 2000]:
                     f.write(json.dumps({"step": int(s), "loss": 99.0, "dev_loss": None}) + "\n")
                 f.write('{"step": 3100, "lo')
+    # the runs trained on this machine, so their dataset is prepared (the analysis never prepares one)
+    importlib.import_module("babyjax.data.babylm").prepare(cfg.data)
     (runs_dir / "seed0" / "generations.json").write_text(json.dumps(
         {"0": {"the dog": "the the the"}, "3000": {"the dog": "the dog is in the garden ."}}))
 

@@ -230,9 +230,10 @@ def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
     """Chang et al. sigmoid AoA (their `compute_aoa_vals`): fit the sigmoid to the negated curve; AoA = the sigmoid's
     crossing of the threshold (surprisal, bits), max x when the threshold lies above the whole sigmoid, at or above
     chance, or the fitted sigmoid is not learning (not increasing when negated), min x when below it, clipped to the
-    step range. `threshold_C` is science.md's "same threshold" as the GAM AoA (halfway between chance and the minimum
-    of the smoothed curve, `gam_aoa`); when None (no GAM could be fit, or Chang & Bergen 2022 word curves), halfway
-    between chance and the raw curve's minimum. Returns (aoa [C], params [C, 4] in surprisal units)."""
+    step range. `threshold_C`: the GAM AoA's threshold (halfway between chance and the minimum of the smoothed curve,
+    `gam_aoa`), babyjax's choice and a departure from `compute_aoa_vals`, which uses the raw curve's minimum
+    (docs/science.md); when None (no GAM could be fit, or Chang & Bergen 2022 word curves), halfway between chance and
+    the raw curve's minimum. Returns (aoa [C], params [C, 4] in surprisal units)."""
     x_T = np.asarray(x_T, np.float64)
     neg_TxC = -np.asarray(surprisal_TxC, np.float64)
     p_Cx4 = fit_sigmoid(x_T, neg_TxC)
@@ -251,6 +252,8 @@ def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
     return aoa, params
 
 
+# within_run_var holds the within-run *standard deviation* of surprisal over the last LAST_N checkpoints (Chang et
+# al.'s "within-run variability"); the name is kept so that existing outputs stay readable.
 MEASURES = ("final_surprisal", "within_run_var", "gam_lambda", "aoa_gam", "aoa_threshold", "forgettability",
             "aoa_sigmoid")
 
@@ -274,7 +277,8 @@ def _note(notes: list[str], msg: str) -> None:
 def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_run: Mapping[str, np.ndarray],
                            vocab_size: int, *, chunk_size: int = 8192, sigmoid_fit: bool = True,
                            progress: bool = False) -> CurveResults:
-    """All Chang et al. token measures for every run, in chunks of `chunk_size` tokens (1M x 221 fits in memory).
+    """All Chang et al. token measures for every run, in chunks of `chunk_size` tokens (1M x 221 fits in memory);
+    definitions in docs/science.md ("within_run_var" is a standard deviation).
 
     surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (np.load(..., mmap_mode='r') is fine); NaN = not scored.
     Checkpoints unscored for every token are dropped; tokens with NaN in a scored checkpoint get NaN measures.
@@ -361,7 +365,7 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
                     full[:, finite_C] = sm.predict(coef, common)
                     smooth_at_common[run] = full
             if sigmoid_fit and len(pos) >= MIN_SIGMOID_POINTS and y.shape[1]:
-                gam_thr = out["aoa_threshold"][cols] if run in smoothers else None  # science.md: same threshold
+                gam_thr = out["aoa_threshold"][cols] if run in smoothers else None  # docs/science.md: departure
                 out["aoa_sigmoid"][cols] = sigmoid_aoa(x, y, chance, gam_thr)[0]
         if len(smooth_at_common) >= 2:
             pair_d = [np.mean(np.square(smooth_at_common[a] - smooth_at_common[b]), 0)

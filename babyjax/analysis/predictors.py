@@ -11,15 +11,13 @@ N-grams are counted with 64-bit polynomial hashes (collision chance about n^2 / 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import pathlib
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from babyjax.errors import InputError, MissingError
+from babyjax.errors import InputError
 
 if TYPE_CHECKING:
     from babyjax.data.pipeline import TokenizedSplit
@@ -27,6 +25,7 @@ if TYPE_CHECKING:
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 PAD = -1
 EXPECTED_SIGNS = {  # Chang et al. (2023): frequent / predictable tokens are learned better on every measure
+    # (within_run_var holds the within-run standard deviation; the column keeps its name)
     "final_surprisal": -1, "within_run_var": -1, "aoa_gam": -1, "forgettability": -1, "cross_run_var": -1}
 
 
@@ -182,22 +181,15 @@ def relate(measures: pd.DataFrame, predictors: pd.DataFrame,
 
 def training_split(run_dir: str | os.PathLike) -> TokenizedSplit:
     """Exactly the token stream the run trained on: `babyjax.data.pipeline.load_split_tokens` of the train split,
-    for the run's config.json data settings and its tokenizer.model (cached beside the prepared dataset)."""
-    import ml_collections
-
+    for the run's config.json data settings and its tokenizer.model (cached beside the prepared dataset). Never
+    downloads or prepares the dataset: a DataError says when it is not prepared on this machine."""
     from babyjax.data.pipeline import load_split_tokens
-    from babyjax.data.tokenizer import Tokenizer
+    from babyjax.run import RunDir
 
-    run_dir = pathlib.Path(run_dir)
-    cfg_path, tok_path = run_dir / "config.json", run_dir / "tokenizer.model"
-    for p in (cfg_path, tok_path):
-        if not p.is_file():
-            raise MissingError(f"{p} not found: pass --runs-dir pointing at the training run directories")
-    try:
-        cfg = ml_collections.ConfigDict(json.loads(cfg_path.read_text()))
-    except json.JSONDecodeError as err:
-        raise InputError(f"{cfg_path} is not valid JSON ({err}): it must be the run's config.json") from None
+    run = RunDir.open(run_dir, what="each run folder of --runs-dir")
+    cfg, tok = run.config(), run.tokenizer()
     missing = [k for k in ("track", "max_train_lines", "dir", "tfds_dir") if "data" not in cfg or k not in cfg.data]
     if missing:
-        raise InputError(f"{cfg_path} lacks data.{', data.'.join(missing)}: it must be a babyjax run's config.json")
-    return load_split_tokens(cfg.data, Tokenizer(tok_path), "train")
+        raise InputError(f"{run.config_path} lacks data.{', data.'.join(missing)}: it must be a babyjax run's "
+                         "config.json")
+    return load_split_tokens(cfg.data, tok, "train", prepare=False)

@@ -14,10 +14,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from babyjax.errors import InputError, MissingError
-from babyjax.analysis import ScoreOutput, curves, load_score_output, plots, predictors, words, xia
+from babyjax import model
+from babyjax.analysis import curves, plots, predictors, words, xia
 from babyjax.data.tokenizer import EOS_ID, PAD_ID
+from babyjax.errors import InputError, MissingError, UserError
 from babyjax.metrics import read_metrics
+from babyjax.run import RunDir
+from babyjax.score.store import ScoreOutput, load_score_output
 
 SUMMARY = ["final_surprisal", "within_run_var", "aoa_gam", "aoa_sigmoid", "forgettability", "cross_run_var"]
 
@@ -35,40 +38,60 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
 
 def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int,
             notes: list[str]) -> np.ndarray:
+    """x of the Xia regressions at each checkpoint: step, tokens or words seen, or training FLOPs =
+    `model.flops_per_token(model, data.seq_len)` x tokens seen (the run's config.json under --runs-dir)."""
     if axis == "step":
         return ck["step"].to_numpy(np.float64)
     if axis in ("tokens", "words"):
         return ck[f"{axis}_seen"].to_numpy(np.float64)
-    n_params = _param_count(run_dir, vocab_size) if run_dir else None
-    if n_params is None:
-        notes.append("x axis FLOPs: parameter count unknown (no readable config.json): using 6 x tokens (same Xia slopes "
-                     "and p-values, as ln(c x) only shifts the intercept)")
-        n_params = 1
-    return 6.0 * n_params * ck["tokens_seen"].to_numpy(np.float64)
+    per_token = _flops_per_token(run_dir, vocab_size) if run_dir else None
+    if per_token is None:
+        notes.append("x axis FLOPs: the run's model is unknown (no readable config.json under --runs-dir): using "
+                     "6 x tokens (same Xia slopes and p-values, as ln(c x) only shifts the intercept)")
+        per_token = 6.0
+    else:
+        notes.append(f"x axis FLOPs: run {run_dir.name}: {per_token:.4g} training FLOPs per token "
+                     f"(babyjax.model.flops_per_token; {_param_count(run_dir, vocab_size):,} parameters) x tokens "
+                     "seen")
+    return per_token * ck["tokens_seen"].to_numpy(np.float64)
+
+
+def _run_model(run_dir: pathlib.Path, vocab_size: int) -> tuple[model.ModelConfig, RunDir] | None:
+    """The model of the run in `run_dir` (for the score output's vocabulary size); None if unreadable."""
+    try:
+        run = RunDir.open(run_dir, what="each run folder of --runs-dir")
+        return run.model_config(vocab_size), run
+    except (UserError, OSError, AttributeError, KeyError, ValueError):
+        return None
 
 
 def _param_count(run_dir: pathlib.Path, vocab_size: int) -> int | None:
     """Parameter count of the run's model (babyjax.model.num_params of its config.json); None if unreadable."""
-    import ml_collections
+    found = _run_model(run_dir, vocab_size)
+    return model.num_params(found[0]) if found else None
 
-    from babyjax import model
 
-    try:
-        cfg = ml_collections.ConfigDict(json.loads((run_dir / "config.json").read_text()))
-        return model.num_params(model.ModelConfig.from_config(cfg.model, vocab_size))
-    except (OSError, AttributeError, KeyError, ValueError):
+def _flops_per_token(run_dir: pathlib.Path, vocab_size: int) -> float | None:
+    """Training FLOPs per token of the run (babyjax.model.flops_per_token at its data.seq_len); None if unknown."""
+    found = _run_model(run_dir, vocab_size)
+    if found is None:
         return None
+    try:
+        seq_len = int(found[1].config().data.seq_len)
+    except (UserError, AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return model.flops_per_token(found[0], seq_len)
 
 
-def _generations(dirs: Sequence[pathlib.Path]) -> dict[str, dict]:
+def _generations(files: dict[str, pathlib.Path]) -> dict[str, dict]:
+    """{name: {step: {prompt: text}}} of the generations.json files that exist (`files`: name -> path)."""
     out = {}
-    for d in dirs:
-        f = d / "generations.json"
+    for name, f in files.items():
         if f.is_file():
             try:
-                out[d.name] = json.loads(f.read_text())
+                out[name] = json.loads(f.read_text())
             except json.JSONDecodeError as err:
-                out[d.name] = {"error": f"unreadable generations.json: {err}"}
+                out[name] = {"error": f"unreadable generations.json: {err}"}
     return out
 
 
@@ -125,20 +148,16 @@ def _tokenizer_path(so: ScoreOutput, run: str, runs_dir: pathlib.Path | None) ->
     """The run's tokenizer.model: under --runs-dir, else in the run folder recorded by babyjax.score."""
     workdirs = so.meta.get("run_workdirs", {})
     for d in ([runs_dir / run] if runs_dir else []) + ([pathlib.Path(workdirs[run])] if run in workdirs else []):
-        if (d / "tokenizer.model").is_file():
-            return d / "tokenizer.model"
+        path = RunDir(d).tokenizer_path
+        if path.is_file():
+            return pathlib.Path(path)
     return None
 
 
-def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | None, xia_p: float, x_axis: str,
-                 aoa_words: pathlib.Path | None, notes: list[str], progress: bool) -> list[str]:
-    """Measures, classes, predictors and words for one token score output; returns Markdown lines."""
+def _measures(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], notes: list[str],
+              progress: bool) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Chang et al. measures: (per-run long table, per-token table averaged over runs, Markdown lines)."""
     tag = so.name
-    md = [f"## Token learning curves: `{tag}`", "",
-          f"Eval set `{so.meta.get('eval_set', '?')}`, {len(so.tokens)} tokens in context, runs "
-          f"{', '.join(so.surprisal)}, vocab {so.vocab_size} (chance {curves.chance_surprisal(so.vocab_size):.2f} "
-          f"bits), unit {so.meta.get('unit', 'bits')}.", ""]
-    steps = {r: ck["step"].to_numpy() for r, ck in so.checkpoints.items()}
     res = curves.compute_curve_measures(so.surprisal, steps, so.vocab_size, progress=progress)
     notes += [f"{tag}: {n}" for n in res.notes]
     long = pd.concat([pd.DataFrame({"run": r, "token_index": so.tokens["index"] if "index" in so.tokens else
@@ -149,23 +168,32 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
                           for m in curves.MEASURES}, index=so.tokens.index)
     table["cross_run_var"] = res.cross_run_var
     summary = table[SUMMARY].describe().T[["count", "mean", "std", "25%", "50%", "75%"]].reset_index(names="measure")
-    md += ["### Measures (Chang, Tu & Bergen 2023; mean over runs per token)", "",
-           "AoA in log10 steps; surprisal in bits; cross-run variability = mean squared difference of GAM curves "
-           "over run pairs.", "", _md_table(summary)]
-    # example curves: tokens at frequency / AoA quantiles of the first run
-    run0 = next(iter(so.surprisal))
+    md = ["### Measures (Chang, Tu & Bergen 2023; mean over runs per token)", "",
+          "AoA in log10 steps; surprisal in bits; within-run variability (`within_run_var`) = standard deviation of "
+          f"surprisal over the last {curves.LAST_N} checkpoints; cross-run variability = mean squared difference of "
+          "GAM curves over run pairs (definitions: docs/science.md).", "", _md_table(summary)]
+    return long, table, md
+
+
+def _example_curves(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, steps: dict[str, np.ndarray],
+                    run0: str) -> list[str]:
+    """Four tokens at AoA quantiles of the first run: raw curve, GAM fit, threshold and AoA."""
     order = np.argsort(np.nan_to_num(table["aoa_gam"].to_numpy(), nan=np.inf))
     finite = order[np.isfinite(table["aoa_gam"].to_numpy()[order])]
     pick = finite[np.linspace(0, len(finite) - 1, min(4, len(finite))).astype(int)] if len(finite) else \
         np.arange(min(4, len(so.tokens)))
     s0 = np.asarray(so.surprisal[run0][:, pick], np.float64)
-    f = plots.example_curves(out / f"{tag}_example_curves.png", steps[run0], s0,
+    f = plots.example_curves(out / f"{so.name}_example_curves.png", steps[run0], s0,
                              [f"{so.tokens['token'].iloc[i]!r} (#{i})" for i in pick], so.vocab_size)
-    md += ["### Example learning curves", "", f"![example curves]({f.name})", "",
-           f"Run `{run0}`: raw surprisal (grey), GAM fit, threshold halfway between chance and the curve minimum, "
-           "and GAM AoA (red).", ""]
-    # Xia classes
-    share_rows = {}
+    return ["### Example learning curves", "", f"![example curves]({f.name})", "",
+            f"Run `{run0}`: raw surprisal (grey), GAM fit, threshold halfway between chance and the curve minimum, "
+            "and GAM AoA (red).", ""]
+
+
+def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_dir: pathlib.Path | None,
+                 xia_p: float, x_axis: str, notes: list[str]) -> list[str]:
+    """Xia et al. trajectory classes per run (CSV per run, shares figure and table)."""
+    tag, share_rows = so.name, {}
     for r, s in so.surprisal.items():
         ck = so.checkpoints[r]
         rows = np.flatnonzero(np.isfinite(np.asarray(s[:, : min(4096, s.shape[1])])).any(1))
@@ -179,77 +207,162 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
                 out / f"{tag}_xia_{r}.csv.gz", index=False)
         except ValueError as err:
             notes.append(f"{tag}: run {r}: Xia classes skipped: {err}")
-    md += [f"### Trajectory classes (Xia et al. 2023), window after p = {xia_p}, x = {x_axis}", ""]
-    if share_rows:
-        shares = pd.DataFrame(share_rows).T
-        f = plots.xia_shares(out / f"{tag}_xia_shares.png", shares)
-        md += [f"![Xia classes]({f.name})", "", _md_table(shares.reset_index(names="run"))]
-    else:
-        md += ["_Not computed: see notes._", ""]
-    # predictors
-    md += ["### Measures vs. frequency and n-gram predictors", ""]
-    counts, sample_rows = None, _sample_rows(so)
-    if runs_dir is not None:
-        try:
-            counts = predictors.NgramCounts.from_split(predictors.training_split(runs_dir / run0))
-        except (OSError, ValueError) as err:
-            notes.append(f"{tag}: n-gram predictors skipped: {err}")
-    else:
-        notes.append(f"{tag}: n-gram predictors skipped: pass --runs-dir so the run's training data can be read")
-    if counts is not None:
-        pred = predictors.token_predictors(so.tokens, counts)
-        sample_ctx = _sample_contexts(so, sample_rows, counts.order) if sample_rows is not None else None
-        if sample_ctx is not None:  # a tokens-in-context sample: the contexts are in the sample file
-            import statsmodels.api as sm
+    md = [f"### Trajectory classes (Xia et al. 2023), window after p = {xia_p}, x = {x_axis}", ""]
+    if not share_rows:
+        return md + ["_Not computed: see notes._", ""]
+    shares = pd.DataFrame(share_rows).T
+    f = plots.xia_shares(out / f"{tag}_xia_shares.png", shares)
+    return md + [f"![Xia classes]({f.name})", "", _md_table(shares.reset_index(names="run"))]
 
-            pred[f"{counts.order}gram"] = counts.logprob_with_backoff(sample_ctx)
-            pred["ngram_resid"] = np.asarray(sm.OLS(pred[f"{counts.order}gram"].to_numpy(), sm.add_constant(
-                pred["unigram"].to_numpy(), has_constant="add")).fit().resid)
+
+def _ngram_counts(tag: str, run0: str, runs_dir: pathlib.Path | None,
+                  notes: list[str]) -> predictors.NgramCounts | None:
+    """n-gram counts of the first run's training stream (never prepares the dataset); None, with a note, if not."""
+    if runs_dir is None:
+        notes.append(f"{tag}: n-gram predictors skipped: pass --runs-dir so the run's training data can be read")
+        return None
+    try:
+        return predictors.NgramCounts.from_split(predictors.training_split(runs_dir / run0))
+    except (OSError, ValueError) as err:
+        notes.append(f"{tag}: n-gram predictors skipped: {err}")
+        return None
+
+
+def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, counts: predictors.NgramCounts,
+                sample_rows: np.ndarray | None, run0: str, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Predictors joined to the measures table, Spearman / OLS tables and figure: (table, Markdown lines)."""
+    tag = so.name
+    pred = predictors.token_predictors(so.tokens, counts)
+    if sample_rows is not None:  # a tokens-in-context sample: the contexts are in the sample file
+        import statsmodels.api as sm
+
+        pred[f"{counts.order}gram"] = counts.logprob_with_backoff(_sample_contexts(so, sample_rows, counts.order))
+        pred["ngram_resid"] = np.asarray(sm.OLS(pred[f"{counts.order}gram"].to_numpy(), sm.add_constant(
+            pred["unigram"].to_numpy(), has_constant="add")).fit().resid)
+    else:
+        _, n_trunc = predictors.token_contexts(so.tokens, counts.order)
+        if n_trunc:
+            notes.append(f"{tag}: {n_trunc} tokens lack some preceding tokens in tokens.csv (and the token sample "
+                         f"{so.meta.get('eval_set')!r} was not found): their 5-gram context is truncated")
+    table = pd.concat([table, pred], axis=1)
+    rank, ols = predictors.relate(table[SUMMARY], pred)
+    rank.to_csv(out / f"{tag}_spearman.csv", index=False)
+    ols.to_csv(out / f"{tag}_ols.csv", index=False)
+    f = plots.measures_vs_frequency(out / f"{tag}_measures_vs_frequency.png", table, SUMMARY)
+    return table, [f"Unigram and 5-gram log2 probabilities from run `{run0}`'s training data ({counts.n_tokens} "
+                   "tokens; maximum-likelihood counts >= 2 with Chang et al.'s backoff); 5-gram residualised on "
+                   "unigram.", "", f"![measures vs frequency]({f.name})", "",
+                   "Spearman correlations (expected sign: Chang et al.):", "", _md_table(rank),
+                   "OLS, measure ~ standardised predictors (statsmodels):", "", _md_table(ols)]
+
+
+def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], run0: str,
+              runs_dir: pathlib.Path | None, aoa_words: pathlib.Path, sample_rows: np.ndarray | None,
+              notes: list[str]) -> list[str]:
+    """Chang & Bergen (2022) word AoA of the first run against children's AoA; Markdown lines."""
+    tag = so.name
+    child = words.load_child_aoa(aoa_words)
+    next_piece = None  # a text output: tokens.csv holds whole sequences
+    if so.meta.get("kind") == "tokens":
+        tok_path = _tokenizer_path(so, run0, runs_dir)
+        if sample_rows is not None and tok_path is not None:
+            next_piece = _next_pieces(so, sample_rows, tok_path)
         else:
-            _, n_trunc = predictors.token_contexts(so.tokens, counts.order)
-            if n_trunc:
-                notes.append(f"{tag}: {n_trunc} tokens lack some preceding tokens in tokens.csv (and the token sample "
-                             f"{so.meta.get('eval_set')!r} was not found): their 5-gram context is truncated")
-        table = pd.concat([table, pred], axis=1)
-        rank, ols = predictors.relate(table[SUMMARY], pred)
-        rank.to_csv(out / f"{tag}_spearman.csv", index=False)
-        ols.to_csv(out / f"{tag}_ols.csv", index=False)
-        f = plots.measures_vs_frequency(out / f"{tag}_measures_vs_frequency.png", table, SUMMARY)
-        md += [f"Unigram and 5-gram log2 probabilities from run `{run0}`'s training data ({counts.n_tokens} tokens; "
-               "maximum-likelihood counts >= 2 with Chang et al.'s backoff); 5-gram residualised on unigram.", "",
-               f"![measures vs frequency]({f.name})", "", "Spearman correlations (expected sign: Chang et al.):", "",
-               _md_table(rank), "OLS, measure ~ standardised predictors (statsmodels):", "", _md_table(ols)]
+            next_piece = pd.Series(None, index=so.tokens.index, dtype=object)
+            notes.append(f"{tag}: word AoA: the piece after each target is unknown (the token sample "
+                         f"{so.meta.get('eval_set')!r} or run {run0}'s tokenizer.model was not found), so "
+                         "no token can be told to be a whole word")
+    wdf, corr = words.word_aoa(so.surprisal[run0], steps[run0], so.tokens, child, so.vocab_size, next_piece)
+    wdf.to_csv(out / f"{tag}_word_aoa.csv", index=False)
+    md = [f"{len(wdf)} CDI words occur as whole-word tokens (up to {words.MAX_OCCURRENCES} occurrences "
+          f"each); model AoA vs child AoA: n = {corr['n_words']}, Pearson r = {corr['pearson_r']:.3f} "
+          f"(p = {corr['pearson_p']:.3g}), Spearman rho = {corr['spearman_rho']:.3f}.", ""]
+    if corr["n_words"]:
+        f = plots.word_aoa(out / f"{tag}_word_aoa.png", wdf)
+        md += [f"![word AoA]({f.name})", ""]
+    return md
+
+
+def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | None, xia_p: float, x_axis: str,
+                 aoa_words: pathlib.Path | None, notes: list[str], progress: bool) -> list[str]:
+    """Measures, classes, predictors and words for one token score output; returns Markdown lines."""
+    tag = so.name
+    md = [f"## Token learning curves: `{tag}`", "",
+          f"Eval set `{so.meta.get('eval_set', '?')}`, {len(so.tokens)} tokens in context, runs "
+          f"{', '.join(so.surprisal)}, vocab {so.vocab_size} (chance {curves.chance_surprisal(so.vocab_size):.2f} "
+          f"bits), unit {so.meta.get('unit', 'bits')}.", ""]
+    steps = {r: ck["step"].to_numpy() for r, ck in so.checkpoints.items()}
+    run0 = next(iter(so.surprisal))
+    long, table, lines = _measures(so, out, steps, notes, progress)
+    md += lines + _example_curves(so, out, table, steps, run0)
+    md += _xia_classes(so, out, long, runs_dir, xia_p, x_axis, notes)
+    md += ["### Measures vs. frequency and n-gram predictors", ""]
+    sample_rows = _sample_rows(so)
+    counts = _ngram_counts(tag, run0, runs_dir, notes)
+    if counts is not None:
+        table, lines = _predictors(so, out, table, counts, sample_rows, run0, notes)
+        md += lines
     else:
         md += ["_Not computed: see notes._", ""]
     table.to_csv(out / f"{tag}_token_table.csv.gz")
-    # words
     md += ["### Word acquisition (Chang & Bergen 2022)", ""]
-    if aoa_words is not None and "token" in so.tokens:
+    if aoa_words is None or "token" not in so.tokens:
+        return md + ["_Not computed: no child AoA word list (--aoa-words)._", ""]
+    try:
+        return md + _word_aoa(so, out, steps, run0, runs_dir, aoa_words, sample_rows, notes)
+    except (FileNotFoundError, ValueError) as err:
+        notes.append(f"{tag}: word AoA skipped: {err}")
+        return md + ["_Not computed: see notes._", ""]
+
+
+def _pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str]:
+    """Minimal-pair accuracy over training, and at the final checkpoint per suite and field."""
+    pairs = [so.pairs for so in outputs if so.pairs is not None]
+    md = ["## Minimal pairs", ""]
+    if not pairs:
+        return md + ["_No pairs.csv in the score outputs._", ""]
+    p = pd.concat(pairs)
+    f = plots.pairs_accuracy(out / "pairs_accuracy.png", p)
+    last = p[p["step"] == p.groupby("run")["step"].transform("max")]
+    fin = last.groupby(["suite", "field"], as_index=False)[["correct", "ties", "n"]].sum()
+    fin["accuracy"] = fin["correct"] / fin["n"]
+    return md + [f"![minimal-pair accuracy]({f.name})", "", "Final checkpoint, pooled over runs and paradigms "
+                 "(ties counted separately, not as correct):", "", _md_table(fin)]
+
+
+def _loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib.Path,
+                  notes: list[str]) -> list[str]:
+    """Training loss of each run (its metrics.jsonl under --runs-dir)."""
+    metrics = {}
+    for r in run_names:
         try:
-            child = words.load_child_aoa(aoa_words)
-            next_piece = None  # a text output: tokens.csv holds whole sequences
-            if so.meta.get("kind") == "tokens":
-                tok_path = _tokenizer_path(so, run0, runs_dir)
-                if sample_rows is not None and tok_path is not None:
-                    next_piece = _next_pieces(so, sample_rows, tok_path)
-                else:
-                    next_piece = pd.Series(None, index=so.tokens.index, dtype=object)
-                    notes.append(f"{tag}: word AoA: the piece after each target is unknown (the token sample "
-                                 f"{so.meta.get('eval_set')!r} or run {run0}'s tokenizer.model was not found), so "
-                                 "no token can be told to be a whole word")
-            wdf, corr = words.word_aoa(so.surprisal[run0], steps[run0], so.tokens, child, so.vocab_size, next_piece)
-            wdf.to_csv(out / f"{tag}_word_aoa.csv", index=False)
-            md += [f"{len(wdf)} CDI words occur as whole-word tokens (up to {words.MAX_OCCURRENCES} occurrences "
-                   f"each); model AoA vs child AoA: n = {corr['n_words']}, Pearson r = {corr['pearson_r']:.3f} "
-                   f"(p = {corr['pearson_p']:.3g}), Spearman rho = {corr['spearman_rho']:.3f}.", ""]
-            if corr["n_words"]:
-                f = plots.word_aoa(out / f"{tag}_word_aoa.png", wdf)
-                md += [f"![word AoA]({f.name})", ""]
-        except (FileNotFoundError, ValueError) as err:
-            notes.append(f"{tag}: word AoA skipped: {err}")
-            md += ["_Not computed: see notes._", ""]
-    else:
-        md += ["_Not computed: no child AoA word list (--aoa-words)._", ""]
+            rows = read_metrics(RunDir(rd / r).path) if rd else []
+        except ValueError as err:
+            notes.append(f"run {r}: training loss skipped: {err}")
+            rows = []
+        if rows:
+            metrics[r] = pd.DataFrame(rows)
+    if not metrics:
+        return ["## Training loss", "", "_No metrics.jsonl found (pass --runs-dir with one folder per run)._", ""]
+    f = plots.training_loss(out / "training_loss.png", metrics)
+    return ["## Training loss", "", f"![training loss]({f.name})", ""]
+
+
+def _generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
+                         run_names: Sequence[str]) -> list[str]:
+    """Text generated at checkpoints (generations.json of the score outputs and the run directories)."""
+    files = {so.path.name: so.path / "generations.json" for so in outputs}
+    files.update({r: pathlib.Path(RunDir(rd / r).generations_path) for r in run_names} if rd else {})
+    gens = _generations(files)
+    md = ["## Generated text at checkpoints", ""]
+    if not gens:
+        return md + ["_No generations.json (format {step: {prompt: text}}) in the score outputs or run folders._", ""]
+    for src, by_step in gens.items():
+        md += [f"### `{src}`", ""]
+        for step in sorted(by_step, key=lambda s: (not str(s).isdigit(), int(s) if str(s).isdigit() else 0)):
+            texts = by_step[step]
+            md += [f"**step {step}**", ""] + ([f"- *{pr}* -> {str(tx)!r}" for pr, tx in texts.items()]
+                                               if isinstance(texts, dict) else [f"- {texts}"]) + [""]
     return md
 
 
@@ -270,48 +383,11 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
     md = ["# babyjax learning-curve report", "", f"Score outputs: {', '.join(f'`{so.path}`' for so in outputs)}. "
           f"Runs: {', '.join(run_names)}.", ""]
     aoa_path = pathlib.Path(aoa_words) if aoa_words else None
-    stages = tqdm(outputs, desc="score outputs", disable=not progress)
-    for so in stages:
+    for so in tqdm(outputs, desc="score outputs", disable=not progress):
         if so.meta.get("kind") in ("tokens", "text") and so.tokens is not None and so.surprisal:
             md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress)
-    pairs = [so.pairs for so in outputs if so.pairs is not None]
-    md += ["## Minimal pairs", ""]
-    if pairs:
-        p = pd.concat(pairs)
-        f = plots.pairs_accuracy(out / "pairs_accuracy.png", p)
-        last = p[p["step"] == p.groupby("run")["step"].transform("max")]
-        fin = last.groupby(["suite", "field"], as_index=False)[["correct", "ties", "n"]].sum()
-        fin["accuracy"] = fin["correct"] / fin["n"]
-        md += [f"![minimal-pair accuracy]({f.name})", "", "Final checkpoint, pooled over runs and paradigms "
-               "(ties counted separately, not as correct):", "", _md_table(fin)]
-    else:
-        md += ["_No pairs.csv in the score outputs._", ""]
-    md += ["## Training loss", ""]
-    metrics = {}
-    for r in run_names:
-        try:
-            rows = read_metrics(rd / r) if rd else []
-        except ValueError as err:
-            notes.append(f"run {r}: training loss skipped: {err}")
-            rows = []
-        if rows:
-            metrics[r] = pd.DataFrame(rows)
-    if metrics:
-        f = plots.training_loss(out / "training_loss.png", metrics)
-        md += [f"![training loss]({f.name})", ""]
-    else:
-        md += ["_No metrics.jsonl found (pass --runs-dir with one folder per run)._", ""]
-    md += ["## Generated text at checkpoints", ""]
-    gens = _generations([so.path for so in outputs] + ([rd / r for r in run_names] if rd else []))
-    if gens:
-        for src, by_step in gens.items():
-            md += [f"### `{src}`", ""]
-            for step in sorted(by_step, key=lambda s: (not str(s).isdigit(), int(s) if str(s).isdigit() else 0)):
-                texts = by_step[step]
-                md += [f"**step {step}**", ""] + ([f"- *{pr}* -> {str(tx)!r}" for pr, tx in texts.items()]
-                                                   if isinstance(texts, dict) else [f"- {texts}"]) + [""]
-    else:
-        md += ["_No generations.json (format {step: {prompt: text}}) in the score outputs or run folders._", ""]
+    md += _pairs_section(outputs, out) + _loss_section(rd, run_names, out, notes)
+    md += _generations_section(outputs, rd, run_names)
     md += ["## Notes", ""] + ([f"- {n}" for n in dict.fromkeys(notes)] or ["- none"]) + [""]
     report = out / "report.md"
     report.write_text("\n".join(md))

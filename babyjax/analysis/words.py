@@ -6,6 +6,8 @@ model AoA is then compared with children's AoA (Wordbank / CDI, the BabyLM 2023 
 Only whole-word tokens count: a SentencePiece piece "▁word" whose next piece starts a new word (begins with "▁" or
 is punctuation) or ends the text (EOS, or the end of a fully scored sequence), so "▁dog" in "▁dog gy" is not "dog".
 A token whose next piece is unknown (a tokens-in-context sample without its sample file) is not counted.
+
+`word_surprisal` sums the surprisal of a word's pieces (minicons `word_score`) for any scored text.
 """
 from __future__ import annotations
 
@@ -108,3 +110,27 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
         corr["pearson_r"], corr["pearson_p"] = map(float, stats.pearsonr(df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]))
         corr["spearman_rho"], corr["spearman_p"] = map(float, stats.spearmanr(df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]))
     return df, corr
+
+
+def word_surprisal(surprisal: np.ndarray, tokens: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Word-level surprisal: the sum over each word's pieces (minicons `word_score`). A word starts at a piece that
+    begins with SentencePiece's boundary mark '▁', at a sequence's first scored token, and after a gap in positions.
+
+    surprisal: [..., T] (e.g. a run's [checkpoints, tokens] matrix); tokens: tokens.csv. Returns (words, [..., W]):
+    words has seq, word (index within the sequence), first_index (its first row of tokens.csv), num_pieces (Chang &
+    Bergen 2022 keep single-piece words) and text.
+    """
+    seq = tokens["seq"].to_numpy(np.int64)
+    pos = tokens["position"].to_numpy(np.int64)
+    pieces = tokens["token"].astype(str).to_numpy()
+    if len(seq) == 0:
+        return pd.DataFrame(columns=["seq", "word", "first_index", "num_pieces", "text"]), \
+            np.zeros(np.shape(surprisal)[:-1] + (0,), np.float64)
+    new_seq = np.r_[True, seq[1:] != seq[:-1]]
+    starts = new_seq | np.char.startswith(pieces.astype(str), WORD_MARK) | np.r_[True, pos[1:] != pos[:-1] + 1]
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.r_[first, len(seq)])
+    texts = ["".join(pieces[a:a + n]).replace(WORD_MARK, " ").strip() for a, n in zip(first, counts)]
+    words = pd.DataFrame({"seq": seq[first], "first_index": first, "num_pieces": counts, "text": texts})
+    words.insert(1, "word", words.groupby("seq").cumcount())
+    return words, np.add.reduceat(np.asarray(surprisal, np.float64), first, axis=-1)

@@ -7,6 +7,9 @@
 - Minimal pairs: BLiMP (jsonl), BLiMP supplement (jsonl) and Zorro (txt, odd lines bad, even lines good), all loaded
   into `MinimalPair` keeping suite, paradigm and field.
 
+Each of them becomes an `EvalSet` for the scorer (babyjax.score): `load_text`, `load_pair_set`, `load_tokens` tokenize
+the sequences and hash the files they came from (`eval_hash`, the identity of a score output).
+
 Command line (the tokens-in-context sample of a run, with its own tokenizer and data config):
   python -m babyjax.data.evalsets tokens --workdir RUN --out sample.npz [--split dev|test] [--num_sequences 1000]
       [--seq_len 128] [--num_positions 10] [--seed 0]
@@ -15,21 +18,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import pathlib
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 import numpy as np
+import pandas as pd
 
+from babyjax import paths
 from babyjax.errors import ExistsError, InputError, MissingError
 from babyjax.data import babylm
 from babyjax.data.pipeline import TokenizedSplit, load_split_tokens
 from babyjax.data.tokenizer import EOS_ID, Tokenizer
+from babyjax.run import RunDir
 
 SUITES = ("blimp", "blimp_supplement", "zorro")
 
@@ -50,19 +56,17 @@ class TokenSample:
         return np.take_along_axis(self.tokens, self.positions, axis=1)
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
-        """Write atomically; an existing different file is never overwritten."""
+        """Write atomically; an existing different file is never overwritten (the same bytes again are fine)."""
         path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}-", suffix=".npz", delete=False) as f:
-            np.savez(f, tokens=self.tokens, positions=self.positions, offsets=self.offsets,
-                     meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        buf = io.BytesIO()  # npz members carry a fixed date: the same sample gives the same bytes
+        np.savez(buf, tokens=self.tokens, positions=self.positions, offsets=self.offsets,
+                 meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        data = buf.getvalue()
         if path.exists():
-            same = path.read_bytes() == pathlib.Path(f.name).read_bytes()
-            os.unlink(f.name)
-            if not same:
+            if path.read_bytes() != data:
                 raise ExistsError(f"{path} exists with another sample: choose a new path (scores refer to it)")
             return path
-        os.replace(f.name, path)
+        paths.write_atomic(path, data)
         return path
 
 
@@ -124,6 +128,7 @@ class TextLine:
 
 
 def _files(path: str | os.PathLike, suffix: str) -> list[pathlib.Path]:
+    """The `*suffix` files of a folder (sorted by name), or the file itself; MissingError when there are none."""
     path = pathlib.Path(path)
     files = sorted(path.glob(f"*{suffix}")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
@@ -218,21 +223,126 @@ def load_pairs(path: str | os.PathLike, suite: str | None = None) -> list[Minima
     return loaders[suite](path)
 
 
+# ---------------------------------------------------------------- what the scorer reads
+@dataclasses.dataclass
+class EvalSet:
+    """Tokenized sequences to score and what they are.
+
+    sequences: one row per sequence (column `seq` = its index in `token_ids`), plus `text` and, for minimal pairs,
+    suite, paradigm, field, pair and which ('good' | 'bad'). positions (tokens-in-context sample only): per row of
+    `token_ids`, the positions scored, each in the context of all tokens before it in the row.
+    """
+
+    kind: str
+    source: str
+    eval_hash: str
+    token_ids: list[list[int]]
+    sequences: pd.DataFrame
+    tokenizer_hash: str | None = None  # the tokenizer a pre-tokenized set was made with
+    positions: list[list[int]] | None = None
+
+
+def files_hash(files: Sequence[str | os.PathLike]) -> str:
+    """sha256 over the names (not folders) and bytes of files, in sorted name order."""
+    h = hashlib.sha256()
+    for p in sorted((pathlib.Path(p) for p in files), key=lambda p: p.name):
+        h.update(p.name.encode() + b"\0")
+        h.update(p.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _limited_hash(files: Sequence[pathlib.Path], limit: int) -> str:
+    digest = files_hash(files)
+    return digest if not limit else hashlib.sha256(f"{digest}|limit={limit}".encode()).hexdigest()
+
+
+def load_text(sources: Sequence[str], tok: Tokenizer, *, unit: str = "line", suffix: str = ".txt",
+              limit: int = 0) -> EvalSet:
+    """Held-out text: each non-empty line a sequence (`unit='line'`), or each file one sequence whose lines are
+    documents joined by EOS, as in the training token stream (`unit='file'`). `limit` > 0 keeps the first sequences."""
+    if unit not in ("line", "file"):
+        raise InputError(f"unknown text unit {unit!r}: use 'line' or 'file'")
+    files = [f for p in sources for f in _files(p, suffix)]
+    lines = [t for p in sources for t in load_texts(p, suffix)]
+    if not lines:
+        raise InputError(f"no text to score in {', '.join(map(str, sources))} (empty files?)")
+    encoded = tok.encode_batch([t.text for t in lines])
+    rows: list[dict] = []
+    ids: list[list[int]] = []
+    if unit == "line":
+        for t, e in zip(lines, encoded):
+            rows.append({"seq": len(ids), "file": t.source, "line": t.line, "text": t.text})
+            ids.append(e)
+    else:
+        by_file: dict[str, list[int]] = {}
+        for t, e in zip(lines, encoded):
+            joined = by_file.setdefault(t.source, [])
+            joined.extend(([EOS_ID] if joined else []) + e)
+        for name, joined in by_file.items():
+            rows.append({"seq": len(ids), "file": name, "line": -1, "text": ""})
+            ids.append(joined)
+    if limit:
+        ids, rows = ids[:limit], rows[:limit]
+    return EvalSet("text", ",".join(map(str, sources)), _limited_hash(files, limit), ids, pd.DataFrame(rows))
+
+
+def _first_per_paradigm(pairs: Sequence[MinimalPair], limit: int) -> list[MinimalPair]:
+    seen: dict[tuple[str, str], int] = {}
+    kept = []
+    for pr in pairs:
+        k = (pr.suite, pr.paradigm)
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] <= limit:
+            kept.append(pr)
+    return kept
+
+
+def load_pair_set(sources: Sequence[str], tok: Tokenizer, *, suite: str | None = None, limit: int = 0) -> EvalSet:
+    """Minimal pairs (BLiMP, BLiMP supplement, Zorro; `load_pairs`): sequence 2i is pair i's good sentence, 2i + 1
+    its bad one. `limit` > 0 keeps the first pairs of each paradigm."""
+    pairs: list[MinimalPair] = []
+    files: list[pathlib.Path] = []
+    for p in sources:
+        found = load_pairs(p, suite)
+        if not found:
+            raise InputError(f"no minimal pairs in {p}: the file is empty or holds no sentence pairs")
+        pairs += found
+        files += _files(p, ".txt" if found[0].suite == "zorro" else ".jsonl")
+    if limit:
+        pairs = _first_per_paradigm(pairs, limit)
+    texts = [s for pr in pairs for s in (pr.good, pr.bad)]
+    ids = tok.encode_batch(texts)
+    rows = [{"seq": 2 * i + j, "pair": i, "which": which, "suite": pr.suite, "paradigm": pr.paradigm,
+             "field": pr.field, "phenomenon": pr.phenomenon, "pair_id": pr.pair_id, "text": text}
+            for i, pr in enumerate(pairs) for j, (which, text) in enumerate((("good", pr.good), ("bad", pr.bad)))]
+    return EvalSet("pairs", ",".join(map(str, sources)), _limited_hash(files, limit), ids, pd.DataFrame(rows))
+
+
+def load_tokens(path: str, *, limit: int = 0) -> EvalSet:
+    """A tokens-in-context sample (Chang et al. 2023; `make_token_sample`): each row of `tokens` is read as one
+    context and the tokens at `positions` are scored."""
+    sample = load_token_sample(path)
+    if sample.tokens.ndim != 2 or sample.positions.ndim != 2 or sample.positions.shape[0] != sample.tokens.shape[0]:
+        raise InputError(f"{path} is not a token sample: tokens [N, L] and positions [N, k] expected")
+    if sample.positions.size and (sample.positions.min() < 1 or sample.positions.max() >= sample.tokens.shape[1]):
+        raise InputError(f"{path}: target positions must be in [1, L-1]")
+    tokens, positions, offsets = sample.tokens, sample.positions, sample.offsets
+    if limit:
+        tokens, positions, offsets = tokens[:limit], positions[:limit], offsets[:limit]
+    rows = pd.DataFrame({"seq": np.arange(tokens.shape[0]), "offset": offsets, "text": ""})
+    return EvalSet("tokens", str(path), _limited_hash([pathlib.Path(path)], limit), tokens.tolist(), rows,
+                   tokenizer_hash=sample.meta.get("tokenizer_sha256"), positions=[p.tolist() for p in positions])
+
+
 # ---------------------------------------------------------------- command line
 def make_run_token_sample(workdir: str | os.PathLike, out: str | os.PathLike, **kwargs: Any) -> TokenSample:
     """`make_token_sample` with the tokenizer and data config of the run in `workdir`."""
-    workdir = pathlib.Path(workdir)
-    config_path = workdir / "config.json"
-    if not config_path.is_file():
-        raise MissingError(f"{config_path} not found: --workdir must be a babyjax run directory")
-    try:
-        config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{config_path} is not valid JSON ({e.msg}): --workdir must be a babyjax run directory") \
-            from None
+    run = RunDir.open(workdir, what="--workdir")
+    config = run.config()
     if "data" not in config:
-        raise InputError(f"{config_path} has no 'data' section: --workdir must be a babyjax run directory")
-    return make_token_sample(config.data, Tokenizer(workdir / "tokenizer.model"), out, **kwargs)
+        raise InputError(f"{run.config_path} has no 'data' section: --workdir must be a babyjax run directory")
+    return make_token_sample(config.data, run.tokenizer(), out, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,28 @@
+"""babyjax.score: per-token surprisal at every checkpoint of a run's series (`python -m babyjax.score`).
+
+Modules:
+- windows: sequences -> windows (first-token policy, rolling windows) -> packed rows of `seq_len` tokens;
+- scorer: the jitted, sharded scoring function (`Scorer`, `score_sequences` for notebooks);
+- store: the score output format, its one writer and its one reader (`load_score_output`, `load_scores`);
+- job: the resumable job over runs and checkpoints (`score_job`) and its command line.
+Evaluation sets are read by babyjax.data.evalsets; minimal-pair tables and word surprisal are in babyjax.analysis.
+
+Conventions (docs/science.md, "Scoring conventions"): surprisal in bits, first-token policy `eot_context` (one
+end-of-text token before every sequence) or `no_context`, lm-evaluation-harness rolling windows for long sequences,
+and a minimal pair correct when the good sentence has the lower summed surprisal (ties counted separately).
+"""
+from babyjax.analysis.pairs import pair_table
+from babyjax.analysis.words import word_surprisal
+from babyjax.data.evalsets import EvalSet, files_hash, load_text, load_tokens
+from babyjax.data.evalsets import load_pair_set as load_pairs
+from babyjax.score.job import KINDS, RunSpec, Summary, main, parse_count, score_job, select_checkpoints
+from babyjax.score.scorer import Scorer, head_chunks, score_sequences
+from babyjax.score.store import (CHECKPOINT_COLUMNS, PAIR_COLUMNS, STATUSES, TOKEN_COLUMNS, RunTable, ScoreFolder,
+                                 ScoreOutput, load_score_output, load_scores)
+from babyjax.score.windows import POLICIES, Packed, Window, eval_windows, layout_hash, pack, token_table, windows
+
+__all__ = ["CHECKPOINT_COLUMNS", "EvalSet", "KINDS", "PAIR_COLUMNS", "POLICIES", "Packed", "RunSpec", "RunTable",
+           "STATUSES", "ScoreFolder", "ScoreOutput", "Scorer", "Summary", "TOKEN_COLUMNS", "Window", "eval_windows",
+           "files_hash", "head_chunks", "layout_hash", "load_pairs", "load_score_output", "load_scores", "load_text",
+           "load_tokens", "main", "pack", "pair_table", "parse_count", "score_job", "score_sequences",
+           "select_checkpoints", "token_table", "windows", "word_surprisal"]

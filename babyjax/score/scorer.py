@@ -1,0 +1,140 @@
+"""The jitted, sharded scoring function: log p(target | context) of every scored token of packed rows.
+
+Parameters are laid out by their logical axes (babyjax/sharding.py) and batches split over ('data', 'fsdp'); the
+padded, masked last batch is fixed before any checkpoint is scored (big_vision's evaluators pad and mask the same
+way), so the scores do not depend on batch size or device count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from babyjax import sharding
+from babyjax.errors import InputError
+from babyjax.model import ModelConfig, Transformer
+from babyjax.score.windows import Packed, pack, windows
+
+
+def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Array) -> jax.Array:
+    """log p(target) from final hidden states: logits (float32, as `Transformer.logits`) minus their logsumexp."""
+    w_DxV = model.head_kernel_DxV().astype(x_BxLxD.dtype)
+    logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, w_DxV, preferred_element_type=jnp.float32)
+    target_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
+    return target_BxL - jax.nn.logsumexp(logits_BxLxV, axis=-1)
+
+
+def _target_logprobs(model: Transformer, batch: Mapping[str, jax.Array], chunks: int = 1) -> jax.Array:
+    """log p(target | context) in nats, float32 [B, L]; 0 where the weight is 0.
+
+    The output projection and log-softmax run over `chunks` slices of the batch in turn (a lax.map), so the
+    [rows, L, V] logits of one slice stay small and in cache: on CPU this is 1.5x faster than one [B, L, V] pass.
+    Slice j holds rows j, j + chunks, ..., so every device keeps working on its own rows.
+    """
+    x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic=True)
+    targets_BxL = batch["targets"]
+    if chunks == 1:
+        logp_BxL = _head_logprobs(model, x_BxLxD, targets_BxL)
+    else:
+        b, length, d = x_BxLxD.shape
+        x_CxBxLxD = x_BxLxD.reshape(b // chunks, chunks, length, d).swapaxes(0, 1)
+        x_CxBxLxD = sharding.constrain(x_CxBxLxD, (None, "batch", "length", "embed"))
+        t_CxBxL = targets_BxL.reshape(b // chunks, chunks, length).swapaxes(0, 1)
+        logp_CxBxL = jax.lax.map(lambda xt: _head_logprobs(model, *xt), (x_CxBxLxD, t_CxBxL))
+        logp_BxL = logp_CxBxL.swapaxes(0, 1).reshape(b, length)
+    return jnp.where(batch["weights"] > 0, logp_BxL, 0.0)
+
+
+def head_chunks(rows_per_shard: int, seq_len: int, tokens_per_chunk: int = 512) -> int:
+    """How many slices the output projection of a batch is split into: about `tokens_per_chunk` tokens per device
+    each, and a divisor of the rows each device holds."""
+    k = max(1, rows_per_shard // max(1, tokens_per_chunk // seq_len))
+    while rows_per_shard % k:
+        k -= 1
+    return k
+
+
+class Scorer:
+    """The jitted, sharded scoring function for one model shape on one mesh.
+
+    Parameters are laid out by their logical axes (babyjax/sharding.py); batches are split over ('data', 'fsdp');
+    the log-probabilities come back replicated, so every process holds all of them. batch_rows (0 = 8 per
+    data-parallel device on CPU, where small batches stay in cache and run ~1.8x faster than 32, or 128 on
+    accelerators) is rounded up to a multiple of the data-parallel devices. head_tokens: tokens per device in each
+    slice of the output projection (see `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators).
+    """
+
+    def __init__(self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0):
+        cpu = mesh.devices.flat[0].platform == "cpu"
+        head_tokens = head_tokens or (256 if cpu else 16384)
+        self.model_cfg = dataclasses.replace(model_cfg, dropout=0.0, remat=False)
+        self.mesh = mesh
+        abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
+        self.graphdef, abstract, rest = nnx.split(abstract_model, nnx.Param, ...)
+        if jax.tree.leaves(rest):
+            raise InputError("babyjax.score expects a model whose only state is nnx.Param")
+        self._rest = rest
+        self.param_shardings = sharding.tree_shardings(abstract, mesh)
+        self.abstract_params = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                            abstract, self.param_shardings)
+        shards = mesh.shape["data"] * mesh.shape["fsdp"]
+        batch_rows = batch_rows or (8 if cpu else 128) * shards
+        self.batch_rows = max(1, math.ceil(batch_rows / shards)) * shards
+        self.batch_sharding = NamedSharding(mesh, sharding.logical_to_spec(("batch", "length")))
+        replicated = NamedSharding(mesh, PartitionSpec())
+
+        def logprobs(params: nnx.State, batch: dict[str, jax.Array]) -> jax.Array:
+            chunks = head_chunks(batch["inputs"].shape[0] // shards, batch["inputs"].shape[1], head_tokens)
+            with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+                return _target_logprobs(nnx.merge(self.graphdef, params, self._rest), batch, chunks)
+
+        self._fn = jax.jit(logprobs, in_shardings=(self.param_shardings, self.batch_sharding),
+                           out_shardings=replicated)
+
+    def place_params(self, params: Any) -> Any:
+        """Put parameters (an nnx.State of arrays, e.g. from a model made on one device) into the scorer's layout."""
+        return jax.device_put(params, self.param_shardings)
+
+    def place(self, packed: Packed) -> tuple[Packed, list[dict[str, jax.Array]]]:
+        """Pad `packed` to whole batches and put every batch on the mesh once (reused for every checkpoint)."""
+        packed = packed.padded(self.batch_rows)
+
+        def put(x: np.ndarray) -> jax.Array:
+            return jax.make_array_from_callback(x.shape, self.batch_sharding, lambda idx: x[idx])
+
+        return packed, [{k: put(v) for k, v in b.items()} for b in packed.batches(self.batch_rows)]
+
+    def logprobs(self, params: Any, packed: Packed, device_batches: Sequence[dict[str, jax.Array]]) -> np.ndarray:
+        """float32 [T]: natural-log probability of every scored token of `packed`, in window order."""
+        outs = [self._fn(params, b) for b in device_batches]  # dispatch everything, then read back
+        flat = np.concatenate([np.asarray(o.addressable_data(0)).reshape(-1) for o in outs]) if outs else \
+            np.zeros((0,), np.float32)
+        return flat[packed.token_index]
+
+
+def score_sequences(model: Transformer, token_lists: Sequence[Sequence[int]], *, policy: str = "eot_context",
+                    seq_len: int | None = None, stride: int | None = None, batch_rows: int = 0,
+                    mesh: Mesh | None = None, head_tokens: int = 0) -> list[np.ndarray]:
+    """Natural-log probabilities of the scored tokens of each sequence (a notebook helper around `Scorer`).
+
+    With `eot_context` every token of a sequence is scored; with `no_context` all but the first.
+    """
+    cfg = model.cfg
+    seq_len = seq_len or cfg.max_len
+    mesh = mesh or sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
+    scorer = Scorer(cfg, mesh, batch_rows, head_tokens)
+    wins = [w for s, ids in enumerate(token_lists) for w in windows(s, ids, policy, seq_len, stride)]
+    packed, device_batches = scorer.place(pack(wins, seq_len))
+    params = scorer.place_params(nnx.state(model, nnx.Param))
+    logp = scorer.logprobs(params, packed, device_batches)
+    counts = np.bincount([w.seq for w in wins], weights=[len(w.target_ids) for w in wins],
+                         minlength=len(token_lists)).astype(np.int64)
+    return np.split(logp, np.cumsum(counts)[:-1]) if len(token_lists) else []

@@ -1,0 +1,201 @@
+"""Windows and packing: how the tokens of an evaluation set become fixed rows of `seq_len` tokens.
+
+- First-token policy `eot_context` (default): every sequence is preceded by one end-of-text token (EOS_ID=3), so its
+  first real token is scored, as the BabyLM 2023 pipeline does for an empty context; `no_context`: the first token is
+  only context and is not scored (minicons' default without a BOS token).
+- Sequences longer than the model context are scored in windows (lm-evaluation-harness rolling windows): the first
+  window scores `seq_len` tokens, each later one `stride` tokens with the `seq_len - stride + 1` tokens before them as
+  context (stride = seq_len: disjoint chunks, lm-eval's convention).
+- Short windows are packed several to a row of `seq_len` tokens with segment ids and per-segment positions (attention
+  never crosses them). The packing is fixed before any checkpoint is scored, so the scores do not depend on batch
+  size or device count.
+
+Definitions: docs/science.md, "Scoring conventions".
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
+from babyjax.errors import InputError
+
+if TYPE_CHECKING:
+    from babyjax.data.evalsets import EvalSet
+
+POLICIES = ("eot_context", "no_context")
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """A stretch of one sequence scored in one forward pass: the model reads `context_ids + target_ids[:-1]` and
+    every token of `target_ids` is scored. `start` is the position of `target_ids[0]` in the sequence's tokens."""
+
+    seq: int
+    start: int
+    context_ids: tuple[int, ...]
+    target_ids: tuple[int, ...]
+    keep: tuple[int, ...] | None = None  # indices into target_ids that are scored (None: all)
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        return tuple(range(len(self.target_ids))) if self.keep is None else self.keep
+
+    @property
+    def length(self) -> int:
+        """Tokens the model reads (positions of the packed segment)."""
+        return len(self.context_ids) + len(self.target_ids) - 1
+
+
+def windows(seq: int, ids: Sequence[int], policy: str, seq_len: int, stride: int | None = None) -> list[Window]:
+    """The windows that score sequence `seq` (its token ids) under a first-token `policy` (module docstring)."""
+    if policy not in POLICIES:
+        raise InputError(f"unknown first-token policy {policy!r}: use one of {', '.join(POLICIES)}")
+    stride = seq_len if stride is None else stride
+    if not 1 <= stride <= seq_len:
+        raise InputError(f"stride={stride} must be between 1 and seq_len={seq_len}")
+    full = ([EOS_ID] if policy == "eot_context" else []) + [int(i) for i in ids]
+    offset = 1 if policy == "eot_context" else 0  # full index -> position in the sequence
+    out: list[Window] = []
+    a = 1  # full[a] is the next token to score
+    while a < len(full):
+        b = min(len(full), seq_len + 1 if a == 1 else a + stride)
+        c = max(0, b - 1 - seq_len)
+        out.append(Window(seq, a - offset, tuple(full[c:a]), tuple(full[a:b])))
+        a = b
+    return out
+
+
+@dataclasses.dataclass
+class Packed:
+    """Windows packed into rows of `seq_len` (int32/float32 numpy [rows, seq_len]), and where each scored token is."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    segment_ids: np.ndarray
+    positions: np.ndarray
+    weights: np.ndarray
+    token_index: np.ndarray  # int64 [T]: row * seq_len + column of each scored token, in window order
+
+    @property
+    def num_rows(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.token_index.shape[0]
+
+    def padded(self, batch_rows: int) -> Packed:
+        """A copy with empty rows (segment 0, weight 0) appended up to a multiple of `batch_rows`."""
+        extra = -self.num_rows % batch_rows
+        if extra == 0 and self.num_rows > 0:
+            return self
+        extra = extra or batch_rows
+        pad = lambda x: np.concatenate([x, np.zeros((extra, x.shape[1]), x.dtype)])
+        return Packed(pad(self.inputs), pad(self.targets), pad(self.segment_ids), pad(self.positions),
+                      pad(self.weights), self.token_index)
+
+    def batches(self, batch_rows: int) -> Iterable[dict[str, np.ndarray]]:
+        """Consecutive batches of `batch_rows` rows (the row count must be a multiple: see `padded`)."""
+        for r in range(0, self.num_rows, batch_rows):
+            yield {k: getattr(self, k)[r:r + batch_rows]
+                   for k in ("inputs", "targets", "segment_ids", "positions", "weights")}
+
+
+def pack(wins: Sequence[Window], seq_len: int) -> Packed:
+    """Best-fit-decreasing packing of windows into rows of `seq_len` tokens, deterministic (ties by window order)."""
+    lengths = np.array([w.length for w in wins], dtype=np.int64)
+    if len(wins) and (lengths.max() > seq_len or lengths.min() < 1):
+        raise InputError(f"a window reads {lengths.max()} tokens, more than seq_len={seq_len}")
+    order = sorted(range(len(wins)), key=lambda i: (-lengths[i], i))
+    free: list[list[int]] = [[] for _ in range(seq_len + 1)]  # free[r]: rows with exactly r slots left
+    nonempty = 0  # bit r set <=> free[r] is not empty
+    fill: list[int] = []
+    nseg: list[int] = []
+    row_of = np.zeros(len(wins), np.int64)
+    col_of = np.zeros(len(wins), np.int64)
+    seg_of = np.zeros(len(wins), np.int64)
+    for i in order:
+        m = int(lengths[i])
+        above = nonempty >> m
+        if above:
+            r = m + (above & -above).bit_length() - 1
+            row = free[r].pop()
+            if not free[r]:
+                nonempty &= ~(1 << r)
+        else:
+            row = len(fill)
+            fill.append(0)
+            nseg.append(0)
+        row_of[i], col_of[i] = row, fill[row]
+        fill[row] += m
+        nseg[row] += 1
+        seg_of[i] = nseg[row]
+        left = seq_len - fill[row]
+        if left:
+            free[left].append(row)
+            nonempty |= 1 << left
+    n = len(fill)
+    inputs = np.full((n, seq_len), PAD_ID, np.int32)
+    targets = np.full((n, seq_len), PAD_ID, np.int32)
+    segment_ids = np.zeros((n, seq_len), np.int32)
+    positions = np.zeros((n, seq_len), np.int32)
+    weights = np.zeros((n, seq_len), np.float32)
+    token_index: list[np.ndarray] = []
+    for i, w in enumerate(wins):
+        row, col, m = row_of[i], col_of[i], int(lengths[i])
+        full = w.context_ids + w.target_ids
+        inputs[row, col:col + m] = full[:-1]
+        targets[row, col:col + m] = full[1:]
+        segment_ids[row, col:col + m] = seg_of[i]
+        positions[row, col:col + m] = np.arange(m)
+        cols = col + len(w.context_ids) - 1 + np.asarray(w.kept, np.int64)
+        weights[row, cols] = 1.0
+        token_index.append(row * seq_len + cols)
+    flat = np.concatenate(token_index) if token_index else np.zeros((0,), np.int64)
+    return Packed(inputs, targets, segment_ids, positions, weights, flat)
+
+
+def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = None) -> list[Window]:
+    """The windows that score an evaluation set."""
+    if ev.kind != "tokens":
+        return [w for s, ids in enumerate(ev.token_ids) for w in windows(s, ids, policy, seq_len, stride)]
+    out = []
+    for s, (ids, pos) in enumerate(zip(ev.token_ids, ev.positions or [])):
+        if not pos:
+            continue
+        last = max(pos)
+        if last > seq_len:
+            raise InputError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
+        out.append(Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1:last + 1]),
+                          tuple(int(p) - 1 for p in pos)))
+    return out
+
+
+def token_table(wins: Sequence[Window], tok: Tokenizer) -> pd.DataFrame:
+    """One row per scored token, in scoring order: index, seq, position, token_id, token, context_length."""
+    seq, position, token_id, context = [], [], [], []
+    for w in wins:
+        kept = np.asarray(w.kept, np.int64)
+        seq.append(np.full(kept.shape, w.seq, np.int64))
+        position.append(w.start + kept)
+        token_id.append(np.asarray(w.target_ids, np.int64)[kept])
+        context.append(len(w.context_ids) + kept)
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0,), np.int64)
+    ids = cat(token_id)
+    pieces = np.array([tok.id_to_piece(i) for i in range(tok.vocab_size)], dtype=object)
+    return pd.DataFrame({"index": np.arange(ids.shape[0]), "seq": cat(seq), "position": cat(position),
+                         "token_id": ids, "token": pieces[ids] if ids.size else [], "context_length": cat(context)})
+
+
+def layout_hash(tokens: pd.DataFrame) -> str:
+    """sha256 of what is scored: token ids, sequences, positions and context lengths (the output's row identity)."""
+    h = hashlib.sha256()
+    for col in ("seq", "position", "token_id", "context_length"):
+        h.update(np.ascontiguousarray(tokens[col].to_numpy(np.int64)).data)
+    return h.hexdigest()
