@@ -19,7 +19,7 @@ from babyjax.score.job import KINDS, RunSpec, Summary, main, parse_count, score_
 from babyjax.score.scorer import Scorer, head_chunks, score_sequences
 from babyjax.score.store import (CHECKPOINT_COLUMNS, PAIR_COLUMNS, STATUSES, TOKEN_COLUMNS, RunTable, ScoreFolder,
                                  ScoreOutput, load_score_output, load_scores)
-from babyjax.score.windows import POLICIES, Packed, Window, eval_windows, layout_hash, pack, token_table, windows
+from babyjax.score.packing import POLICIES, Packed, Window, eval_windows, layout_hash, pack, token_table, windows
 
 __all__ = ["CHECKPOINT_COLUMNS", "EvalSet", "KINDS", "PAIR_COLUMNS", "POLICIES", "Packed", "RunSpec", "RunTable",
            "STATUSES", "ScoreFolder", "ScoreOutput", "Scorer", "Summary", "TOKEN_COLUMNS", "Window", "eval_windows",

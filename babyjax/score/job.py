@@ -5,7 +5,7 @@
     python -m babyjax.score --run runs/s0 --kind tokens --eval runs/s0/token_sample.npz --out scores/tokens
 
 Conventions (docs/science.md, "Scoring conventions"): surprisal of token t in context c is `-log2 p(t | c)`, in bits
-(the log base is recorded in meta.json); the first-token policy and windows are those of babyjax/score/windows.py; a
+(the log base is recorded in meta.json); the first-token policy and windows are those of babyjax/score/packing.py; a
 minimal pair is correct when the good sentence has the lower summed surprisal, ties counted separately, never as
 correct (babyjax/analysis/pairs.py). The output layout is babyjax/score/store.py's.
 
@@ -43,7 +43,7 @@ from babyjax.model import ModelConfig
 from babyjax.run import RunDir
 from babyjax.score.scorer import Scorer
 from babyjax.score.store import ScoreFolder
-from babyjax.score.windows import POLICIES, Packed, eval_windows, layout_hash, pack, token_table
+from babyjax.score.packing import POLICIES, Packed, eval_windows, layout_hash, pack, token_table
 
 log = logging.getLogger("babyjax")
 

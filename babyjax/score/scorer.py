@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from babyjax import sharding
 from babyjax.errors import InputError
 from babyjax.model import ModelConfig, Transformer
-from babyjax.score.windows import Packed, pack, windows
+from babyjax.score.packing import Packed, pack, windows
 
 
 def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Array) -> jax.Array:
