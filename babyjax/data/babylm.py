@@ -360,6 +360,7 @@ def get_builder(data_cfg: Any, *, download_url: str | None = None, prepare: bool
                         "this machine first (or point data.tfds_dir / BABYJAX_TFDS_DIR at the folder that holds it)")
     download_config = tfds.download.DownloadConfig(manual_dir=source) if source else None
     builder.download_and_prepare(download_config=download_config, file_format="array_record")
+    _REPORTED.add(str(builder.data_path))  # preparing reported its skipped lines already
     return builder
 
 
