@@ -342,7 +342,7 @@ def get_builder(data_cfg: Any, *, download_url: str | None = None, prepare: bool
     source = _resolve(data_cfg.dir, "BABYJAX_DATA_DIR")
     fingerprint = source_fingerprint(find_release(source, config.track)) if source else None  # fails early
     url = download_url or os.environ.get("BABYJAX_BABYLM_URL") or DOWNLOAD_URL
-    root = _resolve(data_cfg.tfds_dir, "BABYJAX_TFDS_DIR") or tfds.core.constants.get_default_data_dir()
+    root = _resolve(data_cfg.tfds_dir, "BABYJAX_TFDS_DIR") or tfds.core.constants.DATA_DIR
     make = functools.partial(BabyLM, config=config, file_format="array_record", download_url=url)
     builder = make(data_dir=os.path.join(root, f"babylm-{fingerprint}" if fingerprint else DOWNLOAD_FOLDER))
     if not builder.is_prepared():  # prepared by an older babyjax, before per-source folders: <root>/babylm/...
