@@ -1,4 +1,4 @@
-"""Every config overrides only keys that base.py defines, and documents how to run it."""
+"""Every config overrides only keys that base.py defines, documents how to run it, and finds its data."""
 import importlib
 import pathlib
 import sys
@@ -30,3 +30,9 @@ def test_config_keys_are_base_keys(name):
     for word in ("Command:", "Hardware:", "Time:"):
         assert word in doc, f"configs/{name}.py docstring lacks {word}"
     assert "launch/train.py" in doc or "benchmarks/" in doc
+
+
+@pytest.mark.parametrize("name", ["strict_small", "strict"])
+def test_strict_configs_read_a_release_or_download(name, monkeypatch):
+    monkeypatch.delenv("BABYJAX_DATA_DIR", raising=False)
+    assert importlib.import_module(f"configs.{name}").get_config().data.dir == ""  # never the packaged sample

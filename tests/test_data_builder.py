@@ -1,4 +1,4 @@
-"""BabyLM TFDS builder: both layouts, download from a loopback server, caps, reuse, and bad input."""
+"""BabyLM TFDS builder: both layouts, download from a loopback server, caps, reuse per source, and bad input."""
 import functools
 import http.server
 import logging
@@ -7,6 +7,7 @@ import threading
 import zipfile
 
 import pytest
+import tensorflow_datasets as tfds
 
 from babyjax.data import babylm
 from configs.base import get_config
@@ -63,18 +64,26 @@ def test_full_sample_keeps_every_line_with_domain_position_and_words(babylm_samp
     assert keys == sorted(keys)
 
 
+def prepared_folder(tfds_dir: pathlib.Path, source: pathlib.Path) -> pathlib.Path:
+    """Where a source's datasets are prepared: <tfds root>/babylm-<source fingerprint>/babylm."""
+    return pathlib.Path(babylm.get_builder(data_cfg(source, tfds_dir), prepare=False).data_dir).parents[1]
+
+
 def test_preparing_again_reuses_and_a_new_cap_gets_its_own_folder(babylm_sample, full_sample):
     _, tfds_dir = full_sample
-    before = snapshot(tfds_dir / "babylm" / "strict_small")
+    prepared = prepared_folder(tfds_dir, babylm_sample)
+    fingerprint = babylm.source_fingerprint(babylm.find_release(babylm_sample, "strict_small"))
+    assert prepared == tfds_dir / f"babylm-{fingerprint}" / "babylm"
+    before = snapshot(prepared / "strict_small")
     again = babylm.prepare(data_cfg(babylm_sample, tfds_dir))
     assert len(again["train"]) == 94140
-    assert snapshot(tfds_dir / "babylm" / "strict_small") == before
+    assert snapshot(prepared / "strict_small") == before
     capped = babylm.prepare(data_cfg(babylm_sample, tfds_dir, max_train_lines=1000))
     assert len(capped["train"]) == 1000  # the sample has no empty lines among each file's first lines
     domains = {x["domain"] for x in capped["train"].__getitems__(list(range(1000)))}
     assert len(domains) == 4  # the cap takes the start of every domain, in proportion
-    assert (tfds_dir / "babylm" / "strict_small_lines1000").is_dir()
-    assert snapshot(tfds_dir / "babylm" / "strict_small") == before
+    assert (prepared / "strict_small_lines1000").is_dir()
+    assert snapshot(prepared / "strict_small") == before
 
 
 def test_2024_layout_counts_empty_and_undecodable_lines(babylm_sample, tmp_path, caplog):
@@ -111,6 +120,7 @@ def test_download_from_a_loopback_server(babylm_sample, tmp_path, monkeypatch):
         server.shutdown()
         thread.join()
     assert [len(sources[s]) for s in babylm.SPLITS] == [240, 240, 240]
+    assert (tmp_path / "tfds" / babylm.DOWNLOAD_FOLDER / "babylm" / "strict_small").is_dir()
     first_line = (babylm_sample / "babylm_10M" / "aochildes.train").read_text().split("\n")[0]
     assert sources["train"][0]["text"].decode() == first_line
     # Prepared once, it is reused without the network.
@@ -149,9 +159,38 @@ def test_bad_input_gives_one_line_errors_and_keeps_prepared_data(babylm_sample, 
     # An unknown config name.
     with pytest.raises(ValueError, match="unknown BabyLM config 'strict-small'"):
         babylm.prepare(data_cfg(babylm_sample, tfds_dir, track="strict-small"))
-    # Another source into an already prepared config: refused, not mixed.
-    with pytest.raises(babylm.DataError, match="prepared from another BabyLM source"):
-        babylm.prepare(data_cfg(small_release(babylm_sample, tmp_path / "other"), tfds_dir))
+    # Another source into the same root: not mixed, it gets its own prepared folder.
+    other = small_release(babylm_sample, tmp_path / "other")
+    assert [len(x) for x in babylm.prepare(data_cfg(other, tfds_dir)).values()] == [240, 240, 240]
+    assert prepared_folder(tfds_dir, other) != prepared_folder(tfds_dir, babylm_sample)
     after = snapshot(tfds_dir)
     assert {k: v for k, v in after.items() if k in before} == before
     assert not any("lines5" in k or "lines6" in k or "lines7" in k for k in after)  # failed builds left nothing
+
+
+def test_switching_sources_keeps_both_and_prepare_false_never_prepares(babylm_sample, tmp_path):
+    tfds_dir = tmp_path / "tfds"
+    first, second = (small_release(babylm_sample, tmp_path / name, lines=n) for name, n in (("a", 60), ("b", 30)))
+    with pytest.raises(babylm.DataError, match="not prepared") as e:
+        babylm.get_builder(data_cfg(first, tfds_dir), prepare=False)
+    assert "\n" not in str(e.value) and not tfds_dir.exists()
+    assert len(babylm.prepare(data_cfg(first, tfds_dir))["train"]) == 240
+    before = snapshot(tfds_dir)
+    assert len(babylm.prepare(data_cfg(second, tfds_dir))["train"]) == 120  # no error, no user action
+    assert {k: v for k, v in snapshot(tfds_dir).items() if k in before} == before
+    for source, n in ((first, 240), (second, 120)):  # both stay prepared, and prepare=False reads them
+        assert len(babylm.get_builder(data_cfg(source, tfds_dir), prepare=False).as_data_source("train")) == n
+    assert len(list(tfds_dir.glob("babylm-*"))) == 2
+
+
+def test_data_prepared_before_per_source_folders_is_reused(babylm_sample, tmp_path):
+    release, tfds_dir = small_release(babylm_sample, tmp_path / "release"), tmp_path / "tfds"
+    old = babylm.BabyLM(config=babylm.builder_config("strict_small"), data_dir=str(tfds_dir),
+                        file_format="array_record")
+    old.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(release)),
+                             file_format="array_record")  # the layout of older babyjax: <root>/babylm/<config>
+    before = snapshot(tfds_dir)
+    assert babylm.get_builder(data_cfg(release, tfds_dir), prepare=False).data_path == old.data_path
+    assert len(babylm.prepare(data_cfg(release, tfds_dir))["dev"]) == 240 and snapshot(tfds_dir) == before
+    other = small_release(babylm_sample, tmp_path / "other", lines=30)  # another source never reuses it
+    assert len(babylm.prepare(data_cfg(other, tfds_dir))["dev"]) == 120

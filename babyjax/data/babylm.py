@@ -7,12 +7,19 @@ whitespace word count `num_words` (BabyLM budgets are in words). Empty and undec
 stored in the dataset's metadata and reported.
 
 Sources, in this order: a local folder holding a release (TFDS `manual_dir`; `config.data.dir` or $BABYJAX_DATA_DIR),
-else the official release is downloaded (`DOWNLOAD_URL`, overridable with $BABYJAX_BABYLM_URL).
+else the official release is downloaded (`DOWNLOAD_URL`, overridable with $BABYJAX_BABYLM_URL). `sample_release()`
+unpacks the small public-domain sample shipped in the package (`sample/`), the tiny config's default source.
+
+Prepared data is kept per source: `<root>/babylm-<source fingerprint>/` for a local release, `<root>/babylm-download/`
+for the download (root: `config.data.tfds_dir`, $BABYJAX_TFDS_DIR, else TFDS's default), so switching corpora needs
+no user action; a prepared dataset is reused and never overwritten.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import io
 import logging
 import os
 import pathlib
@@ -21,12 +28,14 @@ import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from importlib import resources
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
+from babyjax import paths
 from babyjax.errors import DataError, InputError, MissingError
 
 log = logging.getLogger(__name__)
@@ -40,6 +49,11 @@ LAYOUTS = {
     "2023": {"strict_small": "babylm_10M", "strict": "babylm_100M", "dev": "babylm_dev", "test": "babylm_test"},
     "2024+": {"strict_small": "train_10M", "strict": "train_100M", "dev": "dev", "test": "test"},
 }
+# The folder of prepared data for the downloaded release (its fingerprint is only known once it is downloaded).
+DOWNLOAD_FOLDER = "babylm-download"
+# The packaged sample: the public-domain domains of the release (its licence table), see sample/README.md.
+SAMPLE_ARCHIVE = "sample/babylm_sample.zip"
+SAMPLE_DOMAINS = ("cbt", "children_stories")
 SUFFIXES = {"train": (".train", ".txt"), "dev": (".dev", ".txt"), "test": (".test", ".txt")}
 EXPECTED_LAYOUT = (
     "expected a BabyLM release folder in the 2023 layout (babylm_10M/ or babylm_100M/, babylm_dev/, babylm_test/, "
@@ -153,11 +167,11 @@ def _probe(url: str, timeout_s: float = 30.0) -> None:
         pass
 
 
-def _extract_zip(archive: pathlib.Path) -> pathlib.Path:
-    """Unzip next to the archive, once, atomically (TFDS's own extractor needs TensorFlow)."""
-    target = archive.with_name(archive.name + ".extracted")
+def _unzip_once(archive: str | os.PathLike | IO[bytes], target: pathlib.Path) -> pathlib.Path:
+    """Unzip `archive` into `target`, once, atomically: into a temporary folder renamed into place."""
     if not target.is_dir():
-        tmp = pathlib.Path(tempfile.mkdtemp(dir=archive.parent, prefix=f".{target.name}-"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
         with zipfile.ZipFile(archive) as z:
             z.extractall(tmp)  # zipfile drops absolute and '..' parts of member names
         try:
@@ -165,6 +179,47 @@ def _extract_zip(archive: pathlib.Path) -> pathlib.Path:
         except OSError:  # extracted concurrently by another process
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _extract_zip(archive: pathlib.Path) -> pathlib.Path:
+    """Unzip a downloaded release next to the archive (TFDS's own extractor needs TensorFlow)."""
+    return _unzip_once(archive, archive.with_name(archive.name + ".extracted"))
+
+
+def sample_release(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """The packaged public-domain sample as a 2023-layout release folder (the tiny config's default data.dir).
+
+    Unpacked once into `cache_dir` (default $XDG_CACHE_HOME/babyjax, else ~/.cache/babyjax), in a folder named by
+    the archive's hash, so a changed sample is unpacked anew and never mixed with an older one.
+    """
+    data = resources.files(__package__).joinpath(SAMPLE_ARCHIVE).read_bytes()
+    if cache_dir is None:
+        cache_dir = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "babyjax"
+    cache = pathlib.Path(cache_dir)
+    target = cache / f"babylm_sample-{hashlib.sha256(data).hexdigest()[:12]}"
+    try:
+        return _unzip_once(io.BytesIO(data), target) / "babylm_data"
+    except OSError as e:
+        raise DataError(f"cannot unpack the packaged BabyLM sample into {cache} ({e.strerror or e}): set "
+                        "XDG_CACHE_HOME to a writable folder, or point data.dir at a BabyLM release") from e
+
+
+def build_sample(release: str | os.PathLike, archive: str | os.PathLike) -> None:
+    """Write the packaged sample from a release folder: its public-domain domains (`SAMPLE_DOMAINS`), every split,
+    zipped in the 2023 layout under `babylm_data/`, reproducibly (fixed member order, dates and modes)."""
+    files = find_release(release, "strict_small")
+    kept = [p for s in SPLITS for p in files[s] if p.name.rsplit(".", 1)[0] in SAMPLE_DOMAINS]
+    if {p.name.rsplit(".", 1)[0] for p in kept} != set(SAMPLE_DOMAINS):
+        raise MissingError(f"{release} lacks some of the sample's domains ({', '.join(SAMPLE_DOMAINS)})")
+
+    def write(tmp: os.PathLike) -> None:
+        with zipfile.ZipFile(tmp, "w") as z:
+            for p in kept:
+                info = zipfile.ZipInfo(f"babylm_data/{p.parent.name}/{p.name}", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+                z.writestr(info, p.read_bytes(), compresslevel=9)
+
+    paths.write_atomic(archive, write)
 
 
 class BabyLM(tfds.core.GeneratorBasedBuilder):
@@ -270,8 +325,6 @@ def read_records(source: Any, indices: Sequence[int]) -> list[tuple[bytes, bytes
     return out
 
 
-
-
 def _resolve(value: str, env: str) -> str | None:
     return value or os.environ.get(env) or None
 
@@ -282,33 +335,32 @@ def get_builder(data_cfg: Any, *, download_url: str | None = None, prepare: bool
     prepare=False never downloads or prepares: a dataset that is not prepared yet is a DataError (the analysis reads
     a run's training tokens this way).
 
-    A prepared dataset is reused and never overwritten; if a source folder is given and is not the one the
-    prepared dataset was built from, this raises instead of silently mixing them.
+    Each source is prepared in its own folder under the TFDS root (see the module docstring); a prepared dataset is
+    reused and never overwritten.
     """
     config = builder_config(data_cfg.track, data_cfg.max_train_lines)
     source = _resolve(data_cfg.dir, "BABYJAX_DATA_DIR")
+    fingerprint = source_fingerprint(find_release(source, config.track)) if source else None  # fails early
     url = download_url or os.environ.get("BABYJAX_BABYLM_URL") or DOWNLOAD_URL
-    builder = BabyLM(config=config, data_dir=_resolve(data_cfg.tfds_dir, "BABYJAX_TFDS_DIR"),
-                     file_format="array_record", download_url=url)
+    root = _resolve(data_cfg.tfds_dir, "BABYJAX_TFDS_DIR") or tfds.core.constants.DATA_DIR
+    make = functools.partial(BabyLM, config=config, file_format="array_record", download_url=url)
+    builder = make(data_dir=os.path.join(root, f"babylm-{fingerprint}" if fingerprint else DOWNLOAD_FOLDER))
+    if not builder.is_prepared():  # prepared by an older babyjax, before per-source folders: <root>/babylm/...
+        legacy = make(data_dir=root)
+        if legacy.is_prepared() and fingerprint in (None, legacy.info.metadata.get("source_fingerprint")):
+            builder = legacy
     if builder.is_prepared():
-        if source:
-            expected = builder.info.metadata.get("source_fingerprint")
-            found = source_fingerprint(find_release(source, config.track))
-            if expected != found:
-                raise DataError(f"{builder.data_dir} was prepared from another BabyLM source than {source} "
-                                 f"(fingerprint {expected} != {found}): set data.tfds_dir to another folder")
         if str(builder.data_path) not in _REPORTED:  # once per process, not on every loader
             _REPORTED.add(str(builder.data_path))
             for split, split_stats in builder.info.metadata.get("line_stats", {}).items():
                 _report(split, split_stats)
         return builder
     if not prepare:
-        raise DataError(f"the BabyLM {config.name} dataset is not prepared in {builder.data_dir}: train the run on this "
-                        "machine first (or point data.tfds_dir / BABYJAX_TFDS_DIR at the folder that holds it)")
-    if source:
-        find_release(source, config.track)  # fail early, with the expected layout, before TFDS starts
+        raise DataError(f"the BabyLM {config.name} dataset is not prepared in {builder.data_dir}: train the run on "
+                        "this machine first (or point data.tfds_dir / BABYJAX_TFDS_DIR at the folder that holds it)")
     download_config = tfds.download.DownloadConfig(manual_dir=source) if source else None
     builder.download_and_prepare(download_config=download_config, file_format="array_record")
+    _REPORTED.add(str(builder.data_path))  # preparing reported its skipped lines already
     return builder
 
 
