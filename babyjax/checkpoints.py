@@ -1,18 +1,11 @@
-"""Orbax checkpoints of a run: a dense series of parameters (all kept) and resume checkpoints (the latest few).
+"""Orbax checkpoints of a run (layout: babyjax/run.py): the dense series of parameters (all kept) and resume
+checkpoints (full train state + data-iterator state, the latest few).
 
-Layout (see docs/architecture.md)::
-
-    <workdir>/checkpoints/series/<step>/   items 'params' (the parameter pytree) and 'meta' (json)
-    <workdir>/checkpoints/series.json      index: [{step, tokens_seen, words_seen, wall_time, params_hash, ...}, ...]
-    <workdir>/checkpoints/resume/<step>/   items 'state' (full train state), 'data' (per-process iterator state,
-                                           grain's process_<i>-of-<n>.json files) and 'meta' (json)
-
-Both series and resume saves are asynchronous (orbax writes in a background thread after a synchronous copy of the
-arrays to host memory, so the caller may donate them at once). Orbax writes each checkpoint into a temporary
-directory and renames it when complete, so a crash never leaves a half-written step; the index lists a step only once
-orbax has committed it, and is rebuilt from the committed checkpoints' meta items whenever it is missing, stale or
-damaged. Every meta records step, tokens seen, words seen, wall time and a sha256 of the parameters (Pythia's
-published branches were found to hold duplicated weights; the hash makes that detectable).
+Saves are asynchronous (Orbax copies the arrays to host memory, then writes in the background, so the caller may
+donate them at once) and atomic (a temporary folder renamed when complete). The series index lists a step only once
+Orbax has committed it and is rebuilt from the checkpoints' meta items when missing, stale or damaged. Every meta
+records step, tokens and words seen, wall time and a sha256 of the parameters (Pythia's published branches were found
+to hold duplicated weights; the hash makes that detectable).
 """
 from __future__ import annotations
 
@@ -31,10 +24,9 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
 
-from babyjax.errors import CheckpointError, InputError
 from babyjax import paths
-from babyjax.run import (RunDir, committed_steps as _committed_steps, index_from_disk, is_committed as _is_committed,
-                         load_series_index, read_index_file)
+from babyjax.errors import CheckpointError, InputError
+from babyjax.run import RunDir, committed_steps, index_from_disk, is_committed, load_series_index, read_index_file
 from babyjax.series_schedules import StepSchedule, WordsSchedule, series_schedule
 
 log = logging.getLogger("babyjax")
@@ -50,23 +42,6 @@ class _QuietOcdbtMerge(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietOcdbtMerge())
-
-
-def run_path(workdir: str | os.PathLike) -> epath.Path:
-    """The run directory as an absolute path (Orbax needs one); cloud paths such as gs://... stay as they are."""
-    return RunDir(workdir).path
-
-
-def series_dir(workdir: str | os.PathLike) -> epath.Path:
-    return RunDir(workdir).series_dir
-
-
-def resume_dir(workdir: str | os.PathLike) -> epath.Path:
-    return RunDir(workdir).resume_dir
-
-
-def index_path(workdir: str | os.PathLike) -> epath.Path:
-    return RunDir(workdir).index_path
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -132,11 +107,12 @@ def _json_safe(meta: Mapping[str, Any]) -> dict:
 
 
 def _series_step_dir(workdir: epath.Path, step: int) -> epath.Path:
-    step_dir = series_dir(workdir) / str(step)
-    if not _is_committed(step_dir):
-        have = _committed_steps(series_dir(workdir))
+    run = RunDir(workdir)
+    step_dir = run.series_dir / str(step)
+    if not is_committed(step_dir):
+        have = committed_steps(run.series_dir)
         if not have:
-            raise CheckpointError(f"no series checkpoints in {workdir} (expected {series_dir(workdir)}/<step>/)")
+            raise CheckpointError(f"no series checkpoints in {run.path} (expected {run.series_dir}/<step>/)")
         raise CheckpointError(f"no committed series checkpoint at step {step} in {workdir}; "
                               f"{len(have)} steps exist, from {have[0]} to {have[-1]}")
     return step_dir
@@ -150,7 +126,7 @@ def restore_params(workdir: str | os.PathLike, step: int, abstract_params: Any =
     into that structure and layout, on any mesh; None restores the stored tree (nested dicts) onto the default device.
     verify: check the restored arrays against the sha256 in the checkpoint's meta (restore in the stored dtypes).
     """
-    workdir = run_path(workdir)
+    workdir = RunDir(workdir).path
     step_dir = _series_step_dir(workdir, step)
     checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(
         params=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler()))
@@ -219,11 +195,12 @@ class RunCheckpoints:
         if ckpt_cfg.resume_every <= 0 or ckpt_cfg.resume_keep <= 0:
             raise InputError(f"ckpt.resume_every and ckpt.resume_keep must be >= 1; got {ckpt_cfg.resume_every}, "
                              f"{ckpt_cfg.resume_keep}")
-        self.workdir = run_path(workdir)
+        self.run = RunDir(workdir)
+        self.workdir = self.run.path
         self.schedule: StepSchedule | WordsSchedule = series_schedule(ckpt_cfg, num_steps)
         self._primary = jax.process_index() == 0
         self._series = ocp.CheckpointManager(
-            series_dir(self.workdir),
+            self.run.series_dir,
             # Without OCDBT a small checkpoint costs about 25% less to write (benchmarks/bench_checkpoints.py).
             item_handlers={"params": ocp.StandardCheckpointHandler(use_ocdbt=False),
                            "meta": ocp.JsonCheckpointHandler()},
@@ -233,7 +210,7 @@ class RunCheckpoints:
                 preservation_policy=preservation_policy.PreserveAll(),
                 enable_async_checkpointing=True, cleanup_tmp_directories=True, lightweight_initialize=True))
         self._resume = ocp.CheckpointManager(
-            resume_dir(self.workdir),
+            self.run.resume_dir,
             item_handlers={"state": ocp.StandardCheckpointHandler(), "data": grain_ckpt.CheckpointHandler(),
                            "meta": ocp.JsonCheckpointHandler()},
             options=ocp.CheckpointManagerOptions(
@@ -250,7 +227,7 @@ class RunCheckpoints:
 
     def _load_index(self) -> None:
         """Reconcile series.json with the committed checkpoints (after a crash either may be ahead of the other)."""
-        path = index_path(self.workdir)
+        path = self.run.index_path
         if self._primary and path.parent.exists():  # temp files of index writes that a crash interrupted
             for stale in path.parent.glob(f".{path.name}.tmp-*"):
                 stale.unlink()
@@ -260,7 +237,7 @@ class RunCheckpoints:
                 known = read_index_file(path)
             except CheckpointError as e:
                 log.warning("%s; rebuilding it", e)
-        entries = index_from_disk(RunDir(self.workdir), known)
+        entries = index_from_disk(self.run, known)
         self._index = {int(e["step"]): e for e in entries}
         if sorted(int(e["step"]) for e in known) != sorted(self._index) or (self._index and not path.exists()):
             self._write_index()
@@ -268,11 +245,11 @@ class RunCheckpoints:
     def _write_index(self) -> None:
         if self._primary:
             # No fsync: after a power loss the index may be stale or damaged, and it is then rebuilt from the checkpoints.
-            paths.write_atomic(index_path(self.workdir), json.dumps([self._index[s] for s in sorted(self._index)], indent=1))
+            paths.write_atomic(self.run.index_path, json.dumps([self._index[s] for s in sorted(self._index)], indent=1))
 
     def _flush_index(self) -> None:
         """Move pending series steps that orbax has committed (renamed into place) into the index file."""
-        committed = [s for s in self._pending if _is_committed(series_dir(self.workdir) / str(s))]
+        committed = [s for s in self._pending if is_committed(self.run.series_dir / str(s))]
         for s in committed:
             self._index[s] = self._pending.pop(s)
         if committed:
@@ -345,11 +322,11 @@ class RunCheckpoints:
         jax.ShapeDtypeStruct with .sharding; any mesh), set `data_iter`'s state (if given), and return (state, meta)."""
         step = self.latest_resume_step()
         if step is None:
-            raise CheckpointError(f"no resume checkpoint in {resume_dir(self.workdir)}: nothing to resume from")
+            raise CheckpointError(f"no resume checkpoint in {self.run.resume_dir}: nothing to resume from")
         items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
         if data_iter is not None:
             items["data"] = grain_ckpt.CheckpointRestore(_IteratorState(data_iter))
-        step_dir = resume_dir(self.workdir) / str(step)
+        step_dir = self.run.resume_dir / str(step)
         try:
             restored = self._resume.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:  # noqa: BLE001

@@ -53,7 +53,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if os.environ.get("JAX_PLATFORMS", "").startswith("cpu") or _cpu_only():
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     # When not every process arrives, JAX ends the process with a C++ fatal error and a stack dump. A watchdog
-    # that fires just before JAX's own timeout turns that into one clear line and exit status 1.
+    # that fires just before JAX's own timeout turns that into one clear line and exit status 2.
     import threading
 
     def give_up() -> None:

@@ -1,19 +1,9 @@
-"""What happens around each training step, as hooks fed by one host-side `Progress` record (babyjax/train.py).
+"""What happens around each training step: hooks fed by one host-side `Progress` record (babyjax/train.py).
 
-The loop dispatches step t, builds the `Progress` after it (step, tokens and words seen, counted on the host from the
-batch the loader built, and step t's device metrics, not read yet) and calls every hook with it and the new state,
-before step t+1 is dispatched (which donates that state). The hooks, in order:
-
-- `MetricsLog`: reads device metrics one step late (so the device never waits for the host), stops on a non-finite
-  loss, and writes the mean loss, lr, gradient norm, tokens/s and MFU every `train.log_every` steps;
-- `DevEval`: the dev loss every `train.eval_every` steps and at the end;
-- `SeriesSaves`: the dense checkpoint series, by the series schedule (steps or words seen);
-- `ResumeSaves`: full train state and data-iterator state every `ckpt.resume_every` steps, at the end and on
-  preemption.
-
-Every collective (a gather for the parameter hash, Orbax's multi-process save) runs on the main thread: with one
-process the series is saved from a background thread, which then never needs one; with several processes the series
-is saved from the main thread.
+After dispatching step t the loop builds its `Progress` (tokens and words seen counted on the host, step t's device
+metrics not read yet) and calls each hook with it and the new state, before step t+1 donates that state. Every
+collective (the gather behind a parameter hash, Orbax's multi-process save) runs on the main thread: with one process
+the series is saved from a background thread, which then needs none; with several, from the main thread.
 """
 from __future__ import annotations
 

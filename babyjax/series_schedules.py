@@ -23,7 +23,6 @@ import bisect
 import dataclasses
 import math
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 import ml_collections
 
@@ -92,16 +91,6 @@ def words_checkpoint_names(index: Sequence[dict], max_words: float) -> dict[str,
         if step is not None:
             names[words_mark_name(mark)] = int(step)
     return names
-
-
-class Schedule(Protocol):
-    """What the training loop asks of a series schedule."""
-
-    needs_words: bool
-
-    def should_save(self, step: int, words_seen_before: float | None, words_seen_after: float | None) -> bool: ...
-
-    def planned_steps(self) -> list[int] | None: ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from flax import nnx, struct
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from babyjax import checkpoints as ck
+from babyjax.run import RunDir, committed_steps
 from configs import base
 
 
@@ -184,9 +185,9 @@ def test_index_lists_only_committed_steps(tmp_path):
     ckpt = ck.RunCheckpoints(tmp_path, _cfg(), num_steps=5)
     ckpt._series.wait_until_finished()
     ckpt.save_series(1, _params(), _meta(1))
-    committed = ck._committed_steps(ck.series_dir(tmp_path))
-    listed = [e["step"] for e in json.loads(ck.index_path(tmp_path).read_text())] if \
-        ck.index_path(tmp_path).exists() else []
+    committed = committed_steps(RunDir(tmp_path).series_dir)
+    listed = [e["step"] for e in json.loads(RunDir(tmp_path).index_path.read_text())] if \
+        RunDir(tmp_path).index_path.exists() else []
     assert set(listed) <= set(committed)
     ckpt.close()
     assert [e["step"] for e in ck.load_series_index(tmp_path)] == [1]
@@ -257,7 +258,7 @@ def test_unfinalized_tmp_checkpoint_is_ignored_and_cleaned(tmp_path):
     with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=9) as ckpt:
         ckpt.save_series(0, _params(), _meta(0))
     # a save of step 5 killed half-way: orbax's temporary directory, never renamed
-    tmp_dir = ck.series_dir(tmp_path) / "5.orbax-checkpoint-tmp"
+    tmp_dir = RunDir(tmp_path).series_dir / "5.orbax-checkpoint-tmp"
     (tmp_dir / "params").mkdir(parents=True)
     (tmp_dir / "params" / "half_written").write_bytes(b"\0" * 100)
     assert [e["step"] for e in ck.load_series_index(tmp_path)] == [0]
@@ -273,7 +274,7 @@ def test_interrupted_or_damaged_index_is_rebuilt(tmp_path):
     with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=9) as ckpt:
         for step in (0, 2, 4):
             ckpt.save_series(step, _params(seed=step), _meta(step))
-    path = ck.index_path(tmp_path)
+    path = RunDir(tmp_path).index_path
     good = json.loads(path.read_text())
     # killed between a commit and the index write: the index misses step 4; a temp file of a write was left behind
     path.write_text(json.dumps(good[:2]))
@@ -306,14 +307,14 @@ def test_kill_9_during_async_saves_leaves_a_consistent_series(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    listed = [e["step"] for e in json.loads(ck.index_path(tmp_path).read_text())]
-    committed = ck._committed_steps(ck.series_dir(tmp_path))
+    listed = [e["step"] for e in json.loads(RunDir(tmp_path).index_path.read_text())]
+    committed = committed_steps(RunDir(tmp_path).series_dir)
     assert set(listed) <= set(committed) and listed == list(range(len(listed)))
     with ck.RunCheckpoints(tmp_path, _cfg(), num_steps=100) as ckpt:  # the rerun skips committed steps
         for step in range(6):
             params = {"w": jnp.full((512, 1024), float(step)), "b": jnp.arange(1000.0) + step}
             assert ckpt.save_series(step, params, _meta(step)) == (step not in committed)
-    assert not any(".orbax-checkpoint-tmp" in p.name for p in ck.series_dir(tmp_path).iterdir())
+    assert not any(".orbax-checkpoint-tmp" in p.name for p in RunDir(tmp_path).series_dir.iterdir())
     index = ck.load_series_index(tmp_path)
     assert [e["step"] for e in index] == list(range(6))
     for e in index:
@@ -338,7 +339,7 @@ def test_clear_errors(tmp_path):
     with pytest.raises(ck.CheckpointError, match="no committed series checkpoint at step 3 in .*; 3 steps exist, from 0 to 2"):
         ck.restore_params(tmp_path, 3)
     # hash mismatch: the recorded hash does not match the stored arrays
-    meta_file = ck.series_dir(tmp_path) / "1" / "meta" / "metadata"
+    meta_file = RunDir(tmp_path).series_dir / "1" / "meta" / "metadata"
     meta = json.loads(meta_file.read_text())
     meta_file.write_text(json.dumps({**meta, "params_hash": "0" * 64}))
     with pytest.raises(ck.CheckpointError, match="do not match their recorded hash"):

@@ -20,6 +20,7 @@ from babyjax import checkpoints, score, sharding
 from babyjax.data import evalsets
 from babyjax.data import tokenizer as tokenizer_lib
 from babyjax.model import ModelConfig, Transformer
+from babyjax.run import RunDir
 from configs import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -367,11 +368,11 @@ def test_steps_words_and_growing_series(tmp_path, tiny_tokenizer, babylm_sample)
 def test_hash_mismatch_and_corrupt_checkpoints_are_reported_and_skipped(tmp_path, tiny_tokenizer, babylm_sample):
     workdir = tmp_path / "run"
     make_run(workdir, tiny_tokenizer, steps=(0, 10, 20, 30))
-    index_file = checkpoints.index_path(workdir)
+    index_file = RunDir(workdir).index_path
     index = json.loads(index_file.read_text())
     index[1]["params_hash"] = "0" * 64  # the index says other parameters were saved at step 10
     index_file.write_text(json.dumps(index))
-    params_dir = pathlib.Path(checkpoints.series_dir(workdir)) / "20" / "params"
+    params_dir = pathlib.Path(RunDir(workdir).series_dir) / "20" / "params"
     for f in params_dir.rglob("*"):
         if f.is_file() and f.stat().st_size > 1000:
             f.write_bytes(b"\0" * 100)  # damage the stored arrays of step 20
