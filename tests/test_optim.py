@@ -65,6 +65,23 @@ def test_decay_mask():
     assert decay_mask({"w": jnp.ones((2, 2)), "b": jnp.ones(2)}) == {"w": True, "b": False}
 
 
+def test_decay_mask_ignores_sharding_names():
+    """Weight decay follows the parameters' explicit tag: re-annotating their logical axes (say, for another
+    parallelism) changes nothing, for both styles."""
+    for style in ("gpt2", "llama"):
+        cfg = ModelConfig(vocab_size=97, style=style, num_layers=1, d_model=16, num_heads=2, num_kv_heads=1,
+                          mlp_dim=32, max_len=8, tie_embeddings=False)
+        params = nnx.state(Transformer(cfg, rngs=nnx.Rngs(0)), nnx.Param)
+        flat = nnx.to_flat_state(params)
+        want = {k: v.get_value() for k, v in nnx.to_flat_state(decay_mask(params))}
+        assert want[("blocks", 0, "mlp", "w_in")] and not want[("blocks", 0, "norm_mlp", "scale")]
+        assert ("pos_embed",) not in want or not want[("pos_embed",)]
+        for names_of in (lambda n: (None,) * len(n), lambda n: ("embed",) * len(n), lambda n: tuple(reversed(n))):
+            moved = nnx.from_flat_state([(k, v.replace(out_sharding=names_of(v.get_metadata()["out_sharding"])))
+                                         for k, v in flat])
+            assert {k: v.get_value() for k, v in nnx.to_flat_state(decay_mask(moved))} == want, style
+
+
 def test_weight_decay_and_clipping_applied():
     params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
     tx, _ = make_optimizer(ocfg("constant", warmup=0, b1=0.0, weight_decay=0.5), 10)
