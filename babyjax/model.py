@@ -7,9 +7,9 @@ Either may use grouped-query attention (num_kv_heads < num_heads).
 
 Parameters are float32 and carry two kinds of metadata: logical axis names (`out_sharding`, see babyjax/sharding.py)
 and the weight-decay tag (`decay`, read by babyjax/optim.py), so re-annotating a parameter for parallelism never
-changes the optimizer. Compute runs in `cfg.dtype` (float32 or bfloat16) and logits come back in float32. Attention is causal and never crosses packed
-segments (segment id 0 = padding). Dropout (embeddings, attention output, MLP output) needs `rngs` when
-`deterministic=False`.
+changes the optimizer. Compute runs in `cfg.dtype` (float32 or bfloat16) and logits come back in float32.
+Attention is causal and never crosses packed segments (segment id 0 = padding). Dropout (embeddings, attention
+output, MLP output) needs `rngs` when `deterministic=False`.
 """
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ VARIANTS = [
 
 
 def tiny(**overrides) -> ModelConfig:
-    base = {"vocab_size": VOCAB, "num_layers": 2, "d_model": 32, "num_heads": 4, "num_kv_heads": 4, "mlp_dim": 64, "max_len": L,
-                "dropout": 0.1}
+    base = {"vocab_size": VOCAB, "num_layers": 2, "d_model": 32, "num_heads": 4, "num_kv_heads": 4, "mlp_dim": 64,
+            "max_len": L, "dropout": 0.1}
     return ModelConfig(**{**base, **overrides})
 
 

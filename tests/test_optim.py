@@ -14,8 +14,8 @@ LR, END = 1e-3, 0.1
 
 def ocfg(schedule: str = "cosine", warmup: int = 10, **overrides) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict({"lr": LR, "schedule": schedule, "warmup_steps": warmup, "end_lr_ratio": END,
-                                       "wsd_decay_fraction": 0.2, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
-                                       "grad_clip": 1.0, "grad_accum_steps": 1})
+                                   "wsd_decay_fraction": 0.2, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
+                                   "grad_clip": 1.0, "grad_accum_steps": 1})
     c.update(overrides)
     return c
 
