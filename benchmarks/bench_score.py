@@ -9,8 +9,8 @@ Measures, alternating ours and the peer and taking medians:
       minicons `IncrementalLMScorer.token_score(surprisal=True, base_two=True, bos_token=True)` in batches of 64 on
       the babyjax checkpoint exported to Hugging Face (same weights, same tokens, same scores: checked); the peer
       runs with 1 and 2 torch threads and keeps the faster (OpenMP threads suffer most on a shared machine);
-  (b) packed held-out text (dev split, 128-token windows): tokens/s and MFU = model FLOP/s over a measured 2048x2048
-      float32 matmul in the same run;
+  (b) packed held-out text (dev split, 128-token windows): tokens/s and MFU = model FLOP/s (the forward share of
+      babyjax.model.flops_per_token) over a measured 2048x2048 float32 matmul in the same run;
   (c) checkpoints scored per minute by the batch job, restore included: (time of a K-checkpoint job - time of a
       1-checkpoint job) / (K - 1), so start-up (compile, tokenization) is excluded.
 Weights are random (initialisation of the bench config with different seeds per checkpoint): throughput does not
@@ -38,7 +38,8 @@ from flax import nnx
 
 from babyjax import checkpoints, export, metrics, score, sharding
 from babyjax.data import tokenizer as tokenizer_lib
-from babyjax.model import ModelConfig, Transformer, matmul_params
+from babyjax.model import ModelConfig, Transformer, flops_per_token
+from babyjax.run import RunDir
 from configs import bench
 
 DATA = pathlib.Path(os.environ.get("BABYJAX_SHARED_DATA", ROOT.parent / "shared" / "data")) / "babylm_sample"
@@ -48,15 +49,16 @@ def make_bench_run(workdir: pathlib.Path, num_checkpoints: int) -> tuple[ModelCo
     """A run directory with the bench config, a 16,384-piece tokenizer of the sample's train split and a series of
     `num_checkpoints` randomly initialised models (reused when it exists)."""
     c = bench.get_config()
-    tok_path = workdir / "tokenizer.model"
-    if not tok_path.exists():
+    run = RunDir(workdir)
+    if not run.tokenizer_path.exists():
         lines = [ln for f in sorted((DATA / "babylm_10M").glob("*.train")) for ln in f.read_text().splitlines()
                  if ln.strip()]
-        tokenizer_lib.train(lines, tok_path, vocab_size=c.tokenizer.vocab_size, model_type=c.tokenizer.model_type)
-    tok = tokenizer_lib.Tokenizer(tok_path)
-    cfg = ModelConfig.from_config(c.model, tok.vocab_size)
-    (workdir / "config.json").write_text(c.to_json_best_effort())
-    have = {int(e["step"]) for e in checkpoints.load_series_index(workdir)} if checkpoints.series_dir(workdir).exists() else set()
+        tokenizer_lib.train(lines, run.tokenizer_path, vocab_size=c.tokenizer.vocab_size,
+                            model_type=c.tokenizer.model_type)
+    run.config_path.write_text(c.to_json_best_effort())
+    tok = run.tokenizer()
+    cfg = run.model_config(tok.vocab_size)
+    have = {int(e["step"]) for e in run.series_index()} if run.series_dir.exists() else set()
     steps = [100 * i for i in range(num_checkpoints)]
     if not set(steps) <= have:
         c.ckpt.schedule, c.ckpt.steps = "list", tuple(steps)
@@ -153,9 +155,9 @@ def main() -> None:
     scorer.logprobs(params, packed, batches)
     t_text = median_time(lambda: scorer.logprobs(params, packed, batches), args.repeats)
     text_tps = text_tokens / statistics.median(t_text)
-    flops_per_token = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.d_model * seq_len
+    forward_flops = flops_per_token(cfg, seq_len, backward=False)  # scoring is a forward pass
     peak = max(metrics.measure_matmul_peak("float32") for _ in range(2)) * jax.device_count()
-    mfu = text_tps * flops_per_token / peak
+    mfu = text_tps * forward_flops / peak
 
     # (c) checkpoints per minute, restore included, start-up excluded.
     sent_file = workdir / "sentences.txt"
@@ -183,7 +185,8 @@ def main() -> None:
         ("checkpoints scored per minute (restore incl.)", f"{60 / per_ckpt:.1f} /min",
          f"{per_ckpt:.2f} s each, {n_tokens:,} tokens", ""),
     ]
-    print(f"\ndevice: {jax.devices()[0].device_kind} x {jax.device_count()}, torch threads {peer_threads} (best of 1, 2), "
+    print(f"\ndevice: {jax.devices()[0].device_kind} x {jax.device_count()}, "
+          f"torch threads {peer_threads} (best of 1, 2), "
           f"model {cfg.style} {cfg.num_layers}x{cfg.d_model} vocab {cfg.vocab_size}, {len(sentences)} sentences, "
           f"{n_tokens} tokens; matmul peak {peak / 1e9:.0f} GFLOP/s; medians of {args.repeats}")
     print(f"babyjax vs minicons surprisal: max |difference| {max_diff:.2e} bits")

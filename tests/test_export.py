@@ -9,10 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-
-PEERS = "export needs the optional 'peers' extra (torch, transformers): pip install -e '.[peers]'"
-torch = pytest.importorskip("torch", reason=PEERS)
-transformers = pytest.importorskip("transformers", reason=PEERS)
+import torch
+import transformers
+from minicons import scorer as minicons_scorer
 
 from babyjax import checkpoints, export, score
 from babyjax.data.tokenizer import EOS_ID
@@ -78,13 +77,12 @@ def test_exported_model_scores_like_babyjax(tmp_path, tok, babylm_sample, style,
 
 
 def test_minicons_reads_the_export_like_babyjax(tmp_path, tok, babylm_sample):
-    scorer_mod = pytest.importorskip("minicons.scorer", reason=PEERS)
     workdir = tmp_path / "run"
     cfg = make_run(workdir, tok, steps=(0,))
     out = export.export_checkpoint(workdir, 0, tmp_path / "hf")
     texts = _sentences(babylm_sample, 6)
     ids = [tok.encode(t) for t in texts]
-    lm = scorer_mod.IncrementalLMScorer(str(out), device="cpu")
+    lm = minicons_scorer.IncrementalLMScorer(str(out), device="cpu")
     got = lm.token_score(texts, surprisal=True, base_two=True, bos_token=True)
     want = _babyjax_logprobs(workdir, cfg, 0, ids)
     for g, w, s in zip(got, want, ids):
