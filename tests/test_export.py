@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from minicons import scorer as minicons_scorer
 
 from babyjax import checkpoints, export, score
 from babyjax.data.tokenizer import EOS_ID
-from tests.test_score import ROOT, make_run, mesh_of, train_tiny_tokenizer
+from tests.test_score import ROOT, make_run, mesh_of, tiny_model_cfg, train_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +120,13 @@ def test_export_command_line(tmp_path, tok):
     bad = subprocess.run(cmd[:3] + [f"--workdir={tmp_path / 'nowhere'}", f"--out={tmp_path / 'o'}"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_hf_class_follows_the_model_features():
+    assert export.hf_class_name(tiny_model_cfg("gpt2")) == "GPT2LMHeadModel"
+    assert export.hf_class_name(tiny_model_cfg("llama")) == "LlamaForCausalLM"
+    with pytest.raises(ValueError, match="grouped-query"):
+        export.hf_class_name(tiny_model_cfg("gpt2", num_kv_heads=2))
+    neither = types.SimpleNamespace(position="rope", norm="layernorm", mlp="gelu", biases=True, attention="mha")
+    with pytest.raises(ValueError, match="no Hugging Face class has position=rope"):
+        export.hf_class_name(neither)
