@@ -79,7 +79,8 @@ def hf_class_name(cfg: ModelConfig) -> str:
                          f"biases={features[3]}: export supports (position, norm, mlp, biases) = {known}")
     if name == GPT2 and cfg.attention == "gqa":
         raise InputError(f"GPT-2 has no grouped-query attention (num_kv_heads={cfg.num_kv_heads}, "
-                         f"num_heads={cfg.num_heads}): export a llama-style model instead")
+                         f"num_heads={cfg.num_heads}): {GPT2} needs num_kv_heads == num_heads ({LLAMA} keeps "
+                         "grouped-query attention)")
     return name
 
 
