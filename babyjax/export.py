@@ -4,10 +4,13 @@
     python -m babyjax.export --workdir runs/ss --series --out hf/ss            # chck_1M/, chck_2M/, ... by words seen
     python -m babyjax.export --workdir runs/tiny --series --names steps --out hf/tiny   # step_0/, step_1/, ...
 
-gpt2 style -> `GPT2LMHeadModel` (GELU tanh = "gelu_new", LayerNorm with biases, learned positions); llama style ->
-`LlamaForCausalLM` (RMSNorm, SwiGLU, RoPE in the rotate-half layout HF uses, so q/k need no permutation; grouped-query
-attention kept). The tokenizer is the run's SentencePiece model converted to a `tokenizers` pipeline that gives the
-same ids (identity normalisation, byte fallback), saved as tokenizer.json, plus the original tokenizer.model.
+The HF class follows the model's features (babyjax.model.ModelConfig): learned positions, LayerNorm, GELU and biases
+-> `GPT2LMHeadModel` (GELU tanh = "gelu_new"; multi-head attention only); RoPE, RMSNorm, SwiGLU and no biases ->
+`LlamaForCausalLM` (RoPE in the rotate-half layout HF uses, so q/k need no permutation; grouped-query attention
+kept). Any other combination is refused (InputError).
+
+The tokenizer is the run's SentencePiece model converted to a `tokenizers` pipeline that gives the same ids (identity
+normalisation, byte fallback), saved as tokenizer.json, plus the original tokenizer.model.
 
 babyjax documents start after the end-of-text token (EOS `</s>`, id 3; the training stream is `EOS d1 EOS d2 ...`),
 so the export sets both `bos_token` and `eos_token` to `</s>` (as GPT-2 does with `<|endoftext|>`): minicons'
@@ -27,13 +30,13 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 import numpy as np
 
-from babyjax import checkpoints
-from babyjax.errors import ExistsError, InputError, MissingError, PeersError
-from babyjax.data.tokenizer import EOS, MASK, PAD, UNK, Tokenizer
+from babyjax import checkpoints, paths
+from babyjax.data.tokenizer import EOS, MASK, PAD, UNK
+from babyjax.errors import ExistsError, InputError, PeersError
 from babyjax.model import ModelConfig
+from babyjax.run import RunDir
 from babyjax.series_schedules import words_checkpoint_names
 
 log = logging.getLogger("babyjax")
@@ -60,56 +63,69 @@ def _plain(tree: Any) -> Any:
     return np.asarray(tree, np.float32)
 
 
-def load_run(workdir: str | os.PathLike) -> tuple[ModelConfig, Tokenizer, list[dict]]:
-    """(model config, tokenizer, series index) of a run directory."""
-    workdir = pathlib.Path(workdir)
-    config_path = workdir / "config.json"
-    if not config_path.is_file():
-        raise MissingError(f"{config_path} not found: --workdir must be a babyjax run directory")
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-    tok = Tokenizer(workdir / "tokenizer.model")
-    return ModelConfig.from_config(config.model, tok.vocab_size), tok, checkpoints.load_series_index(workdir)
+GPT2 = "GPT2LMHeadModel"
+LLAMA = "LlamaForCausalLM"
+# (position, norm, mlp, biases) of the models each Hugging Face class represents
+HF_CLASSES = {("learned", "layernorm", "gelu", True): GPT2, ("rope", "rmsnorm", "swiglu", False): LLAMA}
+
+
+def hf_class_name(cfg: ModelConfig) -> str:
+    """The transformers class that represents the model's features (InputError when none does)."""
+    features = (cfg.position, cfg.norm, cfg.mlp, cfg.biases)
+    name = HF_CLASSES.get(features)
+    if name is None:
+        known = "; ".join(f"{v} {k}" for k, v in HF_CLASSES.items())
+        raise InputError(f"no Hugging Face class has position={features[0]}, norm={features[1]}, mlp={features[2]}, "
+                         f"biases={features[3]}: export supports (position, norm, mlp, biases) = {known}")
+    if name == GPT2 and cfg.attention == "gqa":
+        raise InputError(f"GPT-2 has no grouped-query attention (num_kv_heads={cfg.num_kv_heads}, "
+                         f"num_heads={cfg.num_heads}): {GPT2} needs num_kv_heads == num_heads ({LLAMA} keeps "
+                         "grouped-query attention)")
+    return name
+
+
+def _gpt2_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    d, h, k = cfg.d_model, cfg.num_heads, cfg.head_dim
+    out = {"transformer.wte.weight": params["embed"], "transformer.wpe.weight": params["pos_embed"]}
+    for i in range(cfg.num_layers):
+        b, pre = params["blocks"][str(i)], f"transformer.h.{i}."
+        a, m = b["attn"], b["mlp"]
+        out[pre + "ln_1.weight"], out[pre + "ln_1.bias"] = b["norm_attn"]["scale"], b["norm_attn"]["bias"]
+        # HF Conv1D weights are [in, out]; c_attn's output columns are q | k | v, each head-major.
+        out[pre + "attn.c_attn.weight"] = np.concatenate([a[w].reshape(d, h * k) for w in ("wq", "wk", "wv")], axis=1)
+        out[pre + "attn.c_attn.bias"] = np.concatenate([a[w].reshape(h * k) for w in ("bq", "bk", "bv")])
+        out[pre + "attn.c_proj.weight"], out[pre + "attn.c_proj.bias"] = a["wo"].reshape(h * k, d), a["bo"]
+        out[pre + "ln_2.weight"], out[pre + "ln_2.bias"] = b["norm_mlp"]["scale"], b["norm_mlp"]["bias"]
+        out[pre + "mlp.c_fc.weight"], out[pre + "mlp.c_fc.bias"] = m["w_in"], m["b_in"]
+        out[pre + "mlp.c_proj.weight"], out[pre + "mlp.c_proj.bias"] = m["w_out"], m["b_out"]
+    out["transformer.ln_f.weight"] = params["norm_out"]["scale"]
+    out["transformer.ln_f.bias"] = params["norm_out"]["bias"]
+    return out
+
+
+def _llama_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    d, h, g, k = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    out = {"model.embed_tokens.weight": params["embed"]}
+    for i in range(cfg.num_layers):
+        b, pre = params["blocks"][str(i)], f"model.layers.{i}."
+        a, m = b["attn"], b["mlp"]
+        # torch Linear weights are [out, in]; babyjax's rope() uses HF's rotate-half layout, so no permutation.
+        out[pre + "input_layernorm.weight"] = b["norm_attn"]["scale"]
+        out[pre + "self_attn.q_proj.weight"] = a["wq"].reshape(d, h * k).T
+        out[pre + "self_attn.k_proj.weight"] = a["wk"].reshape(d, g * k).T
+        out[pre + "self_attn.v_proj.weight"] = a["wv"].reshape(d, g * k).T
+        out[pre + "self_attn.o_proj.weight"] = a["wo"].reshape(h * k, d).T
+        out[pre + "post_attention_layernorm.weight"] = b["norm_mlp"]["scale"]
+        out[pre + "mlp.gate_proj.weight"] = m["w_gate"].T
+        out[pre + "mlp.up_proj.weight"] = m["w_in"].T
+        out[pre + "mlp.down_proj.weight"] = m["w_out"].T
+    out["model.norm.weight"] = params["norm_out"]["scale"]
+    return out
 
 
 def hf_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
     """babyjax parameters (nested dicts: embed, blocks/<i>/attn/wq, ...) -> HF tensor names and layouts (numpy)."""
-    d, h, g, k = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    blocks = params["blocks"]
-    out: dict[str, np.ndarray] = {}
-    if cfg.style == "gpt2":
-        if g != h:
-            raise InputError(f"GPT-2 has no grouped-query attention (num_kv_heads={g}, num_heads={h}): "
-                             "export a llama-style model instead")
-        out["transformer.wte.weight"] = params["embed"]
-        out["transformer.wpe.weight"] = params["pos_embed"]
-        for i in range(cfg.num_layers):
-            b, a, m, pre = blocks[str(i)], blocks[str(i)]["attn"], blocks[str(i)]["mlp"], f"transformer.h.{i}."
-            out[pre + "ln_1.weight"], out[pre + "ln_1.bias"] = b["norm_attn"]["scale"], b["norm_attn"]["bias"]
-            # HF Conv1D weights are [in, out]; c_attn's output columns are q | k | v, each head-major.
-            out[pre + "attn.c_attn.weight"] = np.concatenate(
-                [a[w].reshape(d, h * k) for w in ("wq", "wk", "wv")], axis=1)
-            out[pre + "attn.c_attn.bias"] = np.concatenate([a[w].reshape(h * k) for w in ("bq", "bk", "bv")])
-            out[pre + "attn.c_proj.weight"], out[pre + "attn.c_proj.bias"] = a["wo"].reshape(h * k, d), a["bo"]
-            out[pre + "ln_2.weight"], out[pre + "ln_2.bias"] = b["norm_mlp"]["scale"], b["norm_mlp"]["bias"]
-            out[pre + "mlp.c_fc.weight"], out[pre + "mlp.c_fc.bias"] = m["w_in"], m["b_in"]
-            out[pre + "mlp.c_proj.weight"], out[pre + "mlp.c_proj.bias"] = m["w_out"], m["b_out"]
-        out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = (params["norm_out"]["scale"],
-                                                                        params["norm_out"]["bias"])
-    else:
-        out["model.embed_tokens.weight"] = params["embed"]
-        for i in range(cfg.num_layers):
-            b, a, m, pre = blocks[str(i)], blocks[str(i)]["attn"], blocks[str(i)]["mlp"], f"model.layers.{i}."
-            # torch Linear weights are [out, in]; babyjax's rope() uses HF's rotate-half layout, so no permutation.
-            out[pre + "input_layernorm.weight"] = b["norm_attn"]["scale"]
-            out[pre + "self_attn.q_proj.weight"] = a["wq"].reshape(d, h * k).T
-            out[pre + "self_attn.k_proj.weight"] = a["wk"].reshape(d, g * k).T
-            out[pre + "self_attn.v_proj.weight"] = a["wv"].reshape(d, g * k).T
-            out[pre + "self_attn.o_proj.weight"] = a["wo"].reshape(h * k, d).T
-            out[pre + "post_attention_layernorm.weight"] = b["norm_mlp"]["scale"]
-            out[pre + "mlp.gate_proj.weight"] = m["w_gate"].T
-            out[pre + "mlp.up_proj.weight"] = m["w_in"].T
-            out[pre + "mlp.down_proj.weight"] = m["w_out"].T
-        out["model.norm.weight"] = params["norm_out"]["scale"]
+    out = (_gpt2_state_dict if hf_class_name(cfg) == GPT2 else _llama_state_dict)(params, cfg)
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = params["head"].T
     return {name: np.ascontiguousarray(x, np.float32) for name, x in out.items()}
@@ -119,7 +135,7 @@ def hf_config(cfg: ModelConfig) -> Any:
     """The transformers config of a babyjax model (GPT2Config or LlamaConfig)."""
     _, transformers = _require_peers()
     special = {"bos_token_id": 3, "eos_token_id": 3, "pad_token_id": 0, "tie_word_embeddings": cfg.tie_embeddings}
-    if cfg.style == "gpt2":
+    if hf_class_name(cfg) == GPT2:
         return transformers.GPT2Config(
             vocab_size=cfg.vocab_size, n_positions=cfg.max_len, n_embd=cfg.d_model, n_layer=cfg.num_layers,
             n_head=cfg.num_heads, n_inner=cfg.mlp_dim, activation_function="gelu_new", resid_pdrop=cfg.dropout,
@@ -137,7 +153,7 @@ def hf_model(params: dict, cfg: ModelConfig) -> Any:
     """A transformers PyTorch model (eval mode, float32) holding babyjax parameters."""
     torch, transformers = _require_peers()
     config = hf_config(cfg)
-    cls = transformers.GPT2LMHeadModel if cfg.style == "gpt2" else transformers.LlamaForCausalLM
+    cls = getattr(transformers, hf_class_name(cfg))
     model = cls(config)
     state = {name: torch.tensor(x) for name, x in hf_state_dict(params, cfg).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -179,24 +195,25 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
     The folder is written beside `out` and renamed into place when complete.
     """
     torch, _ = _require_peers()
-    workdir, out = pathlib.Path(workdir), pathlib.Path(out)
-    cfg, tok, index = load_run(workdir)
+    run, out = RunDir.open(workdir), pathlib.Path(out)
+    tok, index = run.tokenizer(), run.series_index()
+    cfg = run.model_config(tok.vocab_size)
     entry = next((e for e in index if int(e["step"]) == int(step)), None)
     if entry is None:
-        raise InputError(f"no checkpoint at step {step} in {workdir} (the series has steps "
+        raise InputError(f"no checkpoint at step {step} in {run.path} (the series has steps "
                          f"{index[0]['step']}..{index[-1]['step']})")
     if out.exists() and not overwrite:
         raise ExistsError(f"{out} exists: choose another --out or pass --overwrite")
-    params = _plain(checkpoints.restore_params(workdir, int(step)))  # verified against its recorded hash
+    params = _plain(checkpoints.restore_params(run.path, int(step)))  # verified against its recorded hash
     model = hf_model(params, cfg)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with torch.no_grad():
         model.save_pretrained(tmp)
-    hf_tokenizer(tok.path, cfg.max_len).save_pretrained(tmp)
-    shutil.copy(tok.path, tmp / "tokenizer.model")
-    info = {"source": str(workdir.resolve()), "step": int(step), "style": cfg.style,
+    (tmp / "tokenizer.model").write_bytes(tok.path.read_bytes())  # the run may live on cloud storage
+    hf_tokenizer(tmp / "tokenizer.model", cfg.max_len).save_pretrained(tmp)
+    info = {"source": str(paths.absolute(run.path, resolve=True)), "step": int(step), "style": cfg.style,
             "tokens_seen": entry.get("tokens_seen"), "words_seen": entry.get("words_seen"),
             "params_hash": entry.get("params_hash"), "tokenizer_hash": tok.sha256,
             "first_token": "score after one EOS token '</s>' (id 3): babyjax.score's eot_context"}
@@ -225,7 +242,7 @@ def export_series(workdir: str | os.PathLike, out: str | os.PathLike, *, names: 
     """Export every checkpoint of the series (or one per words-seen mark) into `out/<name>/`; resumable: folders
     already exported are kept."""
     _require_peers()
-    _, _, index = load_run(workdir)
+    index = RunDir.open(workdir).series_index()
     out = pathlib.Path(out)
     done: dict[str, pathlib.Path] = {}
     for name, step in series_names(index, names).items():
@@ -251,7 +268,7 @@ def main(argv: Sequence[str]) -> None:
         done = export_series(f.workdir, f.out, names=f.names, overwrite=f.overwrite)
         print(f"exported {len(done)} checkpoints to {f.out}: {', '.join(done)}")
     else:
-        step = f.step if f.step >= 0 else int(load_run(f.workdir)[2][-1]["step"])
+        step = f.step if f.step >= 0 else int(RunDir.open(f.workdir).series_index()[-1]["step"])
         print(f"exported step {step} to {export_checkpoint(f.workdir, step, f.out, overwrite=f.overwrite)}")
 
 

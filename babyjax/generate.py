@@ -27,25 +27,25 @@ import functools
 import json
 import math
 import os
-import pathlib
 import sys
 import zlib
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 
-from babyjax.errors import InputError, MissingError
 from babyjax import checkpoints, cli, paths
-from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
-from babyjax.model import ModelConfig, Transformer
+from babyjax.data.tokenizer import EOS_ID, PAD_ID
+from babyjax.errors import InputError
+from babyjax.model import Transformer
+from babyjax.run import GENERATIONS_FILE, RunDir
 
 # Openings of child-directed speech and children's stories, the genres of BabyLM's data (CHILDES, CBT, stories).
 DEFAULT_PROMPTS: tuple[str, ...] = ("the little", "once upon a time", "do you want", "look at the", "where is the")
-OUTPUT_FILE = "generations.json"
+OUTPUT_FILE = GENERATIONS_FILE  # <workdir>/generations.json (RunDir.generations_path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,15 +119,13 @@ class Generator:
     """A run's model, tokenizer and jitted sampler (compiled once per run and sampling setting, reused per step)."""
 
     def __init__(self, workdir: str | os.PathLike):
-        self.workdir = pathlib.Path(workdir)
-        config_path = self.workdir / "config.json"
-        if not config_path.is_file():
-            raise MissingError(f"{config_path} not found: --workdir must be a babyjax run directory")
-        self.config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-        self.tokenizer = Tokenizer(self.workdir / "tokenizer.model")
-        self.index = checkpoints.load_series_index(self.workdir)
+        self.run = RunDir.open(workdir)
+        self.workdir = self.run.path
+        self.config = self.run.config()
+        self.tokenizer = self.run.tokenizer()
+        self.index = self.run.series_index()
         self.steps = [int(e["step"]) for e in self.index]
-        cfg = ModelConfig.from_config(self.config.model, self.tokenizer.vocab_size)
+        cfg = self.run.model_config(self.tokenizer.vocab_size)
         self.model_cfg = dataclasses.replace(cfg, dropout=0.0, remat=False)
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
         self.graphdef, abstract, self._rest = nnx.split(abstract_model, nnx.Param, ...)
@@ -212,17 +210,19 @@ def spread_steps(steps: Sequence[int], n: int = 6) -> list[int]:
 def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = None,
                       prompts: Sequence[str] = DEFAULT_PROMPTS, out: str | os.PathLike | None = None, *,
                       max_new_tokens: int = 40, temperature: float = 0.0, top_k: int = 0,
-                      seed: int = 0) -> pathlib.Path:
+                      seed: int = 0) -> epath.Path:
     """Generate at `steps` (None: about 6 series steps spread over log-step) and write {step: {prompt: text}} to
     `out` (None: <workdir>/generations.json), atomically: the file is replaced only once everything is generated."""
     if not prompts:
         raise InputError("no prompts: pass at least one --prompt")
+    run = RunDir.open(workdir)
     if steps is None:
-        steps = spread_steps([int(e["step"]) for e in checkpoints.load_series_index(workdir)])
-    gens = generate(workdir, steps, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+        steps = spread_steps([int(e["step"]) for e in run.series_index()])
+    gens = generate(run.path, steps, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                     seed=seed)
-    path = pathlib.Path(out) if out is not None else pathlib.Path(workdir) / OUTPUT_FILE
-    paths.write_atomic(path, json.dumps({str(step): texts for step, texts in gens.items()}, indent=1, ensure_ascii=False))
+    path = paths.absolute(out) if out is not None else run.generations_path
+    text = json.dumps({str(step): texts for step, texts in gens.items()}, indent=1, ensure_ascii=False)
+    paths.write_atomic(path, text)
     return path
 
 

@@ -1,12 +1,15 @@
-"""Decoder-only transformers in Flax NNX: GPT-2/OPT style and Llama style.
+"""Decoder-only transformers in Flax NNX, built from features of the model config.
 
+`model.style` is a preset that fixes the features (see the ModelConfig properties, the only code that reads it):
 - 'gpt2': learned positions, LayerNorm, GELU (tanh), biases everywhere (GPT-2; OPT is the same recipe).
-- 'llama': RoPE on per-segment positions, RMSNorm, SwiGLU, no biases, optional grouped-query attention.
+- 'llama': RoPE on per-segment positions, RMSNorm, SwiGLU, no biases.
+Either may use grouped-query attention (num_kv_heads < num_heads).
 
-Parameters are float32 and carry logical axis names (`out_sharding` metadata, see babyjax/sharding.py); compute runs
-in `cfg.dtype` (float32 or bfloat16) and logits come back in float32. Attention is causal and never crosses packed
-segments (segment id 0 = padding). Dropout (embeddings, attention output, MLP output) needs `rngs` when
-`deterministic=False`.
+Parameters are float32 and carry two kinds of metadata: logical axis names (`out_sharding`, see babyjax/sharding.py)
+and the weight-decay tag (`decay`, read by babyjax/optim.py), so re-annotating a parameter for parallelism never
+changes the optimizer. Compute runs in `cfg.dtype` (float32 or bfloat16) and logits come back in float32.
+Attention is causal and never crosses packed segments (segment id 0 = padding). Dropout (embeddings, attention
+output, MLP output) needs `rngs` when `deterministic=False`.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from babyjax.sharding import constrain
 STYLES = ("gpt2", "llama")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 INIT_STD = 0.02
+DECAY_TAG = "decay"  # nnx metadata key: True for parameters that get weight decay (babyjax.optim.decay_mask)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +58,8 @@ class ModelConfig:
             raise InputError(f"model.d_model={self.d_model} must be divisible by model.num_heads={self.num_heads}")
         if self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads:
             raise InputError(f"model.num_kv_heads={self.num_kv_heads} must divide model.num_heads={self.num_heads}")
-        if self.style == "llama" and self.head_dim % 2:
-            raise InputError(f"llama style needs an even head dim (RoPE), got {self.head_dim}")
+        if self.position == "rope" and self.head_dim % 2:
+            raise InputError(f"RoPE (model.style={self.style!r}) needs an even head dim, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"model.dropout={self.dropout} must be in [0, 1)")
         if min(self.vocab_size, self.num_layers, self.mlp_dim, self.max_len) < 1:
@@ -122,8 +126,12 @@ class ModelConfig:
         return DTYPES[self.dtype]
 
 
-def _param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...], std: float | None) -> nnx.Param:
-    """A float32 Param: normal(std) or, with std None, ones (norm scales); std 0 gives zeros (biases)."""
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...], std: float | None, *,
+           decay: bool) -> nnx.Param:
+    """A float32 Param: normal(std) or, with std None, ones (norm scales); std 0 gives zeros (biases).
+
+    names: logical axis names (sharding); decay: whether weight decay applies (matrices acting on the model
+    dimension: kernels and embedding tables, not biases, norm scales or position tables)."""
     if std is None:
         value = jnp.ones(shape, jnp.float32)
     elif std == 0.0:
@@ -131,17 +139,17 @@ def _param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...]
     else:
         value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
     # Sharding is applied by jit out_shardings at init (babyjax/step.py), not eagerly at creation.
-    return nnx.Param(value, out_sharding=names, eager_sharding=False)
+    return nnx.Param(value, out_sharding=names, eager_sharding=False, **{DECAY_TAG: decay})
 
 
 class Norm(nnx.Module):
-    """LayerNorm (gpt2, with bias) or RMSNorm (llama), computed in float32."""
+    """LayerNorm (with bias) or RMSNorm, as `cfg.norm` says, computed in float32."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.rms = cfg.style == "llama"
+        self.rms = cfg.norm == "rmsnorm"
         self.eps = cfg.norm_eps
-        self.scale = _param(rngs, (cfg.d_model,), ("norm",), None)
-        self.bias = None if self.rms else _param(rngs, (cfg.d_model,), ("norm",), 0.0)
+        self.scale = _param(rngs, (cfg.d_model,), ("norm",), None, decay=False)
+        self.bias = None if self.rms else _param(rngs, (cfg.d_model,), ("norm",), 0.0, decay=False)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         x = x_BxLxD.astype(jnp.float32)
@@ -174,39 +182,39 @@ def attention_mask(segment_ids_BxL: jax.Array) -> jax.Array:
 
 
 class Attention(nnx.Module):
-    """Multi-head (or grouped-query) self-attention."""
+    """Multi-head (or grouped-query) self-attention; biases and RoPE as the config's features say."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         d, h, g, k = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         out_std = INIT_STD / math.sqrt(2 * cfg.num_layers)
-        self.wq = _param(rngs, (d, h, k), ("embed", "heads", "kv"), INIT_STD)
-        self.wk = _param(rngs, (d, g, k), ("embed", "kv_heads", "kv"), INIT_STD)
-        self.wv = _param(rngs, (d, g, k), ("embed", "kv_heads", "kv"), INIT_STD)
-        self.wo = _param(rngs, (h, k, d), ("heads", "kv", "embed"), out_std)
-        if cfg.style == "gpt2":
-            self.bq = _param(rngs, (h, k), ("heads", "kv"), 0.0)
-            self.bk = _param(rngs, (g, k), ("kv_heads", "kv"), 0.0)
-            self.bv = _param(rngs, (g, k), ("kv_heads", "kv"), 0.0)
-            self.bo = _param(rngs, (d,), ("norm",), 0.0)
+        self.wq = _param(rngs, (d, h, k), ("embed", "heads", "kv"), INIT_STD, decay=True)
+        self.wk = _param(rngs, (d, g, k), ("embed", "kv_heads", "kv"), INIT_STD, decay=True)
+        self.wv = _param(rngs, (d, g, k), ("embed", "kv_heads", "kv"), INIT_STD, decay=True)
+        self.wo = _param(rngs, (h, k, d), ("heads", "kv", "embed"), out_std, decay=True)
+        if cfg.biases:
+            self.bq = _param(rngs, (h, k), ("heads", "kv"), 0.0, decay=False)
+            self.bk = _param(rngs, (g, k), ("kv_heads", "kv"), 0.0, decay=False)
+            self.bv = _param(rngs, (g, k), ("kv_heads", "kv"), 0.0, decay=False)
+            self.bo = _param(rngs, (d,), ("norm",), 0.0, decay=False)
 
     def __call__(self, x_BxLxD: jax.Array, mask_Bx1xLxL: jax.Array, positions_BxL: jax.Array) -> jax.Array:
         cfg, dt = self.cfg, x_BxLxD.dtype
         q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq[...].astype(dt))
         k_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.wk[...].astype(dt))
         v_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.wv[...].astype(dt))
-        if cfg.style == "gpt2":
+        if cfg.biases:
             q_BxLxHxK += self.bq[...].astype(dt)
             k_BxLxGxK += self.bk[...].astype(dt)
             v_BxLxGxK += self.bv[...].astype(dt)
-        else:
+        if cfg.position == "rope":
             q_BxLxHxK = rope(q_BxLxHxK, positions_BxL, cfg.rope_theta)
             k_BxLxGxK = rope(k_BxLxGxK, positions_BxL, cfg.rope_theta)
         q_BxLxHxK = constrain(q_BxLxHxK, ("batch", "length", "heads", "kv"))
         k_BxLxGxK = constrain(k_BxLxGxK, ("batch", "length", "kv_heads", "kv"))
         v_BxLxGxK = constrain(v_BxLxGxK, ("batch", "length", "kv_heads", "kv"))
         k_BxLxHxK, v_BxLxHxK = k_BxLxGxK, v_BxLxGxK
-        if cfg.num_kv_heads < cfg.num_heads:  # grouped-query: query head i reads key/value head i // (H / G)
+        if cfg.attention == "gqa":  # grouped-query: query head i reads key/value head i // (H / G)
             k_BxLxHxK = jnp.repeat(k_BxLxGxK, cfg.num_heads // cfg.num_kv_heads, axis=2)
             v_BxLxHxK = jnp.repeat(v_BxLxGxK, cfg.num_heads // cfg.num_kv_heads, axis=2)
         # plain einsums: on CPU at these lengths as fast as jax.nn.dot_product_attention (measured), and exact
@@ -216,36 +224,38 @@ class Attention(nnx.Module):
         p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1).astype(dt)
         o_BxLxHxK = jnp.einsum("bhlm,bmhk->blhk", p_BxHxLxL, v_BxLxHxK)
         out_BxLxD = jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dt))
-        if cfg.style == "gpt2":
+        if cfg.biases:
             out_BxLxD += self.bo[...].astype(dt)
         return out_BxLxD
 
 
 class Mlp(nnx.Module):
-    """GELU MLP (gpt2) or SwiGLU (llama)."""
+    """GELU (tanh) MLP or SwiGLU, as `cfg.mlp` says; biases on the input and output projections if `cfg.biases`."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.gated = cfg.style == "llama"
+        self.gated, self.biases = cfg.mlp == "swiglu", cfg.biases
         d, f = cfg.d_model, cfg.mlp_dim
-        self.w_in = _param(rngs, (d, f), ("embed", "mlp"), INIT_STD)
-        self.w_out = _param(rngs, (f, d), ("mlp", "embed"), INIT_STD / math.sqrt(2 * cfg.num_layers))
+        self.w_in = _param(rngs, (d, f), ("embed", "mlp"), INIT_STD, decay=True)
+        self.w_out = _param(rngs, (f, d), ("mlp", "embed"), INIT_STD / math.sqrt(2 * cfg.num_layers), decay=True)
         if self.gated:
-            self.w_gate = _param(rngs, (d, f), ("embed", "mlp"), INIT_STD)
-        else:
-            self.b_in = _param(rngs, (f,), ("mlp",), 0.0)
-            self.b_out = _param(rngs, (d,), ("norm",), 0.0)
+            self.w_gate = _param(rngs, (d, f), ("embed", "mlp"), INIT_STD, decay=True)
+        if self.biases:
+            self.b_in = _param(rngs, (f,), ("mlp",), 0.0, decay=False)
+            self.b_out = _param(rngs, (d,), ("norm",), 0.0, decay=False)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         dt = x_BxLxD.dtype
         h_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, self.w_in[...].astype(dt))
+        if self.biases:
+            h_BxLxF += self.b_in[...].astype(dt)
         if self.gated:
             gate_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, self.w_gate[...].astype(dt))
             h_BxLxF = jax.nn.silu(gate_BxLxF) * h_BxLxF
         else:
-            h_BxLxF = jax.nn.gelu(h_BxLxF + self.b_in[...].astype(dt), approximate=True)
+            h_BxLxF = jax.nn.gelu(h_BxLxF, approximate=True)
         h_BxLxF = constrain(h_BxLxF, ("batch", "length", "mlp"))
         out_BxLxD = jnp.einsum("blf,fd->bld", h_BxLxF, self.w_out[...].astype(dt))
-        if not self.gated:
+        if self.biases:
             out_BxLxD += self.b_out[...].astype(dt)
         return out_BxLxD
 
@@ -284,13 +294,13 @@ class Transformer(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.embed = _param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), INIT_STD)
-        if cfg.style == "gpt2":
-            self.pos_embed = _param(rngs, (cfg.max_len, cfg.d_model), (None, "embed"), INIT_STD)
+        self.embed = _param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), INIT_STD, decay=True)
+        if cfg.position == "learned":  # a position table: no weight decay (as GPT-2/nanoGPT)
+            self.pos_embed = _param(rngs, (cfg.max_len, cfg.d_model), (None, "embed"), INIT_STD, decay=False)
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
         self.norm_out = Norm(cfg, rngs=rngs)
         if not cfg.tie_embeddings:
-            self.head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), INIT_STD)
+            self.head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), INIT_STD, decay=True)
 
     def features(
         self,
@@ -303,14 +313,13 @@ class Transformer(nnx.Module):
         """Final normed hidden states x_BxLxD (compute dtype), before the output projection."""
         cfg, dt = self.cfg, self.cfg.compute_dtype
         b, length = inputs_BxL.shape
-        if length > cfg.max_len and cfg.style == "gpt2":
-            raise InputError(f"sequence length {length} exceeds model.max_len={cfg.max_len} (learned positions)")
+        cfg.check_length(length, fix="feed at most model.max_len tokens per row")
         segment_ids_BxL = jnp.ones((b, length), jnp.int32) if segment_ids is None else segment_ids
         positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length)) if positions is None else positions
         # gather from tables whose model dimension is all-gathered (FSDP), so the rows land batch-sharded
         embed_VxD = constrain(self.embed[...], ("vocab", None))
         x_BxLxD = jnp.take(embed_VxD, inputs_BxL, axis=0).astype(dt)
-        if cfg.style == "gpt2":
+        if cfg.position == "learned":
             pos_embed_LxD = constrain(self.pos_embed[...], (None, None))
             x_BxLxD += jnp.take(pos_embed_LxD, positions_BxL, axis=0).astype(dt)
         x_BxLxD = constrain(_dropout(x_BxLxD, cfg.dropout, deterministic, rngs), ("batch", "length", "embed"))
@@ -349,12 +358,11 @@ class Transformer(nnx.Module):
 def num_params(cfg: ModelConfig) -> int:
     """Number of parameters of `Transformer(cfg)` (tied embeddings counted once)."""
     d, f, h, g, k, v = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.vocab_size
-    gpt2 = cfg.style == "gpt2"
-    attn = d * h * k * 2 + d * g * k * 2 + (h * k + 2 * g * k + d if gpt2 else 0)
-    mlp = 2 * d * f + (f + d if gpt2 else d * f)
-    norms = (2 if gpt2 else 1) * d
-    total = cfg.num_layers * (attn + mlp + 2 * norms) + norms + v * d
-    total += cfg.max_len * d if gpt2 else 0
+    attn = d * h * k * 2 + d * g * k * 2 + (h * k + 2 * g * k + d if cfg.biases else 0)
+    mlp = (3 if cfg.mlp == "swiglu" else 2) * d * f + (f + d if cfg.biases else 0)
+    norm = (2 if cfg.norm == "layernorm" else 1) * d  # scale (and bias)
+    total = cfg.num_layers * (attn + mlp + 2 * norm) + norm + v * d
+    total += cfg.max_len * d if cfg.position == "learned" else 0
     total += 0 if cfg.tie_embeddings else d * v
     return total
 
@@ -363,12 +371,16 @@ def matmul_params(cfg: ModelConfig) -> int:
     """Parameters used in matmuls per token: block kernels plus the output projection (embedding lookups and
     position tables are gathers, norms and biases are negligible)."""
     d, f, h, g, k = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    per_layer = 2 * d * h * k + 2 * d * g * k + (3 if cfg.style == "llama" else 2) * d * f
+    per_layer = 2 * d * h * k + 2 * d * g * k + (3 if cfg.mlp == "swiglu" else 2) * d * f
     return cfg.num_layers * per_layer + d * cfg.vocab_size
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """Training FLOPs per token (forward + backward), PaLM appendix B convention:
-    6 * matmul_params + 12 * num_layers * num_heads * head_dim * seq_len
-    (the second term is QK^T and attention-times-V, counted over the full context, not halved for causality)."""
-    return 6.0 * matmul_params(cfg) + 12.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
+def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True) -> float:
+    """THE FLOPs per token of babyjax (training, benchmarks, scoring, the report), PaLM appendix B convention.
+
+    Forward: 2 * matmul_params + 4 * num_layers * num_heads * head_dim * seq_len (the second term is QK^T and
+    attention-times-V, counted over the full context, not halved for causality). Training (`backward=True`, the
+    default) counts forward + backward as 3 forwards: 6 * matmul_params + 12 * num_layers * num_heads * head_dim *
+    seq_len. `backward=False` gives the forward share alone (scoring, generation)."""
+    forward = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
+    return 3.0 * forward if backward else forward

@@ -14,13 +14,14 @@ import optax
 from flax import nnx
 
 from babyjax.errors import InputError
+from babyjax.model import DECAY_TAG
 
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
-NO_DECAY_NAMES = ("pos_embed",)  # 2-D but a position table: no weight decay (as GPT-2/nanoGPT)
 
 
 def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
-    """Learning rate per optimizer step: linear warmup from lr/warmup_steps to `lr` over `warmup_steps`, then the decay."""
+    """Learning rate per optimizer step: linear warmup from lr/warmup_steps to `lr` over `warmup_steps`, then the
+    decay."""
     lr, warmup, end = float(optim_cfg.lr), int(optim_cfg.warmup_steps), float(optim_cfg.end_lr_ratio)
     name = str(optim_cfg.schedule)
     if name not in SCHEDULES:
@@ -52,19 +53,18 @@ def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
 
 
 def decay_mask(params: Any) -> Any:
-    """True for parameters that get weight decay: matrices acting on the model dimension (kernels and embedding
-    tables, logical axis 'embed' and ndim >= 2), not biases (2-D per-head query/key/value biases included), norm
-    scales or position tables. Plain arrays without logical names: ndim >= 2."""
+    """True for parameters that get weight decay, as the model tagged them at creation (`decay` metadata, see
+    babyjax.model._param: kernels and embedding tables yes; biases, norm scales and position tables no). The logical
+    axis names play no part, so re-annotating a parameter for parallelism never changes the optimizer. Arrays and
+    Variables without the tag: decayed when ndim >= 2."""
 
-    def decays(path: tuple[Any, ...], x: Any) -> Any:
-        keys = {str(getattr(k, "key", getattr(k, "name", k))) for k in path}
+    def decays(x: Any) -> Any:
         if not isinstance(x, nnx.Variable):
-            return x.ndim >= 2 and not keys & set(NO_DECAY_NAMES)
-        names = x.get_metadata().get("out_sharding") or ()
-        flag = x.get_value().ndim >= 2 and (not names or "embed" in names) and not keys & set(NO_DECAY_NAMES)
-        return x.replace(flag)
+            return x.ndim >= 2
+        tag = x.get_metadata().get(DECAY_TAG)
+        return x.replace(bool(tag) if tag is not None else x.get_value().ndim >= 2)
 
-    return jax.tree_util.tree_map_with_path(decays, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return jax.tree.map(decays, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def make_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:

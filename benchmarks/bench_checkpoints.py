@@ -78,7 +78,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.getLogger("absl").setLevel(logging.WARNING)
     print(f"{jax.device_count()} {jax.devices()[0].platform} devices; {args.saves} series saves per size")
-    print(f"{'params':>12s} {'hash ms':>9s} {'save blocks ms (p90)':>21s} {'series written s':>17s} {'restore ms':>11s}")
+    print(f"{'params':>12s} {'hash ms':>9s} {'save blocks ms (p90)':>21s} {'series written s':>17s} "
+          f"{'restore ms':>11s}")
     for size in args.sizes.split(","):
         r = bench(float(size), args.saves)
         print(f"{r['params']:12,d} {r['hash_ms']:9.1f} {r['blocking_ms']:12.1f} ({r['blocking_p90_ms']:6.1f}) "

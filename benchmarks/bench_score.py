@@ -9,8 +9,8 @@ Measures, alternating ours and the peer and taking medians:
       minicons `IncrementalLMScorer.token_score(surprisal=True, base_two=True, bos_token=True)` in batches of 64 on
       the babyjax checkpoint exported to Hugging Face (same weights, same tokens, same scores: checked); the peer
       runs with 1 and 2 torch threads and keeps the faster (OpenMP threads suffer most on a shared machine);
-  (b) packed held-out text (dev split, 128-token windows): tokens/s and MFU = model FLOP/s over a measured 2048x2048
-      float32 matmul in the same run;
+  (b) packed held-out text (dev split, 128-token windows): tokens/s and MFU = model FLOP/s (the forward share of
+      babyjax.model.flops_per_token) over a measured 2048x2048 float32 matmul in the same run;
   (c) checkpoints scored per minute by the batch job, restore included: (time of a K-checkpoint job - time of a
       1-checkpoint job) / (K - 1), so start-up (compile, tokenization) is excluded.
 Weights are random (initialisation of the bench config with different seeds per checkpoint): throughput does not
@@ -38,7 +38,8 @@ from flax import nnx
 
 from babyjax import checkpoints, export, metrics, score, sharding
 from babyjax.data import tokenizer as tokenizer_lib
-from babyjax.model import ModelConfig, Transformer, matmul_params
+from babyjax.model import ModelConfig, Transformer, flops_per_token
+from babyjax.run import RunDir
 from configs import bench
 
 DATA = pathlib.Path(os.environ.get("BABYJAX_SHARED_DATA", ROOT.parent / "shared" / "data")) / "babylm_sample"
@@ -48,15 +49,16 @@ def make_bench_run(workdir: pathlib.Path, num_checkpoints: int) -> tuple[ModelCo
     """A run directory with the bench config, a 16,384-piece tokenizer of the sample's train split and a series of
     `num_checkpoints` randomly initialised models (reused when it exists)."""
     c = bench.get_config()
-    tok_path = workdir / "tokenizer.model"
-    if not tok_path.exists():
+    run = RunDir(workdir)
+    if not run.tokenizer_path.exists():
         lines = [ln for f in sorted((DATA / "babylm_10M").glob("*.train")) for ln in f.read_text().splitlines()
                  if ln.strip()]
-        tokenizer_lib.train(lines, tok_path, vocab_size=c.tokenizer.vocab_size, model_type=c.tokenizer.model_type)
-    tok = tokenizer_lib.Tokenizer(tok_path)
-    cfg = ModelConfig.from_config(c.model, tok.vocab_size)
-    (workdir / "config.json").write_text(c.to_json_best_effort())
-    have = {int(e["step"]) for e in checkpoints.load_series_index(workdir)} if checkpoints.series_dir(workdir).exists() else set()
+        tokenizer_lib.train(lines, run.tokenizer_path, vocab_size=c.tokenizer.vocab_size,
+                            model_type=c.tokenizer.model_type)
+    run.config_path.write_text(c.to_json_best_effort())
+    tok = run.tokenizer()
+    cfg = run.model_config(tok.vocab_size)
+    have = {int(e["step"]) for e in run.series_index()} if run.series_dir.exists() else set()
     steps = [100 * i for i in range(num_checkpoints)]
     if not set(steps) <= have:
         c.ckpt.schedule, c.ckpt.steps = "list", tuple(steps)
@@ -79,36 +81,13 @@ def median_time(fn, repeats: int) -> list[float]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "babyjax_bench_score"))
-    ap.add_argument("--sentences", type=int, default=2000)
-    ap.add_argument("--peer_batch", type=int, default=64)
-    ap.add_argument("--batch_rows", type=int, default=0, help="0: babyjax.score's default (8 rows on CPU)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--checkpoints", type=int, default=5)
-    ap.add_argument("--text_windows", type=int, default=256, help="128-token windows of held-out text")
-    args = ap.parse_args()
-
+def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params, hf_dir: pathlib.Path,
+                          sentences: list[str], ids: list[list[int]], seq_len: int) -> dict:
+    """(a) short sentences, ours against minicons on the same weights: tokens/s of both and the largest difference."""
     import torch
     from minicons import scorer as mscorer
 
-    workdir = pathlib.Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg, tok = make_bench_run(workdir, args.checkpoints)
-    seq_len = 128
-    hf_dir = workdir / "hf_step0"
-    if not (hf_dir / export.EXPORT_INFO).exists():
-        export.export_checkpoint(workdir, 0, hf_dir, overwrite=True)
-
-    lines = (DATA / "babylm_dev" / "aochildes.dev").read_text().splitlines()
-    sentences = [ln for ln in lines if ln.strip()][:args.sentences]
-    ids = tok.encode_batch(sentences)
     n_tokens = sum(len(s) for s in ids)
-
-    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
-    scorer = score.Scorer(cfg, mesh, args.batch_rows)
-    params = checkpoints.restore_params(workdir, 0, scorer.abstract_params)
     wins = [w for i, s in enumerate(ids) for w in score.windows(i, s, "eot_context", seq_len)]
 
     def ours_sentences() -> np.ndarray:  # packing and device placement included: it is part of the job
@@ -136,12 +115,16 @@ def main() -> None:
             t_ours += median_time(ours_sentences, 1)
             torch.set_num_threads(threads)
             t_peer[threads] += median_time(peer_sentences, 1)
-    ours_tps = n_tokens / statistics.median(t_ours)
     peer_threads = min(t_peer, key=lambda k: statistics.median(t_peer[k]))
-    peer_tps = n_tokens / statistics.median(t_peer[peer_threads])
     torch.set_num_threads(peer_threads)
+    return {"ours_tokens_per_s": n_tokens / statistics.median(t_ours),
+            "minicons_tokens_per_s": n_tokens / statistics.median(t_peer[peer_threads]),
+            "minicons_threads": peer_threads, "max_abs_diff_bits": max_diff}
 
-    # (b) packed held-out text: disjoint 128-token windows of the dev stream.
+
+def packed_text(args: argparse.Namespace, scorer: score.Scorer, params, tok: tokenizer_lib.Tokenizer,
+                cfg: ModelConfig, seq_len: int) -> dict:
+    """(b) packed held-out text (disjoint windows of the dev stream): tokens/s and MFU of the forward pass."""
     text_ids: list[int] = []
     for f in sorted((DATA / "babylm_dev").glob("*.dev")):
         for e in tok.encode_batch([ln for ln in f.read_text().splitlines() if ln.strip()]):
@@ -149,15 +132,16 @@ def main() -> None:
     text_ids = text_ids[:args.text_windows * seq_len + 1]
     text_wins = score.windows(0, text_ids[1:], "eot_context", seq_len)
     packed, batches = scorer.place(score.pack(text_wins, seq_len))
-    text_tokens = packed.num_tokens
     scorer.logprobs(params, packed, batches)
     t_text = median_time(lambda: scorer.logprobs(params, packed, batches), args.repeats)
-    text_tps = text_tokens / statistics.median(t_text)
-    flops_per_token = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.d_model * seq_len
+    text_tps = packed.num_tokens / statistics.median(t_text)
+    forward_flops = flops_per_token(cfg, seq_len, backward=False)  # scoring is a forward pass
     peak = max(metrics.measure_matmul_peak("float32") for _ in range(2)) * jax.device_count()
-    mfu = text_tps * flops_per_token / peak
+    return {"matmul_peak_flops": peak, "text_tokens_per_s": text_tps, "mfu": text_tps * forward_flops / peak}
 
-    # (c) checkpoints per minute, restore included, start-up excluded.
+
+def seconds_per_checkpoint(args: argparse.Namespace, workdir: pathlib.Path, sentences: list[str]) -> float:
+    """(c) seconds per checkpoint of the batch job, restore included, start-up excluded."""
     sent_file = workdir / "sentences.txt"
     sent_file.write_text("\n".join(sentences) + "\n")
     run = [score.RunSpec("bench", workdir)]
@@ -174,26 +158,61 @@ def main() -> None:
     all_steps = [100 * i for i in range(args.checkpoints)]
     t_one = statistics.median(job(all_steps[:1]) for _ in range(2))
     t_all = job(all_steps)
-    per_ckpt = (t_all - t_one) / max(1, len(all_steps) - 1)
+    return (t_all - t_one) / max(1, len(all_steps) - 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "babyjax_bench_score"))
+    ap.add_argument("--sentences", type=int, default=2000)
+    ap.add_argument("--peer_batch", type=int, default=64)
+    ap.add_argument("--batch_rows", type=int, default=0, help="0: babyjax.score's default (8 rows on CPU)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--checkpoints", type=int, default=5)
+    ap.add_argument("--text_windows", type=int, default=256, help="128-token windows of held-out text")
+    args = ap.parse_args()
+
+    workdir = pathlib.Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg, tok = make_bench_run(workdir, args.checkpoints)
+    seq_len = 128
+    hf_dir = workdir / "hf_step0"
+    if not (hf_dir / export.EXPORT_INFO).exists():
+        export.export_checkpoint(workdir, 0, hf_dir, overwrite=True)
+
+    lines = (DATA / "babylm_dev" / "aochildes.dev").read_text().splitlines()
+    sentences = [ln for ln in lines if ln.strip()][:args.sentences]
+    ids = tok.encode_batch(sentences)
+    n_tokens = sum(len(s) for s in ids)
+
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
+    scorer = score.Scorer(cfg, mesh, args.batch_rows)
+    params = checkpoints.restore_params(workdir, 0, scorer.abstract_params)
+    r = sentences_vs_minicons(args, scorer, params, hf_dir, sentences, ids, seq_len)
+    r["ratio"] = r["ours_tokens_per_s"] / r["minicons_tokens_per_s"]
+    r.update(packed_text(args, scorer, params, tok, cfg, seq_len))
+    per_ckpt = seconds_per_checkpoint(args, workdir, sentences)
+    r["checkpoints_per_min"] = 60 / per_ckpt
 
     rows = [
-        ("short sentences (aochildes, eot_context)", f"{ours_tps:,.0f} tok/s", f"{peer_tps:,.0f} tok/s (minicons)",
-         f"{ours_tps / peer_tps:.2f}x"),
-        ("packed held-out text (128-token windows)", f"{text_tps:,.0f} tok/s", f"MFU {100 * mfu:.0f}%", ""),
+        ("short sentences (aochildes, eot_context)", f"{r['ours_tokens_per_s']:,.0f} tok/s",
+         f"{r['minicons_tokens_per_s']:,.0f} tok/s (minicons)", f"{r['ratio']:.2f}x"),
+        ("packed held-out text (128-token windows)", f"{r['text_tokens_per_s']:,.0f} tok/s",
+         f"MFU {100 * r['mfu']:.0f}%", ""),
         ("checkpoints scored per minute (restore incl.)", f"{60 / per_ckpt:.1f} /min",
          f"{per_ckpt:.2f} s each, {n_tokens:,} tokens", ""),
     ]
-    print(f"\ndevice: {jax.devices()[0].device_kind} x {jax.device_count()}, torch threads {peer_threads} (best of 1, 2), "
+    print(f"\ndevice: {jax.devices()[0].device_kind} x {jax.device_count()}, "
+          f"torch threads {r['minicons_threads']} (best of 1, 2), "
           f"model {cfg.style} {cfg.num_layers}x{cfg.d_model} vocab {cfg.vocab_size}, {len(sentences)} sentences, "
-          f"{n_tokens} tokens; matmul peak {peak / 1e9:.0f} GFLOP/s; medians of {args.repeats}")
-    print(f"babyjax vs minicons surprisal: max |difference| {max_diff:.2e} bits")
+          f"{n_tokens} tokens; matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; medians of {args.repeats}")
+    print(f"babyjax vs minicons surprisal: max |difference| {r['max_abs_diff_bits']:.2e} bits")
     print(f"{'what':48s} {'babyjax':>16s} {'peer / detail':>34s} {'ratio':>7s}")
-    for r in rows:
-        print(f"{r[0]:48s} {r[1]:>16s} {r[2]:>34s} {r[3]:>7s}")
-    print(json.dumps({"ours_tokens_per_s": ours_tps, "minicons_tokens_per_s": peer_tps, "ratio": ours_tps / peer_tps,
-                      "minicons_threads": peer_threads, "matmul_peak_flops": peak,
-                      "text_tokens_per_s": text_tps, "mfu": mfu, "checkpoints_per_min": 60 / per_ckpt,
-                      "max_abs_diff_bits": max_diff}))
+    for row in rows:
+        print(f"{row[0]:48s} {row[1]:>16s} {row[2]:>34s} {row[3]:>7s}")
+    keys = ("ours_tokens_per_s", "minicons_tokens_per_s", "ratio", "minicons_threads", "matmul_peak_flops",
+            "text_tokens_per_s", "mfu", "checkpoints_per_min", "max_abs_diff_bits")
+    print(json.dumps({k: r[k] for k in keys}))
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     tokens = rng.integers(5, v, size=(b, length + 1), dtype=np.int32)
     batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
-             "segment_ids": np.ones((b, length), np.int32), "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
+             "segment_ids": np.ones((b, length), np.int32),
+             "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
              "weights": np.ones((b, length), np.float32), "num_words": np.full((b,), 100.0, np.float32),
              "num_tokens": np.full((b,), float(length), np.float32)}
 
@@ -106,7 +107,8 @@ def main() -> None:
     j, t = statistics.median(jax_tps), statistics.median(torch_tps)
     print(f"bench config: {n_jax / 1e6:.2f}M params (babyjax), {n_torch / 1e6:.2f}M (HF), batch {b}x{length}, "
           f"{args.rounds} rounds x {args.steps} steps, medians")
-    print(f"measured matmul peak (2048^2 f32, one device): {peak / 1e9:.1f} GFLOP/s; model FLOPs/token {flops / 1e6:.1f}M")
+    print(f"measured matmul peak (2048^2 f32, one device): {peak / 1e9:.1f} GFLOP/s; "
+          f"model FLOPs/token {flops / 1e6:.1f}M")
     print(f"{'':28s}{'tokens/s':>12s}{'MFU':>8s}")
     print(f"{'babyjax (JAX, jit)':28s}{j:12,.0f}{j * flops / peak:8.1%}")
     print(f"{'HF GPT2LMHeadModel (torch)':28s}{t:12,.0f}{t * flops / peak:8.1%}")

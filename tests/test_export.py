@@ -6,17 +6,17 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
-
-PEERS = "export needs the optional 'peers' extra (torch, transformers): pip install -e '.[peers]'"
-torch = pytest.importorskip("torch", reason=PEERS)
-transformers = pytest.importorskip("transformers", reason=PEERS)
+import torch
+import transformers
+from minicons import scorer as minicons_scorer
 
 from babyjax import checkpoints, export, score
 from babyjax.data.tokenizer import EOS_ID
-from tests.test_score import ROOT, make_run, mesh_of, train_tiny_tokenizer
+from tests.test_score import ROOT, make_run, mesh_of, tiny_model_cfg, train_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +78,12 @@ def test_exported_model_scores_like_babyjax(tmp_path, tok, babylm_sample, style,
 
 
 def test_minicons_reads_the_export_like_babyjax(tmp_path, tok, babylm_sample):
-    scorer_mod = pytest.importorskip("minicons.scorer", reason=PEERS)
     workdir = tmp_path / "run"
     cfg = make_run(workdir, tok, steps=(0,))
     out = export.export_checkpoint(workdir, 0, tmp_path / "hf")
     texts = _sentences(babylm_sample, 6)
     ids = [tok.encode(t) for t in texts]
-    lm = scorer_mod.IncrementalLMScorer(str(out), device="cpu")
+    lm = minicons_scorer.IncrementalLMScorer(str(out), device="cpu")
     got = lm.token_score(texts, surprisal=True, base_two=True, bos_token=True)
     want = _babyjax_logprobs(workdir, cfg, 0, ids)
     for g, w, s in zip(got, want, ids):
@@ -121,3 +120,13 @@ def test_export_command_line(tmp_path, tok):
     bad = subprocess.run(cmd[:3] + [f"--workdir={tmp_path / 'nowhere'}", f"--out={tmp_path / 'o'}"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_hf_class_follows_the_model_features():
+    assert export.hf_class_name(tiny_model_cfg("gpt2")) == "GPT2LMHeadModel"
+    assert export.hf_class_name(tiny_model_cfg("llama")) == "LlamaForCausalLM"
+    with pytest.raises(ValueError, match="grouped-query"):
+        export.hf_class_name(tiny_model_cfg("gpt2", num_kv_heads=2))
+    neither = types.SimpleNamespace(position="rope", norm="layernorm", mlp="gelu", biases=True, attention="mha")
+    with pytest.raises(ValueError, match="no Hugging Face class has position=rope"):
+        export.hf_class_name(neither)

@@ -21,8 +21,8 @@ VARIANTS = [
 
 
 def tiny(**overrides) -> ModelConfig:
-    base = {"vocab_size": VOCAB, "num_layers": 2, "d_model": 32, "num_heads": 4, "num_kv_heads": 4, "mlp_dim": 64, "max_len": L,
-                "dropout": 0.1}
+    base = {"vocab_size": VOCAB, "num_layers": 2, "d_model": 32, "num_heads": 4, "num_kv_heads": 4, "mlp_dim": 64,
+            "max_len": L, "dropout": 0.1}
     return ModelConfig(**{**base, **overrides})
 
 
@@ -103,6 +103,21 @@ def test_bench_config_size_and_flops():
     assert abs(num_params(cfg) - 7.4e6) < 0.05e6  # benchmarks.md: about 7.4M parameters
     matmul = 4 * (4 * 256 * 256 + 2 * 256 * 1024) + 256 * 16384
     assert flops_per_token(cfg, 128) == 6 * matmul + 12 * 4 * 256 * 128
+    assert flops_per_token(cfg, 128, backward=False) == 2 * matmul + 4 * 4 * 256 * 128  # the forward share
+
+
+@pytest.mark.parametrize("style, features", [("gpt2", ("learned", "layernorm", "gelu", True)),
+                                             ("llama", ("rope", "rmsnorm", "swiglu", False))])
+def test_style_is_a_preset_of_features(style, features):
+    cfg = tiny(style=style)
+    assert (cfg.position, cfg.norm, cfg.mlp, cfg.biases) == features
+    assert cfg.attention == "mha" and tiny(style=style, num_kv_heads=2).attention == "gqa"
+    params = nnx.state(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))), nnx.Param)
+    names = {".".join(map(str, k)) for k, _ in nnx.to_flat_state(params)}
+    assert ("pos_embed" in names) == (cfg.position == "learned")
+    assert ("blocks.0.mlp.w_gate" in names) == (cfg.mlp == "swiglu")
+    assert ("blocks.0.attn.bq" in names) == ("blocks.0.mlp.b_in" in names) == cfg.biases
+    assert ("blocks.0.norm_attn.bias" in names) == (cfg.norm == "layernorm")
 
 
 @pytest.mark.parametrize(
