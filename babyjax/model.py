@@ -67,24 +67,11 @@ class ModelConfig:
 
     @classmethod
     def from_config(cls, model_cfg: Any, vocab_size: int) -> ModelConfig:
-        """From the `config.model` ConfigDict (num_kv_heads=-1 means num_heads)."""
-        kv = int(model_cfg.num_kv_heads)
-        return cls(
-            vocab_size=int(vocab_size),
-            style=str(model_cfg.style),
-            num_layers=int(model_cfg.num_layers),
-            d_model=int(model_cfg.d_model),
-            num_heads=int(model_cfg.num_heads),
-            num_kv_heads=int(model_cfg.num_heads) if kv == -1 else kv,
-            mlp_dim=int(model_cfg.mlp_dim),
-            max_len=int(model_cfg.max_len),
-            tie_embeddings=bool(model_cfg.tie_embeddings),
-            dropout=float(model_cfg.dropout),
-            dtype=str(model_cfg.dtype),
-            rope_theta=float(model_cfg.rope_theta),
-            norm_eps=float(model_cfg.norm_eps),
-            remat=bool(model_cfg.remat),
-        )
+        """From the `config.model` ConfigDict (num_kv_heads=-1 means num_heads), each value cast to its field's type."""
+        values = {f.name: type(f.default)(model_cfg[f.name]) for f in dataclasses.fields(cls) if f.name != "vocab_size"}
+        if values["num_kv_heads"] == -1:
+            values["num_kv_heads"] = values["num_heads"]
+        return cls(vocab_size=int(vocab_size), **values)
 
     # -- features: the rest of babyjax asks for these, never for the style name ------------------------------------
     @property
