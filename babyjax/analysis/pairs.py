@@ -1,9 +1,5 @@
-"""Minimal-pair accuracy (BLiMP, BLiMP supplement, Zorro) from per-token surprisal.
-
-A pair is correct when the good sentence has the higher total log-probability, i.e. the lower summed surprisal; a
-tie (equal sums) is counted separately and never as correct (the BabyLM 2023 pipeline's argmax would give it to the
-good sentence). Definitions: docs/science.md, "Minimal pairs".
-"""
+"""Minimal-pair accuracy (BLiMP, BLiMP supplement, Zorro) from per-token surprisal (docs/science.md, "Minimal
+pairs": ties are counted separately, never as correct)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,14 +1,6 @@
-"""Word-level acquisition of Chang & Bergen (2022), "Word Acquisition in Neural Language Models" (TACL 2022,
-arXiv:2110.02406): a word's learning curve is its mean surprisal over up to 512 occurrences at every checkpoint;
-its age of acquisition is where a sigmoid fitted over log10 steps crosses halfway between chance and the minimum;
-model AoA is then compared with children's AoA (Wordbank / CDI, the BabyLM 2023 AoA word list).
-
-Only whole-word tokens count: a SentencePiece piece "▁word" whose next piece starts a new word (begins with "▁" or
-is punctuation) or ends the text (EOS, or the end of a fully scored sequence), so "▁dog" in "▁dog gy" is not "dog".
-A token whose next piece is unknown (a tokens-in-context sample without its sample file) is not counted.
-
-`word_surprisal` sums the surprisal of a word's pieces (minicons `word_score`) for any scored text.
-"""
+"""Word acquisition of Chang & Bergen (2022): word curves, sigmoid AoA and its correlation with children's AoA, over
+whole-word tokens only (docs/science.md, "Word acquisition"); and `word_surprisal`, the surprisal of any scored
+text's words (minicons `word_score`)."""
 from __future__ import annotations
 
 import pathlib
@@ -36,11 +28,13 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path} lacks columns {sorted(missing)}: expected the BabyLM 2023 AoA word_list.csv")
     df = df[~df["word_clean"].str.contains(" ")].assign(word=lambda d: d["word_clean"].str.lower())
-    return df.groupby("word", as_index=False).agg(child_aoa=("aoa", "mean"), lexical_category=("lexical_category", "first"),
+    return df.groupby("word", as_index=False).agg(child_aoa=("aoa", "mean"),
+                                                   lexical_category=("lexical_category", "first"),
                                                    childes_frequency=("frequency", "first"))
 
 
-def whole_word_occurrences(tokens: pd.DataFrame, words: set[str], next_piece: pd.Series | None = None) -> pd.DataFrame:
+def whole_word_occurrences(tokens: pd.DataFrame, words: set[str],
+                           next_piece: pd.Series | None = None) -> pd.DataFrame:
     """Rows of tokens.csv that are whole-word occurrences of a word in `words` (column `word` added).
 
     next_piece: the piece after each row ("" = end of text or EOS; NaN = unknown). None = read it from tokens.csv
@@ -107,8 +101,9 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
     corr = {"n_words": int(ok.sum()), "pearson_r": np.nan, "pearson_p": np.nan, "spearman_rho": np.nan,
             "spearman_p": np.nan}
     if ok.sum() >= 3 and df.loc[ok, "model_aoa"].nunique() > 1:
-        corr["pearson_r"], corr["pearson_p"] = map(float, stats.pearsonr(df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]))
-        corr["spearman_rho"], corr["spearman_p"] = map(float, stats.spearmanr(df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]))
+        model_aoa, child_aoa = df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]
+        corr["pearson_r"], corr["pearson_p"] = map(float, stats.pearsonr(model_aoa, child_aoa))
+        corr["spearman_rho"], corr["spearman_p"] = map(float, stats.spearmanr(model_aoa, child_aoa))
     return df, corr
 
 

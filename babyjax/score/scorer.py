@@ -1,9 +1,5 @@
-"""The jitted, sharded scoring function: log p(target | context) of every scored token of packed rows.
-
-Parameters are laid out by their logical axes (babyjax/sharding.py) and batches split over ('data', 'fsdp'); the
-padded, masked last batch is fixed before any checkpoint is scored (big_vision's evaluators pad and mask the same
-way), so the scores do not depend on batch size or device count.
-"""
+"""The jitted, sharded scoring function: log p(target | context) of every scored token of packed rows (`Scorer`),
+and `score_sequences` for notebooks."""
 from __future__ import annotations
 
 import dataclasses
@@ -65,11 +61,13 @@ def head_chunks(rows_per_shard: int, seq_len: int, tokens_per_chunk: int = 512) 
 class Scorer:
     """The jitted, sharded scoring function for one model shape on one mesh.
 
-    Parameters are laid out by their logical axes (babyjax/sharding.py); batches are split over ('data', 'fsdp');
-    the log-probabilities come back replicated, so every process holds all of them. batch_rows (0 = 8 per
-    data-parallel device on CPU, where small batches stay in cache and run ~1.8x faster than 32, or 128 on
-    accelerators) is rounded up to a multiple of the data-parallel devices. head_tokens: tokens per device in each
-    slice of the output projection (see `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators).
+    Parameters are laid out by their logical axes (babyjax/sharding.py); batches are split over ('data', 'fsdp'),
+    the padded, masked last batch fixed before any checkpoint is scored (as big_vision's evaluators do), so the
+    scores do not depend on batch size or device count; the log-probabilities come back replicated, so every
+    process holds all of them. batch_rows (0 = 8 per data-parallel device on CPU, where small batches stay in cache
+    and run ~1.8x faster than 32, or 128 on accelerators) is rounded up to a multiple of the data-parallel devices.
+    head_tokens: tokens per device in each slice of the output projection (see `_target_logprobs`; 0 = 256 on CPU,
+    16,384 on accelerators).
     """
 
     def __init__(self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0):

@@ -1,16 +1,6 @@
-"""The score output format: the one writer (`ScoreFolder`, `RunTable`) and the one reader (`load_score_output`).
-
-    <out>/meta.json                   kind, log_base, unit, eval_set, eval_hash, first_token_policy, tokenizer_hash...
-    <out>/tokens.csv                  index, seq, position, token_id, token, context_length (a row per scored token)
-    <out>/sequences.csv               seq, text (+ suite, paradigm, field, pair, which for minimal pairs)
-    <out>/runs/<run>/surprisal.npy    float32 [checkpoints, tokens], bits, NaN = not scored (yet)
-    <out>/runs/<run>/checkpoints.csv  step, tokens_seen, words_seen, wall_time, params_hash, status
-    <out>/pairs.csv                   run, step, words_seen, suite, paradigm, field, n, correct, ties, accuracy
-
-(docs/architecture.md, "Score output"). Read it with `load_score_output(out)` (surprisal matrices memory-mapped;
-tokens.csv read with keep_default_na=False, so pieces such as "NA" stay strings), or `load_scores(out, run)` for
-one run. Every file is written atomically; a row of a matrix is flushed before its checkpoint is marked `done`.
-"""
+"""The score output format (docs/architecture.md, "Score output"): its one writer (`ScoreFolder`, `RunTable`) and
+its one reader (`load_score_output`, or `load_scores` for one run). Every file is written atomically; a row of a
+matrix is flushed before its checkpoint is marked `done`."""
 from __future__ import annotations
 
 import dataclasses
@@ -189,19 +179,12 @@ class ScoreFolder:
         """Keep the per-paradigm rows (suite, paradigm, field, n, correct, ties, accuracy) of `run` at `step`, with
         run, step and words seen added; write pairs.csv unless `write` is False. Returns the rows as stored."""
         table = self.table(run)
-        df = rows.copy()
-        df.insert(0, "words_seen", float(table.rows.at[table.row_of(step), "words_seen"]))
-        df.insert(0, "step", step)
-        df.insert(0, "run", run)
-        self.pairs[(run, step)] = df = df[list(PAIR_COLUMNS)]
+        words_seen = float(table.rows.at[table.row_of(step), "words_seen"])
+        self.pairs[(run, step)] = df = rows.assign(run=run, step=step, words_seen=words_seen)[list(PAIR_COLUMNS)]
         if write:
-            self.write_pairs()
+            _write_csv(self.out / "pairs.csv", pd.concat([self.pairs[k] for k in sorted(self.pairs)],
+                                                         ignore_index=True))
         return df
-
-    def write_pairs(self) -> None:
-        if self.pairs:
-            df = pd.concat([self.pairs[k] for k in sorted(self.pairs)], ignore_index=True)
-            _write_csv(self.out / "pairs.csv", df)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -210,7 +193,8 @@ class ScoreFolder:
 
 @dataclasses.dataclass
 class ScoreOutput:
-    """One score output folder, as read by `load_score_output` (the layout in the module docstring)."""
+    """One score output folder, as read by `load_score_output` (tokens.csv read with keep_default_na=False, so
+    pieces such as "NA" stay strings)."""
 
     path: pathlib.Path
     meta: dict
