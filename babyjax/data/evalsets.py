@@ -1,18 +1,7 @@
-"""Evaluation sets the scorer reads: tokens in context, plain text, and minimal pairs.
-
-- Tokens in context (Chang, Tu & Bergen 2023): N held-out sequences of L tokens from the dev or test token stream, with
-  k random target positions per sequence (position 0 excluded: it has no context), fixed by a seed and saved as one
-  `.npz` file (`tokens` int32[N, L], `positions` int32[N, k], `offsets` int64[N], `meta` JSON).
-- Plain text files: one text per non-empty line.
-- Minimal pairs: BLiMP (jsonl), BLiMP supplement (jsonl) and Zorro (txt, odd lines bad, even lines good), all loaded
-  into `MinimalPair` keeping suite, paradigm and field.
-
-Each of them becomes an `EvalSet` for the scorer (babyjax.score): `load_text`, `load_pair_set`, `load_tokens` tokenize
-the sequences and hash the files they came from (`eval_hash`, the identity of a score output).
-
-Command line (the tokens-in-context sample of a run, with its own tokenizer and data config):
-  python -m babyjax.data.evalsets tokens --workdir RUN --out sample.npz [--split dev|test] [--num_sequences 1000]
-      [--seq_len 128] [--num_positions 10] [--seed 0]
+"""Every evaluation set babyjax reads, each tokenized into an `EvalSet` for the scorer with the hash of the files
+it came from (`eval_hash`, the identity of a score output): the tokens-in-context sample of Chang, Tu & Bergen (2023)
+(the .npz: docs/architecture.md, "Tokens-in-context sample"; made by `python -m babyjax.data.evalsets tokens`),
+plain text, and minimal pairs (BLiMP, BLiMP supplement, Zorro) as `MinimalPair`.
 """
 from __future__ import annotations
 
@@ -30,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from babyjax import paths
+from babyjax import cli, paths
 from babyjax.errors import ExistsError, InputError, MissingError
 from babyjax.data import babylm
 from babyjax.data.pipeline import TokenizedSplit, load_split_tokens
@@ -287,17 +276,6 @@ def load_text(sources: Sequence[str], tok: Tokenizer, *, unit: str = "line", suf
     return EvalSet("text", ",".join(map(str, sources)), _limited_hash(files, limit), ids, pd.DataFrame(rows))
 
 
-def _first_per_paradigm(pairs: Sequence[MinimalPair], limit: int) -> list[MinimalPair]:
-    seen: dict[tuple[str, str], int] = {}
-    kept = []
-    for pr in pairs:
-        k = (pr.suite, pr.paradigm)
-        seen[k] = seen.get(k, 0) + 1
-        if seen[k] <= limit:
-            kept.append(pr)
-    return kept
-
-
 def load_pair_set(sources: Sequence[str], tok: Tokenizer, *, suite: str | None = None, limit: int = 0) -> EvalSet:
     """Minimal pairs (BLiMP, BLiMP supplement, Zorro; `load_pairs`): sequence 2i is pair i's good sentence, 2i + 1
     its bad one. `limit` > 0 keeps the first pairs of each paradigm."""
@@ -309,8 +287,9 @@ def load_pair_set(sources: Sequence[str], tok: Tokenizer, *, suite: str | None =
             raise InputError(f"no minimal pairs in {p}: the file is empty or holds no sentence pairs")
         pairs += found
         files += _files(p, ".txt" if found[0].suite == "zorro" else ".jsonl")
-    if limit:
-        pairs = _first_per_paradigm(pairs, limit)
+    if limit:  # the first `limit` pairs of each paradigm
+        rank = pd.DataFrame([(pr.suite, pr.paradigm) for pr in pairs]).groupby([0, 1], sort=False).cumcount()
+        pairs = [pr for pr, r in zip(pairs, rank) if r < limit]
     texts = [s for pr in pairs for s in (pr.good, pr.bad)]
     ids = tok.encode_batch(texts)
     rows = [{"seq": 2 * i + j, "pair": i, "which": which, "suite": pr.suite, "paradigm": pr.paradigm,
@@ -347,8 +326,6 @@ def make_run_token_sample(workdir: str | os.PathLike, out: str | os.PathLike, **
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; a user error is one line and status 2 (babyjax/cli.py)."""
-    from babyjax import cli
-
     return cli.run(_main, argv, prog="babyjax.data.evalsets")
 
 

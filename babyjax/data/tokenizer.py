@@ -1,9 +1,6 @@
-"""SentencePiece tokenizer (unigram or BPE) trained on the training split and saved inside the run directory.
-
-Fixed special ids (docs/architecture.md): PAD=0, UNK=1, BOS=2, EOS=3 (end of text: document separator and the
-single-token context for minimal pairs), MASK=4 (masked LMs). Normalisation is the identity, whitespace is kept as
-is and unseen characters fall back to bytes, so the round trip is exact: `decode(encode(s)) == s` for any text.
-"""
+"""SentencePiece tokenizer (unigram or BPE) trained on the training split and saved inside the run directory, with
+fixed special ids (PAD 0, UNK 1, BOS 2, EOS 3 = end of text, MASK 4) and an exact round trip: identity normalisation,
+whitespace kept, unseen characters as bytes, so `decode(encode(s)) == s` for any text."""
 from __future__ import annotations
 
 import hashlib
@@ -64,9 +61,6 @@ class Tokenizer:
     def id_to_piece(self, i: int) -> str:
         return self.sp.id_to_piece(int(i))
 
-    def piece_to_id(self, piece: str) -> int:
-        return self.sp.piece_to_id(piece)
-
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
 
@@ -110,8 +104,7 @@ def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: 
         pad_piece=PAD, unk_piece=UNK, bos_piece=BOS, eos_piece=EOS,
         normalization_rule_name="identity", remove_extra_whitespaces=False, byte_fallback=True,
         character_coverage=0.9995, input_sentence_size=0, shuffle_input_sentence=False,
-        max_sentence_length=1 << 16, hard_vocab_limit=True, num_threads=1, minloglevel=2,
-    )
+        max_sentence_length=1 << 16, hard_vocab_limit=True, num_threads=1, minloglevel=2)
     paths.write_atomic(path, model.getvalue())
     log.info("trained a %s tokenizer (vocab %d) on %d lines: %s", model_type, vocab_size, len(texts), path)
     return Tokenizer(path)
