@@ -2,16 +2,13 @@
 (definitions and references: docs/science.md, "Token learning curves"; x = log10(step), step 0 dropped).
 
 The smoother is pygam's `LinearGAM(n_splines=25).gridsearch(X, y, lam=np.logspace(-3, 3, 11))`, rebuilt exactly:
-- basis: pygam `b_spline_basis` (25 cubic B-splines, 23 equally spaced knots over [min x, max x] plus 3 equally
-  spaced knots beyond each edge, last knot nudged by 1e-9), plus an intercept column;
-- penalty: lam * D'D on the spline block (D = second-order differences, pygam `penalties.derivative`), 0 on the
-  intercept, plus sqrt(machine eps) on every coefficient (pygam's `_pirls` conditioning term `S`);
-- for a normal/identity GAM, PIRLS converges in one step to the penalised least-squares solution, and
-  `gridsearch` keeps the first lambda minimising pygam's GCV score `n * RSS / (n - 1.4 * edof)**2` (gamma = 1.4).
-Because the B-splines sum to one inside the knot range, the intercept can be folded into the spline coefficients
-(a = c_spline + c_0): the fitted values are unchanged and the penalty becomes lam * D'D + eps * (I - 11'/26).
-Every curve of a run shares x, so for each lambda the fit is one fixed linear map, the effective degrees of freedom
-are the same for all curves, and GCV has a closed form per curve: all curves are smoothed at once.
+pygam's basis (`pygam_bspline_basis`) plus an intercept column; penalty lam * D'D on the spline block (D = second
+differences, pygam `penalties.derivative`) plus sqrt(machine eps) on every coefficient (pygam's `_pirls` term `S`);
+for a normal/identity GAM, PIRLS converges in one step to the penalised least-squares solution, and `gridsearch`
+keeps the first lambda minimising pygam's GCV `n * RSS / (n - 1.4 * edof)**2`. The B-splines sum to one inside the
+knot range, so the intercept folds into the spline coefficients (a = c_spline + c_0): the fitted values are the same
+and the penalty becomes lam * D'D + eps * (I - 11'/26). Every curve of a run shares x, so for each lambda the fit is
+one linear map with the same effective degrees of freedom for all curves, and GCV has a closed form per curve.
 """
 from __future__ import annotations
 
@@ -38,7 +35,8 @@ MIN_SIGMOID_POINTS = 5  # a 4-parameter sigmoid needs more points than parameter
 def pygam_bspline_basis(x: np.ndarray, edge_knots: Sequence[float], n_splines: int = N_SPLINES,
                         spline_order: int = SPLINE_ORDER) -> np.ndarray:
     """B-spline basis [len(x), n_splines], a port of pygam.utils.b_spline_basis (non-periodic, with linear
-    extrapolation beyond the edge knots), so that knots, edge handling and values are pygam's."""
+    extrapolation beyond the edge knots; equally spaced knots over the edges plus `spline_order` beyond each, the last
+    nudged by 1e-9), so that knots, edge handling and values are pygam's."""
     lo, hi = float(min(edge_knots)), float(max(edge_knots))
     scale = (hi - lo) or 1.0
     boundary_knots = np.linspace(0, 1, 1 + n_splines - spline_order)
@@ -66,12 +64,6 @@ def pygam_bspline_basis(x: np.ndarray, edge_knots: Sequence[float], n_splines: i
         bases[left_out] = grads[0] * xs[left_out] + bases[-2]
         bases[right_out] = grads[1] * (xs[right_out] - 1) + bases[-1]
     return bases[:-2]
-
-
-def second_difference_penalty(n: int) -> np.ndarray:
-    """D'D with D the (n-2) x n second-order difference matrix (pygam `penalties.derivative`, derivative=2)."""
-    d = np.diff(np.eye(n), 2, axis=0)
-    return d.T @ d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +95,8 @@ class GamSmoother:
         q_TxK, r_KxK = np.linalg.qr(b_TxK)
         eye = np.eye(n_splines)
         fold = eye - np.ones((n_splines, n_splines)) / (n_splines + 1)  # eps on [c_s, c_0], c_0 profiled out
-        p0 = second_difference_penalty(n_splines)
+        d = np.diff(np.eye(n_splines), 2, axis=0)  # second-order differences (pygam `penalties.derivative`)
+        p0 = d.T @ d
         smooth, coef, edof = [], [], []
         for lam in np.asarray(lams, np.float64):
             k_KxK = np.linalg.inv(r_KxK.T @ r_KxK + lam * p0 + PYGAM_EPS * fold)
@@ -225,13 +218,11 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: f
 
 def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
                 threshold_C: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Chang et al. sigmoid AoA (their `compute_aoa_vals`): fit the sigmoid to the negated curve; AoA = the sigmoid's
-    crossing of the threshold (surprisal, bits), max x when the threshold lies above the whole sigmoid, at or above
-    chance, or the fitted sigmoid is not learning (not increasing when negated), min x when below it, clipped to the
-    step range. `threshold_C`: the GAM AoA's threshold (halfway between chance and the minimum of the smoothed curve,
-    `gam_aoa`), babyjax's choice and a departure from `compute_aoa_vals`, which uses the raw curve's minimum
-    (docs/science.md); when None (no GAM could be fit, or Chang & Bergen 2022 word curves), halfway between chance and
-    the raw curve's minimum. Returns (aoa [C], params [C, 4] in surprisal units)."""
+    """Chang et al. sigmoid AoA (their `compute_aoa_vals`, edge rules in docs/science.md): the crossing of the
+    threshold (surprisal, bits) by the sigmoid fitted to the negated curve. `threshold_C`: the GAM AoA's threshold
+    (`gam_aoa`; babyjax's departure from the released code, docs/science.md); None (no GAM could be fit, or Chang &
+    Bergen 2022 word curves): halfway between chance and the raw curve's minimum. Returns (aoa [C], params [C, 4] in
+    surprisal units)."""
     x_T = np.asarray(x_T, np.float64)
     neg_TxC = -np.asarray(surprisal_TxC, np.float64)
     p_Cx4 = fit_sigmoid(x_T, neg_TxC)

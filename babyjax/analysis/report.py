@@ -32,8 +32,7 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int,
-            notes: list[str]) -> np.ndarray:
+def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, notes: list[str]) -> np.ndarray:
     """x of the Xia regressions at each checkpoint: step, tokens or words seen, or training FLOPs =
     `model.flops_per_token(model, data.seq_len)` x tokens seen (the run's config.json under --runs-dir)."""
     if axis == "step":
@@ -295,8 +294,7 @@ def _pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[st
                  "(ties counted separately, not as correct):", "", _md_table(fin)]
 
 
-def _loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib.Path,
-                  notes: list[str]) -> list[str]:
+def _loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib.Path, notes: list[str]) -> list[str]:
     """Training loss of each run (its metrics.jsonl under --runs-dir)."""
     metrics = {}
     for r in run_names:

@@ -33,8 +33,7 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
                                                    childes_frequency=("frequency", "first"))
 
 
-def whole_word_occurrences(tokens: pd.DataFrame, words: set[str],
-                           next_piece: pd.Series | None = None) -> pd.DataFrame:
+def whole_word_occurrences(tokens: pd.DataFrame, words: set[str], next_piece: pd.Series | None = None) -> pd.DataFrame:
     """Rows of tokens.csv that are whole-word occurrences of a word in `words` (column `word` added).
 
     next_piece: the piece after each row ("" = end of text or EOS; NaN = unknown). None = read it from tokens.csv

@@ -34,10 +34,8 @@ TRACKS = ("strict_small", "strict")
 # The official 2023 release (one zip: babylm_data/{babylm_10M,babylm_100M,babylm_dev,babylm_test}).
 DOWNLOAD_URL = "https://github.com/babylm/babylm.github.io/raw/main/babylm_data.zip"
 # Folder names per layout: (strict_small train, strict train, dev, test).
-LAYOUTS = {
-    "2023": {"strict_small": "babylm_10M", "strict": "babylm_100M", "dev": "babylm_dev", "test": "babylm_test"},
-    "2024+": {"strict_small": "train_10M", "strict": "train_100M", "dev": "dev", "test": "test"},
-}
+LAYOUTS = {"2023": {"strict_small": "babylm_10M", "strict": "babylm_100M", "dev": "babylm_dev", "test": "babylm_test"},
+           "2024+": {"strict_small": "train_10M", "strict": "train_100M", "dev": "dev", "test": "test"}}
 # The folder of prepared data for the downloaded release (its fingerprint is only known once it is downloaded).
 DOWNLOAD_FOLDER = "babylm-download"
 # The packaged sample: the public-domain domains of the release (its licence table), see sample/README.md.
@@ -88,8 +86,7 @@ def find_release(root: str | os.PathLike, track: str) -> dict[str, list[pathlib.
                          for s, f in folders.items()}
                 empty = [str(folders[s]) for s, fs in files.items() if not fs]
                 if empty:
-                    raise MissingError(f"no {'/'.join(SUFFIXES['train'][:1])} text files in {', '.join(empty)}: "
-                                            f"{EXPECTED_LAYOUT}")
+                    raise MissingError(f"no {SUFFIXES['train'][0]} text files in {', '.join(empty)}: {EXPECTED_LAYOUT}")
                 return files
     raise MissingError(f"no BabyLM {track} release found in {root}: {EXPECTED_LAYOUT}")
 
@@ -166,11 +163,9 @@ def _unzip_once(archive: str | os.PathLike | IO[bytes], target: pathlib.Path) ->
 
 
 def sample_release(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
-    """The packaged public-domain sample as a 2023-layout release folder (the tiny config's default data.dir).
-
-    Unpacked once into `cache_dir` (default $XDG_CACHE_HOME/babyjax, else ~/.cache/babyjax), in a folder named by
-    the archive's hash, so a changed sample is unpacked anew and never mixed with an older one.
-    """
+    """The packaged public-domain sample as a 2023-layout release folder (the tiny config's default data.dir),
+    unpacked once into `cache_dir` (default $XDG_CACHE_HOME/babyjax, else ~/.cache/babyjax) in a folder named by the
+    archive's hash, so a changed sample is unpacked anew and never mixed with an older one."""
     data = resources.files(__package__).joinpath(SAMPLE_ARCHIVE).read_bytes()
     if cache_dir is None:
         cache_dir = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "babyjax"
@@ -210,8 +205,7 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
         "1.0.0": "One example per line: text, domain, line index, whitespace word count."}
     BUILDER_CONFIGS: ClassVar[list[BabyLMConfig]] = [
         BabyLMConfig(name="strict_small", track="strict_small", description="10M-word training set"),
-        BabyLMConfig(name="strict", track="strict", description="100M-word training set"),
-    ]
+        BabyLMConfig(name="strict", track="strict", description="100M-word training set")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"Put (or unzip) an official BabyLM release in the manual folder: {EXPECTED_LAYOUT}."
 
     def __init__(self, *, download_url: str = DOWNLOAD_URL, **kwargs: Any):
@@ -225,8 +219,7 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
                 "line": tfds.features.Scalar(np.int64), "num_words": tfds.features.Scalar(np.int32)}),
             homepage="https://babylm.github.io/",
             disable_shuffling=True,  # examples stay in file order: domain by domain, line by line
-            metadata=tfds.core.MetadataDict(),
-        )
+            metadata=tfds.core.MetadataDict())
 
     def _release_root(self, dl_manager: tfds.download.DownloadManager) -> pathlib.Path:
         try:
@@ -238,10 +231,9 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
                 archive = pathlib.Path(dl_manager.download(self._download_url))
                 return _unzip_once(archive, archive.with_name(archive.name + ".extracted"))
             except Exception as e:  # network, HTTP or archive errors: one line that says what to do
-                raise DataError(
-                    f"could not download the BabyLM release from {self._download_url} ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else ''}); point config.data.dir or BABYJAX_DATA_DIR at a "
-                    f"local copy: {EXPECTED_LAYOUT}") from e
+                why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                raise DataError(f"could not download the BabyLM release from {self._download_url} ({why}); point "
+                                f"config.data.dir or BABYJAX_DATA_DIR at a local copy: {EXPECTED_LAYOUT}") from e
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
         cfg: BabyLMConfig = self.builder_config
@@ -284,11 +276,9 @@ _REPORTED: set[str] = set()
 
 
 def read_records(source: Any, indices: Sequence[int]) -> list[tuple[bytes, bytes, int, int]]:
-    """(text, domain, line, num_words) of the examples at `indices` of a BabyLM data source.
-
-    Parses the stored tf.train.Example protos directly when it can (several times faster than TFDS's generic
-    per-feature decoding, which matters when a whole split is read to tokenize it).
-    """
+    """(text, domain, line, num_words) of the examples at `indices` of a BabyLM data source, parsing the stored
+    tf.train.Example protos directly when it can (several times faster than TFDS's generic per-feature decoding,
+    which matters when a whole split is read to tokenize it)."""
     idx = [int(i) for i in indices]
     raw = getattr(source, "data_source", None)
     if raw is None or not hasattr(raw, "__getitems__"):

@@ -105,8 +105,7 @@ def tokenize_split(source: Any, tokenizer: Tokenizer, cache_dir: pathlib.Path | 
         lengths[start:start + len(items)] = lens + 1
         words[start:start + len(items)] = [w for *_, w in items]
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lens.sum()))
-        flat = np.insert(flat, np.cumsum(lens) - lens, EOS_ID)  # EOS before every document
-        pieces.append(flat)
+        pieces.append(np.insert(flat, np.cumsum(lens) - lens, EOS_ID))  # EOS before every document
     data = TokenizedSplit(tokens=np.concatenate(pieces),
                           doc_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                           words_cum=np.concatenate([[0], np.cumsum(words)]).astype(np.int64))

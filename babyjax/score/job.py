@@ -321,8 +321,7 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
     _check_request(kind, policy, runs, eval_paths)
     opened = _open_runs(runs)
     tok = opened[0].tokenizer
-    ev = _eval_set(kind, eval_paths, opened[0], suite=suite, text_unit=text_unit, text_suffix=text_suffix,
-                   limit=limit)
+    ev = _eval_set(kind, eval_paths, opened[0], suite=suite, text_unit=text_unit, text_suffix=text_suffix, limit=limit)
     seq_len = seq_len or int(opened[0].config.data.seq_len)
     stride = stride or seq_len
     model_cfgs = _model_configs(opened, seq_len, dtype)

@@ -156,8 +156,7 @@ def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = No
         last = max(pos)
         if last > seq_len:
             raise InputError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
-        out.append(Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1:last + 1]),
-                          tuple(int(p) - 1 for p in pos)))
+        out.append(Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1:last + 1]), tuple(int(p) - 1 for p in pos)))
     return out
 
 

@@ -94,8 +94,7 @@ class Scorer:
             with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
                 return _target_logprobs(nnx.merge(self.graphdef, params, self._rest), batch, chunks)
 
-        self._fn = jax.jit(logprobs, in_shardings=(self.param_shardings, self.batch_sharding),
-                           out_shardings=replicated)
+        self._fn = jax.jit(logprobs, in_shardings=(self.param_shardings, self.batch_sharding), out_shardings=replicated)
 
     def place_params(self, params: Any) -> Any:
         """Put parameters (an nnx.State of arrays, e.g. from a model made on one device) into the scorer's layout."""

@@ -27,8 +27,7 @@ REQUIRED_TOKEN_COLUMNS = ("seq", "position", "token_id", "token")
 REQUIRED_CHECKPOINT_COLUMNS = ("step", "tokens_seen", "words_seen")
 REQUIRED_PAIR_COLUMNS = ("run", "step", "suite", "field", "n", "correct", "ties")
 # meta.json keys that identify what is scored: a folder is only continued by a job that scores the same thing.
-IDENTITY = ("kind", "eval_hash", "layout_hash", "first_token_policy", "tokenizer_hash", "log_base", "seq_len",
-            "stride")
+IDENTITY = ("kind", "eval_hash", "layout_hash", "first_token_policy", "tokenizer_hash", "log_base", "seq_len", "stride")
 
 
 def _write_csv(path: pathlib.Path, df: pd.DataFrame) -> None:
