@@ -69,9 +69,7 @@ def pygam_bspline_basis(x: np.ndarray, edge_knots: Sequence[float], n_splines: i
 @dataclasses.dataclass(frozen=True)
 class GamSmoother:
     """pygam LinearGAM(n_splines=25) + gridsearch over `lams`, as fixed linear maps for one shared x (log10 step).
-
-    Coefficients a [K, C] are the intercept-folded spline coefficients; `predict(a, x)` evaluates the curve.
-    """
+    Coefficients a [K, C] are the intercept-folded spline coefficients; `predict(a, x)` evaluates the curve."""
 
     x_T: np.ndarray
     lams: np.ndarray
@@ -355,14 +353,10 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
                            vocab_size: int, *, chunk_size: int = 8192, sigmoid_fit: bool = True,
                            progress: bool = False) -> CurveResults:
     """All Chang et al. token measures for every run, in chunks of `chunk_size` tokens (1M x 221 fits in memory);
-    definitions in docs/science.md ("within_run_var" is a standard deviation; the name is kept so that existing
-    outputs stay readable).
-
-    surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (np.load(..., mmap_mode='r') is fine); NaN = not scored.
-    Checkpoints unscored for every token are dropped; tokens with NaN in a scored checkpoint get NaN measures.
-    Measures that need more checkpoints or runs than given are skipped with a note (and a warning). The sigmoid AoA
-    crosses the GAM AoA's threshold (`aoa_threshold`); only for a run too short for the GAM, the raw curve minimum's.
-    """
+    definitions in docs/science.md ("within_run_var" is a standard deviation; the name is kept so that existing outputs
+    stay readable). surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (np.load(..., mmap_mode='r') is fine); NaN =
+    not scored. Checkpoints unscored for every token are dropped; tokens with NaN in a scored checkpoint get NaN
+    measures. Measures that need more checkpoints or runs than given are skipped with a note (and a warning)."""
     from tqdm.auto import tqdm
 
     runs = list(surprisal_by_run)

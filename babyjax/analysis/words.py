@@ -34,11 +34,10 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
 
 
 def whole_word_occurrences(tokens: pd.DataFrame, words: set[str], next_piece: pd.Series | None = None) -> pd.DataFrame:
-    """Rows of tokens.csv that are whole-word occurrences of a word in `words` (column `word` added).
-
-    next_piece: the piece after each row ("" = end of text or EOS; NaN = unknown). None = read it from tokens.csv
-    itself (row (seq, position + 1); no such row = end of the sequence), right only when tokens.csv lists every
-    token of its sequences (a text output); a tokens-in-context output must pass the pieces of its sample rows."""
+    """Rows of tokens.csv that are whole-word occurrences of a word in `words` (column `word` added). next_piece: the
+    piece after each row ("" = end of text or EOS; NaN = unknown). None = read it from tokens.csv itself (row (seq,
+    position + 1); no such row = end of the sequence), right only when tokens.csv lists every token of its sequences (a
+    text output); a tokens-in-context output must pass the pieces of its sample rows."""
     piece = tokens["token"].astype(str)
     word = piece.str[1:].str.lower()
     if next_piece is None:
@@ -70,11 +69,10 @@ def word_curves(surprisal_TxN: np.ndarray, occurrences: pd.DataFrame, seed: int 
 
 def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFrame, child: pd.DataFrame,
              vocab_size: int, next_piece: pd.Series | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Model AoA (log10 step, sigmoid) per CDI word with whole-word occurrences, joined with child AoA; and the
-    Pearson / Spearman correlation between them. `next_piece` as in `whole_word_occurrences`.
-
-    Checkpoints unscored for every word (all NaN) are dropped first; a word with NaN at some scored checkpoint is
-    fitted over its own finite checkpoints (needs MIN_SIGMOID_POINTS after step 0), the others over all of them."""
+    """Model AoA (log10 step, sigmoid) per CDI word with whole-word occurrences, joined with child AoA; and the Pearson
+    / Spearman correlation between them. `next_piece` as in `whole_word_occurrences`. Checkpoints unscored for every
+    word (all NaN) are dropped first; a word with NaN at some scored checkpoint is fitted over its own finite
+    checkpoints (needs MIN_SIGMOID_POINTS after step 0), the others over all of them."""
     occ = whole_word_occurrences(tokens, set(child["word"]), next_piece)
     names, curves_TxW = word_curves(surprisal_TxN, occ)
     steps_T = np.asarray(steps_T)
@@ -109,11 +107,9 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
 def word_surprisal(surprisal: np.ndarray, tokens: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Word-level surprisal: the sum over each word's pieces (minicons `word_score`). A word starts at a piece that
     begins with SentencePiece's boundary mark '▁', at a sequence's first scored token, and after a gap in positions.
-
     surprisal: [..., T] (e.g. a run's [checkpoints, tokens] matrix); tokens: tokens.csv. Returns (words, [..., W]):
     words has seq, word (index within the sequence), first_index (its first row of tokens.csv), num_pieces (Chang &
-    Bergen 2022 keep single-piece words) and text.
-    """
+    Bergen 2022 keep single-piece words) and text."""
     seq = tokens["seq"].to_numpy(np.int64)
     pos = tokens["position"].to_numpy(np.int64)
     pieces = tokens["token"].astype(str).to_numpy()

@@ -279,11 +279,9 @@ def load_split_tokens(data_cfg: Any, tokenizer: Tokenizer, split: str, *, prepar
 def make_loader(data_cfg: Any, tokenizer: Tokenizer, *, split: str, global_batch_size: int, seed: int,
                 mesh: Mesh | None = None, process_index: int | None = None, process_count: int | None = None,
                 shuffle: bool | None = None, num_epochs: int | None = None) -> Loader:
-    """A loader over `split` of the BabyLM dataset of `data_cfg` (prepared if needed), tokenized by `tokenizer`.
-
-    shuffle / num_epochs default to data_cfg.shuffle / data_cfg.num_epochs (-1 = forever). For dev loss use
-    shuffle=False, num_epochs=1: the last partial batch is padded with rows of weight 0.
-    """
+    """A loader over `split` of the BabyLM dataset of `data_cfg` (prepared if needed), tokenized by `tokenizer`. shuffle
+    / num_epochs default to data_cfg.shuffle / data_cfg.num_epochs (-1 = forever). For dev loss use shuffle=False,
+    num_epochs=1: the last partial batch is padded with rows of weight 0."""
     data = load_split_tokens(data_cfg, tokenizer, split)
     return Loader(data, seq_len=data_cfg.seq_len, packing=data_cfg.packing, global_batch_size=global_batch_size,
                   seed=seed, shuffle=data_cfg.shuffle if shuffle is None else shuffle,

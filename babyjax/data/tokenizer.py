@@ -86,11 +86,9 @@ def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
 
 def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: str = "unigram",
           input_sentence_size: int = 2_000_000, seed: int = 0) -> Tokenizer:
-    """Train a SentencePiece model on the lines of `source` and write it atomically to `path`.
-
-    Deterministic: the sampled lines depend only on `seed` (SentencePiece's own sampling and shuffling are off),
-    and training runs on one thread.
-    """
+    """Train a SentencePiece model on the lines of `source` and write it atomically to `path`. Deterministic: the
+    sampled lines depend only on `seed` (SentencePiece's own sampling and shuffling are off), and training runs on one
+    thread."""
     if model_type not in MODEL_TYPES:
         raise InputError(f"unknown tokenizer.model_type {model_type!r}: use one of {', '.join(MODEL_TYPES)}")
     if len(source) == 0:
@@ -111,11 +109,9 @@ def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: 
 
 
 def get_tokenizer(tok_cfg: Any, train_source: Any, workdir: str | os.PathLike | None) -> Tokenizer:
-    """The run's tokenizer: `tok_cfg.path` if set, else `<workdir>/tokenizer.model` (trained there if absent).
-
-    A tokenizer given by path is copied into the run directory, so that a run is self-contained; an existing
-    `<workdir>/tokenizer.model` is never overwritten (a different one raises).
-    """
+    """The run's tokenizer: `tok_cfg.path` if set, else `<workdir>/tokenizer.model` (trained there if absent). A
+    tokenizer given by path is copied into the run directory, so that a run is self-contained; an existing
+    `<workdir>/tokenizer.model` is never overwritten (a different one raises)."""
     target = epath.Path(workdir) / MODEL_FILE if workdir else None
     if tok_cfg.path:
         tok = Tokenizer(tok_cfg.path)

@@ -312,11 +312,9 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
               seq_len: int = 0, stride: int = 0, batch_rows: int = 0, mesh_cfg: Any = None, dtype: str = "",
               suite: str | None = None, text_unit: str = "line", text_suffix: str = ".txt",
               limit: int = 0, head_tokens: int = 0) -> Summary:
-    """Score checkpoints of `runs` on an evaluation set into the folder `out` (resumable; see module docstring).
-
-    kind: 'tokens' (a token-sample .npz), 'text' (files or folders of `text_suffix` files) or 'pairs' (BLiMP / Zorro /
-    BLiMP-supplement files or folders). seq_len 0: the first run's data.seq_len; stride 0: seq_len.
-    """
+    """Score checkpoints of `runs` on an evaluation set into the folder `out` (resumable; see module docstring). kind:
+    'tokens' (a token-sample .npz), 'text' (files or folders of `text_suffix` files) or 'pairs' (BLiMP / Zorro /
+    BLiMP-supplement files or folders). seq_len 0: the first run's data.seq_len; stride 0: seq_len."""
     t_start = time.time()
     _check_request(kind, policy, runs, eval_paths)
     opened = _open_runs(runs)
