@@ -1,15 +1,13 @@
 """Token-level learning-curve measures of Chang, Tu & Bergen (2023), vectorised over all curves of a run
-(definitions and references: docs/science.md, "Token learning curves"; x = log10(step), step 0 dropped).
-
-The smoother is pygam's `LinearGAM(n_splines=25).gridsearch(X, y, lam=np.logspace(-3, 3, 11))`, rebuilt exactly:
+(definitions and references: docs/science.md, "Token learning curves"; x = log10(step), step 0 dropped). The
+smoother is pygam's `LinearGAM(n_splines=25).gridsearch(X, y, lam=np.logspace(-3, 3, 11))`, rebuilt exactly:
 pygam's basis (`pygam_bspline_basis`) plus an intercept column; penalty lam * D'D on the spline block (D = second
 differences, pygam `penalties.derivative`) plus sqrt(machine eps) on every coefficient (pygam's `_pirls` term `S`);
 for a normal/identity GAM, PIRLS converges in one step to the penalised least-squares solution, and `gridsearch`
 keeps the first lambda minimising pygam's GCV `n * RSS / (n - 1.4 * edof)**2`. The B-splines sum to one inside the
 knot range, so the intercept folds into the spline coefficients (a = c_spline + c_0): the fitted values are the same
 and the penalty becomes lam * D'D + eps * (I - 11'/26). Every curve of a run shares x, so for each lambda the fit is
-one linear map with the same effective degrees of freedom for all curves, and GCV has a closed form per curve.
-"""
+one linear map with the same effective degrees of freedom for all curves, and GCV has a closed form per curve."""
 from __future__ import annotations
 
 import dataclasses

@@ -153,9 +153,8 @@ def _example_curves(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, ste
     s0 = np.asarray(so.surprisal[run0][:, pick], np.float64)
     f = plots.example_curves(out / f"{so.name}_example_curves.png", steps[run0], s0,
                              [f"{so.tokens['token'].iloc[i]!r} (#{i})" for i in pick], so.vocab_size)
-    return ["### Example learning curves", "", f"![example curves]({f.name})", "",
-            f"Run `{run0}`: raw surprisal (grey), GAM fit, threshold halfway between chance and the curve minimum, "
-            "and GAM AoA (red).", ""]
+    return ["### Example learning curves", "", f"![example curves]({f.name})", "", f"Run `{run0}`: raw surprisal "
+            "(grey), GAM fit, threshold halfway between chance and the curve minimum, and GAM AoA (red).", ""]
 
 
 def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_dir: pathlib.Path | None,
@@ -251,10 +250,9 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
                  aoa_words: pathlib.Path | None, notes: list[str], progress: bool) -> list[str]:
     """Measures, classes, predictors and words for one token score output; returns Markdown lines."""
     tag = so.name
-    md = [f"## Token learning curves: `{tag}`", "",
-          f"Eval set `{so.meta.get('eval_set', '?')}`, {len(so.tokens)} tokens in context, runs "
-          f"{', '.join(so.surprisal)}, vocab {so.vocab_size} (chance {curves.chance_surprisal(so.vocab_size):.2f} "
-          f"bits), unit {so.meta.get('unit', 'bits')}.", ""]
+    md = [f"## Token learning curves: `{tag}`", "", f"Eval set `{so.meta.get('eval_set', '?')}`, {len(so.tokens)} "
+          f"tokens in context, runs {', '.join(so.surprisal)}, vocab {so.vocab_size} (chance "
+          f"{curves.chance_surprisal(so.vocab_size):.2f} bits), unit {so.meta.get('unit', 'bits')}.", ""]
     steps = {r: ck["step"].to_numpy() for r, ck in so.checkpoints.items()}
     run0 = next(iter(so.surprisal))
     long, table, lines = _measures(so, out, steps, notes, progress)

@@ -42,8 +42,7 @@ def whole_word_occurrences(tokens: pd.DataFrame, words: set[str], next_piece: pd
     word = piece.str[1:].str.lower()
     if next_piece is None:
         nxt = tokens.set_index(["seq", "position"])["token"].astype(str)
-        found = nxt.reindex(list(zip(tokens["seq"], tokens["position"] + 1))).to_numpy()
-        next_piece = pd.Series(found, index=tokens.index).fillna("")
+        next_piece = pd.Series(nxt.reindex(list(zip(tokens["seq"], tokens["position"] + 1))).to_numpy()).fillna("")
     next_piece = pd.Series(np.asarray(next_piece, dtype=object), index=tokens.index)
     known = next_piece.notna()
     nxt_str = next_piece.where(known, "").astype(str)

@@ -1,8 +1,7 @@
 """The BabyLM corpus as a TensorFlow Datasets builder writing ArrayRecord files (no TensorFlow needed): one example
 per line of a release file (`text`, `domain` = file stem, 0-based `line`, whitespace word count `num_words`); empty
 and undecodable lines are skipped, counted in the dataset's metadata and reported. Sources (a local release, the
-packaged sample, the official download) and the per-source prepared folders: docs/architecture.md, "data/babylm.py".
-"""
+packaged sample, the official download) and the per-source prepared folders: docs/architecture.md, "data/babylm.py"."""
 from __future__ import annotations
 
 import dataclasses
@@ -42,10 +41,9 @@ DOWNLOAD_FOLDER = "babylm-download"
 SAMPLE_ARCHIVE = "sample/babylm_sample.zip"
 SAMPLE_DOMAINS = ("cbt", "children_stories")
 SUFFIXES = {"train": (".train", ".txt"), "dev": (".dev", ".txt"), "test": (".test", ".txt")}
-EXPECTED_LAYOUT = (
-    "expected a BabyLM release folder in the 2023 layout (babylm_10M/ or babylm_100M/, babylm_dev/, babylm_test/, "
-    "one <domain>.train/.dev/.test file per domain) or the 2024+ layout (train_10M/ or train_100M/, dev/, test/)"
-)
+EXPECTED_LAYOUT = ("expected a BabyLM release folder in the 2023 layout (babylm_10M/ or babylm_100M/, babylm_dev/, "
+                   "babylm_test/, one <domain>.train/.dev/.test file per domain) or the 2024+ layout (train_10M/ or "
+                   "train_100M/, dev/, test/)")
 
 
 # Capped configs are custom TFDS configs by design: drop TFDS's warning about them.
@@ -217,9 +215,8 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict({
                 "text": tfds.features.Text(), "domain": tfds.features.Text(),
                 "line": tfds.features.Scalar(np.int64), "num_words": tfds.features.Scalar(np.int32)}),
-            homepage="https://babylm.github.io/",
-            disable_shuffling=True,  # examples stay in file order: domain by domain, line by line
-            metadata=tfds.core.MetadataDict())
+            homepage="https://babylm.github.io/", metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True)  # examples stay in file order: domain by domain, line by line
 
     def _release_root(self, dl_manager: tfds.download.DownloadManager) -> pathlib.Path:
         try:

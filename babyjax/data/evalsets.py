@@ -1,8 +1,7 @@
 """Every evaluation set babyjax reads, each tokenized into an `EvalSet` for the scorer with the hash of the files
 it came from (`eval_hash`, the identity of a score output): the tokens-in-context sample of Chang, Tu & Bergen (2023)
 (the .npz: docs/architecture.md, "Tokens-in-context sample"; made by `python -m babyjax.data.evalsets tokens`),
-plain text, and minimal pairs (BLiMP, BLiMP supplement, Zorro) as `MinimalPair`.
-"""
+plain text, and minimal pairs (BLiMP, BLiMP supplement, Zorro) as `MinimalPair`."""
 from __future__ import annotations
 
 import argparse

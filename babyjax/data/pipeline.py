@@ -1,14 +1,8 @@
 """Grain input pipeline: tokenized BabyLM text -> packed or chunked rows -> shuffled, per-process global batches
-(the batch dict: docs/architecture.md, "Batches").
-
-The token stream of a split, `EOS d1 EOS d2 ...` (documents = release lines in file order), is tokenized once and
-cached beside the prepared dataset. Row r holds stream tokens `[r*L, (r+1)*L)` as inputs and the next token of each
-as target: over an epoch every token is an input once, and only the end of the last row is padded. `pack` mode masks
-by document (a document cut by the row boundary continues in the next row as a new segment); `chunk` mode (Chang et
-al., Hugging Face `group_texts`) does not. Rows are shuffled per epoch from a seed and batched globally; each process
-takes its contiguous slice of every global batch, so the batch never depends on the number of processes. The
-iterator state is one index (the next global batch), restored exactly.
-"""
+(docs/architecture.md, "data/pipeline.py" and "Batches"). Row r holds the split's token stream `[r*L, (r+1)*L)` as
+inputs and the next token of each as target: every token is an input once per epoch, only the last row is padded, and
+in `pack` mode a document cut by the row boundary continues in the next row as a new segment. Each process builds its
+slice of every global batch, so the batch depends only on the seed and the global batch size."""
 from __future__ import annotations
 
 import dataclasses

@@ -5,8 +5,7 @@
     python -m babyjax.score --run runs/s0 --kind tokens --eval runs/s0/token_sample.npz --out scores/tokens
 
 Surprisal is -log2 p(token | context), in bits (definitions: docs/science.md; output: docs/architecture.md). A job
-is resumable: run it again to score what is not done yet.
-"""
+is resumable: run it again to score what is not done yet."""
 from absl import flags
 
 from babyjax import cli

@@ -1,11 +1,9 @@
 """The scoring job: every chosen checkpoint of one or more runs on one evaluation set, into one output folder
 (the command and its examples: score/__main__.py; conventions: docs/science.md; the output: score/store.py).
-
 Resumable: a row of the matrix is flushed before its checkpoint is marked `done`, so a job started again scores
 exactly the checkpoints not yet done; the next checkpoint is restored in a background thread while the current one is
 scored. A checkpoint whose parameter hash does not match the series index is skipped as `hash_mismatch`, one that
-cannot be read as `corrupt` (both are retried by the next job).
-"""
+cannot be read as `corrupt` (both are retried by the next job)."""
 from __future__ import annotations
 
 import concurrent.futures

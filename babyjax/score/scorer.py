@@ -91,10 +91,6 @@ class Scorer:
 
         self._fn = jax.jit(logprobs, in_shardings=(self.param_shardings, self.batch_sharding), out_shardings=replicated)
 
-    def place_params(self, params: Any) -> Any:
-        """Put parameters (an nnx.State of arrays, e.g. from a model made on one device) into the scorer's layout."""
-        return jax.device_put(params, self.param_shardings)
-
     def place(self, packed: Packed) -> tuple[Packed, list[dict[str, jax.Array]]]:
         """Pad `packed` to whole batches and put every batch on the mesh once (reused for every checkpoint)."""
         packed = packed.padded(self.batch_rows)
@@ -123,7 +119,7 @@ def score_sequences(model: Transformer, token_lists: Sequence[Sequence[int]], *,
     scorer = Scorer(cfg, mesh, batch_rows, head_tokens)
     wins = [w for s, ids in enumerate(token_lists) for w in windows(s, ids, policy, seq_len, stride)]
     packed, device_batches = scorer.place(pack(wins, seq_len))
-    params = scorer.place_params(nnx.state(model, nnx.Param))
+    params = jax.device_put(nnx.state(model, nnx.Param), scorer.param_shardings)  # into the scorer's layout
     logp = scorer.logprobs(params, packed, device_batches)
     counts = np.bincount([w.seq for w in wins], weights=[len(w.target_ids) for w in wins],
                          minlength=len(token_lists)).astype(np.int64)
