@@ -233,8 +233,7 @@ def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
         cross = xmid - scale * np.log((end - start) / (thr - start) - 1.0)
     aoa = np.where(to_max, xmax, np.where(to_min, xmin, cross))
     aoa = np.clip(np.where(np.isfinite(aoa), aoa, xmax), xmin, xmax)
-    params = np.stack([-start, -end, xmid, scale], 1)
-    return aoa, params
+    return aoa, np.stack([-start, -end, xmid, scale], 1)
 
 
 MEASURES = ("final_surprisal", "within_run_var", "gam_lambda", "aoa_gam", "aoa_threshold", "forgettability",
