@@ -1,21 +1,13 @@
-"""Token-level learning-curve measures of Chang, Tu & Bergen (2023), vectorised over all curves of a run.
-
-Chang, Tu & Bergen, "Characterizing Learning Curves During Language Model Pre-Training: Learning, Forgetting, and
-Stability" (TACL 2024; arXiv:2308.15419), released code github.com/tylerachang/lm-learning-curves. A learning curve
-is the surprisal (bits) of one token in context at every checkpoint, against x = log10(step) (step 0 dropped).
-
-The smoother is pygam's `LinearGAM(n_splines=25).gridsearch(X, y, lam=np.logspace(-3, 3, 11))`, rebuilt exactly:
-- basis: pygam `b_spline_basis` (25 cubic B-splines, 23 equally spaced knots over [min x, max x] plus 3 equally
-  spaced knots beyond each edge, last knot nudged by 1e-9), plus an intercept column;
-- penalty: lam * D'D on the spline block (D = second-order differences, pygam `penalties.derivative`), 0 on the
-  intercept, plus sqrt(machine eps) on every coefficient (pygam's `_pirls` conditioning term `S`);
-- for a normal/identity GAM, PIRLS converges in one step to the penalised least-squares solution, and
-  `gridsearch` keeps the first lambda minimising pygam's GCV score `n * RSS / (n - 1.4 * edof)**2` (gamma = 1.4).
-Because the B-splines sum to one inside the knot range, the intercept can be folded into the spline coefficients
-(a = c_spline + c_0): the fitted values are unchanged and the penalty becomes lam * D'D + eps * (I - 11'/26).
-Every curve of a run shares x, so for each lambda the fit is one fixed linear map, the effective degrees of freedom
-are the same for all curves, and GCV has a closed form per curve: all curves are smoothed at once.
-"""
+"""Token-level learning-curve measures of Chang, Tu & Bergen (2023), vectorised over all curves of a run
+(definitions and references: docs/science.md, "Token learning curves"; x = log10(step), step 0 dropped). The
+smoother is pygam's `LinearGAM(n_splines=25).gridsearch(X, y, lam=np.logspace(-3, 3, 11))`, rebuilt exactly:
+pygam's basis (`pygam_bspline_basis`) plus an intercept column; penalty lam * D'D on the spline block (D = second
+differences, pygam `penalties.derivative`) plus sqrt(machine eps) on every coefficient (pygam's `_pirls` term `S`);
+for a normal/identity GAM, PIRLS converges in one step to the penalised least-squares solution, and `gridsearch`
+keeps the first lambda minimising pygam's GCV `n * RSS / (n - 1.4 * edof)**2`. The B-splines sum to one inside the
+knot range, so the intercept folds into the spline coefficients (a = c_spline + c_0): the fitted values are the same
+and the penalty becomes lam * D'D + eps * (I - 11'/26). Every curve of a run shares x, so for each lambda the fit is
+one linear map with the same effective degrees of freedom for all curves, and GCV has a closed form per curve."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,7 +33,8 @@ MIN_SIGMOID_POINTS = 5  # a 4-parameter sigmoid needs more points than parameter
 def pygam_bspline_basis(x: np.ndarray, edge_knots: Sequence[float], n_splines: int = N_SPLINES,
                         spline_order: int = SPLINE_ORDER) -> np.ndarray:
     """B-spline basis [len(x), n_splines], a port of pygam.utils.b_spline_basis (non-periodic, with linear
-    extrapolation beyond the edge knots), so that knots, edge handling and values are pygam's."""
+    extrapolation beyond the edge knots; equally spaced knots over the edges plus `spline_order` beyond each, the last
+    nudged by 1e-9), so that knots, edge handling and values are pygam's."""
     lo, hi = float(min(edge_knots)), float(max(edge_knots))
     scale = (hi - lo) or 1.0
     boundary_knots = np.linspace(0, 1, 1 + n_splines - spline_order)
@@ -71,18 +64,10 @@ def pygam_bspline_basis(x: np.ndarray, edge_knots: Sequence[float], n_splines: i
     return bases[:-2]
 
 
-def second_difference_penalty(n: int) -> np.ndarray:
-    """D'D with D the (n-2) x n second-order difference matrix (pygam `penalties.derivative`, derivative=2)."""
-    d = np.diff(np.eye(n), 2, axis=0)
-    return d.T @ d
-
-
 @dataclasses.dataclass(frozen=True)
 class GamSmoother:
     """pygam LinearGAM(n_splines=25) + gridsearch over `lams`, as fixed linear maps for one shared x (log10 step).
-
-    Coefficients a [K, C] are the intercept-folded spline coefficients; `predict(a, x)` evaluates the curve.
-    """
+    Coefficients a [K, C] are the intercept-folded spline coefficients; `predict(a, x)` evaluates the curve."""
 
     x_T: np.ndarray
     lams: np.ndarray
@@ -106,7 +91,8 @@ class GamSmoother:
         q_TxK, r_KxK = np.linalg.qr(b_TxK)
         eye = np.eye(n_splines)
         fold = eye - np.ones((n_splines, n_splines)) / (n_splines + 1)  # eps on [c_s, c_0], c_0 profiled out
-        p0 = second_difference_penalty(n_splines)
+        d = np.diff(np.eye(n_splines), 2, axis=0)  # second-order differences (pygam `penalties.derivative`)
+        p0 = d.T @ d
         smooth, coef, edof = [], [], []
         for lam in np.asarray(lams, np.float64):
             k_KxK = np.linalg.inv(r_KxK.T @ r_KxK + lam * p0 + PYGAM_EPS * fold)
@@ -161,6 +147,20 @@ def sigmoid(x: np.ndarray, start: np.ndarray, end: np.ndarray, xmid: np.ndarray,
     return start + (end - start) * special.expit((x - xmid) / scale)
 
 
+def _sigmoid_residuals(x_T: np.ndarray, p_Cx4: np.ndarray, y_CxT: np.ndarray,
+                       jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Residuals y - sigmoid [C, T] of parameters (start, end, xmid, scale), and the Jacobian d f / d p [C, T, 4]."""
+    start, end, xmid, scale = (p_Cx4[:, i:i + 1] for i in range(4))
+    scale = np.where(np.abs(scale) < 1e-12, 1e-12, scale)
+    z = (x_T - xmid) / scale
+    s = special.expit(z)
+    r = y_CxT - (start + (end - start) * s)
+    if not jac:
+        return r, None
+    ds = (end - start) * s * (1 - s)
+    return r, np.stack([1 - s, s, -ds / scale, -ds * z / scale], -1)
+
+
 def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: float = 1e-8) -> np.ndarray:
     """Least-squares sigmoid fits for all columns at once: batched Levenberg-Marquardt (Marquardt scaling) from
     Chang et al.'s start point p0 = [min y, max y, mean x, 1] (their `scipy.optimize.curve_fit` call).
@@ -169,20 +169,7 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: f
     y_CxT = np.asarray(y_TxC, np.float64).T
     n_curves = y_CxT.shape[0]
     p_Cx4 = np.stack([y_CxT.min(1), y_CxT.max(1), np.full(n_curves, x_T.mean()), np.ones(n_curves)], 1)
-
-    def residual_and_jacobian(p: np.ndarray, y: np.ndarray, jac: bool = True):
-        start, end, xmid, scale = (p[:, i:i + 1] for i in range(4))
-        scale = np.where(np.abs(scale) < 1e-12, 1e-12, scale)
-        z = (x_T - xmid) / scale
-        s = special.expit(z)
-        r = y - (start + (end - start) * s)
-        if not jac:
-            return r, None
-        ds = (end - start) * s * (1 - s)
-        j = np.stack([1 - s, s, -ds / scale, -ds * z / scale], -1)  # d f / d p, [C, T, 4]
-        return r, j
-
-    r, j = residual_and_jacobian(p_Cx4, y_CxT)
+    r, j = _sigmoid_residuals(x_T, p_Cx4, y_CxT)
     sse_C = np.square(r).sum(1)
     damping_C = np.full(n_curves, 1e-3)
     nu_C = np.full(n_curves, 2.0)  # Nielsen's damping update (Madsen, Nielsen & Tingleff 2004)
@@ -201,7 +188,7 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: f
         except np.linalg.LinAlgError:
             step = np.einsum("ckl,cl->ck", np.linalg.pinv(lhs), g_Cx4)
         p_new = p_Cx4[active] + step
-        r_new, _ = residual_and_jacobian(p_new, y_CxT[active], jac=False)
+        r_new, _ = _sigmoid_residuals(x_T, p_new, y_CxT[active], jac=False)
         sse_new = np.square(r_new).sum(1)
         predicted = np.maximum((step * (damp_Cx4 * step + g_Cx4)).sum(1), 1e-300)
         rho = (sse_C[active] - sse_new) / predicted
@@ -215,7 +202,7 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: f
         damping_C[failed] *= nu_C[failed]
         nu_C[failed] *= 2
         if improved.size:
-            r[improved], j[improved] = residual_and_jacobian(p_Cx4[improved], y_CxT[improved])
+            r[improved], j[improved] = _sigmoid_residuals(x_T, p_Cx4[improved], y_CxT[improved])
         done = np.zeros(n_curves, bool)
         rel_pred = predicted[ok] / np.maximum(sse_C[improved], 1e-300)
         done[improved[(rel_gain <= ftol) & (rel_pred <= ftol) & (damping_C[improved] < 1.0)]] = True
@@ -227,13 +214,11 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: f
 
 def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
                 threshold_C: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Chang et al. sigmoid AoA (their `compute_aoa_vals`): fit the sigmoid to the negated curve; AoA = the sigmoid's
-    crossing of the threshold (surprisal, bits), max x when the threshold lies above the whole sigmoid, at or above
-    chance, or the fitted sigmoid is not learning (not increasing when negated), min x when below it, clipped to the
-    step range. `threshold_C`: the GAM AoA's threshold (halfway between chance and the minimum of the smoothed curve,
-    `gam_aoa`), babyjax's choice and a departure from `compute_aoa_vals`, which uses the raw curve's minimum
-    (docs/science.md); when None (no GAM could be fit, or Chang & Bergen 2022 word curves), halfway between chance and
-    the raw curve's minimum. Returns (aoa [C], params [C, 4] in surprisal units)."""
+    """Chang et al. sigmoid AoA (their `compute_aoa_vals`, edge rules in docs/science.md): the crossing of the
+    threshold (surprisal, bits) by the sigmoid fitted to the negated curve. `threshold_C`: the GAM AoA's threshold
+    (`gam_aoa`; babyjax's departure from the released code, docs/science.md); None (no GAM could be fit, or Chang &
+    Bergen 2022 word curves): halfway between chance and the raw curve's minimum. Returns (aoa [C], params [C, 4] in
+    surprisal units)."""
     x_T = np.asarray(x_T, np.float64)
     neg_TxC = -np.asarray(surprisal_TxC, np.float64)
     p_Cx4 = fit_sigmoid(x_T, neg_TxC)
@@ -248,12 +233,9 @@ def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
         cross = xmid - scale * np.log((end - start) / (thr - start) - 1.0)
     aoa = np.where(to_max, xmax, np.where(to_min, xmin, cross))
     aoa = np.clip(np.where(np.isfinite(aoa), aoa, xmax), xmin, xmax)
-    params = np.stack([-start, -end, xmid, scale], 1)
-    return aoa, params
+    return aoa, np.stack([-start, -end, xmid, scale], 1)
 
 
-# within_run_var holds the within-run *standard deviation* of surprisal over the last LAST_N checkpoints (Chang et
-# al.'s "within-run variability"); the name is kept so that existing outputs stay readable.
 MEASURES = ("final_surprisal", "within_run_var", "gam_lambda", "aoa_gam", "aoa_threshold", "forgettability",
             "aoa_sigmoid")
 
@@ -274,17 +256,104 @@ def _note(notes: list[str], msg: str) -> None:
         warnings.warn(msg, stacklevel=3)
 
 
+@dataclasses.dataclass
+class _RunCurves:
+    """One run's scored checkpoints (`rows` of its matrix, at `steps`), those after step 0 (`pos`, x = log10 step),
+    and its GAM smoother (None when the run is too short for it)."""
+
+    name: str
+    rows: np.ndarray
+    steps: np.ndarray
+    pos: np.ndarray
+    x: np.ndarray
+    smoother: GamSmoother | None
+
+    @classmethod
+    def set_up(cls, run: str, s: np.ndarray, steps: np.ndarray, sigmoid_fit: bool, notes: list[str]) -> _RunCurves:
+        """Find the scored checkpoints and build the smoother, with a note for each measure they are too few for."""
+        if len(steps) != s.shape[0]:
+            raise InputError(f"run {run}: {s.shape[0]} surprisal rows but {len(steps)} checkpoint steps")
+        scored = np.zeros(len(steps), bool)
+        for c0 in range(0, s.shape[1], 65536):
+            scored |= np.isfinite(np.asarray(s[:, c0:c0 + 65536])).any(1)
+        if (~scored).any():
+            _note(notes, f"run {run}: {int((~scored).sum())} checkpoint(s) not scored yet (all NaN): left out")
+        rows = np.flatnonzero(scored)
+        pos = rows[steps[rows] > 0]  # log10 axis: step 0 dropped
+        x = np.log10(steps[pos].astype(np.float64))
+        if len(rows) < LAST_N:
+            _note(notes, f"run {run}: final surprisal and within-run variability need the last {LAST_N} "
+                         f"checkpoints; only {len(rows)} scored: skipped")
+        smoother = None
+        try:
+            smoother = GamSmoother.build(x)
+        except ValueError as err:
+            _note(notes, f"run {run}: {err}: smoothed-curve measures (GAM AoA, forgettability, cross-run "
+                         "variability) skipped; sigmoid AoA uses the raw curve minimum for its threshold")
+        if sigmoid_fit and len(pos) < MIN_SIGMOID_POINTS:
+            _note(notes, f"run {run}: sigmoid AoA needs {MIN_SIGMOID_POINTS} checkpoints after step 0; "
+                         f"found {len(pos)}: skipped")
+        return cls(run, rows, steps[rows], pos, x, smoother)
+
+    def measure(self, s: np.ndarray, c0: int, out: dict[str, np.ndarray], chance: float, common: np.ndarray | None,
+                sigmoid_fit: bool, notes: list[str]) -> np.ndarray | None:
+        """Fill the measures `out` of tokens c0.. from the run's surprisal chunk s [checkpoints, chunk]; returns the
+        smoothed curves at the `common` log steps (NaN for curves not finite), or None."""
+        s = np.asarray(s, np.float64)[self.rows]
+        finite_C = np.isfinite(s).all(0)
+        if (~finite_C).any():
+            _note(notes, f"run {self.name}: tokens with NaN/inf surprisal at scored checkpoints get NaN measures")
+        if len(self.rows) >= LAST_N:
+            out["final_surprisal"][c0:c0 + s.shape[1]] = s[-LAST_N:].mean(0)
+            out["within_run_var"][c0:c0 + s.shape[1]] = s[-LAST_N:].std(0)
+        y = s[np.searchsorted(self.rows, self.pos)][:, finite_C]
+        cols = c0 + np.flatnonzero(finite_C)
+        smoothed = None
+        if self.smoother is not None and y.shape[1]:
+            coef = _gam_measures(self.smoother, y, out, cols, chance)
+            if common is not None:
+                smoothed = np.full((len(common), s.shape[1]), np.nan)
+                smoothed[:, finite_C] = self.smoother.predict(coef, common)
+        if sigmoid_fit and len(self.pos) >= MIN_SIGMOID_POINTS and y.shape[1]:
+            gam_thr = out["aoa_threshold"][cols] if self.smoother is not None else None  # docs/science.md: departure
+            out["aoa_sigmoid"][cols] = sigmoid_aoa(self.x, y, chance, gam_thr)[0]
+        return smoothed
+
+
+def _gam_measures(sm: GamSmoother, y_TxC: np.ndarray, out: dict[str, np.ndarray], cols: np.ndarray,
+                  chance: float) -> np.ndarray:
+    """Smooth finite curves y and fill their GAM measures (tokens `cols` of `out`); returns the coefficients."""
+    coef_KxC, best_C, _ = sm.fit(y_TxC)
+    out["gam_lambda"][cols] = sm.lams[best_C]
+    out["forgettability"][cols] = np.clip(np.diff(sm.predict(coef_KxC), axis=0), 0, None).sum(0)
+    grid_x = np.linspace(sm.x_T[0], sm.x_T[-1], AOA_GRID)
+    out["aoa_gam"][cols], out["aoa_threshold"][cols] = gam_aoa(sm.predict(coef_KxC, grid_x), grid_x, chance)
+    return coef_KxC
+
+
+def _common_log_steps(by_run: Mapping[str, _RunCurves], notes: list[str]) -> np.ndarray | None:
+    """log10 of the steps after 0 that every run with a smoother scored (cross-run variability compares the runs'
+    smoothed curves there); None, with a note when it is for lack of runs, unless 2+ runs have a smoother."""
+    runs, smoothed = list(by_run), [r for r, c in by_run.items() if c.smoother is not None]
+    if len(runs) < 2:
+        _note(notes, f"cross-run variability needs at least 2 runs; found 1 ({runs[0]}): skipped")
+    if len(smoothed) < 2:
+        return None
+    steps = set.intersection(*(set(by_run[r].steps[by_run[r].steps > 0].tolist()) for r in smoothed))
+    common = np.log10(np.array(sorted(steps), np.float64))
+    if len(smoothed) < len(runs) or any(len(common) != len(by_run[r].x) for r in smoothed):
+        _note(notes, f"cross-run variability over runs {smoothed} at their {len(common)} common checkpoints")
+    return common
+
+
 def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_run: Mapping[str, np.ndarray],
                            vocab_size: int, *, chunk_size: int = 8192, sigmoid_fit: bool = True,
                            progress: bool = False) -> CurveResults:
     """All Chang et al. token measures for every run, in chunks of `chunk_size` tokens (1M x 221 fits in memory);
-    definitions in docs/science.md ("within_run_var" is a standard deviation).
-
-    surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (np.load(..., mmap_mode='r') is fine); NaN = not scored.
-    Checkpoints unscored for every token are dropped; tokens with NaN in a scored checkpoint get NaN measures.
-    Measures that need more checkpoints or runs than given are skipped with a note (and a warning). The sigmoid AoA
-    crosses the GAM AoA's threshold (`aoa_threshold`); only for a run too short for the GAM, the raw curve minimum's.
-    """
+    definitions in docs/science.md ("within_run_var" is a standard deviation; the name is kept so that existing outputs
+    stay readable). surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (np.load(..., mmap_mode='r') is fine); NaN =
+    not scored. Checkpoints unscored for every token are dropped; tokens with NaN in a scored checkpoint get NaN
+    measures. Measures that need more checkpoints or runs than given are skipped with a note (and a warning)."""
     from tqdm.auto import tqdm
 
     runs = list(surprisal_by_run)
@@ -294,83 +363,21 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
     if len(n_tokens) != 1:
         raise InputError(f"runs have different numbers of tokens {sorted(n_tokens)}: score the same evaluation set")
     n_tokens = n_tokens.pop()
-    steps_by_run = {r: np.asarray(v, np.int64) for r, v in steps_by_run.items()}  # lists are fine too
-    chance = chance_surprisal(vocab_size)
     notes: list[str] = []
-    rows, xs, smoothers, kept_steps = {}, {}, {}, {}
-    for run in runs:
-        s = surprisal_by_run[run]
-        steps = np.asarray(steps_by_run[run], np.int64)
-        if len(steps) != s.shape[0]:
-            raise InputError(f"run {run}: {s.shape[0]} surprisal rows but {len(steps)} checkpoint steps")
-        scored = np.zeros(len(steps), bool)
-        for c0 in range(0, n_tokens, 65536):
-            scored |= np.isfinite(np.asarray(s[:, c0:c0 + 65536])).any(1)
-        if (~scored).any():
-            _note(notes, f"run {run}: {int((~scored).sum())} checkpoint(s) not scored yet (all NaN): left out")
-        rows[run] = np.flatnonzero(scored)
-        kept_steps[run] = steps[rows[run]]
-        pos = rows[run][steps[rows[run]] > 0]  # log10 axis: step 0 dropped
-        xs[run] = (pos, np.log10(steps[pos].astype(np.float64)))
-        if len(rows[run]) < LAST_N:
-            _note(notes, f"run {run}: final surprisal and within-run variability need the last {LAST_N} "
-                         f"checkpoints; only {len(rows[run])} scored: skipped")
-        try:
-            smoothers[run] = GamSmoother.build(xs[run][1])
-        except ValueError as err:
-            _note(notes, f"run {run}: {err}: smoothed-curve measures (GAM AoA, forgettability, cross-run "
-                         "variability) skipped; sigmoid AoA uses the raw curve minimum for its threshold")
-        if sigmoid_fit and len(pos) < MIN_SIGMOID_POINTS:
-            _note(notes, f"run {run}: sigmoid AoA needs {MIN_SIGMOID_POINTS} checkpoints after step 0; "
-                         f"found {len(pos)}: skipped")
+    by_run = {r: _RunCurves.set_up(r, surprisal_by_run[r], np.asarray(steps_by_run[r], np.int64), sigmoid_fit, notes)
+              for r in runs}  # steps: lists are fine too
+    common = _common_log_steps(by_run, notes)
+    chance = chance_surprisal(vocab_size)
     measures = {r: {m: np.full(n_tokens, np.nan) for m in MEASURES} for r in runs}
     cross = np.full(n_tokens, np.nan)
-    cross_runs = [r for r in runs if r in smoothers]
-    common = None
-    if len(runs) < 2:
-        _note(notes, f"cross-run variability needs at least 2 runs; found 1 ({runs[0]}): skipped")
-    elif len(cross_runs) >= 2:
-        common = np.log10(np.array(sorted(set.intersection(*(set(steps_by_run[r][xs[r][0]].tolist())
-                                                            for r in cross_runs))), np.float64))
-        if len(cross_runs) < len(runs) or any(len(common) != len(xs[r][1]) for r in cross_runs):
-            _note(notes, f"cross-run variability over runs {cross_runs} at their {len(common)} common checkpoints")
     bar = tqdm(total=n_tokens, desc="curves", unit="tok", disable=not progress)
     for c0 in range(0, n_tokens, chunk_size):
         c1 = min(c0 + chunk_size, n_tokens)
-        smooth_at_common = {}
-        for run in runs:
-            s = np.asarray(surprisal_by_run[run][:, c0:c1], np.float64)[rows[run]]
-            out = measures[run]
-            finite_C = np.isfinite(s).all(0)
-            if (~finite_C).any():
-                _note(notes, f"run {run}: tokens with NaN/inf surprisal at scored checkpoints get NaN measures")
-            if len(rows[run]) >= LAST_N:
-                last = s[-LAST_N:]
-                out["final_surprisal"][c0:c1] = last.mean(0)
-                out["within_run_var"][c0:c1] = last.std(0)
-            pos, x = xs[run]
-            y = s[np.searchsorted(rows[run], pos)][:, finite_C]
-            cols = np.arange(c0, c1)[finite_C]
-            if run in smoothers and y.shape[1]:
-                sm = smoothers[run]
-                coef, best, _ = sm.fit(y)
-                out["gam_lambda"][cols] = sm.lams[best]
-                fitted = sm.predict(coef)
-                out["forgettability"][cols] = np.clip(np.diff(fitted, axis=0), 0, None).sum(0)
-                grid_x = np.linspace(x[0], x[-1], AOA_GRID)
-                aoa, thr = gam_aoa(sm.predict(coef, grid_x), grid_x, chance)
-                out["aoa_gam"][cols], out["aoa_threshold"][cols] = aoa, thr
-                if common is not None and run in cross_runs:
-                    full = np.full((len(common), c1 - c0), np.nan)
-                    full[:, finite_C] = sm.predict(coef, common)
-                    smooth_at_common[run] = full
-            if sigmoid_fit and len(pos) >= MIN_SIGMOID_POINTS and y.shape[1]:
-                gam_thr = out["aoa_threshold"][cols] if run in smoothers else None  # docs/science.md: departure
-                out["aoa_sigmoid"][cols] = sigmoid_aoa(x, y, chance, gam_thr)[0]
-        if len(smooth_at_common) >= 2:
-            pair_d = [np.mean(np.square(smooth_at_common[a] - smooth_at_common[b]), 0)
-                      for a, b in itertools.combinations(smooth_at_common, 2)]
-            cross[c0:c1] = np.mean(pair_d, 0)
+        smoothed = {r: by_run[r].measure(surprisal_by_run[r][:, c0:c1], c0, measures[r], chance, common,
+                                         sigmoid_fit, notes) for r in runs}
+        at_common = [v for v in smoothed.values() if v is not None]
+        if len(at_common) >= 2:
+            cross[c0:c1] = np.mean([np.mean(np.square(a - b), 0) for a, b in itertools.combinations(at_common, 2)], 0)
         bar.update(c1 - c0)
     bar.close()
-    return CurveResults(measures, cross, kept_steps, notes)
+    return CurveResults(measures, cross, {r: c.steps for r, c in by_run.items()}, notes)

@@ -91,10 +91,8 @@ def pairs_accuracy(path: pathlib.Path, pairs: pd.DataFrame) -> pathlib.Path:
     for field, g in d.groupby("field"):
         g = g[g[xcol] > 0]
         ax.plot(g[xcol], g["accuracy"], "o-", ms=3, label=field)
-    ax.set_xscale("log")
     ax.axhline(0.5, color="k", lw=0.5, ls=":")
-    ax.set_xlabel(xcol.replace("_", " "))
-    ax.set_ylabel("accuracy")
+    ax.set(xscale="log", xlabel=xcol.replace("_", " "), ylabel="accuracy")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
     return _save(fig, path)
 
@@ -108,8 +106,7 @@ def training_loss(path: pathlib.Path, metrics: Mapping[str, pd.DataFrame]) -> pa
         if "dev_loss" in m and m["dev_loss"].notna().any():
             d = m[m["dev_loss"].notna()]
             ax.plot(d["step"], d["dev_loss"], "o--", color=f"C{i}", ms=3, lw=0.8, label=f"{run} dev")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
+    ax.set(xlabel="step", ylabel="loss (nats/token)")
     ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -122,7 +119,6 @@ def word_aoa(path: pathlib.Path, words: pd.DataFrame) -> pathlib.Path:
         ax.scatter(g["child_aoa"], g["model_aoa"], s=8, color=f"C{i}", label=cat)
     for _, r in d.nsmallest(5, "model_aoa").iterrows():
         ax.annotate(r["word"], (r["child_aoa"], r["model_aoa"]), fontsize=6)
-    ax.set_xlabel("child AoA (months)")
-    ax.set_ylabel("model AoA (log10 step)")
+    ax.set(xlabel="child AoA (months)", ylabel="model AoA (log10 step)")
     ax.legend(fontsize=6)
     return _save(fig, path)

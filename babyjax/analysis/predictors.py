@@ -1,13 +1,8 @@
-"""Predictors of the learning-curve measures, as in Chang, Tu & Bergen (2023) (their `CurveAnnotator` and
-`run_regressions.py`): unigram and 5-gram log-probabilities (bits) estimated from the run's own training tokens,
-the 5-gram residualised on the unigram, and log context length; rank correlations and OLS (statsmodels).
-
-Smoothing (Chang et al.'s backoff): maximum-likelihood n-gram probabilities from counts with every n-gram seen
-fewer than `min_count` (= 2) times pruned; a token whose n-gram was pruned or unseen backs off to the (n-1)-gram
-(no discount, so this is backoff, not a normalised model), down to the unigram; a token unseen as a unigram gets
-the smallest unigram probability. Sequences start with n-1 placeholder tokens (id = -1), in training and scoring.
-N-grams are counted with 64-bit polynomial hashes (collision chance about n^2 / 2^65: negligible below 1e8 types).
-"""
+"""Predictors of the learning-curve measures after Chang, Tu & Bergen (2023) (docs/science.md, "Predictors"): n-gram
+log2 probabilities from the run's own training tokens with their backoff (no discount, so not a normalised model; a
+token unseen as a unigram gets the smallest unigram probability), rank correlations and OLS. Sequences start with
+n-1 placeholder tokens (PAD = -1); n-grams are counted by 64-bit polynomial hashes (collision chance about
+n^2 / 2^65: negligible below 1e8 types)."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +20,6 @@ if TYPE_CHECKING:
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 PAD = -1
 EXPECTED_SIGNS = {  # Chang et al. (2023): frequent / predictable tokens are learned better on every measure
-    # (within_run_var holds the within-run standard deviation; the column keeps its name)
     "final_surprisal": -1, "within_run_var": -1, "aoa_gam": -1, "forgettability": -1, "cross_run_var": -1}
 
 
@@ -131,22 +125,26 @@ def token_contexts(tokens: pd.DataFrame, order: int = 5) -> tuple[np.ndarray, in
     return out, int(truncated.sum())
 
 
-def token_predictors(tokens: pd.DataFrame, counts: NgramCounts) -> pd.DataFrame:
-    """unigram, 5-gram (log2 prob), 5-gram residualised on unigram (OLS), and log2 context length per token."""
+def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.ndarray | None = None) -> pd.DataFrame:
+    """unigram, 5-gram (log2 prob), 5-gram residualised on unigram (OLS), and log2 context length per token.
+    contexts: [N, order] ids as from `token_contexts` (the default), e.g. read from a token sample's rows."""
     import statsmodels.api as sm
 
-    ctx, _ = token_contexts(tokens, counts.order)
+    ctx = token_contexts(tokens, counts.order)[0] if contexts is None else contexts
     uni = counts.logprob_with_backoff(ctx[:, -1:])
     ngram = counts.logprob_with_backoff(ctx)
-    resid = sm.OLS(ngram, sm.add_constant(uni, has_constant="add")).fit().resid if np.ptp(uni) > 0 else ngram - ngram.mean()
+    if np.ptp(uni) > 0:
+        resid = sm.OLS(ngram, sm.add_constant(uni, has_constant="add")).fit().resid
+    else:
+        resid = ngram - ngram.mean()
     ctx_len = tokens["context_length"].to_numpy(np.float64) if "context_length" in tokens else \
         tokens["position"].to_numpy(np.float64) + 1
     return pd.DataFrame({"unigram": uni, f"{counts.order}gram": ngram, "ngram_resid": np.asarray(resid),
                          "log_context_length": np.log2(np.maximum(ctx_len, 1.0))}, index=tokens.index)
 
 
-def relate(measures: pd.DataFrame, predictors: pd.DataFrame,
-           predictor_cols: Sequence[str] = ("unigram", "ngram_resid", "log_context_length")) -> tuple[pd.DataFrame, pd.DataFrame]:
+def relate(measures: pd.DataFrame, predictors: pd.DataFrame, predictor_cols: Sequence[str] = (
+        "unigram", "ngram_resid", "log_context_length")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(Spearman table, OLS table): each measure vs each predictor, and measure ~ all predictors (statsmodels OLS,
     standardised predictors). Columns `expected` and `holds` compare the sign with Chang et al.'s findings."""
     import statsmodels.api as sm
@@ -163,9 +161,9 @@ def relate(measures: pd.DataFrame, predictors: pd.DataFrame,
             else:
                 rho, pv = stats.spearmanr(x[ok], y[ok])
             exp = EXPECTED_SIGNS.get(m) if pcol in ("unigram", "ngram_resid") else None
+            holds = "" if exp is None or not np.isfinite(rho) else ("yes" if np.sign(rho) == exp else "no")
             rank_rows.append({"measure": m, "predictor": pcol, "spearman_rho": rho, "p_value": pv, "n": int(ok.sum()),
-                              "expected": {-1: "-", 1: "+"}.get(exp, ""),
-                              "holds": "" if exp is None or not np.isfinite(rho) else ("yes" if np.sign(rho) == exp else "no")})
+                              "expected": {-1: "-", 1: "+"}.get(exp, ""), "holds": holds})
         xs = predictors[list(predictor_cols)].to_numpy(np.float64)
         ok = np.isfinite(y) & np.isfinite(xs).all(1)
         if ok.sum() <= len(predictor_cols) + 1:
@@ -174,8 +172,8 @@ def relate(measures: pd.DataFrame, predictors: pd.DataFrame,
         z = (xs[ok] - xs[ok].mean(0)) / np.where(sd > 0, sd, 1)
         fit = sm.OLS(y[ok], sm.add_constant(z, has_constant="add")).fit()
         for i, pcol in enumerate(predictor_cols):
-            ols_rows.append({"measure": m, "predictor": pcol, "coef_per_sd": fit.params[i + 1],
-                             "t": fit.tvalues[i + 1], "p_value": fit.pvalues[i + 1], "r2": fit.rsquared, "n": int(ok.sum())})
+            ols_rows.append({"measure": m, "predictor": pcol, "coef_per_sd": fit.params[i + 1], "t": fit.tvalues[i + 1],
+                             "p_value": fit.pvalues[i + 1], "r2": fit.rsquared, "n": int(ok.sum())})
     return pd.DataFrame(rank_rows), pd.DataFrame(ols_rows)
 
 

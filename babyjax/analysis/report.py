@@ -1,9 +1,5 @@
-"""One study -> one Markdown report with PNG figures and CSV tables (python -m babyjax.analyze).
-
-A study is one or more score outputs of the same runs: token outputs give the Chang et al. (2023) measures, Xia et
-al. (2023) classes, predictors and Chang & Bergen (2022) word AoA; pairs outputs give minimal-pair accuracy; run
-directories (--runs-dir) give the training loss (metrics.jsonl), the n-gram training stream and generated text.
-"""
+"""One study (one or more score outputs of the same runs, and optionally their run directories) -> one Markdown
+report with PNG figures and CSV tables (python -m babyjax.analyze)."""
 from __future__ import annotations
 
 import json
@@ -36,63 +32,35 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int,
-            notes: list[str]) -> np.ndarray:
+def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, notes: list[str]) -> np.ndarray:
     """x of the Xia regressions at each checkpoint: step, tokens or words seen, or training FLOPs =
     `model.flops_per_token(model, data.seq_len)` x tokens seen (the run's config.json under --runs-dir)."""
     if axis == "step":
         return ck["step"].to_numpy(np.float64)
     if axis in ("tokens", "words"):
         return ck[f"{axis}_seen"].to_numpy(np.float64)
-    per_token = _flops_per_token(run_dir, vocab_size) if run_dir else None
-    if per_token is None:
+    cost = _model_cost(run_dir, vocab_size) if run_dir else None
+    if cost is None:
         notes.append("x axis FLOPs: the run's model is unknown (no readable config.json under --runs-dir): using "
                      "6 x tokens (same Xia slopes and p-values, as ln(c x) only shifts the intercept)")
         per_token = 6.0
     else:
+        per_token, num_params = cost
         notes.append(f"x axis FLOPs: run {run_dir.name}: {per_token:.4g} training FLOPs per token "
-                     f"(babyjax.model.flops_per_token; {_param_count(run_dir, vocab_size):,} parameters) x tokens "
-                     "seen")
+                     f"(babyjax.model.flops_per_token; {num_params:,} parameters) x tokens seen")
     return per_token * ck["tokens_seen"].to_numpy(np.float64)
 
 
-def _run_model(run_dir: pathlib.Path, vocab_size: int) -> tuple[model.ModelConfig, RunDir] | None:
-    """The model of the run in `run_dir` (for the score output's vocabulary size); None if unreadable."""
+def _model_cost(run_dir: pathlib.Path, vocab_size: int) -> tuple[float, int] | None:
+    """(training FLOPs per token at its data.seq_len, parameter count) of the run's model in `run_dir`, for the
+    score output's vocabulary size (babyjax.model.flops_per_token, num_params); None if unreadable."""
     try:
         run = RunDir.open(run_dir, what="each run folder of --runs-dir")
-        return run.model_config(vocab_size), run
-    except (UserError, OSError, AttributeError, KeyError, ValueError):
+        cfg = run.model_config(vocab_size)
+        seq_len = int(run.config().data.seq_len)
+    except (UserError, OSError, AttributeError, KeyError, TypeError, ValueError):
         return None
-
-
-def _param_count(run_dir: pathlib.Path, vocab_size: int) -> int | None:
-    """Parameter count of the run's model (babyjax.model.num_params of its config.json); None if unreadable."""
-    found = _run_model(run_dir, vocab_size)
-    return model.num_params(found[0]) if found else None
-
-
-def _flops_per_token(run_dir: pathlib.Path, vocab_size: int) -> float | None:
-    """Training FLOPs per token of the run (babyjax.model.flops_per_token at its data.seq_len); None if unknown."""
-    found = _run_model(run_dir, vocab_size)
-    if found is None:
-        return None
-    try:
-        seq_len = int(found[1].config().data.seq_len)
-    except (UserError, AttributeError, KeyError, TypeError, ValueError):
-        return None
-    return model.flops_per_token(found[0], seq_len)
-
-
-def _generations(files: dict[str, pathlib.Path]) -> dict[str, dict]:
-    """{name: {step: {prompt: text}}} of the generations.json files that exist (`files`: name -> path)."""
-    out = {}
-    for name, f in files.items():
-        if f.is_file():
-            try:
-                out[name] = json.loads(f.read_text())
-            except json.JSONDecodeError as err:
-                out[name] = {"error": f"unreadable generations.json: {err}"}
-    return out
+    return model.flops_per_token(cfg, seq_len), model.num_params(cfg)
 
 
 def _sample_rows(so: ScoreOutput) -> np.ndarray | None:
@@ -185,9 +153,8 @@ def _example_curves(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, ste
     s0 = np.asarray(so.surprisal[run0][:, pick], np.float64)
     f = plots.example_curves(out / f"{so.name}_example_curves.png", steps[run0], s0,
                              [f"{so.tokens['token'].iloc[i]!r} (#{i})" for i in pick], so.vocab_size)
-    return ["### Example learning curves", "", f"![example curves]({f.name})", "",
-            f"Run `{run0}`: raw surprisal (grey), GAM fit, threshold halfway between chance and the curve minimum, "
-            "and GAM AoA (red).", ""]
+    return ["### Example learning curves", "", f"![example curves]({f.name})", "", f"Run `{run0}`: raw surprisal "
+            "(grey), GAM fit, threshold halfway between chance and the curve minimum, and GAM AoA (red).", ""]
 
 
 def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_dir: pathlib.Path | None,
@@ -232,14 +199,10 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, counts:
                 sample_rows: np.ndarray | None, run0: str, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """Predictors joined to the measures table, Spearman / OLS tables and figure: (table, Markdown lines)."""
     tag = so.name
-    pred = predictors.token_predictors(so.tokens, counts)
-    if sample_rows is not None:  # a tokens-in-context sample: the contexts are in the sample file
-        import statsmodels.api as sm
-
-        pred[f"{counts.order}gram"] = counts.logprob_with_backoff(_sample_contexts(so, sample_rows, counts.order))
-        pred["ngram_resid"] = np.asarray(sm.OLS(pred[f"{counts.order}gram"].to_numpy(), sm.add_constant(
-            pred["unigram"].to_numpy(), has_constant="add")).fit().resid)
-    else:
+    # a tokens-in-context sample: the contexts are in the sample file
+    contexts = _sample_contexts(so, sample_rows, counts.order) if sample_rows is not None else None
+    pred = predictors.token_predictors(so.tokens, counts, contexts)
+    if sample_rows is None:
         _, n_trunc = predictors.token_contexts(so.tokens, counts.order)
         if n_trunc:
             notes.append(f"{tag}: {n_trunc} tokens lack some preceding tokens in tokens.csv (and the token sample "
@@ -287,10 +250,9 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
                  aoa_words: pathlib.Path | None, notes: list[str], progress: bool) -> list[str]:
     """Measures, classes, predictors and words for one token score output; returns Markdown lines."""
     tag = so.name
-    md = [f"## Token learning curves: `{tag}`", "",
-          f"Eval set `{so.meta.get('eval_set', '?')}`, {len(so.tokens)} tokens in context, runs "
-          f"{', '.join(so.surprisal)}, vocab {so.vocab_size} (chance {curves.chance_surprisal(so.vocab_size):.2f} "
-          f"bits), unit {so.meta.get('unit', 'bits')}.", ""]
+    md = [f"## Token learning curves: `{tag}`", "", f"Eval set `{so.meta.get('eval_set', '?')}`, {len(so.tokens)} "
+          f"tokens in context, runs {', '.join(so.surprisal)}, vocab {so.vocab_size} (chance "
+          f"{curves.chance_surprisal(so.vocab_size):.2f} bits), unit {so.meta.get('unit', 'bits')}.", ""]
     steps = {r: ck["step"].to_numpy() for r, ck in so.checkpoints.items()}
     run0 = next(iter(so.surprisal))
     long, table, lines = _measures(so, out, steps, notes, progress)
@@ -330,8 +292,7 @@ def _pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[st
                  "(ties counted separately, not as correct):", "", _md_table(fin)]
 
 
-def _loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib.Path,
-                  notes: list[str]) -> list[str]:
+def _loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib.Path, notes: list[str]) -> list[str]:
     """Training loss of each run (its metrics.jsonl under --runs-dir)."""
     metrics = {}
     for r in run_names:
@@ -353,7 +314,13 @@ def _generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None
     """Text generated at checkpoints (generations.json of the score outputs and the run directories)."""
     files = {so.path.name: so.path / "generations.json" for so in outputs}
     files.update({r: pathlib.Path(RunDir(rd / r).generations_path) for r in run_names} if rd else {})
-    gens = _generations(files)
+    gens = {}  # {name: {step: {prompt: text}}} of the files that exist
+    for name, f in files.items():
+        if f.is_file():
+            try:
+                gens[name] = json.loads(f.read_text())
+            except json.JSONDecodeError as err:
+                gens[name] = {"error": f"unreadable generations.json: {err}"}
     md = ["## Generated text at checkpoints", ""]
     if not gens:
         return md + ["_No generations.json (format {step: {prompt: text}}) in the score outputs or run folders._", ""]

@@ -1,14 +1,6 @@
-"""Word-level acquisition of Chang & Bergen (2022), "Word Acquisition in Neural Language Models" (TACL 2022,
-arXiv:2110.02406): a word's learning curve is its mean surprisal over up to 512 occurrences at every checkpoint;
-its age of acquisition is where a sigmoid fitted over log10 steps crosses halfway between chance and the minimum;
-model AoA is then compared with children's AoA (Wordbank / CDI, the BabyLM 2023 AoA word list).
-
-Only whole-word tokens count: a SentencePiece piece "▁word" whose next piece starts a new word (begins with "▁" or
-is punctuation) or ends the text (EOS, or the end of a fully scored sequence), so "▁dog" in "▁dog gy" is not "dog".
-A token whose next piece is unknown (a tokens-in-context sample without its sample file) is not counted.
-
-`word_surprisal` sums the surprisal of a word's pieces (minicons `word_score`) for any scored text.
-"""
+"""Word acquisition of Chang & Bergen (2022): word curves, sigmoid AoA and its correlation with children's AoA, over
+whole-word tokens only (docs/science.md, "Word acquisition"); and `word_surprisal`, the surprisal of any scored
+text's words (minicons `word_score`)."""
 from __future__ import annotations
 
 import pathlib
@@ -36,22 +28,21 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path} lacks columns {sorted(missing)}: expected the BabyLM 2023 AoA word_list.csv")
     df = df[~df["word_clean"].str.contains(" ")].assign(word=lambda d: d["word_clean"].str.lower())
-    return df.groupby("word", as_index=False).agg(child_aoa=("aoa", "mean"), lexical_category=("lexical_category", "first"),
+    return df.groupby("word", as_index=False).agg(child_aoa=("aoa", "mean"),
+                                                   lexical_category=("lexical_category", "first"),
                                                    childes_frequency=("frequency", "first"))
 
 
 def whole_word_occurrences(tokens: pd.DataFrame, words: set[str], next_piece: pd.Series | None = None) -> pd.DataFrame:
-    """Rows of tokens.csv that are whole-word occurrences of a word in `words` (column `word` added).
-
-    next_piece: the piece after each row ("" = end of text or EOS; NaN = unknown). None = read it from tokens.csv
-    itself (row (seq, position + 1); no such row = end of the sequence), right only when tokens.csv lists every
-    token of its sequences (a text output); a tokens-in-context output must pass the pieces of its sample rows."""
+    """Rows of tokens.csv that are whole-word occurrences of a word in `words` (column `word` added). next_piece: the
+    piece after each row ("" = end of text or EOS; NaN = unknown). None = read it from tokens.csv itself (row (seq,
+    position + 1); no such row = end of the sequence), right only when tokens.csv lists every token of its sequences (a
+    text output); a tokens-in-context output must pass the pieces of its sample rows."""
     piece = tokens["token"].astype(str)
     word = piece.str[1:].str.lower()
     if next_piece is None:
         nxt = tokens.set_index(["seq", "position"])["token"].astype(str)
-        found = nxt.reindex(list(zip(tokens["seq"], tokens["position"] + 1))).to_numpy()
-        next_piece = pd.Series(found, index=tokens.index).fillna("")
+        next_piece = pd.Series(nxt.reindex(list(zip(tokens["seq"], tokens["position"] + 1))).to_numpy()).fillna("")
     next_piece = pd.Series(np.asarray(next_piece, dtype=object), index=tokens.index)
     known = next_piece.notna()
     nxt_str = next_piece.where(known, "").astype(str)
@@ -77,11 +68,10 @@ def word_curves(surprisal_TxN: np.ndarray, occurrences: pd.DataFrame, seed: int 
 
 def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFrame, child: pd.DataFrame,
              vocab_size: int, next_piece: pd.Series | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Model AoA (log10 step, sigmoid) per CDI word with whole-word occurrences, joined with child AoA; and the
-    Pearson / Spearman correlation between them. `next_piece` as in `whole_word_occurrences`.
-
-    Checkpoints unscored for every word (all NaN) are dropped first; a word with NaN at some scored checkpoint is
-    fitted over its own finite checkpoints (needs MIN_SIGMOID_POINTS after step 0), the others over all of them."""
+    """Model AoA (log10 step, sigmoid) per CDI word with whole-word occurrences, joined with child AoA; and the Pearson
+    / Spearman correlation between them. `next_piece` as in `whole_word_occurrences`. Checkpoints unscored for every
+    word (all NaN) are dropped first; a word with NaN at some scored checkpoint is fitted over its own finite
+    checkpoints (needs MIN_SIGMOID_POINTS after step 0), the others over all of them."""
     occ = whole_word_occurrences(tokens, set(child["word"]), next_piece)
     names, curves_TxW = word_curves(surprisal_TxN, occ)
     steps_T = np.asarray(steps_T)
@@ -107,19 +97,18 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
     corr = {"n_words": int(ok.sum()), "pearson_r": np.nan, "pearson_p": np.nan, "spearman_rho": np.nan,
             "spearman_p": np.nan}
     if ok.sum() >= 3 and df.loc[ok, "model_aoa"].nunique() > 1:
-        corr["pearson_r"], corr["pearson_p"] = map(float, stats.pearsonr(df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]))
-        corr["spearman_rho"], corr["spearman_p"] = map(float, stats.spearmanr(df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]))
+        model_aoa, child_aoa = df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]
+        corr["pearson_r"], corr["pearson_p"] = map(float, stats.pearsonr(model_aoa, child_aoa))
+        corr["spearman_rho"], corr["spearman_p"] = map(float, stats.spearmanr(model_aoa, child_aoa))
     return df, corr
 
 
 def word_surprisal(surprisal: np.ndarray, tokens: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Word-level surprisal: the sum over each word's pieces (minicons `word_score`). A word starts at a piece that
     begins with SentencePiece's boundary mark '▁', at a sequence's first scored token, and after a gap in positions.
-
     surprisal: [..., T] (e.g. a run's [checkpoints, tokens] matrix); tokens: tokens.csv. Returns (words, [..., W]):
     words has seq, word (index within the sequence), first_index (its first row of tokens.csv), num_pieces (Chang &
-    Bergen 2022 keep single-piece words) and text.
-    """
+    Bergen 2022 keep single-piece words) and text."""
     seq = tokens["seq"].to_numpy(np.int64)
     pos = tokens["position"].to_numpy(np.int64)
     pieces = tokens["token"].astype(str).to_numpy()

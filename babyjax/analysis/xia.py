@@ -1,7 +1,5 @@
-"""Per-token trajectory classes of Xia et al. (2023), "Training Trajectories of Language Models Across Scales"
-(ACL 2023, arXiv:2212.09803): upward (incl. double descent), downward and stagnated tokens after a fraction p of
-training. Vectorised over tokens: every curve shares the x axis, so one OLS with a t-test per curve is closed form.
-"""
+"""Per-token trajectory classes of Xia et al. (2023) (docs/science.md, "Trajectory classes"), vectorised over
+tokens: every curve shares the x axis, so one OLS with a t-test per curve is closed form."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,14 +34,9 @@ def ols_slope_pvalues(x_T: np.ndarray, y_TxC: np.ndarray) -> tuple[np.ndarray, n
 
 def trajectory_classes(surprisal_TxC: np.ndarray, steps_T: np.ndarray, x_T: np.ndarray | None = None,
                        p: float = 0.5, alpha: float = 0.05) -> dict[str, np.ndarray]:
-    """Xia et al. classes per token over the checkpoints with step >= p * last step.
-
-    Perplexity ppl = 2 ** surprisal (bits). Upward: OLS of ppl_t / ppl_first on ln(x) has slope > 0 with
-    p-value < alpha; downward: slope < 0 with p < alpha; stagnated: neither, and with m the geometric mean of ppl
-    over the window, 0.95 < m / ppl_first < 1.05, 0.95 < m / ppl_last < 1.05 and var(ppl) < m (population
-    variance); else "other". x is step by default, or tokens / words / FLOPs seen at each checkpoint.
-    Returns {"slope", "pvalue", "class"} arrays [C].
-    """
+    """Xia et al. classes (upward, downward, stagnated, other; docs/science.md) of surprisal curves [T, C] in bits
+    over the checkpoints with step >= p * last step and x > 0; x: step by default, or tokens / words / FLOPs seen at
+    each checkpoint. Returns {"slope", "pvalue", "class"} arrays [C] ("nan": a non-finite value in the window)."""
     if not 0 <= p < 1:
         raise InputError(f"p must be a fraction of training in [0, 1); got {p}")
     steps_T = np.asarray(steps_T, np.float64)

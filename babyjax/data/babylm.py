@@ -1,19 +1,7 @@
-"""The BabyLM corpus as a TensorFlow Datasets builder writing ArrayRecord files (no TensorFlow needed).
-
-Configs: `strict_small` (10M words) and `strict` (100M words); splits `train`, `dev`, `test`. One example is one
-line of an official release file (the release README: documents are newline separated); every example keeps its
-`domain` (file stem), its `line` index in that file (0-based, so consecutive text stays consecutive) and its
-whitespace word count `num_words` (BabyLM budgets are in words). Empty and undecodable lines are skipped, counted,
-stored in the dataset's metadata and reported.
-
-Sources, in this order: a local folder holding a release (TFDS `manual_dir`; `config.data.dir` or $BABYJAX_DATA_DIR),
-else the official release is downloaded (`DOWNLOAD_URL`, overridable with $BABYJAX_BABYLM_URL). `sample_release()`
-unpacks the small public-domain sample shipped in the package (`sample/`), the tiny config's default source.
-
-Prepared data is kept per source: `<root>/babylm-<source fingerprint>/` for a local release, `<root>/babylm-download/`
-for the download (root: `config.data.tfds_dir`, $BABYJAX_TFDS_DIR, else TFDS's default), so switching corpora needs
-no user action; a prepared dataset is reused and never overwritten.
-"""
+"""The BabyLM corpus as a TensorFlow Datasets builder writing ArrayRecord files (no TensorFlow needed): one example
+per line of a release file (`text`, `domain` = file stem, 0-based `line`, whitespace word count `num_words`); empty
+and undecodable lines are skipped, counted in the dataset's metadata and reported. Sources (a local release, the
+packaged sample, the official download) and the per-source prepared folders: docs/architecture.md, "data/babylm.py"."""
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +15,7 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import IO, Any, ClassVar
 
@@ -45,30 +33,21 @@ TRACKS = ("strict_small", "strict")
 # The official 2023 release (one zip: babylm_data/{babylm_10M,babylm_100M,babylm_dev,babylm_test}).
 DOWNLOAD_URL = "https://github.com/babylm/babylm.github.io/raw/main/babylm_data.zip"
 # Folder names per layout: (strict_small train, strict train, dev, test).
-LAYOUTS = {
-    "2023": {"strict_small": "babylm_10M", "strict": "babylm_100M", "dev": "babylm_dev", "test": "babylm_test"},
-    "2024+": {"strict_small": "train_10M", "strict": "train_100M", "dev": "dev", "test": "test"},
-}
+LAYOUTS = {"2023": {"strict_small": "babylm_10M", "strict": "babylm_100M", "dev": "babylm_dev", "test": "babylm_test"},
+           "2024+": {"strict_small": "train_10M", "strict": "train_100M", "dev": "dev", "test": "test"}}
 # The folder of prepared data for the downloaded release (its fingerprint is only known once it is downloaded).
 DOWNLOAD_FOLDER = "babylm-download"
 # The packaged sample: the public-domain domains of the release (its licence table), see sample/README.md.
 SAMPLE_ARCHIVE = "sample/babylm_sample.zip"
 SAMPLE_DOMAINS = ("cbt", "children_stories")
 SUFFIXES = {"train": (".train", ".txt"), "dev": (".dev", ".txt"), "test": (".test", ".txt")}
-EXPECTED_LAYOUT = (
-    "expected a BabyLM release folder in the 2023 layout (babylm_10M/ or babylm_100M/, babylm_dev/, babylm_test/, "
-    "one <domain>.train/.dev/.test file per domain) or the 2024+ layout (train_10M/ or train_100M/, dev/, test/)"
-)
+EXPECTED_LAYOUT = ("expected a BabyLM release folder in the 2023 layout (babylm_10M/ or babylm_100M/, babylm_dev/, "
+                   "babylm_test/, one <domain>.train/.dev/.test file per domain) or the 2024+ layout (train_10M/ or "
+                   "train_100M/, dev/, test/)")
 
 
-class _QuietCustomConfig(logging.Filter):
-    """Capped configs are custom TFDS configs by design: drop TFDS's warning about them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Using custom data configuration" not in record.getMessage()
-
-
-logging.getLogger("absl").addFilter(_QuietCustomConfig())
+# Capped configs are custom TFDS configs by design: drop TFDS's warning about them.
+logging.getLogger("absl").addFilter(lambda record: "Using custom data configuration" not in record.getMessage())
 
 
 @dataclasses.dataclass(eq=False)
@@ -87,10 +66,8 @@ def builder_config(track: str, max_train_lines: int = -1) -> BabyLMConfig:
         return BabyLM.builder_configs[track]
     if max_train_lines == 0:
         raise InputError("data.max_train_lines must be positive, or -1 for all lines")
-    return BabyLMConfig(
-        name=f"{track}_lines{max_train_lines}", track=track, max_train_lines=max_train_lines,
-        description=f"{track}, training text capped to {max_train_lines} lines",
-    )
+    return BabyLMConfig(name=f"{track}_lines{max_train_lines}", track=track, max_train_lines=max_train_lines,
+                        description=f"{track}, training text capped to {max_train_lines} lines")
 
 
 def find_release(root: str | os.PathLike, track: str) -> dict[str, list[pathlib.Path]]:
@@ -107,8 +84,7 @@ def find_release(root: str | os.PathLike, track: str) -> dict[str, list[pathlib.
                          for s, f in folders.items()}
                 empty = [str(folders[s]) for s, fs in files.items() if not fs]
                 if empty:
-                    raise MissingError(f"no {'/'.join(SUFFIXES['train'][:1])} text files in {', '.join(empty)}: "
-                                            f"{EXPECTED_LAYOUT}")
+                    raise MissingError(f"no {SUFFIXES['train'][0]} text files in {', '.join(empty)}: {EXPECTED_LAYOUT}")
                 return files
     raise MissingError(f"no BabyLM {track} release found in {root}: {EXPECTED_LAYOUT}")
 
@@ -161,37 +137,33 @@ def read_lines(path: pathlib.Path, max_lines: int, stats: dict[str, int]) -> Ite
             yield i, text
 
 
-def _probe(url: str, timeout_s: float = 30.0) -> None:
-    """Raise OSError (URLError, HTTPError) unless `url` answers a HEAD request."""
-    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
-        pass
-
-
-def _unzip_once(archive: str | os.PathLike | IO[bytes], target: pathlib.Path) -> pathlib.Path:
-    """Unzip `archive` into `target`, once, atomically: into a temporary folder renamed into place."""
+def make_folder_once(target: pathlib.Path, fill: Callable[[pathlib.Path], None]) -> pathlib.Path:
+    """Make the folder `target` once, atomically: `fill` writes a temporary folder beside it, which is renamed into
+    place (when another process made `target` first, its folder is kept)."""
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(tmp)  # zipfile drops absolute and '..' parts of member names
+        fill(tmp)
         try:
             os.rename(tmp, target)
-        except OSError:  # extracted concurrently by another process
+        except OSError:  # made concurrently by another process
             shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def _extract_zip(archive: pathlib.Path) -> pathlib.Path:
-    """Unzip a downloaded release next to the archive (TFDS's own extractor needs TensorFlow)."""
-    return _unzip_once(archive, archive.with_name(archive.name + ".extracted"))
+def _unzip_once(archive: str | os.PathLike | IO[bytes], target: pathlib.Path) -> pathlib.Path:
+    """Unzip `archive` into the folder `target`, once (TFDS's own extractor needs TensorFlow)."""
+    def extract(tmp: pathlib.Path) -> None:
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)  # zipfile drops absolute and '..' parts of member names
+
+    return make_folder_once(target, extract)
 
 
 def sample_release(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
-    """The packaged public-domain sample as a 2023-layout release folder (the tiny config's default data.dir).
-
-    Unpacked once into `cache_dir` (default $XDG_CACHE_HOME/babyjax, else ~/.cache/babyjax), in a folder named by
-    the archive's hash, so a changed sample is unpacked anew and never mixed with an older one.
-    """
+    """The packaged public-domain sample as a 2023-layout release folder (the tiny config's default data.dir),
+    unpacked once into `cache_dir` (default $XDG_CACHE_HOME/babyjax, else ~/.cache/babyjax) in a folder named by the
+    archive's hash, so a changed sample is unpacked anew and never mixed with an older one."""
     data = resources.files(__package__).joinpath(SAMPLE_ARCHIVE).read_bytes()
     if cache_dir is None:
         cache_dir = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "babyjax"
@@ -231,8 +203,7 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
         "1.0.0": "One example per line: text, domain, line index, whitespace word count."}
     BUILDER_CONFIGS: ClassVar[list[BabyLMConfig]] = [
         BabyLMConfig(name="strict_small", track="strict_small", description="10M-word training set"),
-        BabyLMConfig(name="strict", track="strict", description="100M-word training set"),
-    ]
+        BabyLMConfig(name="strict", track="strict", description="100M-word training set")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"Put (or unzip) an official BabyLM release in the manual folder: {EXPECTED_LAYOUT}."
 
     def __init__(self, *, download_url: str = DOWNLOAD_URL, **kwargs: Any):
@@ -242,29 +213,24 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
-                "text": tfds.features.Text(),
-                "domain": tfds.features.Text(),
-                "line": tfds.features.Scalar(np.int64),
-                "num_words": tfds.features.Scalar(np.int32),
-            }),
-            homepage="https://babylm.github.io/",
-            disable_shuffling=True,  # examples stay in file order: domain by domain, line by line
-            metadata=tfds.core.MetadataDict(),
-        )
+                "text": tfds.features.Text(), "domain": tfds.features.Text(),
+                "line": tfds.features.Scalar(np.int64), "num_words": tfds.features.Scalar(np.int32)}),
+            homepage="https://babylm.github.io/", metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True)  # examples stay in file order: domain by domain, line by line
 
     def _release_root(self, dl_manager: tfds.download.DownloadManager) -> pathlib.Path:
         try:
             return pathlib.Path(dl_manager.manual_dir)
         except AssertionError:  # no manual folder given (or it is empty): fetch the official release
             log.info("downloading the BabyLM release from %s", self._download_url)
-            try:
-                _probe(self._download_url)  # fail in seconds when offline, not after TFDS's minutes of retries
-                return _extract_zip(pathlib.Path(dl_manager.download(self._download_url)))
+            try:  # a HEAD request first: fail in seconds when offline, not after TFDS's minutes of retries
+                urllib.request.urlopen(urllib.request.Request(self._download_url, method="HEAD"), timeout=30).close()
+                archive = pathlib.Path(dl_manager.download(self._download_url))
+                return _unzip_once(archive, archive.with_name(archive.name + ".extracted"))
             except Exception as e:  # network, HTTP or archive errors: one line that says what to do
-                raise DataError(
-                    f"could not download the BabyLM release from {self._download_url} ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else ''}); point config.data.dir or BABYJAX_DATA_DIR at a "
-                    f"local copy: {EXPECTED_LAYOUT}") from e
+                why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                raise DataError(f"could not download the BabyLM release from {self._download_url} ({why}); point "
+                                f"config.data.dir or BABYJAX_DATA_DIR at a local copy: {EXPECTED_LAYOUT}") from e
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
         cfg: BabyLMConfig = self.builder_config
@@ -307,11 +273,9 @@ _REPORTED: set[str] = set()
 
 
 def read_records(source: Any, indices: Sequence[int]) -> list[tuple[bytes, bytes, int, int]]:
-    """(text, domain, line, num_words) of the examples at `indices` of a BabyLM data source.
-
-    Parses the stored tf.train.Example protos directly when it can (several times faster than TFDS's generic
-    per-feature decoding, which matters when a whole split is read to tokenize it).
-    """
+    """(text, domain, line, num_words) of the examples at `indices` of a BabyLM data source, parsing the stored
+    tf.train.Example protos directly when it can (several times faster than TFDS's generic per-feature decoding,
+    which matters when a whole split is read to tokenize it)."""
     idx = [int(i) for i in indices]
     raw = getattr(source, "data_source", None)
     if raw is None or not hasattr(raw, "__getitems__"):
@@ -330,14 +294,11 @@ def _resolve(value: str, env: str) -> str | None:
 
 
 def get_builder(data_cfg: Any, *, download_url: str | None = None, prepare: bool = True) -> BabyLM:
-    """The prepared builder for `data_cfg` (track, max_train_lines, dir, tfds_dir), preparing it if needed.
-
-    prepare=False never downloads or prepares: a dataset that is not prepared yet is a DataError (the analysis reads
-    a run's training tokens this way).
-
-    Each source is prepared in its own folder under the TFDS root (see the module docstring); a prepared dataset is
-    reused and never overwritten.
-    """
+    """The prepared builder for `data_cfg` (track, max_train_lines, dir, tfds_dir), preparing it if needed, in the
+    source's own folder under the TFDS root (config.data.tfds_dir, $BABYJAX_TFDS_DIR, else TFDS's default): a local
+    release (config.data.dir or $BABYJAX_DATA_DIR) in `babylm-<fingerprint>`, else the download ($BABYJAX_BABYLM_URL
+    overrides the URL) in `babylm-download`. A prepared dataset is reused and never overwritten. prepare=False never
+    downloads or prepares: a dataset not prepared yet is a DataError (the analysis reads training tokens this way)."""
     config = builder_config(data_cfg.track, data_cfg.max_train_lines)
     source = _resolve(data_cfg.dir, "BABYJAX_DATA_DIR")
     fingerprint = source_fingerprint(find_release(source, config.track)) if source else None  # fails early

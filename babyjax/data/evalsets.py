@@ -1,19 +1,7 @@
-"""Evaluation sets the scorer reads: tokens in context, plain text, and minimal pairs.
-
-- Tokens in context (Chang, Tu & Bergen 2023): N held-out sequences of L tokens from the dev or test token stream, with
-  k random target positions per sequence (position 0 excluded: it has no context), fixed by a seed and saved as one
-  `.npz` file (`tokens` int32[N, L], `positions` int32[N, k], `offsets` int64[N], `meta` JSON).
-- Plain text files: one text per non-empty line.
-- Minimal pairs: BLiMP (jsonl), BLiMP supplement (jsonl) and Zorro (txt, odd lines bad, even lines good), all loaded
-  into `MinimalPair` keeping suite, paradigm and field.
-
-Each of them becomes an `EvalSet` for the scorer (babyjax.score): `load_text`, `load_pair_set`, `load_tokens` tokenize
-the sequences and hash the files they came from (`eval_hash`, the identity of a score output).
-
-Command line (the tokens-in-context sample of a run, with its own tokenizer and data config):
-  python -m babyjax.data.evalsets tokens --workdir RUN --out sample.npz [--split dev|test] [--num_sequences 1000]
-      [--seq_len 128] [--num_positions 10] [--seed 0]
-"""
+"""Every evaluation set babyjax reads, each tokenized into an `EvalSet` for the scorer with the hash of the files
+it came from (`eval_hash`, the identity of a score output): the tokens-in-context sample of Chang, Tu & Bergen (2023)
+(the .npz: docs/architecture.md, "Tokens-in-context sample"; made by `python -m babyjax.data.evalsets tokens`),
+plain text, and minimal pairs (BLiMP, BLiMP supplement, Zorro) as `MinimalPair`."""
 from __future__ import annotations
 
 import argparse
@@ -30,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from babyjax import paths
+from babyjax import cli, paths
 from babyjax.errors import ExistsError, InputError, MissingError
 from babyjax.data import babylm
 from babyjax.data.pipeline import TokenizedSplit, load_split_tokens
@@ -62,11 +50,10 @@ class TokenSample:
         np.savez(buf, tokens=self.tokens, positions=self.positions, offsets=self.offsets,
                  meta=np.array(json.dumps(self.meta, sort_keys=True)))
         data = buf.getvalue()
-        if path.exists():
-            if path.read_bytes() != data:
-                raise ExistsError(f"{path} exists with another sample: choose a new path (scores refer to it)")
-            return path
-        paths.write_atomic(path, data)
+        if not path.exists():
+            paths.write_atomic(path, data)
+        elif path.read_bytes() != data:
+            raise ExistsError(f"{path} exists with another sample: choose a new path (scores refer to it)")
         return path
 
 
@@ -78,11 +65,9 @@ def load_token_sample(path: str | os.PathLike) -> TokenSample:
 
 def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num_positions: int, seed: int,
                   exclude_ids: tuple[int, ...] = (EOS_ID,)) -> TokenSample:
-    """Draw `num_sequences` distinct non-overlapping windows of `seq_len` tokens and `num_positions` targets each.
-
-    Targets are drawn uniformly among positions 1..seq_len-1 whose token is not in `exclude_ids` (by default the
-    EOS document separators are contexts, never targets).
-    """
+    """Draw `num_sequences` distinct non-overlapping windows of `seq_len` tokens and `num_positions` targets each,
+    uniformly among positions 1..seq_len-1 whose token is not in `exclude_ids` (by default the EOS document
+    separators are contexts, never targets)."""
     if not 1 <= num_positions < seq_len:
         raise InputError(f"num_positions must be in [1, seq_len - 1] = [1, {seq_len - 1}], got {num_positions}")
     num_windows = data.num_tokens // seq_len
@@ -184,14 +169,10 @@ def load_blimp(path: str | os.PathLike) -> list[MinimalPair]:
 
 def load_blimp_supplement(path: str | os.PathLike) -> list[MinimalPair]:
     """BLiMP supplement (BabyLM 2023): .jsonl files of sentence_good / sentence_bad; the task is the file stem."""
-    pairs = []
-    for f in _files(path, ".jsonl"):
-        for i, r in enumerate(_jsonl(f)):
-            paradigm = r.get("UID") or f.stem
-            pairs.append(MinimalPair(r["sentence_good"], r["sentence_bad"], "blimp_supplement", paradigm,
-                                     r.get("field") or paradigm, r.get("linguistics_term", ""),
-                                     str(r.get("pairID", i))))
-    return pairs
+    return [MinimalPair(r["sentence_good"], r["sentence_bad"], "blimp_supplement", r.get("UID") or f.stem,
+                        r.get("field") or r.get("UID") or f.stem, r.get("linguistics_term", ""),
+                        str(r.get("pairID", i)))
+            for f in _files(path, ".jsonl") for i, r in enumerate(_jsonl(f))]
 
 
 def load_zorro(path: str | os.PathLike) -> list[MinimalPair]:
@@ -226,12 +207,10 @@ def load_pairs(path: str | os.PathLike, suite: str | None = None) -> list[Minima
 # ---------------------------------------------------------------- what the scorer reads
 @dataclasses.dataclass
 class EvalSet:
-    """Tokenized sequences to score and what they are.
-
-    sequences: one row per sequence (column `seq` = its index in `token_ids`), plus `text` and, for minimal pairs,
-    suite, paradigm, field, pair and which ('good' | 'bad'). positions (tokens-in-context sample only): per row of
-    `token_ids`, the positions scored, each in the context of all tokens before it in the row.
-    """
+    """Tokenized sequences to score and what they are. sequences: one row per sequence (column `seq` = its index in
+    `token_ids`), plus `text` and, for minimal pairs, suite, paradigm, field, pair and which ('good' | 'bad').
+    positions (tokens-in-context sample only): per row of `token_ids`, the positions scored, each in the context of
+    all tokens before it in the row."""
 
     kind: str
     source: str
@@ -246,9 +225,7 @@ def files_hash(files: Sequence[str | os.PathLike]) -> str:
     """sha256 over the names (not folders) and bytes of files, in sorted name order."""
     h = hashlib.sha256()
     for p in sorted((pathlib.Path(p) for p in files), key=lambda p: p.name):
-        h.update(p.name.encode() + b"\0")
-        h.update(p.read_bytes())
-        h.update(b"\0")
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -268,34 +245,19 @@ def load_text(sources: Sequence[str], tok: Tokenizer, *, unit: str = "line", suf
     if not lines:
         raise InputError(f"no text to score in {', '.join(map(str, sources))} (empty files?)")
     encoded = tok.encode_batch([t.text for t in lines])
-    rows: list[dict] = []
-    ids: list[list[int]] = []
     if unit == "line":
-        for t, e in zip(lines, encoded):
-            rows.append({"seq": len(ids), "file": t.source, "line": t.line, "text": t.text})
-            ids.append(e)
+        ids = list(encoded)
+        rows = [{"seq": s, "file": t.source, "line": t.line, "text": t.text} for s, t in enumerate(lines)]
     else:
         by_file: dict[str, list[int]] = {}
         for t, e in zip(lines, encoded):
             joined = by_file.setdefault(t.source, [])
             joined.extend(([EOS_ID] if joined else []) + e)
-        for name, joined in by_file.items():
-            rows.append({"seq": len(ids), "file": name, "line": -1, "text": ""})
-            ids.append(joined)
+        ids = list(by_file.values())
+        rows = [{"seq": s, "file": name, "line": -1, "text": ""} for s, name in enumerate(by_file)]
     if limit:
         ids, rows = ids[:limit], rows[:limit]
     return EvalSet("text", ",".join(map(str, sources)), _limited_hash(files, limit), ids, pd.DataFrame(rows))
-
-
-def _first_per_paradigm(pairs: Sequence[MinimalPair], limit: int) -> list[MinimalPair]:
-    seen: dict[tuple[str, str], int] = {}
-    kept = []
-    for pr in pairs:
-        k = (pr.suite, pr.paradigm)
-        seen[k] = seen.get(k, 0) + 1
-        if seen[k] <= limit:
-            kept.append(pr)
-    return kept
 
 
 def load_pair_set(sources: Sequence[str], tok: Tokenizer, *, suite: str | None = None, limit: int = 0) -> EvalSet:
@@ -309,10 +271,10 @@ def load_pair_set(sources: Sequence[str], tok: Tokenizer, *, suite: str | None =
             raise InputError(f"no minimal pairs in {p}: the file is empty or holds no sentence pairs")
         pairs += found
         files += _files(p, ".txt" if found[0].suite == "zorro" else ".jsonl")
-    if limit:
-        pairs = _first_per_paradigm(pairs, limit)
-    texts = [s for pr in pairs for s in (pr.good, pr.bad)]
-    ids = tok.encode_batch(texts)
+    if limit:  # the first `limit` pairs of each paradigm
+        rank = pd.DataFrame([(pr.suite, pr.paradigm) for pr in pairs]).groupby([0, 1], sort=False).cumcount()
+        pairs = [pr for pr, r in zip(pairs, rank) if r < limit]
+    ids = tok.encode_batch([s for pr in pairs for s in (pr.good, pr.bad)])
     rows = [{"seq": 2 * i + j, "pair": i, "which": which, "suite": pr.suite, "paradigm": pr.paradigm,
              "field": pr.field, "phenomenon": pr.phenomenon, "pair_id": pr.pair_id, "text": text}
             for i, pr in enumerate(pairs) for j, (which, text) in enumerate((("good", pr.good), ("bad", pr.bad)))]
@@ -327,9 +289,8 @@ def load_tokens(path: str, *, limit: int = 0) -> EvalSet:
         raise InputError(f"{path} is not a token sample: tokens [N, L] and positions [N, k] expected")
     if sample.positions.size and (sample.positions.min() < 1 or sample.positions.max() >= sample.tokens.shape[1]):
         raise InputError(f"{path}: target positions must be in [1, L-1]")
-    tokens, positions, offsets = sample.tokens, sample.positions, sample.offsets
-    if limit:
-        tokens, positions, offsets = tokens[:limit], positions[:limit], offsets[:limit]
+    n = limit or len(sample.tokens)
+    tokens, positions, offsets = sample.tokens[:n], sample.positions[:n], sample.offsets[:n]
     rows = pd.DataFrame({"seq": np.arange(tokens.shape[0]), "offset": offsets, "text": ""})
     return EvalSet("tokens", str(path), _limited_hash([pathlib.Path(path)], limit), tokens.tolist(), rows,
                    tokenizer_hash=sample.meta.get("tokenizer_sha256"), positions=[p.tolist() for p in positions])
@@ -347,8 +308,6 @@ def make_run_token_sample(workdir: str | os.PathLike, out: str | os.PathLike, **
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; a user error is one line and status 2 (babyjax/cli.py)."""
-    from babyjax import cli
-
     return cli.run(_main, argv, prog="babyjax.data.evalsets")
 
 

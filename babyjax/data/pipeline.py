@@ -1,18 +1,8 @@
-"""Grain input pipeline: tokenized BabyLM text -> packed or chunked rows -> shuffled, per-process global batches.
-
-The token stream of a split is every document (one line of the release, in file order) preceded by EOS:
-`EOS d1 EOS d2 ...`. It is tokenized once and cached next to the prepared dataset. Row r holds the stream tokens
-`[r*L, (r+1)*L)` as inputs and the next token of each as target, so over an epoch every token is an input exactly once
-and nothing is padded except the end of the last row. The two `config.data.packing` modes differ only in masking:
-- `pack`: segment ids (1, 2, ... per document in the row; a document cut by the row boundary continues in the next
-  row as a new segment), positions restart per segment, and weights keep only targets of the same document, so
-  attention and loss never cross documents;
-- `chunk` (Chang et al., Hugging Face `group_texts`): segment ids all 1, positions 0..L-1, all targets weighted.
-
-Rows are shuffled per epoch from a seed (Grain's index shuffle), batched globally, and each process takes its
-contiguous slice of every global batch: the global batch depends only on the seed and the global batch size, never on
-the number of processes. The iterator state is one index (the next global batch), restored exactly.
-"""
+"""Grain input pipeline: tokenized BabyLM text -> packed or chunked rows -> shuffled, per-process global batches
+(docs/architecture.md, "data/pipeline.py" and "Batches"). Row r holds the split's token stream `[r*L, (r+1)*L)` as
+inputs and the next token of each as target: every token is an input once per epoch, only the last row is padded, and
+in `pack` mode a document cut by the row boundary continues in the next row as a new segment. Each process builds its
+slice of every global batch, so the batch depends only on the seed and the global batch size."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,10 +10,7 @@ import itertools
 import json
 import logging
 import math
-import os
 import pathlib
-import shutil
-import tempfile
 from typing import Any
 
 import grain
@@ -67,16 +54,13 @@ class TokenizedSplit:
 
     def save(self, directory: pathlib.Path) -> None:
         """Write atomically: a temporary folder renamed into place (an existing cache is kept)."""
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}-"))
-        for name in ("tokens", "doc_starts", "words_cum"):
-            np.save(tmp / f"{name}.npy", getattr(self, name))
-        (tmp / "meta.json").write_text(json.dumps({"num_tokens": self.num_tokens, "num_docs": self.num_docs,
-                                                   "num_words": self.num_words}))
-        try:
-            os.rename(tmp, directory)
-        except OSError:  # another process wrote it first
-            shutil.rmtree(tmp, ignore_errors=True)
+        def fill(tmp: pathlib.Path) -> None:
+            for name in ("tokens", "doc_starts", "words_cum"):
+                np.save(tmp / f"{name}.npy", getattr(self, name))
+            (tmp / "meta.json").write_text(json.dumps({"num_tokens": self.num_tokens, "num_docs": self.num_docs,
+                                                       "num_words": self.num_words}))
+
+        babylm.make_folder_once(directory, fill)
 
     @classmethod
     def load(cls, directory: pathlib.Path) -> TokenizedSplit:
@@ -115,8 +99,7 @@ def tokenize_split(source: Any, tokenizer: Tokenizer, cache_dir: pathlib.Path | 
         lengths[start:start + len(items)] = lens + 1
         words[start:start + len(items)] = [w for *_, w in items]
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lens.sum()))
-        flat = np.insert(flat, np.cumsum(lens) - lens, EOS_ID)  # EOS before every document
-        pieces.append(flat)
+        pieces.append(np.insert(flat, np.cumsum(lens) - lens, EOS_ID))  # EOS before every document
     data = TokenizedSplit(tokens=np.concatenate(pieces),
                           doc_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                           words_cum=np.concatenate([[0], np.cumsum(words)]).astype(np.int64))
@@ -187,13 +170,9 @@ class _RowBatcher:
             positions = np.broadcast_to(np.arange(L), pos_BxL.shape)
             weights = tvalid_BxL
         totals = np.array([self._row_targets(all_B).sum(), self._row_words(all_B).astype(np.float64).sum()])
-        return {
-            "inputs": inputs, "targets": targets,
-            "segment_ids": segment_ids.astype(np.int32), "positions": positions.astype(np.int32),
-            "weights": weights.astype(np.float32),
-            "num_words": self._row_words(rows_B), "num_tokens": valid_BxL.sum(1).astype(np.float32),
-            TOTALS: totals,
-        }
+        return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids.astype(np.int32),
+                "positions": positions.astype(np.int32), "weights": weights.astype(np.float32),
+                "num_words": self._row_words(rows_B), "num_tokens": valid_BxL.sum(1).astype(np.float32), TOTALS: totals}
 
 
 class Loader:
@@ -252,10 +231,6 @@ class Loader:
     def tokens_per_epoch(self) -> int:
         return self.data.num_tokens
 
-    @property
-    def words_per_epoch(self) -> int:
-        return self.data.num_words
-
     def __iter__(self) -> Loader:
         return self
 
@@ -298,11 +273,9 @@ def load_split_tokens(data_cfg: Any, tokenizer: Tokenizer, split: str, *, prepar
 def make_loader(data_cfg: Any, tokenizer: Tokenizer, *, split: str, global_batch_size: int, seed: int,
                 mesh: Mesh | None = None, process_index: int | None = None, process_count: int | None = None,
                 shuffle: bool | None = None, num_epochs: int | None = None) -> Loader:
-    """A loader over `split` of the BabyLM dataset of `data_cfg` (prepared if needed), tokenized by `tokenizer`.
-
-    shuffle / num_epochs default to data_cfg.shuffle / data_cfg.num_epochs (-1 = forever). For dev loss use
-    shuffle=False, num_epochs=1: the last partial batch is padded with rows of weight 0.
-    """
+    """A loader over `split` of the BabyLM dataset of `data_cfg` (prepared if needed), tokenized by `tokenizer`. shuffle
+    / num_epochs default to data_cfg.shuffle / data_cfg.num_epochs (-1 = forever). For dev loss use shuffle=False,
+    num_epochs=1: the last partial batch is padded with rows of weight 0."""
     data = load_split_tokens(data_cfg, tokenizer, split)
     return Loader(data, seq_len=data_cfg.seq_len, packing=data_cfg.packing, global_batch_size=global_batch_size,
                   seed=seed, shuffle=data_cfg.shuffle if shuffle is None else shuffle,

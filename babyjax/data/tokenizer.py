@@ -1,9 +1,6 @@
-"""SentencePiece tokenizer (unigram or BPE) trained on the training split and saved inside the run directory.
-
-Fixed special ids (docs/architecture.md): PAD=0, UNK=1, BOS=2, EOS=3 (end of text: document separator and the
-single-token context for minimal pairs), MASK=4 (masked LMs). Normalisation is the identity, whitespace is kept as
-is and unseen characters fall back to bytes, so the round trip is exact: `decode(encode(s)) == s` for any text.
-"""
+"""SentencePiece tokenizer (unigram or BPE) trained on the training split and saved inside the run directory, with
+fixed special ids (PAD 0, UNK 1, BOS 2, EOS 3 = end of text, MASK 4) and an exact round trip: identity normalisation,
+whitespace kept, unseen characters as bytes, so `decode(encode(s)) == s` for any text."""
 from __future__ import annotations
 
 import hashlib
@@ -64,9 +61,6 @@ class Tokenizer:
     def id_to_piece(self, i: int) -> str:
         return self.sp.id_to_piece(int(i))
 
-    def piece_to_id(self, piece: str) -> int:
-        return self.sp.piece_to_id(piece)
-
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
 
@@ -92,11 +86,9 @@ def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
 
 def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: str = "unigram",
           input_sentence_size: int = 2_000_000, seed: int = 0) -> Tokenizer:
-    """Train a SentencePiece model on the lines of `source` and write it atomically to `path`.
-
-    Deterministic: the sampled lines depend only on `seed` (SentencePiece's own sampling and shuffling are off),
-    and training runs on one thread.
-    """
+    """Train a SentencePiece model on the lines of `source` and write it atomically to `path`. Deterministic: the
+    sampled lines depend only on `seed` (SentencePiece's own sampling and shuffling are off), and training runs on one
+    thread."""
     if model_type not in MODEL_TYPES:
         raise InputError(f"unknown tokenizer.model_type {model_type!r}: use one of {', '.join(MODEL_TYPES)}")
     if len(source) == 0:
@@ -110,19 +102,16 @@ def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: 
         pad_piece=PAD, unk_piece=UNK, bos_piece=BOS, eos_piece=EOS,
         normalization_rule_name="identity", remove_extra_whitespaces=False, byte_fallback=True,
         character_coverage=0.9995, input_sentence_size=0, shuffle_input_sentence=False,
-        max_sentence_length=1 << 16, hard_vocab_limit=True, num_threads=1, minloglevel=2,
-    )
+        max_sentence_length=1 << 16, hard_vocab_limit=True, num_threads=1, minloglevel=2)
     paths.write_atomic(path, model.getvalue())
     log.info("trained a %s tokenizer (vocab %d) on %d lines: %s", model_type, vocab_size, len(texts), path)
     return Tokenizer(path)
 
 
 def get_tokenizer(tok_cfg: Any, train_source: Any, workdir: str | os.PathLike | None) -> Tokenizer:
-    """The run's tokenizer: `tok_cfg.path` if set, else `<workdir>/tokenizer.model` (trained there if absent).
-
-    A tokenizer given by path is copied into the run directory, so that a run is self-contained; an existing
-    `<workdir>/tokenizer.model` is never overwritten (a different one raises).
-    """
+    """The run's tokenizer: `tok_cfg.path` if set, else `<workdir>/tokenizer.model` (trained there if absent). A
+    tokenizer given by path is copied into the run directory, so that a run is self-contained; an existing
+    `<workdir>/tokenizer.model` is never overwritten (a different one raises)."""
     target = epath.Path(workdir) / MODEL_FILE if workdir else None
     if tok_cfg.path:
         tok = Tokenizer(tok_cfg.path)

@@ -1,16 +1,7 @@
 """babyjax.score: per-token surprisal at every checkpoint of a run's series (`python -m babyjax.score`).
 
-Modules:
-- windows: sequences -> windows (first-token policy, rolling windows) -> packed rows of `seq_len` tokens;
-- scorer: the jitted, sharded scoring function (`Scorer`, `score_sequences` for notebooks);
-- store: the score output format, its one writer and its one reader (`load_score_output`, `load_scores`);
-- job: the resumable job over runs and checkpoints (`score_job`) and its command line.
-Evaluation sets are read by babyjax.data.evalsets; minimal-pair tables and word surprisal are in babyjax.analysis.
-
-Conventions (docs/science.md, "Scoring conventions"): surprisal in bits, first-token policy `eot_context` (one
-end-of-text token before every sequence) or `no_context`, lm-evaluation-harness rolling windows for long sequences,
-and a minimal pair correct when the good sentence has the lower summed surprisal (ties counted separately).
-"""
+packing (windows, packed rows) -> scorer (the jitted scorer) -> store (the score format); job: the command. Modules:
+docs/architecture.md ("score/"); conventions: docs/science.md ("Scoring conventions")."""
 from babyjax.analysis.pairs import pair_table
 from babyjax.analysis.words import word_surprisal
 from babyjax.data.evalsets import EvalSet, files_hash, load_text, load_tokens

@@ -4,10 +4,8 @@
     python -m babyjax.score --run runs/s0 --kind text --eval data/held_out.txt --words 1M,2M,10M --out scores/text
     python -m babyjax.score --run runs/s0 --kind tokens --eval runs/s0/token_sample.npz --out scores/tokens
 
-Surprisal is -log2 p(token | context), in bits; the first-token policies, windows and the minimal-pair rule (ties
-counted separately) are defined in docs/science.md, "Scoring conventions". Output layout: docs/architecture.md,
-"Score output". A job is resumable: run it again to score what is not done yet.
-"""
+Surprisal is -log2 p(token | context), in bits (definitions: docs/science.md; output: docs/architecture.md). A job
+is resumable: run it again to score what is not done yet."""
 from absl import flags
 
 from babyjax import cli

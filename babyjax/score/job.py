@@ -1,19 +1,9 @@
-"""The scoring job: every chosen checkpoint of one or more runs on one evaluation set, into one output folder.
-
-    python -m babyjax.score --run seed0=runs/s0 --run seed1=runs/s1 --kind pairs --eval data/blimp --out scores/blimp
-    python -m babyjax.score --run runs/s0 --kind text --eval data/held_out.txt --words 1M,2M,10M --out scores/text
-    python -m babyjax.score --run runs/s0 --kind tokens --eval runs/s0/token_sample.npz --out scores/tokens
-
-Conventions (docs/science.md, "Scoring conventions"): surprisal of token t in context c is `-log2 p(t | c)`, in bits
-(the log base is recorded in meta.json); the first-token policy and windows are those of babyjax/score/packing.py; a
-minimal pair is correct when the good sentence has the lower summed surprisal, ties counted separately, never as
-correct (babyjax/analysis/pairs.py). The output layout is babyjax/score/store.py's.
-
-The job is resumable: a row of the matrix is written and flushed before its checkpoint is marked `done`, so a killed
-job started again scores exactly the checkpoints not yet done. The next checkpoint is restored in a background thread
-while the current one is scored. A checkpoint whose parameter hash does not match the series index is skipped with
-status `hash_mismatch`; one that cannot be read, with status `corrupt` (both are retried by the next job).
-"""
+"""The scoring job: every chosen checkpoint of one or more runs on one evaluation set, into one output folder
+(the command and its examples: score/__main__.py; conventions: docs/science.md; the output: score/store.py).
+Resumable: a row of the matrix is flushed before its checkpoint is marked `done`, so a job started again scores
+exactly the checkpoints not yet done; the next checkpoint is restored in a background thread while the current one is
+scored. A checkpoint whose parameter hash does not match the series index is skipped as `hash_mismatch`, one that
+cannot be read as `corrupt` (both are retried by the next job)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -33,8 +23,10 @@ import jax
 import ml_collections
 import numpy as np
 import pandas as pd
+from absl import flags
+from jax.experimental import multihost_utils
 
-from babyjax import checkpoints, sharding
+from babyjax import checkpoints, distributed, sharding
 from babyjax.analysis.pairs import pair_table
 from babyjax.data import evalsets
 from babyjax.data.tokenizer import Tokenizer
@@ -220,8 +212,6 @@ def _broadcast_json(obj: Any) -> Any:
     """Process 0's `obj` on every process (JSON-serialisable)."""
     if jax.process_count() == 1:
         return obj
-    from jax.experimental import multihost_utils
-
     data = np.frombuffer(json.dumps(obj).encode(), np.uint8) if jax.process_index() == 0 else np.zeros(0, np.uint8)
     n = int(multihost_utils.broadcast_one_to_all(np.array(data.size, np.int64)))
     buf = np.zeros(n, np.uint8)
@@ -320,17 +310,14 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
               seq_len: int = 0, stride: int = 0, batch_rows: int = 0, mesh_cfg: Any = None, dtype: str = "",
               suite: str | None = None, text_unit: str = "line", text_suffix: str = ".txt",
               limit: int = 0, head_tokens: int = 0) -> Summary:
-    """Score checkpoints of `runs` on an evaluation set into the folder `out` (resumable; see module docstring).
-
-    kind: 'tokens' (a token-sample .npz), 'text' (files or folders of `text_suffix` files) or 'pairs' (BLiMP / Zorro /
-    BLiMP-supplement files or folders). seq_len 0: the first run's data.seq_len; stride 0: seq_len.
-    """
+    """Score checkpoints of `runs` on an evaluation set into the folder `out` (resumable; see module docstring). kind:
+    'tokens' (a token-sample .npz), 'text' (files or folders of `text_suffix` files) or 'pairs' (BLiMP / Zorro /
+    BLiMP-supplement files or folders). seq_len 0: the first run's data.seq_len; stride 0: seq_len."""
     t_start = time.time()
     _check_request(kind, policy, runs, eval_paths)
     opened = _open_runs(runs)
     tok = opened[0].tokenizer
-    ev = _eval_set(kind, eval_paths, opened[0], suite=suite, text_unit=text_unit, text_suffix=text_suffix,
-                   limit=limit)
+    ev = _eval_set(kind, eval_paths, opened[0], suite=suite, text_unit=text_unit, text_suffix=text_suffix, limit=limit)
     seq_len = seq_len or int(opened[0].config.data.seq_len)
     stride = stride or seq_len
     model_cfgs = _model_configs(opened, seq_len, dtype)
@@ -373,18 +360,13 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
 
 def define_flags() -> None:
     """The absl flags of `python -m babyjax.score` (and the distributed-runtime flags)."""
-    from absl import flags
-
-    from babyjax import distributed
-
     flags.DEFINE_multi_string("run", [], "name=workdir of a run to score (repeat for several runs/seeds)")
     flags.DEFINE_enum("kind", "text", list(KINDS), "evaluation set: tokens (token-sample .npz), text, pairs")
     flags.DEFINE_multi_string("eval", [], "evaluation file or folder (repeatable)")
     flags.DEFINE_string("out", None, "output folder (created, or continued when it holds this evaluation)")
     flags.DEFINE_list("steps", [], "score only these series steps (comma-separated)")
     flags.DEFINE_list("words", [], "score the first checkpoint reaching each words-seen mark, e.g. 1M,2M,10M")
-    flags.DEFINE_enum("policy", "eot_context", list(POLICIES), "first-token policy (docs/science.md, "
-                      "'Scoring conventions')")
+    flags.DEFINE_enum("policy", "eot_context", list(POLICIES), "first-token policy (docs/science.md)")
     flags.DEFINE_integer("seq_len", 0, "row length = longest context (0: the run's data.seq_len)")
     flags.DEFINE_integer("stride", 0, "tokens scored per window after the first, for long sequences (0: seq_len)")
     flags.DEFINE_integer("batch_rows", 0, "rows per batch (0: auto; rounded up to a multiple of the data-parallel "
@@ -403,10 +385,6 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     """Run the job of the flags; process 0 prints what was done."""
-    from absl import flags
-
-    from babyjax import distributed
-
     del argv
     f = flags.FLAGS
     distributed.initialize_from_flags()

@@ -1,17 +1,5 @@
-"""Windows and packing: how the tokens of an evaluation set become fixed rows of `seq_len` tokens.
-
-- First-token policy `eot_context` (default): every sequence is preceded by one end-of-text token (EOS_ID=3), so its
-  first real token is scored, as the BabyLM 2023 pipeline does for an empty context; `no_context`: the first token is
-  only context and is not scored (minicons' default without a BOS token).
-- Sequences longer than the model context are scored in windows (lm-evaluation-harness rolling windows): the first
-  window scores `seq_len` tokens, each later one `stride` tokens with the `seq_len - stride + 1` tokens before them as
-  context (stride = seq_len: disjoint chunks, lm-eval's convention).
-- Short windows are packed several to a row of `seq_len` tokens with segment ids and per-segment positions (attention
-  never crosses them). The packing is fixed before any checkpoint is scored, so the scores do not depend on batch
-  size or device count.
-
-Definitions: docs/science.md, "Scoring conventions".
-"""
+"""Windows and packing: how the tokens of an evaluation set become fixed rows of `seq_len` tokens (first-token
+policies, rolling windows, best-fit packing with segment ids; definitions: docs/science.md, "Scoring conventions")."""
 from __future__ import annotations
 
 import dataclasses
@@ -53,7 +41,7 @@ class Window:
 
 
 def windows(seq: int, ids: Sequence[int], policy: str, seq_len: int, stride: int | None = None) -> list[Window]:
-    """The windows that score sequence `seq` (its token ids) under a first-token `policy` (module docstring)."""
+    """The windows that score sequence `seq` (its token ids) under a first-token `policy` (docs/science.md)."""
     if policy not in POLICIES:
         raise InputError(f"unknown first-token policy {policy!r}: use one of {', '.join(POLICIES)}")
     stride = seq_len if stride is None else stride
@@ -115,11 +103,9 @@ def pack(wins: Sequence[Window], seq_len: int) -> Packed:
     order = sorted(range(len(wins)), key=lambda i: (-lengths[i], i))
     free: list[list[int]] = [[] for _ in range(seq_len + 1)]  # free[r]: rows with exactly r slots left
     nonempty = 0  # bit r set <=> free[r] is not empty
-    fill: list[int] = []
-    nseg: list[int] = []
-    row_of = np.zeros(len(wins), np.int64)
-    col_of = np.zeros(len(wins), np.int64)
-    seg_of = np.zeros(len(wins), np.int64)
+    fill: list[int] = []  # tokens used in each row
+    nseg: list[int] = []  # segments in each row
+    row_of, col_of, seg_of = np.zeros((3, len(wins)), np.int64)  # where each window goes
     for i in order:
         m = int(lengths[i])
         above = nonempty >> m
@@ -141,10 +127,8 @@ def pack(wins: Sequence[Window], seq_len: int) -> Packed:
             free[left].append(row)
             nonempty |= 1 << left
     n = len(fill)
-    inputs = np.full((n, seq_len), PAD_ID, np.int32)
-    targets = np.full((n, seq_len), PAD_ID, np.int32)
-    segment_ids = np.zeros((n, seq_len), np.int32)
-    positions = np.zeros((n, seq_len), np.int32)
+    inputs, targets = np.full((2, n, seq_len), PAD_ID, np.int32)
+    segment_ids, positions = np.zeros((2, n, seq_len), np.int32)
     weights = np.zeros((n, seq_len), np.float32)
     token_index: list[np.ndarray] = []
     for i, w in enumerate(wins):
@@ -172,8 +156,7 @@ def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = No
         last = max(pos)
         if last > seq_len:
             raise InputError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
-        out.append(Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1:last + 1]),
-                          tuple(int(p) - 1 for p in pos)))
+        out.append(Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1:last + 1]), tuple(int(p) - 1 for p in pos)))
     return out
 
 

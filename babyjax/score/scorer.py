@@ -1,9 +1,5 @@
-"""The jitted, sharded scoring function: log p(target | context) of every scored token of packed rows.
-
-Parameters are laid out by their logical axes (babyjax/sharding.py) and batches split over ('data', 'fsdp'); the
-padded, masked last batch is fixed before any checkpoint is scored (big_vision's evaluators pad and mask the same
-way), so the scores do not depend on batch size or device count.
-"""
+"""The jitted, sharded scoring function: log p(target | context) of every scored token of packed rows (`Scorer`),
+and `score_sequences` for notebooks."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,12 +29,10 @@ def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Arra
 
 
 def _target_logprobs(model: Transformer, batch: Mapping[str, jax.Array], chunks: int = 1) -> jax.Array:
-    """log p(target | context) in nats, float32 [B, L]; 0 where the weight is 0.
-
-    The output projection and log-softmax run over `chunks` slices of the batch in turn (a lax.map), so the
-    [rows, L, V] logits of one slice stay small and in cache: on CPU this is 1.5x faster than one [B, L, V] pass.
-    Slice j holds rows j, j + chunks, ..., so every device keeps working on its own rows.
-    """
+    """log p(target | context) in nats, float32 [B, L]; 0 where the weight is 0. The output projection and log-softmax
+    run over `chunks` slices of the batch in turn (a lax.map), so the [rows, L, V] logits of one slice stay small and in
+    cache: on CPU this is 1.5x faster than one [B, L, V] pass. Slice j holds rows j, j + chunks, ..., so every device
+    keeps working on its own rows."""
     x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic=True)
     targets_BxL = batch["targets"]
     if chunks == 1:
@@ -63,14 +57,13 @@ def head_chunks(rows_per_shard: int, seq_len: int, tokens_per_chunk: int = 512) 
 
 
 class Scorer:
-    """The jitted, sharded scoring function for one model shape on one mesh.
-
-    Parameters are laid out by their logical axes (babyjax/sharding.py); batches are split over ('data', 'fsdp');
-    the log-probabilities come back replicated, so every process holds all of them. batch_rows (0 = 8 per
-    data-parallel device on CPU, where small batches stay in cache and run ~1.8x faster than 32, or 128 on
-    accelerators) is rounded up to a multiple of the data-parallel devices. head_tokens: tokens per device in each
-    slice of the output projection (see `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators).
-    """
+    """The jitted, sharded scoring function for one model shape on one mesh. Parameters are laid out by their logical
+    axes (babyjax/sharding.py); batches are split over ('data', 'fsdp'), the padded, masked last batch fixed before any
+    checkpoint is scored (as big_vision's evaluators do), so the scores do not depend on batch size or device count; the
+    log-probabilities come back replicated, so every process holds all of them. batch_rows (0 = 8 per data-parallel
+    device on CPU, where small batches stay in cache and run ~1.8x faster than 32, or 128 on accelerators) is rounded up
+    to a multiple of the data-parallel devices. head_tokens: tokens per device in each slice of the output projection
+    (see `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators)."""
 
     def __init__(self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0):
         cpu = mesh.devices.flat[0].platform == "cpu"
@@ -96,12 +89,7 @@ class Scorer:
             with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
                 return _target_logprobs(nnx.merge(self.graphdef, params, self._rest), batch, chunks)
 
-        self._fn = jax.jit(logprobs, in_shardings=(self.param_shardings, self.batch_sharding),
-                           out_shardings=replicated)
-
-    def place_params(self, params: Any) -> Any:
-        """Put parameters (an nnx.State of arrays, e.g. from a model made on one device) into the scorer's layout."""
-        return jax.device_put(params, self.param_shardings)
+        self._fn = jax.jit(logprobs, in_shardings=(self.param_shardings, self.batch_sharding), out_shardings=replicated)
 
     def place(self, packed: Packed) -> tuple[Packed, list[dict[str, jax.Array]]]:
         """Pad `packed` to whole batches and put every batch on the mesh once (reused for every checkpoint)."""
@@ -123,17 +111,15 @@ class Scorer:
 def score_sequences(model: Transformer, token_lists: Sequence[Sequence[int]], *, policy: str = "eot_context",
                     seq_len: int | None = None, stride: int | None = None, batch_rows: int = 0,
                     mesh: Mesh | None = None, head_tokens: int = 0) -> list[np.ndarray]:
-    """Natural-log probabilities of the scored tokens of each sequence (a notebook helper around `Scorer`).
-
-    With `eot_context` every token of a sequence is scored; with `no_context` all but the first.
-    """
+    """Natural-log probabilities of the scored tokens of each sequence (a notebook helper around `Scorer`). With
+    `eot_context` every token of a sequence is scored; with `no_context` all but the first."""
     cfg = model.cfg
     seq_len = seq_len or cfg.max_len
     mesh = mesh or sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
     scorer = Scorer(cfg, mesh, batch_rows, head_tokens)
     wins = [w for s, ids in enumerate(token_lists) for w in windows(s, ids, policy, seq_len, stride)]
     packed, device_batches = scorer.place(pack(wins, seq_len))
-    params = scorer.place_params(nnx.state(model, nnx.Param))
+    params = jax.device_put(nnx.state(model, nnx.Param), scorer.param_shardings)  # into the scorer's layout
     logp = scorer.logprobs(params, packed, device_batches)
     counts = np.bincount([w.seq for w in wins], weights=[len(w.target_ids) for w in wins],
                          minlength=len(token_lists)).astype(np.int64)

@@ -1,16 +1,6 @@
-"""The score output format: the one writer (`ScoreFolder`, `RunTable`) and the one reader (`load_score_output`).
-
-    <out>/meta.json                   kind, log_base, unit, eval_set, eval_hash, first_token_policy, tokenizer_hash...
-    <out>/tokens.csv                  index, seq, position, token_id, token, context_length (a row per scored token)
-    <out>/sequences.csv               seq, text (+ suite, paradigm, field, pair, which for minimal pairs)
-    <out>/runs/<run>/surprisal.npy    float32 [checkpoints, tokens], bits, NaN = not scored (yet)
-    <out>/runs/<run>/checkpoints.csv  step, tokens_seen, words_seen, wall_time, params_hash, status
-    <out>/pairs.csv                   run, step, words_seen, suite, paradigm, field, n, correct, ties, accuracy
-
-(docs/architecture.md, "Score output"). Read it with `load_score_output(out)` (surprisal matrices memory-mapped;
-tokens.csv read with keep_default_na=False, so pieces such as "NA" stay strings), or `load_scores(out, run)` for
-one run. Every file is written atomically; a row of a matrix is flushed before its checkpoint is marked `done`.
-"""
+"""The score output format (docs/architecture.md, "Score output"): its one writer (`ScoreFolder`, `RunTable`) and
+its one reader (`load_score_output`, or `load_scores` for one run). Every file is written atomically; a row of a
+matrix is flushed before its checkpoint is marked `done`."""
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +27,7 @@ REQUIRED_TOKEN_COLUMNS = ("seq", "position", "token_id", "token")
 REQUIRED_CHECKPOINT_COLUMNS = ("step", "tokens_seen", "words_seen")
 REQUIRED_PAIR_COLUMNS = ("run", "step", "suite", "field", "n", "correct", "ties")
 # meta.json keys that identify what is scored: a folder is only continued by a job that scores the same thing.
-IDENTITY = ("kind", "eval_hash", "layout_hash", "first_token_policy", "tokenizer_hash", "log_base", "seq_len",
-            "stride")
+IDENTITY = ("kind", "eval_hash", "layout_hash", "first_token_policy", "tokenizer_hash", "log_base", "seq_len", "stride")
 
 
 def _write_csv(path: pathlib.Path, df: pd.DataFrame) -> None:
@@ -50,27 +39,22 @@ def read_checkpoints(path: pathlib.Path, *, exact: bool = True) -> pd.DataFrame:
     (the job continues only its own tables); else only the columns the analysis needs are required."""
     df = pd.read_csv(path, dtype={"params_hash": str, "status": str}, keep_default_na=False,
                      na_values={c: [""] for c in ("tokens_seen", "words_seen", "wall_time")})
-    if exact and tuple(df.columns) != CHECKPOINT_COLUMNS:
-        raise InputError(f"{path} is not a babyjax checkpoints table (columns {list(df.columns)}); "
-                         "use a new --out")
     if not exact:
         _require(path, df.columns, REQUIRED_CHECKPOINT_COLUMNS)
+    elif tuple(df.columns) != CHECKPOINT_COLUMNS:
+        raise InputError(f"{path} is not a babyjax checkpoints table (columns {list(df.columns)}); use a new --out")
     return df
 
 
 class RunTable:
-    """`runs/<run>/surprisal.npy` and `checkpoints.csv` of one run (process 0 only).
-
-    Rows stay sorted by step. New checkpoints (a series that grew, or other --steps) are merged in without losing a
-    scored row: the grown matrix and table are written beside the old ones, then the matrix is renamed in and then the
-    table; a job killed between the two renames is finished by the next one (`checkpoints.csv.pending`).
-    """
+    """`runs/<run>/surprisal.npy` and `checkpoints.csv` of one run (process 0 only), rows sorted by step. New
+    checkpoints (a series that grew, or other --steps) are merged in without losing a scored row: the grown matrix
+    and table are written beside the old ones, then the matrix is renamed in and then the table; a job killed
+    between the two renames is finished by the next one (`checkpoints.csv.pending`)."""
 
     def __init__(self, directory: pathlib.Path, num_tokens: int):
-        self.dir = directory
-        self.num_tokens = num_tokens
-        self.matrix_path = directory / "surprisal.npy"
-        self.table_path = directory / "checkpoints.csv"
+        self.dir, self.num_tokens = directory, num_tokens
+        self.matrix_path, self.table_path = directory / "surprisal.npy", directory / "checkpoints.csv"
         self.pending_path = directory / "checkpoints.csv.pending"
         directory.mkdir(parents=True, exist_ok=True)
         self._recover()
@@ -101,9 +85,8 @@ class RunTable:
         new = [e for e in entries if int(e["step"]) not in have]
         if not new and self.matrix is not None:
             return
-        added = pd.DataFrame([{"step": int(e["step"]), "tokens_seen": float(e.get("tokens_seen", np.nan)),
-                               "words_seen": float(e.get("words_seen", np.nan)),
-                               "wall_time": float(e.get("wall_time", np.nan)),
+        floats = ("tokens_seen", "words_seen", "wall_time")
+        added = pd.DataFrame([{"step": int(e["step"]), **{k: float(e.get(k, np.nan)) for k in floats},
                                "params_hash": str(e.get("params_hash", "")), "status": "pending"} for e in new],
                              columns=list(CHECKPOINT_COLUMNS))
         rows = pd.concat([self.rows, added], ignore_index=True) if len(self.rows) else added
@@ -129,8 +112,7 @@ class RunTable:
 
     def write(self, step: int, surprisal_T: np.ndarray) -> None:
         """Write and flush the row, then mark it done (a kill in between only means it is scored again)."""
-        i = self.row_of(step)
-        self.matrix[i] = surprisal_T
+        self.matrix[self.row_of(step)] = surprisal_T
         self.matrix.flush()
         self.mark(step, "done")
 
@@ -146,17 +128,13 @@ class RunTable:
 
 
 class ScoreFolder:
-    """The output folder of a job (process 0 writes; other processes only compute).
+    """The output folder of a job (process 0 writes; other processes only compute). An existing folder is continued
+    only when it scores the same thing (`IDENTITY`) and names the same run folders; the runs of both jobs are merged
+    in meta.json. pairs.csv is rewritten whole from the rows handed in (`set_pairs`: per run and step, the
+    per-paradigm rows of a minimal-pair output)."""
 
-    An existing folder is continued only when it scores the same thing (`IDENTITY`) and names the same run folders;
-    the runs of both jobs are merged in meta.json. pairs.csv is rewritten whole from the rows handed in
-    (`set_pairs`: per run and step, the per-paradigm rows of a minimal-pair output).
-    """
-
-    def __init__(self, out: pathlib.Path, meta: dict, tokens: pd.DataFrame, sequences: pd.DataFrame,
-                 primary: bool):
-        self.out, self.meta, self.primary = out, meta, primary
-        self.num_tokens = len(tokens)
+    def __init__(self, out: pathlib.Path, meta: dict, tokens: pd.DataFrame, sequences: pd.DataFrame, primary: bool):
+        self.out, self.meta, self.primary, self.num_tokens = out, meta, primary, len(tokens)
         self.tables: dict[str, RunTable] = {}
         self.pairs: dict[tuple[str, int], pd.DataFrame] = {}
         if not primary:
@@ -189,19 +167,12 @@ class ScoreFolder:
         """Keep the per-paradigm rows (suite, paradigm, field, n, correct, ties, accuracy) of `run` at `step`, with
         run, step and words seen added; write pairs.csv unless `write` is False. Returns the rows as stored."""
         table = self.table(run)
-        df = rows.copy()
-        df.insert(0, "words_seen", float(table.rows.at[table.row_of(step), "words_seen"]))
-        df.insert(0, "step", step)
-        df.insert(0, "run", run)
-        self.pairs[(run, step)] = df = df[list(PAIR_COLUMNS)]
+        words_seen = float(table.rows.at[table.row_of(step), "words_seen"])
+        self.pairs[(run, step)] = df = rows.assign(run=run, step=step, words_seen=words_seen)[list(PAIR_COLUMNS)]
         if write:
-            self.write_pairs()
+            _write_csv(self.out / "pairs.csv", pd.concat([self.pairs[k] for k in sorted(self.pairs)],
+                                                         ignore_index=True))
         return df
-
-    def write_pairs(self) -> None:
-        if self.pairs:
-            df = pd.concat([self.pairs[k] for k in sorted(self.pairs)], ignore_index=True)
-            _write_csv(self.out / "pairs.csv", df)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -210,7 +181,8 @@ class ScoreFolder:
 
 @dataclasses.dataclass
 class ScoreOutput:
-    """One score output folder, as read by `load_score_output` (the layout in the module docstring)."""
+    """One score output folder, as read by `load_score_output` (tokens.csv read with keep_default_na=False, so
+    pieces such as "NA" stay strings)."""
 
     path: pathlib.Path
     meta: dict
@@ -230,8 +202,7 @@ class ScoreOutput:
 
 def _require(where: pathlib.Path, have: Iterable[str], needed: tuple[str, ...]) -> None:
     """One-line InputError naming what a score output file lacks."""
-    have = set(have)
-    missing = [k for k in needed if k not in have]
+    missing = [k for k in needed if k not in set(have)]
     if missing:
         raise InputError(f"{where} lacks {', '.join(missing)}: it is not a complete babyjax.score output "
                          "(re-run python -m babyjax.score)")
