@@ -34,14 +34,8 @@ log = logging.getLogger("babyjax")
 META_KEYS = ("step", "tokens_seen", "words_seen", "wall_time", "params_hash")
 
 
-class _QuietOcdbtMerge(logging.Filter):
-    """Series checkpoints are written without OCDBT (fewer files, less work per save): drop Orbax's note about it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Skipping merge of OCDBT checkpoints" not in record.getMessage()
-
-
-logging.getLogger("absl").addFilter(_QuietOcdbtMerge())
+# Series checkpoints are written without OCDBT (fewer files, less work per save): drop Orbax's note about it.
+logging.getLogger("absl").addFilter(lambda record: "Skipping merge of OCDBT checkpoints" not in record.getMessage())
 
 
 # ---------------------------------------------------------------------------------------------------------------------
