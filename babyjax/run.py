@@ -39,8 +39,8 @@ GENERATIONS_FILE = "generations.json"
 
 # Config sections that define the run: a restarted run must use the same values (logging and bookkeeping may differ).
 RUN_DEFINING = ("seed", "data", "tokenizer", "model", "optim", "train.batch_size", "train.num_steps", "ckpt.schedule")
-# Where the data lives is not what the run is: a moved release folder is fine (the dataset builder checks that a
-# prepared dataset comes from the same source files).
+# Where the data lives is not what the run is: a moved release folder is fine (its prepared data is found by the
+# source's fingerprint, babyjax/data/babylm.py).
 LOCATIONS = ("data.dir", "data.tfds_dir")
 
 

@@ -19,7 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
     # BABYJAX_DATA_DIR, else download the official release (where the network allows).
     c.data.dir = ""
     c.data.track = "strict_small"  # TFDS builder config: strict_small (10M words) | strict (100M words)
-    c.data.tfds_dir = ""  # where TFDS writes the prepared ArrayRecord files; '' = BABYJAX_TFDS_DIR or ~/tensorflow_datasets
+    # Root of the prepared ArrayRecord files, one folder per source (babylm-<fingerprint>/); '' = BABYJAX_TFDS_DIR,
+    # else TFDS's default (~/tensorflow_datasets).
+    c.data.tfds_dir = ""
     c.data.seq_len = 128  # tokens per training row
     c.data.packing = "pack"  # pack: documents packed with segment ids | chunk: concatenate and cut (Chang et al., HF)
     c.data.shuffle = True
