@@ -1,15 +1,8 @@
-"""Decoder-only transformers in Flax NNX, built from features of the model config.
+"""Decoder-only transformers in Flax NNX, built from the features of a `ModelConfig` (docs/architecture.md).
 
-`model.style` is a preset that fixes the features (see the ModelConfig properties, the only code that reads it):
-- 'gpt2': learned positions, LayerNorm, GELU (tanh), biases everywhere (GPT-2; OPT is the same recipe).
-- 'llama': RoPE on per-segment positions, RMSNorm, SwiGLU, no biases.
-Either may use grouped-query attention (num_kv_heads < num_heads).
-
-Parameters are float32 and carry two kinds of metadata: logical axis names (`out_sharding`, see babyjax/sharding.py)
-and the weight-decay tag (`decay`, read by babyjax/optim.py), so re-annotating a parameter for parallelism never
-changes the optimizer. Compute runs in `cfg.dtype` (float32 or bfloat16) and logits come back in float32.
-Attention is causal and never crosses packed segments (segment id 0 = padding). Dropout (embeddings, attention
-output, MLP output) needs `rngs` when `deterministic=False`.
+`model.style` (gpt2 | llama) is a preset of features: the ModelConfig properties, the only code that reads it.
+Parameters are float32 with logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py);
+compute runs in `cfg.dtype`, logits come back in float32. Attention is causal within packed segments (id 0: padding).
 """
 from __future__ import annotations
 
@@ -119,12 +112,10 @@ def _param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...]
 
     names: logical axis names (sharding); decay: whether weight decay applies (matrices acting on the model
     dimension: kernels and embedding tables, not biases, norm scales or position tables)."""
-    if std is None:
-        value = jnp.ones(shape, jnp.float32)
-    elif std == 0.0:
-        value = jnp.zeros(shape, jnp.float32)
-    else:
+    if std:
         value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
+    else:
+        value = jnp.full(shape, 1.0 if std is None else 0.0, jnp.float32)
     # Sharding is applied by jit out_shardings at init (babyjax/step.py), not eagerly at creation.
     return nnx.Param(value, out_sharding=names, eager_sharding=False, **{DECAY_TAG: decay})
 
@@ -266,9 +257,8 @@ class Block(nnx.Module):
         self.norm_mlp = Norm(cfg, rngs=rngs)
         self.mlp = Mlp(cfg, rngs=rngs)
 
-    def __call__(
-        self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool, rngs: nnx.Rngs | None
-    ) -> jax.Array:
+    def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool,
+                 rngs: nnx.Rngs | None) -> jax.Array:
         h = self.attn(self.norm_attn(x_BxLxD), mask, positions_BxL)
         x_BxLxD = x_BxLxD + _dropout(h, self.dropout, deterministic, rngs)
         h = self.mlp(self.norm_mlp(x_BxLxD))
@@ -277,7 +267,8 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """Decoder-only language model: `logits_BxLxV = model(inputs_BxL, segment_ids, positions, deterministic)`."""
+    """Decoder-only LM: `logits_BxLxV = model(inputs_BxL, segment_ids, positions, deterministic, rngs)`; dropout
+    (`deterministic=False`) needs `rngs=nnx.Rngs(dropout=key)`."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -289,14 +280,8 @@ class Transformer(nnx.Module):
         if not cfg.tie_embeddings:
             self.head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), INIT_STD, decay=True)
 
-    def features(
-        self,
-        inputs_BxL: jax.Array,
-        segment_ids: jax.Array | None = None,
-        positions: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
+    def features(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Final normed hidden states x_BxLxD (compute dtype), before the output projection."""
         cfg, dt = self.cfg, self.cfg.compute_dtype
         b, length = inputs_BxL.shape
@@ -331,27 +316,19 @@ class Transformer(nnx.Module):
         logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, w_DxV, preferred_element_type=jnp.float32)
         return constrain(logits_BxLxV, ("batch", "length", "vocab"))
 
-    def __call__(
-        self,
-        inputs_BxL: jax.Array,
-        segment_ids: jax.Array | None = None,
-        positions: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
+    def __call__(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
         return self.logits(self.features(inputs_BxL, segment_ids, positions, deterministic, rngs))
 
 
 def num_params(cfg: ModelConfig) -> int:
     """Number of parameters of `Transformer(cfg)` (tied embeddings counted once)."""
-    d, f, h, g, k, v = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.vocab_size
-    attn = d * h * k * 2 + d * g * k * 2 + (h * k + 2 * g * k + d if cfg.biases else 0)
-    mlp = (3 if cfg.mlp == "swiglu" else 2) * d * f + (f + d if cfg.biases else 0)
+    d, f, h, g, k = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    biases = h * k + 2 * g * k + d + f + d if cfg.biases else 0  # attention q, k, v, out; MLP in, out
     norm = (2 if cfg.norm == "layernorm" else 1) * d  # scale (and bias)
-    total = cfg.num_layers * (attn + mlp + 2 * norm) + norm + v * d
-    total += cfg.max_len * d if cfg.position == "learned" else 0
-    total += 0 if cfg.tie_embeddings else d * v
-    return total
+    positions = cfg.max_len * d if cfg.position == "learned" else 0
+    embed = 0 if cfg.tie_embeddings else d * cfg.vocab_size  # matmul_params counts the tied table once, as the head
+    return matmul_params(cfg) + cfg.num_layers * (biases + 2 * norm) + norm + positions + embed
 
 
 def matmul_params(cfg: ModelConfig) -> int:
@@ -365,9 +342,8 @@ def matmul_params(cfg: ModelConfig) -> int:
 def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True) -> float:
     """THE FLOPs per token of babyjax (training, benchmarks, scoring, the report), PaLM appendix B convention.
 
-    Forward: 2 * matmul_params + 4 * num_layers * num_heads * head_dim * seq_len (the second term is QK^T and
-    attention-times-V, counted over the full context, not halved for causality). Training (`backward=True`, the
-    default) counts forward + backward as 3 forwards: 6 * matmul_params + 12 * num_layers * num_heads * head_dim *
-    seq_len. `backward=False` gives the forward share alone (scoring, generation)."""
+    Forward: 2 * matmul_params + 4 * num_layers * num_heads * head_dim * seq_len (QK^T and attention-times-V over the
+    full context, not halved for causality). `backward=True` (training, the default) counts forward + backward as 3
+    forwards; `backward=False` gives the forward alone (scoring, generation)."""
     forward = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
     return 3.0 * forward if backward else forward
