@@ -4,20 +4,12 @@
     python -m babyjax.export --workdir runs/ss --series --out hf/ss            # chck_1M/, chck_2M/, ... by words seen
     python -m babyjax.export --workdir runs/tiny --series --names steps --out hf/tiny   # step_0/, step_1/, ...
 
-The HF class follows the model's features (babyjax.model.ModelConfig): learned positions, LayerNorm, GELU and biases
--> `GPT2LMHeadModel` (GELU tanh = "gelu_new"; multi-head attention only); RoPE, RMSNorm, SwiGLU and no biases ->
-`LlamaForCausalLM` (RoPE in the rotate-half layout HF uses, so q/k need no permutation; grouped-query attention
-kept). Any other combination is refused (InputError).
-
-The tokenizer is the run's SentencePiece model converted to a `tokenizers` pipeline that gives the same ids (identity
-normalisation, byte fallback), saved as tokenizer.json, plus the original tokenizer.model.
-
-babyjax documents start after the end-of-text token (EOS `</s>`, id 3; the training stream is `EOS d1 EOS d2 ...`),
-so the export sets both `bos_token` and `eos_token` to `</s>` (as GPT-2 does with `<|endoftext|>`): minicons'
-`bos_token=True` and lm-evaluation-harness's empty-context prefix then score a sentence after one EOS, which is
-babyjax.score's `eot_context` policy. The tokenizer adds no special tokens by itself.
-
-torch and transformers come with the optional `peers` extra (`pip install babyjax[peers]`); they are imported lazily.
+The HF class follows the model's features (`hf_class_name`). The tokenizer is the run's SentencePiece model as a
+`tokenizers` pipeline with the same ids (tokenizer.json, plus the original tokenizer.model). babyjax documents start
+after EOS (`</s>`, id 3), so the export makes `</s>` both `bos_token` and `eos_token` (as GPT-2 does with
+`<|endoftext|>`): minicons' `bos_token=True` and lm-evaluation-harness's empty-context prefix then score a sentence
+after one EOS, which is babyjax.score's `eot_context` policy. torch and transformers (the optional `peers` extra)
+are imported lazily.
 """
 from __future__ import annotations
 
@@ -104,21 +96,19 @@ def _gpt2_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
 
 
 def _llama_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
-    d, h, g, k = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    d, h, k = cfg.d_model, cfg.num_heads, cfg.head_dim
     out = {"model.embed_tokens.weight": params["embed"]}
     for i in range(cfg.num_layers):
         b, pre = params["blocks"][str(i)], f"model.layers.{i}."
         a, m = b["attn"], b["mlp"]
         # torch Linear weights are [out, in]; babyjax's rope() uses HF's rotate-half layout, so no permutation.
         out[pre + "input_layernorm.weight"] = b["norm_attn"]["scale"]
-        out[pre + "self_attn.q_proj.weight"] = a["wq"].reshape(d, h * k).T
-        out[pre + "self_attn.k_proj.weight"] = a["wk"].reshape(d, g * k).T
-        out[pre + "self_attn.v_proj.weight"] = a["wv"].reshape(d, g * k).T
+        for w, proj in (("wq", "q"), ("wk", "k"), ("wv", "v")):  # [d, heads, head_dim] -> [heads * head_dim, d]
+            out[pre + f"self_attn.{proj}_proj.weight"] = a[w].reshape(d, -1).T
         out[pre + "self_attn.o_proj.weight"] = a["wo"].reshape(h * k, d).T
         out[pre + "post_attention_layernorm.weight"] = b["norm_mlp"]["scale"]
-        out[pre + "mlp.gate_proj.weight"] = m["w_gate"].T
-        out[pre + "mlp.up_proj.weight"] = m["w_in"].T
-        out[pre + "mlp.down_proj.weight"] = m["w_out"].T
+        for w, proj in (("w_gate", "gate"), ("w_in", "up"), ("w_out", "down")):
+            out[pre + f"mlp.{proj}_proj.weight"] = m[w].T
     out["model.norm.weight"] = params["norm_out"]["scale"]
     return out
 
@@ -152,9 +142,8 @@ def hf_config(cfg: ModelConfig) -> Any:
 def hf_model(params: dict, cfg: ModelConfig) -> Any:
     """A transformers PyTorch model (eval mode, float32) holding babyjax parameters."""
     torch, transformers = _require_peers()
-    config = hf_config(cfg)
     cls = getattr(transformers, hf_class_name(cfg))
-    model = cls(config)
+    model = cls(hf_config(cfg))
     state = {name: torch.tensor(x) for name, x in hf_state_dict(params, cfg).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Buffers (e.g. RoPE inverse frequencies, GPT-2's causal mask) and the tied head are not parameters we export.
@@ -190,10 +179,8 @@ def hf_tokenizer(tokenizer_path: str | os.PathLike, max_len: int) -> Any:
 
 def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathLike, *,
                       overwrite: bool = False) -> pathlib.Path:
-    """Write series step `step` of the run in `workdir` as a HF folder `out` (model, config, tokenizer, provenance).
-
-    The folder is written beside `out` and renamed into place when complete.
-    """
+    """Write series step `step` of the run in `workdir` as a HF folder `out` (model, config, tokenizer, provenance),
+    written beside `out` and renamed into place when complete."""
     torch, _ = _require_peers()
     run, out = RunDir.open(workdir), pathlib.Path(out)
     tok, index = run.tokenizer(), run.series_index()
@@ -242,11 +229,9 @@ def export_series(workdir: str | os.PathLike, out: str | os.PathLike, *, names: 
     """Export every checkpoint of the series (or one per words-seen mark) into `out/<name>/`; resumable: folders
     already exported are kept."""
     _require_peers()
-    index = RunDir.open(workdir).series_index()
-    out = pathlib.Path(out)
-    done: dict[str, pathlib.Path] = {}
+    index, done = RunDir.open(workdir).series_index(), {}
     for name, step in series_names(index, names).items():
-        target = out / name
+        target = pathlib.Path(out) / name
         info = target / EXPORT_INFO
         if target.exists() and not overwrite and info.exists() and json.loads(info.read_text())["step"] == step:
             done[name] = target
