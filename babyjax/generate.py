@@ -3,27 +3,22 @@
     python -m babyjax.generate --workdir runs/tiny                               # a handful of steps, default prompts
     python -m babyjax.generate --workdir runs/tiny --steps 0,100,600 --prompt "the little" --prompt "do you want"
 
-Chang, Tu & Bergen (2023) show text generated along pre-training: short repetitive phrases first, longer and more
-coherent text later. This module gives the same view of a babyjax run for the analysis report: `write_generations`
-writes `<workdir>/generations.json` ({step: {prompt: text}}, the text being the prompt and its continuation), which
-`python -m babyjax.analyze --runs-dir ...` puts in its "Generated text at checkpoints" section.
+As Chang, Tu & Bergen (2023) show text along pre-training, `write_generations` writes `<workdir>/generations.json`
+({step: {prompt: prompt + continuation}}) for the report's "Generated text at checkpoints" section.
 
-Conventions: every prompt is preceded by one end-of-text token (EOS_ID=3), as every document of the training stream
-is (babyjax/data/pipeline.py), so a prompt reads as the start of a document; generation stops at EOS (not part of
-the text) or after `max_new_tokens`. The context is capped at the model's `max_len`: once the text is longer, the
-model reads the latest `max_len` tokens, at positions 0..max_len-1. `temperature=0` is greedy decoding; otherwise
-tokens are sampled from softmax(logits / temperature), restricted to the `top_k` most likely (0 = all). Sampling is
-reproducible: each prompt's random stream depends only on `seed` and the prompt text (not on the other prompts, the
-batch or the checkpoint), so the texts of one prompt at two steps differ only by what the model learned.
-
-All prompts of a call are generated together by one jitted loop over a fixed-size token buffer (no KV cache; a full
-forward pass of the window per new token), compiled once per run and reused for every checkpoint.
+Conventions: a prompt is preceded by one EOS (id 3), as every document of the training stream is; generation stops at
+EOS (not part of the text) or after `max_new_tokens`. The model reads the latest `max_len` tokens, at positions
+0..max_len-1. `temperature=0` is greedy; otherwise tokens are sampled from softmax(logits / temperature) among the
+`top_k` most likely (0 = all), with a random stream per prompt that depends only on `seed` and the prompt text, so
+the texts of one prompt at two steps differ only by what the model learned. All prompts of a call run in one jitted
+loop over a fixed-size buffer (no KV cache), compiled once per run and reused for every checkpoint.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -41,11 +36,10 @@ from babyjax import checkpoints, cli, paths
 from babyjax.data.tokenizer import EOS_ID, PAD_ID
 from babyjax.errors import InputError
 from babyjax.model import Transformer
-from babyjax.run import GENERATIONS_FILE, RunDir
+from babyjax.run import RunDir
 
 # Openings of child-directed speech and children's stories, the genres of BabyLM's data (CHILDES, CBT, stories).
 DEFAULT_PROMPTS: tuple[str, ...] = ("the little", "once upon a time", "do you want", "look at the", "where is the")
-OUTPUT_FILE = GENERATIONS_FILE  # <workdir>/generations.json (RunDir.generations_path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,11 +114,8 @@ class Generator:
 
     def __init__(self, workdir: str | os.PathLike):
         self.run = RunDir.open(workdir)
-        self.workdir = self.run.path
-        self.config = self.run.config()
-        self.tokenizer = self.run.tokenizer()
-        self.index = self.run.series_index()
-        self.steps = [int(e["step"]) for e in self.index]
+        self.workdir, self.tokenizer = self.run.path, self.run.tokenizer()
+        self.steps = [int(e["step"]) for e in self.run.series_index()]
         cfg = self.run.model_config(self.tokenizer.vocab_size)
         self.model_cfg = dataclasses.replace(cfg, dropout=0.0, remat=False)
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
@@ -136,7 +127,7 @@ class Generator:
                            static_argnames=("max_len", "max_new_tokens", "temperature", "top_k"))
 
     def check_steps(self, steps: Sequence[int]) -> list[int]:
-        """`steps` as ints, each a step of the series (a ValueError names the steps there are otherwise)."""
+        """`steps` as ints, each a step of the series (an InputError names the steps there are otherwise)."""
         out = []
         for s in steps:
             if int(s) != s or int(s) not in self.steps:
@@ -162,11 +153,10 @@ class Generator:
             return []
         max_len = self.model_cfg.max_len
         tails = [self.prompt_ids(p)[-max_len:] for p in prompts]  # the model never reads more than max_len
-        n = max(len(t) for t in tails) + sampling.max_new_tokens
-        tokens_BxN = np.full((len(prompts), n), PAD_ID, np.int32)
+        lengths_B = np.array([len(t) for t in tails], np.int32)
+        tokens_BxN = np.full((len(prompts), lengths_B.max() + sampling.max_new_tokens), PAD_ID, np.int32)
         for row, tail in enumerate(tails):
             tokens_BxN[row, :len(tail)] = tail
-        lengths_B = np.array([len(t) for t in tails], np.int32)
         keys_B = jnp.stack([prompt_key(p, sampling.seed) for p in prompts])
         out_BxN, new_lengths_B = self._fn(params, tokens_BxN, lengths_B, keys_B, max_len=max_len,
                                           max_new_tokens=sampling.max_new_tokens,
@@ -176,9 +166,7 @@ class Generator:
 
     def text(self, prompt: str, new_ids: Sequence[int]) -> str:
         """The prompt and its continuation (up to, not including, EOS) as text."""
-        new_ids = list(new_ids)
-        if EOS_ID in new_ids:
-            new_ids = new_ids[:new_ids.index(EOS_ID)]
+        new_ids = list(itertools.takewhile(lambda t: t != EOS_ID, new_ids))
         return self.tokenizer.decode(self.prompt_ids(prompt)[1:] + new_ids)
 
     def generate(self, step: int, prompts: Sequence[str], sampling: Sampling) -> dict[str, str]:
@@ -209,8 +197,7 @@ def spread_steps(steps: Sequence[int], n: int = 6) -> list[int]:
 
 def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = None,
                       prompts: Sequence[str] = DEFAULT_PROMPTS, out: str | os.PathLike | None = None, *,
-                      max_new_tokens: int = 40, temperature: float = 0.0, top_k: int = 0,
-                      seed: int = 0) -> epath.Path:
+                      max_new_tokens: int = 40, temperature: float = 0.0, top_k: int = 0, seed: int = 0) -> epath.Path:
     """Generate at `steps` (None: about 6 series steps spread over log-step) and write {step: {prompt: text}} to
     `out` (None: <workdir>/generations.json), atomically: the file is replaced only once everything is generated."""
     if not prompts:
@@ -221,8 +208,7 @@ def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = 
     gens = generate(run.path, steps, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                     seed=seed)
     path = paths.absolute(out) if out is not None else run.generations_path
-    text = json.dumps({str(step): texts for step, texts in gens.items()}, indent=1, ensure_ascii=False)
-    paths.write_atomic(path, text)
+    paths.write_atomic(path, json.dumps({str(s): texts for s, texts in gens.items()}, indent=1, ensure_ascii=False))
     return path
 
 
