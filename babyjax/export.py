@@ -48,11 +48,9 @@ def _require_peers() -> tuple[Any, Any]:
 
 def _plain(tree: Any) -> Any:
     """Orbax's raw restore ({'value': array} leaves, string keys) as nested dicts of float32 numpy arrays."""
-    if isinstance(tree, dict):
-        if set(tree) == {"value"}:
-            return np.asarray(tree["value"], np.float32)
+    if isinstance(tree, dict) and set(tree) != {"value"}:
         return {str(k): _plain(v) for k, v in tree.items()}
-    return np.asarray(tree, np.float32)
+    return np.asarray(tree["value"] if isinstance(tree, dict) else tree, np.float32)
 
 
 GPT2 = "GPT2LMHeadModel"

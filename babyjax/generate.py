@@ -63,10 +63,8 @@ class Sampling:
 def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tokens_BxN: jax.Array,
                  lengths_B: jax.Array, keys_B: jax.Array, *, max_len: int, max_new_tokens: int,
                  temperature: float, top_k: int) -> tuple[jax.Array, jax.Array]:
-    """Extend each row of `tokens_BxN` (its first `lengths_B` tokens are the prompt) by up to `max_new_tokens`.
-
-    Returns the buffer and the new lengths; a row stops after writing EOS. Runs as one lax.while_loop.
-    """
+    """Extend each row of `tokens_BxN` (its first `lengths_B` tokens are the prompt) by up to `max_new_tokens`, in one
+    lax.while_loop; a row stops after writing EOS. Returns the buffer and the new lengths."""
     model = nnx.merge(graphdef, params, rest)
     b, n = tokens_BxN.shape
     w = min(max_len, n)  # the window the model reads
@@ -94,8 +92,8 @@ def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tok
     def body(carry: tuple) -> tuple:
         i, tokens_BxN, lengths_B, done_B = carry
         new_B = next_token(i, tokens_BxN, lengths_B)
-        write_B = jnp.where(done_B, tokens_BxN[rows_B, jnp.minimum(lengths_B, n - 1)], new_B)
-        tokens_BxN = tokens_BxN.at[rows_B, jnp.minimum(lengths_B, n - 1)].set(write_B)
+        at_B = jnp.minimum(lengths_B, n - 1)  # a finished row writes its last token again
+        tokens_BxN = tokens_BxN.at[rows_B, at_B].set(jnp.where(done_B, tokens_BxN[rows_B, at_B], new_B))
         lengths_B = lengths_B + (~done_B).astype(jnp.int32)
         return i + 1, tokens_BxN, lengths_B, done_B | (new_B == EOS_ID)
 
@@ -116,8 +114,7 @@ class Generator:
         self.run = RunDir.open(workdir)
         self.workdir, self.tokenizer = self.run.path, self.run.tokenizer()
         self.steps = [int(e["step"]) for e in self.run.series_index()]
-        cfg = self.run.model_config(self.tokenizer.vocab_size)
-        self.model_cfg = dataclasses.replace(cfg, dropout=0.0, remat=False)
+        self.model_cfg = dataclasses.replace(self.run.model_config(self.tokenizer.vocab_size), dropout=0.0, remat=False)
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
         self.graphdef, abstract, self._rest = nnx.split(abstract_model, nnx.Param, ...)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -128,15 +125,13 @@ class Generator:
 
     def check_steps(self, steps: Sequence[int]) -> list[int]:
         """`steps` as ints, each a step of the series (an InputError names the steps there are otherwise)."""
-        out = []
-        for s in steps:
-            if int(s) != s or int(s) not in self.steps:
-                have = (", ".join(map(str, self.steps)) if len(self.steps) <= 12 else
-                        f"{', '.join(map(str, self.steps[:6]))}, ..., {', '.join(map(str, self.steps[-3:]))}")
-                raise InputError(f"no checkpoint at step {s} in {self.workdir}: the series has {len(self.steps)} "
-                                 f"steps ({have})")
-            out.append(int(s))
-        return out
+        bad = [s for s in steps if int(s) != s or int(s) not in self.steps]
+        if bad:
+            have = (", ".join(map(str, self.steps)) if len(self.steps) <= 12 else
+                    f"{', '.join(map(str, self.steps[:6]))}, ..., {', '.join(map(str, self.steps[-3:]))}")
+            raise InputError(f"no checkpoint at step {bad[0]} in {self.workdir}: the series has {len(self.steps)} "
+                             f"steps ({have})")
+        return [int(s) for s in steps]
 
     def restore(self, step: int) -> nnx.State:
         """The parameters of series step `step` (hash-verified), on one device."""

@@ -30,7 +30,6 @@ LOGICAL_RULES: tuple[tuple[str, tuple[str, ...] | str | None], ...] = (
     ("kv", None),  # per-head feature dimension
     ("mlp", "tensor"),
     ("norm", None),  # norm scales and biases of width d_model
-    ("layers", None),
 )
 _RULES: dict[str, tuple[str, ...]] = {name: () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
                                       for name, axes in LOGICAL_RULES}
@@ -86,10 +85,8 @@ def named_sharding(mesh: Mesh, names: LogicalNames, shape: Sequence[int] | None 
 
 
 def _leaf_sharding(x: Any, mesh: Mesh) -> Any:
-    if isinstance(x, nnx.Variable):
-        names = x.get_metadata().get("out_sharding")
-        shape = x.get_value().shape
-        return x.replace(named_sharding(mesh, names, shape) if names else NamedSharding(mesh, PartitionSpec()))
+    if isinstance(x, nnx.Variable):  # no logical names: replicated, like any other array
+        return x.replace(named_sharding(mesh, x.get_metadata().get("out_sharding") or (), x.get_value().shape))
     return NamedSharding(mesh, PartitionSpec())
 
 

@@ -1,8 +1,6 @@
-"""The functional hot loop: a `TrainState` pytree and jitted, sharded `train_step` / `eval_step`.
-
-The NNX model is split once into a static `graphdef` and state; the steps are pure functions of (state, batch) under
-`jax.jit` with explicit in/out shardings, the train state donated. Gradient accumulation scans over micro-batches and
-sums token-weighted gradients, so k micro-batches give exactly the update of one batch k times larger.
+"""The functional hot loop: a `TrainState` pytree and jitted, sharded `train_step` / `eval_step`, pure functions of
+(state, batch) with explicit in/out shardings, the train state donated. Gradient accumulation scans over micro-batches
+and sums token-weighted gradients: k micro-batches give exactly the update of one batch k times larger.
 """
 from __future__ import annotations
 
