@@ -4,12 +4,10 @@
     python -m babyjax.export --workdir runs/ss --series --out hf/ss            # chck_1M/, chck_2M/, ... by words seen
     python -m babyjax.export --workdir runs/tiny --series --names steps --out hf/tiny   # step_0/, step_1/, ...
 
-The HF class follows the model's features (`hf_class_name`). The tokenizer is the run's SentencePiece model as a
-`tokenizers` pipeline with the same ids (tokenizer.json, plus the original tokenizer.model). babyjax documents start
-after EOS (`</s>`, id 3), so the export makes `</s>` both `bos_token` and `eos_token` (as GPT-2 does with
+The HF class follows the model's features (`hf_class_name`); the tokenizer gives the run's SentencePiece ids.
+babyjax documents start after EOS (`</s>`, id 3), so `</s>` is both `bos_token` and `eos_token` (as GPT-2's
 `<|endoftext|>`): minicons' `bos_token=True` and lm-evaluation-harness's empty-context prefix then score a sentence
-after one EOS, which is babyjax.score's `eot_context` policy. torch and transformers (the optional `peers` extra)
-are imported lazily.
+after one EOS, babyjax.score's `eot_context` policy. torch and transformers (the `peers` extra) are imported lazily.
 """
 from __future__ import annotations
 
@@ -127,8 +125,7 @@ def hf_config(cfg: ModelConfig) -> Any:
         return transformers.GPT2Config(
             vocab_size=cfg.vocab_size, n_positions=cfg.max_len, n_embd=cfg.d_model, n_layer=cfg.num_layers,
             n_head=cfg.num_heads, n_inner=cfg.mlp_dim, activation_function="gelu_new", resid_pdrop=cfg.dropout,
-            embd_pdrop=cfg.dropout, attn_pdrop=0.0, layer_norm_epsilon=cfg.norm_eps, scale_attn_weights=True,
-            **special)
+            embd_pdrop=cfg.dropout, attn_pdrop=0.0, layer_norm_epsilon=cfg.norm_eps, scale_attn_weights=True, **special)
     return transformers.LlamaConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.mlp_dim,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,

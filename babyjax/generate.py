@@ -1,17 +1,15 @@
-"""Text generated from fixed prompts at checkpoints of a series: `python -m babyjax.generate`.
+"""Text from fixed prompts at checkpoints of a series: `<workdir>/generations.json` ({step: {prompt: prompt +
+continuation}}), the report's "Generated text at checkpoints" (as Chang, Tu & Bergen 2023 show along pre-training).
 
     python -m babyjax.generate --workdir runs/tiny                               # a handful of steps, default prompts
     python -m babyjax.generate --workdir runs/tiny --steps 0,100,600 --prompt "the little" --prompt "do you want"
 
-As Chang, Tu & Bergen (2023) show text along pre-training, `write_generations` writes `<workdir>/generations.json`
-({step: {prompt: prompt + continuation}}) for the report's "Generated text at checkpoints" section.
-
-Conventions: a prompt is preceded by one EOS (id 3), as every document of the training stream is; generation stops at
-EOS (not part of the text) or after `max_new_tokens`. The model reads the latest `max_len` tokens, at positions
-0..max_len-1. `temperature=0` is greedy; otherwise tokens are sampled from softmax(logits / temperature) among the
-`top_k` most likely (0 = all), with a random stream per prompt that depends only on `seed` and the prompt text, so
-the texts of one prompt at two steps differ only by what the model learned. All prompts of a call run in one jitted
-loop over a fixed-size buffer (no KV cache), compiled once per run and reused for every checkpoint.
+A prompt follows one EOS (id 3), like every document of the training stream; generation stops at EOS (not part of the
+text) or after `max_new_tokens`; the model reads the latest `max_len` tokens, at positions 0..max_len-1.
+`temperature=0` is greedy, else tokens are sampled from softmax(logits / temperature) among the `top_k` most likely
+(0 = all), from a random stream per prompt that depends only on `seed` and the prompt text (so one prompt's texts at
+two steps differ only by what the model learned). One jitted loop (no KV cache) runs all prompts of a call; it is
+compiled once per run and reused for every checkpoint.
 """
 from __future__ import annotations
 
@@ -102,11 +100,6 @@ def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tok
     return tokens_BxN, lengths_B
 
 
-def prompt_key(prompt: str, seed: int) -> jax.Array:
-    """The random key of one prompt: depends only on the seed and the prompt text."""
-    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(prompt.encode("utf-8")) & 0x7FFFFFFF)
-
-
 class Generator:
     """A run's model, tokenizer and jitted sampler (compiled once per run and sampling setting, reused per step)."""
 
@@ -152,7 +145,8 @@ class Generator:
         tokens_BxN = np.full((len(prompts), lengths_B.max() + sampling.max_new_tokens), PAD_ID, np.int32)
         for row, tail in enumerate(tails):
             tokens_BxN[row, :len(tail)] = tail
-        keys_B = jnp.stack([prompt_key(p, sampling.seed) for p in prompts])
+        seed_key = jax.random.key(sampling.seed)  # a prompt's random key depends only on the seed and its text
+        keys_B = jnp.stack([jax.random.fold_in(seed_key, zlib.crc32(p.encode("utf-8")) & 0x7FFFFFFF) for p in prompts])
         out_BxN, new_lengths_B = self._fn(params, tokens_BxN, lengths_B, keys_B, max_len=max_len,
                                           max_new_tokens=sampling.max_new_tokens,
                                           temperature=float(sampling.temperature), top_k=int(sampling.top_k))
@@ -186,8 +180,7 @@ def spread_steps(steps: Sequence[int], n: int = 6) -> list[int]:
     if len(steps) <= n:
         return steps
     x = np.log10(np.asarray(steps, np.float64) + 1.0)
-    targets = np.linspace(x[0], x[-1], n)
-    return sorted({steps[int(np.argmin(np.abs(x - t)))] for t in targets})
+    return sorted({steps[int(np.argmin(np.abs(x - t)))] for t in np.linspace(x[0], x[-1], n)})
 
 
 def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = None,

@@ -85,8 +85,7 @@ def measure_matmul_peak(dtype: str = "float32", n: int | None = None, repeats: i
     """Measured FLOP/s of one device, the best of `repeats` timings of a jitted square matmul of size `n` (default:
     2048 on CPU, 8192 on accelerators): the MFU denominator (benchmarks.md)."""
     device = jax.local_devices()[0]
-    if n is None:
-        n = 2048 if device.platform == "cpu" else 8192
+    n = (2048 if device.platform == "cpu" else 8192) if n is None else n
     key = jax.random.PRNGKey(0)
     a = jax.device_put(jax.random.normal(key, (n, n), dtype=jnp.dtype(dtype)), device)
     b = jax.device_put(jax.random.normal(jax.random.fold_in(key, 1), (n, n), dtype=jnp.dtype(dtype)), device)

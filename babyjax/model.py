@@ -108,10 +108,9 @@ class ModelConfig:
 
 def _param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...], std: float | None, *,
            decay: bool) -> nnx.Param:
-    """A float32 Param: normal(std) or, with std None, ones (norm scales); std 0 gives zeros (biases).
-
-    names: logical axis names (sharding); decay: whether weight decay applies (matrices acting on the model
-    dimension: kernels and embedding tables, not biases, norm scales or position tables)."""
+    """A float32 Param: normal(std), ones with std None (norm scales), zeros with std 0 (biases). names: logical axis
+    names (sharding); decay: whether weight decay applies (kernels and embedding tables; not biases, norm scales or
+    position tables)."""
     if std:
         value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
     else:
@@ -131,13 +130,9 @@ class Norm(nnx.Module):
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         x = x_BxLxD.astype(jnp.float32)
-        if self.rms:
-            y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * self.scale[...]
-        else:
-            mean = jnp.mean(x, axis=-1, keepdims=True)
-            var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-            y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
-        return y.astype(x_BxLxD.dtype)
+        x = x if self.rms else x - jnp.mean(x, axis=-1, keepdims=True)  # LayerNorm centres, RMSNorm does not
+        y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * self.scale[...]
+        return (y if self.rms else y + self.bias[...]).astype(x_BxLxD.dtype)
 
 
 def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Array:
@@ -227,8 +222,7 @@ class Mlp(nnx.Module):
         if self.biases:
             h_BxLxF += self.b_in[...].astype(dt)
         if self.gated:
-            gate_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, self.w_gate[...].astype(dt))
-            h_BxLxF = jax.nn.silu(gate_BxLxF) * h_BxLxF
+            h_BxLxF = jax.nn.silu(jnp.einsum("bld,df->blf", x_BxLxD, self.w_gate[...].astype(dt))) * h_BxLxF
         else:
             h_BxLxF = jax.nn.gelu(h_BxLxF, approximate=True)
         h_BxLxF = constrain(h_BxLxF, ("batch", "length", "mlp"))
@@ -343,7 +337,6 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True) ->
     """THE FLOPs per token of babyjax (training, benchmarks, scoring, the report), PaLM appendix B convention.
 
     Forward: 2 * matmul_params + 4 * num_layers * num_heads * head_dim * seq_len (QK^T and attention-times-V over the
-    full context, not halved for causality). `backward=True` (training, the default) counts forward + backward as 3
-    forwards; `backward=False` gives the forward alone (scoring, generation)."""
+    full context, not halved for causality); `backward=True` (training, the default) counts 3 forwards, `False` one."""
     forward = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
     return 3.0 * forward if backward else forward

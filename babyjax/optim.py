@@ -16,8 +16,7 @@ SCHEDULES = ("cosine", "linear", "constant", "wsd")
 
 
 def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
-    """Learning rate per optimizer step: linear warmup from lr/warmup_steps to `lr` over `warmup_steps`, then the
-    decay."""
+    """Learning rate per optimizer step: linear warmup from lr/warmup_steps to `lr` over `warmup_steps`, then decay."""
     lr, warmup, end = float(optim_cfg.lr), int(optim_cfg.warmup_steps), float(optim_cfg.end_lr_ratio)
     name = str(optim_cfg.schedule)
     if name not in SCHEDULES:

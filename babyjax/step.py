@@ -131,8 +131,7 @@ def make_eval_step(graphdef: nnx.GraphDef, mesh: Mesh,
 
     def eval_step(state: TrainState, batch: Batch) -> tuple[jax.Array, jax.Array]:
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-            fields = {k: batch[k] for k in LOSS_FIELDS}
-            return _loss_sums(graphdef, state.params, state.rest, fields, True, state.rng)
+            return _loss_sums(graphdef, state.params, state.rest, batch, True, state.rng)
 
     replicated = NamedSharding(mesh, PartitionSpec())
     return jax.jit(eval_step, in_shardings=(state_shardings, _batch_shardings(mesh)), out_shardings=(replicated,) * 2)
