@@ -186,8 +186,7 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
                          f"{index[0]['step']}..{index[-1]['step']})")
     if out.exists() and not overwrite:
         raise ExistsError(f"{out} exists: choose another --out or pass --overwrite")
-    params = _plain(checkpoints.restore_params(run.path, int(step)))  # verified against its recorded hash
-    model = hf_model(params, cfg)
+    model = hf_model(_plain(checkpoints.restore_params(run.path, int(step))), cfg)  # hash-verified parameters
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -4,12 +4,11 @@ continuation}}), the report's "Generated text at checkpoints" (as Chang, Tu & Be
     python -m babyjax.generate --workdir runs/tiny                               # a handful of steps, default prompts
     python -m babyjax.generate --workdir runs/tiny --steps 0,100,600 --prompt "the little" --prompt "do you want"
 
-A prompt follows one EOS (id 3), like every document of the training stream; generation stops at EOS (not part of the
-text) or after `max_new_tokens`; the model reads the latest `max_len` tokens, at positions 0..max_len-1.
-`temperature=0` is greedy, else tokens are sampled from softmax(logits / temperature) among the `top_k` most likely
-(0 = all), from a random stream per prompt that depends only on `seed` and the prompt text (so one prompt's texts at
-two steps differ only by what the model learned). One jitted loop (no KV cache) runs all prompts of a call; it is
-compiled once per run and reused for every checkpoint.
+A prompt follows one EOS (id 3), like every training document; generation stops at EOS (not in the text) or after
+`max_new_tokens`; the model reads the latest `max_len` tokens, at positions 0..max_len-1. `temperature=0` is greedy,
+else tokens are sampled from softmax(logits / temperature) among the `top_k` most likely (0 = all), from a random
+stream per prompt that depends only on `seed` and the prompt text (one prompt's texts at two steps differ only by what
+the model learned). One jitted loop (no KV cache), compiled once per run, runs all prompts at every checkpoint.
 """
 from __future__ import annotations
 
@@ -147,21 +146,16 @@ class Generator:
             tokens_BxN[row, :len(tail)] = tail
         seed_key = jax.random.key(sampling.seed)  # a prompt's random key depends only on the seed and its text
         keys_B = jnp.stack([jax.random.fold_in(seed_key, zlib.crc32(p.encode("utf-8")) & 0x7FFFFFFF) for p in prompts])
-        out_BxN, new_lengths_B = self._fn(params, tokens_BxN, lengths_B, keys_B, max_len=max_len,
-                                          max_new_tokens=sampling.max_new_tokens,
-                                          temperature=float(sampling.temperature), top_k=int(sampling.top_k))
-        out_BxN, new_lengths_B = np.asarray(out_BxN), np.asarray(new_lengths_B)
+        out_BxN, new_lengths_B = map(np.asarray, self._fn(
+            params, tokens_BxN, lengths_B, keys_B, max_len=max_len, max_new_tokens=sampling.max_new_tokens,
+            temperature=float(sampling.temperature), top_k=int(sampling.top_k)))
         return [out_BxN[r, lengths_B[r]:new_lengths_B[r]].tolist() for r in range(len(prompts))]
 
-    def text(self, prompt: str, new_ids: Sequence[int]) -> str:
-        """The prompt and its continuation (up to, not including, EOS) as text."""
-        new_ids = list(itertools.takewhile(lambda t: t != EOS_ID, new_ids))
-        return self.tokenizer.decode(self.prompt_ids(prompt)[1:] + new_ids)
-
     def generate(self, step: int, prompts: Sequence[str], sampling: Sampling) -> dict[str, str]:
-        """{prompt: text} at one series step."""
+        """{prompt: the prompt and its continuation (up to, not including, EOS) as text} at one series step."""
         ids = self.generate_ids(self.restore(step), prompts, sampling)
-        return {p: self.text(p, new) for p, new in zip(prompts, ids)}
+        ids = [list(itertools.takewhile(lambda t: t != EOS_ID, new)) for new in ids]
+        return {p: self.tokenizer.decode(self.prompt_ids(p)[1:] + new) for p, new in zip(prompts, ids)}
 
 
 def generate(workdir: str | os.PathLike, steps: Sequence[int], prompts: Sequence[str], *, max_new_tokens: int = 40,
@@ -191,8 +185,7 @@ def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = 
     if not prompts:
         raise InputError("no prompts: pass at least one --prompt")
     run = RunDir.open(workdir)
-    if steps is None:
-        steps = spread_steps([int(e["step"]) for e in run.series_index()])
+    steps = spread_steps([int(e["step"]) for e in run.series_index()]) if steps is None else steps
     gens = generate(run.path, steps, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                     seed=seed)
     path = paths.absolute(out) if out is not None else run.generations_path

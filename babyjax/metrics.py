@@ -28,10 +28,9 @@ class MetricWriter:
         self._jsonl = run.metrics_path.open("a")
         try:
             from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(run.tensorboard_dir))
         except ImportError:  # tensorboardX is a core dependency; stay usable if a user removed it
-            self._tb = None
+            return
+        self._tb = SummaryWriter(str(run.tensorboard_dir))
 
     def write(self, step: int, scalars: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -49,10 +48,9 @@ class MetricWriter:
             self._tb.flush()
 
     def close(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.close()
-        if self._tb is not None:
-            self._tb.close()
+        for f in (self._jsonl, self._tb):
+            if f is not None:
+                f.close()
         self._jsonl = self._tb = None
 
 

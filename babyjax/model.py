@@ -123,8 +123,7 @@ class Norm(nnx.Module):
     """LayerNorm (with bias) or RMSNorm, as `cfg.norm` says, computed in float32."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.rms = cfg.norm == "rmsnorm"
-        self.eps = cfg.norm_eps
+        self.rms, self.eps = cfg.norm == "rmsnorm", cfg.norm_eps
         self.scale = _param(rngs, (cfg.d_model,), ("norm",), None, decay=False)
         self.bias = None if self.rms else _param(rngs, (cfg.d_model,), ("norm",), 0.0, decay=False)
 
@@ -142,8 +141,7 @@ def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Ar
     angle_BxLx1xK = (positions_BxL[..., None].astype(jnp.float32) * inv_freq)[:, :, None, :]
     sin, cos = jnp.sin(angle_BxLx1xK), jnp.cos(angle_BxLx1xK)
     x1, x2 = jnp.split(x_BxLxHxK.astype(jnp.float32), 2, axis=-1)
-    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out.astype(x_BxLxHxK.dtype)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x_BxLxHxK.dtype)
 
 
 def attention_mask(segment_ids_BxL: jax.Array) -> jax.Array:
@@ -246,10 +244,8 @@ class Block(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.dropout = cfg.dropout
-        self.norm_attn = Norm(cfg, rngs=rngs)
-        self.attn = Attention(cfg, rngs=rngs)
-        self.norm_mlp = Norm(cfg, rngs=rngs)
-        self.mlp = Mlp(cfg, rngs=rngs)
+        self.norm_attn, self.attn = Norm(cfg, rngs=rngs), Attention(cfg, rngs=rngs)
+        self.norm_mlp, self.mlp = Norm(cfg, rngs=rngs), Mlp(cfg, rngs=rngs)
 
     def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool,
                  rngs: nnx.Rngs | None) -> jax.Array:
@@ -261,8 +257,7 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """Decoder-only LM: `logits_BxLxV = model(inputs_BxL, segment_ids, positions, deterministic, rngs)`; dropout
-    (`deterministic=False`) needs `rngs=nnx.Rngs(dropout=key)`."""
+    """Decoder-only language model: `logits_BxLxV = model(inputs_BxL, segment_ids, positions, deterministic, rngs)`."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg

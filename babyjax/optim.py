@@ -65,5 +65,4 @@ def make_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransf
     adamw = optax.adamw(schedule, b1=float(optim_cfg.b1), b2=float(optim_cfg.b2), eps=float(optim_cfg.eps),
                         weight_decay=float(optim_cfg.weight_decay), mask=decay_mask)
     clip = float(optim_cfg.grad_clip)
-    tx = optax.chain(optax.clip_by_global_norm(clip), adamw) if clip > 0 else adamw
-    return tx, schedule
+    return (optax.chain(optax.clip_by_global_norm(clip), adamw) if clip > 0 else adamw), schedule

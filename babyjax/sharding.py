@@ -18,8 +18,7 @@ from babyjax.errors import InputError
 
 MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
 
-# logical axis -> mesh axes (None = replicated). Parameters use embed/vocab/heads/kv_heads/kv/mlp/norm;
-# activations and batches use batch/length and the same feature names.
+# logical axis -> mesh axes (None = replicated); batches and activations add batch and length to the parameters' names
 LOGICAL_RULES: tuple[tuple[str, tuple[str, ...] | str | None], ...] = (
     ("batch", ("data", "fsdp")),
     ("length", None),

@@ -84,42 +84,36 @@ def _batch_shardings(mesh: Mesh) -> NamedSharding:
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lr_schedule: optax.Schedule,
                     mesh: Mesh, state_shardings: TrainState,
                     grad_accum_steps: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-    """A jitted `train_step(state, batch) -> (state, metrics)`; the input state is donated.
-
-    metrics: loss (token-weighted mean over batch['weights']), grad_norm (before clipping), lr (of this step),
-    num_tokens (sum of weights), num_words (sum of batch['num_words']).
-    """
+    """A jitted `train_step(state, batch) -> (state, metrics)`, the input state donated. metrics: loss (token-weighted
+    mean over batch['weights']), grad_norm (before clipping), lr (of this step), num_tokens (sum of weights), num_words
+    (sum of batch['num_words'])."""
     if grad_accum_steps < 1:
         raise InputError(f"optim.grad_accum_steps={grad_accum_steps} must be >= 1")
-    grad_fn = jax.value_and_grad(_loss_sums, argnums=1, has_aux=True)
-
-    def micro_grads(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[jax.Array, jax.Array, nnx.State]:
-        (loss_sum, weight_sum), grads = grad_fn(graphdef, state.params, state.rest, batch, False, rng)
-        return loss_sum, weight_sum, grads
+    grad_fn = jax.value_and_grad(_loss_sums, argnums=1, has_aux=True)  # -> ((loss sum, weight sum), grads)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             rng = jax.random.fold_in(state.rng, state.step)
             loss_fields = {k: batch[k] for k in LOSS_FIELDS}
             if grad_accum_steps == 1:
-                loss_sum, weight_sum, grads = micro_grads(state, loss_fields, rng)
+                (loss_sum, weight_sum), grads = grad_fn(graphdef, state.params, state.rest, loss_fields, False, rng)
             else:
                 def body(carry: tuple, xs: tuple) -> tuple[tuple, None]:
                     micro, j = xs
-                    return jax.tree.map(jnp.add, carry, micro_grads(state, micro, jax.random.fold_in(rng, j))), None
+                    sums = grad_fn(graphdef, state.params, state.rest, micro, False, jax.random.fold_in(rng, j))
+                    return jax.tree.map(jnp.add, carry, sums), None
 
-                zeros = (jnp.float32(0), jnp.float32(0), jax.tree.map(jnp.zeros_like, state.params))
+                zeros = ((jnp.float32(0), jnp.float32(0)), jax.tree.map(jnp.zeros_like, state.params))
                 micro_batches = (_split_micro(loss_fields, grad_accum_steps), jnp.arange(grad_accum_steps))
-                (loss_sum, weight_sum, grads), _ = jax.lax.scan(body, zeros, micro_batches)
+                ((loss_sum, weight_sum), grads), _ = jax.lax.scan(body, zeros, micro_batches)
             scale = 1.0 / jnp.maximum(weight_sum, 1e-6)
             grads = jax.tree.map(lambda g: g * scale, grads)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
             metrics = {"loss": loss_sum * scale, "grad_norm": optax.tree.norm(grads),
                        "lr": jnp.asarray(lr_schedule(state.step), jnp.float32), "num_tokens": weight_sum,
                        "num_words": jnp.sum(batch["num_words"].astype(jnp.float32))}
-            return new_state, metrics
+            return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return jax.jit(train_step, in_shardings=(state_shardings, _batch_shardings(mesh)),
                    out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=(0,))
