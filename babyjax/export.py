@@ -4,20 +4,10 @@
     python -m babyjax.export --workdir runs/ss --series --out hf/ss            # chck_1M/, chck_2M/, ... by words seen
     python -m babyjax.export --workdir runs/tiny --series --names steps --out hf/tiny   # step_0/, step_1/, ...
 
-The HF class follows the model's features (babyjax.model.ModelConfig): learned positions, LayerNorm, GELU and biases
--> `GPT2LMHeadModel` (GELU tanh = "gelu_new"; multi-head attention only); RoPE, RMSNorm, SwiGLU and no biases ->
-`LlamaForCausalLM` (RoPE in the rotate-half layout HF uses, so q/k need no permutation; grouped-query attention
-kept). Any other combination is refused (InputError).
-
-The tokenizer is the run's SentencePiece model converted to a `tokenizers` pipeline that gives the same ids (identity
-normalisation, byte fallback), saved as tokenizer.json, plus the original tokenizer.model.
-
-babyjax documents start after the end-of-text token (EOS `</s>`, id 3; the training stream is `EOS d1 EOS d2 ...`),
-so the export sets both `bos_token` and `eos_token` to `</s>` (as GPT-2 does with `<|endoftext|>`): minicons'
-`bos_token=True` and lm-evaluation-harness's empty-context prefix then score a sentence after one EOS, which is
-babyjax.score's `eot_context` policy. The tokenizer adds no special tokens by itself.
-
-torch and transformers come with the optional `peers` extra (`pip install babyjax[peers]`); they are imported lazily.
+The HF class follows the model's features (`hf_class_name`); the tokenizer gives the run's SentencePiece ids.
+babyjax documents start after EOS (`</s>`, id 3), so `</s>` is both `bos_token` and `eos_token` (as GPT-2's
+`<|endoftext|>`): minicons' `bos_token=True` and lm-evaluation-harness's empty-context prefix then score a sentence
+after one EOS, babyjax.score's `eot_context` policy. torch and transformers (the `peers` extra) are imported lazily.
 """
 from __future__ import annotations
 
@@ -56,11 +46,9 @@ def _require_peers() -> tuple[Any, Any]:
 
 def _plain(tree: Any) -> Any:
     """Orbax's raw restore ({'value': array} leaves, string keys) as nested dicts of float32 numpy arrays."""
-    if isinstance(tree, dict):
-        if set(tree) == {"value"}:
-            return np.asarray(tree["value"], np.float32)
+    if isinstance(tree, dict) and set(tree) != {"value"}:
         return {str(k): _plain(v) for k, v in tree.items()}
-    return np.asarray(tree, np.float32)
+    return np.asarray(tree["value"] if isinstance(tree, dict) else tree, np.float32)
 
 
 GPT2 = "GPT2LMHeadModel"
@@ -104,21 +92,19 @@ def _gpt2_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
 
 
 def _llama_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
-    d, h, g, k = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    d, h, k = cfg.d_model, cfg.num_heads, cfg.head_dim
     out = {"model.embed_tokens.weight": params["embed"]}
     for i in range(cfg.num_layers):
         b, pre = params["blocks"][str(i)], f"model.layers.{i}."
         a, m = b["attn"], b["mlp"]
         # torch Linear weights are [out, in]; babyjax's rope() uses HF's rotate-half layout, so no permutation.
         out[pre + "input_layernorm.weight"] = b["norm_attn"]["scale"]
-        out[pre + "self_attn.q_proj.weight"] = a["wq"].reshape(d, h * k).T
-        out[pre + "self_attn.k_proj.weight"] = a["wk"].reshape(d, g * k).T
-        out[pre + "self_attn.v_proj.weight"] = a["wv"].reshape(d, g * k).T
+        for w, proj in (("wq", "q"), ("wk", "k"), ("wv", "v")):  # [d, heads, head_dim] -> [heads * head_dim, d]
+            out[pre + f"self_attn.{proj}_proj.weight"] = a[w].reshape(d, -1).T
         out[pre + "self_attn.o_proj.weight"] = a["wo"].reshape(h * k, d).T
         out[pre + "post_attention_layernorm.weight"] = b["norm_mlp"]["scale"]
-        out[pre + "mlp.gate_proj.weight"] = m["w_gate"].T
-        out[pre + "mlp.up_proj.weight"] = m["w_in"].T
-        out[pre + "mlp.down_proj.weight"] = m["w_out"].T
+        for w, proj in (("w_gate", "gate"), ("w_in", "up"), ("w_out", "down")):
+            out[pre + f"mlp.{proj}_proj.weight"] = m[w].T
     out["model.norm.weight"] = params["norm_out"]["scale"]
     return out
 
@@ -139,8 +125,7 @@ def hf_config(cfg: ModelConfig) -> Any:
         return transformers.GPT2Config(
             vocab_size=cfg.vocab_size, n_positions=cfg.max_len, n_embd=cfg.d_model, n_layer=cfg.num_layers,
             n_head=cfg.num_heads, n_inner=cfg.mlp_dim, activation_function="gelu_new", resid_pdrop=cfg.dropout,
-            embd_pdrop=cfg.dropout, attn_pdrop=0.0, layer_norm_epsilon=cfg.norm_eps, scale_attn_weights=True,
-            **special)
+            embd_pdrop=cfg.dropout, attn_pdrop=0.0, layer_norm_epsilon=cfg.norm_eps, scale_attn_weights=True, **special)
     return transformers.LlamaConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.mlp_dim,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
@@ -152,9 +137,8 @@ def hf_config(cfg: ModelConfig) -> Any:
 def hf_model(params: dict, cfg: ModelConfig) -> Any:
     """A transformers PyTorch model (eval mode, float32) holding babyjax parameters."""
     torch, transformers = _require_peers()
-    config = hf_config(cfg)
     cls = getattr(transformers, hf_class_name(cfg))
-    model = cls(config)
+    model = cls(hf_config(cfg))
     state = {name: torch.tensor(x) for name, x in hf_state_dict(params, cfg).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Buffers (e.g. RoPE inverse frequencies, GPT-2's causal mask) and the tied head are not parameters we export.
@@ -190,10 +174,8 @@ def hf_tokenizer(tokenizer_path: str | os.PathLike, max_len: int) -> Any:
 
 def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathLike, *,
                       overwrite: bool = False) -> pathlib.Path:
-    """Write series step `step` of the run in `workdir` as a HF folder `out` (model, config, tokenizer, provenance).
-
-    The folder is written beside `out` and renamed into place when complete.
-    """
+    """Write series step `step` of the run in `workdir` as a HF folder `out` (model, config, tokenizer, provenance),
+    written beside `out` and renamed into place when complete."""
     torch, _ = _require_peers()
     run, out = RunDir.open(workdir), pathlib.Path(out)
     tok, index = run.tokenizer(), run.series_index()
@@ -204,8 +186,7 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
                          f"{index[0]['step']}..{index[-1]['step']})")
     if out.exists() and not overwrite:
         raise ExistsError(f"{out} exists: choose another --out or pass --overwrite")
-    params = _plain(checkpoints.restore_params(run.path, int(step)))  # verified against its recorded hash
-    model = hf_model(params, cfg)
+    model = hf_model(_plain(checkpoints.restore_params(run.path, int(step))), cfg)  # hash-verified parameters
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -242,11 +223,9 @@ def export_series(workdir: str | os.PathLike, out: str | os.PathLike, *, names: 
     """Export every checkpoint of the series (or one per words-seen mark) into `out/<name>/`; resumable: folders
     already exported are kept."""
     _require_peers()
-    index = RunDir.open(workdir).series_index()
-    out = pathlib.Path(out)
-    done: dict[str, pathlib.Path] = {}
+    index, done = RunDir.open(workdir).series_index(), {}
     for name, step in series_names(index, names).items():
-        target = out / name
+        target = pathlib.Path(out) / name
         info = target / EXPORT_INFO
         if target.exists() and not overwrite and info.exists() and json.loads(info.read_text())["step"] == step:
             done[name] = target

@@ -1,29 +1,21 @@
-"""Text generated from fixed prompts at checkpoints of a series: `python -m babyjax.generate`.
+"""Text from fixed prompts at checkpoints of a series: `<workdir>/generations.json` ({step: {prompt: prompt +
+continuation}}), the report's "Generated text at checkpoints" (as Chang, Tu & Bergen 2023 show along pre-training).
 
     python -m babyjax.generate --workdir runs/tiny                               # a handful of steps, default prompts
     python -m babyjax.generate --workdir runs/tiny --steps 0,100,600 --prompt "the little" --prompt "do you want"
 
-Chang, Tu & Bergen (2023) show text generated along pre-training: short repetitive phrases first, longer and more
-coherent text later. This module gives the same view of a babyjax run for the analysis report: `write_generations`
-writes `<workdir>/generations.json` ({step: {prompt: text}}, the text being the prompt and its continuation), which
-`python -m babyjax.analyze --runs-dir ...` puts in its "Generated text at checkpoints" section.
-
-Conventions: every prompt is preceded by one end-of-text token (EOS_ID=3), as every document of the training stream
-is (babyjax/data/pipeline.py), so a prompt reads as the start of a document; generation stops at EOS (not part of
-the text) or after `max_new_tokens`. The context is capped at the model's `max_len`: once the text is longer, the
-model reads the latest `max_len` tokens, at positions 0..max_len-1. `temperature=0` is greedy decoding; otherwise
-tokens are sampled from softmax(logits / temperature), restricted to the `top_k` most likely (0 = all). Sampling is
-reproducible: each prompt's random stream depends only on `seed` and the prompt text (not on the other prompts, the
-batch or the checkpoint), so the texts of one prompt at two steps differ only by what the model learned.
-
-All prompts of a call are generated together by one jitted loop over a fixed-size token buffer (no KV cache; a full
-forward pass of the window per new token), compiled once per run and reused for every checkpoint.
+A prompt follows one EOS (id 3), like every training document; generation stops at EOS (not in the text) or after
+`max_new_tokens`; the model reads the latest `max_len` tokens, at positions 0..max_len-1. `temperature=0` is greedy,
+else tokens are sampled from softmax(logits / temperature) among the `top_k` most likely (0 = all), from a random
+stream per prompt that depends only on `seed` and the prompt text (one prompt's texts at two steps differ only by what
+the model learned). One jitted loop (no KV cache), compiled once per run, runs all prompts at every checkpoint.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -41,11 +33,10 @@ from babyjax import checkpoints, cli, paths
 from babyjax.data.tokenizer import EOS_ID, PAD_ID
 from babyjax.errors import InputError
 from babyjax.model import Transformer
-from babyjax.run import GENERATIONS_FILE, RunDir
+from babyjax.run import RunDir
 
 # Openings of child-directed speech and children's stories, the genres of BabyLM's data (CHILDES, CBT, stories).
 DEFAULT_PROMPTS: tuple[str, ...] = ("the little", "once upon a time", "do you want", "look at the", "where is the")
-OUTPUT_FILE = GENERATIONS_FILE  # <workdir>/generations.json (RunDir.generations_path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +60,8 @@ class Sampling:
 def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tokens_BxN: jax.Array,
                  lengths_B: jax.Array, keys_B: jax.Array, *, max_len: int, max_new_tokens: int,
                  temperature: float, top_k: int) -> tuple[jax.Array, jax.Array]:
-    """Extend each row of `tokens_BxN` (its first `lengths_B` tokens are the prompt) by up to `max_new_tokens`.
-
-    Returns the buffer and the new lengths; a row stops after writing EOS. Runs as one lax.while_loop.
-    """
+    """Extend each row of `tokens_BxN` (its first `lengths_B` tokens are the prompt) by up to `max_new_tokens`, in one
+    lax.while_loop; a row stops after writing EOS. Returns the buffer and the new lengths."""
     model = nnx.merge(graphdef, params, rest)
     b, n = tokens_BxN.shape
     w = min(max_len, n)  # the window the model reads
@@ -100,8 +89,8 @@ def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tok
     def body(carry: tuple) -> tuple:
         i, tokens_BxN, lengths_B, done_B = carry
         new_B = next_token(i, tokens_BxN, lengths_B)
-        write_B = jnp.where(done_B, tokens_BxN[rows_B, jnp.minimum(lengths_B, n - 1)], new_B)
-        tokens_BxN = tokens_BxN.at[rows_B, jnp.minimum(lengths_B, n - 1)].set(write_B)
+        at_B = jnp.minimum(lengths_B, n - 1)  # a finished row writes its last token again
+        tokens_BxN = tokens_BxN.at[rows_B, at_B].set(jnp.where(done_B, tokens_BxN[rows_B, at_B], new_B))
         lengths_B = lengths_B + (~done_B).astype(jnp.int32)
         return i + 1, tokens_BxN, lengths_B, done_B | (new_B == EOS_ID)
 
@@ -110,23 +99,14 @@ def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tok
     return tokens_BxN, lengths_B
 
 
-def prompt_key(prompt: str, seed: int) -> jax.Array:
-    """The random key of one prompt: depends only on the seed and the prompt text."""
-    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(prompt.encode("utf-8")) & 0x7FFFFFFF)
-
-
 class Generator:
     """A run's model, tokenizer and jitted sampler (compiled once per run and sampling setting, reused per step)."""
 
     def __init__(self, workdir: str | os.PathLike):
         self.run = RunDir.open(workdir)
-        self.workdir = self.run.path
-        self.config = self.run.config()
-        self.tokenizer = self.run.tokenizer()
-        self.index = self.run.series_index()
-        self.steps = [int(e["step"]) for e in self.index]
-        cfg = self.run.model_config(self.tokenizer.vocab_size)
-        self.model_cfg = dataclasses.replace(cfg, dropout=0.0, remat=False)
+        self.workdir, self.tokenizer = self.run.path, self.run.tokenizer()
+        self.steps = [int(e["step"]) for e in self.run.series_index()]
+        self.model_cfg = dataclasses.replace(self.run.model_config(self.tokenizer.vocab_size), dropout=0.0, remat=False)
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
         self.graphdef, abstract, self._rest = nnx.split(abstract_model, nnx.Param, ...)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -136,16 +116,14 @@ class Generator:
                            static_argnames=("max_len", "max_new_tokens", "temperature", "top_k"))
 
     def check_steps(self, steps: Sequence[int]) -> list[int]:
-        """`steps` as ints, each a step of the series (a ValueError names the steps there are otherwise)."""
-        out = []
-        for s in steps:
-            if int(s) != s or int(s) not in self.steps:
-                have = (", ".join(map(str, self.steps)) if len(self.steps) <= 12 else
-                        f"{', '.join(map(str, self.steps[:6]))}, ..., {', '.join(map(str, self.steps[-3:]))}")
-                raise InputError(f"no checkpoint at step {s} in {self.workdir}: the series has {len(self.steps)} "
-                                 f"steps ({have})")
-            out.append(int(s))
-        return out
+        """`steps` as ints, each a step of the series (an InputError names the steps there are otherwise)."""
+        bad = [s for s in steps if int(s) != s or int(s) not in self.steps]
+        if bad:
+            have = (", ".join(map(str, self.steps)) if len(self.steps) <= 12 else
+                    f"{', '.join(map(str, self.steps[:6]))}, ..., {', '.join(map(str, self.steps[-3:]))}")
+            raise InputError(f"no checkpoint at step {bad[0]} in {self.workdir}: the series has {len(self.steps)} "
+                             f"steps ({have})")
+        return [int(s) for s in steps]
 
     def restore(self, step: int) -> nnx.State:
         """The parameters of series step `step` (hash-verified), on one device."""
@@ -162,29 +140,22 @@ class Generator:
             return []
         max_len = self.model_cfg.max_len
         tails = [self.prompt_ids(p)[-max_len:] for p in prompts]  # the model never reads more than max_len
-        n = max(len(t) for t in tails) + sampling.max_new_tokens
-        tokens_BxN = np.full((len(prompts), n), PAD_ID, np.int32)
+        lengths_B = np.array([len(t) for t in tails], np.int32)
+        tokens_BxN = np.full((len(prompts), lengths_B.max() + sampling.max_new_tokens), PAD_ID, np.int32)
         for row, tail in enumerate(tails):
             tokens_BxN[row, :len(tail)] = tail
-        lengths_B = np.array([len(t) for t in tails], np.int32)
-        keys_B = jnp.stack([prompt_key(p, sampling.seed) for p in prompts])
-        out_BxN, new_lengths_B = self._fn(params, tokens_BxN, lengths_B, keys_B, max_len=max_len,
-                                          max_new_tokens=sampling.max_new_tokens,
-                                          temperature=float(sampling.temperature), top_k=int(sampling.top_k))
-        out_BxN, new_lengths_B = np.asarray(out_BxN), np.asarray(new_lengths_B)
+        seed_key = jax.random.key(sampling.seed)  # a prompt's random key depends only on the seed and its text
+        keys_B = jnp.stack([jax.random.fold_in(seed_key, zlib.crc32(p.encode("utf-8")) & 0x7FFFFFFF) for p in prompts])
+        out_BxN, new_lengths_B = map(np.asarray, self._fn(
+            params, tokens_BxN, lengths_B, keys_B, max_len=max_len, max_new_tokens=sampling.max_new_tokens,
+            temperature=float(sampling.temperature), top_k=int(sampling.top_k)))
         return [out_BxN[r, lengths_B[r]:new_lengths_B[r]].tolist() for r in range(len(prompts))]
 
-    def text(self, prompt: str, new_ids: Sequence[int]) -> str:
-        """The prompt and its continuation (up to, not including, EOS) as text."""
-        new_ids = list(new_ids)
-        if EOS_ID in new_ids:
-            new_ids = new_ids[:new_ids.index(EOS_ID)]
-        return self.tokenizer.decode(self.prompt_ids(prompt)[1:] + new_ids)
-
     def generate(self, step: int, prompts: Sequence[str], sampling: Sampling) -> dict[str, str]:
-        """{prompt: text} at one series step."""
+        """{prompt: the prompt and its continuation (up to, not including, EOS) as text} at one series step."""
         ids = self.generate_ids(self.restore(step), prompts, sampling)
-        return {p: self.text(p, new) for p, new in zip(prompts, ids)}
+        ids = [list(itertools.takewhile(lambda t: t != EOS_ID, new)) for new in ids]
+        return {p: self.tokenizer.decode(self.prompt_ids(p)[1:] + new) for p, new in zip(prompts, ids)}
 
 
 def generate(workdir: str | os.PathLike, steps: Sequence[int], prompts: Sequence[str], *, max_new_tokens: int = 40,
@@ -203,26 +174,22 @@ def spread_steps(steps: Sequence[int], n: int = 6) -> list[int]:
     if len(steps) <= n:
         return steps
     x = np.log10(np.asarray(steps, np.float64) + 1.0)
-    targets = np.linspace(x[0], x[-1], n)
-    return sorted({steps[int(np.argmin(np.abs(x - t)))] for t in targets})
+    return sorted({steps[int(np.argmin(np.abs(x - t)))] for t in np.linspace(x[0], x[-1], n)})
 
 
 def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = None,
                       prompts: Sequence[str] = DEFAULT_PROMPTS, out: str | os.PathLike | None = None, *,
-                      max_new_tokens: int = 40, temperature: float = 0.0, top_k: int = 0,
-                      seed: int = 0) -> epath.Path:
+                      max_new_tokens: int = 40, temperature: float = 0.0, top_k: int = 0, seed: int = 0) -> epath.Path:
     """Generate at `steps` (None: about 6 series steps spread over log-step) and write {step: {prompt: text}} to
     `out` (None: <workdir>/generations.json), atomically: the file is replaced only once everything is generated."""
     if not prompts:
         raise InputError("no prompts: pass at least one --prompt")
     run = RunDir.open(workdir)
-    if steps is None:
-        steps = spread_steps([int(e["step"]) for e in run.series_index()])
+    steps = spread_steps([int(e["step"]) for e in run.series_index()]) if steps is None else steps
     gens = generate(run.path, steps, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                     seed=seed)
     path = paths.absolute(out) if out is not None else run.generations_path
-    text = json.dumps({str(step): texts for step, texts in gens.items()}, indent=1, ensure_ascii=False)
-    paths.write_atomic(path, text)
+    paths.write_atomic(path, json.dumps({str(s): texts for s, texts in gens.items()}, indent=1, ensure_ascii=False))
     return path
 
 

@@ -15,16 +15,12 @@ from babyjax.run import RunDir
 
 
 class MetricWriter:
-    """Writes scalars to `<workdir>/metrics.jsonl` and TensorBoard event files in `<workdir>/tensorboard`.
-
-    Only process 0 writes; on other processes every method is a no-op. JSONL lines are appended and flushed, so a
-    killed run keeps every line it wrote (a resumed run appends after them).
-    """
+    """Writes scalars to `<workdir>/metrics.jsonl` and TensorBoard event files in `<workdir>/tensorboard`; a no-op on
+    processes other than 0. JSONL lines are appended and flushed: a killed run keeps every line it wrote."""
 
     def __init__(self, workdir: str | epath.Path, enabled: bool | None = None):
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
-        self._jsonl = None
-        self._tb = None
+        self._jsonl = self._tb = None
         if not self.enabled:
             return
         run = RunDir(workdir)
@@ -32,10 +28,9 @@ class MetricWriter:
         self._jsonl = run.metrics_path.open("a")
         try:
             from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(run.tensorboard_dir))
         except ImportError:  # tensorboardX is a core dependency; stay usable if a user removed it
-            self._tb = None
+            return
+        self._tb = SummaryWriter(str(run.tensorboard_dir))
 
     def write(self, step: int, scalars: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -53,12 +48,10 @@ class MetricWriter:
             self._tb.flush()
 
     def close(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.close()
-            self._jsonl = None
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        for f in (self._jsonl, self._tb):
+            if f is not None:
+                f.close()
+        self._jsonl = self._tb = None
 
 
 def _to_float(v: Any) -> float | None:
@@ -87,13 +80,10 @@ def read_metrics(workdir: str | epath.Path) -> list[dict]:
 
 
 def measure_matmul_peak(dtype: str = "float32", n: int | None = None, repeats: int = 5) -> float:
-    """Measured FLOP/s of one device for a large jitted square matmul (the MFU denominator, benchmarks.md).
-
-    n defaults to 2048 on CPU and 8192 on accelerators. Returns the best of `repeats` timings.
-    """
+    """Measured FLOP/s of one device, the best of `repeats` timings of a jitted square matmul of size `n` (default:
+    2048 on CPU, 8192 on accelerators): the MFU denominator (benchmarks.md)."""
     device = jax.local_devices()[0]
-    if n is None:
-        n = 2048 if device.platform == "cpu" else 8192
+    n = (2048 if device.platform == "cpu" else 8192) if n is None else n
     key = jax.random.PRNGKey(0)
     a = jax.device_put(jax.random.normal(key, (n, n), dtype=jnp.dtype(dtype)), device)
     b = jax.device_put(jax.random.normal(jax.random.fold_in(key, 1), (n, n), dtype=jnp.dtype(dtype)), device)

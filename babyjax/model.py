@@ -1,15 +1,8 @@
-"""Decoder-only transformers in Flax NNX, built from features of the model config.
+"""Decoder-only transformers in Flax NNX, built from the features of a `ModelConfig` (docs/architecture.md).
 
-`model.style` is a preset that fixes the features (see the ModelConfig properties, the only code that reads it):
-- 'gpt2': learned positions, LayerNorm, GELU (tanh), biases everywhere (GPT-2; OPT is the same recipe).
-- 'llama': RoPE on per-segment positions, RMSNorm, SwiGLU, no biases.
-Either may use grouped-query attention (num_kv_heads < num_heads).
-
-Parameters are float32 and carry two kinds of metadata: logical axis names (`out_sharding`, see babyjax/sharding.py)
-and the weight-decay tag (`decay`, read by babyjax/optim.py), so re-annotating a parameter for parallelism never
-changes the optimizer. Compute runs in `cfg.dtype` (float32 or bfloat16) and logits come back in float32.
-Attention is causal and never crosses packed segments (segment id 0 = padding). Dropout (embeddings, attention
-output, MLP output) needs `rngs` when `deterministic=False`.
+`model.style` (gpt2 | llama) is a preset of features: the ModelConfig properties, the only code that reads it.
+Parameters are float32 with logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py);
+compute runs in `cfg.dtype`, logits come back in float32. Attention is causal within packed segments (id 0: padding).
 """
 from __future__ import annotations
 
@@ -115,16 +108,13 @@ class ModelConfig:
 
 def _param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...], std: float | None, *,
            decay: bool) -> nnx.Param:
-    """A float32 Param: normal(std) or, with std None, ones (norm scales); std 0 gives zeros (biases).
-
-    names: logical axis names (sharding); decay: whether weight decay applies (matrices acting on the model
-    dimension: kernels and embedding tables, not biases, norm scales or position tables)."""
-    if std is None:
-        value = jnp.ones(shape, jnp.float32)
-    elif std == 0.0:
-        value = jnp.zeros(shape, jnp.float32)
-    else:
+    """A float32 Param: normal(std), ones with std None (norm scales), zeros with std 0 (biases). names: logical axis
+    names (sharding); decay: whether weight decay applies (kernels and embedding tables; not biases, norm scales or
+    position tables)."""
+    if std:
         value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
+    else:
+        value = jnp.full(shape, 1.0 if std is None else 0.0, jnp.float32)
     # Sharding is applied by jit out_shardings at init (babyjax/step.py), not eagerly at creation.
     return nnx.Param(value, out_sharding=names, eager_sharding=False, **{DECAY_TAG: decay})
 
@@ -133,20 +123,15 @@ class Norm(nnx.Module):
     """LayerNorm (with bias) or RMSNorm, as `cfg.norm` says, computed in float32."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.rms = cfg.norm == "rmsnorm"
-        self.eps = cfg.norm_eps
+        self.rms, self.eps = cfg.norm == "rmsnorm", cfg.norm_eps
         self.scale = _param(rngs, (cfg.d_model,), ("norm",), None, decay=False)
         self.bias = None if self.rms else _param(rngs, (cfg.d_model,), ("norm",), 0.0, decay=False)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         x = x_BxLxD.astype(jnp.float32)
-        if self.rms:
-            y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * self.scale[...]
-        else:
-            mean = jnp.mean(x, axis=-1, keepdims=True)
-            var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-            y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
-        return y.astype(x_BxLxD.dtype)
+        x = x if self.rms else x - jnp.mean(x, axis=-1, keepdims=True)  # LayerNorm centres, RMSNorm does not
+        y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * self.scale[...]
+        return (y if self.rms else y + self.bias[...]).astype(x_BxLxD.dtype)
 
 
 def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Array:
@@ -156,8 +141,7 @@ def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Ar
     angle_BxLx1xK = (positions_BxL[..., None].astype(jnp.float32) * inv_freq)[:, :, None, :]
     sin, cos = jnp.sin(angle_BxLx1xK), jnp.cos(angle_BxLx1xK)
     x1, x2 = jnp.split(x_BxLxHxK.astype(jnp.float32), 2, axis=-1)
-    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out.astype(x_BxLxHxK.dtype)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x_BxLxHxK.dtype)
 
 
 def attention_mask(segment_ids_BxL: jax.Array) -> jax.Array:
@@ -236,8 +220,7 @@ class Mlp(nnx.Module):
         if self.biases:
             h_BxLxF += self.b_in[...].astype(dt)
         if self.gated:
-            gate_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, self.w_gate[...].astype(dt))
-            h_BxLxF = jax.nn.silu(gate_BxLxF) * h_BxLxF
+            h_BxLxF = jax.nn.silu(jnp.einsum("bld,df->blf", x_BxLxD, self.w_gate[...].astype(dt))) * h_BxLxF
         else:
             h_BxLxF = jax.nn.gelu(h_BxLxF, approximate=True)
         h_BxLxF = constrain(h_BxLxF, ("batch", "length", "mlp"))
@@ -261,14 +244,11 @@ class Block(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.dropout = cfg.dropout
-        self.norm_attn = Norm(cfg, rngs=rngs)
-        self.attn = Attention(cfg, rngs=rngs)
-        self.norm_mlp = Norm(cfg, rngs=rngs)
-        self.mlp = Mlp(cfg, rngs=rngs)
+        self.norm_attn, self.attn = Norm(cfg, rngs=rngs), Attention(cfg, rngs=rngs)
+        self.norm_mlp, self.mlp = Norm(cfg, rngs=rngs), Mlp(cfg, rngs=rngs)
 
-    def __call__(
-        self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool, rngs: nnx.Rngs | None
-    ) -> jax.Array:
+    def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool,
+                 rngs: nnx.Rngs | None) -> jax.Array:
         h = self.attn(self.norm_attn(x_BxLxD), mask, positions_BxL)
         x_BxLxD = x_BxLxD + _dropout(h, self.dropout, deterministic, rngs)
         h = self.mlp(self.norm_mlp(x_BxLxD))
@@ -277,7 +257,7 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """Decoder-only language model: `logits_BxLxV = model(inputs_BxL, segment_ids, positions, deterministic)`."""
+    """Decoder-only language model: `logits_BxLxV = model(inputs_BxL, segment_ids, positions, deterministic, rngs)`."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -289,14 +269,8 @@ class Transformer(nnx.Module):
         if not cfg.tie_embeddings:
             self.head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), INIT_STD, decay=True)
 
-    def features(
-        self,
-        inputs_BxL: jax.Array,
-        segment_ids: jax.Array | None = None,
-        positions: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
+    def features(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
         """Final normed hidden states x_BxLxD (compute dtype), before the output projection."""
         cfg, dt = self.cfg, self.cfg.compute_dtype
         b, length = inputs_BxL.shape
@@ -331,27 +305,19 @@ class Transformer(nnx.Module):
         logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, w_DxV, preferred_element_type=jnp.float32)
         return constrain(logits_BxLxV, ("batch", "length", "vocab"))
 
-    def __call__(
-        self,
-        inputs_BxL: jax.Array,
-        segment_ids: jax.Array | None = None,
-        positions: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
+    def __call__(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
         return self.logits(self.features(inputs_BxL, segment_ids, positions, deterministic, rngs))
 
 
 def num_params(cfg: ModelConfig) -> int:
     """Number of parameters of `Transformer(cfg)` (tied embeddings counted once)."""
-    d, f, h, g, k, v = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.vocab_size
-    attn = d * h * k * 2 + d * g * k * 2 + (h * k + 2 * g * k + d if cfg.biases else 0)
-    mlp = (3 if cfg.mlp == "swiglu" else 2) * d * f + (f + d if cfg.biases else 0)
+    d, f, h, g, k = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    biases = h * k + 2 * g * k + d + f + d if cfg.biases else 0  # attention q, k, v, out; MLP in, out
     norm = (2 if cfg.norm == "layernorm" else 1) * d  # scale (and bias)
-    total = cfg.num_layers * (attn + mlp + 2 * norm) + norm + v * d
-    total += cfg.max_len * d if cfg.position == "learned" else 0
-    total += 0 if cfg.tie_embeddings else d * v
-    return total
+    positions = cfg.max_len * d if cfg.position == "learned" else 0
+    embed = 0 if cfg.tie_embeddings else d * cfg.vocab_size  # matmul_params counts the tied table once, as the head
+    return matmul_params(cfg) + cfg.num_layers * (biases + 2 * norm) + norm + positions + embed
 
 
 def matmul_params(cfg: ModelConfig) -> int:
@@ -365,9 +331,7 @@ def matmul_params(cfg: ModelConfig) -> int:
 def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True) -> float:
     """THE FLOPs per token of babyjax (training, benchmarks, scoring, the report), PaLM appendix B convention.
 
-    Forward: 2 * matmul_params + 4 * num_layers * num_heads * head_dim * seq_len (the second term is QK^T and
-    attention-times-V, counted over the full context, not halved for causality). Training (`backward=True`, the
-    default) counts forward + backward as 3 forwards: 6 * matmul_params + 12 * num_layers * num_heads * head_dim *
-    seq_len. `backward=False` gives the forward share alone (scoring, generation)."""
+    Forward: 2 * matmul_params + 4 * num_layers * num_heads * head_dim * seq_len (QK^T and attention-times-V over the
+    full context, not halved for causality); `backward=True` (training, the default) counts 3 forwards, `False` one."""
     forward = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
     return 3.0 * forward if backward else forward

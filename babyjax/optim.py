@@ -1,9 +1,5 @@
-"""Optax optimizer: AdamW with linear warmup then cosine | linear | constant | wsd decay, global-norm clipping and a
-weight-decay mask.
-
-Gradient accumulation is not done here: the train step (babyjax/step.py) scans over `optim.grad_accum_steps`
-micro-batches and sums token-weighted gradients, so k micro-batches give exactly the update of one big batch and every
-optimizer step is one call of `tx.update` (the step counter counts optimizer steps).
+"""Optax AdamW with linear warmup then cosine | linear | constant | wsd decay, global-norm clipping and a weight-decay
+mask. Gradient accumulation lives in the train step (babyjax/step.py): one `tx.update` per optimizer step.
 """
 from __future__ import annotations
 
@@ -20,8 +16,7 @@ SCHEDULES = ("cosine", "linear", "constant", "wsd")
 
 
 def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
-    """Learning rate per optimizer step: linear warmup from lr/warmup_steps to `lr` over `warmup_steps`, then the
-    decay."""
+    """Learning rate per optimizer step: linear warmup from lr/warmup_steps to `lr` over `warmup_steps`, then decay."""
     lr, warmup, end = float(optim_cfg.lr), int(optim_cfg.warmup_steps), float(optim_cfg.end_lr_ratio)
     name = str(optim_cfg.schedule)
     if name not in SCHEDULES:
@@ -42,9 +37,8 @@ def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
         if not 0.0 < fraction <= 1.0:
             raise InputError(f"optim.wsd_decay_fraction={fraction} must be in (0, 1]")
         cool = max(1, min(decay_steps, round(fraction * num_steps)))
-        decay = optax.join_schedules(
-            [optax.constant_schedule(lr), optax.linear_schedule(lr, lr * end, cool)], [decay_steps - cool]
-        )
+        decay = optax.join_schedules([optax.constant_schedule(lr), optax.linear_schedule(lr, lr * end, cool)],
+                                     [decay_steps - cool])
     if warmup == 0:
         return decay
     # Step k of warmup (k = 0, 1, ...) uses lr * (k + 1) / warmup: the first update is not zero, so the checkpoint
@@ -53,10 +47,8 @@ def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
 
 
 def decay_mask(params: Any) -> Any:
-    """True for parameters that get weight decay, as the model tagged them at creation (`decay` metadata, see
-    babyjax.model._param: kernels and embedding tables yes; biases, norm scales and position tables no). The logical
-    axis names play no part, so re-annotating a parameter for parallelism never changes the optimizer. Arrays and
-    Variables without the tag: decayed when ndim >= 2."""
+    """True for parameters that get weight decay, as the model tagged them (`decay` metadata, babyjax.model._param),
+    never from their logical axis names; arrays and Variables without the tag: decayed when ndim >= 2."""
 
     def decays(x: Any) -> Any:
         if not isinstance(x, nnx.Variable):
@@ -70,14 +62,7 @@ def decay_mask(params: Any) -> Any:
 def make_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """(AdamW chained after global-norm clipping, the lr schedule). `optim_cfg` is `config.optim`."""
     schedule = make_schedule(optim_cfg, num_steps)
-    adamw = optax.adamw(
-        schedule,
-        b1=float(optim_cfg.b1),
-        b2=float(optim_cfg.b2),
-        eps=float(optim_cfg.eps),
-        weight_decay=float(optim_cfg.weight_decay),
-        mask=decay_mask,
-    )
+    adamw = optax.adamw(schedule, b1=float(optim_cfg.b1), b2=float(optim_cfg.b2), eps=float(optim_cfg.eps),
+                        weight_decay=float(optim_cfg.weight_decay), mask=decay_mask)
     clip = float(optim_cfg.grad_clip)
-    tx = optax.chain(optax.clip_by_global_norm(clip), adamw) if clip > 0 else adamw
-    return tx, schedule
+    return (optax.chain(optax.clip_by_global_norm(clip), adamw) if clip > 0 else adamw), schedule

@@ -1,12 +1,7 @@
-"""Device mesh and logical-axis sharding.
-
-Parameters and activations name their dimensions with logical axes ('batch', 'embed', 'vocab', ...); the one table
-`LOGICAL_RULES` maps those names onto the mesh axes ('data', 'fsdp', 'tensor'). Changing the parallelism changes the
-mesh config (and, rarely, this table), never the model.
-
-Two rules make a spec valid for any shape: a mesh axis is used at most once per array (first dimension wins, so an
-activation ('batch', 'length', 'embed') puts 'fsdp' on the batch, not on 'embed'), and a mesh axis that does not
-divide a dimension is dropped for that dimension (that dimension is then replicated: e.g. a prime vocabulary).
+"""Device mesh and logical-axis sharding: the one table `LOGICAL_RULES` maps the logical axes of parameters and
+activations ('batch', 'embed', 'vocab', ...) onto the mesh axes ('data', 'fsdp', 'tensor'), so parallelism changes the
+mesh config, never the model. A mesh axis is used at most once per array (first dimension wins: an activation
+('batch', 'length', 'embed') puts 'fsdp' on the batch) and is dropped where it does not divide the dimension.
 """
 from __future__ import annotations
 
@@ -23,8 +18,7 @@ from babyjax.errors import InputError
 
 MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
 
-# logical axis -> mesh axes (None = replicated). Parameters use embed/vocab/heads/kv_heads/kv/mlp/norm;
-# activations and batches use batch/length and the same feature names.
+# logical axis -> mesh axes (None = replicated); batches and activations add batch and length to the parameters' names
 LOGICAL_RULES: tuple[tuple[str, tuple[str, ...] | str | None], ...] = (
     ("batch", ("data", "fsdp")),
     ("length", None),
@@ -35,11 +29,9 @@ LOGICAL_RULES: tuple[tuple[str, tuple[str, ...] | str | None], ...] = (
     ("kv", None),  # per-head feature dimension
     ("mlp", "tensor"),
     ("norm", None),  # norm scales and biases of width d_model
-    ("layers", None),
 )
-_RULES: dict[str, tuple[str, ...]] = {
-    name: () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes)) for name, axes in LOGICAL_RULES
-}
+_RULES: dict[str, tuple[str, ...]] = {name: () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+                                      for name, axes in LOGICAL_RULES}
 
 LogicalNames = Sequence[str | None]
 
@@ -58,10 +50,8 @@ def make_mesh(mesh_cfg: Any, devices: Sequence[jax.Device] | None = None) -> Mes
             raise InputError(f"mesh {described} does not fit {n} devices: the fixed axes ({known}) must divide {n}")
         sizes[sizes.index(-1)] = n // known
     elif known != n:
-        raise InputError(
-            f"mesh {described} needs {known} devices but {n} are available: "
-            f"choose sizes whose product is {n} (e.g. --config.mesh.data=-1)"
-        )
+        raise InputError(f"mesh {described} needs {known} devices but {n} are available: "
+                         f"choose sizes whose product is {n} (e.g. --config.mesh.data=-1)")
     auto = (AxisType.Auto,) * len(MESH_AXES)
     if devices == list(jax.devices())[:n]:
         return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=auto, devices=devices)
@@ -94,10 +84,8 @@ def named_sharding(mesh: Mesh, names: LogicalNames, shape: Sequence[int] | None 
 
 
 def _leaf_sharding(x: Any, mesh: Mesh) -> Any:
-    if isinstance(x, nnx.Variable):
-        names = x.get_metadata().get("out_sharding")
-        shape = x.get_value().shape
-        return x.replace(named_sharding(mesh, names, shape) if names else NamedSharding(mesh, PartitionSpec()))
+    if isinstance(x, nnx.Variable):  # no logical names: replicated, like any other array
+        return x.replace(named_sharding(mesh, x.get_metadata().get("out_sharding") or (), x.get_value().shape))
     return NamedSharding(mesh, PartitionSpec())
 
 
@@ -123,8 +111,4 @@ def use_mesh(mesh: Mesh) -> Any:
 
 def per_device_bytes(tree: Any) -> int:
     """Bytes of the addressable shard on the first device, summed over the arrays of `tree`."""
-    total = 0
-    for x in jax.tree.leaves(tree):
-        shard = x.addressable_shards[0].data
-        total += shard.size * shard.dtype.itemsize
-    return total
+    return sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(tree))

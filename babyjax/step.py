@@ -1,9 +1,6 @@
-"""The functional hot loop: a `TrainState` pytree and jitted, sharded `train_step` / `eval_step`.
-
-The NNX model is split once into a static `graphdef` and state; the steps are pure functions of
-(state, batch) under `jax.jit` with explicit in/out shardings and the train state donated (design.md convention 5).
-Gradient accumulation scans over micro-batches inside the step and sums token-weighted gradients, so k micro-batches
-give exactly the update of one batch k times larger.
+"""The functional hot loop: a `TrainState` pytree and jitted, sharded `train_step` / `eval_step`, pure functions of
+(state, batch) with explicit in/out shardings, the train state donated. Gradient accumulation scans over micro-batches
+and sums token-weighted gradients: k micro-batches give exactly the update of one batch k times larger.
 """
 from __future__ import annotations
 
@@ -24,6 +21,7 @@ from babyjax.sharding import constrain, logical_to_spec, tree_shardings
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+LOSS_FIELDS = ("inputs", "targets", "segment_ids", "positions", "weights")  # the batch entries the loss reads
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -46,9 +44,8 @@ def init_train_state(
     def init() -> TrainState:
         model = Transformer(model_cfg, rngs=nnx.Rngs(params=params_key))
         _, params, rest = nnx.split(model, nnx.Param, ...)
-        return TrainState(
-            step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=dropout_key, rest=rest
-        )
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=dropout_key,
+                          rest=rest)
 
     graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: Transformer(model_cfg, rngs=nnx.Rngs(0))), nnx.Param, ...)
     state_shardings = tree_shardings(jax.eval_shape(init), mesh)
@@ -68,9 +65,8 @@ def _split_micro(batch: Batch, k: int) -> Batch:
     return {key: split(x) for key, x in batch.items()}
 
 
-def _loss_sums(
-    graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Batch, deterministic: bool, rng: jax.Array
-) -> tuple[jax.Array, jax.Array]:
+def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Batch, deterministic: bool,
+               rng: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(sum over tokens of weight * cross-entropy, sum of weights), float32."""
     model = nnx.merge(graphdef, params, rest)
     rngs = None if deterministic else nnx.Rngs(dropout=rng)
@@ -85,81 +81,54 @@ def _batch_shardings(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, logical_to_spec(("batch",)))
 
 
-def make_train_step(
-    graphdef: nnx.GraphDef,
-    tx: optax.GradientTransformation,
-    lr_schedule: optax.Schedule,
-    mesh: Mesh,
-    state_shardings: TrainState,
-    grad_accum_steps: int = 1,
-) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-    """A jitted `train_step(state, batch) -> (state, metrics)`; the input state is donated.
-
-    metrics: loss (token-weighted mean over batch['weights']), grad_norm (before clipping), lr (of this step),
-    num_tokens (sum of weights), num_words (sum of batch['num_words']).
-    """
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lr_schedule: optax.Schedule,
+                    mesh: Mesh, state_shardings: TrainState,
+                    grad_accum_steps: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """A jitted `train_step(state, batch) -> (state, metrics)`, the input state donated. metrics: loss (token-weighted
+    mean over batch['weights']), grad_norm (before clipping), lr (of this step), num_tokens (sum of weights), num_words
+    (sum of batch['num_words'])."""
     if grad_accum_steps < 1:
         raise InputError(f"optim.grad_accum_steps={grad_accum_steps} must be >= 1")
-    grad_fn = jax.value_and_grad(_loss_sums, argnums=1, has_aux=True)
-
-    def micro_grads(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[jax.Array, jax.Array, nnx.State]:
-        (loss_sum, weight_sum), grads = grad_fn(graphdef, state.params, state.rest, batch, False, rng)
-        return loss_sum, weight_sum, grads
+    grad_fn = jax.value_and_grad(_loss_sums, argnums=1, has_aux=True)  # -> ((loss sum, weight sum), grads)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             rng = jax.random.fold_in(state.rng, state.step)
-            loss_fields = {k: batch[k] for k in ("inputs", "targets", "segment_ids", "positions", "weights")}
+            loss_fields = {k: batch[k] for k in LOSS_FIELDS}
             if grad_accum_steps == 1:
-                loss_sum, weight_sum, grads = micro_grads(state, loss_fields, rng)
+                (loss_sum, weight_sum), grads = grad_fn(graphdef, state.params, state.rest, loss_fields, False, rng)
             else:
                 def body(carry: tuple, xs: tuple) -> tuple[tuple, None]:
                     micro, j = xs
-                    loss_j, weight_j, grads_j = micro_grads(state, micro, jax.random.fold_in(rng, j))
-                    return jax.tree.map(jnp.add, carry, (loss_j, weight_j, grads_j)), None
+                    sums = grad_fn(graphdef, state.params, state.rest, micro, False, jax.random.fold_in(rng, j))
+                    return jax.tree.map(jnp.add, carry, sums), None
 
-                zeros = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-                micro_batches = _split_micro(loss_fields, grad_accum_steps)
-                (loss_sum, weight_sum, grads), _ = jax.lax.scan(
-                    body, zeros, (micro_batches, jnp.arange(grad_accum_steps))
-                )
+                zeros = ((jnp.float32(0), jnp.float32(0)), jax.tree.map(jnp.zeros_like, state.params))
+                micro_batches = (_split_micro(loss_fields, grad_accum_steps), jnp.arange(grad_accum_steps))
+                ((loss_sum, weight_sum), grads), _ = jax.lax.scan(body, zeros, micro_batches)
             scale = 1.0 / jnp.maximum(weight_sum, 1e-6)
             grads = jax.tree.map(lambda g: g * scale, grads)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-            metrics = {
-                "loss": loss_sum * scale,
-                "grad_norm": optax.tree.norm(grads),
-                "lr": jnp.asarray(lr_schedule(state.step), jnp.float32),
-                "num_tokens": weight_sum,
-                "num_words": jnp.sum(batch["num_words"].astype(jnp.float32)),
-            }
-            return new_state, metrics
+            metrics = {"loss": loss_sum * scale, "grad_norm": optax.tree.norm(grads),
+                       "lr": jnp.asarray(lr_schedule(state.step), jnp.float32), "num_tokens": weight_sum,
+                       "num_words": jnp.sum(batch["num_words"].astype(jnp.float32))}
+            return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(
-        train_step,
-        in_shardings=(state_shardings, _batch_shardings(mesh)),
-        out_shardings=(state_shardings, replicated),
-        donate_argnums=(0,),
-    )
+    return jax.jit(train_step, in_shardings=(state_shardings, _batch_shardings(mesh)),
+                   out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=(0,))
 
 
-def make_eval_step(
-    graphdef: nnx.GraphDef, mesh: Mesh, state_shardings: TrainState
-) -> Callable[[TrainState, Batch], tuple[jax.Array, jax.Array]]:
+def make_eval_step(graphdef: nnx.GraphDef, mesh: Mesh,
+                   state_shardings: TrainState) -> Callable[[TrainState, Batch], tuple[jax.Array, jax.Array]]:
     """A jitted `eval_step(state, batch) -> (sum of weighted token losses, sum of weights)`; deterministic."""
 
     def eval_step(state: TrainState, batch: Batch) -> tuple[jax.Array, jax.Array]:
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-            fields = {k: batch[k] for k in ("inputs", "targets", "segment_ids", "positions", "weights")}
-            return _loss_sums(graphdef, state.params, state.rest, fields, True, state.rng)
+            return _loss_sums(graphdef, state.params, state.rest, batch, True, state.rng)
 
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(
-        eval_step, in_shardings=(state_shardings, _batch_shardings(mesh)), out_shardings=(replicated, replicated)
-    )
+    return jax.jit(eval_step, in_shardings=(state_shardings, _batch_shardings(mesh)), out_shardings=(replicated,) * 2)
 
 
 def memory_analysis_summary(compiled: Any) -> str:

@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -71,17 +72,25 @@ def main() -> None:
     for name, kw in cases.items():
         cfg = c.copy_and_resolve_references()
         cfg.packing = kw["packing"]
-        rates = []
-        for r in range(args.repeats):
-            loader = pipeline.make_loader(cfg, tok, split="train", global_batch_size=args.batch, seed=r,
-                                          mesh=kw.get("mesh"))
-            next(loader)  # start-up (threads, first batch) is not throughput
-            n, t0 = 0.0, time.perf_counter()
-            for _, b in zip(range(args.batches), loader):
-                n += float(np.asarray(b["num_tokens"]).sum())
-            rates.append(n / (time.perf_counter() - t0))
-        rate = statistics.median(rates)
+        rate = _median_rate(cfg, tok, args, kw.get("mesh"))
         print(f"{name:<26}{rate:>20,.0f}{1e3 * args.batch * args.seq_len / rate:>12.2f}{rate / args.consume:>14,.0f}")
+
+
+def _median_rate(cfg: Any, tok: Any, args: argparse.Namespace, mesh: Any) -> float:
+    """Median tokens/s of `args.repeats` loaders (seeds 0, 1, ...), each timed over `args.batches` batches."""
+    import numpy as np
+
+    from babyjax.data import pipeline
+
+    rates = []
+    for r in range(args.repeats):
+        loader = pipeline.make_loader(cfg, tok, split="train", global_batch_size=args.batch, seed=r, mesh=mesh)
+        next(loader)  # start-up (threads, first batch) is not throughput
+        n, t0 = 0.0, time.perf_counter()
+        for _, b in zip(range(args.batches), loader):
+            n += float(np.asarray(b["num_tokens"]).sum())
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
 if __name__ == "__main__":
