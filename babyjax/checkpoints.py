@@ -38,8 +38,7 @@ META_KEYS = ("step", "tokens_seen", "words_seen", "wall_time", "params_hash")
 logging.getLogger("absl").addFilter(lambda record: "Skipping merge of OCDBT checkpoints" not in record.getMessage())
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Parameter hashes
+# -- Parameter hashes -------------------------------------------------------------------------------------------------
 
 
 def _key_name(key: Any) -> str:
@@ -50,7 +49,7 @@ def _key_name(key: Any) -> str:
 
 
 def _canonical_path(path: tuple) -> str:
-    """'layers/0/kernel' for an nnx.State leaf, its pure dict and orbax's raw restore alike (a final 'value' dropped)."""
+    """'blocks/0/attn/wq' for an nnx.State leaf, its pure dict and orbax's raw restore alike (final 'value' dropped)."""
     parts = [_key_name(k) for k in path]
     if len(parts) > 1 and parts[-1] == "value":
         parts.pop()
@@ -96,8 +95,7 @@ def _json_safe(meta: Mapping[str, Any]) -> dict:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Restoring parameters (the scorer's entry point)
+# -- Restoring parameters (the scorer's entry point) ------------------------------------------------------------------
 
 
 def _series_step_dir(workdir: epath.Path, step: int) -> epath.Path:
@@ -153,8 +151,7 @@ def verify_params(workdir: str | os.PathLike, step: int, params: Any) -> bool:
     raise CheckpointError(f"step {step} is not in the series index of {workdir}")
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Writing checkpoints during training
+# -- Writing checkpoints during training ------------------------------------------------------------------------------
 
 
 class _IteratorState:
@@ -238,8 +235,9 @@ class RunCheckpoints:
 
     def _write_index(self) -> None:
         if self._primary:
-            # No fsync: after a power loss the index may be stale or damaged, and it is then rebuilt from the checkpoints.
-            paths.write_atomic(self.run.index_path, json.dumps([self._index[s] for s in sorted(self._index)], indent=1))
+            # No fsync: an index that a power loss leaves stale or damaged is rebuilt from the checkpoints.
+            entries = [self._index[s] for s in sorted(self._index)]
+            paths.write_atomic(self.run.index_path, json.dumps(entries, indent=1))
 
     def _flush_index(self) -> None:
         """Move pending series steps that orbax has committed (renamed into place) into the index file."""

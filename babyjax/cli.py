@@ -42,7 +42,9 @@ def report(error: UserError, prog: str | None = None) -> None:
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *,
         prog: str | None = None) -> int:
-    """Call `main(argv)`; a UserError is reported in one line and gives 2, anything else propagates (traceback)."""
+    """Set up logging and call `main(argv)`; a UserError is reported in one line and gives 2, anything else
+    propagates (traceback)."""
+    setup_logging()
     try:
         return int(main(argv) or 0)
     except UserError as e:
@@ -55,7 +57,6 @@ def run_absl(main: Callable[[list[str]], None], prog: str | None = None) -> None
     from absl import app
 
     def wrapped(argv: list[str]) -> None:
-        setup_logging()
         if len(argv) > 1:
             report(UserError(f"unexpected arguments {' '.join(argv[1:])}: every option is a --flag"), prog)
             sys.exit(2)

@@ -14,7 +14,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -74,13 +74,10 @@ class Preemption:
     def __enter__(self) -> Preemption:
         if not self._multi:
             try:
-                self._previous = signal.signal(signal.SIGTERM, self._handler)
+                self._previous = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
             except ValueError:  # not the main thread (e.g. a notebook worker): no signal handling
                 self._previous = None
         return self
-
-    def _handler(self, signum, frame) -> None:  # noqa: ARG002
-        self.requested = True
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
@@ -247,7 +244,3 @@ class ResumeSaves:
             with self.lock:
                 self.ckpt.save_resume(p.step, state, self.loader, p.meta(), force=stop or p.final)
 
-
-def call_all(hooks: Iterable[Callable[[Progress, Any, bool], None]], p: Progress, state: Any, stop: bool) -> None:
-    for hook in hooks:
-        hook(p, state, stop)

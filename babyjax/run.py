@@ -135,8 +135,7 @@ def _first_difference(a: Any, b: Any, prefix: str) -> str:
     return f"{prefix}: stored {a!r}, now {b!r}"
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The series index
+# -- The series index -------------------------------------------------------------------------------------------------
 
 
 def read_index_file(path: epath.Path) -> list[dict]:

@@ -1,21 +1,9 @@
-"""When to save a checkpoint of the series: the schedules of the learning-curve literature, and any explicit list.
+"""When to save a checkpoint of the series: the schedules of the learning-curve literature (Chang et al., Pythia,
+Stanford CRFM, BabyLM 2025 words-seen marks; sources in docs/science.md) and any explicit list.
 
-Every schedule includes step 0 (the initialisation, the left end of every learning curve). A schedule built by
-`series_schedule(ckpt_cfg, num_steps)` also includes the final step `num_steps`, so that the series always ends with
-the trained model; the generator functions (`chang_steps`, `pythia_steps`, `crfm_steps`) give the published lists
-exactly.
-
-Step `s` means "the parameters after `s` optimizer updates"; `words_seen_before`/`words_seen_after` are the cumulative
-words consumed by updates 1..s-1 and 1..s.
-
-Sources:
-  - Chang, Tu & Bergen 2023 (TACL 2024), "Characterizing Learning Curves During Language Model Pre-Training":
-    exponentially spaced checkpoints.
-  - Biderman et al. 2023 (ICML), "Pythia: A Suite for Analyzing Large Language Models Across Training and Scaling":
-    log-spaced early steps, then every 1,000.
-  - Stanford CRFM Mistral (Karamcheti, Orr et al. 2021), GPT-2 replication runs: every 10/50/100/1,000 steps.
-  - BabyLM 2025 call for papers (Charpentier et al. 2025): intermediate checkpoints named by words seen,
-    `chck_1M` ... `chck_10M`, `chck_20M` ... `chck_100M`, ... `chck_1000M`.
+Every schedule includes step 0 (the initialisation, the left end of every learning curve); `series_schedule` also adds
+the final step. Step `s` means "the parameters after `s` optimizer updates"; `words_seen_before`/`words_seen_after`
+are the cumulative words consumed by updates 1..s-1 and 1..s.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ waits for the device. Running `train` again on the same workdir continues from t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import jax
 import ml_collections
+from jax.experimental import multihost_utils
 
 from babyjax import distributed, hooks, metrics as metrics_lib, model as model_lib, sharding, step as step_lib
 from babyjax.checkpoints import RunCheckpoints
@@ -55,34 +57,24 @@ class _Session:
         return int(self.config.train.num_steps)
 
 
-def _prepare_data(config: ml_collections.ConfigDict, run: RunDir):
+def _prepare_tokenizer(config: ml_collections.ConfigDict, run: RunDir) -> tokenizer_lib.Tokenizer:
     """Dataset and tokenizer; with several processes, process 0 prepares first and the others then reuse its work."""
 
-    def prepare():
-        sources = babylm.prepare(config.data)
-        return sources, tokenizer_lib.get_tokenizer(config.tokenizer, sources["train"], run.path)
+    def prepare() -> tokenizer_lib.Tokenizer:
+        return tokenizer_lib.get_tokenizer(config.tokenizer, babylm.prepare(config.data)["train"], run.path)
 
-    if jax.process_count() == 1:
-        return prepare()
-    from jax.experimental import multihost_utils
-
-    if jax.process_index() == 0:
-        result = prepare()
-    multihost_utils.sync_global_devices("babyjax: data prepared by process 0")
-    if jax.process_index() != 0:
-        result = prepare()
-    return result
+    tok = prepare() if jax.process_index() == 0 else None
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("babyjax: data prepared by process 0")
+    return tok if tok is not None else prepare()
 
 
 def evaluate(eval_step, state, loader_factory, max_batches: int) -> float:
     """Token-weighted mean loss over (at most `max_batches` of) one pass of the dev split."""
-    total, weight = 0.0, 0.0
-    for i, batch in enumerate(loader_factory()):
-        if max_batches > 0 and i >= max_batches:
-            break
+    total, weight, batches = 0.0, 0.0, loader_factory()
+    for batch in itertools.islice(batches, max_batches) if max_batches > 0 else batches:
         loss_sum, w_sum = eval_step(state, batch)
-        total += float(loss_sum)
-        weight += float(w_sum)
+        total, weight = total + float(loss_sum), weight + float(w_sum)
     return total / weight if weight > 0 else float("nan")
 
 
@@ -95,7 +87,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
     mesh = sharding.make_mesh(config.mesh)
     log.info("processes: %d, devices: %d (local %d), mesh: %s", jax.process_count(), jax.device_count(),
              jax.local_device_count(), dict(mesh.shape))
-    _, tok = _prepare_data(config, run)
+    tok = _prepare_tokenizer(config, run)
     model_cfg = model_lib.ModelConfig.from_config(config.model, tok.vocab_size)
     model_cfg.check_length(config.data.seq_len)
     log.info("model: %s, %.2fM parameters", model_cfg.style, model_lib.num_params(model_cfg) / 1e6)
@@ -160,7 +152,8 @@ def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Pro
             s.state, metrics = compiled(s.state, batch)
             progress = progress.after(*totals, metrics, wall_before + time.time() - t0, s.num_steps)
             stop = preemption.should_stop(progress.step)
-            hooks.call_all(steps, progress, s.state, stop)
+            for hook in steps:
+                hook(progress, s.state, stop)
             if stop:
                 log.warning("SIGTERM: saved a resume checkpoint at step %d; run the same command to continue",
                             progress.step)
