@@ -9,9 +9,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import sys
+import threading
+import time
 
+import jax
+import numpy as np
 from absl import flags
+from jax.experimental import multihost_utils
 
 from babyjax.errors import DistributedError
 
@@ -48,14 +54,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         # JAX aborts the whole process (a C++ fatal error) when it cannot register with the coordinator: probe the
         # address first, so that an unreachable coordinator is one clear error after a bounded wait.
         _wait_for_coordinator(coordinator_address, timeout_s)
-    import jax
-
     if os.environ.get("JAX_PLATFORMS", "").startswith("cpu") or _cpu_only():
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     # When not every process arrives, JAX ends the process with a C++ fatal error and a stack dump. A watchdog
     # that fires just before JAX's own timeout turns that into one clear line and exit status 2.
-    import threading
-
     def give_up() -> None:
         print(f"error: not every process joined the distributed job at {coordinator_address or 'the coordinator'} "
               f"within {timeout_s}s (expected {num_processes or 'all'} processes); start all of them with the same "
@@ -69,11 +71,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                    process_id=process_id, initialization_timeout=int(timeout_s) + 10)
     except Exception as e:  # noqa: BLE001 - JAX raises several types; all mean the same to the user
-        where = coordinator_address or "the auto-detected coordinator"
-        raise DistributedError(
-            f"could not join the distributed job at {where} within {timeout_s}s ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}); check that every process runs with the same "
-            "coordinator address and that process 0 is up") from e
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise _join_error(coordinator_address or "the auto-detected coordinator", timeout_s, why) from e
     finally:
         watchdog.cancel()
     log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
@@ -82,9 +81,6 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
 
 def _wait_for_coordinator(address: str, timeout_s: float) -> None:
     """Waits until something listens at `address` (host:port); raises DistributedError after `timeout_s`."""
-    import socket
-    import time
-
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise DistributedError(f"--coordinator_address={address!r} is not host:port")
@@ -95,17 +91,17 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
                 return
         except OSError as e:
             if time.monotonic() >= deadline:
-                raise DistributedError(
-                    f"could not join the distributed job at {address} within {timeout_s}s ({e.strerror or e}); "
-                    "check that every process runs with the same coordinator address and that process 0 is up"
-                ) from None
+                raise _join_error(address, timeout_s, str(e.strerror or e)) from None
             time.sleep(0.5)
+
+
+def _join_error(where: str, timeout_s: float, why: str) -> DistributedError:
+    return DistributedError(f"could not join the distributed job at {where} within {timeout_s}s ({why}); check that "
+                            "every process runs with the same coordinator address and that process 0 is up")
 
 
 def _cpu_only() -> bool:
     try:
-        import jax
-
         return jax.default_backend() == "cpu"
     except RuntimeError:
         return False
@@ -118,13 +114,8 @@ def initialize_from_flags() -> bool:
 
 def check_same_everywhere(text: str, what: str) -> None:
     """Raises DistributedError on every process unless all processes hold the same `text` (e.g. the config)."""
-    import jax
-    import numpy as np
-
     if jax.process_count() == 1:
         return
-    from jax.experimental import multihost_utils
-
     digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], dtype=np.int64)
     all_digests = np.asarray(multihost_utils.process_allgather(digest)).reshape(-1)
     if len(set(all_digests.tolist())) > 1:
