@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,21 +108,26 @@ class NgramCounts:
         return np.where(np.isnan(out), self.min_unigram_logprob, out)
 
 
-def token_contexts(tokens: pd.DataFrame, order: int = 5) -> tuple[np.ndarray, int]:
-    """[N, order] ids (order-1 preceding tokens of the same sequence, then the token) from tokens.csv rows
-    (seq, position, token_id); positions before 0 are PAD. Preceding tokens missing from the table (a sampled
-    tokens-in-context set) are PAD too; returns the number of tokens whose context was truncated that way."""
-    key = dict(zip(zip(tokens["seq"].to_numpy(), tokens["position"].to_numpy()), tokens["token_id"].to_numpy()))
-    seq, pos, tok = tokens["seq"].to_numpy(), tokens["position"].to_numpy(), tokens["token_id"].to_numpy()
-    out = np.full((len(tokens), order), PAD, np.int64)
-    out[:, -1] = tok
-    truncated = np.zeros(len(tokens), bool)
+def ngram_contexts(target_N: np.ndarray, previous: Callable[[int], np.ndarray], order: int) -> np.ndarray:
+    """[N, order] ids: the order-1 tokens before each target (`previous(k)`: the ids k tokens back, PAD where unknown
+    or before the sequence), then the target; once one is PAD, so is every earlier one."""
+    ctx = np.full((len(target_N), order), PAD, np.int64)
+    ctx[:, -1] = target_N
     for k in range(1, order):
-        prev = np.array([key.get((s, p - k), PAD) for s, p in zip(seq, pos)], np.int64)
-        truncated |= (prev == PAD) & (pos - k >= 0)
-        prev[truncated] = PAD  # once a gap appears, earlier tokens are not used either
-        out[:, order - 1 - k] = prev
-    return out, int(truncated.sum())
+        ctx[:, -1 - k] = np.where(ctx[:, -k] == PAD, PAD, previous(k))
+    return ctx
+
+
+def token_contexts(tokens: pd.DataFrame, order: int = 5) -> tuple[np.ndarray, int]:
+    """[N, order] n-gram contexts (`ngram_contexts`) from tokens.csv rows (seq, position, token_id). Preceding tokens
+    missing from the table (a sampled tokens-in-context set) are PAD too; returns the number of tokens whose context
+    was truncated that way."""
+    seq, pos = tokens["seq"].to_numpy(), tokens["position"].to_numpy()
+    key = dict(zip(zip(seq, pos), tokens["token_id"].to_numpy()))
+    ctx = ngram_contexts(tokens["token_id"].to_numpy(), lambda k: np.array(
+        [key.get((s, p - k), PAD) for s, p in zip(seq, pos)], np.int64), order)
+    truncated = (ctx[:, :-1] == PAD) & (pos[:, None] - np.arange(order - 1, 0, -1) >= 0)
+    return ctx, int(truncated.any(1).sum())
 
 
 def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.ndarray | None = None) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from babyjax import model
 from babyjax.analysis import curves, plots, predictors, words, xia
-from babyjax.data.tokenizer import EOS_ID, PAD_ID
+from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from babyjax.errors import InputError, MissingError, UserError
 from babyjax.metrics import read_metrics
 from babyjax.run import RunDir
@@ -85,8 +85,6 @@ def _sample_rows(so: ScoreOutput) -> np.ndarray | None:
 def _next_pieces(so: ScoreOutput, rows_NxL: np.ndarray, tokenizer_path: pathlib.Path) -> pd.Series:
     """The piece after each target of a tokens-in-context output, from its sample rows: "" for EOS / PAD (end of a
     document), NaN past the end of the row (unknown)."""
-    from babyjax.data.tokenizer import Tokenizer
-
     tok = Tokenizer(tokenizer_path)
     seq, pos = so.tokens["seq"].to_numpy(np.int64), so.tokens["position"].to_numpy(np.int64) + 1
     inside = pos < rows_NxL.shape[1]
@@ -97,19 +95,15 @@ def _next_pieces(so: ScoreOutput, rows_NxL: np.ndarray, tokenizer_path: pathlib.
 
 
 def _sample_contexts(so: ScoreOutput, rows_NxL: np.ndarray, order: int) -> np.ndarray:
-    """[N, order] n-gram contexts (order-1 preceding ids, then the target) of a tokens-in-context output, from its
-    sample rows. Context at or before an EOS document separator, or before the sample row, is PAD (the start of a
-    sequence, as in the n-gram counts)."""
+    """[N, order] n-gram contexts of a tokens-in-context output from its sample rows: an EOS document separator, and
+    what is before it or before the row, is PAD (the start of a sequence, as in the n-gram counts)."""
     seq, pos = so.tokens["seq"].to_numpy(np.int64), so.tokens["position"].to_numpy(np.int64)
-    target = so.tokens["token_id"].to_numpy(np.int64)
-    ctx = np.full((len(target), order), predictors.PAD, np.int64)
-    ctx[:, -1] = target
-    cut = np.zeros(len(target), bool)
-    for k in range(1, order):
-        prev = np.where(pos - k >= 0, rows_NxL[seq, np.maximum(pos - k, 0)], predictors.PAD)
-        cut |= (pos - k < 0) | (prev == EOS_ID)
-        ctx[:, order - 1 - k] = np.where(cut, predictors.PAD, prev)
-    return ctx
+
+    def previous(k: int) -> np.ndarray:
+        prev = rows_NxL[seq, np.maximum(pos - k, 0)]
+        return np.where((pos - k >= 0) & (prev != EOS_ID), prev, predictors.PAD)
+
+    return predictors.ngram_contexts(so.tokens["token_id"].to_numpy(np.int64), previous, order)
 
 
 def _tokenizer_path(so: ScoreOutput, run: str, runs_dir: pathlib.Path | None) -> pathlib.Path | None:
