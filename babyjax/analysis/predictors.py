@@ -1,8 +1,7 @@
 """Predictors of the learning-curve measures after Chang, Tu & Bergen (2023) (docs/science.md, "Predictors"): n-gram
-log2 probabilities from the run's own training tokens with their backoff (no discount, so not a normalised model; a
-token unseen as a unigram gets the smallest unigram probability), rank correlations and OLS. Sequences start with
-n-1 placeholder tokens (PAD = -1); n-grams are counted by 64-bit polynomial hashes (collision chance about
-n^2 / 2^65: negligible below 1e8 types)."""
+log2 probabilities from the run's own training tokens (a token unseen as a unigram gets the smallest unigram
+probability), rank correlations and OLS. Sequences start with n-1 PADs (-1); n-grams are counted by 64-bit polynomial
+hashes (collision chance about n^2 / 2^65: negligible below 1e8 types)."""
 from __future__ import annotations
 
 import dataclasses
@@ -45,10 +44,7 @@ class NgramCounts:
     def from_sequences(cls, sequences: Iterable[Sequence[int]], order: int = 5, min_count: int = 2) -> NgramCounts:
         """Counts over sequences (documents), each preceded by order-1 PADs (the start of a sequence)."""
         pad = np.full(order - 1, PAD, np.int64)
-        parts = []
-        for seq in sequences:
-            if len(seq):
-                parts += [pad, np.asarray(seq, np.int64)]
+        parts = [part for seq in sequences if len(seq) for part in (pad, np.asarray(seq, np.int64))]
         return cls.from_padded_stream(np.concatenate(parts) if parts else np.zeros(0, np.int64), order, min_count)
 
     @classmethod
@@ -138,10 +134,8 @@ def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.nda
     ctx = token_contexts(tokens, counts.order)[0] if contexts is None else contexts
     uni = counts.logprob_with_backoff(ctx[:, -1:])
     ngram = counts.logprob_with_backoff(ctx)
-    if np.ptp(uni) > 0:
-        resid = sm.OLS(ngram, sm.add_constant(uni, has_constant="add")).fit().resid
-    else:
-        resid = ngram - ngram.mean()
+    resid = sm.OLS(ngram, sm.add_constant(uni, has_constant="add")).fit().resid if np.ptp(uni) > 0 else \
+        ngram - ngram.mean()
     ctx_len = tokens["context_length"].to_numpy(np.float64) if "context_length" in tokens else \
         tokens["position"].to_numpy(np.float64) + 1
     return pd.DataFrame({"unigram": uni, f"{counts.order}gram": ngram, "ngram_resid": np.asarray(resid),
@@ -161,10 +155,8 @@ def relate(measures: pd.DataFrame, predictors: pd.DataFrame, predictor_cols: Seq
         for pcol in predictor_cols:
             x = predictors[pcol].to_numpy(np.float64)
             ok = np.isfinite(y) & np.isfinite(x)
-            if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-                rho, pv = np.nan, np.nan
-            else:
-                rho, pv = stats.spearmanr(x[ok], y[ok])
+            rho, pv = (np.nan, np.nan) if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0 else \
+                stats.spearmanr(x[ok], y[ok])
             exp = EXPECTED_SIGNS.get(m) if pcol in ("unigram", "ngram_resid") else None
             holds = "" if exp is None or not np.isfinite(rho) else ("yes" if np.sign(rho) == exp else "no")
             rank_rows.append({"measure": m, "predictor": pcol, "spearman_rho": rho, "p_value": pv, "n": int(ok.sum()),

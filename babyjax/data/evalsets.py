@@ -89,8 +89,8 @@ def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num
 
 
 def make_token_sample(data_cfg: Any, tokenizer: Tokenizer, path: str | os.PathLike, *, split: str = "test",
-                      num_sequences: int = 100_000, seq_len: int = 128, num_positions: int = 10,
-                      seed: int = 0) -> TokenSample:
+                      num_sequences: int = 100_000, seq_len: int = 128, num_positions: int = 10, seed: int = 0
+                      ) -> TokenSample:
     """Tokens-in-context sample from `split` of the BabyLM dataset of `data_cfg`, saved to `path`."""
     if split not in ("dev", "test"):
         raise InputError(f"tokens in context must come from held-out text: split 'dev' or 'test', not {split!r}")

@@ -329,8 +329,7 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
     placed: dict[int, tuple[Packed, list]] = {}
     packed = pack(wins, seq_len)
     log.info("scoring %d tokens (%d sequences, %d rows of %d) of %s; %d checkpoints to score, %d done before",
-             len(tokens), len(ev.sequences), packed.num_rows, seq_len, ev.source,
-             sum(len(v) for v in plan.values()), already)
+             len(tokens), len(ev.sequences), packed.num_rows, seq_len, ev.source, sum(map(len, plan.values())), already)
     for r in [r for r in opened if plan[r.spec.name]]:  # one scorer per model shape, one placement per batch size
         cfg = model_cfgs[r.spec.name]
         scorer = scorers[cfg] = scorers.get(cfg) or Scorer(cfg, mesh, batch_rows, head_tokens)

@@ -97,10 +97,7 @@ class Scorer:
     def place(self, packed: Packed) -> tuple[Packed, list[dict[str, jax.Array]]]:
         """Pad `packed` to whole batches and put every batch on the mesh once (reused for every checkpoint)."""
         packed = packed.padded(self.batch_rows)
-
-        def put(x: np.ndarray) -> jax.Array:
-            return jax.make_array_from_callback(x.shape, self.batch_sharding, lambda idx: x[idx])
-
+        put = lambda x: jax.make_array_from_callback(x.shape, self.batch_sharding, lambda idx: x[idx])
         return packed, [{k: put(v) for k, v in b.items()} for b in packed.batches(self.batch_rows)]
 
     def logprobs(self, params: Any, packed: Packed, device_batches: Sequence[dict[str, jax.Array]]) -> np.ndarray:
