@@ -85,8 +85,7 @@ class GamSmoother:
         edges = (float(x_T.min()), float(x_T.max()))
         b_TxK = pygam_bspline_basis(x_T, edges, n_splines)
         q_TxK, r_KxK = np.linalg.qr(b_TxK)
-        eye = np.eye(n_splines)
-        fold = eye - np.ones((n_splines, n_splines)) / (n_splines + 1)  # eps on [c_s, c_0], c_0 profiled out
+        fold = np.eye(n_splines) - 1 / (n_splines + 1)  # I - 11'/(K+1): eps on [c_s, c_0], c_0 profiled out
         d = np.diff(np.eye(n_splines), 2, axis=0)  # second-order differences (pygam `penalties.derivative`)
         p0 = d.T @ d
         smooth, coef, edof = [], [], []
@@ -207,11 +206,10 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: f
 
 def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
                 threshold_C: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Chang et al. sigmoid AoA (their `compute_aoa_vals`, edge rules in docs/science.md): the crossing of the
-    threshold (surprisal, bits) by the sigmoid fitted to the negated curve. `threshold_C`: the GAM AoA's threshold
-    (`gam_aoa`; babyjax's departure from the released code, docs/science.md); None (no GAM could be fit, or Chang &
-    Bergen 2022 word curves): halfway between chance and the raw curve's minimum. Returns (aoa [C], params [C, 4] in
-    surprisal units)."""
+    """Chang et al. sigmoid AoA (their `compute_aoa_vals`; edge rules: docs/science.md): where the sigmoid fitted to
+    the negated curve crosses the threshold (surprisal, bits): `threshold_C` (the GAM AoA's: babyjax's departure from
+    the released code) or, if None (no GAM, or Chang & Bergen 2022 word curves), halfway between chance and the raw
+    curve's minimum. Returns (aoa [C], params [C, 4] in surprisal units)."""
     x_T = np.asarray(x_T, np.float64)
     neg_TxC = -np.asarray(surprisal_TxC, np.float64)
     p_Cx4 = fit_sigmoid(x_T, neg_TxC)

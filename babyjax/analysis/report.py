@@ -104,11 +104,8 @@ def _sample_contexts(so: ScoreOutput, rows_NxL: np.ndarray, order: int) -> np.nd
 def _tokenizer_path(so: ScoreOutput, run: str, runs_dir: pathlib.Path | None) -> pathlib.Path | None:
     """The run's tokenizer.model: under --runs-dir, else in the run folder recorded by babyjax.score."""
     workdirs = so.meta.get("run_workdirs", {})
-    for d in ([runs_dir / run] if runs_dir else []) + ([pathlib.Path(workdirs[run])] if run in workdirs else []):
-        path = RunDir(d).tokenizer_path
-        if path.is_file():
-            return pathlib.Path(path)
-    return None
+    dirs = ([runs_dir / run] if runs_dir else []) + ([pathlib.Path(workdirs[run])] if run in workdirs else [])
+    return next((pathlib.Path(t) for t in (RunDir(d).tokenizer_path for d in dirs) if t.is_file()), None)
 
 
 def _measures(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], notes: list[str],

@@ -201,10 +201,9 @@ def load_pairs(path: str | os.PathLike, suite: str | None = None) -> list[Minima
 
 @dataclasses.dataclass
 class EvalSet:
-    """Tokenized sequences to score and what they are. sequences: one row per sequence (column `seq` = its index in
-    `token_ids`), plus `text` and, for minimal pairs, suite, paradigm, field, pair and which ('good' | 'bad').
-    positions (tokens-in-context sample only): per row of `token_ids`, the positions scored, each in the context of
-    all tokens before it in the row."""
+    """Tokenized sequences to score. `sequences`: sequences.csv (docs/architecture.md, "Score output"), one row per
+    sequence, `seq` its index in `token_ids`. `positions` (tokens-in-context samples only): per row of `token_ids`, the
+    positions scored, each in the context of all tokens before it in the row."""
 
     kind: str
     source: str

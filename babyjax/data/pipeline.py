@@ -238,8 +238,7 @@ class Loader:
         """The next batch, and (loss targets, words) of the whole global batch, counted on the host: the sums of
         `weights` and `num_words` over every process's rows."""
         batch = next(self._iter)
-        totals = batch.pop(TOTALS)
-        totals = (float(totals[0]), float(totals[1]))
+        totals = tuple(float(t) for t in batch.pop(TOTALS))
         if self._shardings is None:
             return batch, totals
         return {k: jax.make_array_from_process_local_data(self._shardings, v, (self.global_batch_size, *v.shape[1:]))

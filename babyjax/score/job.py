@@ -244,17 +244,15 @@ def _restore(spec: RunSpec, entry: Mapping[str, Any], scorer: Scorer) -> tuple[A
         digest = checkpoints.params_hash(params)
     except Exception as e:  # noqa: BLE001 - orbax and the filesystem raise many kinds; all mean unreadable
         return None, "corrupt", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-    expected = entry.get("params_hash")
-    if expected and digest != expected:
-        return None, "hash_mismatch", (f"parameters hash to {digest[:12]}..., the series index records "
-                                       f"{expected[:12]}...")
+    indexed = entry.get("params_hash")
+    if indexed and digest != indexed:
+        return None, "hash_mismatch", f"parameters hash to {digest[:12]}..., the series index records {indexed[:12]}..."
     return params, "ok", ""
 
 
 def _restored(spec: RunSpec, todo: Sequence[Mapping[str, Any]], scorer: Scorer):
-    """(entry, (params, status, why)) for each checkpoint of `todo`, the next one restored in a background thread
-    while the caller scores the current one (single process only: collectives in a second thread could interleave
-    across processes)."""
+    """(entry, (params, status, why)) for each checkpoint of `todo`, the next one restored in a background thread while
+    the caller scores the current one (one process only: collectives in a second thread could interleave)."""
     restore = functools.partial(_restore, spec, scorer=scorer)
     if jax.process_count() > 1:
         for entry in todo:

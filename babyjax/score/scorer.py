@@ -71,8 +71,7 @@ class Scorer:
     def __init__(self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0):
         cpu = mesh.devices.flat[0].platform == "cpu"
         head_tokens = head_tokens or (256 if cpu else 16384)
-        self.model_cfg = dataclasses.replace(model_cfg, dropout=0.0, remat=False)
-        self.mesh = mesh
+        self.model_cfg, self.mesh = dataclasses.replace(model_cfg, dropout=0.0, remat=False), mesh
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
         self.graphdef, abstract, rest = nnx.split(abstract_model, nnx.Param, ...)
         if jax.tree.leaves(rest):
