@@ -134,7 +134,7 @@ def test_blimp_supplement_format(tmp_path):
     assert pairs[1].good == rows[0]["sentence_good"]
     (d / "broken.jsonl").write_text('{"sentence_good": "x"\n')
     with pytest.raises(ValueError, match="broken.jsonl:1 is not valid JSON"):
-        evalsets.load_blimp_supplement(d)
+        evalsets.load_pairs(d, "blimp_supplement")
     with pytest.raises(ValueError, match="unknown minimal-pair suite"):
         evalsets.load_pairs(d, suite="cola")
 

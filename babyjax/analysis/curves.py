@@ -1,13 +1,9 @@
 """Token-level learning-curve measures of Chang, Tu & Bergen (2023), vectorised over all curves of a run
-(definitions and references: docs/science.md, "Token learning curves"; x = log10(step), step 0 dropped). The
-smoother is pygam's `LinearGAM(n_splines=25).gridsearch(X, y, lam=np.logspace(-3, 3, 11))`, rebuilt exactly:
-pygam's basis (`pygam_bspline_basis`) plus an intercept column; penalty lam * D'D on the spline block (D = second
-differences, pygam `penalties.derivative`) plus sqrt(machine eps) on every coefficient (pygam's `_pirls` term `S`);
-for a normal/identity GAM, PIRLS converges in one step to the penalised least-squares solution, and `gridsearch`
-keeps the first lambda minimising pygam's GCV `n * RSS / (n - 1.4 * edof)**2`. The B-splines sum to one inside the
-knot range, so the intercept folds into the spline coefficients (a = c_spline + c_0): the fitted values are the same
-and the penalty becomes lam * D'D + eps * (I - 11'/26). Every curve of a run shares x, so for each lambda the fit is
-one linear map with the same effective degrees of freedom for all curves, and GCV has a closed form per curve."""
+(definitions: docs/science.md, "Token learning curves"). The smoother is pygam's `LinearGAM(n_splines=25).gridsearch(X,
+y, lam=np.logspace(-3, 3, 11))` rebuilt exactly: pygam's basis plus an intercept, penalty lam * D'D (second differences)
+plus pygam's sqrt(eps) ridge, solved in one PIRLS step (normal/identity), the first lambda minimising GCV `n * RSS /
+(n - 1.4 * edof)**2` kept. The B-splines sum to one, so the intercept folds into the spline coefficients (penalty
+lam * D'D + eps * (I - 11'/26)); every curve of a run shares x, so each lambda is one linear map, GCV closed form."""
 from __future__ import annotations
 
 import dataclasses
@@ -89,8 +85,7 @@ class GamSmoother:
         edges = (float(x_T.min()), float(x_T.max()))
         b_TxK = pygam_bspline_basis(x_T, edges, n_splines)
         q_TxK, r_KxK = np.linalg.qr(b_TxK)
-        eye = np.eye(n_splines)
-        fold = eye - np.ones((n_splines, n_splines)) / (n_splines + 1)  # eps on [c_s, c_0], c_0 profiled out
+        fold = np.eye(n_splines) - 1 / (n_splines + 1)  # I - 11'/(K+1): eps on [c_s, c_0], c_0 profiled out
         d = np.diff(np.eye(n_splines), 2, axis=0)  # second-order differences (pygam `penalties.derivative`)
         p0 = d.T @ d
         smooth, coef, edof = [], [], []
@@ -119,12 +114,9 @@ class GamSmoother:
             coef_KxC[:, cols] = self.coef_LxKxK[i] @ u_KxC[:, cols]
         return coef_KxC, best_C, gcv_LxC
 
-    def basis(self, x: np.ndarray) -> np.ndarray:
-        return pygam_bspline_basis(x, self.edge_knots, self.n_splines)
-
     def predict(self, coef_KxC: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
         """Smoothed curves [len(x), C] at x (default: the fitted x)."""
-        return self.basis(self.x_T if x is None else x) @ coef_KxC
+        return pygam_bspline_basis(self.x_T if x is None else x, self.edge_knots, self.n_splines) @ coef_KxC
 
 
 def chance_surprisal(vocab_size: int) -> float:
@@ -214,11 +206,10 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: f
 
 def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
                 threshold_C: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Chang et al. sigmoid AoA (their `compute_aoa_vals`, edge rules in docs/science.md): the crossing of the
-    threshold (surprisal, bits) by the sigmoid fitted to the negated curve. `threshold_C`: the GAM AoA's threshold
-    (`gam_aoa`; babyjax's departure from the released code, docs/science.md); None (no GAM could be fit, or Chang &
-    Bergen 2022 word curves): halfway between chance and the raw curve's minimum. Returns (aoa [C], params [C, 4] in
-    surprisal units)."""
+    """Chang et al. sigmoid AoA (their `compute_aoa_vals`; edge rules: docs/science.md): where the sigmoid fitted to
+    the negated curve crosses the threshold (surprisal, bits): `threshold_C` (the GAM AoA's: babyjax's departure from
+    the released code) or, if None (no GAM, or Chang & Bergen 2022 word curves), halfway between chance and the raw
+    curve's minimum. Returns (aoa [C], params [C, 4] in surprisal units)."""
     x_T = np.asarray(x_T, np.float64)
     neg_TxC = -np.asarray(surprisal_TxC, np.float64)
     p_Cx4 = fit_sigmoid(x_T, neg_TxC)
@@ -349,11 +340,9 @@ def _common_log_steps(by_run: Mapping[str, _RunCurves], notes: list[str]) -> np.
 def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_run: Mapping[str, np.ndarray],
                            vocab_size: int, *, chunk_size: int = 8192, sigmoid_fit: bool = True,
                            progress: bool = False) -> CurveResults:
-    """All Chang et al. token measures for every run, in chunks of `chunk_size` tokens (1M x 221 fits in memory);
-    definitions in docs/science.md ("within_run_var" is a standard deviation; the name is kept so that existing outputs
-    stay readable). surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (np.load(..., mmap_mode='r') is fine); NaN =
-    not scored. Checkpoints unscored for every token are dropped; tokens with NaN in a scored checkpoint get NaN
-    measures. Measures that need more checkpoints or runs than given are skipped with a note (and a warning)."""
+    """All Chang et al. token measures (docs/science.md) of every run, in chunks of `chunk_size` tokens (1M x 221 fits
+    in memory). surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (memory-mapped is fine), NaN = not scored.
+    Measures that need more checkpoints or runs than given are skipped with a note (and a warning)."""
     from tqdm.auto import tqdm
 
     runs = list(surprisal_by_run)

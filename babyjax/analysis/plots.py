@@ -26,9 +26,7 @@ def example_curves(path: pathlib.Path, steps_T: np.ndarray, surprisal_TxK: np.nd
     """Raw curves, the GAM fit (pygam-equivalent) and the GAM AoA with its threshold (Chang et al. Fig. 1 style)."""
     y = np.asarray(surprisal_TxK, np.float64)
     keep = (steps_T > 0) & np.isfinite(y).all(1)  # scored checkpoints on the log axis
-    x = np.log10(steps_T[keep].astype(np.float64))
-    y = y[keep]
-    n = y.shape[1]
+    x, y, n = np.log10(steps_T[keep].astype(np.float64)), y[keep], y.shape[1]
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False, sharey=True)
     chance = curves.chance_surprisal(vocab_size)
     try:

@@ -1,13 +1,12 @@
 """Predictors of the learning-curve measures after Chang, Tu & Bergen (2023) (docs/science.md, "Predictors"): n-gram
-log2 probabilities from the run's own training tokens with their backoff (no discount, so not a normalised model; a
-token unseen as a unigram gets the smallest unigram probability), rank correlations and OLS. Sequences start with
-n-1 placeholder tokens (PAD = -1); n-grams are counted by 64-bit polynomial hashes (collision chance about
-n^2 / 2^65: negligible below 1e8 types)."""
+log2 probabilities from the run's own training tokens (a token unseen as a unigram gets the smallest unigram
+probability), rank correlations and OLS. Sequences start with n-1 PADs (-1); n-grams are counted by 64-bit polynomial
+hashes (collision chance about n^2 / 2^65: negligible below 1e8 types)."""
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,10 +44,7 @@ class NgramCounts:
     def from_sequences(cls, sequences: Iterable[Sequence[int]], order: int = 5, min_count: int = 2) -> NgramCounts:
         """Counts over sequences (documents), each preceded by order-1 PADs (the start of a sequence)."""
         pad = np.full(order - 1, PAD, np.int64)
-        parts = []
-        for seq in sequences:
-            if len(seq):
-                parts += [pad, np.asarray(seq, np.int64)]
+        parts = [part for seq in sequences if len(seq) for part in (pad, np.asarray(seq, np.int64))]
         return cls.from_padded_stream(np.concatenate(parts) if parts else np.zeros(0, np.int64), order, min_count)
 
     @classmethod
@@ -108,21 +104,26 @@ class NgramCounts:
         return np.where(np.isnan(out), self.min_unigram_logprob, out)
 
 
-def token_contexts(tokens: pd.DataFrame, order: int = 5) -> tuple[np.ndarray, int]:
-    """[N, order] ids (order-1 preceding tokens of the same sequence, then the token) from tokens.csv rows
-    (seq, position, token_id); positions before 0 are PAD. Preceding tokens missing from the table (a sampled
-    tokens-in-context set) are PAD too; returns the number of tokens whose context was truncated that way."""
-    key = dict(zip(zip(tokens["seq"].to_numpy(), tokens["position"].to_numpy()), tokens["token_id"].to_numpy()))
-    seq, pos, tok = tokens["seq"].to_numpy(), tokens["position"].to_numpy(), tokens["token_id"].to_numpy()
-    out = np.full((len(tokens), order), PAD, np.int64)
-    out[:, -1] = tok
-    truncated = np.zeros(len(tokens), bool)
+def ngram_contexts(target_N: np.ndarray, previous: Callable[[int], np.ndarray], order: int) -> np.ndarray:
+    """[N, order] ids: the order-1 tokens before each target (`previous(k)`: the ids k tokens back, PAD where unknown
+    or before the sequence), then the target; once one is PAD, so is every earlier one."""
+    ctx = np.full((len(target_N), order), PAD, np.int64)
+    ctx[:, -1] = target_N
     for k in range(1, order):
-        prev = np.array([key.get((s, p - k), PAD) for s, p in zip(seq, pos)], np.int64)
-        truncated |= (prev == PAD) & (pos - k >= 0)
-        prev[truncated] = PAD  # once a gap appears, earlier tokens are not used either
-        out[:, order - 1 - k] = prev
-    return out, int(truncated.sum())
+        ctx[:, -1 - k] = np.where(ctx[:, -k] == PAD, PAD, previous(k))
+    return ctx
+
+
+def token_contexts(tokens: pd.DataFrame, order: int = 5) -> tuple[np.ndarray, int]:
+    """[N, order] n-gram contexts (`ngram_contexts`) from tokens.csv rows (seq, position, token_id). Preceding tokens
+    missing from the table (a sampled tokens-in-context set) are PAD too; returns the number of tokens whose context
+    was truncated that way."""
+    seq, pos = tokens["seq"].to_numpy(), tokens["position"].to_numpy()
+    key = dict(zip(zip(seq, pos), tokens["token_id"].to_numpy()))
+    ctx = ngram_contexts(tokens["token_id"].to_numpy(), lambda k: np.array(
+        [key.get((s, p - k), PAD) for s, p in zip(seq, pos)], np.int64), order)
+    truncated = (ctx[:, :-1] == PAD) & (pos[:, None] - np.arange(order - 1, 0, -1) >= 0)
+    return ctx, int(truncated.any(1).sum())
 
 
 def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.ndarray | None = None) -> pd.DataFrame:
@@ -133,10 +134,8 @@ def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.nda
     ctx = token_contexts(tokens, counts.order)[0] if contexts is None else contexts
     uni = counts.logprob_with_backoff(ctx[:, -1:])
     ngram = counts.logprob_with_backoff(ctx)
-    if np.ptp(uni) > 0:
-        resid = sm.OLS(ngram, sm.add_constant(uni, has_constant="add")).fit().resid
-    else:
-        resid = ngram - ngram.mean()
+    resid = sm.OLS(ngram, sm.add_constant(uni, has_constant="add")).fit().resid if np.ptp(uni) > 0 else \
+        ngram - ngram.mean()
     ctx_len = tokens["context_length"].to_numpy(np.float64) if "context_length" in tokens else \
         tokens["position"].to_numpy(np.float64) + 1
     return pd.DataFrame({"unigram": uni, f"{counts.order}gram": ngram, "ngram_resid": np.asarray(resid),
@@ -156,10 +155,8 @@ def relate(measures: pd.DataFrame, predictors: pd.DataFrame, predictor_cols: Seq
         for pcol in predictor_cols:
             x = predictors[pcol].to_numpy(np.float64)
             ok = np.isfinite(y) & np.isfinite(x)
-            if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-                rho, pv = np.nan, np.nan
-            else:
-                rho, pv = stats.spearmanr(x[ok], y[ok])
+            rho, pv = (np.nan, np.nan) if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0 else \
+                stats.spearmanr(x[ok], y[ok])
             exp = EXPECTED_SIGNS.get(m) if pcol in ("unigram", "ngram_resid") else None
             holds = "" if exp is None or not np.isfinite(rho) else ("yes" if np.sign(rho) == exp else "no")
             rank_rows.append({"measure": m, "predictor": pcol, "spearman_rho": rho, "p_value": pv, "n": int(ok.sum()),

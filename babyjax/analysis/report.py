@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from babyjax import model
 from babyjax.analysis import curves, plots, predictors, words, xia
-from babyjax.data.tokenizer import EOS_ID, PAD_ID
+from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
 from babyjax.errors import InputError, MissingError, UserError
 from babyjax.metrics import read_metrics
 from babyjax.run import RunDir
@@ -24,21 +24,16 @@ SUMMARY = ["final_surprisal", "within_run_var", "aoa_gam", "aoa_sigmoid", "forge
 def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     if df.empty:
         return "_(empty)_\n"
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
-                                       for v in r) + " |")
-    return "\n".join(lines) + "\n"
+    cell = lambda v: floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for _, r in df.iterrows()]) + "\n"
 
 
 def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, notes: list[str]) -> np.ndarray:
     """x of the Xia regressions at each checkpoint: step, tokens or words seen, or training FLOPs =
     `model.flops_per_token(model, data.seq_len)` x tokens seen (the run's config.json under --runs-dir)."""
-    if axis == "step":
-        return ck["step"].to_numpy(np.float64)
-    if axis in ("tokens", "words"):
-        return ck[f"{axis}_seen"].to_numpy(np.float64)
+    if axis != "flops":
+        return ck["step" if axis == "step" else f"{axis}_seen"].to_numpy(np.float64)
     cost = _model_cost(run_dir, vocab_size) if run_dir else None
     if cost is None:
         notes.append("x axis FLOPs: the run's model is unknown (no readable config.json under --runs-dir): using "
@@ -85,8 +80,6 @@ def _sample_rows(so: ScoreOutput) -> np.ndarray | None:
 def _next_pieces(so: ScoreOutput, rows_NxL: np.ndarray, tokenizer_path: pathlib.Path) -> pd.Series:
     """The piece after each target of a tokens-in-context output, from its sample rows: "" for EOS / PAD (end of a
     document), NaN past the end of the row (unknown)."""
-    from babyjax.data.tokenizer import Tokenizer
-
     tok = Tokenizer(tokenizer_path)
     seq, pos = so.tokens["seq"].to_numpy(np.int64), so.tokens["position"].to_numpy(np.int64) + 1
     inside = pos < rows_NxL.shape[1]
@@ -97,29 +90,22 @@ def _next_pieces(so: ScoreOutput, rows_NxL: np.ndarray, tokenizer_path: pathlib.
 
 
 def _sample_contexts(so: ScoreOutput, rows_NxL: np.ndarray, order: int) -> np.ndarray:
-    """[N, order] n-gram contexts (order-1 preceding ids, then the target) of a tokens-in-context output, from its
-    sample rows. Context at or before an EOS document separator, or before the sample row, is PAD (the start of a
-    sequence, as in the n-gram counts)."""
+    """[N, order] n-gram contexts of a tokens-in-context output from its sample rows: an EOS document separator, and
+    what is before it or before the row, is PAD (the start of a sequence, as in the n-gram counts)."""
     seq, pos = so.tokens["seq"].to_numpy(np.int64), so.tokens["position"].to_numpy(np.int64)
-    target = so.tokens["token_id"].to_numpy(np.int64)
-    ctx = np.full((len(target), order), predictors.PAD, np.int64)
-    ctx[:, -1] = target
-    cut = np.zeros(len(target), bool)
-    for k in range(1, order):
-        prev = np.where(pos - k >= 0, rows_NxL[seq, np.maximum(pos - k, 0)], predictors.PAD)
-        cut |= (pos - k < 0) | (prev == EOS_ID)
-        ctx[:, order - 1 - k] = np.where(cut, predictors.PAD, prev)
-    return ctx
+
+    def previous(k: int) -> np.ndarray:
+        prev = rows_NxL[seq, np.maximum(pos - k, 0)]
+        return np.where((pos - k >= 0) & (prev != EOS_ID), prev, predictors.PAD)
+
+    return predictors.ngram_contexts(so.tokens["token_id"].to_numpy(np.int64), previous, order)
 
 
 def _tokenizer_path(so: ScoreOutput, run: str, runs_dir: pathlib.Path | None) -> pathlib.Path | None:
     """The run's tokenizer.model: under --runs-dir, else in the run folder recorded by babyjax.score."""
     workdirs = so.meta.get("run_workdirs", {})
-    for d in ([runs_dir / run] if runs_dir else []) + ([pathlib.Path(workdirs[run])] if run in workdirs else []):
-        path = RunDir(d).tokenizer_path
-        if path.is_file():
-            return pathlib.Path(path)
-    return None
+    dirs = ([runs_dir / run] if runs_dir else []) + ([pathlib.Path(workdirs[run])] if run in workdirs else [])
+    return next((pathlib.Path(t) for t in (RunDir(d).tokenizer_path for d in dirs) if t.is_file()), None)
 
 
 def _measures(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], notes: list[str],
@@ -182,31 +168,26 @@ def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_di
     return md + [f"![Xia classes]({f.name})", "", _md_table(shares.reset_index(names="run"))]
 
 
-def _ngram_counts(tag: str, run0: str, runs_dir: pathlib.Path | None,
-                  notes: list[str]) -> predictors.NgramCounts | None:
-    """n-gram counts of the first run's training stream (never prepares the dataset); None, with a note, if not."""
-    if runs_dir is None:
-        notes.append(f"{tag}: n-gram predictors skipped: pass --runs-dir so the run's training data can be read")
-        return None
+def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, runs_dir: pathlib.Path | None,
+                sample_rows: np.ndarray | None, run0: str, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """n-gram predictors from the first run's training stream (never prepares the dataset) joined to the measures
+    table, Spearman / OLS tables and figure: (table, Markdown lines); a note instead when the stream cannot be read."""
+    tag = so.name
     try:
-        return predictors.NgramCounts.from_split(predictors.training_split(runs_dir / run0))
+        if runs_dir is None:
+            raise MissingError("pass --runs-dir so the run's training data can be read")
+        counts = predictors.NgramCounts.from_split(predictors.training_split(runs_dir / run0))
     except (OSError, ValueError) as err:
         notes.append(f"{tag}: n-gram predictors skipped: {err}")
-        return None
-
-
-def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, counts: predictors.NgramCounts,
-                sample_rows: np.ndarray | None, run0: str, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Predictors joined to the measures table, Spearman / OLS tables and figure: (table, Markdown lines)."""
-    tag = so.name
-    # a tokens-in-context sample: the contexts are in the sample file
-    contexts = _sample_contexts(so, sample_rows, counts.order) if sample_rows is not None else None
-    pred = predictors.token_predictors(so.tokens, counts, contexts)
-    if sample_rows is None:
-        _, n_trunc = predictors.token_contexts(so.tokens, counts.order)
+        return table, ["_Not computed: see notes._", ""]
+    if sample_rows is not None:  # a tokens-in-context sample: the contexts are in the sample file
+        contexts = _sample_contexts(so, sample_rows, counts.order)
+    else:
+        contexts, n_trunc = predictors.token_contexts(so.tokens, counts.order)
         if n_trunc:
             notes.append(f"{tag}: {n_trunc} tokens lack some preceding tokens in tokens.csv (and the token sample "
                          f"{so.meta.get('eval_set')!r} was not found): their 5-gram context is truncated")
+    pred = predictors.token_predictors(so.tokens, counts, contexts)
     table = pd.concat([table, pred], axis=1)
     rank, ols = predictors.relate(table[SUMMARY], pred)
     rank.to_csv(out / f"{tag}_spearman.csv", index=False)
@@ -258,14 +239,9 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
     long, table, lines = _measures(so, out, steps, notes, progress)
     md += lines + _example_curves(so, out, table, steps, run0)
     md += _xia_classes(so, out, long, runs_dir, xia_p, x_axis, notes)
-    md += ["### Measures vs. frequency and n-gram predictors", ""]
     sample_rows = _sample_rows(so)
-    counts = _ngram_counts(tag, run0, runs_dir, notes)
-    if counts is not None:
-        table, lines = _predictors(so, out, table, counts, sample_rows, run0, notes)
-        md += lines
-    else:
-        md += ["_Not computed: see notes._", ""]
+    table, lines = _predictors(so, out, table, runs_dir, sample_rows, run0, notes)
+    md += ["### Measures vs. frequency and n-gram predictors", ""] + lines
     table.to_csv(out / f"{tag}_token_table.csv.gz")
     md += ["### Word acquisition (Chang & Bergen 2022)", ""]
     if aoa_words is None or "token" not in so.tokens:
@@ -334,8 +310,8 @@ def _generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None
 
 
 def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, runs_dir: str | None = None,
-                 xia_p: float = 0.5, x_axis: str = "step", aoa_words: str | None = None,
-                 progress: bool = True) -> pathlib.Path:
+                 xia_p: float = 0.5, x_axis: str = "step", aoa_words: str | None = None, progress: bool = True
+                 ) -> pathlib.Path:
     """Analyse the score outputs of one study into `out` (report.md, PNGs, CSVs). Returns the report path."""
     if x_axis not in xia.X_AXES:
         raise InputError(f"x axis must be one of {xia.X_AXES}; got {x_axis!r}")

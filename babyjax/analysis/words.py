@@ -104,13 +104,10 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
 
 
 def word_surprisal(surprisal: np.ndarray, tokens: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Word-level surprisal: the sum over each word's pieces (minicons `word_score`). A word starts at a piece that
-    begins with SentencePiece's boundary mark '▁', at a sequence's first scored token, and after a gap in positions.
-    surprisal: [..., T] (e.g. a run's [checkpoints, tokens] matrix); tokens: tokens.csv. Returns (words, [..., W]):
-    words has seq, word (index within the sequence), first_index (its first row of tokens.csv), num_pieces (Chang &
-    Bergen 2022 keep single-piece words) and text."""
-    seq = tokens["seq"].to_numpy(np.int64)
-    pos = tokens["position"].to_numpy(np.int64)
+    """Word surprisal (docs/science.md, "Word surprisal") of surprisal [..., T] (e.g. a run's [checkpoints, tokens]
+    matrix) over tokens.csv. Returns (words, [..., W]): words has seq, word (index within the sequence), first_index
+    (its first row of tokens.csv), num_pieces (Chang & Bergen 2022 keep single-piece words) and text."""
+    seq, pos = tokens["seq"].to_numpy(np.int64), tokens["position"].to_numpy(np.int64)
     pieces = tokens["token"].astype(str).to_numpy()
     if len(seq) == 0:
         return pd.DataFrame(columns=["seq", "word", "first_index", "num_pieces", "text"]), \

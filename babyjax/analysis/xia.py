@@ -13,8 +13,7 @@ CLASSES = ("upward", "downward", "stagnated", "other")
 
 def ols_slope_pvalues(x_T: np.ndarray, y_TxC: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """OLS of each column of y on x (with intercept): slope [C] and its two-sided t-test p-value [C] (df = T - 2)."""
-    x_T = np.asarray(x_T, np.float64)
-    y_TxC = np.asarray(y_TxC, np.float64)
+    x_T, y_TxC = np.asarray(x_T, np.float64), np.asarray(y_TxC, np.float64)
     n = len(x_T)
     if n < 3:
         raise InputError(f"an OLS slope with a p-value needs at least 3 points; found {n}")

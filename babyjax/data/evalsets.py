@@ -28,7 +28,6 @@ from babyjax.run import RunDir
 SUITES = ("blimp", "blimp_supplement", "zorro")
 
 
-# ---------------------------------------------------------------- tokens in context (Chang et al.)
 @dataclasses.dataclass
 class TokenSample:
     """`tokens[n, positions[n, j]]` is a target whose context is `tokens[n, :positions[n, j]]`."""
@@ -90,8 +89,8 @@ def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num
 
 
 def make_token_sample(data_cfg: Any, tokenizer: Tokenizer, path: str | os.PathLike, *, split: str = "test",
-                      num_sequences: int = 100_000, seq_len: int = 128, num_positions: int = 10,
-                      seed: int = 0) -> TokenSample:
+                      num_sequences: int = 100_000, seq_len: int = 128, num_positions: int = 10, seed: int = 0
+                      ) -> TokenSample:
     """Tokens-in-context sample from `split` of the BabyLM dataset of `data_cfg`, saved to `path`."""
     if split not in ("dev", "test"):
         raise InputError(f"tokens in context must come from held-out text: split 'dev' or 'test', not {split!r}")
@@ -104,7 +103,6 @@ def make_token_sample(data_cfg: Any, tokenizer: Tokenizer, path: str | os.PathLi
     return sample
 
 
-# ---------------------------------------------------------------- plain text
 @dataclasses.dataclass(frozen=True)
 class TextLine:
     source: str  # file name
@@ -133,7 +131,6 @@ def load_texts(path: str | os.PathLike, suffix: str = ".txt") -> list[TextLine]:
     return [TextLine(f.name, i, t) for f in _files(path, suffix) for i, t in enumerate(_lines(f)) if t.strip()]
 
 
-# ---------------------------------------------------------------- minimal pairs
 @dataclasses.dataclass(frozen=True)
 class MinimalPair:
     """One grammatical / ungrammatical pair; the scorer counts it correct when `good` scores higher."""
@@ -160,19 +157,18 @@ def _jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_blimp(path: str | os.PathLike) -> list[MinimalPair]:
-    """BLiMP (Warstadt et al. 2020): a paradigm .jsonl file or a folder of them."""
-    return [MinimalPair(r["sentence_good"], r["sentence_bad"], "blimp", r.get("UID", f.stem), r.get("field", ""),
-                        r.get("linguistics_term", ""), str(r.get("pairID", i)))
-            for f in _files(path, ".jsonl") for i, r in enumerate(_jsonl(f))]
-
-
-def load_blimp_supplement(path: str | os.PathLike) -> list[MinimalPair]:
-    """BLiMP supplement (BabyLM 2023): .jsonl files of sentence_good / sentence_bad; the task is the file stem."""
-    return [MinimalPair(r["sentence_good"], r["sentence_bad"], "blimp_supplement", r.get("UID") or f.stem,
-                        r.get("field") or r.get("UID") or f.stem, r.get("linguistics_term", ""),
-                        str(r.get("pairID", i)))
-            for f in _files(path, ".jsonl") for i, r in enumerate(_jsonl(f))]
+def load_jsonl_pairs(path: str | os.PathLike, suite: str = "blimp") -> list[MinimalPair]:
+    """BLiMP (Warstadt et al. 2020) or the BLiMP supplement (BabyLM 2023): a .jsonl file of sentence_good /
+    sentence_bad or a folder of them. The paradigm is the UID, else the file stem; a supplement's field is its own,
+    else the paradigm."""
+    pairs = []
+    for f in _files(path, ".jsonl"):
+        for i, r in enumerate(_jsonl(f)):
+            paradigm = r.get("UID") or f.stem
+            field = r.get("field") or (paradigm if suite == "blimp_supplement" else "")
+            pairs.append(MinimalPair(r["sentence_good"], r["sentence_bad"], suite, paradigm, field,
+                                     r.get("linguistics_term", ""), str(r.get("pairID", i))))
+    return pairs
 
 
 def load_zorro(path: str | os.PathLike) -> list[MinimalPair]:
@@ -198,19 +194,16 @@ def load_pairs(path: str | os.PathLike, suite: str | None = None) -> list[Minima
         else:
             rows = _jsonl(first) if first.is_file() else []
             suite = "blimp" if rows and "linguistics_term" in rows[0] else "blimp_supplement"
-    loaders = {"blimp": load_blimp, "blimp_supplement": load_blimp_supplement, "zorro": load_zorro}
-    if suite not in loaders:
+    if suite not in SUITES:
         raise InputError(f"unknown minimal-pair suite {suite!r}: use one of {', '.join(SUITES)}")
-    return loaders[suite](path)
+    return load_zorro(path) if suite == "zorro" else load_jsonl_pairs(path, suite)
 
 
-# ---------------------------------------------------------------- what the scorer reads
 @dataclasses.dataclass
 class EvalSet:
-    """Tokenized sequences to score and what they are. sequences: one row per sequence (column `seq` = its index in
-    `token_ids`), plus `text` and, for minimal pairs, suite, paradigm, field, pair and which ('good' | 'bad').
-    positions (tokens-in-context sample only): per row of `token_ids`, the positions scored, each in the context of
-    all tokens before it in the row."""
+    """Tokenized sequences to score. `sequences`: sequences.csv (docs/architecture.md, "Score output"), one row per
+    sequence, `seq` its index in `token_ids`. `positions` (tokens-in-context samples only): per row of `token_ids`, the
+    positions scored, each in the context of all tokens before it in the row."""
 
     kind: str
     source: str
@@ -296,16 +289,6 @@ def load_tokens(path: str, *, limit: int = 0) -> EvalSet:
                    tokenizer_hash=sample.meta.get("tokenizer_sha256"), positions=[p.tolist() for p in positions])
 
 
-# ---------------------------------------------------------------- command line
-def make_run_token_sample(workdir: str | os.PathLike, out: str | os.PathLike, **kwargs: Any) -> TokenSample:
-    """`make_token_sample` with the tokenizer and data config of the run in `workdir`."""
-    run = RunDir.open(workdir, what="--workdir")
-    config = run.config()
-    if "data" not in config:
-        raise InputError(f"{run.config_path} has no 'data' section: --workdir must be a babyjax run directory")
-    return make_token_sample(config.data, run.tokenizer(), out, **kwargs)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; a user error is one line and status 2 (babyjax/cli.py)."""
     return cli.run(_main, argv, prog="babyjax.data.evalsets")
@@ -323,8 +306,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     tokens.add_argument("--num_positions", type=int, default=10, help="target positions per sequence")
     tokens.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    sample = make_run_token_sample(args.workdir, args.out, split=args.split, num_sequences=args.num_sequences,
-                                   seq_len=args.seq_len, num_positions=args.num_positions, seed=args.seed)
+    run = RunDir.open(args.workdir, what="--workdir")
+    config = run.config()
+    if "data" not in config:
+        raise InputError(f"{run.config_path} has no 'data' section: --workdir must be a babyjax run directory")
+    sample = make_token_sample(config.data, run.tokenizer(), args.out, split=args.split, seed=args.seed,
+                               num_sequences=args.num_sequences, seq_len=args.seq_len, num_positions=args.num_positions)
     n, k = sample.positions.shape
     print(f"{n} sequences x {sample.tokens.shape[1]} tokens, {n * k} targets ({args.split}) written to {args.out}")
     return 0

@@ -1,8 +1,7 @@
-"""Grain input pipeline: tokenized BabyLM text -> packed or chunked rows -> shuffled, per-process global batches
-(docs/architecture.md, "data/pipeline.py" and "Batches"). Row r holds the split's token stream `[r*L, (r+1)*L)` as
-inputs and the next token of each as target: every token is an input once per epoch, only the last row is padded, and
-in `pack` mode a document cut by the row boundary continues in the next row as a new segment. Each process builds its
-slice of every global batch, so the batch depends only on the seed and the global batch size."""
+"""Grain input pipeline (docs/architecture.md, "data/pipeline.py" and "Batches"): row r of a split holds its token
+stream `[r*L, (r+1)*L)` as inputs and the next token of each as target, so every token is an input once per epoch and
+only the last row is padded; in `pack` mode a document cut by a row boundary continues in the next row as a new
+segment. Each process builds its slice of every global batch: a batch depends only on the seed and global batch size."""
 from __future__ import annotations
 
 import dataclasses
@@ -85,8 +84,7 @@ def tokenize_split(source: Any, tokenizer: Tokenizer, cache_dir: pathlib.Path | 
         raise babylm.DataError("cannot build batches from an empty split")
     dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
     pieces: list[np.ndarray] = []
-    lengths = np.empty(n, dtype=np.int64)
-    words = np.empty(n, dtype=np.int64)
+    lengths, words = np.empty((2, n), dtype=np.int64)  # tokens (with the EOS before it) and words of each document
     last = (b"", -1)
     for start in range(0, n, _CHUNK):
         items = babylm.read_records(source, range(start, min(n, start + _CHUNK)))
@@ -100,9 +98,8 @@ def tokenize_split(source: Any, tokenizer: Tokenizer, cache_dir: pathlib.Path | 
         words[start:start + len(items)] = [w for *_, w in items]
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lens.sum()))
         pieces.append(np.insert(flat, np.cumsum(lens) - lens, EOS_ID))  # EOS before every document
-    data = TokenizedSplit(tokens=np.concatenate(pieces),
-                          doc_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                          words_cum=np.concatenate([[0], np.cumsum(words)]).astype(np.int64))
+    data = TokenizedSplit(tokens=np.concatenate(pieces), doc_starts=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+                          words_cum=np.r_[0, np.cumsum(words)].astype(np.int64))
     if cache_dir is not None:
         try:
             data.save(cache_dir)
@@ -241,8 +238,7 @@ class Loader:
         """The next batch, and (loss targets, words) of the whole global batch, counted on the host: the sums of
         `weights` and `num_words` over every process's rows."""
         batch = next(self._iter)
-        totals = batch.pop(TOTALS)
-        totals = (float(totals[0]), float(totals[1]))
+        totals = tuple(float(t) for t in batch.pop(TOTALS))
         if self._shardings is None:
             return batch, totals
         return {k: jax.make_array_from_process_local_data(self._shardings, v, (self.global_batch_size, *v.shape[1:]))

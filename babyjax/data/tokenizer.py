@@ -77,13 +77,6 @@ def read_texts(source: Any, indices: Sequence[int] | np.ndarray, chunk: int = 81
             yield from (str(source[int(i)]) for i in idx)
 
 
-def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
-    """`min(n, k)` sorted indices drawn without replacement from range(n) by a fixed seed (all if k <= 0)."""
-    if k <= 0 or k >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-
-
 def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: str = "unigram",
           input_sentence_size: int = 2_000_000, seed: int = 0) -> Tokenizer:
     """Train a SentencePiece model on the lines of `source` and write it atomically to `path`. Deterministic: the
@@ -93,7 +86,8 @@ def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: 
         raise InputError(f"unknown tokenizer.model_type {model_type!r}: use one of {', '.join(MODEL_TYPES)}")
     if len(source) == 0:
         raise InputError("cannot train a tokenizer on an empty training split")
-    keep = sample_indices(len(source), input_sentence_size, seed)
+    n, k = len(source), input_sentence_size  # k sorted lines drawn by `seed`; all when k <= 0 or k >= n
+    keep = np.arange(n) if k <= 0 or k >= n else np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
     texts = list(read_texts(source, keep))
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(

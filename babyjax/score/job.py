@@ -1,9 +1,8 @@
-"""The scoring job: every chosen checkpoint of one or more runs on one evaluation set, into one output folder
-(the command and its examples: score/__main__.py; conventions: docs/science.md; the output: score/store.py).
-Resumable: a row of the matrix is flushed before its checkpoint is marked `done`, so a job started again scores
-exactly the checkpoints not yet done; the next checkpoint is restored in a background thread while the current one is
-scored. A checkpoint whose parameter hash does not match the series index is skipped as `hash_mismatch`, one that
-cannot be read as `corrupt` (both are retried by the next job)."""
+"""The scoring job: chosen checkpoints of one or more runs on one evaluation set, into one output folder (command:
+score/__main__.py; conventions: docs/science.md; output: score/store.py). Resumable: a job started again scores the
+checkpoints not yet `done`, the next one restored in a background thread while the current one is scored. A checkpoint
+whose parameter hash differs from the series index is skipped as `hash_mismatch`, an unreadable one as `corrupt`
+(both retried by the next job)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -26,14 +25,14 @@ import pandas as pd
 from absl import flags
 from jax.experimental import multihost_utils
 
-from babyjax import checkpoints, distributed, sharding
+from babyjax import checkpoints, distributed
 from babyjax.analysis.pairs import pair_table
 from babyjax.data import evalsets
 from babyjax.data.tokenizer import Tokenizer
 from babyjax.errors import CheckpointError, InputError
 from babyjax.model import ModelConfig
 from babyjax.run import RunDir
-from babyjax.score.scorer import Scorer
+from babyjax.score.scorer import Scorer, scoring_mesh
 from babyjax.score.store import ScoreFolder
 from babyjax.score.packing import POLICIES, Packed, eval_windows, layout_hash, pack, token_table
 
@@ -101,10 +100,6 @@ def select_checkpoints(index: Sequence[Mapping[str, Any]], steps: Sequence[int] 
             raise InputError(f"run {run}: no checkpoint has seen {w:,} words (the last saw {most:,.0f})")
         chosen[int(hit["step"])] = hit
     return [chosen[s] for s in sorted(chosen)]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Setting a job up
 
 
 @dataclasses.dataclass
@@ -241,10 +236,6 @@ def _plan(store: ScoreFolder, chosen: Mapping[str, list[dict]],
     return plan, already
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Scoring
-
-
 def _restore(spec: RunSpec, entry: Mapping[str, Any], scorer: Scorer) -> tuple[Any, str, str]:
     """(params or None, status, message): 'ok', 'corrupt' (unreadable) or 'hash_mismatch' (vs the series index)."""
     step = int(entry["step"])
@@ -253,17 +244,15 @@ def _restore(spec: RunSpec, entry: Mapping[str, Any], scorer: Scorer) -> tuple[A
         digest = checkpoints.params_hash(params)
     except Exception as e:  # noqa: BLE001 - orbax and the filesystem raise many kinds; all mean unreadable
         return None, "corrupt", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-    expected = entry.get("params_hash")
-    if expected and digest != expected:
-        return None, "hash_mismatch", (f"parameters hash to {digest[:12]}..., the series index records "
-                                       f"{expected[:12]}...")
+    indexed = entry.get("params_hash")
+    if indexed and digest != indexed:
+        return None, "hash_mismatch", f"parameters hash to {digest[:12]}..., the series index records {indexed[:12]}..."
     return params, "ok", ""
 
 
 def _restored(spec: RunSpec, todo: Sequence[Mapping[str, Any]], scorer: Scorer):
-    """(entry, (params, status, why)) for each checkpoint of `todo`, the next one restored in a background thread
-    while the caller scores the current one (single process only: collectives in a second thread could interleave
-    across processes)."""
+    """(entry, (params, status, why)) for each checkpoint of `todo`, the next one restored in a background thread while
+    the caller scores the current one (one process only: collectives in a second thread could interleave)."""
     restore = functools.partial(_restore, spec, scorer=scorer)
     if jax.process_count() > 1:
         for entry in todo:
@@ -333,29 +322,19 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
     plan, already = _plan(store, chosen, pair_rows)
     summary = Summary(already_done=already, num_tokens=len(tokens))
 
-    mesh = sharding.make_mesh(mesh_cfg or ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
+    mesh = scoring_mesh(mesh_cfg)
     scorers: dict[ModelConfig, Scorer] = {}
     placed: dict[int, tuple[Packed, list]] = {}
     packed = pack(wins, seq_len)
     log.info("scoring %d tokens (%d sequences, %d rows of %d) of %s; %d checkpoints to score, %d done before",
-             len(tokens), len(ev.sequences), packed.num_rows, seq_len, ev.source,
-             sum(len(v) for v in plan.values()), already)
-    for r in opened:
-        if not plan[r.spec.name]:
-            continue
+             len(tokens), len(ev.sequences), packed.num_rows, seq_len, ev.source, sum(map(len, plan.values())), already)
+    for r in [r for r in opened if plan[r.spec.name]]:  # one scorer per model shape, one placement per batch size
         cfg = model_cfgs[r.spec.name]
-        if cfg not in scorers:
-            scorers[cfg] = Scorer(cfg, mesh, batch_rows, head_tokens)
-        scorer = scorers[cfg]
-        if scorer.batch_rows not in placed:
-            placed[scorer.batch_rows] = scorer.place(packed)
+        scorer = scorers[cfg] = scorers.get(cfg) or Scorer(cfg, mesh, batch_rows, head_tokens)
+        placed[scorer.batch_rows] = placed.get(scorer.batch_rows) or scorer.place(packed)
         _score_run(r.spec, plan[r.spec.name], scorer, placed[scorer.batch_rows], store, pair_rows, summary)
     summary.seconds = time.time() - t_start
     return summary
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Command line (python -m babyjax.score)
 
 
 def define_flags() -> None:

@@ -30,9 +30,8 @@ def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Arra
 
 def _target_logprobs(model: Transformer, batch: Mapping[str, jax.Array], chunks: int = 1) -> jax.Array:
     """log p(target | context) in nats, float32 [B, L]; 0 where the weight is 0. The output projection and log-softmax
-    run over `chunks` slices of the batch in turn (a lax.map), so the [rows, L, V] logits of one slice stay small and in
-    cache: on CPU this is 1.5x faster than one [B, L, V] pass. Slice j holds rows j, j + chunks, ..., so every device
-    keeps working on its own rows."""
+    run over `chunks` slices of the batch in turn (a lax.map: the logits of one slice stay in cache, 1.5x faster on CPU
+    than one [B, L, V] pass); slice j holds rows j, j + chunks, ..., so every device keeps working on its own rows."""
     x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic=True)
     targets_BxL = batch["targets"]
     if chunks == 1:
@@ -56,20 +55,23 @@ def head_chunks(rows_per_shard: int, seq_len: int, tokens_per_chunk: int = 512) 
     return k
 
 
+def scoring_mesh(mesh_cfg: Any = None) -> Mesh:
+    """The mesh of `mesh_cfg` (sizes of 'data', 'fsdp', 'tensor'); by default every device on 'data'."""
+    return sharding.make_mesh(mesh_cfg or ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
+
+
 class Scorer:
-    """The jitted, sharded scoring function for one model shape on one mesh. Parameters are laid out by their logical
-    axes (babyjax/sharding.py); batches are split over ('data', 'fsdp'), the padded, masked last batch fixed before any
-    checkpoint is scored (as big_vision's evaluators do), so the scores do not depend on batch size or device count; the
-    log-probabilities come back replicated, so every process holds all of them. batch_rows (0 = 8 per data-parallel
-    device on CPU, where small batches stay in cache and run ~1.8x faster than 32, or 128 on accelerators) is rounded up
-    to a multiple of the data-parallel devices. head_tokens: tokens per device in each slice of the output projection
-    (see `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators)."""
+    """The jitted, sharded scoring function for one model shape on one mesh: parameters laid out by their logical axes,
+    batches split over ('data', 'fsdp') (the padded last batch fixed before any checkpoint: docs/science.md,
+    "Packing"), log-probabilities returned replicated to every process. batch_rows (0 = 8 per data-parallel device on
+    CPU, where small batches stay in cache and run ~1.8x faster than 32, or 128 on accelerators) is rounded up to a
+    multiple of the data-parallel devices. head_tokens: tokens per device in each slice of the output projection (see
+    `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators)."""
 
     def __init__(self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0):
         cpu = mesh.devices.flat[0].platform == "cpu"
         head_tokens = head_tokens or (256 if cpu else 16384)
-        self.model_cfg = dataclasses.replace(model_cfg, dropout=0.0, remat=False)
-        self.mesh = mesh
+        self.model_cfg, self.mesh = dataclasses.replace(model_cfg, dropout=0.0, remat=False), mesh
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
         self.graphdef, abstract, rest = nnx.split(abstract_model, nnx.Param, ...)
         if jax.tree.leaves(rest):
@@ -94,10 +96,7 @@ class Scorer:
     def place(self, packed: Packed) -> tuple[Packed, list[dict[str, jax.Array]]]:
         """Pad `packed` to whole batches and put every batch on the mesh once (reused for every checkpoint)."""
         packed = packed.padded(self.batch_rows)
-
-        def put(x: np.ndarray) -> jax.Array:
-            return jax.make_array_from_callback(x.shape, self.batch_sharding, lambda idx: x[idx])
-
+        put = lambda x: jax.make_array_from_callback(x.shape, self.batch_sharding, lambda idx: x[idx])
         return packed, [{k: put(v) for k, v in b.items()} for b in packed.batches(self.batch_rows)]
 
     def logprobs(self, params: Any, packed: Packed, device_batches: Sequence[dict[str, jax.Array]]) -> np.ndarray:
@@ -115,7 +114,7 @@ def score_sequences(model: Transformer, token_lists: Sequence[Sequence[int]], *,
     `eot_context` every token of a sequence is scored; with `no_context` all but the first."""
     cfg = model.cfg
     seq_len = seq_len or cfg.max_len
-    mesh = mesh or sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
+    mesh = mesh or scoring_mesh()
     scorer = Scorer(cfg, mesh, batch_rows, head_tokens)
     wins = [w for s, ids in enumerate(token_lists) for w in windows(s, ids, policy, seq_len, stride)]
     packed, device_batches = scorer.place(pack(wins, seq_len))

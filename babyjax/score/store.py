@@ -175,10 +175,6 @@ class ScoreFolder:
         return df
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Reading
-
-
 @dataclasses.dataclass
 class ScoreOutput:
     """One score output folder, as read by `load_score_output` (tokens.csv read with keep_default_na=False, so
