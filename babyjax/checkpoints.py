@@ -69,11 +69,8 @@ def _to_host(x: Any) -> np.ndarray:
 
 
 def params_hash(params: Any) -> str:
-    """sha256 (hex) over every leaf's path, dtype, shape and bytes, in sorted path order; independent of sharding.
-
-    An nnx.State, its pure-dict form and orbax's restore of either give the same hash. With several processes, every
-    process must call it (non-addressable arrays are gathered).
-    """
+    """sha256 (hex) over every leaf's path, dtype, shape and bytes in sorted path order: the same for an nnx.State,
+    its pure dict and Orbax's restore of either, on any sharding. With several processes every process must call it."""
     leaves = [(_canonical_path(p), leaf) for p, leaf in jax.tree_util.tree_leaves_with_path(params)]
     leaves.sort(key=lambda pl: pl[0])
     h = hashlib.sha256()
@@ -112,12 +109,9 @@ def _series_step_dir(workdir: epath.Path, step: int) -> epath.Path:
 
 def restore_params(workdir: str | os.PathLike, step: int, abstract_params: Any = None, *,
                    verify: bool = True) -> Any:
-    """The parameters of series step `step`.
-
-    abstract_params: a pytree of jax.ShapeDtypeStruct with `.sharding` (e.g. nnx.eval_shape + shardings) to restore
-    into that structure and layout, on any mesh; None restores the stored tree (nested dicts) onto the default device.
-    verify: check the restored arrays against the sha256 in the checkpoint's meta (restore in the stored dtypes).
-    """
+    """The parameters of series step `step`, into `abstract_params` (jax.ShapeDtypeStructs with `.sharding`: that
+    structure and layout, any mesh) or, when None, as the stored tree of dicts on the default device. verify: check
+    them against the sha256 in the checkpoint's meta (restore in the stored dtypes then)."""
     workdir = RunDir(workdir).path
     step_dir = _series_step_dir(workdir, step)
     checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(
@@ -155,8 +149,7 @@ def verify_params(workdir: str | os.PathLike, step: int, params: Any) -> bool:
 
 
 class _IteratorState:
-    """Adapts an iterator with get_state() -> dict / set_state(dict) (our Loader, a grain DatasetIterator) to grain's
-    orbax handler, which stores one process_<i>-of-<n>.json per process."""
+    """An iterator with dict get_state/set_state (the Loader) as grain's Orbax handler wants it (a file per process)."""
 
     def __init__(self, data_iter: Any) -> None:
         self._it = data_iter
@@ -265,10 +258,8 @@ class RunCheckpoints:
         return phash
 
     def save_series(self, step: int, params: Any, meta: Mapping[str, Any]) -> bool:
-        """Start an asynchronous save of `params` at `step` into the series; False if the step is already there.
-
-        meta: tokens_seen, words_seen, wall_time (and anything else JSON); step and params_hash are added.
-        """
+        """Start an asynchronous save of `params` at `step` into the series (False if the step is already there);
+        meta: tokens_seen, words_seen, wall_time (and anything else JSON); step and params_hash are added."""
         if step in self._index or step in self._pending:
             stored = (self._index.get(step) or self._pending[step])["params_hash"]
             if self._hash(step, params) != stored:
@@ -287,11 +278,8 @@ class RunCheckpoints:
 
     def save_resume(self, step: int, state: Any, data_iter: Any, meta: Mapping[str, Any],
                     force: bool = False) -> bool:
-        """Asynchronously save the full train state, this process's data-iterator state and meta.
-
-        Saves when `step` is a multiple of ckpt.resume_every, or whenever `force` (SIGTERM, end of training); never
-        twice at one step. Keeps the latest ckpt.resume_keep. Returns whether a save started.
-        """
+        """Asynchronously save the full train state, this process's data-iterator state and meta, when `step` is a
+        multiple of ckpt.resume_every or `force` (SIGTERM, the end), never twice; keeps the latest ckpt.resume_keep."""
         self._flush_index()
         if step in self._resume.all_steps() or not (force or self._resume.should_save(step)):
             return False

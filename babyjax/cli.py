@@ -1,10 +1,7 @@
-"""The one command-line runner of babyjax: flag parsing, logging set-up and error reporting for every entry point
-(`launch/train.py`, `python -m babyjax.score`, `.export`, `.generate`, `.analyze`, `.data.evalsets`).
-
-- A `babyjax.errors.UserError` prints one line, `error: <what to do>` (prefixed by the program name for the argparse
-  commands, as argparse itself does), and exits with status 2, like a bad flag.
-- Any other exception is a bug: it keeps its traceback and exits with status 1.
-- absl commands: a bad flag or `--config.key=value` override is one line and status 2.
+"""The one command-line runner: flag parsing, logging set-up and error reporting for every entry point
+(`launch/train.py`, `python -m babyjax.score`, `.export`, `.generate`, `.analyze`, `.data.evalsets`). A `UserError`, a
+bad flag or a bad `--config.key=value` override prints one line, `error: ...` (argparse commands prefix their name),
+and exits with status 2; any other exception is a bug: it keeps its traceback and exits with status 1.
 """
 from __future__ import annotations
 
@@ -14,8 +11,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from babyjax.errors import UserError
-
-log = logging.getLogger("babyjax")
 
 
 def setup_logging() -> None:

@@ -1,8 +1,6 @@
-"""Multi-process JAX set-up shared by `launch/train.py` and `python -m babyjax.score` (imports nothing above it).
-
-JAX's own multi-controller runtime does the work (`jax.distributed.initialize`): on TPU pods and under SLURM it
-detects the cluster itself; elsewhere pass the coordinator address, process count and id. On CPU, collectives go
-over gloo (how the multi-process tests run on 127.0.0.1).
+"""Multi-process JAX set-up shared by `launch/train.py` and `python -m babyjax.score` (imports nothing above it):
+`jax.distributed` detects TPU pods and SLURM jobs itself; elsewhere pass the coordinator address, process count and
+id. On CPU, collectives go over gloo (how the multi-process tests run on 127.0.0.1).
 """
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""The errors a user can cause and fix: every expected failure of babyjax subclasses `UserError`.
-
-A `UserError`'s message is one line that says what went wrong and what to do; the command-line runner
-(babyjax/cli.py) prints it as `error: ...` and exits with status 2. Any other exception is a bug: it keeps its
-traceback and exits with status 1.
-
-The subclasses also derive from the built-in exception a caller would expect (`InputError` is a `ValueError`,
-`MissingError` a `FileNotFoundError`, ...), so `except ValueError` keeps catching bad input. This module imports
-nothing, so every module may import it.
+"""The errors a user can cause and fix: every expected failure of babyjax subclasses `UserError`, whose message is
+one line saying what went wrong and what to do (babyjax/cli.py prints it and exits with status 2; any other exception
+is a bug and keeps its traceback). Each subclass also derives from the built-in a caller would expect (`InputError` is
+a `ValueError`, ...). This module imports nothing, so every module may import it.
 """
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ the series is saved from a background thread, which then needs none; with severa
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import queue
 import signal
@@ -24,18 +23,12 @@ from babyjax.checkpoints import RunCheckpoints
 from babyjax.errors import TrainingError
 from babyjax.metrics import MetricWriter
 
-log = logging.getLogger("babyjax")
-
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    """Where training stands after `step` optimizer updates, kept on the host.
-
-    tokens_seen / words_seen: cumulative over updates 1..step (words_before: over 1..step-1, for the words-seen
-    schedule); wall_time: training seconds of the run, earlier (interrupted) sessions included; step_tokens: the loss
-    targets of this step; metrics: its device metrics (not read yet; None before the first step); final: this is the
-    run's last step.
-    """
+    """Where training stands after `step` optimizer updates, kept on the host: tokens (loss targets) and words seen
+    over updates 1..step (words_before: 1..step-1, for the words-seen schedule), the run's training seconds (earlier
+    sessions included), this step's loss targets and its device metrics (not read yet), whether it is the last step."""
 
     step: int
     tokens_seen: float
@@ -59,12 +52,8 @@ class Progress:
 
 
 class Preemption:
-    """Turns SIGTERM into a stop at a step every process agrees on.
-
-    One process: a Python SIGTERM handler sets a flag that the loop polls. Several processes: JAX's preemption
-    service (started by jax.distributed) catches SIGTERM on any host and the hosts agree on a safe step through
-    `multihost_utils.reached_preemption_sync_point`, which the loop calls at every step.
-    """
+    """Turns SIGTERM into a stop at a step every process agrees on: one process polls a flag set by a signal
+    handler; several use JAX's preemption service (`multihost_utils.reached_preemption_sync_point` at every step)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -161,13 +150,9 @@ class DevEval:
 
 
 class SeriesSaves:
-    """The dense series: saves the parameters at every step the series schedule names (and the final step).
-
-    With one process the saves run in a background thread, so a dense series costs the loop almost nothing: the loop
-    hands over an on-device copy of the parameters (the next step donates the originals) and the step's loss; the
-    thread waits for the loss and saves only a finite one. With several processes they run on the main thread, where
-    the collectives of a multi-process save belong.
-    """
+    """The dense series: the parameters at every step the schedule names (and the last), from an on-device copy (the
+    next step donates the originals), saved only when the step's loss is finite. With one process a background thread
+    saves, so the loop hardly waits; with several, the main thread, where a multi-process save's collectives belong."""
 
     def __init__(self, ckpt: RunCheckpoints, lock: threading.Lock, copy_params: Callable[[Any], Any]):
         self.ckpt, self.lock, self.copy_params = ckpt, lock, copy_params
@@ -226,11 +211,8 @@ class SeriesSaves:
 
 
 class ResumeSaves:
-    """Full train state + data-iterator state every `resume_every` steps, at the end and when preempted.
-
-    Before a resume point moves, every earlier step's loss is checked (a non-finite one stops training before it is
-    saved) and every series save up to it is with Orbax (the series never lags the resume point).
-    """
+    """Full train state + data-iterator state every `resume_every` steps, at the end and when preempted; first every
+    earlier loss is checked (a non-finite one stops training) and every series save is with Orbax (never lags)."""
 
     def __init__(self, ckpt: RunCheckpoints, lock: threading.Lock, loader: Any, resume_every: int,
                  metrics: MetricsLog, series: SeriesSaves):

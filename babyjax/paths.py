@@ -1,12 +1,8 @@
-"""Local and cloud paths: the one path rule and the one atomic write of babyjax.
+"""Local and cloud paths: the one path rule and the one atomic write of babyjax (below run.py, because the
+tokenizer that run.py opens writes its model file with it too).
 
-A path with a scheme (`gs://bucket/...`) is cloud storage and goes through etils.epath as it is; any other path is
-made absolute (Orbax needs absolute paths). `write_atomic` writes a file so that readers see the old or the new
-contents, never half of them: locally a temporary file in the same folder renamed over the target, on cloud storage
-one object write (object stores publish an object whole or not at all).
-
-This module sits below run.py (the run directory) because the tokenizer, which run.py opens, writes its model file
-with it too.
+A path with a scheme (`gs://bucket/...`) is cloud storage, used through etils.epath as it is; any other path is made
+absolute (Orbax needs absolute paths).
 """
 from __future__ import annotations
 
@@ -32,11 +28,9 @@ def absolute(path: PathLike, *, resolve: bool = False) -> epath.Path:
 
 
 def write_atomic(path: PathLike, data: str | bytes | Callable[[epath.Path], None], *, fsync: bool = False) -> None:
-    """Write `data` (text, bytes, or a function that writes a given temporary path) to `path` atomically.
-
-    fsync: flush the file to disk before the rename (for files whose loss after a power cut would lose results).
-    Temporary files are named `.<name>.tmp-<pid>` beside the target; the parent folder is created if needed.
-    """
+    """Write `data` (text, bytes, or a function that writes a given path) to `path` so that readers see the old or
+    the new contents, never half: locally a temporary `.<name>.tmp-<pid>` beside it renamed over it (fsync: flushed to
+    disk first), on cloud storage one object write (published whole or not at all). Parent folders are created."""
     path = epath.Path(path) if is_cloud(path) else epath.Path(os.path.abspath(os.fspath(path)))
     path.parent.mkdir(parents=True, exist_ok=True)
     if is_cloud(path):

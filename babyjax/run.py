@@ -8,12 +8,8 @@
     <run>/metrics.jsonl, tensorboard/ training metrics
     <run>/generations.json            text generated at a few checkpoints (python -m babyjax.generate)
 
-Every stage opens runs through `RunDir`: training pins the config (`pin_config`), the scorer, the exporter, the
-generator, the token sampler and the analysis read the config, tokenizer and series index from here. A run directory
-may live on cloud storage (gs://...): every path goes through etils.epath (babyjax/paths.py).
-
-The series index is a cache of the committed checkpoints' meta items: when series.json is missing or damaged it is
-rebuilt (read-only here) from the checkpoints themselves.
+Every stage opens runs through `RunDir` (local or gs://... through etils.epath). The series index is a cache of the
+committed checkpoints' meta items, rebuilt (read-only here) from them when series.json is missing or damaged.
 """
 from __future__ import annotations
 
@@ -162,8 +158,7 @@ def read_meta(step_dir: epath.Path) -> dict:
 
 
 def is_committed(step_dir: epath.Path) -> bool:
-    """Orbax writes commit_success.txt last: into the temporary directory just before renaming it into place (POSIX),
-    or into the final directory once every file is written (object stores)."""
+    """Whether Orbax finished writing the step (its commit_success.txt is written last, locally and on gs://)."""
     return (step_dir / "commit_success.txt").exists()
 
 

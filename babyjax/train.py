@@ -1,10 +1,8 @@
 """The training loop: BabyLM batches -> sharded jitted train step -> a dense checkpoint series and resume checkpoints.
 
-`train(config, workdir)` is the one library call behind `launch/train.py`: set-up (`_set_up`), restore-or-init
-(`_restore_or_init`), then a short loop whose per-step concerns are hooks (babyjax/hooks.py) fed by one host-side
-`Progress` record. Tokens and words seen are counted once, on the host, from the batch the loader built, so no step
-waits for the device. Running `train` again on the same workdir continues from the latest resume checkpoint (after
-`kill -9`, SIGTERM or preemption) and reproduces the loss sequence and parameters of an uninterrupted run.
+`train(config, workdir)`, behind `launch/train.py`: `_set_up`, `_restore_or_init`, then `_loop`, whose per-step
+concerns are hooks (babyjax/hooks.py) fed by one host-side `Progress` record. Running it again on the same workdir
+continues from the latest resume checkpoint and reproduces the losses and parameters of an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -19,6 +17,7 @@ from typing import Any
 import jax
 import ml_collections
 from jax.experimental import multihost_utils
+from tqdm.auto import tqdm
 
 from babyjax import distributed, hooks, metrics as metrics_lib, model as model_lib, sharding, step as step_lib
 from babyjax.checkpoints import RunCheckpoints
@@ -30,6 +29,8 @@ log = logging.getLogger("babyjax")
 
 @dataclasses.dataclass
 class TrainResult:
+    """Where `train` stopped."""
+
     step: int
     tokens_seen: float
     words_seen: float
@@ -51,10 +52,7 @@ class _Session:
     loader: pipeline.Loader
     ckpt: RunCheckpoints
     writer: metrics_lib.MetricWriter
-
-    @property
-    def num_steps(self) -> int:
-        return int(self.config.train.num_steps)
+    num_steps: int
 
 
 def _prepare_tokenizer(config: ml_collections.ConfigDict, run: RunDir) -> tokenizer_lib.Tokenizer:
@@ -107,7 +105,8 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
 
     return _Session(config, run, model_cfg, state, shardings, train_step,
                     lambda s: evaluate(eval_step, s, dev_loader, tc.eval_batches), loader,
-                    RunCheckpoints(run.path, config.ckpt, num_steps=tc.num_steps), metrics_lib.MetricWriter(run.path))
+                    RunCheckpoints(run.path, config.ckpt, num_steps=tc.num_steps), metrics_lib.MetricWriter(run.path),
+                    int(tc.num_steps))
 
 
 def _restore_or_init(s: _Session) -> hooks.Progress:
@@ -172,11 +171,8 @@ def train(config: ml_collections.ConfigDict, workdir: Any) -> TrainResult:
         s.ckpt.close()
         s.writer.close()
         return TrainResult(progress.step, progress.tokens_seen, progress.words_seen, None, preempted=False)
-    bar = None
-    if config.train.progress_bar and jax.process_index() == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=s.num_steps, initial=progress.step, unit="step", dynamic_ncols=True)
+    show_bar = config.train.progress_bar and jax.process_index() == 0
+    bar = tqdm(total=s.num_steps, initial=progress.step, unit="step", dynamic_ncols=True) if show_bar else None
     steps = _make_hooks(s, bar)
     metrics, series = steps[0], steps[2]
     try:
