@@ -12,7 +12,13 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # model init, dropout and data order all derive from this seed
+    _data_tokenizer(c)
+    _model_mesh(c)
+    _optim_train_ckpt(c)
+    return c
 
+
+def _data_tokenizer(c: ml_collections.ConfigDict) -> None:
     # ---- data (babyjax/data) ----
     c.data = ml_collections.ConfigDict()
     # Folder holding an official BabyLM release (2023 or 2024+ layout). '' means: the environment variable
@@ -38,6 +44,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.tokenizer.path = ""  # '' = train one into <workdir>/tokenizer.model (or reuse it if present)
     c.tokenizer.input_sentence_size = 2_000_000  # lines sampled for training the tokenizer (deterministic)
 
+
+
+def _model_mesh(c: ml_collections.ConfigDict) -> None:
     # ---- model (babyjax/model.py) ----
     c.model = ml_collections.ConfigDict()
     c.model.style = "gpt2"  # gpt2 (learned positions, LayerNorm, GELU; also OPT) | llama (RoPE, RMSNorm, SwiGLU)
@@ -60,6 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
 
+
+
+def _optim_train_ckpt(c: ml_collections.ConfigDict) -> None:
     # ---- optimizer (babyjax/optim.py) ----
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 6e-4
@@ -94,4 +106,3 @@ def get_config() -> ml_collections.ConfigDict:
     c.ckpt.words_marks_max = 1_000_000_000  # schedule == 'words': BabyLM 2025 marks up to this many words
     c.ckpt.resume_every = 500  # steps between resume checkpoints (full state + data iterator), async
     c.ckpt.resume_keep = 3  # resume checkpoints kept (latest N)
-    return c
