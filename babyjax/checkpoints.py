@@ -41,11 +41,8 @@ logging.getLogger("absl").addFilter(lambda record: "Skipping merge of OCDBT chec
 # -- Parameter hashes -------------------------------------------------------------------------------------------------
 
 
-def _key_name(key: Any) -> str:
-    for attr in ("key", "idx", "name"):  # DictKey / FlattenedIndexKey, SequenceKey, GetAttrKey
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
+def _key_name(key: Any) -> str:  # DictKey / FlattenedIndexKey, SequenceKey, GetAttrKey, else the key itself
+    return str(next((getattr(key, a) for a in ("key", "idx", "name") if hasattr(key, a)), key))
 
 
 def _canonical_path(path: tuple) -> str:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -187,22 +186,19 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
     if out.exists() and not overwrite:
         raise ExistsError(f"{out} exists: choose another --out or pass --overwrite")
     model = hf_model(_plain(checkpoints.restore_params(run.path, int(step))), cfg)  # hash-verified parameters
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with torch.no_grad():
-        model.save_pretrained(tmp)
-    (tmp / "tokenizer.model").write_bytes(tok.path.read_bytes())  # the run may live on cloud storage
-    hf_tokenizer(tmp / "tokenizer.model", cfg.max_len).save_pretrained(tmp)
     info = {"source": str(paths.absolute(run.path, resolve=True)), "step": int(step), "style": cfg.style,
             "tokens_seen": entry.get("tokens_seen"), "words_seen": entry.get("words_seen"),
             "params_hash": entry.get("params_hash"), "tokenizer_hash": tok.sha256,
             "first_token": "score after one EOS token '</s>' (id 3): babyjax.score's eot_context"}
-    (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+
+    def fill(tmp: pathlib.Path) -> None:
+        with torch.no_grad():
+            model.save_pretrained(tmp)
+        (tmp / "tokenizer.model").write_bytes(tok.path.read_bytes())  # the run may live on cloud storage
+        hf_tokenizer(tmp / "tokenizer.model", cfg.max_len).save_pretrained(tmp)
+        (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1))
+
+    return paths.write_folder(out, fill, overwrite=True)
 
 
 def series_names(index: Sequence[dict], names: str = "words") -> dict[str, int]:

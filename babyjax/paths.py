@@ -7,6 +7,9 @@ absolute (Orbax needs absolute paths).
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
+import tempfile
 from collections.abc import Callable
 
 from etils import epath
@@ -55,3 +58,26 @@ def _write(path: epath.Path, data: str | bytes | Callable[[epath.Path], None]) -
         path.write_bytes(bytes(data))
     else:
         data(path)
+
+
+def write_folder(target: PathLike, fill: Callable[[pathlib.Path], None], *, overwrite: bool = False) -> pathlib.Path:
+    """The folder twin of write_atomic (local): `fill` writes a temporary folder beside `target`, renamed into place;
+    an existing `target` is kept (another process made it), or replaced with overwrite; a failed fill leaves nothing."""
+    target = pathlib.Path(target)
+    if target.is_dir() and not overwrite:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        fill(tmp)
+        if overwrite:
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+

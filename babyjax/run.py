@@ -22,16 +22,12 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from babyjax import paths
-from babyjax.data.tokenizer import Tokenizer
+from babyjax.data.tokenizer import MODEL_FILE, Tokenizer
 from babyjax.errors import CheckpointError, InputError, MissingError, TrainingError
 from babyjax.model import ModelConfig
 
 log = logging.getLogger("babyjax")
 
-CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.model"
-METRICS_FILE = "metrics.jsonl"
-GENERATIONS_FILE = "generations.json"
 
 # Config sections that define the run: a restarted run must use the same values (logging and bookkeeping may differ).
 RUN_DEFINING = ("seed", "data", "tokenizer", "model", "optim", "train.batch_size", "train.num_steps", "ckpt.schedule")
@@ -46,11 +42,11 @@ class RunDir:
     def __init__(self, path: paths.PathLike):
         self.path = paths.absolute(path)
         self.name = self.path.name
-        self.config_path = self.path / CONFIG_FILE
-        self.tokenizer_path = self.path / TOKENIZER_FILE
-        self.metrics_path = self.path / METRICS_FILE
+        self.config_path = self.path / "config.json"
+        self.tokenizer_path = self.path / MODEL_FILE
+        self.metrics_path = self.path / "metrics.jsonl"
         self.tensorboard_dir = self.path / "tensorboard"
-        self.generations_path = self.path / GENERATIONS_FILE
+        self.generations_path = self.path / "generations.json"
         self.series_dir = self.path / "checkpoints" / "series"
         self.resume_dir = self.path / "checkpoints" / "resume"
         self.index_path = self.path / "checkpoints" / "series.json"

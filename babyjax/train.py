@@ -28,9 +28,7 @@ log = logging.getLogger("babyjax")
 
 
 @dataclasses.dataclass
-class TrainResult:
-    """Where `train` stopped."""
-
+class TrainResult:  # where `train` stopped
     step: int
     tokens_seen: float
     words_seen: float

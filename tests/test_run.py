@@ -106,3 +106,20 @@ def test_cloud_run_directory_through_epath(bucket):
     assert r.series_index() == [{"step": 0, "words_seen": 0.0}]
     assert not [p for p in r.index_path.parent.iterdir() if ".tmp-" in p.name]  # one object write, no temp file
     assert run.RunDir.open(f"{bucket}/runs/tiny").name == "tiny"
+
+
+def test_write_folder_is_atomic_keeps_or_replaces_and_cleans_up(tmp_path):
+    target = tmp_path / "cache" / "split"
+    assert paths.write_folder(target, lambda tmp: (tmp / "a.npy").write_text("1")) == target
+    paths.write_folder(target, lambda tmp: (tmp / "b.npy").write_text("2"))  # made already: kept as it is
+    assert sorted(p.name for p in target.iterdir()) == ["a.npy"]
+
+    def fail(tmp):
+        (tmp / "half").write_text("x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        paths.write_folder(target, fail, overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == ["a.npy"] and len(list(target.parent.iterdir())) == 1
+    paths.write_folder(target, lambda tmp: (tmp / "c.npy").write_text("3"), overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == ["c.npy"] and len(list(target.parent.iterdir())) == 1

@@ -11,11 +11,9 @@ import io
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from typing import IO, Any, ClassVar
 
@@ -137,27 +135,13 @@ def read_lines(path: pathlib.Path, max_lines: int, stats: dict[str, int]) -> Ite
             yield i, text
 
 
-def make_folder_once(target: pathlib.Path, fill: Callable[[pathlib.Path], None]) -> pathlib.Path:
-    """Make the folder `target` once, atomically: `fill` writes a temporary folder beside it, which is renamed into
-    place (when another process made `target` first, its folder is kept)."""
-    if not target.is_dir():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-        fill(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # made concurrently by another process
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def _unzip_once(archive: str | os.PathLike | IO[bytes], target: pathlib.Path) -> pathlib.Path:
     """Unzip `archive` into the folder `target`, once (TFDS's own extractor needs TensorFlow)."""
     def extract(tmp: pathlib.Path) -> None:
         with zipfile.ZipFile(archive) as z:
             z.extractall(tmp)  # zipfile drops absolute and '..' parts of member names
 
-    return make_folder_once(target, extract)
+    return paths.write_folder(target, extract)
 
 
 def sample_release(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:

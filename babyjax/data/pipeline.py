@@ -18,6 +18,7 @@ import numpy as np
 from absl import flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from babyjax import paths
 from babyjax.errors import InputError
 from babyjax.data import babylm
 from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
@@ -59,7 +60,7 @@ class TokenizedSplit:
             (tmp / "meta.json").write_text(json.dumps({"num_tokens": self.num_tokens, "num_docs": self.num_docs,
                                                        "num_words": self.num_words}))
 
-        babylm.make_folder_once(directory, fill)
+        paths.write_folder(directory, fill)
 
     @classmethod
     def load(cls, directory: pathlib.Path) -> TokenizedSplit:
@@ -166,10 +167,11 @@ class _RowBatcher:
             segment_ids = valid_BxL.astype(np.int32)
             positions = np.broadcast_to(np.arange(L), pos_BxL.shape)
             weights = tvalid_BxL
-        totals = np.array([self._row_targets(all_B).sum(), self._row_words(all_B).astype(np.float64).sum()])
+        words_B = self._row_words(all_B)  # every process counts the whole global batch, and keeps its own rows
+        totals = np.array([self._row_targets(all_B).sum(), words_B.astype(np.float64).sum()])
         return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids.astype(np.int32),
                 "positions": positions.astype(np.int32), "weights": weights.astype(np.float32),
-                "num_words": self._row_words(rows_B), "num_tokens": valid_BxL.sum(1).astype(np.float32), TOTALS: totals}
+                "num_words": words_B[self.lo:self.hi], "num_tokens": valid_BxL.sum(1).astype(np.float32), TOTALS: totals}
 
 
 class Loader:
