@@ -169,6 +169,12 @@ def _params_of(state: Any) -> Any:
     return params
 
 
+def _barriers(manager: str) -> ocp.options.MultiprocessingOptions:
+    """Barrier names of their own for each manager: both finalize saves in background threads, and two managers
+    sharing orbax's fixed barrier names collide across processes ("Barrier ... is already ongoing")."""
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=f"babyjax_{manager}")
+
+
 class RunCheckpoints:
     """The run's two orbax CheckpointManagers: the series (parameters, all kept) and resume (full state, latest N)."""
 
@@ -188,7 +194,7 @@ class RunCheckpoints:
             options=ocp.CheckpointManagerOptions(
                 # The schedule (which may need words seen, unknown to orbax's DecisionContext) decides in the loop;
                 # every save_series call is an explicit request.
-                preservation_policy=preservation_policy.PreserveAll(),
+                preservation_policy=preservation_policy.PreserveAll(), multiprocessing_options=_barriers("series"),
                 enable_async_checkpointing=True, cleanup_tmp_directories=True, lightweight_initialize=True))
         self._resume = ocp.CheckpointManager(
             self.run.resume_dir,
@@ -197,7 +203,8 @@ class RunCheckpoints:
             options=ocp.CheckpointManagerOptions(
                 save_decision_policy=save_decision_policy.FixedIntervalPolicy(ckpt_cfg.resume_every),
                 preservation_policy=preservation_policy.LatestN(ckpt_cfg.resume_keep),
-                enable_async_checkpointing=True, cleanup_tmp_directories=True))
+                multiprocessing_options=_barriers("resume"), enable_async_checkpointing=True,
+                cleanup_tmp_directories=True))
         self._index: dict[int, dict] = {}
         self._pending: dict[int, dict] = {}  # series saves started, not yet known to be committed
         self._last_hash: tuple[tuple[int, int], str] | None = None
