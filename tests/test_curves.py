@@ -1,5 +1,4 @@
 """Chang et al. (2023) curve measures: known answers, agreement with pygam / scipy, and bad input."""
-import warnings
 
 import numpy as np
 import pytest
@@ -55,18 +54,6 @@ def test_smoother_matches_pygam():
                                                           periodic=False), atol=1e-12)
 
 
-def test_sigmoid_fit_matches_scipy_curve_fit():
-    from scipy.optimize import curve_fit
-    y = realistic(np.random.default_rng(1), 6)
-    aoa, params = curves.sigmoid_aoa(X, y, CHANCE)
-    for j in range(y.shape[1]):
-        neg = -y[:, j]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p, _ = curve_fit(curves.sigmoid, X, neg, p0=[neg.min(), neg.max(), X.mean(), 1.0], maxfev=100000)
-        np.testing.assert_allclose(params[j, 2:], p[2:], rtol=2e-3, atol=2e-3)
-
-
 def test_noiseless_sigmoid_known_aoa():
     end, xmid, scale = 3.0, 3.7, 0.25
     y = sig_curve(X, end, xmid, scale)[:, None]
@@ -74,32 +61,27 @@ def test_noiseless_sigmoid_known_aoa():
     known = xmid - scale * np.log((end - CHANCE) / (thr - CHANCE) - 1)
     res = curves.compute_curve_measures({"r": with_step0(y.astype(np.float64))}, {"r": STEPS}, V)
     m = res.measures["r"]
-    # the sigmoid crosses the GAM's threshold (halfway between chance and the smoothed curve's minimum)
-    gam_thr = m["aoa_threshold"][0]
-    assert gam_thr == pytest.approx(thr, abs=0.01)
-    known_at_gam_thr = xmid - scale * np.log((end - CHANCE) / (gam_thr - CHANCE) - 1)
-    assert m["aoa_sigmoid"][0] == pytest.approx(known_at_gam_thr, abs=2e-3)  # float32 storage of the curve
-    assert m["aoa_sigmoid"][0] == pytest.approx(known, abs=0.01)
+    assert m["aoa_threshold"][0] == pytest.approx(thr, abs=0.01)  # the GAM AoA's: halfway to the smoothed minimum
+    assert m["aoa_sigmoid"][0] == pytest.approx(known, abs=2e-3)  # float32 storage of the curve
     assert m["aoa_gam"][0] == pytest.approx(known, abs=0.02)  # 1,000-point grid over 4 decades + smoothing
     assert m["final_surprisal"][0] == pytest.approx(y[-11:, 0].mean(), abs=1e-5)
     assert m["within_run_var"][0] == pytest.approx(y[-11:, 0].std(), abs=1e-5)
 
 
-def test_sigmoid_aoa_uses_the_given_threshold():
+def test_sigmoid_aoa_threshold_is_halfway_to_the_raw_minimum():
+    """Chang's compute_aoa_vals: ymax = np.max(negative_surprisals), the raw curve, not the GAM curve."""
     end, xmid, scale = 3.0, 3.7, 0.25
-    y = sig_curve(X, end, xmid, scale)[:, None]
-    for thr in (8.0, 10.0):  # surprisal thresholds other than the raw-minimum midpoint (8.5)
-        aoa, _ = curves.sigmoid_aoa(X, y, CHANCE, np.array([thr]))
-        assert aoa[0] == pytest.approx(xmid - scale * np.log((end - CHANCE) / (thr - CHANCE) - 1), abs=1e-4)
-    assert curves.sigmoid_aoa(X, y, CHANCE, np.array([CHANCE]))[0][0] == X.max()  # at chance: never acquired
-    # a single low outlier moves the raw minimum, not the smoothed one: the measure uses the GAM threshold
-    spiky = y.copy()
-    spiky[150, 0] -= 3.0
+    spiky = sig_curve(X, end, xmid, scale)[:, None]
+    spiky[150, 0] -= 3.0  # one low outlier moves the raw minimum, hardly the smoothed one
     m = curves.compute_curve_measures({"r": with_step0(spiky)}, {"r": STEPS}, V).measures["r"]
-    assert m["aoa_threshold"][0] > 0.5 * (CHANCE + spiky.min()) + 0.5
-    via_gam = curves.sigmoid_aoa(X, with_step0(spiky)[1:].astype(np.float64), CHANCE, m["aoa_threshold"])[0][0]
-    via_raw = curves.sigmoid_aoa(X, with_step0(spiky)[1:].astype(np.float64), CHANCE)[0][0]
-    assert m["aoa_sigmoid"][0] == pytest.approx(via_gam, abs=1e-9) and abs(via_gam - via_raw) > 0.05
+    raw_thr = 0.5 * (CHANCE + float(with_step0(spiky)[1:].min()))
+    assert m["aoa_threshold"][0] > raw_thr + 0.5  # the GAM AoA's threshold stays near the smooth curve's
+    aoa, thr, _ = curves.sigmoid_aoa(X, with_step0(spiky)[1:].astype(np.float64), CHANCE)
+    assert thr[0] == pytest.approx(raw_thr) and m["aoa_sigmoid"][0] == pytest.approx(aoa[0], abs=1e-9)
+    at_gam_thr = xmid - scale * np.log((end - CHANCE) / (m["aoa_threshold"][0] - CHANCE) - 1)
+    assert abs(aoa[0] - at_gam_thr) > 0.05
+    flat = np.full((len(X), 1), CHANCE + 0.5)  # never below chance: never acquired
+    assert curves.sigmoid_aoa(X, flat, CHANCE)[0][0] == X.max()
 
 
 def test_steps_as_lists_with_two_runs():

@@ -12,8 +12,8 @@ import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import special
 
+from babyjax.analysis.sigmoid import sigmoid, sigmoid_aoa  # noqa: F401 - part of this module's interface
 from babyjax.errors import InputError
 
 N_SPLINES = 25
@@ -134,99 +134,6 @@ def gam_aoa(grid_GxC: np.ndarray, grid_x_G: np.ndarray, chance: float) -> tuple[
     return aoa_C, threshold_C
 
 
-def sigmoid(x: np.ndarray, start: np.ndarray, end: np.ndarray, xmid: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Chang et al.'s sigmoid: start + (end - start) / (1 + exp((xmid - x) / scale))."""
-    return start + (end - start) * special.expit((x - xmid) / scale)
-
-
-def _sigmoid_residuals(x_T: np.ndarray, p_Cx4: np.ndarray, y_CxT: np.ndarray,
-                       jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """Residuals y - sigmoid [C, T] of parameters (start, end, xmid, scale), and the Jacobian d f / d p [C, T, 4]."""
-    start, end, xmid, scale = (p_Cx4[:, i:i + 1] for i in range(4))
-    scale = np.where(np.abs(scale) < 1e-12, 1e-12, scale)
-    z = (x_T - xmid) / scale
-    s = special.expit(z)
-    r = y_CxT - (start + (end - start) * s)
-    if not jac:
-        return r, None
-    ds = (end - start) * s * (1 - s)
-    return r, np.stack([1 - s, s, -ds / scale, -ds * z / scale], -1)
-
-
-def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, max_iter: int = 400, ftol: float = 1e-8) -> np.ndarray:
-    """Least-squares sigmoid fits for all columns at once: batched Levenberg-Marquardt (Marquardt scaling) from
-    Chang et al.'s start point p0 = [min y, max y, mean x, 1] (their `scipy.optimize.curve_fit` call).
-    Returns params [C, 4] = (start, end, xmid, scale)."""
-    x_T = np.asarray(x_T, np.float64)
-    y_CxT = np.asarray(y_TxC, np.float64).T
-    n_curves = y_CxT.shape[0]
-    p_Cx4 = np.stack([y_CxT.min(1), y_CxT.max(1), np.full(n_curves, x_T.mean()), np.ones(n_curves)], 1)
-    r, j = _sigmoid_residuals(x_T, p_Cx4, y_CxT)
-    sse_C = np.square(r).sum(1)
-    damping_C = np.full(n_curves, 1e-3)
-    nu_C = np.full(n_curves, 2.0)  # Nielsen's damping update (Madsen, Nielsen & Tingleff 2004)
-    active = np.arange(n_curves)
-    for _ in range(max_iter):
-        if active.size == 0:
-            break
-        ja, ra = j[active], r[active]
-        jt = ja.transpose(0, 2, 1)
-        a_Cx4x4 = jt @ ja
-        g_Cx4 = (jt @ ra[..., None])[..., 0]
-        damp_Cx4 = damping_C[active, None] * np.maximum(np.diagonal(a_Cx4x4, axis1=1, axis2=2), 1e-12)
-        lhs = a_Cx4x4 + damp_Cx4[:, :, None] * np.eye(4)
-        try:
-            step = np.linalg.solve(lhs, g_Cx4[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = np.einsum("ckl,cl->ck", np.linalg.pinv(lhs), g_Cx4)
-        p_new = p_Cx4[active] + step
-        r_new, _ = _sigmoid_residuals(x_T, p_new, y_CxT[active], jac=False)
-        sse_new = np.square(r_new).sum(1)
-        predicted = np.maximum((step * (damp_Cx4 * step + g_Cx4)).sum(1), 1e-300)
-        rho = (sse_C[active] - sse_new) / predicted
-        ok = np.isfinite(sse_new) & (sse_new < sse_C[active]) & (rho > 0)
-        improved, failed = active[ok], active[~ok]
-        rel_gain = (sse_C[improved] - sse_new[ok]) / np.maximum(sse_C[improved], 1e-300)
-        p_Cx4[improved] = p_new[ok]
-        sse_C[improved] = sse_new[ok]
-        damping_C[improved] *= np.maximum(1 / 3, 1 - (2 * rho[ok] - 1) ** 3)
-        nu_C[improved] = 2.0
-        damping_C[failed] *= nu_C[failed]
-        nu_C[failed] *= 2
-        if improved.size:
-            r[improved], j[improved] = _sigmoid_residuals(x_T, p_Cx4[improved], y_CxT[improved])
-        done = np.zeros(n_curves, bool)
-        rel_pred = predicted[ok] / np.maximum(sse_C[improved], 1e-300)
-        done[improved[(rel_gain <= ftol) & (rel_pred <= ftol) & (damping_C[improved] < 1.0)]] = True
-        done[failed[damping_C[failed] > 1e12]] = True  # no downhill step left: at a minimum
-        done[active[sse_C[active] <= 1e-24]] = True
-        active = active[~done[active]]
-    return p_Cx4
-
-
-def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
-                threshold_C: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Chang et al. sigmoid AoA (their `compute_aoa_vals`; edge rules: docs/science.md): where the sigmoid fitted to
-    the negated curve crosses the threshold (surprisal, bits): `threshold_C` (the GAM AoA's: babyjax's departure from
-    the released code) or, if None (no GAM, or Chang & Bergen 2022 word curves), halfway between chance and the raw
-    curve's minimum. Returns (aoa [C], params [C, 4] in surprisal units)."""
-    x_T = np.asarray(x_T, np.float64)
-    neg_TxC = -np.asarray(surprisal_TxC, np.float64)
-    p_Cx4 = fit_sigmoid(x_T, neg_TxC)
-    start, end, xmid, scale = p_Cx4.T
-    ymin = -chance
-    thr = 0.5 * (ymin + neg_TxC.max(0)) if threshold_C is None else -np.asarray(threshold_C, np.float64)
-    xmin, xmax = x_T.min(), x_T.max()
-    to_max = ((thr >= start) & (thr >= end)) | (thr <= ymin) | ((end < start) & (scale > 0)) | \
-             ((end > start) & (scale < 0))
-    to_min = ~to_max & (thr <= start) & (thr <= end)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cross = xmid - scale * np.log((end - start) / (thr - start) - 1.0)
-    aoa = np.where(to_max, xmax, np.where(to_min, xmin, cross))
-    aoa = np.clip(np.where(np.isfinite(aoa), aoa, xmax), xmin, xmax)
-    return aoa, np.stack([-start, -end, xmid, scale], 1)
-
-
 MEASURES = ("final_surprisal", "within_run_var", "gam_lambda", "aoa_gam", "aoa_threshold", "forgettability",
             "aoa_sigmoid")
 
@@ -280,7 +187,7 @@ class _RunCurves:
             smoother = GamSmoother.build(x)
         except ValueError as err:
             _note(notes, f"run {run}: {err}: smoothed-curve measures (GAM AoA, forgettability, cross-run "
-                         "variability) skipped; sigmoid AoA uses the raw curve minimum for its threshold")
+                         "variability) skipped")
         if sigmoid_fit and len(pos) < MIN_SIGMOID_POINTS:
             _note(notes, f"run {run}: sigmoid AoA needs {MIN_SIGMOID_POINTS} checkpoints after step 0; "
                          f"found {len(pos)}: skipped")
@@ -306,8 +213,7 @@ class _RunCurves:
                 smoothed = np.full((len(common), s.shape[1]), np.nan)
                 smoothed[:, finite_C] = self.smoother.predict(coef, common)
         if sigmoid_fit and len(self.pos) >= MIN_SIGMOID_POINTS and y.shape[1]:
-            gam_thr = out["aoa_threshold"][cols] if self.smoother is not None else None  # docs/science.md: departure
-            out["aoa_sigmoid"][cols] = sigmoid_aoa(self.x, y, chance, gam_thr)[0]
+            out["aoa_sigmoid"][cols] = sigmoid_aoa(self.x, y, chance)[0]
         return smoothed
 
 
