@@ -16,7 +16,7 @@ import ml_collections
 
 from babyjax.errors import InputError
 
-SCHEDULES = ("chang", "pythia", "crfm", "words", "list", "none")
+SCHEDULES = ("chang", "pythia", "crfm", "words", "chang_words", "list", "none")
 
 
 def chang_steps(max_steps: int, s0: float = 100.0, s1: float = 25_000.0, t1: float = 1_000_000.0) -> list[int]:
@@ -101,7 +101,7 @@ class StepSchedule:
 class WordsSchedule:
     """BabyLM 2025 words-seen schedule, decided online: save at the first step whose cumulative words reach a mark.
 
-    Also saves at `always_steps` (step 0 and the final step).
+    Also saves at `always_steps` (sorted: step 0, the final step, and for `chang_words` Chang et al.'s dense series).
     """
 
     marks: tuple[int, ...]
@@ -116,7 +116,8 @@ class WordsSchedule:
 
     def should_save(self, step: int, words_seen_before: float | None,
                     words_seen_after: float | None) -> bool:
-        if step in self.always_steps:
+        i = bisect.bisect_left(self.always_steps, step)
+        if i < len(self.always_steps) and self.always_steps[i] == step:
             return True
         if words_seen_before is None or words_seen_after is None:
             return False
@@ -146,8 +147,10 @@ def series_schedule(ckpt_cfg: ml_collections.ConfigDict, num_steps: int) -> Step
         if bad:
             raise InputError(f"ckpt.steps must be whole steps in 0..train.num_steps={num_steps}; got {bad[:5]}")
         steps = [int(s) for s in ckpt_cfg.steps]
-    elif name == "words":
-        return WordsSchedule(marks=tuple(words_marks(ckpt_cfg.words_marks_max)), always_steps=(0, num_steps))
+    elif name in ("words", "chang_words"):  # chang_words: Chang's dense series plus the BabyLM words marks
+        dense = chang_steps(num_steps, ckpt_cfg.chang_s0, ckpt_cfg.chang_s1, ckpt_cfg.chang_t1) if name != "words" else []
+        return WordsSchedule(marks=tuple(words_marks(ckpt_cfg.words_marks_max)),
+                             always_steps=_with_ends(dense, num_steps))
     elif name == "none":
         return StepSchedule(steps=())
     else:

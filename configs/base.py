@@ -97,7 +97,7 @@ def _optim_train_ckpt(c: ml_collections.ConfigDict) -> None:
 
     # ---- checkpoints (babyjax/checkpoints.py, babyjax/series_schedules.py) ----
     c.ckpt = ml_collections.ConfigDict()
-    # Series schedule: chang | pythia | crfm | words | list | none. The series holds parameters only, all kept.
+    # Series schedule: chang | pythia | crfm | words | chang_words (both) | list | none. Parameters only, all kept.
     c.ckpt.schedule = "chang"
     c.ckpt.steps = ()  # schedule == 'list': explicit steps (step 0 is always added)
     c.ckpt.chang_s0 = 100.0  # Chang et al. exponential: steps between saves at the start

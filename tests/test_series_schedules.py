@@ -96,6 +96,29 @@ def test_words_schedule_saves_the_first_step_that_reaches_each_mark():
     assert not sched.should_save(5, None, None)  # words unknown: only steps 0 and the final step
 
 
+def test_chang_words_keeps_the_dense_series_and_adds_the_words_marks():
+    cfg = _ckpt_cfg(schedule="chang_words", chang_s0=1.0, chang_s1=50.0, chang_t1=400.0, words_marks_max=100_000_000)
+    sched = schedules.series_schedule(cfg, num_steps=400)
+    dense = schedules.chang_steps(400, 1.0, 50.0, 400.0)
+    assert all(sched.should_save(s, None, None) for s in dense) and sched.should_save(400, None, None)
+    assert not sched.should_save(int(dense[-1]) - 1, 5.0, 6.0)  # between dense steps, no mark crossed
+    assert sched.should_save(int(dense[-1]) - 1, 900_000, 1_100_000)  # a mark crossed between dense steps
+
+
+def test_strict_config_keeps_a_chang_like_dense_series():
+    """Learning curves need Chang et al.'s density: about 221 saves, the last 11 within the last ~22% of training."""
+    from configs import strict
+
+    cfg = strict.get_config()
+    sched = schedules.series_schedule(cfg.ckpt, cfg.train.num_steps)
+    assert sched.needs_words  # BabyLM 2025 marks on top
+    planned = list(sched.always_steps)
+    assert 200 <= len(planned) <= 240 and planned[-1] == cfg.train.num_steps
+    assert 1 - planned[-11] / planned[-1] == pytest.approx(0.22, abs=0.03)
+    paper = schedules.chang_steps(1_000_000)
+    assert 1 - paper[-11] / paper[-1] == pytest.approx(0.22, abs=0.03)
+
+
 def test_words_checkpoint_names_from_an_index():
     index = [{"step": s, "words_seen": s * 400_000.0} for s in (0, 3, 5, 8, 26)]
     assert schedules.words_checkpoint_names(index, 10_000_000) == {
