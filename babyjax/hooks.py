@@ -26,9 +26,10 @@ from babyjax.metrics import MetricWriter
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    """Where training stands after `step` optimizer updates, kept on the host: tokens (loss targets) and words seen
-    over updates 1..step (words_before: 1..step-1, for the words-seen schedule), the run's training seconds (earlier
-    sessions included), this step's loss targets and its device metrics (not read yet), whether it is the last step."""
+    """Where training stands after `step` optimizer updates, kept on the host: tokens (padding excluded) and words
+    seen over updates 1..step (words_before: 1..step-1, for the words-seen schedule), the run's training seconds
+    (earlier sessions included), this step's tokens and its device metrics (not read yet), whether it is the last
+    step."""
 
     step: int
     tokens_seen: float
@@ -40,7 +41,7 @@ class Progress:
     final: bool = False
 
     def after(self, tokens: float, words: float, metrics: dict, wall_time: float, num_steps: int) -> Progress:
-        """The record after one more step that consumed `tokens` loss targets and `words` words."""
+        """The record after one more step that consumed `tokens` tokens and `words` words."""
         return Progress(self.step + 1, self.tokens_seen + tokens, self.words_seen + words, wall_time,
                         words_before=self.words_seen, step_tokens=tokens, metrics=metrics,
                         final=self.step + 1 == num_steps)

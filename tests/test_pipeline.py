@@ -182,12 +182,15 @@ def test_token_cache_is_reused_and_bad_settings_are_refused(setup):
 
 @pytest.mark.parametrize("packing", ["pack", "chunk"])
 def test_host_totals_are_the_global_batch_sums_on_every_process(setup, packing):
-    """Tokens (loss targets) and words seen are counted on the host: each process's totals are the sums of weights
+    """Tokens and words seen are counted on the host: each process's totals are the sums of num_tokens (input tokens,
+    padding excluded: not loss targets, which leave out each row's last token and, packed, each document's last)
     and num_words over the whole global batch, its own rows and the other processes' alike."""
     whole = loader(setup, num_epochs=1, seed=3, packing=packing)
     parts = [loader(setup, num_epochs=1, seed=3, packing=packing, process_index=p, process_count=2) for p in range(2)]
     for _ in range(whole.steps_per_epoch):
-        batch, (targets, words) = whole.next_with_totals()
-        assert targets == batch["weights"].sum() and words == pytest.approx(batch["num_words"].astype(float).sum())
+        batch, (tokens, words) = whole.next_with_totals()
+        assert tokens == batch["num_tokens"].sum() == (batch["segment_ids"] > 0).sum()
+        assert tokens >= batch["weights"].sum() and words == pytest.approx(batch["num_words"].astype(float).sum())
+        assert packing == "chunk" or tokens > batch["weights"].sum()  # packed: no target at a document's last token
         for part in parts:
-            assert part.next_with_totals()[1] == (targets, words)
+            assert part.next_with_totals()[1] == (tokens, words)

@@ -112,7 +112,7 @@ def tokenize_split(source: Any, tokenizer: Tokenizer, cache_dir: pathlib.Path | 
 
 class _RowBatcher:
     """Builds this process's rows of one global batch of row indices (-1 = padding row), and the whole global
-    batch's totals (loss targets and words), which every process can count on the host without the device."""
+    batch's totals (tokens and words), which every process can count on the host without the device."""
 
     def __init__(self, data: TokenizedSplit, seq_len: int, packing: str, batch_size: int, lo: int, hi: int):
         self.data, self.seq_len, self.packing = data, seq_len, packing
@@ -132,16 +132,10 @@ class _RowBatcher:
         end_B = np.minimum(start_B + self.seq_len, self.data.num_tokens)
         return np.where(rows_B >= 0, self._words_before(end_B) - self._words_before(start_B), 0.0).astype(np.float32)
 
-    def _row_targets(self, rows_B: np.ndarray) -> np.ndarray:
-        """int64 [B]: loss targets of each row (the sum of its `weights`), counted without building the rows."""
+    def _row_tokens(self, rows_B: np.ndarray) -> np.ndarray:
+        """int64 [B]: the tokens each row holds (padding excluded), counted without building the rows."""
         start_B = rows_B.astype(np.int64) * self.seq_len
-        hi_B = np.minimum(start_B + self.seq_len, self.data.num_tokens - 1)  # a target needs a next token
-        count_B = np.maximum(hi_B - start_B, 0)
-        if self.packing == "pack":  # no target across a document start
-            doc_starts = self.data.doc_starts
-            count_B -= np.maximum(np.searchsorted(doc_starts, hi_B, "right") -
-                                  np.searchsorted(doc_starts, start_B + 1, "left"), 0)
-        return np.where(rows_B >= 0, count_B, 0)
+        return np.where(rows_B >= 0, np.clip(self.data.num_tokens - start_B, 0, self.seq_len), 0)
 
     def __call__(self, rows_B: np.ndarray) -> dict[str, np.ndarray]:
         all_B = np.concatenate([rows_B, np.full(self.batch_size - len(rows_B), -1)])
@@ -168,7 +162,7 @@ class _RowBatcher:
             positions = np.broadcast_to(np.arange(L), pos_BxL.shape)
             weights = tvalid_BxL
         words_B = self._row_words(all_B)  # every process counts the whole global batch, and keeps its own rows
-        totals = np.array([self._row_targets(all_B).sum(), words_B.astype(np.float64).sum()])
+        totals = np.array([self._row_tokens(all_B).sum(), words_B.astype(np.float64).sum()])
         return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids.astype(np.int32),
                 "positions": positions.astype(np.int32), "weights": weights.astype(np.float32),
                 "num_words": words_B[self.lo:self.hi], "num_tokens": valid_BxL.sum(1).astype(np.float32), TOTALS: totals}
@@ -237,8 +231,8 @@ class Loader:
         return self.next_with_totals()[0]
 
     def next_with_totals(self) -> tuple[dict[str, Any], tuple[float, float]]:
-        """The next batch, and (loss targets, words) of the whole global batch, counted on the host: the sums of
-        `weights` and `num_words` over every process's rows."""
+        """The next batch, and (tokens, words) of the whole global batch, counted on the host: the sums of
+        `num_tokens` (input tokens, padding excluded) and `num_words` over every process's rows."""
         batch = next(self._iter)
         totals = tuple(float(t) for t in batch.pop(TOTALS))
         if self._shardings is None:
