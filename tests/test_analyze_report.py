@@ -56,17 +56,14 @@ def study(tmp_path_factory, babylm_sample, shared_data):
 
     sp = spm.SentencePieceProcessor(model_file=str(runs_dir / "seed0" / "tokenizer.model"))
     dev = (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()
-    rows = []
-    for seq, line in enumerate(dev[:80]):
-        for pos, tid in enumerate(sp.encode(line)[:8]):
-            rows.append({"index": len(rows), "seq": seq, "position": pos, "token_id": tid,
-                         "token": sp.id_to_piece(tid), "context_length": pos + 1})
+    # the token sample (babyjax.data.evalsets layout): the EOS-separated dev stream in rows of 24; targets at the
+    # first 16 positions of each row
+    stream = np.concatenate([sp.encode(line) + [3] for line in dev[:400]])
+    sample_rows = stream[:80 * 24].reshape(80, 24).astype(np.int32)
+    rows = [{"index": 16 * seq + pos, "seq": seq, "position": pos, "token_id": int(sample_rows[seq, pos]),
+             "token": sp.id_to_piece(int(sample_rows[seq, pos])), "context_length": pos + 1}
+            for seq in range(80) for pos in range(16)]
     tokens = pd.DataFrame(rows)
-    # the token sample the targets were drawn from (babyjax.data.evalsets layout): rows of 12 tokens, EOS, PAD
-    sample_rows = np.zeros((80, 12), np.int32)
-    for seq, line in enumerate(dev[:80]):
-        ids = (sp.encode(line) + [3])[:12]
-        sample_rows[seq, :len(ids)] = ids
     np.savez(root / "dev_tokens.npz", tokens=sample_rows)
     steps = exp_steps()
     assert 28 <= len(steps) <= 40
@@ -138,9 +135,9 @@ def test_report_end_to_end(study, capsys):
     cfg = ml_collections.ConfigDict(json.loads((runs_dir / "seed0" / "config.json").read_text()))
     split = load_split_tokens(cfg.data, Tokenizer(runs_dir / "seed0" / "tokenizer.model"), "train")
     assert f"training data ({split.num_tokens - split.num_docs} tokens;" in text
-    # whole words only: every counted occurrence is a "▁word" piece followed by a new word or the end of the text
+    # Chang & Bergen's occurrences: 8+ per word, each with 7+ tokens of context
     wdf = pd.read_csv(rep / "score_tokens_word_aoa.csv")
-    assert wdf["n_occurrences"].sum() > 0 and wdf["model_aoa"].notna().any()
+    assert len(wdf) and (wdf["n_occurrences"] >= 8).all() and wdf["model_aoa"].notna().any()
 
 
 def test_param_count_is_the_models(tmp_path):
@@ -155,17 +152,23 @@ def test_param_count_is_the_models(tmp_path):
     assert report._model_cost(run / "missing", 1000) is None
 
 
-def test_whole_words_need_the_next_piece():
+def test_word_occurrences_follow_chang_bergen():
+    """word_evaluation.py's get_sample_sentences: the exact piece "▁dog" (not "▁Dog", not "dog"), with 7+
+    tokens before it, one per sequence, the first 512 sequences; words with fewer than 8 get no curve."""
     from babyjax.analysis import words
 
-    tokens = pd.DataFrame({"seq": [0, 0, 1, 2, 3, 4], "position": [0, 3, 0, 5, 2, 1],
-                           "token": ["\u2581dog", "\u2581dog", "\u2581dog", "\u2581Dog", "\u2581dog", "dog"]})
-    nxt = pd.Series(["gy", "\u2581is", "", ".", None, "\u2581is"])  # doggy | dog is | dog</s> | Dog. | ? | (not a start)
-    occ = words.whole_word_occurrences(tokens, {"dog"}, nxt)
-    assert occ.index.tolist() == [1, 2, 3] and set(occ["word"]) == {"dog"}
-    # without next pieces, tokens.csv itself must list whole sequences (a text output): (0, 1) is missing = end
-    full = pd.DataFrame({"seq": [0, 0, 1, 1], "position": [0, 1, 0, 1], "token": ["\u2581dog", "gy", "\u2581the", "\u2581dog"]})
-    assert words.whole_word_occurrences(full, {"dog"}).index.tolist() == [3]
+    tokens = pd.DataFrame({"seq": [0, 0, 0, 1, 2, 3, 4], "position": [7, 9, 3, 6, 12, 8, 8],
+                           "token": ["\u2581dog", "\u2581dog", "\u2581dog", "\u2581dog", "\u2581Dog", "dog",
+                                     "\u2581dog"]})
+    occ = words.word_occurrences(tokens, {"dog"})
+    assert sorted(occ["seq"]) == [0, 4] and set(occ["word"]) == {"dog"}  # one of rows 0/1; rows 2, 3 lack context
+    many = pd.DataFrame({"seq": np.arange(600), "position": 7, "token": "\u2581dog"})
+    occ = words.word_occurrences(many, {"dog"})
+    assert occ["seq"].tolist() == list(range(words.MAX_OCCURRENCES))
+    s = np.random.default_rng(0).random((5, 600))
+    names, c = words.word_curves(s, words.word_occurrences(many.iloc[:8], {"dog"}))
+    assert names == ["dog"] and np.allclose(c[:, 0], s[:, :8].mean(1))
+    assert words.word_curves(s, words.word_occurrences(many.iloc[:7], {"dog"}))[0] == []
 
 
 def test_word_aoa_nan_in_one_word_keeps_the_others():
@@ -174,18 +177,20 @@ def test_word_aoa_nan_in_one_word_keeps_the_others():
     steps = exp_steps()
     x = np.log10(np.maximum(steps, 1))
     chance = np.log2(400)
-    tokens = pd.DataFrame({"seq": [0, 1, 2], "position": [0, 0, 0], "token": ["\u2581dog", "\u2581cat", "\u2581ball"]})
-    child = pd.DataFrame({"word": ["dog", "cat", "ball"], "child_aoa": [20.0, 22.0, 18.0]})
+    names = ["dog", "cat", "ball"]
+    tokens = pd.DataFrame({"seq": np.arange(24), "position": 7, "token": [f"\u2581{w}" for w in names for _ in range(8)]})
+    child = pd.DataFrame({"word": names, "child_aoa": [20.0, 22.0, 18.0]})
     s = np.stack([chance + (e - chance) / (1 + np.exp((m - x) / 0.25)) for e, m in [(3, 2.5), (4, 2.9), (2, 3.1)]], 1)
-    clean, _ = words.word_aoa(s, steps, tokens, child, 400, pd.Series(["", "", ""]))
-    holey = np.vstack([s, np.full((1, 3), np.nan)])  # one more checkpoint, not scored yet
-    holey[10, 0] = np.nan  # and a hole in one word
-    res, corr = words.word_aoa(holey, np.r_[steps, steps[-1] + 100], tokens, child, 400, pd.Series(["", "", ""]))
+    s = np.repeat(s, 8, axis=1)  # 8 occurrences of each word
+    clean, _ = words.word_aoa(s, steps, tokens, child, 400)
+    holey = np.vstack([s, np.full((1, 24), np.nan)])  # one more checkpoint, not scored yet
+    holey[10, :8] = np.nan  # and a hole in one word
+    res, corr = words.word_aoa(holey, np.r_[steps, steps[-1] + 100], tokens, child, 400)
     c, r = clean.set_index("word"), res.set_index("word")
     np.testing.assert_allclose(r.loc[["cat", "ball"], "model_aoa"], c.loc[["cat", "ball"], "model_aoa"], atol=1e-9)
     assert abs(r.loc["dog", "model_aoa"] - c.loc["dog", "model_aoa"]) < 0.01
     np.testing.assert_allclose(r["final_surprisal"], c["final_surprisal"], atol=1e-9)  # unscored row left out
-    assert corr["n_words"] == 3
+    assert corr["n_words"] == 3 and (c["n_occurrences"] == 8).all()
 
 
 def test_bad_inputs(study, tmp_path, capsys):

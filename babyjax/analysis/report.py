@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from babyjax import model
 from babyjax.analysis import curves, plots, predictors, words, xia
-from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
+from babyjax.data.tokenizer import EOS_ID
 from babyjax.errors import InputError, MissingError, UserError
 from babyjax.metrics import read_metrics
 from babyjax.run import RunDir
@@ -77,18 +77,6 @@ def _sample_rows(so: ScoreOutput) -> np.ndarray | None:
     return rows_NxL
 
 
-def _next_pieces(so: ScoreOutput, rows_NxL: np.ndarray, tokenizer_path: pathlib.Path) -> pd.Series:
-    """The piece after each target of a tokens-in-context output, from its sample rows: "" for EOS / PAD (end of a
-    document), NaN past the end of the row (unknown)."""
-    tok = Tokenizer(tokenizer_path)
-    seq, pos = so.tokens["seq"].to_numpy(np.int64), so.tokens["position"].to_numpy(np.int64) + 1
-    inside = pos < rows_NxL.shape[1]
-    ids = np.where(inside, rows_NxL[seq, np.minimum(pos, rows_NxL.shape[1] - 1)], PAD_ID)
-    uniq, inv = np.unique(ids, return_inverse=True)
-    pieces = np.array(["" if i in (EOS_ID, PAD_ID) else tok.id_to_piece(int(i)) for i in uniq], dtype=object)
-    return pd.Series(np.where(inside, pieces[inv], None), index=so.tokens.index)
-
-
 def _sample_contexts(so: ScoreOutput, rows_NxL: np.ndarray, order: int) -> np.ndarray:
     """[N, order] n-gram contexts of a tokens-in-context output from its sample rows: an EOS document separator, and
     what is before it or before the row, is PAD (the start of a sequence, as in the n-gram counts)."""
@@ -99,13 +87,6 @@ def _sample_contexts(so: ScoreOutput, rows_NxL: np.ndarray, order: int) -> np.nd
         return np.where((pos - k >= 0) & (prev != EOS_ID), prev, predictors.PAD)
 
     return predictors.ngram_contexts(so.tokens["token_id"].to_numpy(np.int64), previous, order)
-
-
-def _tokenizer_path(so: ScoreOutput, run: str, runs_dir: pathlib.Path | None) -> pathlib.Path | None:
-    """The run's tokenizer.model: under --runs-dir, else in the run folder recorded by babyjax.score."""
-    workdirs = so.meta.get("run_workdirs", {})
-    dirs = ([runs_dir / run] if runs_dir else []) + ([pathlib.Path(workdirs[run])] if run in workdirs else [])
-    return next((pathlib.Path(t) for t in (RunDir(d).tokenizer_path for d in dirs) if t.is_file()), None)
 
 
 def _measures(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], notes: list[str],
@@ -201,26 +182,17 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, runs_di
 
 
 def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], run0: str,
-              runs_dir: pathlib.Path | None, aoa_words: pathlib.Path, sample_rows: np.ndarray | None,
-              notes: list[str]) -> list[str]:
+              aoa_words: pathlib.Path) -> list[str]:
     """Chang & Bergen (2022) word AoA of the first run against children's AoA; Markdown lines."""
     tag = so.name
     child = words.load_child_aoa(aoa_words)
-    next_piece = None  # a text output: tokens.csv holds whole sequences
-    if so.meta.get("kind") == "tokens":
-        tok_path = _tokenizer_path(so, run0, runs_dir)
-        if sample_rows is not None and tok_path is not None:
-            next_piece = _next_pieces(so, sample_rows, tok_path)
-        else:
-            next_piece = pd.Series(None, index=so.tokens.index, dtype=object)
-            notes.append(f"{tag}: word AoA: the piece after each target is unknown (the token sample "
-                         f"{so.meta.get('eval_set')!r} or run {run0}'s tokenizer.model was not found), so "
-                         "no token can be told to be a whole word")
-    wdf, corr = words.word_aoa(so.surprisal[run0], steps[run0], so.tokens, child, so.vocab_size, next_piece)
+    wdf, corr = words.word_aoa(so.surprisal[run0], steps[run0], so.tokens, child, so.vocab_size)
     wdf.to_csv(out / f"{tag}_word_aoa.csv", index=False)
-    md = [f"{len(wdf)} CDI words occur as whole-word tokens (up to {words.MAX_OCCURRENCES} occurrences "
-          f"each); model AoA vs child AoA: n = {corr['n_words']}, Pearson r = {corr['pearson_r']:.3f} "
-          f"(p = {corr['pearson_p']:.3g}), Spearman rho = {corr['spearman_rho']:.3f}.", ""]
+    md = [f"{len(wdf)} CDI words occur as whole-word tokens (\u2581word, case kept) at least "
+          f"{words.MIN_OCCURRENCES} times with {words.MIN_CONTEXT}+ tokens of context before them (one per sequence, "
+          f"up to {words.MAX_OCCURRENCES} sequences; Chang & Bergen 2022, word_evaluation.py); model AoA vs child "
+          f"AoA: n = {corr['n_words']}, Pearson r = {corr['pearson_r']:.3f} (p = {corr['pearson_p']:.3g}), "
+          f"Spearman rho = {corr['spearman_rho']:.3f}.", ""]
     if corr["n_words"]:
         f = plots.word_aoa(out / f"{tag}_word_aoa.png", wdf)
         md += [f"![word AoA]({f.name})", ""]
@@ -247,7 +219,7 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
     if aoa_words is None or "token" not in so.tokens:
         return md + ["_Not computed: no child AoA word list (--aoa-words)._", ""]
     try:
-        return md + _word_aoa(so, out, steps, run0, runs_dir, aoa_words, sample_rows, notes)
+        return md + _word_aoa(so, out, steps, run0, aoa_words)
     except (FileNotFoundError, ValueError) as err:
         notes.append(f"{tag}: word AoA skipped: {err}")
         return md + ["_Not computed: see notes._", ""]

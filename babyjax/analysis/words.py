@@ -14,7 +14,9 @@ from babyjax.errors import InputError, MissingError
 from babyjax.analysis import curves
 
 WORD_MARK = "\u2581"
-MAX_OCCURRENCES = 512
+MAX_OCCURRENCES = 512  # Chang & Bergen's --max_samples
+MIN_OCCURRENCES = 8  # ... --min_samples: words seen fewer times get no curve
+MIN_CONTEXT = 7  # ... --min_seq_len 8 (unidirectional): the word is at index 7 or later of its sequence
 
 
 def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
@@ -33,46 +35,41 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
                                                    childes_frequency=("frequency", "first"))
 
 
-def whole_word_occurrences(tokens: pd.DataFrame, words: set[str], next_piece: pd.Series | None = None) -> pd.DataFrame:
-    """Rows of tokens.csv that are whole-word occurrences of a word in `words` (column `word` added). next_piece: the
-    piece after each row ("" = end of text or EOS; NaN = unknown). None = read it from tokens.csv itself (row (seq,
-    position + 1); no such row = end of the sequence), right only when tokens.csv lists every token of its sequences (a
-    text output); a tokens-in-context output must pass the pieces of its sample rows."""
+def word_occurrences(tokens: pd.DataFrame, words: set[str], seed: int = 0) -> pd.DataFrame:
+    """Rows of tokens.csv that Chang & Bergen's `get_sample_sentences` (word_evaluation.py) would evaluate for the
+    words in `words` (column `word` added): the exact piece "▁" + word (case kept, the next piece not looked at)
+    with at least MIN_CONTEXT tokens before it in its sequence; one occurrence per sequence (a seeded random one),
+    from the first MAX_OCCURRENCES such sequences of each word."""
     piece = tokens["token"].astype(str)
-    word = piece.str[1:].str.lower()
-    if next_piece is None:
-        nxt = tokens.set_index(["seq", "position"])["token"].astype(str)
-        next_piece = pd.Series(nxt.reindex(list(zip(tokens["seq"], tokens["position"] + 1))).to_numpy()).fillna("")
-    next_piece = pd.Series(np.asarray(next_piece, dtype=object), index=tokens.index)
-    known = next_piece.notna()
-    nxt_str = next_piece.where(known, "").astype(str)
-    ends_word = known & ((nxt_str == "") | nxt_str.str.startswith(WORD_MARK) | ~nxt_str.str.match(r"^\w"))
-    keep = piece.str.startswith(WORD_MARK) & word.isin(words) & ends_word
-    return tokens[keep].assign(word=word[keep])
+    word = piece.str[1:]
+    keep = piece.str.startswith(WORD_MARK) & word.isin(words) & (tokens["position"].to_numpy() >= MIN_CONTEXT)
+    occ = tokens[keep].assign(word=word[keep])
+    occ = occ.assign(_r=np.random.default_rng(seed).random(len(occ))).sort_values(["word", "seq", "_r"])
+    occ = occ.groupby(["word", "seq"], sort=False).head(1)
+    return occ.groupby("word", sort=False).head(MAX_OCCURRENCES).drop(columns="_r").sort_index()
 
 
-def word_curves(surprisal_TxN: np.ndarray, occurrences: pd.DataFrame, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Per-word curves [T, W]: mean surprisal over up to 512 (seeded random sample) occurrences per word."""
-    rng = np.random.default_rng(seed)
+def word_curves(surprisal_TxN: np.ndarray, occurrences: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Per-word curves [T, W]: mean surprisal over each word's occurrences, for words with at least MIN_OCCURRENCES
+    (Chang & Bergen's --min_samples)."""
     names, cols = [], []
     for word, grp in occurrences.groupby("word", sort=True):
-        idx = grp.index.to_numpy()
-        if len(idx) > MAX_OCCURRENCES:
-            idx = np.sort(rng.choice(idx, MAX_OCCURRENCES, replace=False))
+        if len(grp) < MIN_OCCURRENCES:
+            continue
         names.append(word)
         with warnings.catch_warnings():  # a checkpoint where no occurrence is scored stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            cols.append(np.nanmean(np.asarray(surprisal_TxN[:, idx], np.float64), axis=1))
+            cols.append(np.nanmean(np.asarray(surprisal_TxN[:, grp.index.to_numpy()], np.float64), axis=1))
     return names, (np.stack(cols, 1) if cols else np.zeros((np.shape(surprisal_TxN)[0], 0)))
 
 
 def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFrame, child: pd.DataFrame,
-             vocab_size: int, next_piece: pd.Series | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+             vocab_size: int) -> tuple[pd.DataFrame, dict[str, float]]:
     """Model AoA (log10 step, sigmoid) per CDI word with whole-word occurrences, joined with child AoA; and the Pearson
-    / Spearman correlation between them. `next_piece` as in `whole_word_occurrences`. Checkpoints unscored for every
+    / Spearman correlation between them. Occurrences as in `word_occurrences`. Checkpoints unscored for every
     word (all NaN) are dropped first; a word with NaN at some scored checkpoint is fitted over its own finite
     checkpoints (needs MIN_SIGMOID_POINTS after step 0), the others over all of them."""
-    occ = whole_word_occurrences(tokens, set(child["word"]), next_piece)
+    occ = word_occurrences(tokens, set(child["word"]))
     names, curves_TxW = word_curves(surprisal_TxN, occ)
     steps_T = np.asarray(steps_T)
     finite_TxW = np.isfinite(curves_TxW)
