@@ -6,20 +6,63 @@ import pytest
 from babyjax.analysis import predictors
 
 
-def test_ngram_counts_backoff_known_values():
-    seqs = [[5, 6, 7, 8, 9]] * 3 + [[5, 6, 7, 10]] * 2 + [[11]]  # 11 seen once: pruned (count < 2)
+def chang_ngram_logprobs(seqs, queries, order=5):
+    """Chang et al.'s CurveAnnotator.get_ngram_surprisals + _with_backoff, written as plain dict counting: sequences
+    start with order-1 placeholders, n-grams of orders 3+ seen once are pruned, p = count / context total over what
+    is kept, backoff to shorter orders, unseen unigrams get the largest unigram surprisal among the queries."""
+    from collections import Counter, defaultdict
+
+    tables = {}
+    for n in range(1, order + 1):
+        grams = defaultdict(Counter)
+        for seq in seqs:
+            cur = [-1] * (n - 1)
+            for t in seq:
+                grams[tuple(cur[len(cur) - n + 1:] if n > 1 else ())][t] += 1
+                cur.append(t)
+        if n >= 3:
+            grams = {c: Counter({t: k for t, k in cnt.items() if k >= 2}) for c, cnt in grams.items()}
+        tables[n] = {c: {t: k / sum(cnt.values()) for t, k in cnt.items()} for c, cnt in grams.items() if cnt}
+    by_order = {n: np.array([np.log2(tables[n].get(tuple(q[len(q) - n:-1]), {}).get(q[-1], np.nan))
+                             for q in queries]) for n in range(1, order + 1)}
+    by_order[1] = np.where(np.isnan(by_order[1]), np.nanmin(by_order[1]), by_order[1])
+    out = by_order[order].copy()
+    for n in range(order - 1, 0, -1):
+        out = np.where(np.isnan(out), by_order[n], out)
+    return out
+
+
+def test_ngram_logprobs_equal_a_brute_force_count_of_changs_rule():
+    rng = np.random.default_rng(0)
+    seqs = [list(rng.integers(5, 12, rng.integers(1, 15))) for _ in range(300)] + [[40, 41]]  # 40, 41: seen once
     c = predictors.NgramCounts.from_sequences(seqs, order=5, min_count=2)
-    total = 5 * 3 + 4 * 2  # kept unigram tokens (11 pruned)
-    ctx = np.array([[-1, -1, -1, -1, 5],  # 5 at sequence start: 5-gram (PAD x4, 5) seen 5x of 5
-                    [-1, 5, 6, 7, 8],  # 8 after (PAD, 5, 6, 7): 3 of 5
-                    [-1, 5, 6, 7, 10],  # 2 of 5
-                    [9, 9, 9, 9, 6],  # unseen context: backs off to the unigram p(6) = 5 / 23
-                    [-1, -1, -1, -1, 11]])  # 11 pruned everywhere: smallest unigram probability
-    lp = c.logprob_with_backoff(ctx)
-    np.testing.assert_allclose(lp[:4], np.log2([1.0, 3 / 5, 2 / 5, 5 / total]), atol=1e-12)
-    assert c.min_unigram_logprob == pytest.approx(np.log2(2 / total)) and lp[4] == c.min_unigram_logprob
+    queries = []
+    for _ in range(500):  # contexts from the corpus (mostly seen) and random ones (backing off), some unseen targets
+        seq = seqs[rng.integers(len(seqs))]
+        i = int(rng.integers(len(seq)))
+        q = [-1] * 4 + list(seq[:i + 1])
+        if rng.random() < 0.3:
+            q[-1] = int(rng.integers(5, 14))  # 12, 13 never occur
+        queries.append(q[-5:])
+    queries.append([-1, -1, -1, -1, 40])  # a unigram seen once: kept, so is (PAD, 40), the 3-gram is pruned
+    q = np.array(queries)
+    np.testing.assert_allclose(c.logprob_with_backoff(q), chang_ngram_logprobs(seqs, queries), rtol=0, atol=1e-12)
+    total = sum(map(len, seqs))
+    assert c.logprob_with_backoff(q[-1:, -1:])[0] == pytest.approx(np.log2(1 / total))
+    assert np.isnan(c.lookup(np.array([[-1, -1, 40]]), 3)[0])  # a 3-gram seen once: pruned
+    assert c.lookup(np.array([[-1, 40]]), 2)[0] == pytest.approx(np.log2(1 / len(seqs)))  # bigrams whole
     with pytest.raises(ValueError, match="no training tokens"):
         predictors.NgramCounts.from_sequences([[]])
+
+
+def test_predictors_are_clipped_at_five_standard_deviations():
+    tokens = pd.DataFrame({"seq": np.arange(200), "position": 0, "token_id": 5, "context_length": 1})
+    tokens.loc[0, "context_length"] = 10 ** 12  # one huge context: log2 = 40 bits, far beyond 5 SD
+    c = predictors.NgramCounts.from_sequences([[5, 6]] * 10, order=5)
+    pred = predictors.token_predictors(tokens, c)
+    raw = np.log2(tokens["context_length"].to_numpy(float))
+    assert pred["log_context_length"].iloc[0] == pytest.approx(raw.mean() + 5 * raw.std())
+    np.testing.assert_allclose(pred["log_context_length"].iloc[1:], 0.0)
 
 
 def test_token_contexts_and_predictors():

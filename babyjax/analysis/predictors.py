@@ -1,6 +1,8 @@
 """Predictors of the learning-curve measures after Chang, Tu & Bergen (2023) (docs/science.md, "Predictors"): n-gram
-log2 probabilities from the run's own training tokens (a token unseen as a unigram gets the smallest unigram
-probability), rank correlations and OLS. Sequences start with n-1 PADs (-1); n-grams are counted by 64-bit polynomial
+log2 probabilities from the run's own training tokens as their `CurveAnnotator.get_ngram_surprisals` counts them
+(unigrams and bigrams whole, orders 3+ without n-grams seen once; backoff to shorter orders; a token unseen as a
+unigram gets the smallest unigram probability among the tokens looked up), predictors clipped to 5 standard
+deviations, rank correlations and OLS. Sequences start with n-1 PADs (-1); n-grams are counted by 64-bit polynomial
 hashes (collision chance about n^2 / 2^65: negligible below 1e8 types)."""
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 PAD = -1
+PRUNE_FROM_ORDER = 3  # Chang et al.'s annotate_curves.py: prune_minimum=None for n = 1, 2; 2 for n = 3, 4, 5
+CLIP_SD = 5.0  # Chang et al.'s get_features_dataframe(clip_predictors=5.0)
 EXPECTED_SIGNS = {  # Chang et al. (2023): frequent / predictable tokens are learned better on every measure
     "final_surprisal": -1, "within_run_var": -1, "aoa_gam": -1, "forgettability": -1, "cross_run_var": -1}
 
@@ -32,7 +36,8 @@ def _hash(cols: Sequence[np.ndarray]) -> np.ndarray:
 
 @dataclasses.dataclass
 class NgramCounts:
-    """Pruned n-gram tables for orders 1..order: per order, sorted hashes of n-grams and their log2 probability."""
+    """n-gram tables for orders 1..order: per order, sorted hashes of n-grams and their log2 probability (orders
+    PRUNE_FROM_ORDER and up without the n-grams seen fewer than min_count times; probabilities over the kept ones)."""
 
     order: int
     keys: list[np.ndarray]
@@ -70,7 +75,7 @@ class NgramCounts:
         for n in range(1, order + 1):
             cols = [stream[real - (n - 1 - k)] for k in range(n)]
             uniq, counts = np.unique(_hash(cols), return_counts=True)
-            keep = counts >= min_count
+            keep = counts >= (min_count if n >= PRUNE_FROM_ORDER else 1)
             ctx_of = np.unique(_hash(cols[:-1]) if n > 1 else np.zeros(len(real), np.uint64), return_inverse=True)[1]
             # context totals over kept n-grams: sum kept counts per context
             gram_idx = np.searchsorted(uniq, _hash(cols))
@@ -81,8 +86,6 @@ class NgramCounts:
             with np.errstate(divide="ignore"):
                 lp = np.log2(counts / np.maximum(ctx_tot[first_ctx], 1))
             keys.append(uniq[keep]), logprob.append(lp[keep])
-        if len(keys[0]) == 0:
-            raise InputError(f"no token occurs {min_count}+ times in the training data: too little data for n-grams")
         return cls(order, keys, logprob, float(logprob[0].min()), len(real))
 
     def lookup(self, ids: np.ndarray, n: int) -> np.ndarray:
@@ -94,14 +97,18 @@ class NgramCounts:
         return np.where(hit, self.logprob[n - 1][i] if len(table) else np.nan, np.nan)
 
     def logprob_with_backoff(self, context_ids_NxM: np.ndarray) -> np.ndarray:
-        """log2 p(target | up to order-1 preceding tokens), backing off; last column is the target."""
+        """log2 p(target | up to order-1 preceding tokens), backing off to shorter orders; last column is the target.
+        A target unseen even as a unigram gets the smallest unigram log2 p among the targets looked up (Chang et al.'s
+        `get_ngram_surprisals_with_backoff`: the largest unigram surprisal of the evaluation set)."""
         out = np.full(len(context_ids_NxM), np.nan)
         for n in range(min(self.order, context_ids_NxM.shape[1]), 0, -1):
             todo = np.isnan(out)
             if not todo.any():
                 break
             out[todo] = self.lookup(context_ids_NxM[todo][:, -n:], n)
-        return np.where(np.isnan(out), self.min_unigram_logprob, out)
+        seen = self.lookup(context_ids_NxM[:, -1:], 1)
+        fill = np.nanmin(seen) if np.isfinite(seen).any() else self.min_unigram_logprob
+        return np.where(np.isnan(out), fill, out)
 
 
 def ngram_contexts(target_N: np.ndarray, previous: Callable[[int], np.ndarray], order: int) -> np.ndarray:
@@ -127,8 +134,9 @@ def token_contexts(tokens: pd.DataFrame, order: int = 5) -> tuple[np.ndarray, in
 
 
 def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.ndarray | None = None) -> pd.DataFrame:
-    """unigram, 5-gram (log2 prob), 5-gram residualised on unigram (OLS), and log2 context length per token.
-    contexts: [N, order] ids as from `token_contexts` (the default), e.g. read from a token sample's rows."""
+    """unigram, 5-gram (log2 prob), 5-gram residualised on unigram (OLS), and log2 context length per token; the
+    predictors (unigram, ngram_resid, log_context_length) clipped to mean +- CLIP_SD standard deviations, as Chang et
+    al. clip theirs. contexts: [N, order] ids as from `token_contexts` (the default), e.g. a token sample's rows."""
     import statsmodels.api as sm
 
     ctx = token_contexts(tokens, counts.order)[0] if contexts is None else contexts
@@ -138,8 +146,12 @@ def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.nda
         ngram - ngram.mean()
     ctx_len = tokens["context_length"].to_numpy(np.float64) if "context_length" in tokens else \
         tokens["position"].to_numpy(np.float64) + 1
-    return pd.DataFrame({"unigram": uni, f"{counts.order}gram": ngram, "ngram_resid": np.asarray(resid),
-                         "log_context_length": np.log2(np.maximum(ctx_len, 1.0))}, index=tokens.index)
+    out = pd.DataFrame({"unigram": uni, f"{counts.order}gram": ngram, "ngram_resid": np.asarray(resid),
+                        "log_context_length": np.log2(np.maximum(ctx_len, 1.0))}, index=tokens.index)
+    for col in ("unigram", "ngram_resid", "log_context_length"):
+        mu, sd = out[col].mean(), out[col].std(ddof=0)
+        out[col] = out[col].clip(mu - CLIP_SD * sd, mu + CLIP_SD * sd)
+    return out
 
 
 def relate(measures: pd.DataFrame, predictors: pd.DataFrame, predictor_cols: Sequence[str] = (
