@@ -454,6 +454,43 @@ def test_token_sample_scores_the_sampled_positions(tmp_path, tiny_tokenizer):
         np.testing.assert_allclose(m[0, n * 4:(n + 1) * 4], want, atol=1e-4)
 
 
+@pytest.mark.parametrize("packing", ["pack", "chunk"])
+def test_token_sample_is_scored_as_the_run_was_trained(tmp_path, tiny_tokenizer, packing):
+    """A pack-trained run never attends across an EOS: its targets are scored in their own document (the EOS at
+    position 0), exactly as that document scored alone; a chunk-trained run reads the whole window."""
+    cfg = make_run(tmp_path / "run", tiny_tokenizer, steps=(0,), style="llama", num_kv_heads=2)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["data"]["packing"] = packing
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(5, tiny_tokenizer.vocab_size, size=(4, 24)).astype(np.int32)
+    eos_at = [6, 10, 3, 15]
+    for n, e in enumerate(eos_at):
+        tokens[n, e] = tokenizer_lib.EOS_ID
+    positions = np.array([[2, 5, 8, 20], [11, 12, 17, 23], [1, 4, 5, 9], [3, 14, 16, 22]], np.int32)
+    evalsets.TokenSample(tokens=tokens, positions=positions, offsets=np.arange(4) * 24,
+                         meta={"tokenizer_sha256": tiny_tokenizer.sha256}).save(tmp_path / "s.npz")
+    out = tmp_path / "out"
+    score.score_job([score.RunSpec.parse(f"a={tmp_path / 'run'}")], out, kind="tokens",
+                    eval_paths=[str(tmp_path / "s.npz")], batch_rows=2)
+    m, _ = _read_out(out, "a")
+    assert json.loads((out / "meta.json").read_text())["contexts"] == {"a": {"pack": "documents",
+                                                                            "chunk": "window"}[packing]}
+    params = params_at(tmp_path / "run", 0)
+    for n, e in enumerate(eos_at):
+        whole = -np_logprobs(params, cfg, tokens[n].tolist()) / math.log(2)
+        alone = -np_logprobs(params, cfg, tokens[n, e:].tolist()) / math.log(2)  # the document after the EOS
+        for j, pos in enumerate(positions[n]):
+            want = alone[pos - 1 - e] if packing == "pack" and pos > e else whole[pos - 1]
+            assert m[0, 4 * n + j] == pytest.approx(want, abs=1e-4)
+    with pytest.raises(ValueError, match="contexts"):  # an output scored the other way is not continued
+        stored = json.loads((out / "meta.json").read_text())
+        stored["contexts"] = {"a": "window" if packing == "pack" else "documents"}
+        (out / "meta.json").write_text(json.dumps(stored))
+        score.score_job([score.RunSpec.parse(f"a={tmp_path / 'run'}")], out, kind="tokens",
+                        eval_paths=[str(tmp_path / "s.npz")], batch_rows=2)
+
+
 def test_command_line(tmp_path, tiny_tokenizer, babylm_sample):
     make_run(tmp_path / "run", tiny_tokenizer, steps=(0, 10))
     text = tmp_path / "t.txt"

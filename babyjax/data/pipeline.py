@@ -156,7 +156,9 @@ class _RowBatcher:
             segment_ids = np.where(valid_BxL, doc_BxL - doc_BxL[:, :1] + 1, 0)
             seg_start_BxL = np.maximum(doc_starts[doc_BxL], start_B[:, None])
             positions = np.where(valid_BxL, pos_BxL - seg_start_BxL, 0)
-            weights = tvalid_BxL & (tdoc_BxL == doc_BxL)
+            # no target across a document start, except the EOS that ends a document: it is learned, as in causal
+            # LM training (the EOS opens the next segment as input, position 0)
+            weights = tvalid_BxL & ((tdoc_BxL == doc_BxL) | (targets == EOS_ID))
         else:
             segment_ids = valid_BxL.astype(np.int32)
             positions = np.broadcast_to(np.arange(L), pos_BxL.shape)

@@ -191,6 +191,12 @@ def _token_rows(wins: Sequence, tok: Tokenizer, ev: evalsets.EvalSet) -> pd.Data
     return tokens
 
 
+def contexts(run: _Run) -> str:
+    """How a run's rows are scored: as it was trained. 'documents' (data.packing 'pack': attention and positions
+    restart at every EOS) or 'window' ('chunk': one causal window across documents)."""
+    return "documents" if run.config.data.get("packing", "pack") == "pack" else "window"
+
+
 def _meta(kind: str, ev: evalsets.EvalSet, tokens: pd.DataFrame, tok: Tokenizer, runs: Sequence[_Run], *,
           policy: str, seq_len: int, stride: int, text_unit: str, limit: int) -> dict:
     """meta.json of the output (the keys in store.IDENTITY say what is scored)."""
@@ -199,7 +205,7 @@ def _meta(kind: str, ev: evalsets.EvalSet, tokens: pd.DataFrame, tok: Tokenizer,
             "layout_hash": layout_hash(tokens), "first_token_policy": policy, "tokenizer_hash": tok.sha256,
             "vocab_size": tok.vocab_size, "seq_len": seq_len, "stride": stride, "num_tokens": len(tokens),
             "num_sequences": len(ev.sequences), "text_unit": text_unit if kind == "text" else None,
-            "limit": limit, "runs": [r.spec.name for r in runs],
+            "limit": limit, "runs": [r.spec.name for r in runs], "contexts": {r.spec.name: contexts(r) for r in runs},
             "run_workdirs": {r.spec.name: str(r.spec.workdir.resolve()) for r in runs}, "created": time.time()}
 
 
@@ -324,15 +330,19 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
 
     mesh = scoring_mesh(mesh_cfg)
     scorers: dict[ModelConfig, Scorer] = {}
-    placed: dict[int, tuple[Packed, list]] = {}
+    placed: dict[tuple[int, str], tuple[Packed, list]] = {}
     packed = pack(wins, seq_len)
     log.info("scoring %d tokens (%d sequences, %d rows of %d) of %s; %d checkpoints to score, %d done before",
              len(tokens), len(ev.sequences), packed.num_rows, seq_len, ev.source, sum(map(len, plan.values())), already)
+    layouts = {"window": packed}
     for r in [r for r in opened if plan[r.spec.name]]:  # one scorer per model shape, one placement per batch size
-        cfg = model_cfgs[r.spec.name]
+        cfg, contexts = model_cfgs[r.spec.name], meta["contexts"][r.spec.name]
+        if contexts not in layouts:
+            layouts[contexts] = packed.split_at_eos()
         scorer = scorers[cfg] = scorers.get(cfg) or Scorer(cfg, mesh, batch_rows, head_tokens)
-        placed[scorer.batch_rows] = placed.get(scorer.batch_rows) or scorer.place(packed)
-        _score_run(r.spec, plan[r.spec.name], scorer, placed[scorer.batch_rows], store, pair_rows, summary)
+        key = (scorer.batch_rows, contexts)
+        placed[key] = placed.get(key) or scorer.place(layouts[contexts])
+        _score_run(r.spec, plan[r.spec.name], scorer, placed[key], store, pair_rows, summary)
     summary.seconds = time.time() - t_start
     return summary
 

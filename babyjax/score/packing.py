@@ -88,6 +88,20 @@ class Packed:
         return Packed(pad(self.inputs), pad(self.targets), pad(self.segment_ids), pad(self.positions),
                       pad(self.weights), self.token_index)
 
+    def split_at_eos(self) -> Packed:
+        """The same rows scored as a pack-trained model was trained (babyjax.data.pipeline, packing 'pack'): every
+        EOS input inside a segment starts a new segment, its position 0, so no token attends across a document
+        start. Segments that begin at the row's or the window's first token keep their start."""
+        live = self.segment_ids > 0
+        starts = np.zeros_like(live)
+        starts[:, 0] = live[:, 0]
+        starts[:, 1:] = live[:, 1:] & ((self.segment_ids[:, 1:] != self.segment_ids[:, :-1]) |
+                                       (self.inputs[:, 1:] == EOS_ID))
+        col = np.arange(self.inputs.shape[1])
+        first = np.maximum.accumulate(np.where(starts, col, 0), axis=1)
+        return dataclasses.replace(self, segment_ids=np.where(live, np.cumsum(starts, 1), 0).astype(np.int32),
+                                   positions=np.where(live, col - first, 0).astype(np.int32))
+
     def batches(self, batch_rows: int) -> Iterable[dict[str, np.ndarray]]:
         """Consecutive batches of `batch_rows` rows (the row count must be a multiple: see `padded`)."""
         for r in range(0, self.num_rows, batch_rows):

@@ -150,8 +150,13 @@ class ScoreFolder:
                 if stored["run_workdirs"].get(run, wd) != wd:
                     raise InputError(f"{out} holds run {run!r} from {stored['run_workdirs'][run]}, not {wd}: "
                                      "give this run another name")
+                was = stored.get("contexts", {}).get(run, "window")  # outputs before 2026-12: one window per row
+                if run in stored["run_workdirs"] and was != meta["contexts"][run]:
+                    raise InputError(f"{out} holds run {run!r} scored in {was} contexts; it is now scored in "
+                                     f"{meta['contexts'][run]} contexts (as it was trained): use a new --out")
             merged = {**stored["run_workdirs"], **meta["run_workdirs"]}
-            self.meta = {**meta, "runs": sorted(merged), "run_workdirs": merged, "created": stored.get("created")}
+            self.meta = {**meta, "runs": sorted(merged), "run_workdirs": merged, "created": stored.get("created"),
+                         "contexts": {**stored.get("contexts", {}), **meta["contexts"]}}
         else:
             out.mkdir(parents=True, exist_ok=True)
             _write_csv(out / "tokens.csv", tokens)
