@@ -148,7 +148,8 @@ def series_schedule(ckpt_cfg: ml_collections.ConfigDict, num_steps: int) -> Step
             raise InputError(f"ckpt.steps must be whole steps in 0..train.num_steps={num_steps}; got {bad[:5]}")
         steps = [int(s) for s in ckpt_cfg.steps]
     elif name in ("words", "chang_words"):  # chang_words: Chang's dense series plus the BabyLM words marks
-        dense = chang_steps(num_steps, ckpt_cfg.chang_s0, ckpt_cfg.chang_s1, ckpt_cfg.chang_t1) if name != "words" else []
+        dense = [] if name == "words" else chang_steps(num_steps, ckpt_cfg.chang_s0, ckpt_cfg.chang_s1,
+                                                        ckpt_cfg.chang_t1)
         return WordsSchedule(marks=tuple(words_marks(ckpt_cfg.words_marks_max)),
                              always_steps=_with_ends(dense, num_steps))
     elif name == "none":

@@ -134,7 +134,7 @@ def test_report_end_to_end(study, capsys):
 
     cfg = ml_collections.ConfigDict(json.loads((runs_dir / "seed0" / "config.json").read_text()))
     split = load_split_tokens(cfg.data, Tokenizer(runs_dir / "seed0" / "tokenizer.model"), "train")
-    assert f"training data ({split.num_tokens - split.num_docs} tokens;" in text
+    assert f"training data ({split.num_tokens - split.num_docs:,} tokens;" in text
     # Chang & Bergen's occurrences: 8+ per word, each with 7+ tokens of context
     wdf = pd.read_csv(rep / "score_tokens_word_aoa.csv")
     assert len(wdf) and (wdf["n_occurrences"] >= 8).all() and wdf["model_aoa"].notna().any()

@@ -135,7 +135,8 @@ def gam_aoa(grid_GxC: np.ndarray, grid_x_G: np.ndarray, chance: float) -> tuple[
 
 
 MEASURES = ("final_surprisal", "within_run_var", "gam_lambda", "aoa_gam", "aoa_threshold", "forgettability",
-            "aoa_sigmoid")
+            "aoa_sigmoid", "gam_min", "unlearned")
+UNLEARNED_PERCENTILE = 95.0  # Chang et al.'s get_unlearned_mask(surprisal_percentile=95.0)
 
 
 @dataclasses.dataclass
@@ -224,8 +225,20 @@ def _gam_measures(sm: GamSmoother, y_TxC: np.ndarray, out: dict[str, np.ndarray]
     out["gam_lambda"][cols] = sm.lams[best_C]
     out["forgettability"][cols] = np.clip(np.diff(sm.predict(coef_KxC), axis=0), 0, None).sum(0)
     grid_x = np.linspace(sm.x_T[0], sm.x_T[-1], AOA_GRID)
-    out["aoa_gam"][cols], out["aoa_threshold"][cols] = gam_aoa(sm.predict(coef_KxC, grid_x), grid_x, chance)
+    grid = sm.predict(coef_KxC, grid_x)
+    out["aoa_gam"][cols], out["aoa_threshold"][cols] = gam_aoa(grid, grid_x, chance)
+    out["gam_min"][cols] = sm.predict(coef_KxC).min(0)  # at the checkpoints, as Chang's get_gam_curves
     return coef_KxC
+
+
+def unlearned_mask(gam_min: np.ndarray, percentile: float = UNLEARNED_PERCENTILE) -> np.ndarray:
+    """Chang et al.'s `get_unlearned_mask`: 1.0 for tokens whose smoothed curve never gets below the `percentile`-th
+    percentile of all tokens' smoothed minima (never learned: AoA is ill-defined), 0.0 otherwise, NaN without a
+    GAM."""
+    ok = np.isfinite(gam_min)
+    if not ok.any():
+        return np.full(gam_min.shape, np.nan)
+    return np.where(ok, (gam_min > np.percentile(gam_min[ok], percentile)).astype(np.float64), np.nan)
 
 
 def _common_log_steps(by_run: Mapping[str, _RunCurves], notes: list[str]) -> np.ndarray | None:
@@ -245,7 +258,7 @@ def _common_log_steps(by_run: Mapping[str, _RunCurves], notes: list[str]) -> np.
 
 def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_run: Mapping[str, np.ndarray],
                            vocab_size: int, *, chunk_size: int = 8192, sigmoid_fit: bool = True,
-                           progress: bool = False) -> CurveResults:
+                           progress: bool = False, unlearned_percentile: float = UNLEARNED_PERCENTILE) -> CurveResults:
     """All Chang et al. token measures (docs/science.md) of every run, in chunks of `chunk_size` tokens (1M x 221 fits
     in memory). surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (memory-mapped is fine), NaN = not scored.
     Measures that need more checkpoints or runs than given are skipped with a note (and a warning)."""
@@ -275,4 +288,6 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
             cross[c0:c1] = np.mean([np.mean(np.square(a - b), 0) for a, b in itertools.combinations(at_common, 2)], 0)
         bar.update(c1 - c0)
     bar.close()
+    for m in measures.values():
+        m["unlearned"] = unlearned_mask(m["gam_min"], unlearned_percentile)
     return CurveResults(measures, cross, {r: c.steps for r, c in by_run.items()}, notes)

@@ -99,8 +99,9 @@ def training_loss(path: pathlib.Path, metrics: Mapping[str, pd.DataFrame]) -> pa
     """Training (and dev) loss per run against step."""
     fig, ax = plt.subplots(figsize=(5, 3))
     for i, (run, m) in enumerate(metrics.items()):
-        if "loss" in m:
-            ax.plot(m["step"], m["loss"], color=f"C{i}", lw=1, label=f"{run} train")
+        if "loss" in m:  # dev-only log lines have no training loss: skip them rather than break the line
+            t = m[m["loss"].notna()]
+            ax.plot(t["step"], t["loss"], color=f"C{i}", lw=1, label=f"{run} train")
         if "dev_loss" in m and m["dev_loss"].notna().any():
             d = m[m["dev_loss"].notna()]
             ax.plot(d["step"], d["dev_loss"], "o--", color=f"C{i}", ms=3, lw=0.8, label=f"{run} dev")

@@ -23,7 +23,8 @@ PAD = -1
 PRUNE_FROM_ORDER = 3  # Chang et al.'s annotate_curves.py: prune_minimum=None for n = 1, 2; 2 for n = 3, 4, 5
 CLIP_SD = 5.0  # Chang et al.'s get_features_dataframe(clip_predictors=5.0)
 EXPECTED_SIGNS = {  # Chang et al. (2023): frequent / predictable tokens are learned better on every measure
-    "final_surprisal": -1, "within_run_var": -1, "aoa_gam": -1, "forgettability": -1, "cross_run_var": -1}
+    "final_surprisal": -1, "within_run_var": -1, "aoa_gam": -1, "aoa_sigmoid": -1, "forgettability": -1,
+    "cross_run_var": -1}
 
 
 def _hash(cols: Sequence[np.ndarray]) -> np.ndarray:

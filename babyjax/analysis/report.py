@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from babyjax import model
-from babyjax.analysis import curves, plots, predictors, words, xia
+from babyjax.analysis import curves, effects, plots, predictors, words, xia
 from babyjax.data.tokenizer import EOS_ID
 from babyjax.errors import InputError, MissingError, UserError
 from babyjax.metrics import read_metrics
@@ -24,7 +24,11 @@ SUMMARY = ["final_surprisal", "within_run_var", "aoa_gam", "aoa_sigmoid", "forge
 def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     if df.empty:
         return "_(empty)_\n"
-    cell = lambda v: floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
+    def cell(v):
+        if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()
+                                                 and abs(v) < 1e15):
+            return f"{int(v):,}"
+        return floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for _, r in df.iterrows()]) + "\n"
 
@@ -104,10 +108,37 @@ def _measures(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], 
     table["cross_run_var"] = res.cross_run_var
     summary = table[SUMMARY].describe().T[["count", "mean", "std", "25%", "50%", "75%"]].reset_index(names="measure")
     md = ["### Measures (Chang, Tu & Bergen 2023; mean over runs per token)", "",
-          "AoA in log10 steps; surprisal in bits; within-run variability (`within_run_var`) = standard deviation of "
-          f"surprisal over the last {curves.LAST_N} checkpoints; cross-run variability = mean squared difference of "
-          "GAM curves over run pairs (definitions: docs/science.md).", "", _md_table(summary)]
+          "Units: final surprisal in bits; `within_run_var` is the standard deviation (bits) of surprisal over the "
+          f"last {curves.LAST_N} checkpoints; AoA in log10 steps; forgettability in bits (the sum of the GAM curve's "
+          "increases); `cross_run_var` in bits squared (mean squared difference of two runs' GAM curves, averaged "
+          "over run pairs). Definitions and the released code each matches: docs/science.md.", "",
+          _md_table(summary)] + _censoring(long, steps, table)
     return long, table, md
+
+
+def _censoring(long: pd.DataFrame, steps: dict[str, np.ndarray], table: pd.DataFrame) -> list[str]:
+    """Markdown: tokens never learned (Chang et al.'s unlearned mask) and AoAs censored at either end of training."""
+    lines = []
+    for r, grp in long.groupby("run", sort=False):
+        pos = steps[r][steps[r] > 0]
+        if not len(pos) or not np.isfinite(grp["aoa_gam"]).any():
+            continue
+        lo, hi = np.log10(pos.min()), np.log10(pos.max())
+        learned = grp["unlearned"].to_numpy() == 0
+        for m in ("aoa_gam", "aoa_sigmoid"):
+            a = grp[m].to_numpy()[learned]
+            a = a[np.isfinite(a)]
+            if len(a):
+                lines.append(f"- run `{r}`, `{m}`: {np.mean(a >= hi - 1e-9):.1%} of learned tokens censored at the "
+                             f"last checkpoint (never crossed their threshold), {np.mean(a <= lo + 1e-9):.1%} at the "
+                             "first")
+    n_unlearned = int(np.nansum(table["unlearned"] >= 0.5))
+    share = n_unlearned / max(len(table), 1)
+    head = (f"**Never learned**: {n_unlearned} of {len(table)} tokens ({share:.1%}) have a smoothed minimum above "
+            f"the {curves.UNLEARNED_PERCENTILE:g}th percentile of all tokens' minima in most runs (Chang et al.'s "
+            "`get_unlearned_mask`); their AoA is ill-defined and is left out of every AoA statistic below. "
+            "**Censored AoAs** (reported, not dropped):")
+    return ["", head, ""] + lines + [""]
 
 
 def _example_curves(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, steps: dict[str, np.ndarray],
@@ -149,8 +180,9 @@ def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_di
     return md + [f"![Xia classes]({f.name})", "", _md_table(shares.reset_index(names="run"))]
 
 
-def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, runs_dir: pathlib.Path | None,
-                sample_rows: np.ndarray | None, run0: str, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: pd.DataFrame,
+                runs_dir: pathlib.Path | None, sample_rows: np.ndarray | None, run0: str,
+                notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """n-gram predictors from the first run's training stream (never prepares the dataset) joined to the measures
     table, Spearman / OLS tables and figure: (table, Markdown lines); a note instead when the stream cannot be read."""
     tag = so.name
@@ -170,15 +202,45 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, runs_di
                          f"{so.meta.get('eval_set')!r} was not found): their 5-gram context is truncated")
     pred = predictors.token_predictors(so.tokens, counts, contexts)
     table = pd.concat([table, pred], axis=1)
-    rank, ols = predictors.relate(table[SUMMARY], pred)
-    rank.to_csv(out / f"{tag}_spearman.csv", index=False)
+    rank, ols = predictors.relate(_learned_only(table[SUMMARY], table["unlearned"]), pred)
+    rank.to_csv(out / f"{tag}_spearman.csv", index=False)  # occurrence level
     ols.to_csv(out / f"{tag}_ols.csv", index=False)
     f = plots.measures_vs_frequency(out / f"{tag}_measures_vs_frequency.png", table, SUMMARY)
-    return table, [f"Unigram and 5-gram log2 probabilities from run `{run0}`'s training data ({counts.n_tokens} "
-                   "tokens; maximum-likelihood counts >= 2 with Chang et al.'s backoff); 5-gram residualised on "
-                   "unigram.", "", f"![measures vs frequency]({f.name})", "",
-                   "Spearman correlations (expected sign: Chang et al.):", "", _md_table(rank),
-                   "OLS, measure ~ standardised predictors (statsmodels):", "", _md_table(ols)]
+    rank["p_value"] = rank["p_value"].map(effects.format_p)
+    return table, [f"Unigram and 5-gram log2 probabilities from run `{run0}`'s training data ({counts.n_tokens:,} "
+                   "tokens; Chang et al.'s counts: unigrams and bigrams whole, 3- to 5-grams seen twice or more, "
+                   "backoff to shorter n-grams); 5-gram residualised on unigram; predictors clipped at 5 SD.", "",
+                   f"![measures vs frequency]({f.name})", ""] + _frequency_effects(so, out, long, table) + [
+                   "Occurrence-level Spearman correlations (each occurrence counted as independent, which it is "
+                   "not: the type-level table above is the one to report):", "", _md_table(rank),
+                   "OLS, measure ~ standardised predictors (statsmodels, occurrences):", "", _md_table(ols)]
+
+
+def _learned_only(measures: pd.DataFrame, unlearned: pd.Series) -> pd.DataFrame:
+    """The measures with the AoAs of never-learned tokens set to NaN (Chang et al.'s unlearned mask)."""
+    out = measures.copy()
+    for m in [c for c in out.columns if c.startswith("aoa")]:
+        out.loc[unlearned.to_numpy() >= 0.5, m] = np.nan
+    return out
+
+
+def _frequency_effects(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    """Markdown: the type-level effect of frequency (unigram log2 p) on each measure, pooled and per run, with
+    two-way (types x sequences) bootstrap intervals (babyjax.analysis.effects)."""
+    by_run = {r: _learned_only(g.reset_index(drop=True)[[m for m in SUMMARY if m in g]], g["unlearned"].reset_index(
+        drop=True)).set_axis(table.index) for r, g in long.groupby("run", sort=False)}
+    eff = effects.effects_table(by_run, _learned_only(table[SUMMARY], table["unlearned"]), table["unigram"],
+                                so.tokens["token_id"].to_numpy(), so.tokens["seq"].to_numpy(),
+                                predictors.EXPECTED_SIGNS)
+    eff.to_csv(out / f"{so.name}_effects_frequency.csv", index=False)
+    shown = pd.DataFrame({"measure": eff["measure"], "expected": eff["expected"], "rho (types)": eff["rho"],
+                          "95% interval": [f"[{a:.2f}, {b:.2f}]" for a, b in zip(eff["ci_low"], eff["ci_high"])],
+                          "p (types)": eff["p_value"].map(effects.format_p), "types": eff["n_types"],
+                          "sequences": eff["n_sequences"], "verdict": eff["verdict"], "per run": eff["per_run"]})
+    return [f"**Effect of frequency** (Spearman rho between each token type's mean measure and its unigram log2 "
+            f"probability; higher = more frequent). Intervals: {effects.N_BOOT} bootstrap resamples of token types "
+            "and sequences together (not of occurrences); AoA of never-learned tokens left out. Expected signs: "
+            "the directions Chang, Tu & Bergen (2023) report.", "", _md_table(shown, "{:.3f}")]
 
 
 def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], run0: str,
@@ -212,7 +274,7 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
     md += lines + _example_curves(so, out, table, steps, run0)
     md += _xia_classes(so, out, long, runs_dir, xia_p, x_axis, notes)
     sample_rows = _sample_rows(so)
-    table, lines = _predictors(so, out, table, runs_dir, sample_rows, run0, notes)
+    table, lines = _predictors(so, out, table, long, runs_dir, sample_rows, run0, notes)
     md += ["### Measures vs. frequency and n-gram predictors", ""] + lines
     table.to_csv(out / f"{tag}_token_table.csv.gz")
     md += ["### Word acquisition (Chang & Bergen 2022)", ""]
@@ -257,6 +319,44 @@ def _loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathli
     return ["## Training loss", "", f"![training loss]({f.name})", ""]
 
 
+def _run_row(rd: pathlib.Path, run: str) -> dict:
+    """What a reader needs about one run: corpus, model, training and checkpoints (its config.json and series)."""
+    d = RunDir.open(rd / run, what="each run folder of --runs-dir")
+    c, index = d.config(), d.series_index()
+    last = index[-1] if index else {}
+    cost = _model_cost(rd / run, int(c.tokenizer.vocab_size))
+    return {"run": run, "corpus": f"BabyLM {c.data.track}" + (f" (first {c.data.max_train_lines:,} lines)"
+                                                               if c.data.get("max_train_lines") else ""),
+            "seed": c.get("seed", ""), "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, "
+            f"{cost[1] / 1e6:.2f}M parameters" if cost else c.model.style,
+            "tokenizer": f"{c.tokenizer.get('model_type', 'unigram')} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
+            "training": f"{c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} tokens "
+                        f"({c.data.packing}), {c.optim.get('schedule', '')} lr {c.optim.lr:g}",
+            "words seen": f"{float(last.get('words_seen', 0)):,.0f}",
+            "tokens seen": f"{float(last.get('tokens_seen', 0)):,.0f}",
+            "checkpoints": f"{len(index)} ({c.ckpt.schedule} schedule)"}
+
+
+def _study_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_names: Sequence[str],
+                   notes: list[str]) -> list[str]:
+    """The study described: each run (from its run folder) and each evaluation set (from its score output)."""
+    rows = []
+    for r in run_names if rd else []:
+        try:
+            rows.append(_run_row(rd, r))
+        except (UserError, OSError, AttributeError, KeyError, TypeError, ValueError) as err:
+            notes.append(f"run {r}: not described: {err}")
+    evals = pd.DataFrame([{"output": so.name, "kind": so.meta.get("kind"), "eval set": so.meta.get("eval_set"),
+                           "tokens scored": so.meta.get("num_tokens"), "sequences": so.meta.get("num_sequences"),
+                           "contexts": ", ".join(f"{k}: {v}" for k, v in so.meta.get("contexts", {}).items())
+                           or "window", "first token": so.meta.get("first_token_policy")} for so in outputs])
+    md = ["## The study", ""]
+    md += [_md_table(pd.DataFrame(rows))] if rows else [
+        "_Runs not described: " + ("see notes._" if rd else "pass --runs-dir._"), ""]
+    return md + ["Evaluation sets (held out from training; tokens-in-context samples come from the test split):", "",
+                 _md_table(evals)]
+
+
 def _generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
                          run_names: Sequence[str]) -> list[str]:
     """Text generated at checkpoints (generations.json of the score outputs and the run directories)."""
@@ -298,6 +398,7 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
     md = ["# babyjax learning-curve report", "", f"Score outputs: {', '.join(f'`{so.path}`' for so in outputs)}. "
           f"Runs: {', '.join(run_names)}.", ""]
     aoa_path = pathlib.Path(aoa_words) if aoa_words else None
+    md += _study_section(outputs, rd, run_names, notes)
     for so in tqdm(outputs, desc="score outputs", disable=not progress):
         if so.meta.get("kind") in ("tokens", "text") and so.tokens is not None and so.surprisal:
             md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress)

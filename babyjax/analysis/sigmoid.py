@@ -167,7 +167,8 @@ class _Fit:
         self.nfev[idx] += 1
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             actred = np.where(0.1 * fnorm1 < fnorm, 1 - np.square(fnorm1 / fnorm), -1.0)
-            temp1 = np.sqrt(np.maximum(((self.gram[idx] * step[:, None, :]).sum(2) * step).sum(1), 0)) / fnorm  # |J step|
+            jstep2 = ((self.gram[idx] * step[:, None, :]).sum(2) * step).sum(1)  # |J step|^2 = step' J'J step
+            temp1 = np.sqrt(np.maximum(jstep2, 0)) / fnorm
             temp2 = np.sqrt(par) * pnorm / fnorm
             prered = np.square(temp1) + np.square(temp2) / 0.5
             dirder = -(np.square(temp1) + np.square(temp2))

@@ -167,7 +167,8 @@ class _RowBatcher:
         totals = np.array([self._row_tokens(all_B).sum(), words_B.astype(np.float64).sum()])
         return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids.astype(np.int32),
                 "positions": positions.astype(np.int32), "weights": weights.astype(np.float32),
-                "num_words": words_B[self.lo:self.hi], "num_tokens": valid_BxL.sum(1).astype(np.float32), TOTALS: totals}
+                "num_words": words_B[self.lo:self.hi], "num_tokens": valid_BxL.sum(1).astype(np.float32),
+                TOTALS: totals}
 
 
 class Loader:
