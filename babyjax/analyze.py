@@ -1,5 +1,5 @@
-"""python -m babyjax.analyze SCORE_DIR [SCORE_DIR ...] --out REPORT_DIR [--runs-dir RUNS] [--xia-p 0.5]
-[--x-axis step|tokens|words|flops] [--aoa-words word_list.csv]
+"""python -m babyjax.analyze SCORE_DIR [SCORE_DIR ...] --out REPORT_DIR [--runs-dir RUNS] [--xia-p 0.1,0.3,0.5,0.7]
+[--x-axis step|tokens|words|flops|perplexity] [--aoa-words word_list.csv]
 
 Learning-curve measures (Chang, Tu & Bergen 2023), trajectory classes (Xia et al. 2023), predictors, word AoA
 (Chang & Bergen 2022), figures and one Markdown report for the study in REPORT_DIR/report.md.
@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from babyjax import cli
+from babyjax.errors import InputError
 from babyjax.analysis import report, xia
 
 
@@ -23,12 +24,17 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("score_dirs", nargs="+", help="babyjax.score output folders (tokens/text and pairs)")
     ap.add_argument("--out", required=True, help="report folder (report.md, PNGs, CSVs)")
     ap.add_argument("--runs-dir", default=None, help="folder with one training run directory per run name")
-    ap.add_argument("--xia-p", type=float, default=0.5, help="Xia et al. window starts at this fraction of training")
+    ap.add_argument("--xia-p", default=",".join(f"{p:g}" for p in xia.P_SWEEP),
+                    help="Xia et al. window starts: fractions of training, comma-separated (a sweep)")
     ap.add_argument("--x-axis", choices=xia.X_AXES, default="step", help="x axis of the Xia regressions")
     ap.add_argument("--aoa-words", default=None, help="CDI word_list.csv with children's AoA (word_clean, aoa)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    path = report.write_report(args.score_dirs, args.out, args.runs_dir, args.xia_p, args.x_axis,
+    try:
+        xia_p = [float(p) for p in args.xia_p.split(",") if p.strip()]
+    except ValueError:
+        raise InputError(f"--xia-p={args.xia_p!r}: give comma-separated fractions such as 0.1,0.3,0.5,0.7") from None
+    path = report.write_report(args.score_dirs, args.out, args.runs_dir, xia_p, args.x_axis,
                                args.aoa_words, progress=not args.no_progress)
     print(f"report written to {path}")
     return 0

@@ -47,3 +47,26 @@ def test_too_short_window_is_a_clear_error():
         xia.trajectory_classes(np.ones((len(STEPS), 2)), STEPS, p=0.9999)
     with pytest.raises(ValueError, match="fraction"):
         xia.trajectory_classes(np.ones((len(STEPS), 2)), STEPS, p=1.5)
+
+
+def test_window_starts_at_the_checkpoint_nearest_p_of_training():
+    """Xia et al.'s code: argmin |checkpoint - p x last|, so the window may start just before p of training."""
+    steps = np.array([0, 10, 40, 45, 100])
+    assert xia.window_start(steps, 0.5) == 3 and xia.window_start(steps, 0.1) == 1 and xia.window_start(steps, 0) == 0
+    assert xia.P_SWEEP == (0.1, 0.3, 0.5, 0.7)
+
+
+def test_perplexity_axis_keeps_the_classes_of_a_power_law_axis():
+    """Validation perplexity falls as a power of step here, so ln(ppl) = -a ln(step) + b: regressing on -ln(ppl)
+    (x = perplexity) gives exactly the p-values of x = step, and the same classes."""
+    rng = np.random.default_rng(2)
+    lx = np.log(np.maximum(STEPS, 1).astype(float))
+    s = np.stack([3 + 0.3 * lx, 9 - 0.4 * lx, 2.0 + 0 * lx], 1) + rng.normal(0, 0.02, (len(lx), 3))
+    ppl_val = 50.0 * np.maximum(STEPS, 1).astype(float) ** -0.3
+    by_step = xia.trajectory_classes(s, STEPS, p=0.3)
+    by_ppl = xia.trajectory_classes(s, STEPS, x_T=ppl_val, p=0.3)
+    np.testing.assert_allclose(by_ppl["pvalue"], by_step["pvalue"], rtol=1e-9)
+    assert list(by_ppl["class"]) == list(by_step["class"]) == ["upward", "downward", "stagnated"]
+    m = np.array([[1.0, 3.0, np.nan], [np.nan, np.nan, np.nan]])
+    got = xia.validation_perplexity(m)
+    assert got[0] == pytest.approx(4.0) and np.isnan(got[1])  # 2 ** mean(1, 3) bits; a row with no score: NaN

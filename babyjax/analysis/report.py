@@ -33,9 +33,13 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for _, r in df.iterrows()]) + "\n"
 
 
-def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, notes: list[str]) -> np.ndarray:
-    """x of the Xia regressions at each checkpoint: step, tokens or words seen, or training FLOPs =
-    `model.flops_per_token(model, data.seq_len)` x tokens seen (the run's config.json under --runs-dir)."""
+def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, surprisal: np.ndarray,
+            notes: list[str]) -> np.ndarray:
+    """x of the Xia regressions at each checkpoint: step, tokens or words seen, training FLOPs =
+    `model.flops_per_token(model, data.seq_len)` x tokens seen (the run's config.json under --runs-dir), or the
+    perplexity of the scored held-out tokens (xia.validation_perplexity of `surprisal`, the checkpoints' rows)."""
+    if axis == "perplexity":
+        return xia.validation_perplexity(surprisal)
     if axis != "flops":
         return ck["step" if axis == "step" else f"{axis}_seen"].to_numpy(np.float64)
     cost = _model_cost(run_dir, vocab_size) if run_dir else None
@@ -156,28 +160,35 @@ def _example_curves(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, ste
 
 
 def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_dir: pathlib.Path | None,
-                 xia_p: float, x_axis: str, notes: list[str]) -> list[str]:
-    """Xia et al. trajectory classes per run (CSV per run, shares figure and table)."""
+                 xia_p: Sequence[float], x_axis: str, notes: list[str]) -> list[str]:
+    """Xia et al. trajectory classes per run and window start p (CSV per run; shares table and figure)."""
     tag, share_rows = so.name, {}
     for r, s in so.surprisal.items():
         ck = so.checkpoints[r]
         rows = np.flatnonzero(np.isfinite(np.asarray(s[:, : min(4096, s.shape[1])])).any(1))
+        cols = {"token_index": long[long["run"] == r]["token_index"].to_numpy()}
         try:
-            xv = _x_axis(ck.iloc[rows], x_axis, runs_dir / r if runs_dir else None, so.vocab_size, notes)
-            parts = [xia.trajectory_classes(np.asarray(s[:, c0:c0 + 65536])[rows], ck["step"].to_numpy()[rows], xv,
-                                            p=xia_p) for c0 in range(0, s.shape[1], 65536)]  # chunks: 1M tokens fit
-            cls = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
-            share_rows[r] = xia.class_shares(cls["class"])
-            pd.DataFrame({"token_index": long[long["run"] == r]["token_index"].to_numpy(), **cls}).to_csv(
-                out / f"{tag}_xia_{r}.csv.gz", index=False)
+            xv = _x_axis(ck.iloc[rows], x_axis, runs_dir / r if runs_dir else None, so.vocab_size, s[rows], notes)
+            for p in xia_p:
+                parts = [xia.trajectory_classes(np.asarray(s[:, c0:c0 + 65536])[rows], ck["step"].to_numpy()[rows],
+                                                xv, p=p) for c0 in range(0, s.shape[1], 65536)]  # 1M tokens fit
+                cls = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+                share_rows[(r, p)] = xia.class_shares(cls["class"])
+                cols.update({f"{k}_p{p:g}": v for k, v in cls.items()})
         except ValueError as err:
             notes.append(f"{tag}: run {r}: Xia classes skipped: {err}")
-    md = [f"### Trajectory classes (Xia et al. 2023), window after p = {xia_p}, x = {x_axis}", ""]
+        pd.DataFrame(cols).to_csv(out / f"{tag}_xia_{r}.csv.gz", index=False)
+    md = [f"### Trajectory classes (Xia et al. 2023), x = {x_axis}, window from p of training", "",
+          "Shares of tokens whose perplexity ratio to the window's first checkpoint rises (upward) or falls "
+          "(downward) significantly with ln x (OLS slope, p < 0.05), stagnates, or none of these; for each window "
+          f"start p ({', '.join(f'{p:g}' for p in xia_p)}; the window starts at the checkpoint nearest p x the last "
+          "step, as in Xia et al.'s code).", ""]
     if not share_rows:
         return md + ["_Not computed: see notes._", ""]
-    shares = pd.DataFrame(share_rows).T
-    f = plots.xia_shares(out / f"{tag}_xia_shares.png", shares)
-    return md + [f"![Xia classes]({f.name})", "", _md_table(shares.reset_index(names="run"))]
+    shares = pd.DataFrame(share_rows).T.rename_axis(["run", "p"])
+    main_p = min(xia_p, key=lambda p: abs(p - 0.5))
+    f = plots.xia_shares(out / f"{tag}_xia_shares.png", shares.xs(main_p, level="p"))
+    return md + [f"![Xia classes at p = {main_p:g}]({f.name})", "", _md_table(shares.reset_index())]
 
 
 def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: pd.DataFrame,
@@ -261,7 +272,8 @@ def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], 
     return md
 
 
-def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | None, xia_p: float, x_axis: str,
+def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | None, xia_p: Sequence[float],
+                 x_axis: str,
                  aoa_words: pathlib.Path | None, notes: list[str], progress: bool) -> list[str]:
     """Measures, classes, predictors and words for one token score output; returns Markdown lines."""
     tag = so.name
@@ -382,11 +394,12 @@ def _generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None
 
 
 def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, runs_dir: str | None = None,
-                 xia_p: float = 0.5, x_axis: str = "step", aoa_words: str | None = None, progress: bool = True
-                 ) -> pathlib.Path:
+                 xia_p: float | Sequence[float] = xia.P_SWEEP, x_axis: str = "step", aoa_words: str | None = None,
+                 progress: bool = True) -> pathlib.Path:
     """Analyse the score outputs of one study into `out` (report.md, PNGs, CSVs). Returns the report path."""
     if x_axis not in xia.X_AXES:
         raise InputError(f"x axis must be one of {xia.X_AXES}; got {x_axis!r}")
+    xia_p = [float(xia_p)] if np.isscalar(xia_p) else [float(p) for p in xia_p]
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rd = pathlib.Path(runs_dir) if runs_dir else None

@@ -7,7 +7,8 @@ from scipy import stats
 
 from babyjax.errors import InputError
 
-X_AXES = ("step", "tokens", "words", "flops")
+X_AXES = ("step", "tokens", "words", "flops", "perplexity")
+P_SWEEP = (0.1, 0.3, 0.5, 0.7)  # window starts: Xia et al.'s code sweeps 0.1, 0.3, 0.7; the paper quotes 0.1-0.7
 CLASSES = ("upward", "downward", "stagnated", "other")
 
 
@@ -31,21 +32,32 @@ def ols_slope_pvalues(x_T: np.ndarray, y_TxC: np.ndarray) -> tuple[np.ndarray, n
     return slope, p
 
 
+def window_start(steps_T: np.ndarray, p: float) -> int:
+    """Index of the first checkpoint of the window: the one nearest to p x the last step (Xia et al.'s
+    `linear_with_statistical_test`: argmin |checkpoint - threshold x last|, the first of equally near ones)."""
+    steps_T = np.asarray(steps_T, np.float64)
+    return int(np.argmin(np.abs(steps_T - p * steps_T.max())))
+
+
 def trajectory_classes(surprisal_TxC: np.ndarray, steps_T: np.ndarray, x_T: np.ndarray | None = None,
                        p: float = 0.5, alpha: float = 0.05) -> dict[str, np.ndarray]:
     """Xia et al. classes (upward, downward, stagnated, other; docs/science.md) of surprisal curves [T, C] in bits
-    over the checkpoints with step >= p * last step and x > 0; x: step by default, or tokens / words / FLOPs seen at
-    each checkpoint. Returns {"slope", "pvalue", "class"} arrays [C] ("nan": a non-finite value in the window)."""
+    over the checkpoints from `window_start(steps, p)` on with x > 0; x: step by default, or tokens / words / FLOPs
+    seen at each checkpoint, or a validation perplexity (decreasing: its log is negated, so that "upward" still
+    means worse as training goes on). Returns {"slope", "pvalue", "class"} arrays [C] ("nan": a non-finite value in
+    the window)."""
     if not 0 <= p < 1:
         raise InputError(f"p must be a fraction of training in [0, 1); got {p}")
     steps_T = np.asarray(steps_T, np.float64)
     x_T = steps_T if x_T is None else np.asarray(x_T, np.float64)
-    window = (steps_T >= p * steps_T.max()) & (x_T > 0)
+    window = (np.arange(len(steps_T)) >= window_start(steps_T, p)) & (x_T > 0)
     if window.sum() < 3:
         raise InputError(f"the Xia window after p={p} holds {int(window.sum())} checkpoint(s) with x > 0; it needs "
                          "at least 3: lower --xia-p or score more checkpoints")
     ppl = np.exp2(np.asarray(surprisal_TxC, np.float64)[window])
-    slope, pval = ols_slope_pvalues(np.log(x_T[window]), ppl / ppl[0])
+    log_x = np.log(x_T[window])
+    decreasing = len(log_x) > 1 and log_x[-1] < log_x[0]  # a perplexity axis
+    slope, pval = ols_slope_pvalues(-log_x if decreasing else log_x, ppl / ppl[0])
     m = np.exp(np.log(ppl).mean(0))
     stagnated = ((0.95 < m / ppl[0]) & (m / ppl[0] < 1.05) & (0.95 < m / ppl[-1]) & (m / ppl[-1] < 1.05)
                  & (ppl.var(0) < m))
@@ -54,6 +66,19 @@ def trajectory_classes(surprisal_TxC: np.ndarray, steps_T: np.ndarray, x_T: np.n
     klass = np.where(up, "upward", np.where(down, "downward", np.where(stagnated, "stagnated", "other")))
     klass = np.where(np.isfinite(ppl).all(0), klass, "nan")
     return {"slope": slope, "pvalue": pval, "class": klass}
+
+
+def validation_perplexity(surprisal_TxC: np.ndarray) -> np.ndarray:
+    """Perplexity of the scored held-out tokens at each checkpoint: 2 ** (mean surprisal in bits) [T]; NaN where a
+    checkpoint has no finite score."""
+    total, count = np.zeros(np.shape(surprisal_TxC)[0]), np.zeros(np.shape(surprisal_TxC)[0])
+    for c0 in range(0, np.shape(surprisal_TxC)[1], 65536):  # a memory-mapped 1M-token matrix, in chunks
+        s = np.asarray(surprisal_TxC[:, c0:c0 + 65536], np.float64)
+        ok = np.isfinite(s)
+        total += np.where(ok, s, 0).sum(1)
+        count += ok.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.exp2(total / count), np.nan)
 
 
 def class_shares(klass_C: np.ndarray) -> dict[str, float]:
