@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from babyjax.data.tokenizer import EOS_ID, MASK_ID
 from babyjax.errors import InputError
 
 if TYPE_CHECKING:
@@ -112,6 +113,47 @@ class NgramCounts:
         return np.where(np.isnan(out), fill, out)
 
 
+N_SPECIAL = MASK_ID + 1  # PAD, UNK, BOS, EOS, MASK: never counted as co-occurring tokens
+
+
+def contextual_diversity(split: TokenizedSplit, vocab_size: int, window: int = 30,
+                         most_frequent: int = 10_000) -> np.ndarray:
+    """[vocab_size] Chang et al.'s `get_contextual_diversities` + `adjust_contextual_diversities`: the number of
+    distinct tokens among the `most_frequent` ids (SentencePiece ids are roughly in frequency order, as theirs) seen in
+    the `window` tokens before any occurrence of a token in the training stream (documents never crossed; special
+    tokens not counted), then the residual of a GAM of that count on log10 unigram frequency (25 splines, lambda
+    grid search: their pygam call, through babyjax's identical smoother). EOS, like their CLS, gets the minimum."""
+    from babyjax.analysis.curves import GamSmoother
+
+    tokens = np.asarray(split.tokens, np.int64)
+    doc_T = np.searchsorted(split.doc_starts, np.arange(len(tokens)), side="right") - 1
+    seen = np.zeros((vocab_size, most_frequent), bool)
+    for k in range(1, window + 1):
+        tgt, ctx = tokens[k:], tokens[:-k]
+        ok = (doc_T[k:] == doc_T[:-k]) & (ctx >= N_SPECIAL) & (ctx < most_frequent) & (tgt >= N_SPECIAL)
+        seen[tgt[ok], ctx[ok]] = True
+    raw = seen.sum(1).astype(np.float64)
+    counts = np.bincount(tokens[tokens >= N_SPECIAL], minlength=vocab_size).astype(np.float64)
+    keep = counts > 0
+    logf = np.log10(np.where(keep, counts, counts[keep].min()) / counts.sum())
+    sm = GamSmoother.build(logf[keep])
+    coef, _, _ = sm.fit(raw[keep][:, None])
+    adjusted = np.full(vocab_size, np.nan)
+    adjusted[keep] = raw[keep] - sm.predict(coef)[:, 0]
+    return np.where(np.isnan(adjusted), np.nanmin(adjusted), adjusted)
+
+
+def context_logprob(rows_NxL: np.ndarray, seq_N: np.ndarray, pos_N: np.ndarray, counts: NgramCounts) -> np.ndarray:
+    """[N] Chang et al.'s `get_context_ngram_logppls(ngram_n=1)`, negated: the mean unigram log2 p of the tokens before
+    each target in its row (EOS separators left out), NaN without context."""
+    uni = counts.logprob_with_backoff(rows_NxL.reshape(-1, 1)).reshape(rows_NxL.shape)
+    uni = np.where(rows_NxL == EOS_ID, 0.0, uni)
+    cum = np.concatenate([np.zeros((len(rows_NxL), 1)), np.cumsum(uni, 1)], 1)
+    n = np.concatenate([np.zeros((len(rows_NxL), 1)), np.cumsum(rows_NxL != EOS_ID, 1)], 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cum[seq_N, pos_N] / n[seq_N, pos_N]
+
+
 def ngram_contexts(target_N: np.ndarray, previous: Callable[[int], np.ndarray], order: int) -> np.ndarray:
     """[N, order] ids: the order-1 tokens before each target (`previous(k)`: the ids k tokens back, PAD where unknown
     or before the sequence), then the target; once one is PAD, so is every earlier one."""
@@ -150,9 +192,14 @@ def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.nda
     out = pd.DataFrame({"unigram": uni, f"{counts.order}gram": ngram, "ngram_resid": np.asarray(resid),
                         "log_context_length": np.log2(np.maximum(ctx_len, 1.0))}, index=tokens.index)
     for col in ("unigram", "ngram_resid", "log_context_length"):
-        mu, sd = out[col].mean(), out[col].std(ddof=0)
-        out[col] = out[col].clip(mu - CLIP_SD * sd, mu + CLIP_SD * sd)
+        out[col] = clip_sd(out[col])
     return out
+
+
+def clip_sd(values: pd.Series) -> pd.Series:
+    """Values clipped to their mean +- CLIP_SD population standard deviations (Chang et al.'s clip_predictors)."""
+    mu, sd = values.mean(), values.std(ddof=0)
+    return values.clip(mu - CLIP_SD * sd, mu + CLIP_SD * sd)
 
 
 def relate(measures: pd.DataFrame, predictors: pd.DataFrame, predictor_cols: Sequence[str] = (

@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from babyjax import model
-from babyjax.analysis import curves, effects, plots, predictors, words, xia
+from babyjax.analysis import curves, effects, plots, predictors, regressions, words, xia
 from babyjax.data.tokenizer import EOS_ID
 from babyjax.errors import InputError, MissingError, UserError
 from babyjax.metrics import read_metrics
@@ -200,7 +200,8 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: p
     try:
         if runs_dir is None:
             raise MissingError("pass --runs-dir so the run's training data can be read")
-        counts = predictors.NgramCounts.from_split(predictors.training_split(runs_dir / run0))
+        split = predictors.training_split(runs_dir / run0)
+        counts = predictors.NgramCounts.from_split(split)
     except (OSError, ValueError) as err:
         notes.append(f"{tag}: n-gram predictors skipped: {err}")
         return table, ["_Not computed: see notes._", ""]
@@ -212,6 +213,15 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: p
             notes.append(f"{tag}: {n_trunc} tokens lack some preceding tokens in tokens.csv (and the token sample "
                          f"{so.meta.get('eval_set')!r} was not found): their 5-gram context is truncated")
     pred = predictors.token_predictors(so.tokens, counts, contexts)
+    pred["contextual_diversity"] = predictors.contextual_diversity(split, so.vocab_size)[so.tokens["token_id"]]
+    if sample_rows is not None:
+        pred["context_logprob"] = predictors.context_logprob(sample_rows, so.tokens["seq"].to_numpy(np.int64),
+                                                             so.tokens["position"].to_numpy(np.int64), counts)
+    else:
+        notes.append(f"{tag}: context log-probability needs the token sample's rows: not computed")
+    for col in ("contextual_diversity", "context_logprob"):
+        if col in pred:
+            pred[col] = predictors.clip_sd(pred[col])
     table = pd.concat([table, pred], axis=1)
     rank, ols = predictors.relate(_learned_only(table[SUMMARY], table["unlearned"]), pred)
     rank.to_csv(out / f"{tag}_spearman.csv", index=False)  # occurrence level
@@ -224,7 +234,24 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: p
                    f"![measures vs frequency]({f.name})", ""] + _frequency_effects(so, out, long, table) + [
                    "Occurrence-level Spearman correlations (each occurrence counted as independent, which it is "
                    "not: the type-level table above is the one to report):", "", _md_table(rank),
-                   "OLS, measure ~ standardised predictors (statsmodels, occurrences):", "", _md_table(ols)]
+                   "OLS, measure ~ standardised predictors (statsmodels, occurrences):", "", _md_table(ols)
+                   ] + _regressions(out, tag, table)
+
+
+def _regressions(out: pathlib.Path, tag: str, table: pd.DataFrame) -> list[str]:
+    """Chang et al.'s sequential likelihood-ratio regressions and VIFs (babyjax.analysis.regressions); Markdown."""
+    learned = pd.concat([_learned_only(table[SUMMARY], table["unlearned"]),
+                         table[[c for c in regressions.ORDER if c in table]]], axis=1)
+    lrt = pd.concat([regressions.sequential_lrts(learned, m) for m in SUMMARY if learned[m].notna().sum() > 10],
+                    ignore_index=True)
+    vif = regressions.vifs(learned)
+    lrt.to_csv(out / f"{tag}_regressions.csv", index=False)
+    shown = lrt.assign(lrt_p=lrt["lrt_p"].map(effects.format_p), gain=lrt["gain"].map(
+        lambda g: "" if pd.isna(g) else f"{g:+.3g}")) if "lrt_p" in lrt else lrt
+    return ["**Regressions** (Chang et al.'s `run_lrts`): each measure on the predictors added in this order, adjusted "
+            "R^2, its gain, and the likelihood-ratio test of each addition; the last step adds all pairwise "
+            "interactions. Part of speech is not among the predictors (no tagger here: see docs/science.md).", "",
+            _md_table(shown), "Variance inflation factors of the predictors:", "", _md_table(vif)]
 
 
 def _learned_only(measures: pd.DataFrame, unlearned: pd.Series) -> pd.DataFrame:
