@@ -229,3 +229,47 @@ def test_bad_inputs(study, tmp_path, capsys):
     text = (tmp_path / "r1" / "report.md").read_text()
     assert "cross-run variability needs at least 2 runs" in text and "--runs-dir" in text
     assert (tmp_path / "r1" / "single_example_curves.png").is_file()
+
+
+def test_word_aoa_variants_and_their_regressions():
+    """Chang & Bergen's get_lm_aoa types on known sigmoids, word_stats by brute force, and run_regressions' drop-one
+    likelihood-ratio tests."""
+    from babyjax.analysis import words
+    from babyjax.data.pipeline import TokenizedSplit
+
+    steps = exp_steps()
+    x = np.log10(np.maximum(steps, 1))
+    chance = np.log2(400)
+    tokens = pd.DataFrame({"seq": np.arange(8), "position": 7, "token": "\u2581dog", "token_id": 11})
+    curve = 7.0 + (3.0 - 7.0) / (1 + np.exp((2.6 - x) / 0.2))  # from 7 bits down to 3, midpoint 2.6
+    df, _ = words.word_aoa(np.repeat(curve[:, None], 8, 1), steps, tokens,
+                           pd.DataFrame({"word": ["dog"], "child_aoa": [20.0]}), 400)
+    xs = x[steps > 0]
+    assert df["model_aoa_midpoint"][0] == pytest.approx(2.6, abs=1e-3)
+    raw = curve[steps > 0]
+    thr_chance, thr_max = 0.5 * (chance + raw.min()), 0.5 * (raw.max() + raw.min())  # from chance / from the max
+    for col, thr in (("model_aoa", thr_chance), ("model_aoa_max_surprisal", thr_max)):
+        want = 2.6 - 0.2 * np.log((3.0 - 7.0) / (thr - 7.0) - 1) if thr < 7 else xs.min()
+        assert df[col][0] == pytest.approx(np.clip(want, xs.min(), xs.max()), abs=2e-3), col
+    docs = [[11, 12, 13], [14, 11], [12, 12, 12, 12], [11]]
+    stream = np.concatenate([[3, *d] for d in docs]).astype(np.int32)
+    starts = np.concatenate([[0], np.cumsum([len(d) + 1 for d in docs])])
+    stats_df = words.word_stats(TokenizedSplit(stream, starts, np.zeros(len(starts), np.int64)), {"dog": 11, "x": 12})
+    assert stats_df.set_index("word").loc["dog", "log_freq"] == pytest.approx(np.log(3))
+    assert stats_df.set_index("word").loc["dog", "mlu"] == pytest.approx(np.mean([3, 2, 1]))
+    assert stats_df.set_index("word").loc["x", "mlu"] == pytest.approx(np.mean([3, 4]))
+    rng = np.random.default_rng(0)
+    n = 120
+    wdf = pd.DataFrame({"log_freq": rng.normal(8, 2, n), "mlu": rng.normal(6, 1, n), "n_chars": rng.integers(2, 9, n),
+                        "concreteness": rng.uniform(1, 5, n),
+                        "lexical_category": rng.choice(["nouns", "predicates", "function_words"], n)})
+    wdf["model_aoa"] = 5 - 0.3 * wdf["log_freq"] + 0.2 * (wdf["lexical_category"] == "nouns") + rng.normal(0, 0.2, n)
+    table, fit = words.aoa_regressions(wdf)
+    t = table.set_index("predictor")
+    assert t.loc["log_freq", "sign"] == "-" and t.loc["log_freq", "lrt_p"] < 1e-10
+    assert t.loc["mlu", "sign"] == "ns" and fit["adj_r2_all"] > fit["adj_r2_log_freq"] > 0.5
+    import statsmodels.formula.api as smf
+    import scipy.stats
+    full = smf.ols("model_aoa ~ log_freq + mlu + n_chars + concreteness + C(lexical_category)", wdf).fit()
+    red = smf.ols("model_aoa ~ log_freq + mlu + n_chars + concreteness", wdf).fit()
+    assert t.loc["lexical_class", "lrt_p"] == pytest.approx(scipy.stats.chi2.sf(2 * (full.llf - red.llf), 2))

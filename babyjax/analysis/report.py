@@ -281,12 +281,40 @@ def _frequency_effects(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, t
             "the directions Chang, Tu & Bergen (2023) report.", "", _md_table(shown, "{:.3f}")]
 
 
+def _word_regressions(wdf: pd.DataFrame, runs_dir: pathlib.Path | None, run0: str,
+                      notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Chang & Bergen's regressions of each LM AoA variant on the run's training-data frequency and MLU, word length,
+    concreteness and lexical class: (words table with the predictors, Markdown lines)."""
+    try:
+        if runs_dir is None:
+            raise MissingError("pass --runs-dir so the run's training data can be read")
+        split = predictors.training_split(runs_dir / run0)
+    except (OSError, ValueError) as err:
+        notes.append(f"word AoA regressions skipped: {err}")
+        return wdf, []
+    wdf = wdf.merge(words.word_stats(split, dict(zip(wdf["word"], wdf["token_id"]))), on="word", how="left")
+    tables, fits = [], []
+    for aoa in words.AOA_VARIANTS:
+        table, fit = words.aoa_regressions(wdf, aoa)
+        if len(table):
+            tables.append(table.assign(lrt_p=table["lrt_p"].map(effects.format_p)))
+            fits.append(f"`{aoa}`: n = {fit['n']}, adjusted R^2 {fit['adj_r2_log_freq']:.3f} with log frequency "
+                        f"alone, {fit['adj_r2_all']:.3f} with all")
+    if not tables:
+        return wdf, ["_Word AoA regressions: too few words with every predictor._", ""]
+    return wdf, ["Regressions of LM AoA on log frequency and MLU in the run's training data, word length, "
+                 "concreteness and lexical class (Chang & Bergen 2022's run_regressions: OLS, likelihood-ratio test "
+                 "of dropping each predictor, sign when significant); " + "; ".join(fits) + ".", "",
+                 _md_table(pd.concat(tables, ignore_index=True))]
+
+
 def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], run0: str,
-              aoa_words: pathlib.Path) -> list[str]:
+              aoa_words: pathlib.Path, runs_dir: pathlib.Path | None, notes: list[str]) -> list[str]:
     """Chang & Bergen (2022) word AoA of the first run against children's AoA; Markdown lines."""
     tag = so.name
     child = words.load_child_aoa(aoa_words)
     wdf, corr = words.word_aoa(so.surprisal[run0], steps[run0], so.tokens, child, so.vocab_size)
+    wdf, reg_lines = _word_regressions(wdf, runs_dir, run0, notes)
     wdf.to_csv(out / f"{tag}_word_aoa.csv", index=False)
     md = [f"{len(wdf)} CDI words occur as whole-word tokens (\u2581word, case kept) at least "
           f"{words.MIN_OCCURRENCES} times with {words.MIN_CONTEXT}+ tokens of context before them (one per sequence, "
@@ -296,7 +324,7 @@ def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], 
     if corr["n_words"]:
         f = plots.word_aoa(out / f"{tag}_word_aoa.png", wdf)
         md += [f"![word AoA]({f.name})", ""]
-    return md
+    return md + reg_lines
 
 
 def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | None, xia_p: Sequence[float],
@@ -320,7 +348,7 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
     if aoa_words is None or "token" not in so.tokens:
         return md + ["_Not computed: no child AoA word list (--aoa-words)._", ""]
     try:
-        return md + _word_aoa(so, out, steps, run0, aoa_words)
+        return md + _word_aoa(so, out, steps, run0, aoa_words, runs_dir, notes)
     except (FileNotFoundError, ValueError) as err:
         notes.append(f"{tag}: word AoA skipped: {err}")
         return md + ["_Not computed: see notes._", ""]

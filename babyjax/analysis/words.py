@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import pathlib
 import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from babyjax.analysis import curves, sigmoid
 from babyjax.errors import InputError, MissingError
-from babyjax.analysis import curves
+
+if TYPE_CHECKING:
+    from babyjax.data.pipeline import TokenizedSplit
 
 WORD_MARK = "\u2581"
 MAX_OCCURRENCES = 512  # Chang & Bergen's --max_samples
 MIN_OCCURRENCES = 8  # ... --min_samples: words seen fewer times get no curve
+AOA_VARIANTS = ("model_aoa", "model_aoa_max_surprisal", "model_aoa_midpoint")
 MIN_CONTEXT = 7  # ... --min_seq_len 8 (unidirectional): the word is at index 7 or later of its sequence
 
 
@@ -30,9 +36,11 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path} lacks columns {sorted(missing)}: expected the BabyLM 2023 AoA word_list.csv")
     df = df[~df["word_clean"].str.contains(" ")].assign(word=lambda d: d["word_clean"].str.lower())
-    return df.groupby("word", as_index=False).agg(child_aoa=("aoa", "mean"),
-                                                   lexical_category=("lexical_category", "first"),
-                                                   childes_frequency=("frequency", "first"))
+    agg = {"child_aoa": ("aoa", "mean"), "lexical_category": ("lexical_category", "first"),
+           "childes_frequency": ("frequency", "first")}
+    if "concreteness" in df:
+        agg["concreteness"] = ("concreteness", "mean")
+    return df.groupby("word", as_index=False).agg(**agg)
 
 
 def word_occurrences(tokens: pd.DataFrame, words: set[str], seed: int = 0) -> pd.DataFrame:
@@ -76,19 +84,14 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
     scored_T = finite_TxW.any(1) if curves_TxW.shape[1] else np.ones(len(steps_T), bool)
     curves_TxW, finite_TxW, steps_T = curves_TxW[scored_T], finite_TxW[scored_T], steps_T[scored_T]
     df = pd.DataFrame({"word": names, "n_occurrences": [int((occ["word"] == w).sum()) for w in names],
-                       "model_aoa": np.nan, "final_surprisal": np.nan})
+                       "token_id": [int(occ.loc[occ["word"] == w, "token_id"].iloc[0]) if "token_id" in occ else -1
+                                    for w in names], "final_surprisal": np.nan,
+                       **{c: np.nan for c in AOA_VARIANTS}})
     if len(names):
         with warnings.catch_warnings():  # a word unscored at all of the last checkpoints: NaN, silently
             warnings.simplefilter("ignore", RuntimeWarning)
             df["final_surprisal"] = np.nanmean(curves_TxW[-min(curves.LAST_N, len(curves_TxW)):], 0)
-        use_TxW = finite_TxW & (steps_T > 0)[:, None]
-        patterns, which_W = np.unique(use_TxW.T, axis=0, return_inverse=True)  # words sharing finite checkpoints
-        chance = curves.chance_surprisal(vocab_size)
-        for k, rows_T in enumerate(patterns):
-            cols = np.flatnonzero(np.ravel(which_W) == k)
-            if rows_T.sum() >= curves.MIN_SIGMOID_POINTS:
-                df.loc[cols, "model_aoa"] = curves.sigmoid_aoa(np.log10(steps_T[rows_T].astype(np.float64)),
-                                                               curves_TxW[np.ix_(rows_T, cols)], chance)[0]
+        _fit_words(curves_TxW, finite_TxW, steps_T, curves.chance_surprisal(vocab_size), df)
     df = df.merge(child, on="word", how="left")
     ok = df["model_aoa"].notna() & df["child_aoa"].notna()
     corr = {"n_words": int(ok.sum()), "pearson_r": np.nan, "pearson_p": np.nan, "spearman_rho": np.nan,
@@ -98,6 +101,71 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
         corr["pearson_r"], corr["pearson_p"] = map(float, stats.pearsonr(model_aoa, child_aoa))
         corr["spearman_rho"], corr["spearman_p"] = map(float, stats.spearmanr(model_aoa, child_aoa))
     return df, corr
+
+
+def _fit_words(curves_TxW: np.ndarray, finite_TxW: np.ndarray, steps_T: np.ndarray, chance: float,
+               df: pd.DataFrame) -> None:
+    """Fill df's AoA variants, fitting each group of words that share finite checkpoints together (a group needs
+    MIN_SIGMOID_POINTS after step 0): `model_aoa` halfway from chance to the curve's minimum (Chang & Bergen's
+    default), `model_aoa_max_surprisal` halfway from the curve's maximum instead of chance, `model_aoa_midpoint` the
+    sigmoid's own midpoint, clipped to the steps (their get_lm_aoa's max_surprisal and midpoint types)."""
+    use_TxW = finite_TxW & (steps_T > 0)[:, None]
+    patterns, which_W = np.unique(use_TxW.T, axis=0, return_inverse=True)
+    for k, rows_T in enumerate(patterns):
+        cols = np.flatnonzero(np.ravel(which_W) == k)
+        if rows_T.sum() < curves.MIN_SIGMOID_POINTS:
+            continue
+        x = np.log10(steps_T[rows_T].astype(np.float64))
+        y = curves_TxW[np.ix_(rows_T, cols)]
+        aoa, _, params = sigmoid.sigmoid_aoa(x, y, chance)
+        neg = np.stack([-params[:, 0], -params[:, 1], params[:, 2], params[:, 3]], 1)  # the fit, increasing
+        df.loc[cols, "model_aoa"] = aoa
+        df.loc[cols, "model_aoa_max_surprisal"] = [
+            sigmoid.crossing(neg[i:i + 1], -y[:, i].max(), -y[:, i:i + 1].min(0), x.min(), x.max())[0]
+            for i in range(len(cols))]
+        df.loc[cols, "model_aoa_midpoint"] = np.clip(params[:, 2], x.min(), x.max())
+
+
+def word_stats(split: TokenizedSplit, token_ids: Mapping[str, int]) -> pd.DataFrame:
+    """Chang & Bergen's LmLogFreq and LmMLU per word from the training stream: `log_freq`, the natural log of its
+    whole-word token's count, and `mlu`, the mean length in tokens of the training documents (lines) that hold it;
+    with `n_chars`, the word's length in characters (their NChars)."""
+    tokens = np.asarray(split.tokens, np.int64)
+    lengths = np.diff(split.doc_starts) - 1  # tokens of each document, its EOS left out
+    doc_of = np.repeat(np.arange(len(lengths)), np.diff(split.doc_starts))
+    order = np.argsort(tokens, kind="stable")
+    sorted_ids = tokens[order]
+    rows = []
+    for word, tid in token_ids.items():
+        where = order[np.searchsorted(sorted_ids, tid, "left"):np.searchsorted(sorted_ids, tid, "right")]
+        docs = np.unique(doc_of[where])
+        rows.append({"word": word, "log_freq": np.log(len(where)) if len(where) else np.nan,
+                     "mlu": float(lengths[docs].mean()) if len(docs) else np.nan, "n_chars": len(word)})
+    return pd.DataFrame(rows, columns=["word", "log_freq", "mlu", "n_chars"])
+
+
+def aoa_regressions(df: pd.DataFrame, aoa: str = "model_aoa") -> tuple[pd.DataFrame, dict[str, float]]:
+    """Chang & Bergen's run_regressions (tacl_analyses.rmd) for one AoA column: AoA ~ log_freq + mlu + n_chars +
+    concreteness + lexical class (OLS); for each predictor the likelihood-ratio test of dropping it (their lrtest)
+    and, when significant, the coefficient's sign. Returns (table, {"n", "adj_r2_log_freq", "adj_r2_all"})."""
+    import statsmodels.formula.api as smf
+
+    preds = {"log_freq": "log_freq", "mlu": "mlu", "n_chars": "n_chars", "concreteness": "concreteness",
+             "lexical_class": "C(lexical_category)"}
+    data = df.dropna(subset=[aoa, "log_freq", "mlu", "n_chars", "concreteness", "lexical_category"])
+    if len(data) < len(preds) + 5 or data["lexical_category"].nunique() < 2:
+        return pd.DataFrame(), {"n": len(data)}
+    full = smf.ols(f"{aoa} ~ {' + '.join(preds.values())}", data).fit()
+    rows = []
+    for name, term in preds.items():
+        reduced = smf.ols(f"{aoa} ~ {' + '.join(t for t in preds.values() if t != term)}", data).fit()
+        p = float(stats.chi2.sf(2 * (full.llf - reduced.llf), full.df_model - reduced.df_model))
+        coef = full.params.get(term, np.nan)
+        sign = "ns" if p >= 0.05 else ("levels" if name == "lexical_class" else "+" if coef > 0 else "-")
+        rows.append({"aoa": aoa, "predictor": name, "coef": coef, "lrt_p": p, "sign": sign})
+    fit_freq = smf.ols(f"{aoa} ~ log_freq", data).fit()
+    return pd.DataFrame(rows), {"n": len(data), "adj_r2_log_freq": fit_freq.rsquared_adj,
+                                "adj_r2_all": full.rsquared_adj}
 
 
 def word_surprisal(surprisal: np.ndarray, tokens: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
