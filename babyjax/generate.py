@@ -168,6 +168,24 @@ def generate(workdir: str | os.PathLike, steps: Sequence[int], prompts: Sequence
     return {step: gen.generate(step, prompts, sampling) for step in gen.check_steps(steps)}
 
 
+def heldout_prompts(workdir: str | os.PathLike, n: int, words: int = 3, seed: int = 0) -> list[str]:
+    """`n` prompts from the run's own held-out text: the first `words` words of documents of its dev split (drawn
+    with `seed` among those with at least `words` + 5 words). Never prepares the dataset."""
+    from babyjax.data.pipeline import load_split_tokens
+
+    run = RunDir.open(workdir)
+    cfg, tok = run.config(), run.tokenizer()
+    split = load_split_tokens(cfg.data, tok, cfg.data.get("dev_split", "dev"), prepare=False)
+    starts = np.asarray(split.doc_starts)
+    docs = [tok.decode(np.asarray(split.tokens[a + 1:b]).tolist()).split() for a, b in zip(starts[:-1], starts[1:])]
+    long_enough = [d for d in docs if len(d) >= words + 5]
+    if len(long_enough) < n:
+        raise InputError(f"the dev split holds {len(long_enough)} documents of {words + 5}+ words; ask for at most "
+                         "that many held-out prompts")
+    pick = np.random.default_rng(seed).choice(len(long_enough), n, replace=False)
+    return [" ".join(long_enough[i][:words]) for i in sorted(pick)]
+
+
 def spread_steps(steps: Sequence[int], n: int = 6) -> list[int]:
     """About `n` of `steps` spread evenly over log10(step + 1), always with the first and the last."""
     steps = sorted({int(s) for s in steps})
@@ -205,6 +223,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", default="", help="comma-separated series steps (default: ~6 spread over log-step)")
     ap.add_argument("--prompt", action="append", default=None, help="a prompt (repeatable; default: a few "
                     f"child-directed openings: {', '.join(DEFAULT_PROMPTS)})")
+    ap.add_argument("--heldout_prompts", type=int, default=0, help="N prompts from the run's own dev text instead "
+                    "(the first 3 words of N documents, seeded)")
     ap.add_argument("--max_new_tokens", type=int, default=40)
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     ap.add_argument("--top_k", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
@@ -215,7 +235,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         steps = [int(s) for s in args.steps.split(",") if s.strip()] or None
     except ValueError:
         raise InputError(f"--steps={args.steps!r}: give comma-separated integers") from None
-    path = write_generations(args.workdir, steps, args.prompt or DEFAULT_PROMPTS, args.out,
+    prompts = args.prompt or DEFAULT_PROMPTS
+    if args.heldout_prompts:
+        prompts = heldout_prompts(args.workdir, args.heldout_prompts, seed=args.seed)
+    path = write_generations(args.workdir, steps, prompts, args.out,
                              max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                              seed=args.seed)
     for step, texts in json.loads(path.read_text()).items():

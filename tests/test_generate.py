@@ -203,3 +203,30 @@ def test_command_line_writes_generations_json(run, tmp_path):
                          timeout=300, check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("babyjax.generate: error: no checkpoint at step 3")
+
+
+def test_heldout_prompts_are_the_openings_of_dev_documents(run, tok, monkeypatch):
+    from babyjax.data import pipeline
+
+    lines = ["the dog ran to the big red barn and back", "no", "look at the cat on the warm mat today please",
+             "where is my ball i want it now mummy"]
+    ids = np.concatenate([[EOS_ID, *tok.encode(x)] for x in lines]).astype(np.int32)
+    starts = np.r_[0, np.cumsum([1 + len(tok.encode(x)) for x in lines])]
+    fake = pipeline.TokenizedSplit(tokens=ids, doc_starts=starts, words_cum=np.zeros(len(starts), np.int64))
+    monkeypatch.setattr(pipeline, "load_split_tokens", lambda *a, **k: fake)
+    prompts = generate.heldout_prompts(run[0], 3, words=3, seed=0)
+    assert sorted(prompts) == sorted(" ".join(x.split()[:3]) for x in lines if len(x.split()) >= 8)
+    with pytest.raises(ValueError, match="at most"):
+        generate.heldout_prompts(run[0], 4, words=3)
+
+
+def test_text_measures_of_generations():
+    from babyjax.analysis import generation
+
+    gens = {"0": {"the dog": "the dog the the the the", "look at": "look at"},
+            "100": {"the dog": "the dog ran to the big barn", "look at": "look at the cat ."}}
+    m = generation.text_measures(gens).set_index("step")
+    assert m.loc[0, "mean_words"] == 2.0 and m.loc[100, "mean_words"] == 4.0
+    assert m.loc[0, "repeated_3gram_rate"] == pytest.approx(1 / 2)  # (the the the) twice: the second repeats
+    assert m.loc[100, "repeated_3gram_rate"] == 0.0
+    assert m.loc[0, "distinct_1"] == pytest.approx(1 / 4) and m.loc[100, "distinct_2"] == pytest.approx(1.0)

@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from babyjax import model
-from babyjax.analysis import curves, effects, plots, predictors, regressions, words, xia
+from babyjax.analysis import curves, effects, generation, plots, predictors, regressions, words, xia
 from babyjax.data.tokenizer import EOS_ID
 from babyjax.errors import InputError, MissingError, UserError
 from babyjax.metrics import read_metrics
@@ -426,25 +426,29 @@ def _study_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_
 
 def _generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
                          run_names: Sequence[str]) -> list[str]:
-    """Text generated at checkpoints (generations.json of the score outputs and the run directories)."""
-    files = {so.path.name: so.path / "generations.json" for so in outputs}
-    files.update({r: pathlib.Path(RunDir(rd / r).generations_path) for r in run_names} if rd else {})
-    gens = {}  # {name: {step: {prompt: text}}} of the files that exist
-    for name, f in files.items():
-        if f.is_file():
-            try:
-                gens[name] = json.loads(f.read_text())
-            except json.JSONDecodeError as err:
-                gens[name] = {"error": f"unreadable generations.json: {err}"}
+    """Text generated at checkpoints (generations*.json of the score outputs and the run directories: greedy and,
+    when made, sampled), measured across steps (babyjax.analysis.generation), with a few examples."""
+    files = {f"{so.path.name}/{f.name}": f for so in outputs for f in sorted(so.path.glob("generations*.json"))}
+    for r in run_names if rd else []:
+        files.update({f"{r}/{f.name}": f for f in sorted((rd / r).glob("generations*.json"))})
     md = ["## Generated text at checkpoints", ""]
-    if not gens:
+    if not files:
         return md + ["_No generations.json (format {step: {prompt: text}}) in the score outputs or run folders._", ""]
-    for src, by_step in gens.items():
-        md += [f"### `{src}`", ""]
-        for step in sorted(by_step, key=lambda s: (not str(s).isdigit(), int(s) if str(s).isdigit() else 0)):
-            texts = by_step[step]
-            md += [f"**step {step}**", ""] + ([f"- *{pr}* -> {str(tx)!r}" for pr, tx in texts.items()]
-                                               if isinstance(texts, dict) else [f"- {texts}"]) + [""]
+    md += ["Per step: mean continuation length in words (generation stops at EOS or after its token budget), the "
+           "share of a continuation's word 3-grams that repeat an earlier one, and distinct-1/2 over all "
+           "continuations of the step. Chang, Tu & Bergen (2023) report short repetitive text early and longer, "
+           "more varied text later.", ""]
+    for src, f in files.items():
+        try:
+            by_step = json.loads(f.read_text())
+        except json.JSONDecodeError as err:
+            md += [f"### `{src}`", "", f"_unreadable: {err}_", ""]
+            continue
+        md += [f"### `{src}`", "", _md_table(generation.text_measures(by_step))]
+        steps = sorted((s for s in by_step if str(s).isdigit()), key=int)
+        for step in steps[:1] + steps[-1:] if len(steps) > 1 else steps:
+            texts = list(by_step[step].items())[:3] if isinstance(by_step[step], dict) else []
+            md += [f"**step {step}** (first prompts)", ""] + [f"- *{pr}* -> {str(tx)!r}" for pr, tx in texts] + [""]
     return md
 
 
