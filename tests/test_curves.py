@@ -145,3 +145,18 @@ def test_bad_input_messages_and_partial_measures():
     assert np.isnan(res.measures["a"]["final_surprisal"]).all() and np.isfinite(res.measures["a"]["aoa_sigmoid"]).all()
     with pytest.raises(ValueError, match="checkpoint steps"):
         curves.compute_curve_measures({"a": y}, {"a": STEPS[:-1]}, V)
+
+
+def test_partner_ranks_equal_changs_crossrun_similarity():
+    """run_crossrun_similarity.py's get_rank: the number of run-b curves closer (mean squared difference) to a run-a
+    curve than its own run-b curve."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(30, 300))
+    for sd in (0.5, 3.0):
+        b = a + rng.normal(0, sd, a.shape)
+        got = curves.partner_ranks(a, b, block=64)
+        for i in range(0, 300, 7):
+            dists = np.mean(np.square(a[:, i].reshape(1, -1) - b.T), axis=-1)
+            assert got[i] == np.sum(dists < dists[i])
+    b[0, 5] = np.nan
+    assert curves.partner_ranks(a, b)[5] == -1

@@ -291,3 +291,24 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
     for m in measures.values():
         m["unlearned"] = unlearned_mask(m["gam_min"], unlearned_percentile)
     return CurveResults(measures, cross, {r: c.steps for r, c in by_run.items()}, notes)
+
+
+def partner_ranks(a_TxN: np.ndarray, b_TxN: np.ndarray, block: int = 2048) -> np.ndarray:
+    """Chang et al.'s cross-run partner similarity (analysis/run_crossrun_similarity.py, raw curves): for each token
+    of run a, how many of run b's curves are closer to it (mean squared difference over the checkpoints) than its own
+    curve in run b. 0: its partner is the nearest; (N - 1) / 2: no better than chance. Tokens with a non-finite value
+    get -1. [N] int64."""
+    a, b = np.asarray(a_TxN, np.float64).T, np.asarray(b_TxN, np.float64).T
+    ok = np.isfinite(a).all(1) & np.isfinite(b).all(1)
+    a, b = a[ok], b[ok]
+    bb = np.square(b).sum(1)
+    ranks = np.empty(len(a), np.int64)
+    for i0 in range(0, len(a), block):
+        ai = a[i0:i0 + block]
+        d = np.square(ai).sum(1)[:, None] + bb[None, :] - 2 * ai @ b.T  # squared distances, up to the 1/T factor
+        own = d[np.arange(len(ai)), np.arange(i0, i0 + len(ai))]
+        ranks[i0:i0 + block] = (d < own[:, None] - 1e-9 * np.abs(own[:, None])).sum(1)
+    out = np.full(len(ok), -1, np.int64)
+    out[ok] = ranks
+    return out
+

@@ -2,6 +2,7 @@
 report with PNG figures and CSV tables (python -m babyjax.analyze)."""
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 from typing import Sequence
@@ -116,8 +117,32 @@ def _measures(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], 
           f"last {curves.LAST_N} checkpoints; AoA in log10 steps; forgettability in bits (the sum of the GAM curve's "
           "increases); `cross_run_var` in bits squared (mean squared difference of two runs' GAM curves, averaged "
           "over run pairs). Definitions and the released code each matches: docs/science.md.", "",
-          _md_table(summary)] + _censoring(long, steps, table)
+          _md_table(summary)] + _censoring(long, steps, table) + _partners(so)
     return long, table, md
+
+
+def _partners(so: ScoreOutput, max_tokens: int = 20_000) -> list[str]:
+    """Markdown: Chang et al.'s cross-run partner similarity for each pair of runs (curves.partner_ranks), on the
+    checkpoints both runs scored (the first `max_tokens` tokens: the distance matrix grows with their square)."""
+    runs, rows = list(so.surprisal), []
+    for r1, r2 in itertools.combinations(runs, 2):
+        s1, s2 = so.checkpoints[r1]["step"].to_numpy(), so.checkpoints[r2]["step"].to_numpy()
+        common = np.intersect1d(s1, s2)
+        n = min(max_tokens, so.surprisal[r1].shape[1])
+        a = np.asarray(so.surprisal[r1][np.searchsorted(s1, common), :n])
+        b = np.asarray(so.surprisal[r2][np.searchsorted(s2, common), :n])
+        keep = np.isfinite(a).any(1) & np.isfinite(b).any(1)  # checkpoints scored in both
+        ranks = curves.partner_ranks(a[keep], b[keep])
+        ranks = ranks[ranks >= 0]
+        if len(ranks):
+            rows.append({"runs": f"{r1} vs {r2}", "tokens": len(ranks), "median rank": float(np.median(ranks)),
+                         "partner nearest": f"{np.mean(ranks == 0):.1%}",
+                         "chance median": (len(ranks) - 1) / 2})
+    if not rows:
+        return []
+    return ["**Cross-run partner similarity** (Chang et al.'s run_crossrun_similarity.py, raw curves): for each "
+            "token, how many tokens' curves in the other run are closer to its curve than its own curve there "
+            "(0: its partner is the nearest).", "", _md_table(pd.DataFrame(rows)), ""]
 
 
 def _censoring(long: pd.DataFrame, steps: dict[str, np.ndarray], table: pd.DataFrame) -> list[str]:
