@@ -148,8 +148,8 @@ def test_param_count_is_the_models(tmp_path):
     cfg.model.style, cfg.model.tie_embeddings, cfg.model.num_kv_heads = "llama", False, 4
     run = tmp_path
     (run / "config.json").write_text(cfg.to_json_best_effort())
-    assert report._model_cost(run, 1000)[1] == model.num_params(model.ModelConfig.from_config(cfg.model, 1000))
-    assert report._model_cost(run / "missing", 1000) is None
+    assert report.model_cost(run, 1000)[1] == model.num_params(model.ModelConfig.from_config(cfg.model, 1000))
+    assert report.model_cost(run / "missing", 1000) is None
 
 
 def test_word_occurrences_follow_chang_bergen():

@@ -9,7 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "babyjax"
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 500
-MAX_PACKAGE_LINES = 6_800  # 5,969 before the redesign, 6,000 after; issue 10: +800 (MINPACK sigmoid fit, effects)
+MAX_PACKAGE_LINES = 7_000  # 5,969 before the redesign, 6,000 after; issue 10: +1,000 (sigmoid fit, effects, regressions)
 
 
 def _modules() -> dict[str, pathlib.Path]:

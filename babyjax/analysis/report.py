@@ -3,7 +3,6 @@ report with PNG figures and CSV tables (python -m babyjax.analyze)."""
 from __future__ import annotations
 
 import itertools
-import json
 import pathlib
 from typing import Sequence
 
@@ -11,27 +10,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from babyjax import model
-from babyjax.analysis import curves, effects, generation, plots, predictors, regressions, words, xia
+from babyjax.analysis import curves, effects, plots, predictors, regressions, words, xia
+from babyjax.analysis.sections import (generations_section, loss_section, md_table, model_cost, pairs_section,
+                                       study_section)
 from babyjax.data.tokenizer import EOS_ID
-from babyjax.errors import InputError, MissingError, UserError
-from babyjax.metrics import read_metrics
-from babyjax.run import RunDir
+from babyjax.errors import InputError, MissingError
 from babyjax.score.store import ScoreOutput, load_score_output
 
 SUMMARY = ["final_surprisal", "within_run_var", "aoa_gam", "aoa_sigmoid", "forgettability", "cross_run_var"]
-
-
-def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
-    if df.empty:
-        return "_(empty)_\n"
-    def cell(v):
-        if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()
-                                                 and abs(v) < 1e15):
-            return f"{int(v):,}"
-        return floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for _, r in df.iterrows()]) + "\n"
 
 
 def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, surprisal: np.ndarray,
@@ -43,7 +29,7 @@ def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_siz
         return xia.validation_perplexity(surprisal)
     if axis != "flops":
         return ck["step" if axis == "step" else f"{axis}_seen"].to_numpy(np.float64)
-    cost = _model_cost(run_dir, vocab_size) if run_dir else None
+    cost = model_cost(run_dir, vocab_size) if run_dir else None
     if cost is None:
         notes.append("x axis FLOPs: the run's model is unknown (no readable config.json under --runs-dir): using "
                      "6 x tokens (same Xia slopes and p-values, as ln(c x) only shifts the intercept)")
@@ -53,18 +39,6 @@ def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_siz
         notes.append(f"x axis FLOPs: run {run_dir.name}: {per_token:.4g} training FLOPs per token "
                      f"(babyjax.model.flops_per_token; {num_params:,} parameters) x tokens seen")
     return per_token * ck["tokens_seen"].to_numpy(np.float64)
-
-
-def _model_cost(run_dir: pathlib.Path, vocab_size: int) -> tuple[float, int] | None:
-    """(training FLOPs per token at its data.seq_len, parameter count) of the run's model in `run_dir`, for the
-    score output's vocabulary size (babyjax.model.flops_per_token, num_params); None if unreadable."""
-    try:
-        run = RunDir.open(run_dir, what="each run folder of --runs-dir")
-        cfg = run.model_config(vocab_size)
-        seq_len = int(run.config().data.seq_len)
-    except (UserError, OSError, AttributeError, KeyError, TypeError, ValueError):
-        return None
-    return model.flops_per_token(cfg, seq_len), model.num_params(cfg)
 
 
 def _sample_rows(so: ScoreOutput) -> np.ndarray | None:
@@ -117,7 +91,7 @@ def _measures(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], 
           f"last {curves.LAST_N} checkpoints; AoA in log10 steps; forgettability in bits (the sum of the GAM curve's "
           "increases); `cross_run_var` in bits squared (mean squared difference of two runs' GAM curves, averaged "
           "over run pairs). Definitions and the released code each matches: docs/science.md.", "",
-          _md_table(summary)] + _censoring(long, steps, table) + _partners(so)
+          md_table(summary)] + _censoring(long, steps, table) + _partners(so)
     return long, table, md
 
 
@@ -142,7 +116,7 @@ def _partners(so: ScoreOutput, max_tokens: int = 20_000) -> list[str]:
         return []
     return ["**Cross-run partner similarity** (Chang et al.'s run_crossrun_similarity.py, raw curves): for each "
             "token, how many tokens' curves in the other run are closer to its curve than its own curve there "
-            "(0: its partner is the nearest).", "", _md_table(pd.DataFrame(rows)), ""]
+            "(0: its partner is the nearest).", "", md_table(pd.DataFrame(rows)), ""]
 
 
 def _censoring(long: pd.DataFrame, steps: dict[str, np.ndarray], table: pd.DataFrame) -> list[str]:
@@ -213,7 +187,7 @@ def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_di
     shares = pd.DataFrame(share_rows).T.rename_axis(["run", "p"])
     main_p = min(xia_p, key=lambda p: abs(p - 0.5))
     f = plots.xia_shares(out / f"{tag}_xia_shares.png", shares.xs(main_p, level="p"))
-    return md + [f"![Xia classes at p = {main_p:g}]({f.name})", "", _md_table(shares.reset_index())]
+    return md + [f"![Xia classes at p = {main_p:g}]({f.name})", "", md_table(shares.reset_index())]
 
 
 def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: pd.DataFrame,
@@ -258,8 +232,8 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: p
                    "backoff to shorter n-grams); 5-gram residualised on unigram; predictors clipped at 5 SD.", "",
                    f"![measures vs frequency]({f.name})", ""] + _frequency_effects(so, out, long, table) + [
                    "Occurrence-level Spearman correlations (each occurrence counted as independent, which it is "
-                   "not: the type-level table above is the one to report):", "", _md_table(rank),
-                   "OLS, measure ~ standardised predictors (statsmodels, occurrences):", "", _md_table(ols)
+                   "not: the type-level table above is the one to report):", "", md_table(rank),
+                   "OLS, measure ~ standardised predictors (statsmodels, occurrences):", "", md_table(ols)
                    ] + _regressions(out, tag, table)
 
 
@@ -276,7 +250,7 @@ def _regressions(out: pathlib.Path, tag: str, table: pd.DataFrame) -> list[str]:
     return ["**Regressions** (Chang et al.'s `run_lrts`): each measure on the predictors added in this order, adjusted "
             "R^2, its gain, and the likelihood-ratio test of each addition; the last step adds all pairwise "
             "interactions. Part of speech is not among the predictors (no tagger here: see docs/science.md).", "",
-            _md_table(shown), "Variance inflation factors of the predictors:", "", _md_table(vif)]
+            md_table(shown), "Variance inflation factors of the predictors:", "", md_table(vif)]
 
 
 def _learned_only(measures: pd.DataFrame, unlearned: pd.Series) -> pd.DataFrame:
@@ -303,7 +277,7 @@ def _frequency_effects(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, t
     return [f"**Effect of frequency** (Spearman rho between each token type's mean measure and its unigram log2 "
             f"probability; higher = more frequent). Intervals: {effects.N_BOOT} bootstrap resamples of token types "
             "and sequences together (not of occurrences); AoA of never-learned tokens left out. Expected signs: "
-            "the directions Chang, Tu & Bergen (2023) report.", "", _md_table(shown, "{:.3f}")]
+            "the directions Chang, Tu & Bergen (2023) report.", "", md_table(shown, "{:.3f}")]
 
 
 def _word_regressions(wdf: pd.DataFrame, runs_dir: pathlib.Path | None, run0: str,
@@ -330,7 +304,7 @@ def _word_regressions(wdf: pd.DataFrame, runs_dir: pathlib.Path | None, run0: st
     return wdf, ["Regressions of LM AoA on log frequency and MLU in the run's training data, word length, "
                  "concreteness and lexical class (Chang & Bergen 2022's run_regressions: OLS, likelihood-ratio test "
                  "of dropping each predictor, sign when significant); " + "; ".join(fits) + ".", "",
-                 _md_table(pd.concat(tables, ignore_index=True))]
+                 md_table(pd.concat(tables, ignore_index=True))]
 
 
 def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], run0: str,
@@ -346,6 +320,12 @@ def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], 
           f"up to {words.MAX_OCCURRENCES} sequences; Chang & Bergen 2022, word_evaluation.py); model AoA vs child "
           f"AoA: n = {corr['n_words']}, Pearson r = {corr['pearson_r']:.3f} (p = {corr['pearson_p']:.3g}), "
           f"Spearman rho = {corr['spearman_rho']:.3f}.", ""]
+    pos = steps[run0][steps[run0] > 0]
+    if len(pos) and wdf["model_aoa"].notna().any():
+        a = wdf["model_aoa"].dropna().to_numpy()
+        md += [f"Censored word AoAs (reported, not dropped): {np.mean(a >= np.log10(pos.max()) - 1e-9):.1%} of the "
+               f"{len(a)} words never cross their threshold (AoA at the last checkpoint), "
+               f"{np.mean(a <= np.log10(pos.min()) + 1e-9):.1%} sit at the first.", ""]
     if corr["n_words"]:
         f = plots.word_aoa(out / f"{tag}_word_aoa.png", wdf)
         md += [f"![word AoA]({f.name})", ""]
@@ -379,104 +359,6 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
         return md + ["_Not computed: see notes._", ""]
 
 
-def _pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str]:
-    """Minimal-pair accuracy over training, and at the final checkpoint per suite and field."""
-    pairs = [so.pairs for so in outputs if so.pairs is not None]
-    md = ["## Minimal pairs", ""]
-    if not pairs:
-        return md + ["_No pairs.csv in the score outputs._", ""]
-    p = pd.concat(pairs)
-    f = plots.pairs_accuracy(out / "pairs_accuracy.png", p)
-    last = p[p["step"] == p.groupby("run")["step"].transform("max")]
-    fin = last.groupby(["suite", "field"], as_index=False)[["correct", "ties", "n"]].sum()
-    fin["accuracy"] = fin["correct"] / fin["n"]
-    return md + [f"![minimal-pair accuracy]({f.name})", "", "Final checkpoint, pooled over runs and paradigms "
-                 "(ties counted separately, not as correct):", "", _md_table(fin)]
-
-
-def _loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib.Path, notes: list[str]) -> list[str]:
-    """Training loss of each run (its metrics.jsonl under --runs-dir)."""
-    metrics = {}
-    for r in run_names:
-        try:
-            rows = read_metrics(RunDir(rd / r).path) if rd else []
-        except ValueError as err:
-            notes.append(f"run {r}: training loss skipped: {err}")
-            rows = []
-        if rows:
-            metrics[r] = pd.DataFrame(rows)
-    if not metrics:
-        return ["## Training loss", "", "_No metrics.jsonl found (pass --runs-dir with one folder per run)._", ""]
-    f = plots.training_loss(out / "training_loss.png", metrics)
-    return ["## Training loss", "", f"![training loss]({f.name})", ""]
-
-
-def _run_row(rd: pathlib.Path, run: str) -> dict:
-    """What a reader needs about one run: corpus, model, training and checkpoints (its config.json and series)."""
-    d = RunDir.open(rd / run, what="each run folder of --runs-dir")
-    c, index = d.config(), d.series_index()
-    last = index[-1] if index else {}
-    cost = _model_cost(rd / run, int(c.tokenizer.vocab_size))
-    return {"run": run, "corpus": f"BabyLM {c.data.track}" + (f" (first {c.data.max_train_lines:,} lines)"
-                                                               if c.data.get("max_train_lines") else ""),
-            "seed": c.get("seed", ""), "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, "
-            f"{cost[1] / 1e6:.2f}M parameters" if cost else c.model.style,
-            "tokenizer": f"{c.tokenizer.get('model_type', 'unigram')} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
-            "training": f"{c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} tokens "
-                        f"({c.data.packing}), {c.optim.get('schedule', '')} lr {c.optim.lr:g}",
-            "words seen": f"{float(last.get('words_seen', 0)):,.0f}",
-            "tokens seen": f"{float(last.get('tokens_seen', 0)):,.0f}",
-            "checkpoints": f"{len(index)} ({c.ckpt.schedule} schedule)"}
-
-
-def _study_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_names: Sequence[str],
-                   notes: list[str]) -> list[str]:
-    """The study described: each run (from its run folder) and each evaluation set (from its score output)."""
-    rows = []
-    for r in run_names if rd else []:
-        try:
-            rows.append(_run_row(rd, r))
-        except (UserError, OSError, AttributeError, KeyError, TypeError, ValueError) as err:
-            notes.append(f"run {r}: not described: {err}")
-    evals = pd.DataFrame([{"output": so.name, "kind": so.meta.get("kind"), "eval set": so.meta.get("eval_set"),
-                           "tokens scored": so.meta.get("num_tokens"), "sequences": so.meta.get("num_sequences"),
-                           "contexts": ", ".join(f"{k}: {v}" for k, v in so.meta.get("contexts", {}).items())
-                           or "window", "first token": so.meta.get("first_token_policy")} for so in outputs])
-    md = ["## The study", ""]
-    md += [_md_table(pd.DataFrame(rows))] if rows else [
-        "_Runs not described: " + ("see notes._" if rd else "pass --runs-dir._"), ""]
-    return md + ["Evaluation sets (held out from training; tokens-in-context samples come from the test split):", "",
-                 _md_table(evals)]
-
-
-def _generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
-                         run_names: Sequence[str]) -> list[str]:
-    """Text generated at checkpoints (generations*.json of the score outputs and the run directories: greedy and,
-    when made, sampled), measured across steps (babyjax.analysis.generation), with a few examples."""
-    files = {f"{so.path.name}/{f.name}": f for so in outputs for f in sorted(so.path.glob("generations*.json"))}
-    for r in run_names if rd else []:
-        files.update({f"{r}/{f.name}": f for f in sorted((rd / r).glob("generations*.json"))})
-    md = ["## Generated text at checkpoints", ""]
-    if not files:
-        return md + ["_No generations.json (format {step: {prompt: text}}) in the score outputs or run folders._", ""]
-    md += ["Per step: mean continuation length in words (generation stops at EOS or after its token budget), the "
-           "share of a continuation's word 3-grams that repeat an earlier one, and distinct-1/2 over all "
-           "continuations of the step. Chang, Tu & Bergen (2023) report short repetitive text early and longer, "
-           "more varied text later.", ""]
-    for src, f in files.items():
-        try:
-            by_step = json.loads(f.read_text())
-        except json.JSONDecodeError as err:
-            md += [f"### `{src}`", "", f"_unreadable: {err}_", ""]
-            continue
-        md += [f"### `{src}`", "", _md_table(generation.text_measures(by_step))]
-        steps = sorted((s for s in by_step if str(s).isdigit()), key=int)
-        for step in steps[:1] + steps[-1:] if len(steps) > 1 else steps:
-            texts = list(by_step[step].items())[:3] if isinstance(by_step[step], dict) else []
-            md += [f"**step {step}** (first prompts)", ""] + [f"- *{pr}* -> {str(tx)!r}" for pr, tx in texts] + [""]
-    return md
-
-
 def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, runs_dir: str | None = None,
                  xia_p: float | Sequence[float] = xia.P_SWEEP, x_axis: str = "step", aoa_words: str | None = None,
                  progress: bool = True) -> pathlib.Path:
@@ -495,12 +377,12 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
     md = ["# babyjax learning-curve report", "", f"Score outputs: {', '.join(f'`{so.path}`' for so in outputs)}. "
           f"Runs: {', '.join(run_names)}.", ""]
     aoa_path = pathlib.Path(aoa_words) if aoa_words else None
-    md += _study_section(outputs, rd, run_names, notes)
+    md += study_section(outputs, rd, run_names, notes)
     for so in tqdm(outputs, desc="score outputs", disable=not progress):
         if so.meta.get("kind") in ("tokens", "text") and so.tokens is not None and so.surprisal:
             md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress)
-    md += _pairs_section(outputs, out) + _loss_section(rd, run_names, out, notes)
-    md += _generations_section(outputs, rd, run_names)
+    md += pairs_section(outputs, out) + loss_section(rd, run_names, out, notes)
+    md += generations_section(outputs, rd, run_names)
     md += ["## Notes", ""] + ([f"- {n}" for n in dict.fromkeys(notes)] or ["- none"]) + [""]
     report = out / "report.md"
     report.write_text("\n".join(md))

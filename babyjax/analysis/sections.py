@@ -1,0 +1,139 @@
+"""The report's sections about the study rather than the token curves: the runs and evaluation sets described,
+minimal-pair accuracy, training loss and generated text; and the Markdown table every section uses."""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from babyjax import model
+from babyjax.analysis import generation, plots
+from babyjax.errors import UserError
+from babyjax.metrics import read_metrics
+from babyjax.run import RunDir
+from babyjax.score.store import ScoreOutput
+
+
+def md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
+    if df.empty:
+        return "_(empty)_\n"
+    def cell(v):
+        if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()
+                                                 and abs(v) < 1e15):
+            return f"{int(v):,}"
+        return floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for _, r in df.iterrows()]) + "\n"
+
+
+def model_cost(run_dir: pathlib.Path, vocab_size: int) -> tuple[float, int] | None:
+    """(training FLOPs per token at its data.seq_len, parameter count) of the run's model in `run_dir`, for the
+    score output's vocabulary size (babyjax.model.flops_per_token, num_params); None if unreadable."""
+    try:
+        run = RunDir.open(run_dir, what="each run folder of --runs-dir")
+        cfg = run.model_config(vocab_size)
+        seq_len = int(run.config().data.seq_len)
+    except (UserError, OSError, AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return model.flops_per_token(cfg, seq_len), model.num_params(cfg)
+
+
+def pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str]:
+    """Minimal-pair accuracy over training, and at the final checkpoint per suite and field."""
+    pairs = [so.pairs for so in outputs if so.pairs is not None]
+    md = ["## Minimal pairs", ""]
+    if not pairs:
+        return md + ["_No pairs.csv in the score outputs._", ""]
+    p = pd.concat(pairs)
+    f = plots.pairs_accuracy(out / "pairs_accuracy.png", p)
+    last = p[p["step"] == p.groupby("run")["step"].transform("max")]
+    fin = last.groupby(["suite", "field"], as_index=False)[["correct", "ties", "n"]].sum()
+    fin["accuracy"] = fin["correct"] / fin["n"]
+    return md + [f"![minimal-pair accuracy]({f.name})", "", "Final checkpoint, pooled over runs and paradigms "
+                 "(ties counted separately, not as correct):", "", md_table(fin)]
+
+
+def loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib.Path, notes: list[str]) -> list[str]:
+    """Training loss of each run (its metrics.jsonl under --runs-dir)."""
+    metrics = {}
+    for r in run_names:
+        try:
+            rows = read_metrics(RunDir(rd / r).path) if rd else []
+        except ValueError as err:
+            notes.append(f"run {r}: training loss skipped: {err}")
+            rows = []
+        if rows:
+            metrics[r] = pd.DataFrame(rows)
+    if not metrics:
+        return ["## Training loss", "", "_No metrics.jsonl found (pass --runs-dir with one folder per run)._", ""]
+    f = plots.training_loss(out / "training_loss.png", metrics)
+    return ["## Training loss", "", f"![training loss]({f.name})", ""]
+
+
+def run_row(rd: pathlib.Path, run: str) -> dict:
+    """What a reader needs about one run: corpus, model, training and checkpoints (its config.json and series)."""
+    d = RunDir.open(rd / run, what="each run folder of --runs-dir")
+    c, index = d.config(), d.series_index()
+    last = index[-1] if index else {}
+    cost = model_cost(rd / run, int(c.tokenizer.vocab_size))
+    return {"run": run, "corpus": f"BabyLM {c.data.track}" + (f" (first {c.data.max_train_lines:,} lines)"
+                                                               if c.data.get("max_train_lines") else ""),
+            "seed": c.get("seed", ""), "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, "
+            f"{cost[1] / 1e6:.2f}M parameters" if cost else c.model.style,
+            "tokenizer": f"{c.tokenizer.get('model_type', 'unigram')} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
+            "training": f"{c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} tokens "
+                        f"({c.data.packing}), {c.optim.get('schedule', '')} lr {c.optim.lr:g}",
+            "words seen": f"{float(last.get('words_seen', 0)):,.0f}",
+            "tokens seen": f"{float(last.get('tokens_seen', 0)):,.0f}",
+            "checkpoints": f"{len(index)} ({c.ckpt.schedule} schedule)"}
+
+
+def study_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_names: Sequence[str],
+                   notes: list[str]) -> list[str]:
+    """The study described: each run (from its run folder) and each evaluation set (from its score output)."""
+    rows = []
+    for r in run_names if rd else []:
+        try:
+            rows.append(run_row(rd, r))
+        except (UserError, OSError, AttributeError, KeyError, TypeError, ValueError) as err:
+            notes.append(f"run {r}: not described: {err}")
+    evals = pd.DataFrame([{"output": so.name, "kind": so.meta.get("kind"), "eval set": so.meta.get("eval_set"),
+                           "tokens scored": so.meta.get("num_tokens"), "sequences": so.meta.get("num_sequences"),
+                           "contexts": ", ".join(f"{k}: {v}" for k, v in so.meta.get("contexts", {}).items())
+                           or "window", "first token": so.meta.get("first_token_policy")} for so in outputs])
+    md = ["## The study", ""]
+    md += [md_table(pd.DataFrame(rows))] if rows else [
+        "_Runs not described: " + ("see notes._" if rd else "pass --runs-dir._"), ""]
+    return md + ["Evaluation sets (held out from training; tokens-in-context samples come from the test split):", "",
+                 md_table(evals)]
+
+
+def generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
+                         run_names: Sequence[str]) -> list[str]:
+    """Text generated at checkpoints (generations*.json of the score outputs and the run directories: greedy and,
+    when made, sampled), measured across steps (babyjax.analysis.generation), with a few examples."""
+    files = {f"{so.path.name}/{f.name}": f for so in outputs for f in sorted(so.path.glob("generations*.json"))}
+    for r in run_names if rd else []:
+        files.update({f"{r}/{f.name}": f for f in sorted((rd / r).glob("generations*.json"))})
+    md = ["## Generated text at checkpoints", ""]
+    if not files:
+        return md + ["_No generations.json (format {step: {prompt: text}}) in the score outputs or run folders._", ""]
+    md += ["Per step: mean continuation length in words (generation stops at EOS or after its token budget), the "
+           "share of a continuation's word 3-grams that repeat an earlier one, and distinct-1/2 over all "
+           "continuations of the step. Chang, Tu & Bergen (2023) report short repetitive text early and longer, "
+           "more varied text later.", ""]
+    for src, f in files.items():
+        try:
+            by_step = json.loads(f.read_text())
+        except json.JSONDecodeError as err:
+            md += [f"### `{src}`", "", f"_unreadable: {err}_", ""]
+            continue
+        md += [f"### `{src}`", "", md_table(generation.text_measures(by_step))]
+        steps = sorted((s for s in by_step if str(s).isdigit()), key=int)
+        for step in steps[:1] + steps[-1:] if len(steps) > 1 else steps:
+            texts = list(by_step[step].items())[:3] if isinstance(by_step[step], dict) else []
+            md += [f"**step {step}** (first prompts)", ""] + [f"- *{pr}* -> {str(tx)!r}" for pr, tx in texts] + [""]
+    return md
