@@ -116,6 +116,9 @@ def test_report_end_to_end(study, capsys):
                     "## Minimal pairs", "## Training loss", "## Generated text at checkpoints", "## Notes"]:
         assert section in text, section
     assert "the dog is in the garden" in text and "not scored yet" in text
+    # every measure with its definition and the released code it matches; the frequency effect at the type level
+    assert "## Measures and their references" in text and "formula_utils.py compute_aoa_vals" in text
+    assert "rho (types)" in text and "bootstrap resamples of token types and sequences" in text
     for png in ["score_tokens_example_curves.png", "score_tokens_xia_shares.png",
                 "score_tokens_measures_vs_frequency.png", "pairs_accuracy.png", "training_loss.png"]:
         assert (rep / png).stat().st_size > 5000, png

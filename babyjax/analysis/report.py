@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from babyjax.analysis import curves, effects, plots, predictors, regressions, words, xia
 from babyjax.analysis.sections import (generations_section, loss_section, md_table, model_cost, pairs_section,
-                                       study_section)
+                                       references_section, study_section)
 from babyjax.data.tokenizer import EOS_ID
 from babyjax.errors import InputError, MissingError
 from babyjax.score.store import ScoreOutput, load_score_output
@@ -382,7 +382,7 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
         if so.meta.get("kind") in ("tokens", "text") and so.tokens is not None and so.surprisal:
             md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress)
     md += pairs_section(outputs, out) + loss_section(rd, run_names, out, notes)
-    md += generations_section(outputs, rd, run_names)
+    md += generations_section(outputs, rd, run_names) + references_section()
     md += ["## Notes", ""] + ([f"- {n}" for n in dict.fromkeys(notes)] or ["- none"]) + [""]
     report = out / "report.md"
     report.write_text("\n".join(md))

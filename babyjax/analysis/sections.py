@@ -137,3 +137,48 @@ def generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
             texts = list(by_step[step].items())[:3] if isinstance(by_step[step], dict) else []
             md += [f"**step {step}** (first prompts)", ""] + [f"- *{pr}* -> {str(tx)!r}" for pr, tx in texts] + [""]
     return md
+
+
+CHANG = "Chang, Tu & Bergen 2023 (TACL 2024)"
+LC = "tylerachang/lm-learning-curves"
+REFERENCES = [  # measure, definition as computed, paper, released code it matches (docs/science.md)
+    ("final_surprisal", "mean surprisal (bits) over the last 11 scored checkpoints", CHANG,
+     f"{LC} utils/annotator.py get_confidence_scores"),
+    ("within_run_var", "standard deviation (bits) of surprisal over the last 11 checkpoints", CHANG,
+     f"{LC} utils/annotator.py get_variability_scores"),
+    ("aoa_gam", "first log10 step on a 1,000-point grid where the GAM (pygam, 25 splines, lambda grid search) is at "
+     "or below halfway between chance and its minimum", CHANG, f"{LC} utils/annotator.py get_gam_aoas"),
+    ("aoa_sigmoid", "crossing of halfway between chance and the raw minimum by a sigmoid fitted as scipy curve_fit "
+     "(MINPACK) fits it", CHANG, f"{LC} utils/formula_utils.py compute_aoa_vals"),
+    ("forgettability", "sum of the GAM curve's increases (bits)", CHANG,
+     f"{LC} utils/annotator.py get_forgettability_scores"),
+    ("cross_run_var", "mean squared difference (bits^2) of two runs' GAM curves, averaged over run pairs", CHANG,
+     f"{LC} utils/annotator.py get_crossrun_variability"),
+    ("unlearned", "GAM minimum above the 95th percentile of all tokens' minima", CHANG,
+     f"{LC} utils/annotator.py get_unlearned_mask"),
+    ("partner rank", "run-b curves closer to a token's run-a curve than its own run-b curve", CHANG,
+     f"{LC} analysis/run_crossrun_similarity.py"),
+    ("unigram, 5-gram", "maximum-likelihood n-gram log2 p from the run's training data, orders 3-5 pruned below 2, "
+     "backoff", CHANG, f"{LC} utils/annotator.py get_ngram_surprisals(_with_backoff), annotate_curves.py"),
+    ("contextual_diversity", "distinct preceding ids (window 30, 10,000 most frequent) minus a GAM on log frequency",
+     CHANG, f"{LC} utils/annotator.py get_contextual_diversities, adjust_contextual_diversities"),
+    ("context_logprob", "mean unigram log2 p of the context tokens", CHANG,
+     f"{LC} utils/annotator.py get_context_ngram_logppls"),
+    ("regressions, VIFs", "predictors added in order, adjusted R^2, likelihood-ratio tests; VIFs", CHANG,
+     f"{LC} analysis/run_regressions.py run_lrts, main"),
+    ("Xia classes", "OLS of ppl / ppl at the window's first checkpoint on ln x, p < 0.05; stagnation bands",
+     "Xia et al. 2023 (ACL)", "xiamengzhou/training_trajectory_analysis utils.py linear_with_statistical_test"),
+    ("word AoA (+ variants)", "sigmoid AoA of a word's mean curve over up to 512 occurrences with 7+ tokens of "
+     "context", "Chang & Bergen 2022 (TACL)",
+     "tylerachang/word-acquisition-language-models lm_code/word_evaluation.py, r_code/tacl_analyses.rmd"),
+    ("type-level effects", "Spearman rho of type means; bootstrap over types and sequences", "this project",
+     "babyjax/analysis/effects.py (docs/science.md, Effects)"),
+]
+
+
+def references_section() -> list[str]:
+    """Markdown: each measure of the report, its definition and the paper and released-code file it matches."""
+    df = pd.DataFrame(REFERENCES, columns=["measure", "definition as computed", "paper", "released code matched"])
+    return ["## Measures and their references", "", "Where a paper and its released code differ, the code is "
+            "followed (docs/science.md lists every difference and what was checked).", "", md_table(df)]
+
