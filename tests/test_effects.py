@@ -43,3 +43,11 @@ def test_repeated_occurrences_do_not_narrow_the_interval():
 def test_p_values_never_print_as_zero():
     assert effects.format_p(0.0) == "< 1e-300" and effects.format_p(3.2e-7) == "3.2e-07"
     assert effects.format_p(float("nan")) == "n/a"
+
+
+def test_a_measure_with_nothing_finite_is_not_estimable():
+    """Cross-run variability of a single run is all NaN: the row says so instead of failing."""
+    m, x, t, s = study()
+    e = effects.type_level_effect(np.full_like(m, np.nan), x, t, s, n_boot=10)
+    assert np.isnan(e["rho"]) and e["n_occurrences"] == 0
+    assert effects.verdict(-1, e["ci_low"], e["ci_high"]) == "not estimable"

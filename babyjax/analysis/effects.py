@@ -31,6 +31,10 @@ def type_level_effect(measure: np.ndarray, predictor: np.ndarray, types: np.ndar
     from scipy import sparse
 
     ok = np.isfinite(measure) & np.isfinite(predictor)
+    if ok.sum() < 3:  # e.g. cross-run variability of a single run: nothing to correlate
+        return {"rho": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan,
+                "n_types": len(np.unique(types[ok])), "n_sequences": len(np.unique(seqs[ok])),
+                "n_occurrences": int(ok.sum())}
     m, x = measure[ok].astype(np.float64), predictor[ok].astype(np.float64)
     uniq_t, t = np.unique(types[ok], return_inverse=True)
     uniq_s, s = np.unique(seqs[ok], return_inverse=True)

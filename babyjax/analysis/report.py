@@ -224,9 +224,10 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: p
     table = pd.concat([table, pred], axis=1)
     rank, ols = predictors.relate(_learned_only(table[SUMMARY], table["unlearned"]), pred)
     rank.to_csv(out / f"{tag}_spearman.csv", index=False)  # occurrence level
-    ols.to_csv(out / f"{tag}_ols.csv", index=False)
+    ols.to_csv(out / f"{tag}_ols.csv", index=False)  # before p-values become text
     f = plots.measures_vs_frequency(out / f"{tag}_measures_vs_frequency.png", table, SUMMARY)
-    rank["p_value"] = rank["p_value"].map(effects.format_p)
+    rank = rank.drop(columns="holds").assign(p_value=rank["p_value"].map(effects.format_p))
+    ols = ols.assign(p_value=ols["p_value"].map(effects.format_p))
     return table, [f"Unigram and 5-gram log2 probabilities from run `{run0}`'s training data ({counts.n_tokens:,} "
                    "tokens; Chang et al.'s counts: unigrams and bigrams whole, 3- to 5-grams seen twice or more, "
                    "backoff to shorter n-grams); 5-gram residualised on unigram; predictors clipped at 5 SD.", "",

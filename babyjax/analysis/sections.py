@@ -79,8 +79,8 @@ def run_row(rd: pathlib.Path, run: str) -> dict:
     c, index = d.config(), d.series_index()
     last = index[-1] if index else {}
     cost = model_cost(rd / run, int(c.tokenizer.vocab_size))
-    return {"run": run, "corpus": f"BabyLM {c.data.track}" + (f" (first {c.data.max_train_lines:,} lines)"
-                                                               if c.data.get("max_train_lines") else ""),
+    limit = int(c.data.get("max_train_lines", 0) or 0)
+    return {"run": run, "corpus": f"BabyLM {c.data.track}" + (f" (first {limit:,} lines)" if limit > 0 else ""),
             "seed": c.get("seed", ""), "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, "
             f"{cost[1] / 1e6:.2f}M parameters" if cost else c.model.style,
             "tokenizer": f"{c.tokenizer.get('model_type', 'unigram')} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
