@@ -1,15 +1,18 @@
 """Chang et al.'s sigmoid AoA (lm-learning-curves, utils/formula_utils.py: `run_sigmoid_regression`, `get_aoa`,
 `compute_aoa_vals`) for many curves at once. Their fit is `scipy.optimize.curve_fit(sigmoid, x, y, p0=[min y, max y,
 mean x, 1], maxfev=1e6, ftol=1e-8)`, retried with ftol x 10 while it fails: MINPACK's `lmdif` (Levenberg-Marquardt
-with Moré's trust region and column scaling). `fit_sigmoid` is that algorithm, step for step, vectorised over curves
-(each curve keeps its own trust region, damping and scaling; forward-difference Jacobian as scipy's; the 4x4
-subproblem solved through an eigendecomposition instead of MINPACK's pivoted QR), so that it stops where
-scipy stops; tests/test_sigmoid.py checks it against curve_fit on smooth, noisy and bumpy curves."""
+with Moré's trust region and column scaling). `fit_sigmoid` is that algorithm, step for step, for every curve at
+once (each curve keeps its own trust region, damping and scaling; forward-difference Jacobian as scipy's; the 4x4
+subproblem solved through an eigendecomposition instead of MINPACK's pivoted QR), jitted in float64: blocks of
+curves take `ROUND` iterations per call, the running ones regrouped between calls. Every call of a given round has
+the same shape (BIG rows in the first BIG_ROUNDS rounds, SMALL after), so a curve's numbers never depend on the other
+curves. tests/test_sigmoid.py checks it against curve_fit on smooth, noisy and bumpy curves."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
@@ -17,9 +20,9 @@ FTOL = 1e-8  # Chang et al.
 XTOL = 1.49012e-8  # scipy.optimize.leastsq default
 MAXFEV = 1_000_000  # Chang et al.
 FACTOR = 100.0  # MINPACK initial step bound
-BLOCK = 1024  # curves per kernel call: more spill out of the cache
-_EPSMCH = np.finfo(np.float64).eps
-_DWARF = np.finfo(np.float64).tiny
+ROUND, BIG, SMALL, BIG_ROUNDS = 8, 512, 64, 3  # iterations per call; block rows early and late (measured fastest)
+_EPSMCH = float(np.finfo(np.float64).eps)
+_DWARF = float(np.finfo(np.float64).tiny)
 _SQRT_EPS = float(np.sqrt(_EPSMCH))
 
 
@@ -28,179 +31,157 @@ def sigmoid(x: np.ndarray, start: np.ndarray, end: np.ndarray, xmid: np.ndarray,
     return start + (end - start) * special.expit((x - xmid) / scale)
 
 
-@functools.lru_cache(maxsize=None)
-def _kernel() -> Callable:
-    """The costly part of an lmdif iteration, jitted in float64 (one exponential per point): at parameters p of curves
-    idx, the residual norm, and J'J [C, 4, 4] and J'f [C, 4] of MINPACK `fdjac2`'s forward-difference Jacobian as
-    scipy's leastsq takes it (epsfcn = machine epsilon: step sqrt(eps) * |p_k|, sqrt(eps) where p_k = 0). The residual
-    is Chang et al.'s `start + (end - start) / (1 + exp((xmid - x) / scale)) - y`; moving xmid or scale by h rescales
-    exp(...) by exp(h / scale) or exp(-w h / (scale + h)) (w = (xmid - x) / scale), a number within 1e-5 of one."""
-    import jax
-    import jax.numpy as jnp
-
-    def kernel(x_T, y, p):
-        start, end, xmid, scale = (p[:, i:i + 1] for i in range(4))
-        h = _SQRT_EPS * jnp.abs(p)
-        h = jnp.where(h == 0, _SQRT_EPS, h)
-        w = (xmid - x_T) / scale
-        e = jnp.exp(w)
-        r = 1.0 / (1.0 + e)
-        f = start + (end - start) * r - y
-        eps = -w * h[:, 3:] / (scale + h[:, 3:])
-        moved = [(start + h[:, :1]) + (end - (start + h[:, :1])) * r,
-                 start + ((end + h[:, 1:2]) - start) * r,
-                 start + (end - start) / (1.0 + e * jnp.exp(h[:, 2:3] / scale)),
-                 start + (end - start) / (1.0 + e * (1 + eps * (1 + eps / 2 * (1 + eps / 3 * (1 + eps / 4)))))]
-        j = [(m - y - f) * (1.0 / h[:, k:k + 1]) for k, m in enumerate(moved)]
-        j = [jnp.where(jnp.isfinite(c), c, 0.0) for c in j]
-        upper = {(a, b): jnp.sum(j[a] * j[b], 1) for a in range(4) for b in range(a, 4)}
-        gram = jnp.stack([jnp.stack([upper[min(a, b), max(a, b)] for b in range(4)], 1) for a in range(4)], 1)
-        return jnp.sqrt(jnp.sum(f * f, 1)), gram, jnp.stack([jnp.sum(c * f, 1) for c in j], 1)
-
-    return jax.jit(kernel)
+def _residuals(x_T, y, p):
+    """At parameters p [C, 4] of curves y [C, T]: the residual norm, and J'J [C, 4, 4] and J'f [C, 4] of MINPACK
+    `fdjac2`'s forward-difference Jacobian as scipy's leastsq takes it (epsfcn = machine epsilon: step sqrt(eps) *
+    |p_k|, sqrt(eps) where p_k = 0), all lmdif needs of J. The residual is Chang et al.'s `start + (end - start) /
+    (1 + exp((xmid - x) / scale)) - y`; moving xmid or scale by h rescales exp(...) by exp(h / scale) or
+    exp(-w h / (scale + h)) (w = (xmid - x) / scale), a number within 1e-5 of one: one exponential per point."""
+    start, end, xmid, scale = (p[:, i:i + 1] for i in range(4))
+    h = _SQRT_EPS * jnp.abs(p)
+    h = jnp.where(h == 0, _SQRT_EPS, h)
+    w = (xmid - x_T) / scale
+    e = jnp.exp(w)
+    r = 1.0 / (1.0 + e)
+    f = start + (end - start) * r - y
+    eps = -w * h[:, 3:] / (scale + h[:, 3:])
+    moved = [(start + h[:, :1]) + (end - (start + h[:, :1])) * r,
+             start + ((end + h[:, 1:2]) - start) * r,
+             start + (end - start) / (1.0 + e * jnp.exp(h[:, 2:3] / scale)),
+             start + (end - start) / (1.0 + e * (1 + eps * (1 + eps / 2 * (1 + eps / 3 * (1 + eps / 4)))))]
+    j = [jnp.nan_to_num((m - y - f) * (1.0 / h[:, k:k + 1]), nan=0.0, posinf=0.0, neginf=0.0)
+         for k, m in enumerate(moved)]
+    upper = {(a, b): jnp.sum(j[a] * j[b], 1) for a in range(4) for b in range(a, 4)}
+    gram = jnp.stack([jnp.stack([upper[min(a, b), max(a, b)] for b in range(4)], 1) for a in range(4)], 1)
+    fnorm = jnp.sqrt(jnp.sum(f * f, 1))
+    return jnp.where(jnp.isfinite(fnorm), fnorm, jnp.inf), gram, jnp.stack([jnp.sum(c * f, 1) for c in j], 1)
 
 
-def _evaluate(x_T: np.ndarray, y_CxT: np.ndarray, idx: np.ndarray, p_Cx4: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Run the kernel on curves idx in blocks of at most BLOCK (cache-sized), the last padded to a power of four:
-    few shapes to compile, and each curve's numbers independent of the others'. Returns (fnorm [C], J'J [C, 4, 4],
-    J'f [C, 4])."""
-    import jax
-
-    parts = []
-    for b0 in range(0, len(idx), BLOCK):
-        i, p = idx[b0:b0 + BLOCK], p_Cx4[b0:b0 + BLOCK]
-        n = len(i)
-        pad = max(64, 1 << 2 * ((n - 1).bit_length() + 1 >> 1)) - n  # 64, 256, 1024
-        with jax.enable_x64(True), np.errstate(all="ignore"):
-            out = _kernel()(x_T, y_CxT[np.r_[i, np.full(pad, i[0])]], np.r_[p, np.repeat(p[:1], pad, 0)])
-        parts.append([np.asarray(a)[:n] for a in out])
-    fnorm, gram, jtf = (np.concatenate(a) for a in zip(*parts))
-    return np.where(np.isfinite(fnorm), fnorm, np.inf), gram, jtf
-
-
-def _lmpar(e: np.ndarray, b: np.ndarray, delta: np.ndarray, par: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lmpar(e, b, delta, par):
     """MINPACK `lmpar` in the eigenbasis of the scaled normal matrix A = (J D^-1)'(J D^-1) = V diag(e) V', b = V'g:
     the damping `par` for which the scaled step x = (A + par I)^-1 b has |x| within 10% of the trust radius `delta`
-    (or par = 0 when the Gauss-Newton step fits). Returns (par, x in the eigenbasis)."""
-    nonzero = e > 0  # MINPACK: J is rank-deficient only where its pivoted QR has an exact zero
-    full = nonzero.all(1)
-    x = np.where(nonzero, b / np.where(nonzero, e, 1.0), 0.0)
-    dxnorm = np.linalg.norm(x, axis=1)
+    (or par = 0 when the Gauss-Newton step fits; J is rank-deficient only where e is exactly 0, as MINPACK's pivoted
+    QR has an exact zero). Returns (par, x in the eigenbasis)."""
+    nonzero = e > 0
+    x = jnp.where(nonzero, b / jnp.where(nonzero, e, 1.0), 0.0)
+    dxnorm = jnp.sqrt(jnp.sum(x * x, 1))
     fp = dxnorm - delta
     todo = fp > 0.1 * delta
-    gauss_newton = ~todo  # MINPACK returns par = 0 with this step
-    if not todo.any():
-        return np.zeros_like(par), x
-    safe = np.maximum(dxnorm, _DWARF)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        parl = np.where(full, (fp / delta) / np.sum(np.square(x / safe[:, None]) / np.where(nonzero, e, 1.0), 1), 0.0)
-    parl = np.where(np.isfinite(parl) & todo, parl, 0.0)
-    gnorm = np.linalg.norm(b, axis=1)
+    gauss_newton = ~todo
+    safe = jnp.maximum(dxnorm, _DWARF)
+    parl = jnp.where(nonzero.all(1), (fp / delta) / jnp.sum(jnp.square(x / safe[:, None]) / jnp.where(nonzero, e, 1.0),
+                                                              1), 0.0)
+    parl = jnp.where(jnp.isfinite(parl) & todo, parl, 0.0)
+    gnorm = jnp.sqrt(jnp.sum(b * b, 1))
     paru = gnorm / delta
-    paru = np.where(paru == 0, _DWARF / np.minimum(delta, 0.1), paru)
-    par = np.minimum(np.maximum(par, parl), paru)
-    par = np.where(par == 0, gnorm / safe, par)
+    paru = jnp.where(paru == 0, _DWARF / jnp.minimum(delta, 0.1), paru)
+    par = jnp.minimum(jnp.maximum(par, parl), paru)
+    par = jnp.where(par == 0, gnorm / safe, par)
     for it in range(1, 11):
-        par = np.where(todo & (par == 0), np.maximum(_DWARF, 0.001 * paru), par)
-        x_new = b / (e + par[:, None])
-        x = np.where(todo[:, None], x_new, x)
-        dxnorm = np.linalg.norm(x, axis=1)
-        prev, fp = fp, np.where(todo, dxnorm - delta, fp)
-        stop = (np.abs(fp) <= 0.1 * delta) | ((parl == 0) & (fp <= prev) & (prev < 0)) | (it == 10)
-        todo &= ~stop
-        if not todo.any():
-            break
-        q = x / np.maximum(dxnorm, _DWARF)[:, None]
-        parc = (fp / delta) / np.sum(np.square(q) / (e + par[:, None]), 1)
-        parl = np.where(todo & (fp > 0), np.maximum(parl, par), parl)
-        paru = np.where(todo & (fp < 0), np.minimum(paru, par), paru)
-        par = np.where(todo, np.maximum(parl, par + parc), par)
-    return np.where(gauss_newton, 0.0, par), x
+        par = jnp.where(todo & (par == 0), jnp.maximum(_DWARF, 0.001 * paru), par)
+        x = jnp.where(todo[:, None], b / (e + par[:, None]), x)
+        dxnorm = jnp.sqrt(jnp.sum(x * x, 1))
+        prev, fp = fp, jnp.where(todo, dxnorm - delta, fp)
+        todo = todo & ~((jnp.abs(fp) <= 0.1 * delta) | ((parl == 0) & (fp <= prev) & (prev < 0)) | (it == 10))
+        parc = (fp / delta) / jnp.sum(jnp.square(x / jnp.maximum(dxnorm, _DWARF)[:, None]) / (e + par[:, None]), 1)
+        parl = jnp.where(todo & (fp > 0), jnp.maximum(parl, par), parl)
+        paru = jnp.where(todo & (fp < 0), jnp.minimum(paru, par), paru)
+        par = jnp.where(todo, jnp.maximum(parl, par + parc), par)
+    return jnp.where(gauss_newton, 0.0, par), x
 
 
-class _Fit:
-    """The state of MINPACK `lmdif` for every curve: parameters, residuals, Jacobian, scaling, trust radius,
-    damping, and `info` (0 while running; MINPACK's codes when done: 1-4 converged, 5-8 failed)."""
+def _new_jacobian(st: dict, mask) -> dict:
+    """lmdif's outer iteration for the curves in `mask`: scaling (column norms of J; the first time, the initial trust
+    radius), the gradient test (gtol = 0: only an exactly zero gradient, info 4) and the scaled eigenbasis."""
+    gram, jtf, fnorm, first = st["gram"], st["jtf"], st["fnorm"], mask & st["first"]
+    acnorm = jnp.sqrt(jnp.diagonal(gram, axis1=1, axis2=2))
+    diag = jnp.where(first[:, None], jnp.where(acnorm == 0, 1.0, acnorm), st["diag"])
+    xnorm0 = jnp.sqrt(jnp.sum((diag * st["p"]) ** 2, 1))
+    cos = jnp.where((acnorm != 0) & (fnorm[:, None] != 0), jnp.abs(jtf) / (acnorm * fnorm[:, None]), 0.0)
+    info = jnp.where(mask & (cos.max(1) <= 0.0) & (st["info"] == 0), 4, st["info"])
+    diag = jnp.where(mask[:, None], jnp.maximum(diag, acnorm), diag)
+    e, v = jnp.linalg.eigh(gram / (diag[:, :, None] * diag[:, None, :]))
+    m2 = mask[:, None]
+    return {**st, "diag": diag, "info": info, "xnorm": jnp.where(first, xnorm0, st["xnorm"]),
+            "delta": jnp.where(first, jnp.where(xnorm0 == 0, FACTOR, FACTOR * xnorm0), st["delta"]),
+            "e": jnp.where(m2, jnp.maximum(e, 0.0), st["e"]), "v": jnp.where(m2[:, :, None], v, st["v"]),
+            "b": jnp.where(m2, jnp.sum(v * (jtf / diag)[:, :, None], 1), st["b"])}
 
-    def __init__(self, x_T: np.ndarray, y_CxT: np.ndarray, p_Cx4: np.ndarray, ftol: float, xtol: float, maxfev: int):
-        self.x, self.y, self.ftol, self.xtol, self.maxfev = x_T, y_CxT, ftol, xtol, maxfev
-        n = len(y_CxT)
-        self.p = p_Cx4.copy()
-        self.fnorm, self.gram, self.jtf = _evaluate(x_T, self.y, np.arange(n), self.p)  # J'J, J'f: all lmdif needs
-        self.nfev = np.full(n, 5, np.int64)
-        self.first = np.ones(n, bool)  # MINPACK iter == 1: no successful step yet
-        self.diag = np.zeros((n, 4))
-        self.delta, self.xnorm, self.par = np.zeros(n), np.zeros(n), np.zeros(n)
-        self.info = np.zeros(n, np.int64)
-        self.eig: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros((n, 4)), np.zeros((n, 4, 4)), np.zeros((n, 4)))
-        self._new_jacobian(np.arange(n))
 
-    def _new_jacobian(self, idx: np.ndarray) -> None:
-        """MINPACK's outer iteration for curves `idx`: scaling, initial trust radius, gradient test, eigenbasis."""
-        gram, jtf, fnorm = self.gram[idx], self.jtf[idx], self.fnorm[idx]
-        acnorm = np.sqrt(np.diagonal(gram, axis1=1, axis2=2))
-        first = self.first[idx]
-        self.diag[idx] = np.where(first[:, None], np.where(acnorm == 0, 1.0, acnorm), self.diag[idx])
-        xnorm = np.linalg.norm(self.diag[idx] * self.p[idx], axis=1)
-        self.xnorm[idx] = np.where(first, xnorm, self.xnorm[idx])
-        self.delta[idx] = np.where(first, np.where(xnorm == 0, FACTOR, FACTOR * xnorm), self.delta[idx])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cos = np.abs(jtf) / (acnorm * fnorm[:, None])
-        gnorm = np.where((acnorm != 0) & (fnorm[:, None] != 0), cos, 0.0).max(1)
-        self.info[idx[gnorm <= 0.0]] = 4  # gtol = 0 (scipy's default): only an exactly zero gradient
-        diag = self.diag[idx] = np.maximum(self.diag[idx], acnorm)
-        e, v = np.linalg.eigh(gram / (diag[:, :, None] * diag[:, None, :]))
-        e0, v0, b0 = self.eig
-        e0[idx], v0[idx], b0[idx] = np.maximum(e, 0.0), v, (v * (jtf / diag)[:, :, None]).sum(1)
+def _iterate(x_T, y, tol, st: dict) -> dict:
+    """One inner iteration of lmdif for the running curves (info 0): a trial step, the trust-region update, the
+    convergence (info 1-3) and failure (5-7) tests; curves whose step succeeded get a new Jacobian."""
+    ftol, xtol, maxfev = tol
+    run = st["info"] == 0
+    par, x_eig = _lmpar(st["e"], st["b"], st["delta"], st["par"])
+    step = -jnp.sum(st["v"] * x_eig[:, None, :], 2) / st["diag"]
+    pnorm = jnp.sqrt(jnp.sum((st["diag"] * step) ** 2, 1))
+    delta = jnp.where(st["first"], jnp.minimum(st["delta"], pnorm), st["delta"])
+    fnorm1, gram1, jtf1 = _residuals(x_T, y, st["p"] + step)
+    fnorm = st["fnorm"]
+    actred = jnp.where(0.1 * fnorm1 < fnorm, 1 - jnp.square(fnorm1 / fnorm), -1.0)
+    temp1 = jnp.sqrt(jnp.maximum(jnp.sum(jnp.sum(st["gram"] * step[:, None, :], 2) * step, 1), 0)) / fnorm  # |J step|
+    temp2 = jnp.sqrt(par) * pnorm / fnorm
+    prered, dirder = temp1 ** 2 + temp2 ** 2 / 0.5, -(temp1 ** 2 + temp2 ** 2)
+    ratio = jnp.where(prered != 0, actred / prered, 0.0)
+    shrink = jnp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
+    shrink = jnp.where((0.1 * fnorm1 >= fnorm) | (shrink < 0.1) | ~jnp.isfinite(shrink), 0.1, shrink)
+    low, grow = ratio <= 0.25, (ratio > 0.25) & ((par == 0) | (ratio >= 0.75))
+    delta = jnp.where(low, shrink * jnp.minimum(delta, pnorm / 0.1), jnp.where(grow, pnorm / 0.5, delta))
+    ok = run & (ratio >= 1e-4)
+    nfev = st["nfev"] + run + 4 * ok
+    xnorm = jnp.where(ok, jnp.sqrt(jnp.sum((st["diag"] * (st["p"] + step)) ** 2, 1)), st["xnorm"])
+    small = (jnp.abs(actred) <= ftol) & (prered <= ftol) & (0.5 * ratio <= 1)
+    tight = delta <= xtol * xnorm
+    info = jnp.where(small & tight, 3, jnp.where(tight, 2, jnp.where(small, 1, 0)))
+    fail = jnp.where(delta <= _EPSMCH * xnorm, 7, jnp.where((jnp.abs(actred) <= _EPSMCH) & (prered <= _EPSMCH) &
+                                                             (0.5 * ratio <= 1), 6, jnp.where(nfev >= maxfev, 5, 0)))
+    info = jnp.where(run, jnp.where(info == 0, fail, info), st["info"])
+    st = {**st, "p": jnp.where(ok[:, None], st["p"] + step, st["p"]), "fnorm": jnp.where(ok, fnorm1, fnorm),
+          "gram": jnp.where(ok[:, None, None], gram1, st["gram"]), "jtf": jnp.where(ok[:, None], jtf1, st["jtf"]),
+          "xnorm": xnorm, "nfev": nfev, "info": info, "first": st["first"] & ~ok,
+          "delta": jnp.where(run, delta, st["delta"]),
+          "par": jnp.where(run, jnp.where(low, par / shrink, jnp.where(grow, 0.5 * par, par)), st["par"])}
+    return _new_jacobian(st, ok & (info == 0))
 
-    def iterate(self, idx: np.ndarray) -> None:
-        """One inner iteration of `lmdif` for the running curves `idx`: a trial step, the trust-region update, and the
-        convergence tests; curves whose step succeeded get a new Jacobian."""
-        e, v, b = (a[idx] for a in self.eig)
-        delta, fnorm = self.delta[idx], self.fnorm[idx]
-        par, x_eig = _lmpar(e, b, delta, self.par[idx])
-        step = -(v * x_eig[:, None, :]).sum(2) / self.diag[idx]  # no einsum: its rounding varies with C
-        pnorm = np.linalg.norm(self.diag[idx] * step, axis=1)
-        delta = np.where(self.first[idx], np.minimum(delta, pnorm), delta)
-        p_new = self.p[idx] + step
-        fnorm1, gram1, jtf1 = _evaluate(self.x, self.y, idx, p_new)
-        self.nfev[idx] += 1
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            actred = np.where(0.1 * fnorm1 < fnorm, 1 - np.square(fnorm1 / fnorm), -1.0)
-            jstep2 = ((self.gram[idx] * step[:, None, :]).sum(2) * step).sum(1)  # |J step|^2 = step' J'J step
-            temp1 = np.sqrt(np.maximum(jstep2, 0)) / fnorm
-            temp2 = np.sqrt(par) * pnorm / fnorm
-            prered = np.square(temp1) + np.square(temp2) / 0.5
-            dirder = -(np.square(temp1) + np.square(temp2))
-            ratio = np.where(prered != 0, actred / prered, 0.0)
-            shrink = np.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
-        shrink = np.where((0.1 * fnorm1 >= fnorm) | (shrink < 0.1) | ~np.isfinite(shrink), 0.1, shrink)
-        low, grow = ratio <= 0.25, (ratio > 0.25) & ((par == 0) | (ratio >= 0.75))
-        self.delta[idx] = np.where(low, shrink * np.minimum(delta, pnorm / 0.1), np.where(grow, pnorm / 0.5, delta))
-        self.par[idx] = np.where(low, par / shrink, np.where(grow, 0.5 * par, par))
-        self._accept(idx, ratio >= 1e-4, p_new, fnorm1, gram1, jtf1)
-        self._test(idx, actred, prered, ratio)
-        ok = idx[(ratio >= 1e-4) & (self.info[idx] == 0)]
-        if ok.size:
-            self._new_jacobian(ok)
 
-    def _accept(self, idx, ok, p_new, fnorm1, gram1, jtf1) -> None:
-        acc = idx[ok]
-        self.p[acc], self.fnorm[acc], self.gram[acc], self.jtf[acc] = p_new[ok], fnorm1[ok], gram1[ok], jtf1[ok]
-        self.nfev[acc] += 4
-        self.xnorm[acc] = np.linalg.norm(self.diag[acc] * p_new[ok], axis=1)
-        self.first[acc] = False
+@jax.jit
+def _start(x_T, y, p0):
+    fnorm, gram, jtf = _residuals(x_T, y, p0)
+    n = p0.shape[0]
+    st = {"p": p0, "fnorm": fnorm, "gram": gram, "jtf": jtf, "nfev": jnp.full(n, 5), "first": jnp.ones(n, bool),
+          "diag": jnp.zeros((n, 4)), "delta": jnp.zeros(n), "xnorm": jnp.zeros(n), "par": jnp.zeros(n),
+          "info": jnp.zeros(n, jnp.int32), "e": jnp.zeros((n, 4)), "v": jnp.zeros((n, 4, 4)), "b": jnp.zeros((n, 4))}
+    return _new_jacobian(st, jnp.ones(n, bool))
 
-    def _test(self, idx, actred, prered, ratio) -> None:
-        """lmdif's convergence (1-3) and failure (5-8) tests, in its order."""
-        small = (np.abs(actred) <= self.ftol) & (prered <= self.ftol) & (0.5 * ratio <= 1)
-        tight = self.delta[idx] <= self.xtol * self.xnorm[idx]
-        info = np.where(small & tight, 3, np.where(tight, 2, np.where(small, 1, 0)))
-        fail = np.where(self.nfev[idx] >= self.maxfev, 5, 0)
-        fail = np.where((np.abs(actred) <= _EPSMCH) & (prered <= _EPSMCH) & (0.5 * ratio <= 1), 6, fail)
-        fail = np.where(self.delta[idx] <= _EPSMCH * self.xnorm[idx], 7, fail)
-        info = np.where(info == 0, fail, info)
-        self.info[idx] = np.where(self.info[idx] == 0, info, self.info[idx])
+
+@functools.partial(jax.jit, static_argnames="tol")
+def _round(x_T, y, st, tol):
+    return jax.lax.fori_loop(0, ROUND, lambda i, s: _iterate(x_T, y, tol, s), st)
+
+
+def _lmdif(x_T: np.ndarray, y_CxT: np.ndarray, p0: np.ndarray, tol: tuple[float, float, int]) -> tuple[np.ndarray, ...]:
+    """MINPACK lmdif on every curve: (params [C, 4], info [C])."""
+    n, state = len(y_CxT), None
+    for b0 in range(0, n, BIG):
+        idx = np.arange(b0, min(n, b0 + BIG))
+        pad = np.r_[idx, np.full(BIG - len(idx), idx[0])]
+        st = jax.device_get(_start(x_T, y_CxT[pad], p0[pad]))
+        state = state or {k: np.zeros((n,) + v.shape[1:], v.dtype) for k, v in st.items()}
+        for k, v in st.items():
+            state[k][idx] = v[:len(idx)]
+    rounds = 0
+    while (todo := np.flatnonzero(state["info"] == 0)).size:
+        rounds += 1
+        size = BIG if rounds <= BIG_ROUNDS else SMALL
+        for b0 in range(0, len(todo), size):
+            idx = todo[b0:b0 + size]
+            pad = np.r_[idx, np.full(size - len(idx), idx[0])]
+            st = {k: v[pad] for k, v in state.items()}
+            st["info"][len(idx):] = -1  # padding: frozen
+            for k, v in jax.device_get(_round(x_T, y_CxT[pad], st, tol)).items():
+                state[k][idx] = v[:len(idx)]
+    return state["p"], state["info"]
 
 
 def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, ftol: float = FTOL, xtol: float = XTOL,
@@ -209,20 +190,19 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, ftol: float = FTOL, xtol: fl
     p0 = [min y, max y, mean x, 1], MINPACK `lmdif`; curves that fail (MINPACK info 5-8, where curve_fit raises) are
     fitted again from p0 with ftol x 10, until they converge. Returns (params [C, 4] = start, end, xmid, scale;
     the ftol each curve converged with [C])."""
-    x_T = np.asarray(x_T, np.float64)
-    y_CxT = np.asarray(y_TxC, np.float64).T
-    n = len(y_CxT)
-    p0 = np.stack([y_CxT.min(1), y_CxT.max(1), np.full(n, x_T.mean()), np.ones(n)], 1)
-    params, used = p0.copy(), np.full(n, np.nan)
-    todo, tol = np.arange(n), ftol
-    while todo.size and tol < 1e3:
-        fit = _Fit(x_T, y_CxT[todo], p0[todo], tol, xtol, maxfev)
-        while (running := np.flatnonzero(fit.info == 0)).size:
-            fit.iterate(running)
-        ok = (fit.info >= 1) & (fit.info <= 4)
-        params[todo[ok]], used[todo[ok]] = fit.p[ok], tol
-        todo, tol = todo[~ok], tol * 10
-    return params, used
+    with jax.enable_x64(True), np.errstate(all="ignore"):
+        x_T = np.asarray(x_T, np.float64)
+        y_CxT = np.asarray(y_TxC, np.float64).T
+        n = len(y_CxT)
+        p0 = np.stack([y_CxT.min(1), y_CxT.max(1), np.full(n, x_T.mean()), np.ones(n)], 1)
+        params, used = p0.copy(), np.full(n, np.nan)
+        todo, tol = np.arange(n), ftol
+        while todo.size and tol < 1e3:
+            p, info = _lmdif(x_T, y_CxT[todo], p0[todo], (tol, xtol, maxfev))
+            ok = (info >= 1) & (info <= 4)
+            params[todo[ok]], used[todo[ok]] = p[ok], tol
+            todo, tol = todo[~ok], tol * 10
+        return params, used
 
 
 def crossing(params_Cx4: np.ndarray, ymin: float, ymax_C: np.ndarray, xmin: float, xmax: float,
