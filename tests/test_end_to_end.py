@@ -157,11 +157,13 @@ def test_generated_text_section(study):
     steps = [int(s) for s in gens]
     assert steps[0] == 0 and steps[-1] == NUM_STEPS and 4 <= len(steps) <= 6
     text = (study["report"] / "report.md").read_text()
-    section = text.split("## Generated text at checkpoints")[1].split("## Notes")[0]
-    assert "### `seed0`" in section
-    for step in steps:
-        assert f"**step {step}**" in section
-    for prompt in DEFAULT_PROMPTS:
+    section = text.split("## Generated text at checkpoints")[1].split("## Measures and their references")[0]
+    assert "### `seed0/generations.json`" in section
+    for step in steps:  # one row of measures per step (length, repeated 3-grams, distinct-n)
+        assert f"\n| {step:,} | {len(DEFAULT_PROMPTS)} |" in section
+    assert f"**step {steps[0]}**" in section and f"**step {NUM_STEPS}**" in section  # examples: first and last step
+    for prompt in DEFAULT_PROMPTS[:3]:
         assert f"- *{prompt}* -> {gens[str(NUM_STEPS)][prompt]!r}" in section
+    for prompt in DEFAULT_PROMPTS:
         assert all(gens[str(s)][prompt].startswith(prompt) for s in steps)
     assert f"step {NUM_STEPS}" in study["gen_stdout"]

@@ -68,3 +68,30 @@ def test_context_logprob_is_the_mean_unigram_logprob_of_the_context():
     lp = lambda t: counts.logprob_with_backoff(np.array([[t]]))[0]
     want = [lp(5), np.mean([lp(5), lp(6), lp(7)]), lp(9), np.mean([lp(9)] * 3 + [lp(5), lp(6)])]  # EOS left out
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_part_of_speech_enters_as_one_categorical_step():
+    rng = np.random.default_rng(3)
+    n = 300
+    df = pd.DataFrame({p: rng.normal(size=n) for p in regressions.ORDER})
+    df["pos"] = rng.choice(["NN", "VB", "DT", "JJ"], n)
+    df["pos_bilu"] = rng.choice(["U", "B", "L"], n)
+    df["y"] = df["unigram"] + 0.5 * (df["pos"] == "NN") + rng.normal(size=n)
+    got = regressions.sequential_lrts(df, "y").set_index("added")
+    base = smf.ols(f"y ~ {' + '.join(regressions.ORDER)} + 1", data=df).fit()
+    with_pos = smf.ols(f"y ~ {' + '.join(regressions.ORDER)} + C(pos) + C(pos_bilu) + 1", data=df).fit()
+    assert got.loc["pos+pos_bilu", "adj_r2"] == pytest.approx(with_pos.rsquared_adj, rel=1e-10)
+    assert got.loc["pos+pos_bilu", "lrt_p"] == pytest.approx(
+        scipy.stats.chi2.sf(-2 * (base.llf - with_pos.llf), with_pos.df_model - base.df_model), rel=1e-8)
+
+
+def test_tokens_get_their_words_part_of_speech_and_place():
+    from babyjax.analysis import pos
+
+    pieces = ["<pad>", "<unk>", "<s>", "</s>", "<mask>", "\u2581the", "\u2581little", "\u2581do", "g", "\u2581ran",
+              ".", "\u2581play", "ing", "ful", "ly"]
+    rows = np.array([[5, 6, 7, 8, 9, 10, 3, 5, 11, 12, 13, 14]])
+    tags, bilu = pos.tag_rows(rows, pieces, range(5))
+    assert list(tags[0, :6]) == ["DT", "JJ", "NN", "NN", "VBD", "."] and tags[0, 6] == "[SPECIAL]"
+    assert list(bilu[0]) == ["U", "U", "B", "L", "U", "U", "U", "U", "B", "I", "I", "L"]
+    assert len(set(tags[0, 8:])) == 1  # one word ("playingfully"): one tag for its four pieces

@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats
 
 ORDER = ("unigram", "ngram_resid", "log_context_length", "context_logprob", "contextual_diversity")
+CATEGORICAL = ("pos", "pos_bilu")
 
 
 def _ols(y: np.ndarray, cols: Sequence[np.ndarray]):
@@ -22,17 +23,24 @@ def _ols(y: np.ndarray, cols: Sequence[np.ndarray]):
     return sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
 
 
-def sequential_lrts(table: pd.DataFrame, measure: str, predictors: Sequence[str] = ORDER) -> pd.DataFrame:
+def sequential_lrts(table: pd.DataFrame, measure: str, predictors: Sequence[str] = ORDER,
+                    categorical: Sequence[str] = CATEGORICAL) -> pd.DataFrame:
     """One row per step of `run_lrts`: the predictor added, adjusted R^2, its gain over the previous model, and the
-    likelihood-ratio test p-value (chi^2 of -2 delta log-likelihood on the added degrees of freedom); the last row
-    adds every pairwise interaction of the predictors. Rows with a NaN anywhere are left out throughout."""
+    likelihood-ratio test p-value (chi^2 of -2 delta log-likelihood on the added degrees of freedom); the
+    categorical predictors (part of speech and the token's place in its word) enter together as one step, as theirs
+    do, as treatment dummies; the last row adds every pairwise interaction of the continuous predictors. Rows with a
+    NaN anywhere are left out throughout."""
     preds = [p for p in predictors if p in table]
-    data = table[[measure, *preds]].replace([np.inf, -np.inf], np.nan).dropna()
+    cats = [c for c in categorical if c in table]
+    data = table[[measure, *preds, *cats]].replace([np.inf, -np.inf], np.nan).dropna()
     y = data[measure].to_numpy(np.float64)
-    rows, prev, cols = [], None, []
     steps = [(p, [data[p].to_numpy(np.float64)]) for p in preds]
+    if cats:
+        dummies = pd.get_dummies(data[cats].astype(str), drop_first=True, dtype=np.float64)
+        steps.append(("+".join(cats), [dummies[c].to_numpy() for c in dummies.columns]))
     steps.append(("interactions", [data[a].to_numpy(np.float64) * data[b].to_numpy(np.float64)
                                    for a, b in itertools.combinations(preds, 2)]))
+    rows, prev, cols = [], None, []
     for name, new in steps:
         cols = cols + new
         fit = _ols(y, cols)

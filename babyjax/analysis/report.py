@@ -11,9 +11,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from babyjax.analysis import curves, effects, plots, predictors, regressions, words, xia
+from babyjax.analysis import pos as pos_tags
 from babyjax.analysis.sections import (generations_section, loss_section, md_table, model_cost, pairs_section,
                                        references_section, study_section)
 from babyjax.data.tokenizer import EOS_ID
+from babyjax.run import RunDir
 from babyjax.errors import InputError, MissingError
 from babyjax.score.store import ScoreOutput, load_score_output
 
@@ -214,8 +216,10 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: p
     pred = predictors.token_predictors(so.tokens, counts, contexts)
     pred["contextual_diversity"] = predictors.contextual_diversity(split, so.vocab_size)[so.tokens["token_id"]]
     if sample_rows is not None:
-        pred["context_logprob"] = predictors.context_logprob(sample_rows, so.tokens["seq"].to_numpy(np.int64),
-                                                             so.tokens["position"].to_numpy(np.int64), counts)
+        seq, pos = so.tokens["seq"].to_numpy(np.int64), so.tokens["position"].to_numpy(np.int64)
+        pred["context_logprob"] = predictors.context_logprob(sample_rows, seq, pos, counts)
+        tags, bilu = pos_tags.tag_rows(sample_rows, _pieces(runs_dir / run0), range(predictors.N_SPECIAL))
+        pred["pos"], pred["pos_bilu"] = tags[seq, pos], bilu[seq, pos]
     else:
         notes.append(f"{tag}: context log-probability needs the token sample's rows: not computed")
     for col in ("contextual_diversity", "context_logprob"):
@@ -241,7 +245,7 @@ def _predictors(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, long: p
 def _regressions(out: pathlib.Path, tag: str, table: pd.DataFrame) -> list[str]:
     """Chang et al.'s sequential likelihood-ratio regressions and VIFs (babyjax.analysis.regressions); Markdown."""
     learned = pd.concat([_learned_only(table[SUMMARY], table["unlearned"]),
-                         table[[c for c in regressions.ORDER if c in table]]], axis=1)
+                         table[[c for c in (*regressions.ORDER, *regressions.CATEGORICAL) if c in table]]], axis=1)
     lrt = pd.concat([regressions.sequential_lrts(learned, m) for m in SUMMARY if learned[m].notna().sum() > 10],
                     ignore_index=True)
     vif = regressions.vifs(learned)
@@ -250,8 +254,15 @@ def _regressions(out: pathlib.Path, tag: str, table: pd.DataFrame) -> list[str]:
         lambda g: "" if pd.isna(g) else f"{g:+.3g}")) if "lrt_p" in lrt else lrt
     return ["**Regressions** (Chang et al.'s `run_lrts`): each measure on the predictors added in this order, adjusted "
             "R^2, its gain, and the likelihood-ratio test of each addition; the last step adds all pairwise "
-            "interactions. Part of speech is not among the predictors (no tagger here: see docs/science.md).", "",
+            "interactions of the continuous ones. Part of speech (`pos`, with the token's place in its word, "
+            "`pos_bilu`) comes from TextBlob's pattern tagger, not spaCy's as theirs (docs/science.md).", "",
             md_table(shown), "Variance inflation factors of the predictors:", "", md_table(vif)]
+
+
+def _pieces(run_dir: pathlib.Path) -> list[str]:
+    """The run's SentencePiece pieces by id."""
+    tok = RunDir.open(run_dir, what="each run folder of --runs-dir").tokenizer()
+    return [tok.id_to_piece(i) for i in range(tok.vocab_size)]
 
 
 def _learned_only(measures: pd.DataFrame, unlearned: pd.Series) -> pd.DataFrame:
