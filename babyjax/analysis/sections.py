@@ -164,6 +164,8 @@ REFERENCES = [  # measure, definition as computed, paper, released code it match
      CHANG, f"{LC} utils/annotator.py get_contextual_diversities, adjust_contextual_diversities"),
     ("context_logprob", "mean unigram log2 p of the context tokens", CHANG,
      f"{LC} utils/annotator.py get_context_ngram_logppls"),
+    ("pos, pos_bilu", "Penn tag of the token's word (TextBlob's pattern tagger; theirs: spaCy) and its place in it",
+     CHANG, f"{LC} utils/annotator.py get_pos_tag_sequences"),
     ("regressions, VIFs", "predictors added in order, adjusted R^2, likelihood-ratio tests; VIFs", CHANG,
      f"{LC} analysis/run_regressions.py run_lrts, main"),
     ("Xia classes", "OLS of ppl / ppl at the window's first checkpoint on ln x, p < 0.05; stagnation bands",
