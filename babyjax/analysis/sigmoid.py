@@ -174,12 +174,15 @@ def _lmdif(x_T: np.ndarray, y_CxT: np.ndarray, p0: np.ndarray, tol: tuple[float,
     while (todo := np.flatnonzero(state["info"] == 0)).size:
         rounds += 1
         size = BIG if rounds <= BIG_ROUNDS else SMALL
-        for b0 in range(0, len(todo), size):
+        calls = []
+        for b0 in range(0, len(todo), size):  # dispatched together: the CPU runs them side by side
             idx = todo[b0:b0 + size]
             pad = np.r_[idx, np.full(size - len(idx), idx[0])]
             st = {k: v[pad] for k, v in state.items()}
             st["info"][len(idx):] = -1  # padding: frozen
-            for k, v in jax.device_get(_round(x_T, y_CxT[pad], st, tol)).items():
+            calls.append((idx, _round(x_T, y_CxT[pad], st, tol)))
+        for idx, out in calls:
+            for k, v in jax.device_get(out).items():
                 state[k][idx] = v[:len(idx)]
     return state["p"], state["info"]
 
