@@ -171,6 +171,14 @@ def hf_tokenizer(tokenizer_path: str | os.PathLike, max_len: int) -> Any:
         model_max_length=max_len, padding_side="right", clean_up_tokenization_spaces=False)
 
 
+def _portable_tokenizer_class(path: pathlib.Path) -> None:
+    """Name the tokenizer class that transformers 4.x (the BabyLM 2025 pipeline pins 4.51.3) and 5.x both load:
+    transformers 5 writes "TokenizersBackend", which 4.x does not know ("Unrecognized processing class")."""
+    config = json.loads(path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
+
+
 def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathLike, *,
                       overwrite: bool = False) -> pathlib.Path:
     """Write series step `step` of the run in `workdir` as a HF folder `out` (model, config, tokenizer, provenance),
@@ -196,6 +204,7 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
             model.save_pretrained(tmp)
         (tmp / "tokenizer.model").write_bytes(tok.path.read_bytes())  # the run may live on cloud storage
         hf_tokenizer(tmp / "tokenizer.model", cfg.max_len).save_pretrained(tmp)
+        _portable_tokenizer_class(tmp / "tokenizer_config.json")
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1))
 
     return paths.write_folder(out, fill, overwrite=True)

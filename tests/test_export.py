@@ -59,6 +59,8 @@ def test_exported_model_scores_like_babyjax(tmp_path, tok, babylm_sample, style,
     out = export.export_checkpoint(workdir, 10, tmp_path / "hf")
     model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    # a class transformers 4.x knows too (the BabyLM 2025 pipeline pins 4.51.3; 5.x writes "TokenizersBackend")
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert type(model).__name__ == ("GPT2LMHeadModel" if style == "gpt2" else "LlamaForCausalLM")
     assert hf_tok.bos_token_id == EOS_ID and hf_tok.eos_token_id == EOS_ID and hf_tok.pad_token_id == 0
 
