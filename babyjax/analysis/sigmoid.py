@@ -175,7 +175,7 @@ def _lmdif(x_T: np.ndarray, y_CxT: np.ndarray, p0: np.ndarray, tol: tuple[float,
         rounds += 1
         size = BIG if rounds <= BIG_ROUNDS else SMALL
         calls = []
-        for b0 in range(0, len(todo), size):  # dispatched together: the CPU runs them side by side
+        for b0 in range(0, len(todo), size):  # every block dispatched before any is read back
             idx = todo[b0:b0 + size]
             pad = np.r_[idx, np.full(size - len(idx), idx[0])]
             st = {k: v[pad] for k, v in state.items()}
@@ -191,8 +191,9 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, ftol: float = FTOL, xtol: fl
                 maxfev: int = MAXFEV) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares sigmoid fits of every column of y against x, as Chang et al.'s `run_sigmoid_regression`: from
     p0 = [min y, max y, mean x, 1], MINPACK `lmdif`; curves that fail (MINPACK info 5-8, where curve_fit raises) are
-    fitted again from p0 with ftol x 10, until they converge. Returns (params [C, 4] = start, end, xmid, scale;
-    the ftol each curve converged with [C])."""
+    fitted again from p0 with ftol x 10, until they converge (Chang's loop has no end; this one stops past ftol 100
+    and leaves p0 with ftol NaN). Returns (params [C, 4] = start, end, xmid, scale; the ftol each curve converged
+    with [C])."""
     with jax.enable_x64(True), np.errstate(all="ignore"):
         x_T = np.asarray(x_T, np.float64)
         y_CxT = np.asarray(y_TxC, np.float64).T
