@@ -196,6 +196,16 @@ def test_word_aoa_nan_in_one_word_keeps_the_others():
     assert corr["n_words"] == 3 and (c["n_occurrences"] == 8).all()
 
 
+def test_xia_on_a_validation_perplexity_axis(study, tmp_path):
+    """x = the perplexity of the scored held-out tokens at each checkpoint: the sweep still classifies tokens."""
+    from babyjax.analysis import report
+
+    root, tok_out, _, _, _ = study
+    path = report.write_report([tok_out], tmp_path / "r", x_axis="perplexity", xia_p=[0.3, 0.5], progress=False)
+    section = path.read_text().split("### Trajectory classes")[1].split("###")[0]
+    assert "x = perplexity" in section and "| seed0 | 0.3 |" in section and "| seed1 | 0.5 |" in section
+
+
 def test_bad_inputs(study, tmp_path, capsys):
     root, tok_out, _, _, _ = study
     assert analyze.main([str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2

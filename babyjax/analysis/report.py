@@ -23,12 +23,13 @@ SUMMARY = ["final_surprisal", "within_run_var", "aoa_gam", "aoa_sigmoid", "forge
 
 
 def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, surprisal: np.ndarray,
-            notes: list[str]) -> np.ndarray:
+            rows: np.ndarray, notes: list[str]) -> np.ndarray:
     """x of the Xia regressions at each checkpoint: step, tokens or words seen, training FLOPs =
     `model.flops_per_token(model, data.seq_len)` x tokens seen (the run's config.json under --runs-dir), or the
-    perplexity of the scored held-out tokens (xia.validation_perplexity of `surprisal`, the checkpoints' rows)."""
+    perplexity of the scored held-out tokens (xia.validation_perplexity of `surprisal` [checkpoints, tokens], read
+    in chunks; at its `rows`)."""
     if axis == "perplexity":
-        return xia.validation_perplexity(surprisal)
+        return xia.validation_perplexity(surprisal)[rows]
     if axis != "flops":
         return ck["step" if axis == "step" else f"{axis}_seen"].to_numpy(np.float64)
     cost = model_cost(run_dir, vocab_size) if run_dir else None
@@ -169,7 +170,7 @@ def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_di
         rows = np.flatnonzero(np.isfinite(np.asarray(s[:, : min(4096, s.shape[1])])).any(1))
         cols = {"token_index": long[long["run"] == r]["token_index"].to_numpy()}
         try:
-            xv = _x_axis(ck.iloc[rows], x_axis, runs_dir / r if runs_dir else None, so.vocab_size, s[rows], notes)
+            xv = _x_axis(ck.iloc[rows], x_axis, runs_dir / r if runs_dir else None, so.vocab_size, s, rows, notes)
             for p in xia_p:
                 parts = [xia.trajectory_classes(np.asarray(s[:, c0:c0 + 65536])[rows], ck["step"].to_numpy()[rows],
                                                 xv, p=p) for c0 in range(0, s.shape[1], 65536)]  # 1M tokens fit
