@@ -149,9 +149,11 @@ def _censoring(long: pd.DataFrame, steps: dict[str, np.ndarray], table: pd.DataF
 
 def _example_curves(so: ScoreOutput, out: pathlib.Path, table: pd.DataFrame, steps: dict[str, np.ndarray],
                     run0: str) -> list[str]:
-    """Four tokens at AoA quantiles of the first run: raw curve, GAM fit, threshold and AoA."""
-    order = np.argsort(np.nan_to_num(table["aoa_gam"].to_numpy(), nan=np.inf))
-    finite = order[np.isfinite(table["aoa_gam"].to_numpy()[order])]
+    """Four learned tokens at AoA quantiles (never-learned ones have no meaningful AoA): raw curve of the first run,
+    GAM fit, threshold and AoA."""
+    aoa = _learned_only(table[["aoa_gam"]], table["unlearned"])["aoa_gam"].to_numpy()
+    order = np.argsort(np.nan_to_num(aoa, nan=np.inf))
+    finite = order[np.isfinite(aoa[order])]
     pick = finite[np.linspace(0, len(finite) - 1, min(4, len(finite))).astype(int)] if len(finite) else \
         np.arange(min(4, len(so.tokens)))
     s0 = np.asarray(so.surprisal[run0][:, pick], np.float64)
