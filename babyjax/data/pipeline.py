@@ -152,17 +152,15 @@ class _RowBatcher:
         targets = np.where(tvalid_BxL, tokens[tpos_BxL_c], PAD_ID).astype(np.int32)
         if self.packing == "pack":
             doc_BxL = np.searchsorted(doc_starts, pos_BxL_c, side="right") - 1
-            tdoc_BxL = np.searchsorted(doc_starts, tpos_BxL_c, side="right") - 1
             segment_ids = np.where(valid_BxL, doc_BxL - doc_BxL[:, :1] + 1, 0)
             seg_start_BxL = np.maximum(doc_starts[doc_BxL], start_B[:, None])
             positions = np.where(valid_BxL, pos_BxL - seg_start_BxL, 0)
-            # no target across a document start, except the EOS that ends a document: it is learned, as in causal
-            # LM training (the EOS opens the next segment as input, position 0)
-            weights = tvalid_BxL & ((tdoc_BxL == doc_BxL) | (targets == EOS_ID))
         else:
             segment_ids = valid_BxL.astype(np.int32)
             positions = np.broadcast_to(np.arange(L), pos_BxL.shape)
-            weights = tvalid_BxL
+        # Every next token is a target in both modes: the only target across a document start is the EOS that ends a
+        # document (it opens the next segment as input, position 0), learned as in causal LM training.
+        weights = tvalid_BxL
         words_B = self._row_words(all_B)  # every process counts the whole global batch, and keeps its own rows
         totals = np.array([self._row_tokens(all_B).sum(), words_B.astype(np.float64).sum()])
         return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids.astype(np.int32),
