@@ -223,11 +223,11 @@ def _gam_measures(sm: GamSmoother, y_TxC: np.ndarray, out: dict[str, np.ndarray]
     """Smooth finite curves y and fill their GAM measures (tokens `cols` of `out`); returns the coefficients."""
     coef_KxC, best_C, _ = sm.fit(y_TxC)
     out["gam_lambda"][cols] = sm.lams[best_C]
-    out["forgettability"][cols] = np.clip(np.diff(sm.predict(coef_KxC), axis=0), 0, None).sum(0)
+    fitted_TxC = sm.predict(coef_KxC)  # at the checkpoints, as Chang's get_gam_curves
+    out["forgettability"][cols] = np.clip(np.diff(fitted_TxC, axis=0), 0, None).sum(0)
+    out["gam_min"][cols] = fitted_TxC.min(0)
     grid_x = np.linspace(sm.x_T[0], sm.x_T[-1], AOA_GRID)
-    grid = sm.predict(coef_KxC, grid_x)
-    out["aoa_gam"][cols], out["aoa_threshold"][cols] = gam_aoa(grid, grid_x, chance)
-    out["gam_min"][cols] = sm.predict(coef_KxC).min(0)  # at the checkpoints, as Chang's get_gam_curves
+    out["aoa_gam"][cols], out["aoa_threshold"][cols] = gam_aoa(sm.predict(coef_KxC, grid_x), grid_x, chance)
     return coef_KxC
 
 
