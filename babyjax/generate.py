@@ -176,14 +176,14 @@ def heldout_prompts(workdir: str | os.PathLike, n: int, words: int = 3, seed: in
     run = RunDir.open(workdir)
     cfg, tok = run.config(), run.tokenizer()
     split = load_split_tokens(cfg.data, tok, cfg.data.get("dev_split", "dev"), prepare=False)
-    starts = np.asarray(split.doc_starts)
-    docs = [tok.decode(np.asarray(split.tokens[a + 1:b]).tolist()).split() for a, b in zip(starts[:-1], starts[1:])]
-    long_enough = [d for d in docs if len(d) >= words + 5]
+    long_enough = np.flatnonzero(np.diff(np.asarray(split.words_cum)) >= words + 5)  # words counted when prepared
     if len(long_enough) < n:
         raise InputError(f"the dev split holds {len(long_enough)} documents of {words + 5}+ words; ask for at most "
                          "that many held-out prompts")
-    pick = np.random.default_rng(seed).choice(len(long_enough), n, replace=False)
-    return [" ".join(long_enough[i][:words]) for i in sorted(pick)]
+    starts = np.asarray(split.doc_starts)
+    pick = np.sort(np.random.default_rng(seed).choice(long_enough, n, replace=False))  # only these are decoded
+    return [" ".join(tok.decode(np.asarray(split.tokens[starts[d] + 1:starts[d + 1]]).tolist()).split()[:words])
+            for d in pick]
 
 
 def spread_steps(steps: Sequence[int], n: int = 6) -> list[int]:

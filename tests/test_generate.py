@@ -212,7 +212,8 @@ def test_heldout_prompts_are_the_openings_of_dev_documents(run, tok, monkeypatch
              "where is my ball i want it now mummy"]
     ids = np.concatenate([[EOS_ID, *tok.encode(x)] for x in lines]).astype(np.int32)
     starts = np.r_[0, np.cumsum([1 + len(tok.encode(x)) for x in lines])]
-    fake = pipeline.TokenizedSplit(tokens=ids, doc_starts=starts, words_cum=np.zeros(len(starts), np.int64))
+    words_cum = np.r_[0, np.cumsum([len(x.split()) for x in lines])].astype(np.int64)
+    fake = pipeline.TokenizedSplit(tokens=ids, doc_starts=starts, words_cum=words_cum)
     monkeypatch.setattr(pipeline, "load_split_tokens", lambda *a, **k: fake)
     prompts = generate.heldout_prompts(run[0], 3, words=3, seed=0)
     assert sorted(prompts) == sorted(" ".join(x.split()[:3]) for x in lines if len(x.split()) >= 8)
