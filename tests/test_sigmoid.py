@@ -69,6 +69,18 @@ def test_aoa_equals_curve_fit_run_changs_way(kind, n, min_share):
             np.testing.assert_allclose(params[c], [-p[0], -p[1], p[2], p[3]], rtol=1e-5, atol=1e-6)
 
 
+def test_a_curves_fit_does_not_depend_on_the_other_curves():
+    """Curves stream through slots that the others free: fitting them all at once, in another order or a few at a
+    time (other block sizes) gives the same numbers."""
+    y = np.concatenate([curves_of("noisy", 300, seed=5), curves_of("bumpy", 300, seed=6)], 1)
+    params, ftol = sigmoid.fit_sigmoid(X, -y)
+    order = np.random.default_rng(0).permutation(y.shape[1])
+    shuffled, _ = sigmoid.fit_sigmoid(X, -y[:, order])
+    np.testing.assert_allclose(shuffled, params[order], rtol=1e-9, atol=1e-12)
+    for part in np.array_split(np.arange(y.shape[1]), 17):
+        np.testing.assert_allclose(sigmoid.fit_sigmoid(X, -y[:, part])[0], params[part], rtol=1e-9, atol=1e-12)
+
+
 def test_fit_reports_the_tolerance_each_curve_converged_with():
     y = curves_of("noisy", 40, seed=3)
     params, ftol = sigmoid.fit_sigmoid(X, -y)

@@ -3,10 +3,12 @@
 mean x, 1], maxfev=1e6, ftol=1e-8)`, retried with ftol x 10 while it fails: MINPACK's `lmdif` (Levenberg-Marquardt
 with Moré's trust region and column scaling). `fit_sigmoid` is that algorithm, step for step, for every curve at
 once (each curve keeps its own trust region, damping and scaling; forward-difference Jacobian as scipy's; the 4x4
-subproblem solved through an eigendecomposition instead of MINPACK's pivoted QR), jitted in float64: blocks of
-curves take `ROUND` iterations per call, the running ones regrouped between calls. Every call of a given round has
-the same shape (BLOCKS[k] rows in round k, the last size after), so a curve's numbers never depend on the other
-curves. tests/test_sigmoid.py checks it against curve_fit on smooth, noisy and bumpy curves."""
+subproblem solved through Jacobi eigendecompositions instead of MINPACK's pivoted QR), jitted in float64. Curves
+stream through a block of SLOTS slots, a finished curve's slot taken by the next one, and the few curves still
+running after TAIL_AFTER iterations finish in blocks of TAIL_SLOTS. XLA's arithmetic depends on array shapes in the
+last bits, so which block shape runs a curve's k-th iteration depends on k alone: a curve's numbers never depend on
+the other curves, their number or the machine's core count. tests/test_sigmoid.py checks it against curve_fit on
+smooth, noisy and bumpy curves."""
 from __future__ import annotations
 
 import functools
@@ -22,9 +24,7 @@ FTOL = 1e-8  # Chang et al.
 XTOL = 1.49012e-8  # scipy.optimize.leastsq default
 MAXFEV = 1_000_000  # Chang et al.
 FACTOR = 100.0  # MINPACK initial step bound
-ROUND = 8  # iterations per call
-BLOCKS = (512, 512, 512, 64, 64, 8)  # rows per call in each round, the last for all later rounds (measured fastest:
-# most curves converge in 6-20 iterations, a few take hundreds)
+SLOTS, TAIL_SLOTS, TAIL_AFTER = 64, 8, 32  # most curves converge in 6-20 iterations, a few take hundreds
 WORKERS = min(4, os.cpu_count() or 1)  # blocks run side by side on this many threads
 _EPSMCH = float(np.finfo(np.float64).eps)
 _DWARF = float(np.finfo(np.float64).tiny)
@@ -154,13 +154,24 @@ def _new_jacobian(st: dict, mask) -> dict:
             "b": jnp.where(m2, jnp.sum(v * (jtf / diag)[:, :, None], 1), st["b"])}
 
 
+def _initial(p0, fnorm, gram, jtf) -> dict:
+    """lmdif's state of curves about to start at p0, with the residual norm and J'J, J'f there."""
+    n = p0.shape[0]
+    return {"p": p0, "fnorm": fnorm, "gram": gram, "jtf": jtf, "nfev": jnp.full(n, 5), "first": jnp.ones(n, bool),
+            "diag": jnp.zeros((n, 4)), "delta": jnp.zeros(n), "xnorm": jnp.zeros(n), "par": jnp.zeros(n),
+            "info": jnp.zeros(n, jnp.int32), "e": jnp.zeros((n, 4)), "v": jnp.zeros((n, 4, 4)), "b": jnp.zeros((n, 4)),
+            "fresh": jnp.zeros(n, bool), "iters": jnp.zeros(n, jnp.int32)}
+
+
 def _iterate(x_T, y, tol, st: dict) -> dict:
     """One inner iteration of lmdif for the running curves (info 0): a trial step, the trust-region update, the
-    convergence (info 1-3) and failure (5-7) tests; curves whose step succeeded get a new Jacobian."""
+    convergence (info 1-3) and failure (5-7) tests; curves whose step succeeded get a new Jacobian. Curves marked
+    `fresh` (just put in their slot, at p0) are evaluated at p0 instead and start lmdif there."""
     ftol, xtol, maxfev = tol
-    run = st["info"] == 0
+    fresh = st["fresh"]
+    run = (st["info"] == 0) & ~fresh
     par, x_eig = _lmpar(st["e"], st["b"], st["delta"], st["par"])
-    step = -jnp.sum(st["v"] * x_eig[:, None, :], 2) / st["diag"]
+    step = jnp.where(fresh[:, None], 0.0, -jnp.sum(st["v"] * x_eig[:, None, :], 2) / st["diag"])
     pnorm = jnp.sqrt(jnp.sum((st["diag"] * step) ** 2, 1))
     delta = jnp.where(st["first"], jnp.minimum(st["delta"], pnorm), st["delta"])
     fnorm1, gram1, jtf1 = _residuals(x_T, y, st["p"] + step)
@@ -185,64 +196,107 @@ def _iterate(x_T, y, tol, st: dict) -> dict:
     info = jnp.where(run, jnp.where(info == 0, fail, info), st["info"])
     st = {**st, "p": jnp.where(ok[:, None], st["p"] + step, st["p"]), "fnorm": jnp.where(ok, fnorm1, fnorm),
           "gram": jnp.where(ok[:, None, None], gram1, st["gram"]), "jtf": jnp.where(ok[:, None], jtf1, st["jtf"]),
-          "xnorm": xnorm, "nfev": nfev, "info": info, "first": st["first"] & ~ok,
+          "xnorm": xnorm, "nfev": nfev, "info": info, "first": st["first"] & ~ok, "iters": st["iters"] + run,
           "delta": jnp.where(run, delta, st["delta"]),
           "par": jnp.where(run, jnp.where(low, par / shrink, jnp.where(grow, 0.5 * par, par)), st["par"])}
-    return _new_jacobian(st, ok & (info == 0))
+    init = _initial(st["p"], fnorm1, gram1, jtf1)
+    st = {k: jnp.where(fresh.reshape((-1,) + (1,) * (v.ndim - 1)), init[k], v) for k, v in st.items()}
+    return _new_jacobian(st, (ok & (info == 0)) | fresh)
 
 
-@jax.jit
-def _start(x_T, y, p0):
-    fnorm, gram, jtf = _residuals(x_T, y, p0)
-    n = p0.shape[0]
-    st = {"p": p0, "fnorm": fnorm, "gram": gram, "jtf": jtf, "nfev": jnp.full(n, 5), "first": jnp.ones(n, bool),
-          "diag": jnp.zeros((n, 4)), "delta": jnp.zeros(n), "xnorm": jnp.zeros(n), "par": jnp.zeros(n),
-          "info": jnp.zeros(n, jnp.int32), "e": jnp.zeros((n, 4)), "v": jnp.zeros((n, 4, 4)), "b": jnp.zeros((n, 4))}
-    return _new_jacobian(st, jnp.ones(n, bool))
+def _refill(st: dict, idx, y_B, ptr, y_QxT, p0_Qx4, n_valid, base, most: int):
+    """Put the next curves of the queue (local rows ptr.. of n_valid; global index base + row) into free slots
+    (idx -1), at most `most` of them."""
+    size = idx.shape[0]
+    slot = jnp.nonzero(idx < 0, size=most, fill_value=size)[0]
+    new = ptr + jnp.arange(slot.shape[0], dtype=ptr.dtype)
+    take = (slot < size) & (new < n_valid)
+    slot, new = jnp.where(take, slot, size), jnp.minimum(new, y_QxT.shape[0] - 1)  # slot `size`: dropped
+    put = lambda a, v: a.at[slot].set(v, mode="drop")  # noqa: E731
+    st = {**st, "p": put(st["p"], p0_Qx4[new]), "info": put(st["info"], 0), "fresh": put(st["fresh"], True)}
+    return st, put(idx, base + new), put(y_B, y_QxT[new]), ptr + take.sum(dtype=ptr.dtype)
 
 
 @functools.partial(jax.jit, static_argnames="tol")
-def _round(x_T, y, st, tol):
-    return jax.lax.fori_loop(0, ROUND, lambda i, s: _iterate(x_T, y, tol, s), st)
+def _stream(x_T, y_QxT, p0_Qx4, n_valid, base, slots: dict, exit_below, evict_after, tol):
+    """lmdif on a queue of curves (the first n_valid rows of y [Q, T], global indices base..) through a block of B
+    slots: every iteration advances all slots' curves; a curve that finished, or has run `evict_after` iterations,
+    goes to the log with its state, and the next curve of the queue takes its slot (evaluated at p0 on its first
+    iteration). Stops when the queue is empty and under `exit_below` curves still run. Returns (log: the slots'
+    state [Q + B] with idx -1 where unused; slots)."""
+    n_log = y_QxT.shape[0] + slots["idx"].shape[0]
+    split = lambda sl: ({k: v for k, v in sl.items() if k not in ("y", "idx")}, sl["idx"], sl["y"])  # noqa: E731
+    log = {k: jnp.zeros((n_log,) + v.shape[1:], v.dtype) for k, v in slots.items() if k != "y"}
+    log["idx"] = log["idx"] - 1
+
+    def running(c):
+        return (c[2] < n_valid) | (jnp.sum((c[0]["idx"] >= 0) & (c[0]["info"] == 0)) >= exit_below)
+
+    def body(c):
+        sl, log, ptr, n_out = c
+        st, idx, y_B = split(sl)
+        st = _iterate(x_T, y_B, tol, st)
+        out = (idx >= 0) & ((st["info"] != 0) | (st["iters"] >= evict_after))
+        at = jnp.where(out, n_out + jnp.cumsum(out) - 1, n_log)
+        log = {k: v.at[at].set(idx if k == "idx" else st[k], mode="drop") for k, v in log.items()}
+        st["info"] = jnp.where(out, -1, st["info"])  # a free slot is frozen until refilled
+        st, idx, y_B, ptr = _refill(st, jnp.where(out, -1, idx), y_B, ptr, y_QxT, p0_Qx4, n_valid, base,
+                                    min(64, len(out)))
+        return {**st, "idx": idx, "y": y_B}, log, ptr, n_out + out.sum(dtype=n_out.dtype)
+
+    zero = jnp.zeros((), jnp.int32)
+    st, idx, y_B, ptr = _refill(*split(slots), zero, y_QxT, p0_Qx4, n_valid, base, slots["idx"].shape[0])
+    slots, log, _, _ = jax.lax.while_loop(running, body, ({**st, "idx": idx, "y": y_B}, log, ptr, zero))
+    return log, slots
 
 
-def _on_host(fn, *args, **kw) -> dict:
-    """fn(*args) read back to numpy, in float64 (jax's x64 switch is per thread, and blocks run on pool threads)."""
+def _empty_slots(size: int, n_points: int) -> dict:
+    """`size` free slots: lmdif's state, the curve held (`idx`, -1: none) and its values `y`."""
+    st = jax.eval_shape(_initial, np.zeros((size, 4)), np.zeros(size), np.zeros((size, 4, 4)), np.zeros((size, 4)))
+    st = {k: np.zeros(v.shape, v.dtype) for k, v in st.items()}
+    return {**st, "info": np.full(size, -1, np.int32), "idx": np.full(size, -1), "y": np.zeros((size, n_points))}
+
+
+def _fit_group(x_T, y_NxT, p0_Nx4, tol) -> tuple[np.ndarray, np.ndarray]:
+    """lmdif on every curve of a group: streamed through SLOTS slots from queues of 8 x SLOTS curves (fixed shapes:
+    one compilation per number of points) for up to TAIL_AFTER iterations; the curves still running then finish
+    TAIL_SLOTS at a time. Returns (params [N, 4], info [N])."""
+    n, n_points, queue = len(y_NxT), len(x_T), 8 * SLOTS
+    params, info, tail = np.zeros((n, 4)), np.zeros(n, np.int32), []
+
+    def run(q0, slots, exit_below, evict_after):
+        rows = np.arange(q0, min(n, q0 + queue))
+        pad = np.r_[rows, np.zeros(queue - len(rows), np.int64)]
+        log, slots = jax.device_get(_stream(x_T, y_NxT[pad], p0_Nx4[pad], len(rows), q0, slots, exit_below,
+                                            evict_after, tol))
+        done = (log["idx"] >= 0) & (log["info"] != 0)
+        params[log["idx"][done]], info[log["idx"][done]] = log["p"][done], log["info"][done]
+        tail.extend({k: v[i] for k, v in log.items()} for i in np.flatnonzero((log["idx"] >= 0) & (log["info"] == 0)))
+        return slots
+
     with jax.enable_x64(True):
-        return jax.device_get(fn(*args, **kw))
-
-
-def _blocks(pool, fn, rows: np.ndarray, size: int, state: dict, inputs) -> None:
-    """Run fn on `rows` in blocks of exactly `size` (the last padded with copies of a row; `inputs(pad)` gives the
-    block's arguments), all blocks at once on the pool's threads, and write the results back into state."""
-    calls = []
-    for b0 in range(0, len(rows), size):
-        idx = rows[b0:b0 + size]
-        pad = np.r_[idx, np.full(size - len(idx), idx[0])]
-        calls.append((idx, pool.submit(_on_host, fn, *inputs(pad, len(idx)))))
-    for idx, call in calls:
-        for k, v in call.result().items():
-            state[k][idx] = v[:len(idx)]
+        slots = _empty_slots(SLOTS, n_points)
+        for q0 in range(0, n, queue):
+            slots = run(q0, slots, 1 if q0 + queue >= n else SLOTS + 1, TAIL_AFTER)
+        todo, tail = tail, []
+        for b0 in range(0, len(todo), TAIL_SLOTS):
+            block = _empty_slots(TAIL_SLOTS, n_points)
+            for i, row in enumerate(todo[b0:b0 + TAIL_SLOTS]):
+                for k, v in row.items():
+                    block[k][i] = v
+                block["y"][i] = y_NxT[row["idx"]]
+            run(n, block, 1, np.iinfo(np.int32).max)
+    return params, info
 
 
 def _lmdif(x_T: np.ndarray, y_CxT: np.ndarray, p0: np.ndarray, tol: tuple[float, float, int]) -> tuple[np.ndarray, ...]:
-    """MINPACK lmdif on every curve: (params [C, 4], info [C])."""
-    n = len(y_CxT)
-    shapes = jax.eval_shape(_start, x_T, y_CxT[:1], p0[:1])
-    state = {k: np.zeros((n,) + v.shape[1:], v.dtype) for k, v in shapes.items()}
-
-    def frozen(pad, used):  # a block of the running state; its padding rows frozen (info -1)
-        st = {k: v[pad] for k, v in state.items()}
-        st["info"][used:] = -1
-        return x_T, y_CxT[pad], st, tol
-
-    with futures.ThreadPoolExecutor(WORKERS) as pool:
-        _blocks(pool, _start, np.arange(n), BLOCKS[0], state, lambda pad, used: (x_T, y_CxT[pad], p0[pad]))
-        rounds = 0
-        while (todo := np.flatnonzero(state["info"] == 0)).size:
-            _blocks(pool, _round, todo, BLOCKS[min(rounds, len(BLOCKS) - 1)], state, frozen)
-            rounds += 1
-    return state["p"], state["info"]
+    """MINPACK lmdif on every curve, in WORKERS groups side by side: (params [C, 4], info [C])."""
+    groups = [g for g in np.array_split(np.arange(len(y_CxT)), WORKERS) if len(g)]
+    params, info = np.zeros((len(y_CxT), 4)), np.zeros(len(y_CxT), np.int32)
+    with futures.ThreadPoolExecutor(len(groups)) as pool:
+        for g, (p, i) in zip(groups, pool.map(lambda g: _fit_group(x_T, y_CxT[g], p0[g], tol), groups)):
+            params[g], info[g] = p, i
+    return params, info
 
 
 def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, ftol: float = FTOL, xtol: float = XTOL,
