@@ -116,6 +116,11 @@ def test_report_end_to_end(study, capsys):
                     "## Minimal pairs", "## Training loss", "## Generated text at checkpoints", "## Notes"]:
         assert section in text, section
     assert "the dog is in the garden" in text and "not scored yet" in text
+    # Xia et al.: both runs compared at five shared validation-perplexity levels, with their pair accuracy there
+    eq = pd.read_csv(rep / "score_tokens_equal_perplexity.csv")
+    assert "## Runs at equal validation perplexity" in text and len(eq) == 10 and set(eq["run"]) == {"seed0", "seed1"}
+    assert eq["step"].notna().all() and eq["pair_accuracy"].between(0.5, 1).all()
+    np.testing.assert_allclose(eq["tokens_seen"], eq["step"] * 4096, rtol=1e-9)
     # every measure with its definition and the released code it matches; the frequency effect at the type level
     assert "## Measures and their references" in text and "formula_utils.py compute_aoa_vals" in text
     assert "rho (types)" in text and "bootstrap resamples of token types and sequences" in text

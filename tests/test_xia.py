@@ -70,3 +70,28 @@ def test_perplexity_axis_keeps_the_classes_of_a_power_law_axis():
     m = np.array([[1.0, 3.0, np.nan], [np.nan, np.nan, np.nan]])
     got = xia.validation_perplexity(m)
     assert got[0] == pytest.approx(4.0) and np.isnan(got[1])  # 2 ** mean(1, 3) bits; a row with no score: NaN
+
+
+def test_step_at_perplexity_interpolates_the_first_crossing():
+    steps = np.array([0, 10, 100, 1000, 10000])
+    ppl = np.array([400.0, 200.0, 50.0, 60.0, 20.0])  # a bump after step 100
+    # 100 lies halfway between ln 200 and ln 50: halfway between log10 10 and log10 100
+    assert xia.step_at_perplexity(steps, ppl, 100.0) == pytest.approx(10 ** 1.5)
+    assert xia.step_at_perplexity(steps, ppl, 55.0) < 100  # the first crossing, not the one after the bump
+    assert np.isnan(xia.step_at_perplexity(steps, ppl, 10.0))  # never reached
+    assert np.isnan(xia.step_at_perplexity(steps, ppl, 300.0))  # already below at the first step after 0
+
+
+def test_equal_perplexity_levels_lie_in_every_runs_range():
+    steps = np.geomspace(1, 1e4, 30).round()
+    small = 300 * steps ** -0.3 + 20  # a small model: slower, higher floor
+    big = 300 * steps ** -0.5 + 10
+    df = xia.equal_perplexity({"small": (steps, small), "big": (steps, big)}, n_levels=4)
+    assert len(df) == 8 and df["step"].notna().all()
+    assert (df["perplexity"] < min(small[0], big[0])).all() and (df["perplexity"] > 20).all()
+    wide = df.pivot(index="perplexity", columns="run", values="step")
+    assert (wide["big"] < wide["small"]).all()  # the bigger model gets there sooner
+    for lv, row in wide.iterrows():  # each step lands where the run's curve has that perplexity
+        for run, curve in [("small", small), ("big", big)]:
+            assert np.interp(np.log10(row[run]), np.log10(steps), np.log(curve)) == pytest.approx(np.log(lv), abs=0.02)
+    assert xia.equal_perplexity({"a": (steps, small), "b": (steps, small / 10)}).empty  # no common range

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from babyjax import model
-from babyjax.analysis import generation, plots
+from babyjax.analysis import generation, plots, xia
 from babyjax.errors import UserError
 from babyjax.metrics import read_metrics
 from babyjax.run import RunDir
@@ -54,6 +54,46 @@ def pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str
     fin["accuracy"] = fin["correct"] / fin["n"]
     return md + [f"![minimal-pair accuracy]({f.name})", "", "Final checkpoint, pooled over runs and paradigms "
                  "(ties counted separately, not as correct):", "", md_table(fin)]
+
+
+def _pair_accuracy(outputs: Sequence[ScoreOutput]) -> pd.DataFrame:
+    """Minimal-pair accuracy per run and step, pooled over every pairs output and paradigm (ties not correct)."""
+    pairs = [so.pairs for so in outputs if so.pairs is not None]
+    if not pairs:
+        return pd.DataFrame(columns=["run", "step", "accuracy"])
+    acc = pd.concat(pairs).groupby(["run", "step"], as_index=False)[["correct", "n"]].sum()
+    return acc.assign(accuracy=acc["correct"] / acc["n"])
+
+
+def equal_perplexity_section(outputs: Sequence[ScoreOutput], out: pathlib.Path, notes: list[str]) -> list[str]:
+    """Xia et al. (2023): the runs compared at equal validation perplexity of each tokens output's held-out tokens:
+    the step and tokens seen at which each run reaches each level, and its minimal-pair accuracy there."""
+    md, acc = ["## Runs at equal validation perplexity (Xia et al. 2023)", ""], _pair_accuracy(outputs)
+    for so in [so for so in outputs if so.meta.get("kind") in ("tokens", "text") and len(so.surprisal) >= 2]:
+        ck = so.checkpoints
+        df = xia.equal_perplexity({r: (ck[r]["step"].to_numpy(), xia.validation_perplexity(s))
+                                   for r, s in so.surprisal.items()})
+        if df.empty:
+            notes.append(f"{so.name}: the runs' validation perplexities share no range: no equal-perplexity table")
+            continue
+        ok = df["step"].notna()
+        df["tokens_seen"] = [np.interp(st, ck[r]["step"], ck[r]["tokens_seen"]) if o else np.nan
+                             for r, st, o in zip(df["run"], df["step"], ok)]
+        df["pair_accuracy"] = [_at_step(acc[acc["run"] == r], st) for r, st in zip(df["run"], df["step"])]
+        df.to_csv(out / f"{so.name}_equal_perplexity.csv", index=False)
+        md += [f"Output `{so.name}`: validation perplexity = 2 ** the mean surprisal (bits) of its {len(so.tokens):,} "
+               "held-out tokens at each checkpoint; five levels inside the range every run passes through; the step "
+               "where a run first reaches a level is interpolated in log step, and tokens seen and minimal-pair "
+               "accuracy (pooled over all pairs outputs) at that step.", "", md_table(df, "{:.4g}")]
+    return md if len(md) > 2 else md + ["_Needs a tokens output with 2+ runs._", ""]
+
+
+def _at_step(acc: pd.DataFrame, step: float) -> float:
+    """A run's accuracy at `step`, linear in log10 step between its scored checkpoints after step 0; NaN outside."""
+    acc = acc[acc["step"] > 0].sort_values("step")
+    if not np.isfinite(step) or acc.empty or not acc["step"].min() <= step <= acc["step"].max():
+        return float("nan")
+    return float(np.interp(np.log10(step), np.log10(acc["step"]), acc["accuracy"]))
 
 
 def loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib.Path, notes: list[str]) -> list[str]:
@@ -170,6 +210,8 @@ REFERENCES = [  # measure, definition as computed, paper, released code it match
      f"{LC} analysis/run_regressions.py run_lrts, main"),
     ("Xia classes", "OLS of ppl / ppl at the window's first checkpoint on ln x, p < 0.05; stagnation bands",
      "Xia et al. 2023 (ACL)", "xiamengzhou/training_trajectory_analysis utils.py linear_with_statistical_test"),
+    ("equal perplexity", "step, tokens seen and pair accuracy where each run first reaches shared validation "
+     "perplexity levels", "Xia et al. 2023 (ACL)", "the paper's comparisons across sizes (no released code)"),
     ("word AoA (+ variants)", "sigmoid AoA of a word's mean curve over up to 512 occurrences with 7+ tokens of "
      "context", "Chang & Bergen 2022 (TACL)",
      "tylerachang/word-acquisition-language-models lm_code/word_evaluation.py, r_code/tacl_analyses.rmd"),

@@ -1,8 +1,12 @@
 """Per-token trajectory classes of Xia et al. (2023) (docs/science.md, "Trajectory classes"), vectorised over
-tokens: every curve shares the x axis, so one OLS with a t-test per curve is closed form."""
+tokens: every curve shares the x axis, so one OLS with a t-test per curve is closed form; and the comparison of runs
+at equal validation perplexity."""
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from babyjax.errors import InputError
@@ -79,6 +83,39 @@ def validation_perplexity(surprisal_TxC: np.ndarray) -> np.ndarray:
         count += ok.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, np.exp2(total / count), np.nan)
+
+
+def step_at_perplexity(steps_T: np.ndarray, ppl_T: np.ndarray, level: float) -> float:
+    """The step at which a run's validation perplexity first reaches `level`: between the last checkpoint above it
+    and the first at or below it, linear in log10 step against ln perplexity. NaN when it never does, or is already
+    there at its first scored checkpoint after step 0."""
+    ok = np.isfinite(ppl_T) & (np.asarray(steps_T) > 0)
+    log_s, log_p = np.log10(np.asarray(steps_T, np.float64)[ok]), np.log(np.asarray(ppl_T, np.float64)[ok])
+    hit = np.flatnonzero(log_p <= np.log(level))
+    if not len(hit) or hit[0] == 0:
+        return float("nan")
+    i = hit[0]
+    t = (log_p[i - 1] - np.log(level)) / (log_p[i - 1] - log_p[i])
+    return float(10 ** (log_s[i - 1] + t * (log_s[i] - log_s[i - 1])))
+
+
+def equal_perplexity(ppl_by_run: Mapping[str, tuple[np.ndarray, np.ndarray]], n_levels: int = 5) -> pd.DataFrame:
+    """Xia et al.'s comparison of runs at equal validation perplexity: `n_levels` geometric levels strictly inside
+    the range every run passes through (below the lowest of the runs' perplexities at their first checkpoint after
+    step 0, above the highest of their minima), and the step at which each run first reaches each level
+    (`step_at_perplexity`). ppl_by_run: run -> (steps [T], perplexity [T]). Columns: perplexity, run, step; empty
+    when the runs share no range."""
+    first, low = [], []
+    for steps, ppl in ppl_by_run.values():
+        ok = np.isfinite(ppl) & (np.asarray(steps) > 0)
+        if ok.any():
+            first.append(np.asarray(ppl)[ok][0])
+            low.append(np.asarray(ppl)[ok].min())
+    if len(first) < len(ppl_by_run) or not first or max(low) >= min(first):
+        return pd.DataFrame(columns=["perplexity", "run", "step"])
+    levels = np.geomspace(min(first), max(low), n_levels + 2)[1:-1]
+    return pd.DataFrame([{"perplexity": lv, "run": r, "step": step_at_perplexity(steps, ppl, lv)}
+                         for lv in levels for r, (steps, ppl) in ppl_by_run.items()])
 
 
 def class_shares(klass_C: np.ndarray) -> dict[str, float]:
