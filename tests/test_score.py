@@ -131,7 +131,8 @@ def make_run(workdir: pathlib.Path, tok: tokenizer_lib.Tokenizer, *, style: str 
     c.data.seq_len = 64
     c.tokenizer.vocab_size = tok.vocab_size
     c.model.style = style
-    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim, c.model.max_len = 2, 32, 4, 48, 64
+    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim = 2, 32, 4, 48
+    c.model.max_len = model_kw.pop("max_len", 64)
     c.model.num_kv_heads = model_kw.pop("num_kv_heads", -1)
     c.model.tie_embeddings = model_kw.pop("tie_embeddings", True)
     c.model.dropout = 0.0

@@ -222,7 +222,7 @@ def files_hash(files: Sequence[str | os.PathLike]) -> str:
     return h.hexdigest()
 
 
-def _limited_hash(files: Sequence[pathlib.Path], limit: int) -> str:
+def limited_hash(files: Sequence[pathlib.Path], limit: int) -> str:
     digest = files_hash(files)
     return digest if not limit else hashlib.sha256(f"{digest}|limit={limit}".encode()).hexdigest()
 
@@ -250,7 +250,7 @@ def load_text(sources: Sequence[str], tok: Tokenizer, *, unit: str = "line", suf
         rows = [{"seq": s, "file": name, "line": -1, "text": ""} for s, name in enumerate(by_file)]
     if limit:
         ids, rows = ids[:limit], rows[:limit]
-    return EvalSet("text", ",".join(map(str, sources)), _limited_hash(files, limit), ids, pd.DataFrame(rows))
+    return EvalSet("text", ",".join(map(str, sources)), limited_hash(files, limit), ids, pd.DataFrame(rows))
 
 
 def load_pair_set(sources: Sequence[str], tok: Tokenizer, *, suite: str | None = None, limit: int = 0) -> EvalSet:
@@ -271,7 +271,7 @@ def load_pair_set(sources: Sequence[str], tok: Tokenizer, *, suite: str | None =
     rows = [{"seq": 2 * i + j, "pair": i, "which": which, "suite": pr.suite, "paradigm": pr.paradigm,
              "field": pr.field, "phenomenon": pr.phenomenon, "pair_id": pr.pair_id, "text": text}
             for i, pr in enumerate(pairs) for j, (which, text) in enumerate((("good", pr.good), ("bad", pr.bad)))]
-    return EvalSet("pairs", ",".join(map(str, sources)), _limited_hash(files, limit), ids, pd.DataFrame(rows))
+    return EvalSet("pairs", ",".join(map(str, sources)), limited_hash(files, limit), ids, pd.DataFrame(rows))
 
 
 def load_tokens(path: str, *, limit: int = 0) -> EvalSet:
@@ -285,7 +285,7 @@ def load_tokens(path: str, *, limit: int = 0) -> EvalSet:
     n = limit or len(sample.tokens)
     tokens, positions, offsets = sample.tokens[:n], sample.positions[:n], sample.offsets[:n]
     rows = pd.DataFrame({"seq": np.arange(tokens.shape[0]), "offset": offsets, "text": ""})
-    return EvalSet("tokens", str(path), _limited_hash([pathlib.Path(path)], limit), tokens.tolist(), rows,
+    return EvalSet("tokens", str(path), limited_hash([pathlib.Path(path)], limit), tokens.tolist(), rows,
                    tokenizer_hash=sample.meta.get("tokenizer_sha256"), positions=[p.tolist() for p in positions])
 
 

@@ -27,18 +27,20 @@ from jax.experimental import multihost_utils
 
 from babyjax import checkpoints, distributed
 from babyjax.analysis.pairs import pair_table
+from babyjax.data import babylm2025 as babylm2025_data
 from babyjax.data import evalsets
 from babyjax.data.tokenizer import Tokenizer
 from babyjax.errors import CheckpointError, InputError
 from babyjax.model import ModelConfig
 from babyjax.run import RunDir
+from babyjax.score.babylm2025 import revisions, write_checkpoint
 from babyjax.score.scorer import Scorer, scoring_mesh
 from babyjax.score.store import ScoreFolder
 from babyjax.score.packing import POLICIES, Packed, eval_windows, layout_hash, pack, token_table
 
 log = logging.getLogger("babyjax")
 
-KINDS = ("tokens", "text", "pairs")
+KINDS = ("tokens", "text", "pairs", "babylm2025")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -158,6 +160,8 @@ def _eval_set(kind: str, eval_paths: Sequence[str], run: _Run, *, suite: str | N
         return evalsets.load_text(eval_paths, tok, unit=text_unit, suffix=text_suffix, limit=limit)
     if kind == "pairs":
         return evalsets.load_pair_set(eval_paths, tok, suite=suite, limit=limit)
+    if kind == "babylm2025":
+        return babylm2025_data.load_suite(eval_paths, tok, limit=limit)
     if len(eval_paths) != 1:
         raise InputError("--kind=tokens takes exactly one token-sample file")
     ev = evalsets.load_tokens(eval_paths[0], limit=limit)
@@ -300,6 +304,20 @@ def _score_run(spec: RunSpec, todo: Sequence[Mapping[str, Any]], scorer: Scorer,
                  summary.num_tokens / max(time.time() - t0, 1e-9), extra)
 
 
+def _babylm2025_results(store: ScoreFolder, runs: Sequence[_Run], seqs: pd.DataFrame, tokens: pd.DataFrame) -> None:
+    """The pipeline's results tree (out/results/<run>/<revision>/zero_shot/causal/...) of every checkpoint scored so
+    far, and babylm2025.csv: one row per run, checkpoint, task folder and number (score/babylm2025.py)."""
+    rows = []
+    for r in runs:
+        for step, words, surprisal_T in store.table(r.spec.name).done_rows():
+            names = revisions(r.index, step)
+            for row in write_checkpoint(store.out / "results", r.spec.name, names, seqs, tokens,
+                                                   surprisal_T):
+                rows.append({"run": r.spec.name, "step": step, "words_seen": words, "revision": " ".join(names),
+                             **row})
+    pd.DataFrame(rows).to_csv(store.out / "babylm2025.csv", index=False)
+
+
 def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eval_paths: Sequence[str],
               policy: str = "eot_context", steps: Sequence[int] | None = None, words: Sequence[int] | None = None,
               seq_len: int = 0, stride: int = 0, batch_rows: int = 0, mesh_cfg: Any = None, dtype: str = "",
@@ -309,6 +327,7 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
     'tokens' (a token-sample .npz), 'text' (files or folders of `text_suffix` files) or 'pairs' (BLiMP / Zorro /
     BLiMP-supplement files or folders). seq_len 0: the first run's data.seq_len; stride 0: seq_len."""
     t_start = time.time()
+    policy = "no_context" if kind == "babylm2025" else policy  # the pipeline's rule for a tokenizer without BOS
     _check_request(kind, policy, runs, eval_paths)
     opened = _open_runs(runs)
     tok = opened[0].tokenizer
@@ -316,6 +335,9 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
     seq_len = seq_len or int(opened[0].config.data.seq_len)
     stride = stride or seq_len
     model_cfgs = _model_configs(opened, seq_len, dtype)
+    if kind == "babylm2025" and (long := sum(len(s) > seq_len for s in ev.token_ids)):
+        log.warning("%d of %d candidates are longer than the %d-token context: scored in windows (the pipeline "
+                    "cannot score them on this model)", long, len(ev.token_ids), seq_len)
     wins = eval_windows(ev, policy if kind != "tokens" else "eot_context", seq_len, stride)
     policy = "sample_context" if kind == "tokens" else policy
     tokens = _token_rows(wins, tok, ev)
@@ -343,6 +365,8 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
         key = (scorer.batch_rows, contexts)
         placed[key] = placed.get(key) or scorer.place(layouts[contexts])
         _score_run(r.spec, plan[r.spec.name], scorer, placed[key], store, pair_rows, summary)
+    if kind == "babylm2025" and store.primary:
+        _babylm2025_results(store, opened, ev.sequences, tokens)
     summary.seconds = time.time() - t_start
     return summary
 
@@ -350,7 +374,8 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
 def define_flags() -> None:
     """The absl flags of `python -m babyjax.score` (and the distributed-runtime flags)."""
     flags.DEFINE_multi_string("run", [], "name=workdir of a run to score (repeat for several runs/seeds)")
-    flags.DEFINE_enum("kind", "text", list(KINDS), "evaluation set: tokens (token-sample .npz), text, pairs")
+    flags.DEFINE_enum("kind", "text", list(KINDS), "evaluation set: tokens (token-sample .npz), text, pairs, "
+                      "babylm2025 (task folders of the BabyLM 2025 release, scored by the official pipeline's rules)")
     flags.DEFINE_multi_string("eval", [], "evaluation file or folder (repeatable)")
     flags.DEFINE_string("out", None, "output folder (created, or continued when it holds this evaluation)")
     flags.DEFINE_list("steps", [], "score only these series steps (comma-separated)")

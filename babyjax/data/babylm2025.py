@@ -1,0 +1,143 @@
+"""The BabyLM 2025 zero-shot sentence tasks in the release's own layout (github.com/babylm/evaluation-pipeline-2025,
+`evaluation_pipeline/sentence_zero_shot/read_files.py`): BLiMP filtered, the BLiMP supplement, entity tracking and
+the two wug tasks, full or fast sets. Every item is a list of candidate texts whose first is the right one (label 0),
+each with the character where its scored completion starts (docs/science.md, "BabyLM 2025 zero-shot tasks")."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from babyjax.data.evalsets import EvalSet, limited_hash
+from babyjax.data.tokenizer import Tokenizer
+from babyjax.errors import InputError
+
+# task -> (the pipeline's --task, folder names of the release: full set, fast set)
+TASKS = {"blimp": ("blimp", "blimp_filtered", "blimp_fast"),
+         "supplement": ("blimp", "supplement_filtered", "supplement_fast"),
+         "entity_tracking": ("entity_tracking", "entity_tracking", "entity_tracking_fast"),
+         "wug_adj": ("wug_adj", "wug_adj_nominalization", "wug_adj_nominalization"),
+         "wug_past": ("wug_past", "wug_past_tense", "wug_past_tense")}
+_NEEDS = {"blimp": ("sentence_good", "sentence_bad"), "supplement": ("sentence_good", "sentence_bad"),
+          "entity_tracking": ("input_prefix", "options", "numops"), "wug_adj": ("sentences", "ratio"),
+          "wug_past": ("sentences", "ratio")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One item: candidate texts (the first is right), where each one's completion starts (a character index), and
+    the pipeline's metadata: UID, field, linguistics term; `ratio`, the human preference for the first (wug)."""
+
+    task: str
+    subset: str  # the task folder's name, as in the pipeline's results path
+    uid: str
+    field: str
+    term: str
+    texts: tuple[str, ...]
+    starts: tuple[int, ...]
+    ratio: float = float("nan")
+
+
+def task_of(folder: str | os.PathLike) -> str:
+    """The task of a release folder, from its name (blimp_filtered, supplement_fast, entity_tracking, ...)."""
+    name = pathlib.Path(folder).name
+    for task, (_, full, fast) in TASKS.items():
+        if name in (full, fast):
+            return task
+    names = sorted({n for _, full, fast in TASKS.values() for n in (full, fast)})
+    raise InputError(f"unknown BabyLM 2025 task folder {str(folder)!r}: pass a folder of the release named one of "
+                     f"{', '.join(names)}")
+
+
+def _records(path: pathlib.Path, task: str) -> list[dict[str, Any]]:
+    """The JSON lines of one task file, each checked for the fields the task reads."""
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{i + 1} is not valid JSON ({e.msg})") from None
+        missing = [k for k in _NEEDS[task] if k not in row]
+        if missing:
+            raise InputError(f"{path}:{i + 1} lacks {', '.join(missing)}, which the {task} task reads: is it a file "
+                             "of the BabyLM 2025 release?")
+        rows.append(row)
+    return rows
+
+
+def _item(task: str, subset: str, stem: str, row: dict[str, Any]) -> Item:
+    """read_files.py's decode_blimp / decode_entity_tracking / decode_wug for one record."""
+    if task in ("blimp", "supplement"):
+        texts = (row["sentence_good"], row["sentence_bad"])
+        field = row.get("field", "supplement")
+        field = "syntax/semantics" if field == "syntax_semantics" else field
+        uid = row["UID"] if "field" in row else stem
+        return Item(task, subset, uid, field, row.get("linguistics_term", "supplement") if "field" in row
+                    else "supplement", texts, (0, 0))
+    if task == "entity_tracking":
+        prefix = row["input_prefix"]
+        return Item(task, subset, f"{stem}_{row['numops']}_ops", "", "", tuple(prefix + o for o in row["options"]),
+                    (len(prefix),) * len(row["options"]))
+    texts = tuple(row["sentences"].split("\t"))
+    return Item(task, subset, task, "", "", texts, (0,) * len(texts), float(row["ratio"]))
+
+
+def load_items(folder: str | os.PathLike, limit: int = 0) -> list[Item]:
+    """Every item of a task folder, files in name order, lines in file order; `limit` > 0 keeps the first items of
+    each UID (a quick run, not the pipeline's fast sets)."""
+    folder = pathlib.Path(folder)
+    task = task_of(folder)
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    if not files:
+        raise InputError(f"{folder} holds no .jsonl task files: pass a task folder of the BabyLM 2025 release")
+    items = [_item(task, folder.name, f.stem, r) for f in files for r in _records(f, task)]
+    if limit:
+        uids = pd.Series([it.uid for it in items])
+        items = [it for it, r in zip(items, uids.groupby(uids).cumcount()) if r < limit]
+    return items
+
+
+def completion_start(tok: Tokenizer, text: str, start_char: int) -> tuple[list[int], int]:
+    """(token ids of `text`, index of its first token that reaches past `start_char`): the pipeline scores the tokens
+    whose character span ends after the completion's start (its phrase mask, from the tokenizer's offsets)."""
+    try:
+        proto = tok.sp.encode(text, out_type="proto")  # sentencepiece 0.2.1+
+    except (ValueError, TypeError, RuntimeError):
+        proto = tok.sp.encode(text, out_type="immutable_proto")  # 0.2.0
+    ids = [p.id for p in proto.pieces]
+    start_byte = len(text[:start_char].encode("utf-8"))  # SentencePiece offsets count UTF-8 bytes
+    first = next((i for i, p in enumerate(proto.pieces) if p.end > start_byte), len(ids))
+    return ids, first
+
+
+def sequences(items: Sequence[Item], tok: Tokenizer) -> tuple[list[list[int]], pd.DataFrame]:
+    """One sequence per candidate: (token ids, sequences.csv rows: seq, item, cand, task, subset, uid, field, term,
+    start (first scored token), start_char (where the completion starts), ratio, text)."""
+    ids, rows = [], []
+    for i, it in enumerate(items):
+        for c, (text, start) in enumerate(zip(it.texts, it.starts)):
+            seq_ids, first = completion_start(tok, text, start)
+            rows.append({"seq": len(ids), "item": i, "cand": c, "task": it.task, "subset": it.subset, "uid": it.uid,
+                         "field": it.field, "term": it.term, "start": first, "start_char": start, "ratio": it.ratio,
+                         "text": text})
+            ids.append(seq_ids)
+    df = pd.DataFrame(rows)
+    df["ratio"] = df["ratio"].astype(np.float64)
+    return ids, df
+
+
+def load_suite(sources: Sequence[str], tok: Tokenizer, *, limit: int = 0) -> EvalSet:
+    """The task folders `sources` as one evaluation set (kind 'babylm2025'): one sequence per candidate."""
+    items, files = [], []
+    for folder in sources:
+        items += load_items(folder, limit)
+        files += sorted(pathlib.Path(folder).glob("*.jsonl"))
+    ids, rows = sequences(items, tok)
+    return EvalSet("babylm2025", ",".join(map(str, sources)), limited_hash(files, limit), ids, rows)

@@ -1,0 +1,139 @@
+"""The BabyLM 2025 zero-shot sentence tasks (`--kind babylm2025`) against a reference implementation of the official
+pipeline's causal rules (evaluation-pipeline-2025, sentence_zero_shot: read_files.py, dataset.py, compute_results.py,
+run.py) run with transformers on the exported checkpoint, on the release's own files."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import transformers
+from scipy import stats
+
+from babyjax import export, score
+from babyjax.data import babylm2025 as data
+from babyjax.errors import InputError
+from tests.test_score import make_run, train_tiny_tokenizer
+
+TASK_DIRS = ["blimp_filtered", "supplement_filtered", "entity_tracking", "wug_adj_nominalization", "wug_past_tense"]
+LIMIT = 3  # items per UID
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory, babylm_sample):
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), babylm_sample)
+
+
+# ---- the pipeline's rules, written from its code (not babyjax's) -------------------------------------------------
+def reference_items(folder: pathlib.Path) -> list[dict]:
+    """read_files.py's decode_* for the first LIMIT items of each UID, files in name order."""
+    items, seen = [], {}
+    for f in sorted(folder.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            raw = json.loads(line)
+            if "input_prefix" in raw:
+                it = {"UID": f"{f.stem}_{raw['numops']}_ops", "sentences": [raw["input_prefix"] + o for o in raw["options"]],
+                      "completions": raw["options"]}
+            elif "sentences" in raw:
+                cands = raw["sentences"].split("\t")
+                uid = "wug_adj" if folder.name.startswith("wug_adj") else "wug_past"  # decode_wug: UID = the task
+                it = {"UID": uid, "sentences": cands, "completions": cands, "ratio": float(raw["ratio"])}
+            else:
+                pair = [raw["sentence_good"], raw["sentence_bad"]]
+                field = raw.get("field", "supplement")
+                it = {"UID": raw["UID"] if "field" in raw else f.stem, "sentences": pair, "completions": pair,
+                      "field": "syntax/semantics" if field == "syntax_semantics" else field,
+                      "linguistics_term": raw.get("linguistics_term", "supplement")}
+            seen[it["UID"]] = seen.get(it["UID"], 0) + 1
+            if seen[it["UID"]] <= LIMIT:
+                items.append(it)
+    return items
+
+
+def reference_scores(model, hf_tok, sentence: str, completion: str) -> float:
+    """process_causal_sentences + compute_causal_results: offsets mask, inputs[:-1], targets[1:], log_softmax sum."""
+    out = hf_tok(sentence, return_offsets_mapping=True)
+    start_char = len(sentence) - len(completion) + out["offset_mapping"][0][0]
+    mask = torch.tensor([1.0 if end > start_char else 0.0 for _, end in out["offset_mapping"]])
+    ids = torch.tensor(out["input_ids"])[None]
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=ids[:, :-1]).logits, -1)[0]
+    return float((lp.gather(-1, ids[0, 1:, None])[:, 0] * mask[1:]).sum())
+
+
+def reference_results(model, hf_tok, folder: pathlib.Path) -> tuple[dict[str, str], float]:
+    """({item id: chosen completion}, the task's average) as run.py computes them."""
+    preds, correct, probs, ratios = {}, {}, [], []
+    counter: dict[str, int] = {}
+    for it in reference_items(folder):
+        scores = torch.tensor([reference_scores(model, hf_tok, s, c) for s, c in zip(it["sentences"], it["completions"])])
+        chosen = int(torch.max(scores[None], dim=1)[1])
+        k = counter[it["UID"]] = counter.get(it["UID"], -1) + 1
+        preds[f"{it['UID']}_{k}"] = it["completions"][chosen]
+        correct.setdefault(it["UID"], []).append(chosen == 0)
+        if "ratio" in it:
+            probs.append(float(torch.softmax(scores, 0)[0]))
+            ratios.append(it["ratio"])
+    if ratios:
+        return preds, float(stats.spearmanr(probs, ratios)[0])
+    acc = {u: 100.0 * sum(c) / len(c) for u, c in correct.items()}
+    if folder.name.startswith("entity_tracking"):
+        splits = [np.mean([a for u, a in acc.items() if u.startswith(s)]) for s in ("regular", "ambiref", "move_contents")]
+        return preds, float(np.mean(splits))
+    return preds, float(np.mean(list(acc.values())))
+
+
+# ---- the tests ---------------------------------------------------------------------------------------------------
+def test_matches_the_pipelines_rules_on_an_exported_checkpoint(tmp_path, tok, shared_data):
+    workdir = tmp_path / "run"
+    make_run(workdir, tok, steps=(0, 10), max_len=1024)
+    hf = export.export_checkpoint(workdir, 10, tmp_path / "hf")
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(hf)
+    folders = [shared_data / "babylm_eval_2025" / d for d in TASK_DIRS]
+    out = tmp_path / "scores"
+    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(f) for f in folders],
+                    steps=[10], seq_len=1024, limit=LIMIT)
+    table = pd.read_csv(out / "babylm2025.csv")
+    for folder in folders:
+        task = "blimp" if folder.name.startswith("supplement") else data.TASKS[data.task_of(folder)][0]
+        got = out / "results" / "tiny" / "main" / "zero_shot" / "causal" / task / folder.name
+        want_preds, want_avg = reference_results(model, hf_tok, folder)
+        preds = {p["id"]: p["pred"] for uid in json.loads((got / "predictions.json").read_text()).values()
+                 for p in uid["predictions"]}
+        assert preds == want_preds, folder.name  # every item's verdict
+        avg = table[(table["subset"] == folder.name) & (table["key"] == "average")]["value"].item()
+        assert avg == pytest.approx(want_avg, abs=1e-9), folder.name
+        report = (got / "best_temperature_report.txt").read_text()
+        assert report.startswith("TEMPERATURE: 1.00\n\n###") and report.endswith(f"\n{want_avg:.2f}\n\n")
+
+
+def test_reads_the_release_as_the_pipeline_does(tok, shared_data):
+    root = shared_data / "babylm_eval_2025"
+    blimp = data.load_items(root / "blimp_filtered", limit=1)
+    assert len(blimp) == 67 and {it.field for it in blimp} == {"syntax", "morphology", "semantics", "syntax/semantics"}
+    supp = data.load_items(root / "supplement_filtered", limit=1)
+    assert {it.uid for it in supp} == {"hypernym", "qa_congruence_easy", "qa_congruence_tricky",
+                                       "subject_aux_inversion", "turn_taking"} and {it.field for it in supp} == {"supplement"}
+    et = data.load_items(root / "entity_tracking", limit=1)
+    assert len(et) == 18 and all(len(it.texts) == 5 for it in et)
+    ids, first = data.completion_start(tok, et[0].texts[0], et[0].starts[0])
+    assert tok.decode(ids[first:]).strip() == et[0].texts[0][et[0].starts[0]:].strip()  # exactly the option's tokens
+    wug = data.load_items(root / "wug_past_tense")
+    assert len(wug) == 50 and all(len(it.texts) == 3 and 0 <= it.ratio <= 1 for it in wug)
+
+
+def test_bad_task_folders_are_one_clear_line(tmp_path, tok):
+    with pytest.raises(InputError, match="unknown BabyLM 2025 task folder .*blimp_filtered"):
+        data.load_items(tmp_path / "my_tasks")
+    bad = tmp_path / "blimp_filtered"
+    bad.mkdir()
+    (bad / "x.jsonl").write_text('{"sentence_good": "a b", "field": "syntax", "UID": "x"}\n')
+    with pytest.raises(InputError, match=r"x.jsonl:1 lacks sentence_bad"):
+        data.load_items(bad)
+    (bad / "x.jsonl").write_text("")
+    with pytest.raises(InputError, match="holds no"):
+        data.load_items(tmp_path / "wug_past_tense")
