@@ -96,8 +96,10 @@ def test_matches_the_pipelines_rules_on_an_exported_checkpoint(tmp_path, tok, sh
     folders = [shared_data / "babylm_eval_2025" / d for d in TASK_DIRS]
     out = tmp_path / "scores"
     score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(f) for f in folders],
-                    steps=[10], seq_len=1024, limit=LIMIT)
+                    steps=[0, 10], seq_len=1024, limit=LIMIT)
     table = pd.read_csv(out / "babylm2025.csv")
+    assert set(table["revision"]) == {"step_0", "main"}  # no words mark reached: step_<n>, and main for the last
+    table = table[table["step"] == 10]
     for folder in folders:
         task = "blimp" if folder.name.startswith("supplement") else data.TASKS[data.task_of(folder)][0]
         got = out / "results" / "tiny" / "main" / "zero_shot" / "causal" / task / folder.name
@@ -137,3 +139,25 @@ def test_bad_task_folders_are_one_clear_line(tmp_path, tok):
     (bad / "x.jsonl").write_text("")
     with pytest.raises(InputError, match="holds no"):
         data.load_items(tmp_path / "wug_past_tense")
+
+
+def test_report_section_across_training(tmp_path, tok, shared_data):
+    workdir = tmp_path / "run"
+    make_run(workdir, tok, steps=(0, 10, 20), max_len=256)
+    out = tmp_path / "scores"
+    root = shared_data / "babylm_eval_2025"
+    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", limit=2,
+                    eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense")])
+    from babyjax import analyze
+
+    assert analyze.main([str(out), "--out", str(tmp_path / "rep"), "--no-progress"]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "## BabyLM 2025 zero-shot tasks" in text and "| tiny | 20 | main |" in text
+    assert (tmp_path / "rep" / "babylm2025_tasks.png").stat().st_size > 5000
+    tree = out / "results" / "tiny"
+    assert sorted(p.name for p in tree.iterdir()) == ["main", "step_0", "step_10"]
+    # a second job continues the same output: nothing scored twice, nothing lost
+    again = score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", limit=2,
+                            eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense")])
+    assert again.already_done == 3 and not again.scored
+    assert len(pd.read_csv(out / "babylm2025.csv")["step"].unique()) == 3

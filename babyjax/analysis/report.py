@@ -12,8 +12,9 @@ from tqdm.auto import tqdm
 
 from babyjax.analysis import curves, effects, plots, predictors, regressions, words, xia
 from babyjax.analysis import pos as pos_tags
-from babyjax.analysis.sections import (equal_perplexity_section, generations_section, loss_section, md_table,
-                                       model_cost, pairs_section, references_section, study_section)
+from babyjax.analysis.sections import (babylm2025_section, equal_perplexity_section, generations_section,
+                                       loss_section, md_table, model_cost, pairs_section, references_section,
+                                       study_section)
 from babyjax.data.tokenizer import EOS_ID
 from babyjax.run import RunDir
 from babyjax.errors import InputError, MissingError
@@ -396,7 +397,8 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
     for so in tqdm(outputs, desc="score outputs", disable=not progress):
         if so.meta.get("kind") in ("tokens", "text") and so.tokens is not None and so.surprisal:
             md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress)
-    md += pairs_section(outputs, out) + equal_perplexity_section(outputs, out, notes)
+    md += pairs_section(outputs, out) + babylm2025_section(outputs, out)
+    md += equal_perplexity_section(outputs, out, notes)
     md += loss_section(rd, run_names, out, notes)
     md += generations_section(outputs, rd, run_names) + references_section()
     md += ["## Notes", ""] + ([f"- {n}" for n in dict.fromkeys(notes)] or ["- none"]) + [""]

@@ -56,6 +56,28 @@ def pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str
                  "(ties counted separately, not as correct):", "", md_table(fin)]
 
 
+def babylm2025_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str]:
+    """The BabyLM 2025 zero-shot tasks (score outputs of --kind babylm2025; their babylm2025.csv): each task's
+    average across training and at each run's last scored checkpoint."""
+    tables = [pd.read_csv(so.path / "babylm2025.csv") for so in outputs
+              if so.meta.get("kind") == "babylm2025" and (so.path / "babylm2025.csv").is_file()]
+    if not tables:
+        return []
+    avg = pd.concat(tables)
+    avg = avg[avg["block"] == "AVERAGE"]
+    xcol = "words_seen" if avg["words_seen"].gt(0).any() else "step"
+    curve = avg.groupby([xcol, "subset"], as_index=False)["value"].mean().rename(columns={xcol: "x"})
+    curve.attrs["xlabel"] = xcol.replace("_", " ")
+    f = plots.babylm2025_tasks(out / "babylm2025_tasks.png", curve)
+    last = avg[avg["step"] == avg.groupby("run")["step"].transform("max")]
+    table = last.pivot_table(index=["run", "step", "revision"], columns="subset", values="value").reset_index()
+    return ["## BabyLM 2025 zero-shot tasks (the official pipeline's rules)", "",
+            f"![BabyLM 2025 tasks]({f.name})", "", "Task averages as the pipeline reports them (accuracy in percent, "
+            "macro over UIDs; wug: Spearman rho) at each run's last scored checkpoint; every checkpoint's numbers "
+            "are in the score output's babylm2025.csv and its results/ tree (docs/science.md).", "",
+            md_table(table, "{:.2f}")]
+
+
 def _pair_accuracy(outputs: Sequence[ScoreOutput]) -> pd.DataFrame:
     """Minimal-pair accuracy per run and step, pooled over every pairs output and paradigm (ties not correct)."""
     pairs = [so.pairs for so in outputs if so.pairs is not None]
