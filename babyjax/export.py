@@ -150,6 +150,9 @@ def hf_model(params: dict, cfg: ModelConfig) -> Any:
     return model.eval()
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask")  # what a causal LM takes (GPT-2's own tokenizer says the same)
+
+
 def hf_tokenizer(tokenizer_path: str | os.PathLike, max_len: int) -> Any:
     """The run's SentencePiece model as a `PreTrainedTokenizerFast` with the same ids (no special tokens added)."""
     _, transformers = _require_peers()
@@ -168,14 +171,18 @@ def hf_tokenizer(tokenizer_path: str | os.PathLike, max_len: int) -> Any:
     tk.post_processor = None
     return transformers.PreTrainedTokenizerFast(
         tokenizer_object=tk, bos_token=EOS, eos_token=EOS, unk_token=UNK, pad_token=PAD, mask_token=MASK,
-        model_max_length=max_len, padding_side="right", clean_up_tokenization_spaces=False)
+        model_max_length=max_len, padding_side="right", clean_up_tokenization_spaces=False,
+        model_input_names=list(MODEL_INPUTS))
 
 
 def _portable_tokenizer_class(path: pathlib.Path) -> None:
     """Name the tokenizer class that transformers 4.x (the BabyLM 2025 pipeline pins 4.51.3) and 5.x both load:
-    transformers 5 writes "TokenizersBackend", which 4.x does not know ("Unrecognized processing class")."""
+    transformers 5 writes "TokenizersBackend", which 4.x does not know ("Unrecognized processing class"); and the
+    inputs it returns: without `model_input_names`, 4.x's PreTrainedTokenizerFast also returns token_type_ids,
+    which GPT-2 adds as embeddings of token 0 when a caller passes `model(**inputs)` (the pipeline's reading task)."""
     config = json.loads(path.read_text())
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["model_input_names"] = list(MODEL_INPUTS)
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
 
 

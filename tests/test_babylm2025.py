@@ -86,6 +86,46 @@ def reference_results(model, hf_tok, folder: pathlib.Path) -> tuple[dict[str, st
     return preds, float(np.mean(list(acc.values())))
 
 
+def reference_p2(model, hf_tok, sentence: str, word: str) -> float:
+    """reading/evaluation_functions.py get_p2 (causal): the word tokenized alone; further pieces decoded, appended
+    with no space, and scored by get_p on the re-tokenized sentence."""
+    def last_probs(text):
+        with torch.no_grad():
+            return torch.softmax(model(**hf_tok(text, return_tensors="pt")).logits[:, -1, :][0], -1)
+
+    target = hf_tok(word, add_special_tokens=False)["input_ids"]
+    out = [last_probs(sentence)[target[0]].item()]
+    sentence = sentence + hf_tok.decode(target[0])
+    for token in target[1:]:
+        t = hf_tok.decode(token)
+        out.append(last_probs(sentence)[hf_tok(t, add_special_tokens=False)["input_ids"][0]].item())
+        sentence = sentence + t
+    return float(np.prod(out))
+
+
+def reference_reading(model, hf_tok, csv: pathlib.Path, n: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """reading/run.py: surprisal (nats) of each word and of the previous one, and the two R² gains."""
+    import statsmodels.formula.api as smf
+
+    df = pd.read_csv(csv, dtype={"item": str}).head(n)
+    df["item"] = df["item"].fillna("None")
+    df["pred"] = [-np.log(reference_p2(model, hf_tok, r["item"], r["word"])) for _, r in df.iterrows()]
+    df["prev_pred"] = [-np.log(reference_p2(model, hf_tok, r["prev_item"], r["prev_word"]))
+                       if isinstance(r["prev_item"], str) else np.nan for _, r in df.iterrows()]
+    base = "Subtlex_log10 + length + context_length + Subtlex_log10:length + Subtlex_log10:context_length + length:context_length"
+    gains = []
+    for dv in ["RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound"]:
+        b = smf.ols(f"{dv} ~ {base}", df[[dv, "Subtlex_log10", "length", "context_length"]].dropna()).fit().rsquared
+        m = smf.ols(f"{dv} ~ {base} + pred", df[["pred", dv, "Subtlex_log10", "length", "context_length"]].dropna()).fit().rsquared
+        gains.append((m - b) / (1 - b) * 100)
+    v = ["Subtlex_log10", "length", "context_length", "prev_length", "prev_pred"]
+    spill = " + ".join(v + [f"{a}:{c}" for i, a in enumerate(v) for c in v[i + 1:]])
+    dv = "self_paced_reading_time"
+    b = smf.ols(f"{dv} ~ {spill}", df[[dv] + v].dropna()).fit().rsquared
+    m = smf.ols(f"{dv} ~ {spill} + pred", df[["pred", dv] + v].dropna()).fit().rsquared
+    return df["pred"].to_numpy(), df["prev_pred"].to_numpy(), float(np.mean(gains)), float((m - b) / (1 - b) * 100)
+
+
 # ---- the tests ---------------------------------------------------------------------------------------------------
 def test_matches_the_pipelines_rules_on_an_exported_checkpoint(tmp_path, tok, shared_data):
     workdir = tmp_path / "run"
@@ -146,18 +186,42 @@ def test_report_section_across_training(tmp_path, tok, shared_data):
     make_run(workdir, tok, steps=(0, 10, 20), max_len=256)
     out = tmp_path / "scores"
     root = shared_data / "babylm_eval_2025"
-    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", limit=2,
-                    eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense")])
+    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", limit=40,
+                    eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"),
+                                str(root / "reading")])
     from babyjax import analyze
 
     assert analyze.main([str(out), "--out", str(tmp_path / "rep"), "--no-progress"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "## BabyLM 2025 zero-shot tasks" in text and "| tiny | 20 | main |" in text
+    assert "reading: eye_tracking" in text and "reading: self_paced_reading" in text
     assert (tmp_path / "rep" / "babylm2025_tasks.png").stat().st_size > 5000
     tree = out / "results" / "tiny"
     assert sorted(p.name for p in tree.iterdir()) == ["main", "step_0", "step_10"]
     # a second job continues the same output: nothing scored twice, nothing lost
-    again = score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", limit=2,
-                            eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense")])
+    again = score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", limit=40,
+                            eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"),
+                                        str(root / "reading")])
     assert again.already_done == 3 and not again.scored
     assert len(pd.read_csv(out / "babylm2025.csv")["step"].unique()) == 3
+
+
+def test_reading_matches_the_pipelines_rules(tmp_path, tok, shared_data):
+    workdir = tmp_path / "run"
+    make_run(workdir, tok, steps=(0, 10), max_len=256)
+    hf = export.export_checkpoint(workdir, 10, tmp_path / "hf")
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(hf)
+    folder = shared_data / "babylm_eval_2025" / "reading"
+    out = tmp_path / "scores"
+    n = 250
+    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(folder)], steps=[10],
+                    seq_len=256, limit=n)
+    pred, prev, eye, spr = reference_reading(model, hf_tok, folder / "reading_data.csv", n)
+    got = out / "results" / "tiny" / "main" / "zero_shot" / "causal" / "reading"
+    rows = json.loads((got / "predictions.json").read_text())["reading"]["predictions"]
+    np.testing.assert_allclose([r["pred"] for r in rows], pred, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose([r["prev_pred"] for r in rows], prev, atol=1e-4, rtol=1e-5)  # NaN where no previous word
+    report = (got / "report.txt").read_text().splitlines()
+    assert [line.split(": ")[0] for line in report] == ["EYE TRACKING SCORE", "SELF-PACED READING SCORE"]
+    assert [float(line.split(": ")[1]) for line in report] == pytest.approx([eye, spr], abs=0.0051)  # 2 decimals

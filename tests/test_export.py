@@ -60,7 +60,11 @@ def test_exported_model_scores_like_babyjax(tmp_path, tok, babylm_sample, style,
     model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     hf_tok = transformers.AutoTokenizer.from_pretrained(out)
     # a class transformers 4.x knows too (the BabyLM 2025 pipeline pins 4.51.3; 5.x writes "TokenizersBackend")
-    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    tok_config = json.loads((out / "tokenizer_config.json").read_text())
+    assert tok_config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    # 4.x would otherwise return token_type_ids, which GPT-2 adds as embeddings (the pipeline's reading task)
+    assert tok_config["model_input_names"] == ["input_ids", "attention_mask"]
+    assert set(hf_tok("a b")) == {"input_ids", "attention_mask"}
     assert type(model).__name__ == ("GPT2LMHeadModel" if style == "gpt2" else "LlamaForCausalLM")
     assert hf_tok.bos_token_id == EOS_ID and hf_tok.eos_token_id == EOS_ID and hf_tok.pad_token_id == 0
 

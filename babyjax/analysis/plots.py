@@ -97,13 +97,13 @@ def pairs_accuracy(path: pathlib.Path, pairs: pd.DataFrame) -> pathlib.Path:
 
 def babylm2025_tasks(path: pathlib.Path, averages: pd.DataFrame) -> pathlib.Path:
     """Each BabyLM 2025 task's average (columns x, subset, value; mean over runs) across training, one panel for the
-    accuracies (percent) and one for the wug tasks' Spearman rho."""
+    accuracies (percent) and one for the wug tasks' Spearman rho and the reading task's R² gains."""
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     for subset, g in averages.groupby("subset"):
-        ax = axes[1] if subset.startswith("wug") else axes[0]
+        ax = axes[1] if subset.startswith(("wug", "reading")) else axes[0]
         g = g[g["x"] > 0].sort_values("x")
         ax.plot(g["x"], g["value"], "o-", ms=3, label=subset)
-    for ax, ylabel in zip(axes, ["accuracy (%)", "Spearman rho"]):
+    for ax, ylabel in zip(axes, ["accuracy (%)", "wug: Spearman rho; reading: R² gain (%)"]):
         ax.set(xscale="log", xlabel=averages.attrs.get("xlabel", "words seen"), ylabel=ylabel)
         ax.legend(fontsize=6)
     return _save(fig, path)

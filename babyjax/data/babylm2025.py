@@ -22,7 +22,11 @@ TASKS = {"blimp": ("blimp", "blimp_filtered", "blimp_fast"),
          "supplement": ("blimp", "supplement_filtered", "supplement_fast"),
          "entity_tracking": ("entity_tracking", "entity_tracking", "entity_tracking_fast"),
          "wug_adj": ("wug_adj", "wug_adj_nominalization", "wug_adj_nominalization"),
-         "wug_past": ("wug_past", "wug_past_tense", "wug_past_tense")}
+         "wug_past": ("wug_past", "wug_past_tense", "wug_past_tense"),
+         "reading": ("reading", "reading", "reading")}
+READING_FILE = "reading_data.csv"
+READING_COLUMNS = ("item", "word", "prev_item", "prev_word", "Subtlex_log10", "length", "context_length", "prev_length",
+                   "RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound", "self_paced_reading_time")
 _NEEDS = {"blimp": ("sentence_good", "sentence_bad"), "supplement": ("sentence_good", "sentence_bad"),
           "entity_tracking": ("input_prefix", "options", "numops"), "wug_adj": ("sentences", "ratio"),
           "wug_past": ("sentences", "ratio")}
@@ -128,16 +132,71 @@ def sequences(items: Sequence[Item], tok: Tokenizer) -> tuple[list[list[int]], p
                          "field": it.field, "term": it.term, "start": first, "start_char": start, "ratio": it.ratio,
                          "text": text})
             ids.append(seq_ids)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=["seq", "item", "cand", "task", "subset", "uid", "field", "term", "start",
+                                     "start_char", "ratio", "text"])
     df["ratio"] = df["ratio"].astype(np.float64)
     return ids, df
 
 
+def read_reading(folder: str | os.PathLike, limit: int = 0) -> pd.DataFrame:
+    """reading/reading_data.csv as the pipeline reads it (`item` as text, a missing one read as "None")."""
+    path = pathlib.Path(folder) / READING_FILE
+    if not path.is_file():
+        raise InputError(f"{path} not found: pass the release's reading folder (it holds {READING_FILE})")
+    df = pd.read_csv(path, dtype={"item": str})
+    missing = [c for c in READING_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{path} lacks the columns {', '.join(missing)}, which the reading task reads")
+    df["item"] = df["item"].fillna("None")
+    return df.head(limit) if limit else df
+
+
+def _word_queries(tok: Tokenizer, sentence: str, word: str) -> list[tuple[list[int], str]]:
+    """The pipeline's get_p2 as token queries (context ids + the one id scored): the word tokenized alone, its first
+    piece after the context; each further piece's text decoded and appended to the context (no space), and the
+    first id of that text tokenized alone scored after the re-tokenized context."""
+    target = tok.encode(word)
+    queries = [(tok.encode(sentence) + target[:1], sentence)]
+    sentence += tok.decode(target[:1])
+    for piece in target[1:]:
+        text = tok.decode([piece])
+        queries.append((tok.encode(sentence) + tok.encode(text)[:1], sentence))
+        sentence += text
+    return queries
+
+
+def reading_sequences(folder: str | os.PathLike, tok: Tokenizer, first_item: int, limit: int = 0) -> tuple[
+        list[list[int]], list[dict]]:
+    """One sequence per query of the reading task, its last token scored; an item per csv `row` and `which` (pred:
+    the word after its context, prev_pred: the previous word after its own)."""
+    df = read_reading(folder, limit)
+    ids, rows = [], []
+    for row, r in df.iterrows():
+        for k, (which, item, word) in enumerate([("pred", r["item"], r["word"]),
+                                                 ("prev_pred", r["prev_item"], r["prev_word"])]):
+            if not isinstance(item, str):
+                continue  # no previous word: prev_pred is NaN, as in the pipeline
+            for c, (q, context) in enumerate(_word_queries(tok, item, str(word))):
+                rows.append({"seq": -1, "item": first_item + 2 * row + k, "cand": c, "task": "reading",
+                             "subset": "reading", "uid": "reading", "field": "", "term": "", "start": len(q) - 1,
+                             "start_char": 0, "ratio": float("nan"), "text": f"{context}|{q[-1]}", "row": row,
+                             "which": which})
+                ids.append(q)
+    return ids, rows
+
+
 def load_suite(sources: Sequence[str], tok: Tokenizer, *, limit: int = 0) -> EvalSet:
-    """The task folders `sources` as one evaluation set (kind 'babylm2025'): one sequence per candidate."""
-    items, files = [], []
-    for folder in sources:
+    """The task folders `sources` as one evaluation set (kind 'babylm2025'): one sequence per candidate (reading:
+    per query)."""
+    items, files, reading = [], [], [s for s in sources if task_of(s) == "reading"]
+    for folder in [s for s in sources if s not in reading]:
         items += load_items(folder, limit)
         files += sorted(pathlib.Path(folder).glob("*.jsonl"))
-    ids, rows = sequences(items, tok)
-    return EvalSet("babylm2025", ",".join(map(str, sources)), limited_hash(files, limit), ids, rows)
+    ids, df = sequences(items, tok)
+    for folder in reading:
+        more_ids, more = reading_sequences(folder, tok, int(df["item"].max()) + 1 if len(df) else 0, limit)
+        files.append(pathlib.Path(folder) / READING_FILE)
+        df = pd.concat([df, pd.DataFrame(more).assign(seq=np.arange(len(ids), len(ids) + len(more_ids)))])
+        ids += more_ids
+    return EvalSet("babylm2025", ",".join(map(str, sources)), limited_hash(files, limit), ids,
+                   df.reset_index(drop=True))

@@ -19,6 +19,9 @@ from scipy import stats
 # the pipeline's intermediate checkpoints (chck_1M ... chck_9M, chck_10M ... chck_100M, chck_200M ... chck_1000M)
 MARKS = [m * 1_000_000 for m in (*range(1, 10), *range(10, 101, 10), *range(200, 1001, 100))]
 ET_SPLITS = ("regular", "ambiref", "move_contents")
+EYE_TRACKING = ("RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound")
+_BASE = ["Subtlex_log10", "length", "context_length"]
+_SPILLOVER = _BASE + ["prev_length", "prev_pred"]
 
 
 def candidate_logprobs(surprisal_T: np.ndarray, tokens: pd.DataFrame, seqs: pd.DataFrame) -> np.ndarray:
@@ -90,6 +93,39 @@ def predictions(v: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def _r2_gain(df: pd.DataFrame, dv: str, predictors: list[str]) -> float:
+    """100 x (R² with `pred` - R² without) / (1 - R² without) of OLS of dv on the predictors and all their pairwise
+    interactions (reading/run.py; each model on the rows it can use)."""
+    import statsmodels.formula.api as smf
+
+    terms = " + ".join(predictors + [f"{a}:{b}" for i, a in enumerate(predictors) for b in predictors[i + 1:]])
+    base = smf.ols(f"{dv} ~ {terms}", df[[dv] + predictors].dropna()).fit().rsquared
+    full = smf.ols(f"{dv} ~ {terms} + pred", df[["pred", dv] + predictors].dropna()).fit().rsquared
+    return float((full - base) / (1 - base) * 100)
+
+
+def reading_results(seqs: pd.DataFrame, logp: np.ndarray, data: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
+    """(data with pred and prev_pred, the surprisal in nats of each word after its context and of the previous word
+    after its own; eye-tracking score: mean R² gain over the four RT measures; self-paced reading score: R² gain
+    with the previous word's length and surprisal in the baseline), as the pipeline's reading/run.py."""
+    per = seqs.assign(logp=logp).groupby(["row", "which"])["logp"].sum()
+    df = data.copy()
+    for which in ("pred", "prev_pred"):
+        got = per.xs(which, level="which") if which in per.index.get_level_values("which") else pd.Series(dtype=float)
+        df[which] = -got.reindex(df.index).to_numpy(np.float64)
+    eye = float(np.mean([_r2_gain(df, dv, _BASE) for dv in EYE_TRACKING]))
+    return df, eye, _r2_gain(df, "self_paced_reading_time", _SPILLOVER)
+
+
+def write_reading(folder: pathlib.Path, df: pd.DataFrame, eye: float, spr: float) -> None:
+    """reading/report.txt and predictions.json as the pipeline writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.txt").write_text(f"EYE TRACKING SCORE: {eye:.2f}\nSELF-PACED READING SCORE: {spr:.2f}\n")
+    preds = [{"id": int(i), "pred": float(p), "prev_pred": float(q)}
+             for i, p, q in zip(df.index, df["pred"], df["prev_pred"])]
+    (folder / "predictions.json").write_text(json.dumps({"reading": {"predictions": preds}}))
+
+
 def revisions(index: Iterable[dict], step: int) -> list[str]:
     """The pipeline's names of a checkpoint: chck_<N>M for each words mark it is the first to reach, main for the
     series' last checkpoint, step_<step> when it has neither."""
@@ -101,11 +137,21 @@ def revisions(index: Iterable[dict], step: int) -> list[str]:
 
 
 def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.DataFrame, tokens: pd.DataFrame,
-                     surprisal_T: np.ndarray) -> list[dict[str, Any]]:
-    """The results tree of one checkpoint under root/<model>/<name>/zero_shot/causal/<task>/<subset>/ for each of
-    its names; returns the tidy rows (task, subset, block, key, value) of its numbers."""
-    v = verdicts(seqs, candidate_logprobs(surprisal_T, tokens, seqs))
+                     surprisal_T: np.ndarray, reading: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """The results tree of one checkpoint under root/<model>/<name>/zero_shot/causal/<task>/<subset>/ (reading:
+    .../causal/reading/) for each of its names; returns the tidy rows (task, subset, block, key, value)."""
+    logp = candidate_logprobs(surprisal_T, tokens, seqs)
+    read = (seqs["task"] == "reading").to_numpy()
     rows = []
+    if read.any() and reading is not None:
+        df, eye, spr = reading_results(seqs[read], logp[read], reading)
+        for name in names:
+            write_reading(root / model / name / "zero_shot" / "causal" / "reading", df, eye, spr)
+        rows += [{"task": "reading", "subset": "reading", "block": "AVERAGE", "key": k, "value": x}
+                 for k, x in (("eye_tracking", eye), ("self_paced_reading", spr))]
+    if read.all():
+        return rows
+    v = verdicts(seqs[~read], logp[~read])
     for (task, subset), g in v.groupby(["task", "subset"], sort=False):
         blocks, average = task_summary(g)
         pipeline_task = "blimp" if task == "supplement" else task

@@ -304,15 +304,18 @@ def _score_run(spec: RunSpec, todo: Sequence[Mapping[str, Any]], scorer: Scorer,
                  summary.num_tokens / max(time.time() - t0, 1e-9), extra)
 
 
-def _babylm2025_results(store: ScoreFolder, runs: Sequence[_Run], seqs: pd.DataFrame, tokens: pd.DataFrame) -> None:
+def _babylm2025_results(store: ScoreFolder, runs: Sequence[_Run], ev: evalsets.EvalSet, tokens: pd.DataFrame,
+                        limit: int) -> None:
     """The pipeline's results tree (out/results/<run>/<revision>/zero_shot/causal/...) of every checkpoint scored so
     far, and babylm2025.csv: one row per run, checkpoint, task folder and number (score/babylm2025.py)."""
-    rows = []
+    seqs, rows = ev.sequences, []
+    folder = next((f for f in ev.source.split(",") if babylm2025_data.task_of(f) == "reading"), None)
+    reading = babylm2025_data.read_reading(folder, limit) if folder else None
     for r in runs:
         for step, words, surprisal_T in store.table(r.spec.name).done_rows():
             names = revisions(r.index, step)
-            for row in write_checkpoint(store.out / "results", r.spec.name, names, seqs, tokens,
-                                                   surprisal_T):
+            for row in write_checkpoint(store.out / "results", r.spec.name, names, seqs, tokens, surprisal_T,
+                                        reading):
                 rows.append({"run": r.spec.name, "step": step, "words_seen": words, "revision": " ".join(names),
                              **row})
     pd.DataFrame(rows).to_csv(store.out / "babylm2025.csv", index=False)
@@ -366,7 +369,7 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
         placed[key] = placed.get(key) or scorer.place(layouts[contexts])
         _score_run(r.spec, plan[r.spec.name], scorer, placed[key], store, pair_rows, summary)
     if kind == "babylm2025" and store.primary:
-        _babylm2025_results(store, opened, ev.sequences, tokens)
+        _babylm2025_results(store, opened, ev, tokens, limit)
     summary.seconds = time.time() - t_start
     return summary
 
