@@ -225,3 +225,80 @@ def test_reading_matches_the_pipelines_rules(tmp_path, tok, shared_data):
     report = (got / "report.txt").read_text().splitlines()
     assert [line.split(": ")[0] for line in report] == ["EYE TRACKING SCORE", "SELF-PACED READING SCORE"]
     assert [float(line.split(": ")[1]) for line in report] == pytest.approx([eye, spr], abs=0.0051)  # 2 decimals
+
+
+def reference_fitness(results: list[dict], children: pd.DataFrame) -> float:
+    """utils.py AoAEvaluator.compute_curve_fitness, written from the pipeline's code."""
+    from scipy.optimize import curve_fit
+
+    def sig(x, a, b, c, d):
+        return a / (1 + np.exp(-b * (x - c))) + d
+
+    def fit(x, y, p0, target, **kw):
+        try:
+            a, b, c, d = curve_fit(sig, x, y, p0=p0, maxfev=1000, **kw)[0]
+        except Exception:  # noqa: BLE001
+            return None
+        return None if b <= 0 or a <= 0 or target <= d or target >= a + d else c - np.log(a / (target - d) - 1) / b
+
+    ages = np.arange(16, 31)
+    words: dict[str, tuple[list, list]] = {}
+    for r in results:
+        words.setdefault(r["target_word"], ([], []))
+        words[r["target_word"]][0].append(float(r["word_count"]))
+        words[r["target_word"]][1].append(float(r["surprisal"]))
+    pairs = []
+    for w, (steps, surp) in words.items():
+        hit = np.flatnonzero(children["word"].to_numpy() == w)
+        if not len(hit) or len(surp) < 3:
+            continue
+        props = children[[str(a) for a in ages]].to_numpy(float)[hit[0]]
+        ok = ~np.isnan(props)
+        child = fit(ages[ok], props[ok], [1.0, 0.1, ages[ok].mean(), 0.0], 0.5,
+                    bounds=([0, 0, ages[ok][0], -0.5], [2.0, 1.0, ages[ok][-1], 0.5])) if ok.sum() >= 3 else None
+        if child is None or not ages[ok][0] <= child <= ages[ok][-1]:
+            continue
+        s, neg = np.array(steps), -np.array(surp)
+        chance = np.log2(300_000)
+        thr = chance - 0.5 * (chance - np.min(-neg))
+        x = np.log10(s + 1)
+        model = fit(x, neg, [neg.max() - neg.min(), 1.0, x.mean(), neg.min()], -thr)
+        if model is not None and s[0] <= 10 ** model - 1 <= s[-1]:
+            pairs.append((model, child))
+    return float(stats.pearsonr(*zip(*pairs))[0]) if len(pairs) >= 3 else 0.0
+
+
+def test_aoa_task_matches_the_pipelines_rules(tmp_path, tok, shared_data):
+    workdir = tmp_path / "run"
+    make_run(workdir, tok, steps=(0, 10, 20, 30), max_len=1024, words_per_step=100_000.0)  # 1M, 2M, 3M words
+    folder = shared_data / "babylm_eval_2025" / "aoa"
+    out = tmp_path / "scores"
+    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(folder)], limit=2,
+                    seq_len=1024)
+    got = json.loads((out / "results" / "tiny" / "main" / "zero_shot" / "causal" / "AoA_word" / "surprisal.json").read_text())
+    assert [r["step"] for r in got["results"][:1]] == ["chck_1M"] and got["metadata"]["total_steps"] == 3
+    assert {r["step"] for r in got["results"]} == {"chck_1M", "chck_2M", "chck_3M"}  # the marks, not step 0
+    contexts = json.loads((folder / "cdi_childes.json").read_text())
+    for step, name in [(10, "chck_1M"), (30, "chck_3M")]:  # compute_surprisal_causal with transformers
+        hf = export.export_checkpoint(workdir, step, tmp_path / f"hf{step}")
+        model = transformers.AutoModelForCausalLM.from_pretrained(hf).eval()
+        hf_tok = transformers.AutoTokenizer.from_pretrained(hf)
+        mine = [r for r in got["results"] if r["step"] == name]
+        want = []
+        for word, cs in contexts.items():
+            if len(word) <= 1:
+                continue
+            for c in cs[:2]:
+                text = c["context"].strip() + " " + word.strip()
+                start = len(text) - len(word.strip())
+                enc = hf_tok(text, return_offsets_mapping=True)
+                mask = torch.tensor([float(e > start) for _, e in enc["offset_mapping"]])[1:]
+                ids = torch.tensor(enc["input_ids"])[None]
+                with torch.no_grad():
+                    lp = torch.log_softmax(model(input_ids=ids[:, :-1]).logits, -1)[0]
+                want.append(-float((lp.gather(-1, ids[0, 1:, None])[:, 0] * mask).sum()))
+        assert len(mine) == len(want) and [r["word_count"] for r in mine[:1]] == [int(name[5:-1]) * 1_000_000]
+        np.testing.assert_allclose([r["surprisal"] for r in mine], want, atol=2e-4, rtol=1e-5)
+    children = pd.read_csv(folder / "cdi_human.csv")
+    fitness = pd.read_csv(out / "babylm2025.csv").query("task == 'aoa'")["value"].item()
+    assert fitness == pytest.approx(reference_fitness(got["results"], children), abs=1e-6)

@@ -66,16 +66,18 @@ def babylm2025_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> lis
     avg = pd.concat(tables)
     avg = avg[avg["block"] == "AVERAGE"]
     avg["subset"] = np.where(avg["task"] == "reading", "reading: " + avg["key"], avg["subset"])
+    curve_rows = avg[avg["task"] != "aoa"]  # the AoA task is one number over the series
     xcol = "words_seen" if avg["words_seen"].gt(0).any() else "step"
-    curve = avg.groupby([xcol, "subset"], as_index=False)["value"].mean().rename(columns={xcol: "x"})
+    curve = curve_rows.groupby([xcol, "subset"], as_index=False)["value"].mean().rename(columns={xcol: "x"})
     curve.attrs["xlabel"] = xcol.replace("_", " ")
     f = plots.babylm2025_tasks(out / "babylm2025_tasks.png", curve)
     last = avg[avg["step"] == avg.groupby("run")["step"].transform("max")]
     table = last.pivot_table(index=["run", "step", "revision"], columns="subset", values="value").reset_index()
     return ["## BabyLM 2025 zero-shot tasks (the official pipeline's rules)", "",
             f"![BabyLM 2025 tasks]({f.name})", "", "Task averages as the pipeline reports them (accuracy in percent, "
-            "macro over UIDs; wug: Spearman rho; reading: R² gain in percent) at each run's last scored checkpoint; every checkpoint's numbers "
-            "are in the score output's babylm2025.csv and its results/ tree (docs/science.md).", "",
+            "macro over UIDs; wug: Spearman rho; reading: R² gain in percent; AoA: Pearson r with children's AoA, "
+            "over the whole series) at each run's last scored checkpoint; every checkpoint's numbers are in the "
+            "score output's babylm2025.csv and its results/ tree (docs/science.md).", "",
             md_table(table, "{:.2f}")]
 
 

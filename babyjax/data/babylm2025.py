@@ -23,7 +23,9 @@ TASKS = {"blimp": ("blimp", "blimp_filtered", "blimp_fast"),
          "entity_tracking": ("entity_tracking", "entity_tracking", "entity_tracking_fast"),
          "wug_adj": ("wug_adj", "wug_adj_nominalization", "wug_adj_nominalization"),
          "wug_past": ("wug_past", "wug_past_tense", "wug_past_tense"),
-         "reading": ("reading", "reading", "reading")}
+         "reading": ("reading", "reading", "reading"),
+         "aoa": ("AoA_word", "aoa", "aoa")}
+AOA_CONTEXTS, AOA_CHILDREN = "cdi_childes.json", "cdi_human.csv"
 READING_FILE = "reading_data.csv"
 READING_COLUMNS = ("item", "word", "prev_item", "prev_word", "Subtlex_log10", "length", "context_length", "prev_length",
                    "RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound", "self_paced_reading_time")
@@ -185,17 +187,44 @@ def reading_sequences(folder: str | os.PathLike, tok: Tokenizer, first_item: int
     return ids, rows
 
 
+def aoa_sequences(folder: str | os.PathLike, tok: Tokenizer, first_item: int, limit: int = 0) -> tuple[
+        list[list[int]], list[dict]]:
+    """The AoA task's contexts (cdi_childes.json: words longer than one character, their C4 contexts in order):
+    one sequence `context.strip() + " " + word.strip()` each, the word's tokens scored (AoA_word/evaluation_functions.py
+    compute_surprisal); `limit` > 0 keeps the first contexts of each word."""
+    path = pathlib.Path(folder) / AOA_CONTEXTS
+    if not path.is_file() or not (pathlib.Path(folder) / AOA_CHILDREN).is_file():
+        raise InputError(f"{folder} lacks {AOA_CONTEXTS} or {AOA_CHILDREN}: pass the release's aoa folder")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        contexts = {w: [c["context"] for c in cs] for w, cs in data.items() if len(w) > 1}
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError):
+        raise InputError(f"{path} is not the release's {AOA_CONTEXTS} (word -> list of {{context: ...}})") from None
+    ids, rows = [], []
+    for word, cs in contexts.items():
+        for k, context in enumerate(cs[:limit] if limit else cs):
+            prefix = context.strip() + " "
+            q, first = completion_start(tok, prefix + word.strip(), len(prefix))
+            rows.append({"seq": -1, "item": first_item + len(rows), "cand": 0, "task": "aoa", "subset": "AoA_word",
+                         "uid": word, "field": "", "term": "", "start": first, "start_char": len(prefix),
+                         "ratio": float("nan"), "text": prefix + word.strip(), "context_id": k, "context": context})
+            ids.append(q)
+    return ids, rows
+
+
 def load_suite(sources: Sequence[str], tok: Tokenizer, *, limit: int = 0) -> EvalSet:
     """The task folders `sources` as one evaluation set (kind 'babylm2025'): one sequence per candidate (reading:
     per query)."""
-    items, files, reading = [], [], [s for s in sources if task_of(s) == "reading"]
-    for folder in [s for s in sources if s not in reading]:
+    special = {"reading": (reading_sequences, [READING_FILE]), "aoa": (aoa_sequences, [AOA_CONTEXTS, AOA_CHILDREN])}
+    items, files = [], []
+    for folder in [s for s in sources if task_of(s) not in special]:
         items += load_items(folder, limit)
         files += sorted(pathlib.Path(folder).glob("*.jsonl"))
     ids, df = sequences(items, tok)
-    for folder in reading:
-        more_ids, more = reading_sequences(folder, tok, int(df["item"].max()) + 1 if len(df) else 0, limit)
-        files.append(pathlib.Path(folder) / READING_FILE)
+    for folder in [s for s in sources if task_of(s) in special]:
+        build, names = special[task_of(folder)]
+        more_ids, more = build(folder, tok, int(df["item"].max()) + 1 if len(df) else 0, limit)
+        files += [pathlib.Path(folder) / n for n in names]
         df = pd.concat([df, pd.DataFrame(more).assign(seq=np.arange(len(ids), len(ids) + len(more_ids)))])
         ids += more_ids
     return EvalSet("babylm2025", ",".join(map(str, sources)), limited_hash(files, limit), ids,

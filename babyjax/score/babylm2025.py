@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-from typing import Any, Iterable
+import warnings
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from babyjax.data import babylm2025 as data
 
 # the pipeline's intermediate checkpoints (chck_1M ... chck_9M, chck_10M ... chck_100M, chck_200M ... chck_1000M)
 MARKS = [m * 1_000_000 for m in (*range(1, 10), *range(10, 101, 10), *range(200, 1001, 100))]
@@ -126,6 +129,74 @@ def write_reading(folder: pathlib.Path, df: pd.DataFrame, eye: float, spr: float
     (folder / "predictions.json").write_text(json.dumps({"reading": {"predictions": preds}}))
 
 
+def aoa_surprisal(seqs: pd.DataFrame, tokens: pd.DataFrame, surprisal_T: np.ndarray) -> pd.DataFrame:
+    """The AoA task's rows at one checkpoint: target_word, context_id, context and surprisal (nats, the word's
+    tokens summed), in the order of cdi_childes.json."""
+    aoa = (seqs["task"] == "aoa").to_numpy()
+    logp = candidate_logprobs(surprisal_T, tokens, seqs)[aoa]
+    return seqs[aoa][["uid", "context_id", "context"]].rename(columns={"uid": "target_word"}).assign(
+        context_id=lambda d: d["context_id"].astype(int), surprisal=-logp)
+
+
+def _sigmoid_aoa(x: np.ndarray, y: np.ndarray, target: float, p0: list[float], bounds=(-np.inf, np.inf)) -> float:
+    """AoAEvaluator's fit: a / (1 + exp(-b (x - c))) + d by curve_fit (maxfev 1000); where it crosses `target`, or
+    NaN when the fit fails, a or b <= 0, or the target is outside (d, a + d)."""
+    from scipy.optimize import curve_fit
+
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # OptimizeWarning on flat curves, as the pipeline ignores it
+            (a, b, c, d), _ = curve_fit(lambda x, a, b, c, d: a / (1 + np.exp(-b * (x - c))) + d, x, y, p0=p0,
+                                        bounds=bounds, maxfev=1000)
+    except Exception:  # noqa: BLE001 - the pipeline skips a word whose fit raises anything (too few points too)
+        return float("nan")
+    if b <= 0 or a <= 0 or not d < target < a + d:
+        return float("nan")
+    return float(c - np.log(a / (target - d) - 1) / b)
+
+
+def curve_fitness(results: pd.DataFrame, children: pd.DataFrame) -> float:
+    """The AoA task's score (utils.py AoAEvaluator.compute_curve_fitness): Pearson r over words of the children's AoA
+    (months; 50% producing, fitted with bounds) and the model's (log10 words; every (word count, surprisal) point of
+    the word pooled, threshold halfway from log2(300,000), as the pipeline writes it, to the lowest surprisal); 0
+    below 3 words. results: target_word, word_count, surprisal (in checkpoint order)."""
+    ages = np.array([int(a) for a in map(str, range(16, 31)) if a in children.columns])
+    pairs = []
+    for word, g in results.dropna(subset=["surprisal"]).groupby("target_word", sort=False):
+        hit = np.flatnonzero(children["word"].to_numpy() == word)
+        if not len(hit) or len(g) < 3:
+            continue
+        props = children[[str(a) for a in ages]].to_numpy(np.float64)[hit[0]]
+        ok = ~np.isnan(props)
+        child = _sigmoid_aoa(ages[ok], props[ok], 0.5, [1.0, 0.1, ages[ok].mean(), 0.0],
+                             ([0, 0, ages[ok][0], -0.5], [2.0, 1.0, ages[ok][-1], 0.5])) if ok.sum() >= 3 else np.nan
+        if np.isnan(child) or not ages[ok][0] <= child <= ages[ok][-1]:
+            continue
+        steps, neg = g["word_count"].to_numpy(np.float64), -g["surprisal"].to_numpy(np.float64)
+        chance = np.log2(300_000)
+        x = np.log10(steps + 1)
+        model = _sigmoid_aoa(x, neg, -(chance - 0.5 * (chance + neg.max())),
+                             [neg.max() - neg.min(), 1.0, x.mean(), neg.min()])
+        if not np.isnan(model) and steps[0] <= 10 ** model - 1 <= steps[-1]:
+            pairs.append((model, child))
+    return float(stats.pearsonr(*zip(*pairs))[0]) if len(pairs) >= 3 else 0.0
+
+
+def write_aoa(folder: pathlib.Path, model: str, per_step: list[tuple[str, float, pd.DataFrame]],
+              children: pd.DataFrame) -> float:
+    """AoA_word/surprisal.json as the pipeline writes it (results ordered checkpoint, word, context) and babyjax's
+    report.txt with the curve fitness (the pipeline computes it at collation); returns the fitness."""
+    results = pd.concat([df.assign(step=name, word_count=int(count) if float(count).is_integer() else count)
+                         for name, count, df in per_step])
+    fitness = curve_fitness(results, children)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"model_name": model, "use_bos_only": False, "total_steps": len(per_step), "completed_steps": len(per_step)}
+    rows = results[["step", "word_count", "target_word", "context_id", "context", "surprisal"]].to_dict("records")
+    (folder / "surprisal.json").write_text(json.dumps({"metadata": meta, "results": rows}, indent=2))
+    (folder / "report.txt").write_text(f"CURVE FITNESS: {fitness:.2f}\n")
+    return fitness
+
+
 def revisions(index: Iterable[dict], step: int) -> list[str]:
     """The pipeline's names of a checkpoint: chck_<N>M for each words mark it is the first to reach, main for the
     series' last checkpoint, step_<step> when it has neither."""
@@ -149,9 +220,10 @@ def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.
             write_reading(root / model / name / "zero_shot" / "causal" / "reading", df, eye, spr)
         rows += [{"task": "reading", "subset": "reading", "block": "AVERAGE", "key": k, "value": x}
                  for k, x in (("eye_tracking", eye), ("self_paced_reading", spr))]
-    if read.all():
+    choice = ~(read | (seqs["task"] == "aoa").to_numpy())
+    if not choice.any():
         return rows
-    v = verdicts(seqs[~read], logp[~read])
+    v = verdicts(seqs[choice], logp[choice])
     for (task, subset), g in v.groupby(["task", "subset"], sort=False):
         blocks, average = task_summary(g)
         pipeline_task = "blimp" if task == "supplement" else task
@@ -164,3 +236,35 @@ def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.
         rows += [{"task": task, "subset": subset, "block": b, "key": k, "value": a}
                  for b, accs in blocks.items() for k, a in accs.items()]
     return rows
+
+
+def _aoa_steps(index: Sequence[dict], done: list[tuple[int, float, np.ndarray]]) -> list[tuple[str, float, int]]:
+    """(name, word count, position in `done`) of the checkpoints the AoA task uses: the pipeline's chck_<N>M ones,
+    counted at N million words; a run that reaches no mark uses every scored checkpoint at its words seen."""
+    marked = [(n, float(n[5:-1]) * 1e6, i) for i, (step, _, _) in enumerate(done)
+              for n in revisions(index, step) if n.startswith("chck_")]
+    return marked or [(f"step_{step}", words, i) for i, (step, words, _) in enumerate(done)]
+
+
+def write_results(out: pathlib.Path, runs: Sequence[tuple[str, Sequence[dict], Iterable]], ev: Any,
+                  tokens: pd.DataFrame, limit: int) -> None:
+    """The pipeline's results tree (out/results/<run>/<revision>/zero_shot/causal/...) of every checkpoint scored so
+    far, the AoA task over them, and babylm2025.csv: one row per run, checkpoint, task folder and number. runs:
+    (name, series index, done rows (step, words seen, surprisal)) each."""
+    seqs, rows = ev.sequences, []
+    folders = {data.task_of(f): f for f in ev.source.split(",")}
+    reading = data.read_reading(folders["reading"], limit) if "reading" in folders else None
+    for name, index, done_rows in runs:
+        done = list(done_rows)
+        for step, words, surprisal_T in done:
+            names = revisions(index, step)
+            rows += [{"run": name, "step": step, "words_seen": words, "revision": " ".join(names), **row}
+                     for row in write_checkpoint(out / "results", name, names, seqs, tokens, surprisal_T, reading)]
+        if "aoa" in folders and done:
+            per_step = [(n, count, aoa_surprisal(seqs, tokens, done[i][2])) for n, count, i in _aoa_steps(index, done)]
+            children = pd.read_csv(pathlib.Path(folders["aoa"]) / data.AOA_CHILDREN)
+            fitness = write_aoa(out / "results" / name / "main" / "zero_shot" / "causal" / "AoA_word", name, per_step,
+                                children)
+            rows.append({"run": name, "step": done[-1][0], "words_seen": done[-1][1], "revision": "main", "task": "aoa",
+                         "subset": "AoA_word", "block": "AVERAGE", "key": "curve_fitness", "value": fitness})
+    pd.DataFrame(rows).to_csv(out / "babylm2025.csv", index=False)

@@ -33,7 +33,7 @@ from babyjax.data.tokenizer import Tokenizer
 from babyjax.errors import CheckpointError, InputError
 from babyjax.model import ModelConfig
 from babyjax.run import RunDir
-from babyjax.score.babylm2025 import revisions, write_checkpoint
+from babyjax.score.babylm2025 import write_results
 from babyjax.score.scorer import Scorer, scoring_mesh
 from babyjax.score.store import ScoreFolder
 from babyjax.score.packing import POLICIES, Packed, eval_windows, layout_hash, pack, token_table
@@ -304,23 +304,6 @@ def _score_run(spec: RunSpec, todo: Sequence[Mapping[str, Any]], scorer: Scorer,
                  summary.num_tokens / max(time.time() - t0, 1e-9), extra)
 
 
-def _babylm2025_results(store: ScoreFolder, runs: Sequence[_Run], ev: evalsets.EvalSet, tokens: pd.DataFrame,
-                        limit: int) -> None:
-    """The pipeline's results tree (out/results/<run>/<revision>/zero_shot/causal/...) of every checkpoint scored so
-    far, and babylm2025.csv: one row per run, checkpoint, task folder and number (score/babylm2025.py)."""
-    seqs, rows = ev.sequences, []
-    folder = next((f for f in ev.source.split(",") if babylm2025_data.task_of(f) == "reading"), None)
-    reading = babylm2025_data.read_reading(folder, limit) if folder else None
-    for r in runs:
-        for step, words, surprisal_T in store.table(r.spec.name).done_rows():
-            names = revisions(r.index, step)
-            for row in write_checkpoint(store.out / "results", r.spec.name, names, seqs, tokens, surprisal_T,
-                                        reading):
-                rows.append({"run": r.spec.name, "step": step, "words_seen": words, "revision": " ".join(names),
-                             **row})
-    pd.DataFrame(rows).to_csv(store.out / "babylm2025.csv", index=False)
-
-
 def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eval_paths: Sequence[str],
               policy: str = "eot_context", steps: Sequence[int] | None = None, words: Sequence[int] | None = None,
               seq_len: int = 0, stride: int = 0, batch_rows: int = 0, mesh_cfg: Any = None, dtype: str = "",
@@ -369,7 +352,8 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
         placed[key] = placed.get(key) or scorer.place(layouts[contexts])
         _score_run(r.spec, plan[r.spec.name], scorer, placed[key], store, pair_rows, summary)
     if kind == "babylm2025" and store.primary:
-        _babylm2025_results(store, opened, ev, tokens, limit)
+        write_results(store.out, [(r.spec.name, r.index, store.table(r.spec.name).done_rows()) for r in opened],
+                      ev, tokens, limit)
     summary.seconds = time.time() - t_start
     return summary
 
