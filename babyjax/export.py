@@ -3,6 +3,7 @@
     python -m babyjax.export --workdir runs/tiny --step 600 --out hf/tiny-600
     python -m babyjax.export --workdir runs/ss --series --out hf/ss            # chck_1M/, chck_2M/, ... by words seen
     python -m babyjax.export --workdir runs/tiny --series --names steps --out hf/tiny   # step_0/, step_1/, ...
+    python -m babyjax.export --workdir runs/ss --git --out hf/ss-repo     # one git repo: branches chck_1M, ..., main
 
 The HF class follows the model's features (`hf_class_name`); the tokenizer gives the run's SentencePiece ids.
 babyjax documents start after EOS (`</s>`, id 3), so `</s>` is both `bos_token` and `eos_token` (as GPT-2's
@@ -15,6 +16,9 @@ import json
 import logging
 import os
 import pathlib
+import shutil
+import subprocess
+import tempfile
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -247,6 +251,64 @@ def export_series(workdir: str | os.PathLike, out: str | os.PathLike, *, names: 
     return done
 
 
+GITATTRIBUTES = "".join(f"*.{ext} filter=lfs diff=lfs merge=lfs -text\n" for ext in ("safetensors", "bin", "model"))
+_GIT_ENV = {"GIT_AUTHOR_NAME": "babyjax", "GIT_AUTHOR_EMAIL": "babyjax@localhost", "GIT_COMMITTER_NAME": "babyjax",
+            "GIT_COMMITTER_EMAIL": "babyjax@localhost"}
+
+
+def _git(repo: pathlib.Path, *args: str, env: dict | None = None) -> str:
+    env = {**os.environ, **_GIT_ENV, **(env or {})}
+    done = subprocess.run(["git", "--git-dir", str(repo / ".git"), *args], capture_output=True, text=True, env=env,
+                          cwd=env.get("GIT_WORK_TREE"))
+    if done.returncode:
+        raise InputError(f"git {args[0]} in {repo} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout.strip()
+
+
+def _branch_step(repo: pathlib.Path, branch: str) -> int | None:
+    """The series step a branch of an exported repository holds (its babyjax_export.json), None if it has none."""
+    try:
+        return int(json.loads(_git(repo, "show", f"{branch}:{EXPORT_INFO}"))["step"])
+    except (InputError, ValueError, KeyError):
+        return None
+
+
+def _commit_folder(repo: pathlib.Path, branch: str, folder: pathlib.Path, message: str) -> None:
+    """Point `branch` at a new root commit holding exactly the files of `folder` (plumbing: no checkout)."""
+    (folder / ".gitattributes").write_text(GITATTRIBUTES)  # the Hub keeps weights in LFS (when git-lfs is set up)
+    env = {"GIT_INDEX_FILE": str(folder.parent / "index"), "GIT_WORK_TREE": str(folder)}
+    _git(repo, "add", "-A", ".", env=env)
+    commit = _git(repo, "commit-tree", _git(repo, "write-tree", env=env), "-m", message)
+    _git(repo, "update-ref", f"refs/heads/{branch}", commit)
+
+
+def export_git(workdir: str | os.PathLike, out: str | os.PathLike, *, names: str = "words") -> dict[str, int]:
+    """The series as one git repository `out`: a branch per checkpoint (chck_<N>M or step_<n>) and `main` at the
+    series' last checkpoint, checked out; what the BabyLM 2025 pipeline's --revision_name reads once the repository
+    is pushed to the Hugging Face Hub (git push --all). Resumable: branches already holding their step are kept.
+    Returns branch -> step."""
+    _require_peers()
+    if shutil.which("git") is None:
+        raise InputError("git not found: install git to export a series as a repository")
+    out, index = pathlib.Path(out), RunDir.open(workdir).series_index()
+    chosen = {**series_names(index, names), "main": int(index[-1]["step"])}
+    if not (out / ".git").is_dir():
+        if out.exists() and any(out.iterdir()):
+            raise ExistsError(f"{out} exists and is not a git repository: choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "-q", str(out)], check=True, capture_output=True)
+        _git(out, "symbolic-ref", "HEAD", "refs/heads/main")
+    for branch, step in chosen.items():
+        if _branch_step(out, branch) == step:
+            continue
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            folder = export_checkpoint(workdir, step, pathlib.Path(tmp) / "hf")
+            _commit_folder(out, branch, folder, f"{branch}: series step {step}")
+        log.info("exported step %d -> branch %s of %s", step, branch, out)
+    subprocess.run(["git", "-C", str(out), "checkout", "-q", "-f", "main"], check=True, capture_output=True)
+    return chosen
+
+
 def main(argv: Sequence[str]) -> None:
     from absl import flags
 
@@ -255,7 +317,10 @@ def main(argv: Sequence[str]) -> None:
     if not f.workdir or not f.out:
         raise InputError("--workdir and --out are required")
     _require_peers()
-    if f.series:
+    if f.git:
+        done = export_git(f.workdir, f.out, names=f.names)
+        print(f"exported {len(done)} branches to the git repository {f.out}: {', '.join(done)}")
+    elif f.series:
         done = export_series(f.workdir, f.out, names=f.names, overwrite=f.overwrite)
         print(f"exported {len(done)} checkpoints to {f.out}: {', '.join(done)}")
     else:
@@ -274,4 +339,6 @@ if __name__ == "__main__":
     _flags.DEFINE_bool("series", False, "export the whole series into <out>/<name>/")
     _flags.DEFINE_enum("names", "words", ["words", "steps"], "--series folder names: chck_<N>M or step_<n>")
     _flags.DEFINE_bool("overwrite", False, "replace existing folders")
+    _flags.DEFINE_bool("git", False, "export the series as one git repository, a branch per checkpoint and main at "
+                       "the last (push it to the Hugging Face Hub for the BabyLM 2025 pipeline's --revision_name)")
     cli.run_absl(main)

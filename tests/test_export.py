@@ -14,7 +14,7 @@ import torch
 import transformers
 from minicons import scorer as minicons_scorer
 
-from babyjax import checkpoints, export, score
+from babyjax import checkpoints, errors, export, score
 from babyjax.data.tokenizer import EOS_ID
 from tests.test_score import ROOT, make_run, mesh_of, tiny_model_cfg, train_tiny_tokenizer
 
@@ -136,3 +136,29 @@ def test_hf_class_follows_the_model_features():
     neither = types.SimpleNamespace(position="rope", norm="layernorm", mlp="gelu", biases=True, attention="mha")
     with pytest.raises(ValueError, match="no Hugging Face class has position=rope"):
         export.hf_class_name(neither)
+
+
+def test_series_as_one_git_repository_with_a_branch_per_checkpoint(tmp_path, tok, babylm_sample):
+    workdir = tmp_path / "run"
+    cfg = make_run(workdir, tok, steps=(0, 10, 20, 30), words_per_step=100_000.0)  # 0, 1M, 2M, 3M words
+    repo = tmp_path / "repo"
+    branches = export.export_git(workdir, repo)
+    assert branches == {"chck_1M": 10, "chck_2M": 20, "chck_3M": 30, "main": 30}
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True,  # noqa: E731
+                                    check=True).stdout
+    assert set(git("branch", "--format=%(refname:short)").split()) == set(branches)
+    assert json.loads(git("show", f"chck_2M:{export.EXPORT_INFO}"))["step"] == 20
+    assert "safetensors filter=lfs" in git("show", "chck_1M:.gitattributes")
+    # a branch as the Hub serves it (git archive), loaded by transformers, scores like babyjax at that step
+    folder = tmp_path / "chck_2M"
+    folder.mkdir()
+    subprocess.run(f"git -C {repo} archive chck_2M | tar -x -C {folder}", shell=True, check=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = [tok.encode(t) for t in _sentences(babylm_sample, 3)]
+    for g, w in zip(_hf_logprobs(model, ids), _babyjax_logprobs(workdir, cfg, 20, ids)):
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
+    assert json.loads((repo / export.EXPORT_INFO).read_text())["step"] == 30  # main is checked out
+    heads = git("for-each-ref", "--format=%(objectname)")
+    assert export.export_git(workdir, repo) == branches and git("for-each-ref", "--format=%(objectname)") == heads
+    with pytest.raises(errors.ExistsError, match="not a git repository"):
+        export.export_git(workdir, tmp_path / "run")
