@@ -62,18 +62,20 @@ def task_summary(v: pd.DataFrame) -> tuple[dict[str, dict[str, float]], float]:
     if task.startswith("wug"):
         rho = float(stats.spearmanr(v["prob0"], v["ratio"])[0])
         return {"UID": {"avg": rho}}, rho
-    pct = lambda key: {k: 100.0 * g.mean() for k, g in v.groupby(key, sort=False)["correct"]}  # noqa: E731
+    pct = lambda key: {k: 100.0 * int(g.sum()) / len(g)  # noqa: E731  (run.py's 100.0 * correct / total, bit for bit)
+                       for k, g in v.groupby(key, sort=False)["correct"]}
     blocks = {"UID": pct("uid")} if task == "entity_tracking" else \
         {"FIELD": pct("field"), "UID": pct("uid"), "LINGUISTICS_TERM": pct("term")}
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731  (run.py's arithmetic; the order of UIDs: file names)
     if task != "entity_tracking":
-        return blocks, float(np.mean(list(blocks["UID"].values())))
+        return blocks, mean(list(blocks["UID"].values()))
     splits = {}
     for split in ET_SPLITS:
         accs = [a for k, a in blocks["UID"].items() if k.startswith(split)]
         if accs:
-            splits[split] = float(np.mean(accs))
+            splits[split] = mean(accs)
     blocks["UID"].update(splits)
-    return blocks, float(np.mean(list(splits.values())))
+    return blocks, mean(list(splits.values()))
 
 
 def report_text(task: str, blocks: dict[str, dict[str, float]], average: float) -> str:
