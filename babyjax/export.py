@@ -257,11 +257,13 @@ _GIT_ENV = {"GIT_AUTHOR_NAME": "babyjax", "GIT_AUTHOR_EMAIL": "babyjax@localhost
 
 
 def _git(repo: pathlib.Path, *args: str, env: dict | None = None) -> str:
-    env = {**os.environ, **_GIT_ENV, **(env or {})}
-    done = subprocess.run(["git", "--git-dir", str(repo / ".git"), *args], capture_output=True, text=True, env=env,
-                          cwd=env.get("GIT_WORK_TREE"))
+    clean = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
+    env = {**clean, **_GIT_ENV, **(env or {})}
+    done = subprocess.run(["git", "--git-dir", str(repo.resolve() / ".git"), *args], capture_output=True, text=True,
+                          env=env, cwd=env.get("GIT_WORK_TREE"))
     if done.returncode:
-        raise InputError(f"git {args[0]} in {repo} failed: {done.stderr.strip().splitlines()[-1:]}")
+        why = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise InputError(f"git {args[0]} in {repo} failed: {why}")
     return done.stdout.strip()
 
 
@@ -276,7 +278,7 @@ def _branch_step(repo: pathlib.Path, branch: str) -> int | None:
 def _commit_folder(repo: pathlib.Path, branch: str, folder: pathlib.Path, message: str) -> None:
     """Point `branch` at a new root commit holding exactly the files of `folder` (plumbing: no checkout)."""
     (folder / ".gitattributes").write_text(GITATTRIBUTES)  # the Hub keeps weights in LFS (when git-lfs is set up)
-    env = {"GIT_INDEX_FILE": str(folder.parent / "index"), "GIT_WORK_TREE": str(folder)}
+    env = {"GIT_INDEX_FILE": str(folder.parent.resolve() / "index"), "GIT_WORK_TREE": str(folder.resolve())}
     _git(repo, "add", "-A", ".", env=env)
     commit = _git(repo, "commit-tree", _git(repo, "write-tree", env=env), "-m", message)
     _git(repo, "update-ref", f"refs/heads/{branch}", commit)
@@ -290,13 +292,14 @@ def export_git(workdir: str | os.PathLike, out: str | os.PathLike, *, names: str
     _require_peers()
     if shutil.which("git") is None:
         raise InputError("git not found: install git to export a series as a repository")
-    out, index = pathlib.Path(out), RunDir.open(workdir).series_index()
+    out, index = pathlib.Path(out).resolve(), RunDir.open(workdir).series_index()
     chosen = {**series_names(index, names), "main": int(index[-1]["step"])}
     if not (out / ".git").is_dir():
         if out.exists() and any(out.iterdir()):
             raise ExistsError(f"{out} exists and is not a git repository: choose another --out")
         out.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "init", "-q", str(out)], check=True, capture_output=True)
+        subprocess.run(["git", "init", "-q", str(out)], check=True, capture_output=True,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")})
         _git(out, "symbolic-ref", "HEAD", "refs/heads/main")
     for branch, step in chosen.items():
         if _branch_step(out, branch) == step:
@@ -305,7 +308,8 @@ def export_git(workdir: str | os.PathLike, out: str | os.PathLike, *, names: str
             folder = export_checkpoint(workdir, step, pathlib.Path(tmp) / "hf")
             _commit_folder(out, branch, folder, f"{branch}: series step {step}")
         log.info("exported step %d -> branch %s of %s", step, branch, out)
-    subprocess.run(["git", "-C", str(out), "checkout", "-q", "-f", "main"], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(out), "checkout", "-q", "-f", "main"], check=True, capture_output=True,
+                   env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")})
     return chosen
 
 

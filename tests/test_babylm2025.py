@@ -193,7 +193,7 @@ def test_report_section_across_training(tmp_path, tok, shared_data):
 
     assert analyze.main([str(out), "--out", str(tmp_path / "rep"), "--no-progress"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
-    assert "## BabyLM 2025 zero-shot tasks" in text and "| tiny | 20 | main |" in text
+    assert "## BabyLM 2025 zero-shot tasks" in text and "| tiny | 20 |" in text
     assert "reading: eye_tracking" in text and "reading: self_paced_reading" in text
     assert (tmp_path / "rep" / "babylm2025_tasks.png").stat().st_size > 5000
     tree = out / "results" / "tiny"
@@ -204,6 +204,13 @@ def test_report_section_across_training(tmp_path, tok, shared_data):
                                         str(root / "reading")])
     assert again.already_done == 3 and not again.scored
     assert len(pd.read_csv(out / "babylm2025.csv")["step"].unique()) == 3
+    # another run scored into the same folder later: the first run's rows stay in babylm2025.csv
+    make_run(tmp_path / "run2", tok, steps=(0, 10), max_len=256, seed=1)
+    score.score_job([score.RunSpec("other", tmp_path / "run2")], out, kind="babylm2025", limit=40,
+                    eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"),
+                                str(root / "reading")])
+    table = pd.read_csv(out / "babylm2025.csv")
+    assert table.groupby("run")["step"].nunique().to_dict() == {"other": 2, "tiny": 3}
 
 
 def test_reading_matches_the_pipelines_rules(tmp_path, tok, shared_data):

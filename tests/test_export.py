@@ -162,3 +162,12 @@ def test_series_as_one_git_repository_with_a_branch_per_checkpoint(tmp_path, tok
     assert export.export_git(workdir, repo) == branches and git("for-each-ref", "--format=%(objectname)") == heads
     with pytest.raises(errors.ExistsError, match="not a git repository"):
         export.export_git(workdir, tmp_path / "run")
+
+
+def test_git_export_to_a_relative_folder(tmp_path, tok, monkeypatch):
+    workdir = tmp_path / "run"
+    make_run(workdir, tok, steps=(0, 10))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))  # a user's git environment does not leak in
+    assert export.export_git(workdir, "hf/repo", names="steps") == {"step_0": 0, "step_10": 10, "main": 10}
+    assert json.loads((tmp_path / "hf" / "repo" / export.EXPORT_INFO).read_text())["step"] == 10

@@ -96,13 +96,17 @@ def pairs_accuracy(path: pathlib.Path, pairs: pd.DataFrame) -> pathlib.Path:
 
 
 def babylm2025_tasks(path: pathlib.Path, averages: pd.DataFrame) -> pathlib.Path:
-    """Each BabyLM 2025 task's average (columns x, subset, value; mean over runs) across training, one panel for the
-    accuracies (percent) and one for the wug tasks' Spearman rho and the reading task's R² gains."""
+    """Each BabyLM 2025 task's average (columns run, x, subset, value) across training, a line per run and task
+    (one style per run), one panel for the accuracies (percent) and one for the wug tasks' Spearman rho and the
+    reading task's R² gains."""
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-    for subset, g in averages.groupby("subset"):
+    styles = dict(zip(sorted(averages["run"].unique()), ["o-", "s--", "^:", "d-."] * 8))
+    colors = {s: f"C{i % 10}" for i, s in enumerate(sorted(averages["subset"].unique()))}
+    for (run, subset), g in averages.groupby(["run", "subset"]):
         ax = axes[1] if subset.startswith(("wug", "reading")) else axes[0]
         g = g[g["x"] > 0].sort_values("x")
-        ax.plot(g["x"], g["value"], "o-", ms=3, label=subset)
+        label = subset if len(styles) == 1 else f"{run}: {subset}"
+        ax.plot(g["x"], g["value"], styles[run], ms=3, color=colors[subset], label=label)
     for ax, ylabel in zip(axes, ["accuracy (%)", "wug: Spearman rho; reading: R² gain (%)"]):
         ax.set(xscale="log", xlabel=averages.attrs.get("xlabel", "words seen"), ylabel=ylabel)
         ax.legend(fontsize=6)

@@ -59,20 +59,19 @@ def pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str
 def babylm2025_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str]:
     """The BabyLM 2025 zero-shot tasks (score outputs of --kind babylm2025; their babylm2025.csv): each task's
     average across training and at each run's last scored checkpoint."""
-    tables = [pd.read_csv(so.path / "babylm2025.csv") for so in outputs
-              if so.meta.get("kind") == "babylm2025" and (so.path / "babylm2025.csv").is_file()]
-    if not tables:
+    tables = [pd.read_csv(so.path / "babylm2025.csv") for so in outputs if so.meta.get("kind") == "babylm2025"
+              and (so.path / "babylm2025.csv").is_file() and (so.path / "babylm2025.csv").stat().st_size > 1]
+    avg = pd.concat(tables) if tables else pd.DataFrame()
+    avg = avg[avg["block"] == "AVERAGE"] if len(avg) else avg
+    if not len(avg):
         return []
-    avg = pd.concat(tables)
-    avg = avg[avg["block"] == "AVERAGE"]
     avg["subset"] = np.where(avg["task"] == "reading", "reading: " + avg["key"], avg["subset"])
-    curve_rows = avg[avg["task"] != "aoa"]  # the AoA task is one number over the series
     xcol = "words_seen" if avg["words_seen"].gt(0).any() else "step"
-    curve = curve_rows.groupby([xcol, "subset"], as_index=False)["value"].mean().rename(columns={xcol: "x"})
+    curve = avg[avg["task"] != "aoa"].rename(columns={xcol: "x"})  # the AoA task is one number over the series
     curve.attrs["xlabel"] = xcol.replace("_", " ")
     f = plots.babylm2025_tasks(out / "babylm2025_tasks.png", curve)
     last = avg[avg["step"] == avg.groupby("run")["step"].transform("max")]
-    table = last.pivot_table(index=["run", "step", "revision"], columns="subset", values="value").reset_index()
+    table = last.pivot_table(index=["run", "step"], columns="subset", values="value").reset_index()
     return ["## BabyLM 2025 zero-shot tasks (the official pipeline's rules)", "",
             f"![BabyLM 2025 tasks]({f.name})", "", "Task averages as the pipeline reports them (accuracy in percent, "
             "macro over UIDs; wug: Spearman rho; reading: R² gain in percent; AoA: Pearson r with children's AoA, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import warnings
 from typing import Any, Iterable, Sequence
@@ -18,10 +19,12 @@ import pandas as pd
 from scipy import stats
 
 from babyjax.data import babylm2025 as data
+from babyjax.errors import InputError
 
 # the pipeline's intermediate checkpoints (chck_1M ... chck_9M, chck_10M ... chck_100M, chck_200M ... chck_1000M)
 MARKS = [m * 1_000_000 for m in (*range(1, 10), *range(10, 101, 10), *range(200, 1001, 100))]
 ET_SPLITS = ("regular", "ambiref", "move_contents")
+TABLE_COLUMNS = ["run", "step", "words_seen", "revision", "task", "subset", "block", "key", "value"]
 EYE_TRACKING = ("RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound")
 _BASE = ["Subtlex_log10", "length", "context_length"]
 _SPILLOVER = _BASE + ["prev_length", "prev_pred"]
@@ -74,6 +77,9 @@ def task_summary(v: pd.DataFrame) -> tuple[dict[str, dict[str, float]], float]:
         accs = [a for k, a in blocks["UID"].items() if k.startswith(split)]
         if accs:
             splits[split] = mean(accs)
+    if not splits:
+        raise InputError(f"entity tracking folder {v['subset'].iloc[0]!r} holds none of the release's files "
+                         f"({', '.join(ET_SPLITS)}.jsonl): the pipeline averages over those splits")
     blocks["UID"].update(splits)
     return blocks, mean(list(splits.values()))
 
@@ -267,6 +273,18 @@ def write_results(out: pathlib.Path, runs: Sequence[tuple[str, Sequence[dict], I
             children = pd.read_csv(pathlib.Path(folders["aoa"]) / data.AOA_CHILDREN)
             fitness = write_aoa(out / "results" / name / "main" / "zero_shot" / "causal" / "AoA_word", name, per_step,
                                 children)
-            rows.append({"run": name, "step": done[-1][0], "words_seen": done[-1][1], "revision": "main", "task": "aoa",
-                         "subset": "AoA_word", "block": "AVERAGE", "key": "curve_fitness", "value": fitness})
-    pd.DataFrame(rows).to_csv(out / "babylm2025.csv", index=False)
+            rows.append({"run": name, "step": done[-1][0], "words_seen": done[-1][1],
+                         "revision": " ".join(revisions(index, done[-1][0])), "task": "aoa", "subset": "AoA_word",
+                         "block": "AVERAGE", "key": "curve_fitness", "value": fitness})
+    _write_table(out / "babylm2025.csv", pd.DataFrame(rows, columns=TABLE_COLUMNS), [name for name, _, _ in runs])
+
+
+def _write_table(path: pathlib.Path, table: pd.DataFrame, runs: list[str]) -> None:
+    """babylm2025.csv: the rows of `runs` replaced, those of runs scored into the folder by earlier jobs kept;
+    written beside and renamed into place."""
+    if path.is_file() and path.stat().st_size:
+        old = pd.read_csv(path)
+        table = pd.concat([old[~old["run"].astype(str).isin(runs)], table]) if len(old) else table
+    tmp = path.with_suffix(".csv.tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
