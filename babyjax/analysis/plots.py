@@ -5,6 +5,7 @@ import pathlib
 from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -107,8 +108,9 @@ def babylm2025_tasks(path: pathlib.Path, averages: pd.DataFrame) -> pathlib.Path
         g = g[g["x"] > 0].sort_values("x")
         label = subset if len(styles) == 1 else f"{run}: {subset}"
         ax.plot(g["x"], g["value"], styles[run], ms=3, color=colors[subset], label=label)
-    for ax, ylabel in zip(axes, ["accuracy (%)", "wug: Spearman rho; reading: R² gain (%)"]):
+    for ax, ylabel in zip(axes, ["accuracy (%)", "rho (wug), R² gain % (reading)"]):
         ax.set(xscale="log", xlabel=averages.attrs.get("xlabel", "words seen"), ylabel=ylabel)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on a short range
         ax.legend(fontsize=6)
     return _save(fig, path)
 
