@@ -53,10 +53,11 @@ def reference_items(folder: pathlib.Path) -> list[dict]:
     return items
 
 
-def reference_scores(model, hf_tok, sentence: str, completion: str) -> float:
-    """process_causal_sentences + compute_causal_results: offsets mask, inputs[:-1], targets[1:], log_softmax sum."""
+def reference_scores(model, hf_tok, sentence: str, completion: str, first_offset: bool = True) -> float:
+    """process_causal_sentences + compute_causal_results: offsets mask, inputs[:-1], targets[1:], log_softmax sum
+    (the AoA task's process_causal_input: the same without adding the first token's offset to the start)."""
     out = hf_tok(sentence, return_offsets_mapping=True)
-    start_char = len(sentence) - len(completion) + out["offset_mapping"][0][0]
+    start_char = len(sentence) - len(completion) + (out["offset_mapping"][0][0] if first_offset else 0)
     mask = torch.tensor([1.0 if end > start_char else 0.0 for _, end in out["offset_mapping"]])
     ids = torch.tensor(out["input_ids"])[None]
     with torch.no_grad():
@@ -297,13 +298,7 @@ def test_aoa_task_matches_the_pipelines_rules(tmp_path, tok, shared_data):
                 continue
             for c in cs[:2]:
                 text = c["context"].strip() + " " + word.strip()
-                start = len(text) - len(word.strip())
-                enc = hf_tok(text, return_offsets_mapping=True)
-                mask = torch.tensor([float(e > start) for _, e in enc["offset_mapping"]])[1:]
-                ids = torch.tensor(enc["input_ids"])[None]
-                with torch.no_grad():
-                    lp = torch.log_softmax(model(input_ids=ids[:, :-1]).logits, -1)[0]
-                want.append(-float((lp.gather(-1, ids[0, 1:, None])[:, 0] * mask).sum()))
+                want.append(-reference_scores(model, hf_tok, text, word.strip(), first_offset=False))
         assert len(mine) == len(want) and [r["word_count"] for r in mine[:1]] == [int(name[5:-1]) * 1_000_000]
         np.testing.assert_allclose([r["surprisal"] for r in mine], want, atol=2e-4, rtol=1e-5)
     children = pd.read_csv(folder / "cdi_human.csv")

@@ -115,16 +115,17 @@ def _r2_gain(df: pd.DataFrame, dv: str, predictors: list[str]) -> float:
     return float((full - base) / (1 - base) * 100)
 
 
-def reading_results(seqs: pd.DataFrame, logp: np.ndarray, data: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
-    """(data with pred and prev_pred, the surprisal in nats of each word after its context and of the previous word
+def reading_results(seqs: pd.DataFrame, logp: np.ndarray, table: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
+    """(table with pred and prev_pred, the surprisal in nats of each word after its context and of the previous word
     after its own; eye-tracking score: mean R² gain over the four RT measures; self-paced reading score: R² gain
     with the previous word's length and surprisal in the baseline), as the pipeline's reading/run.py."""
     per = seqs.assign(logp=logp).groupby(["row", "which"])["logp"].sum()
-    df = data.copy()
+    df = table.copy()
     for which in ("pred", "prev_pred"):
         got = per.xs(which, level="which") if which in per.index.get_level_values("which") else pd.Series(dtype=float)
         df[which] = -got.reindex(df.index).to_numpy(np.float64)
-    eye = float(np.mean([_r2_gain(df, dv, _BASE) for dv in EYE_TRACKING]))
+    gains = [_r2_gain(df, dv, _BASE) for dv in EYE_TRACKING]
+    eye = sum(gains) / len(gains)  # run.py's arithmetic
     return df, eye, _r2_gain(df, "self_paced_reading_time", _SPILLOVER)
 
 
@@ -137,13 +138,12 @@ def write_reading(folder: pathlib.Path, df: pd.DataFrame, eye: float, spr: float
     (folder / "predictions.json").write_text(json.dumps({"reading": {"predictions": preds}}))
 
 
-def aoa_surprisal(seqs: pd.DataFrame, tokens: pd.DataFrame, surprisal_T: np.ndarray) -> pd.DataFrame:
-    """The AoA task's rows at one checkpoint: target_word, context_id, context and surprisal (nats, the word's
-    tokens summed), in the order of cdi_childes.json."""
+def aoa_surprisal(seqs: pd.DataFrame, logp: np.ndarray) -> pd.DataFrame:
+    """The AoA task's rows at one checkpoint (logp: `candidate_logprobs`): target_word, context_id, context and
+    surprisal (nats, the word's tokens summed), in the order of cdi_childes.json."""
     aoa = (seqs["task"] == "aoa").to_numpy()
-    logp = candidate_logprobs(surprisal_T, tokens, seqs)[aoa]
     return seqs[aoa][["uid", "context_id", "context"]].rename(columns={"uid": "target_word"}).assign(
-        context_id=lambda d: d["context_id"].astype(int), surprisal=-logp)
+        context_id=lambda d: d["context_id"].astype(int), surprisal=-logp[aoa])
 
 
 def _sigmoid_aoa(x: np.ndarray, y: np.ndarray, target: float, p0: list[float], bounds=(-np.inf, np.inf)) -> float:
@@ -215,11 +215,11 @@ def revisions(index: Iterable[dict], step: int) -> list[str]:
     return names or [f"step_{step}"]
 
 
-def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.DataFrame, tokens: pd.DataFrame,
-                     surprisal_T: np.ndarray, reading: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    """The results tree of one checkpoint under root/<model>/<name>/zero_shot/causal/<task>/<subset>/ (reading:
-    .../causal/reading/) for each of its names; returns the tidy rows (task, subset, block, key, value)."""
-    logp = candidate_logprobs(surprisal_T, tokens, seqs)
+def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.DataFrame, logp: np.ndarray,
+                     reading: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """The results tree of one checkpoint (logp: `candidate_logprobs`) under root/<model>/<name>/zero_shot/causal/
+    <task>/<subset>/ (reading: .../causal/reading/) for each of its names; returns the tidy rows (task, subset,
+    block, key, value)."""
     read = (seqs["task"] == "reading").to_numpy()
     rows = []
     if read.any() and reading is not None:
@@ -264,12 +264,13 @@ def write_results(out: pathlib.Path, runs: Sequence[tuple[str, Sequence[dict], I
     reading = data.read_reading(folders["reading"], limit) if "reading" in folders else None
     for name, index, done_rows in runs:
         done = list(done_rows)
-        for step, words, surprisal_T in done:
+        logps = [candidate_logprobs(surprisal_T, tokens, seqs) for _, _, surprisal_T in done]
+        for (step, words, _), logp in zip(done, logps):
             names = revisions(index, step)
             rows += [{"run": name, "step": step, "words_seen": words, "revision": " ".join(names), **row}
-                     for row in write_checkpoint(out / "results", name, names, seqs, tokens, surprisal_T, reading)]
+                     for row in write_checkpoint(out / "results", name, names, seqs, logp, reading)]
         if "aoa" in folders and done:
-            per_step = [(n, count, aoa_surprisal(seqs, tokens, done[i][2])) for n, count, i in _aoa_steps(index, done)]
+            per_step = [(n, count, aoa_surprisal(seqs, logps[i])) for n, count, i in _aoa_steps(index, done)]
             children = pd.read_csv(pathlib.Path(folders["aoa"]) / data.AOA_CHILDREN)
             fitness = write_aoa(out / "results" / name / "main" / "zero_shot" / "causal" / "AoA_word", name, per_step,
                                 children)
