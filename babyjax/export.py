@@ -256,9 +256,13 @@ _GIT_ENV = {"GIT_AUTHOR_NAME": "babyjax", "GIT_AUTHOR_EMAIL": "babyjax@localhost
             "GIT_COMMITTER_EMAIL": "babyjax@localhost"}
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment without the user's GIT_* variables (a GIT_DIR set in a shell must not redirect the export)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+
 def _git(repo: pathlib.Path, *args: str, env: dict | None = None) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
-    env = {**clean, **_GIT_ENV, **(env or {})}
+    env = {**_clean_env(), **_GIT_ENV, **(env or {})}
     done = subprocess.run(["git", "--git-dir", str(repo.resolve() / ".git"), *args], capture_output=True, text=True,
                           env=env, cwd=env.get("GIT_WORK_TREE"))
     if done.returncode:
@@ -275,13 +279,12 @@ def _branch_step(repo: pathlib.Path, branch: str) -> int | None:
         return None
 
 
-def _commit_folder(repo: pathlib.Path, branch: str, folder: pathlib.Path, message: str) -> None:
-    """Point `branch` at a new root commit holding exactly the files of `folder` (plumbing: no checkout)."""
+def _commit_folder(repo: pathlib.Path, folder: pathlib.Path, message: str) -> str:
+    """A new root commit holding exactly the files of `folder` (plumbing: no checkout); returns its id."""
     (folder / ".gitattributes").write_text(GITATTRIBUTES)  # the Hub keeps weights in LFS (when git-lfs is set up)
     env = {"GIT_INDEX_FILE": str(folder.parent.resolve() / "index"), "GIT_WORK_TREE": str(folder.resolve())}
     _git(repo, "add", "-A", ".", env=env)
-    commit = _git(repo, "commit-tree", _git(repo, "write-tree", env=env), "-m", message)
-    _git(repo, "update-ref", f"refs/heads/{branch}", commit)
+    return _git(repo, "commit-tree", _git(repo, "write-tree", env=env), "-m", message)
 
 
 def export_git(workdir: str | os.PathLike, out: str | os.PathLike, *, names: str = "words") -> dict[str, int]:
@@ -298,18 +301,19 @@ def export_git(workdir: str | os.PathLike, out: str | os.PathLike, *, names: str
         if out.exists() and any(out.iterdir()):
             raise ExistsError(f"{out} exists and is not a git repository: choose another --out")
         out.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "init", "-q", str(out)], check=True, capture_output=True,
-                       env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")})
+        subprocess.run(["git", "init", "-q", str(out)], check=True, capture_output=True, env=_clean_env())
         _git(out, "symbolic-ref", "HEAD", "refs/heads/main")
+    commits = {step: _git(out, "rev-parse", branch) for branch, step in chosen.items()
+               if _branch_step(out, branch) == step}  # kept from an earlier export
     for branch, step in chosen.items():
-        if _branch_step(out, branch) == step:
-            continue
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            folder = export_checkpoint(workdir, step, pathlib.Path(tmp) / "hf")
-            _commit_folder(out, branch, folder, f"{branch}: series step {step}")
-        log.info("exported step %d -> branch %s of %s", step, branch, out)
+        if step not in commits:  # each step exported once, main shares its last checkpoint's commit
+            with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+                folder = export_checkpoint(workdir, step, pathlib.Path(tmp) / "hf")
+                commits[step] = _commit_folder(out, folder, f"series step {step}")
+            log.info("exported step %d -> branch %s of %s", step, branch, out)
+        _git(out, "update-ref", f"refs/heads/{branch}", commits[step])
     subprocess.run(["git", "-C", str(out), "checkout", "-q", "-f", "main"], check=True, capture_output=True,
-                   env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")})
+                   env=_clean_env())
     return chosen
 
 

@@ -147,6 +147,7 @@ def test_series_as_one_git_repository_with_a_branch_per_checkpoint(tmp_path, tok
     git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True,  # noqa: E731
                                     check=True).stdout
     assert set(git("branch", "--format=%(refname:short)").split()) == set(branches)
+    assert git("rev-parse", "main") == git("rev-parse", "chck_3M")  # the last checkpoint exported once
     assert json.loads(git("show", f"chck_2M:{export.EXPORT_INFO}"))["step"] == 20
     assert "safetensors filter=lfs" in git("show", "chck_1M:.gitattributes")
     # a branch as the Hub serves it (git archive), loaded by transformers, scores like babyjax at that step
