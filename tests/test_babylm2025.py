@@ -128,12 +128,16 @@ def reference_reading(model, hf_tok, csv: pathlib.Path, n: int) -> tuple[np.ndar
 
 
 # ---- the tests ---------------------------------------------------------------------------------------------------
-def test_matches_the_pipelines_rules_on_an_exported_checkpoint(tmp_path, tok, shared_data):
+def exported_run(tmp_path: pathlib.Path, tok, max_len: int):
+    """(workdir, HF model, HF tokenizer): a run whose step 10 is exported and loaded by transformers."""
     workdir = tmp_path / "run"
-    make_run(workdir, tok, steps=(0, 10), max_len=1024)
+    make_run(workdir, tok, steps=(0, 10), max_len=max_len)
     hf = export.export_checkpoint(workdir, 10, tmp_path / "hf")
-    model = transformers.AutoModelForCausalLM.from_pretrained(hf).eval()
-    hf_tok = transformers.AutoTokenizer.from_pretrained(hf)
+    return workdir, transformers.AutoModelForCausalLM.from_pretrained(hf).eval(), transformers.AutoTokenizer.from_pretrained(hf)
+
+
+def test_matches_the_pipelines_rules_on_an_exported_checkpoint(tmp_path, tok, shared_data):
+    workdir, model, hf_tok = exported_run(tmp_path, tok, max_len=1024)
     folders = [shared_data / "babylm_eval_2025" / d for d in TASK_DIRS]
     out = tmp_path / "scores"
     score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(f) for f in folders],
@@ -215,11 +219,7 @@ def test_report_section_across_training(tmp_path, tok, shared_data):
 
 
 def test_reading_matches_the_pipelines_rules(tmp_path, tok, shared_data):
-    workdir = tmp_path / "run"
-    make_run(workdir, tok, steps=(0, 10), max_len=256)
-    hf = export.export_checkpoint(workdir, 10, tmp_path / "hf")
-    model = transformers.AutoModelForCausalLM.from_pretrained(hf).eval()
-    hf_tok = transformers.AutoTokenizer.from_pretrained(hf)
+    workdir, model, hf_tok = exported_run(tmp_path, tok, max_len=256)
     folder = shared_data / "babylm_eval_2025" / "reading"
     out = tmp_path / "scores"
     n = 250
