@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from babyjax import checkpoints, paths
-from babyjax.data.tokenizer import EOS, MASK, PAD, UNK
+from babyjax.data.tokenizer import EOS, EOS_ID, MASK, PAD, UNK
 from babyjax.errors import ExistsError, InputError, PeersError
 from babyjax.model import ModelConfig
 from babyjax.run import RunDir
@@ -56,8 +56,10 @@ def _plain(tree: Any) -> Any:
 
 GPT2 = "GPT2LMHeadModel"
 LLAMA = "LlamaForCausalLM"
+ROBERTA = "RobertaForMaskedLM"
 # (position, norm, mlp, biases) of the models each Hugging Face class represents
-HF_CLASSES = {("learned", "layernorm", "gelu", True): GPT2, ("rope", "rmsnorm", "swiglu", False): LLAMA}
+HF_CLASSES = {("learned", "layernorm", "gelu", True): GPT2, ("rope", "rmsnorm", "swiglu", False): LLAMA,
+              ("learned", "layernorm", "gelu_exact", True): ROBERTA}
 
 
 def hf_class_name(cfg: ModelConfig) -> str:
@@ -112,10 +114,47 @@ def _llama_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
     return out
 
 
+def _roberta_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    d = cfg.d_model
+    linear = lambda w, b: (w.reshape(d, -1).T, b.reshape(-1))  # [d, heads, head_dim] -> torch [out, in]
+    # RoBERTa numbers positions from padding_idx + 1 = 1 (pad id 0): babyjax's position p is HF's row p + 1
+    positions = np.concatenate([np.zeros((1, d), np.float32), params["pos_embed"]])
+    out = {"roberta.embeddings.word_embeddings.weight": params["embed"],
+           "roberta.embeddings.position_embeddings.weight": positions,
+           "roberta.embeddings.token_type_embeddings.weight": np.zeros((1, d), np.float32),
+           "roberta.embeddings.LayerNorm.weight": params["norm_out"]["scale"],
+           "roberta.embeddings.LayerNorm.bias": params["norm_out"]["bias"]}
+    for i in range(cfg.num_layers):
+        b, pre = params["blocks"][str(i)], f"roberta.encoder.layer.{i}."
+        a, m = b["attn"], b["mlp"]
+        for w, name in (("q", "query"), ("k", "key"), ("v", "value")):
+            out[pre + f"attention.self.{name}.weight"], out[pre + f"attention.self.{name}.bias"] = \
+                linear(a["w" + w], a["b" + w])
+        out[pre + "attention.output.dense.weight"] = a["wo"].reshape(-1, d).T
+        out[pre + "attention.output.dense.bias"] = a["bo"]
+        out[pre + "attention.output.LayerNorm.weight"] = b["norm_attn"]["scale"]
+        out[pre + "attention.output.LayerNorm.bias"] = b["norm_attn"]["bias"]
+        out[pre + "intermediate.dense.weight"], out[pre + "intermediate.dense.bias"] = m["w_in"].T, m["b_in"]
+        out[pre + "output.dense.weight"], out[pre + "output.dense.bias"] = m["w_out"].T, m["b_out"]
+        out[pre + "output.LayerNorm.weight"] = b["norm_mlp"]["scale"]
+        out[pre + "output.LayerNorm.bias"] = b["norm_mlp"]["bias"]
+    head = params["mlm"]
+    out.update({"lm_head.dense.weight": head["kernel"].T, "lm_head.dense.bias": head["bias"],
+                "lm_head.layer_norm.weight": head["norm"]["scale"], "lm_head.layer_norm.bias": head["norm"]["bias"],
+                "lm_head.bias": head["out_bias"], "lm_head.decoder.bias": head["out_bias"]})
+    if not cfg.tie_embeddings:
+        out["lm_head.decoder.weight"] = params.pop("head").T
+    return out
+
+
+_STATE_DICTS = {GPT2: _gpt2_state_dict, LLAMA: _llama_state_dict, ROBERTA: _roberta_state_dict}
+
+
 def hf_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
     """babyjax parameters (nested dicts: embed, blocks/<i>/attn/wq, ...) -> HF tensor names and layouts (numpy)."""
-    out = (_gpt2_state_dict if hf_class_name(cfg) == GPT2 else _llama_state_dict)(params, cfg)
-    if not cfg.tie_embeddings:
+    params = dict(params)
+    out = _STATE_DICTS[hf_class_name(cfg)](params, cfg)
+    if not cfg.tie_embeddings and "head" in params:
         out["lm_head.weight"] = params["head"].T
     return {name: np.ascontiguousarray(x, np.float32) for name, x in out.items()}
 
@@ -124,6 +163,12 @@ def hf_config(cfg: ModelConfig) -> Any:
     """The transformers config of a babyjax model (GPT2Config or LlamaConfig)."""
     _, transformers = _require_peers()
     special = {"bos_token_id": 3, "eos_token_id": 3, "pad_token_id": 0, "tie_word_embeddings": cfg.tie_embeddings}
+    if hf_class_name(cfg) == ROBERTA:
+        return transformers.RobertaConfig(
+            vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads, intermediate_size=cfg.mlp_dim, hidden_act="gelu",
+            hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=0.0, max_position_embeddings=cfg.max_len + 1,
+            type_vocab_size=1, layer_norm_eps=cfg.norm_eps, **special)
     if hf_class_name(cfg) == GPT2:
         return transformers.GPT2Config(
             vocab_size=cfg.vocab_size, n_positions=cfg.max_len, n_embd=cfg.d_model, n_layer=cfg.num_layers,
@@ -145,7 +190,8 @@ def hf_model(params: dict, cfg: ModelConfig) -> Any:
     state = {name: torch.tensor(x) for name, x in hf_state_dict(params, cfg).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Buffers (e.g. RoPE inverse frequencies, GPT-2's causal mask) and the tied head are not parameters we export.
-    missing = [m for m in missing if not (m == "lm_head.weight" and cfg.tie_embeddings) and "inv_freq" not in m
+    tied = ("lm_head.weight", "lm_head.decoder.weight")
+    missing = [m for m in missing if not (m in tied and cfg.tie_embeddings) and "inv_freq" not in m
                and not m.endswith(".attn.bias") and not m.endswith(".attn.masked_bias")]
     if missing or unexpected:
         raise RuntimeError(f"export does not match {cls.__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -157,10 +203,13 @@ def hf_model(params: dict, cfg: ModelConfig) -> Any:
 MODEL_INPUTS = ("input_ids", "attention_mask")  # what a causal LM takes (GPT-2's own tokenizer says the same)
 
 
-def hf_tokenizer(tokenizer_path: str | os.PathLike, max_len: int) -> Any:
-    """The run's SentencePiece model as a `PreTrainedTokenizerFast` with the same ids (no special tokens added)."""
+def hf_tokenizer(tokenizer_path: str | os.PathLike, max_len: int, masked: bool = False) -> Any:
+    """The run's SentencePiece model as a `PreTrainedTokenizerFast` with the same ids. Causal LMs: no special tokens
+    added. Masked LMs (`masked`): `</s>` prepended as the CLS token, as babyjax trains and scores them (a document
+    starts after EOS): minicons and the BabyLM 2025 pipeline's mlm/mntp backends skip it and read the first word's
+    prediction from it under mntp."""
     _, transformers = _require_peers()
-    from tokenizers import decoders, normalizers, pre_tokenizers
+    from tokenizers import decoders, normalizers, pre_tokenizers, processors
     from transformers.convert_slow_tokenizer import SpmConverter
 
     class _Converter(SpmConverter):
@@ -172,11 +221,12 @@ def hf_tokenizer(tokenizer_path: str | os.PathLike, max_len: int) -> Any:
     tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
     tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                     decoders.Strip(" ", 1, 0)])
-    tk.post_processor = None
+    tk.post_processor = processors.TemplateProcessing(single=f"{EOS} $A", pair=f"{EOS} $A $B",
+                                                      special_tokens=[(EOS, EOS_ID)]) if masked else None
     return transformers.PreTrainedTokenizerFast(
         tokenizer_object=tk, bos_token=EOS, eos_token=EOS, unk_token=UNK, pad_token=PAD, mask_token=MASK,
-        model_max_length=max_len, padding_side="right", clean_up_tokenization_spaces=False,
-        model_input_names=list(MODEL_INPUTS))
+        cls_token=EOS if masked else None, model_max_length=max_len, padding_side="right",
+        clean_up_tokenization_spaces=False, model_input_names=list(MODEL_INPUTS))
 
 
 def _portable_tokenizer_class(path: pathlib.Path) -> None:
@@ -208,13 +258,14 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
     info = {"source": str(paths.absolute(run.path, resolve=True)), "step": int(step), "style": cfg.style,
             "tokens_seen": entry.get("tokens_seen"), "words_seen": entry.get("words_seen"),
             "params_hash": entry.get("params_hash"), "tokenizer_hash": tok.sha256,
-            "first_token": "score after one EOS token '</s>' (id 3): babyjax.score's eot_context"}
+            "first_token": "the tokenizer prepends '</s>' (id 3), as babyjax scores masked LMs" if cfg.encoder else
+            "score after one EOS token '</s>' (id 3): babyjax.score's eot_context"}
 
     def fill(tmp: pathlib.Path) -> None:
         with torch.no_grad():
             model.save_pretrained(tmp)
         (tmp / "tokenizer.model").write_bytes(tok.path.read_bytes())  # the run may live on cloud storage
-        hf_tokenizer(tmp / "tokenizer.model", cfg.max_len).save_pretrained(tmp)
+        hf_tokenizer(tmp / "tokenizer.model", cfg.max_len, masked=cfg.encoder).save_pretrained(tmp)
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1))
 

@@ -1,8 +1,9 @@
-"""Decoder-only transformers in Flax NNX, built from the features of a `ModelConfig` (docs/architecture.md).
+"""Transformers in Flax NNX, built from the features of a `ModelConfig` (docs/architecture.md): decoders (gpt2,
+llama) and encoders (roberta, ltg_bert), which attend both ways or causally as each row of a batch says.
 
-`model.style` (gpt2 | llama) is a preset of features: the ModelConfig properties, the only code that reads it.
-Parameters are float32 with logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py);
-compute runs in `cfg.dtype`, logits come back in float32. Attention is causal within packed segments (id 0: padding).
+`model.style` is a preset of features: the ModelConfig properties, the only code that reads it. Parameters are
+float32 with logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py); compute runs in
+`cfg.dtype`, logits come back in float32. Attention stays within packed segments (id 0: padding).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from flax import nnx
 from babyjax.errors import InputError
 from babyjax.sharding import constrain
 
-STYLES = ("gpt2", "llama")
+STYLES = ("gpt2", "llama", "roberta")
+ENCODERS = ("roberta",)  # styles whose attention may look both ways
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 INIT_STD = 0.02
 DECAY_TAG = "decay"  # nnx metadata key: True for parameters that get weight decay (babyjax.optim.decay_mask)
@@ -69,23 +71,40 @@ class ModelConfig:
     # -- features: the rest of babyjax asks for these, never for the style name ------------------------------------
     @property
     def position(self) -> str:
-        """'learned' (a position table of max_len rows: GPT-2) or 'rope' (rotary, on per-segment positions: Llama)."""
-        return "learned" if self.style == "gpt2" else "rope"
+        """'learned' (a position table of max_len rows: GPT-2, RoBERTa) or 'rope' (rotary, on per-segment positions:
+        Llama)."""
+        return "rope" if self.style == "llama" else "learned"
 
     @property
     def norm(self) -> str:
-        """'layernorm' (with bias: GPT-2) or 'rmsnorm' (Llama)."""
-        return "layernorm" if self.style == "gpt2" else "rmsnorm"
+        """'layernorm' (with bias: GPT-2, RoBERTa) or 'rmsnorm' (Llama)."""
+        return "rmsnorm" if self.style == "llama" else "layernorm"
 
     @property
     def mlp(self) -> str:
-        """'gelu' (tanh GELU MLP: GPT-2) or 'swiglu' (gated SiLU MLP: Llama)."""
-        return "gelu" if self.style == "gpt2" else "swiglu"
+        """'gelu' (tanh GELU MLP: GPT-2), 'gelu_exact' (erf GELU: RoBERTa) or 'swiglu' (gated SiLU MLP: Llama)."""
+        return {"gpt2": "gelu", "roberta": "gelu_exact"}.get(self.style, "swiglu")
 
     @property
     def biases(self) -> bool:
-        """Whether attention and MLP projections have biases (GPT-2 yes, Llama no)."""
-        return self.style == "gpt2"
+        """Whether attention and MLP projections have biases (GPT-2 and RoBERTa yes, Llama no)."""
+        return self.style != "llama"
+
+    @property
+    def encoder(self) -> bool:
+        """Whether attention may look both ways (masked LMs; they can also run causally, as GPT-BERT's causal rows)."""
+        return self.style in ENCODERS
+
+    @property
+    def post_norm(self) -> bool:
+        """Post-LayerNorm blocks (norm(x + f(x)): BERT, RoBERTa), a norm on the embeddings and no final norm; else
+        pre-norm blocks (x + f(norm(x))) and a final norm."""
+        return self.style == "roberta"
+
+    @property
+    def mlm_head(self) -> bool:
+        """BERT's output head: dense, GELU and LayerNorm before the (tied) projection, which has a bias."""
+        return self.encoder
 
     @property
     def attention(self) -> str:
@@ -144,11 +163,16 @@ def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Ar
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x_BxLxHxK.dtype)
 
 
-def attention_mask(segment_ids_BxL: jax.Array) -> jax.Array:
-    """bool[B, 1, L, L]: query i may see key j iff j <= i and both are in the same segment."""
+def attention_mask(segment_ids_BxL: jax.Array, causal: bool | jax.Array = True) -> jax.Array:
+    """bool[B, 1, L, L]: query i may see key j iff both are in the same segment and, in a causal row, j <= i. causal:
+    one bool for every row, or bool[B] (GPT-BERT's hybrid batches mix causal and bidirectional rows)."""
     length = segment_ids_BxL.shape[1]
-    causal_LxL = jnp.tril(jnp.ones((length, length), jnp.bool_))
     same_BxLxL = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+    if isinstance(causal, bool) and not causal:
+        return same_BxLxL[:, None]
+    causal_LxL = jnp.tril(jnp.ones((length, length), jnp.bool_))
+    if not isinstance(causal, bool):
+        causal_LxL = causal_LxL | ~jnp.asarray(causal, jnp.bool_)[:, None, None]
     return (causal_LxL & same_BxLxL)[:, None]
 
 
@@ -201,10 +225,11 @@ class Attention(nnx.Module):
 
 
 class Mlp(nnx.Module):
-    """GELU (tanh) MLP or SwiGLU, as `cfg.mlp` says; biases on the input and output projections if `cfg.biases`."""
+    """GELU (tanh or erf) MLP or SwiGLU, as `cfg.mlp` says; biases on the input and output projections if
+    `cfg.biases`."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.gated, self.biases = cfg.mlp == "swiglu", cfg.biases
+        self.gated, self.biases, self.approximate = cfg.mlp == "swiglu", cfg.biases, cfg.mlp == "gelu"
         d, f = cfg.d_model, cfg.mlp_dim
         self.w_in = _param(rngs, (d, f), ("embed", "mlp"), INIT_STD, decay=True)
         self.w_out = _param(rngs, (f, d), ("mlp", "embed"), INIT_STD / math.sqrt(2 * cfg.num_layers), decay=True)
@@ -222,7 +247,7 @@ class Mlp(nnx.Module):
         if self.gated:
             h_BxLxF = jax.nn.silu(jnp.einsum("bld,df->blf", x_BxLxD, self.w_gate[...].astype(dt))) * h_BxLxF
         else:
-            h_BxLxF = jax.nn.gelu(h_BxLxF, approximate=True)
+            h_BxLxF = jax.nn.gelu(h_BxLxF, approximate=self.approximate)
         h_BxLxF = constrain(h_BxLxF, ("batch", "length", "mlp"))
         out_BxLxD = jnp.einsum("blf,fd->bld", h_BxLxF, self.w_out[...].astype(dt))
         if self.biases:
@@ -240,24 +265,42 @@ def _dropout(x: jax.Array, rate: float, deterministic: bool, rngs: nnx.Rngs | No
 
 
 class Block(nnx.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x)); post-norm (`cfg.post_norm`): norm(x + attn(x)), then
+    norm(x + mlp(x))."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.dropout = cfg.dropout
+        self.dropout, self.post = cfg.dropout, cfg.post_norm
         self.norm_attn, self.attn = Norm(cfg, rngs=rngs), Attention(cfg, rngs=rngs)
         self.norm_mlp, self.mlp = Norm(cfg, rngs=rngs), Mlp(cfg, rngs=rngs)
 
     def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool,
                  rngs: nnx.Rngs | None) -> jax.Array:
-        h = self.attn(self.norm_attn(x_BxLxD), mask, positions_BxL)
-        x_BxLxD = x_BxLxD + _dropout(h, self.dropout, deterministic, rngs)
-        h = self.mlp(self.norm_mlp(x_BxLxD))
-        x_BxLxD = x_BxLxD + _dropout(h, self.dropout, deterministic, rngs)
+        for norm, f in ((self.norm_attn, lambda x: self.attn(x, mask, positions_BxL)), (self.norm_mlp, self.mlp)):
+            if self.post:
+                x_BxLxD = norm(x_BxLxD + _dropout(f(x_BxLxD), self.dropout, deterministic, rngs))
+            else:
+                x_BxLxD = x_BxLxD + _dropout(f(norm(x_BxLxD)), self.dropout, deterministic, rngs)
         return constrain(x_BxLxD, ("batch", "length", "embed"))
 
 
+class MlmHead(nnx.Module):
+    """BERT's prediction-head transform: dense, GELU (erf), LayerNorm; the tied projection after it has a bias."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.kernel = _param(rngs, (cfg.d_model, cfg.d_model), ("embed", "mlp"), INIT_STD, decay=True)
+        self.bias = _param(rngs, (cfg.d_model,), ("norm",), 0.0, decay=False)
+        self.norm = Norm(cfg, rngs=rngs)
+        self.out_bias = _param(rngs, (cfg.vocab_size,), ("vocab",), 0.0, decay=False)
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        dt = x_BxLxD.dtype
+        h_BxLxD = jnp.einsum("bld,de->ble", x_BxLxD, self.kernel[...].astype(dt)) + self.bias[...].astype(dt)
+        return self.norm(jax.nn.gelu(h_BxLxD, approximate=False))
+
+
 class Transformer(nnx.Module):
-    """Decoder-only language model: `logits_BxLxV = model(inputs_BxL, segment_ids, positions, deterministic, rngs)`."""
+    """A language model: `logits_BxLxV = model(inputs_BxL, segment_ids, positions, deterministic, rngs, causal)`.
+    causal: None = the style's way (decoders causal, encoders bidirectional), or a bool, or bool[B] per row."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -265,26 +308,40 @@ class Transformer(nnx.Module):
         if cfg.position == "learned":  # a position table: no weight decay (as GPT-2/nanoGPT)
             self.pos_embed = _param(rngs, (cfg.max_len, cfg.d_model), (None, "embed"), INIT_STD, decay=False)
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-        self.norm_out = Norm(cfg, rngs=rngs)
+        self.norm_out = Norm(cfg, rngs=rngs)  # post-norm models: the norm of the embeddings
+        if cfg.mlm_head:
+            self.mlm = MlmHead(cfg, rngs=rngs)
         if not cfg.tie_embeddings:
             self.head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), INIT_STD, decay=True)
 
-    def features(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
-        """Final normed hidden states x_BxLxD (compute dtype), before the output projection."""
-        cfg, dt = self.cfg, self.cfg.compute_dtype
-        b, length = inputs_BxL.shape
-        cfg.check_length(length, fix="feed at most model.max_len tokens per row")
-        segment_ids_BxL = jnp.ones((b, length), jnp.int32) if segment_ids is None else segment_ids
-        positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length)) if positions is None else positions
+    def _embed(self, inputs_BxL: jax.Array, positions_BxL: jax.Array, deterministic: bool,
+               rngs: nnx.Rngs | None) -> jax.Array:
+        cfg = self.cfg
         # gather from tables whose model dimension is all-gathered (FSDP), so the rows land batch-sharded
         embed_VxD = constrain(self.embed[...], ("vocab", None))
-        x_BxLxD = jnp.take(embed_VxD, inputs_BxL, axis=0).astype(dt)
+        x_BxLxD = jnp.take(embed_VxD, inputs_BxL, axis=0).astype(cfg.compute_dtype)
         if cfg.position == "learned":
             pos_embed_LxD = constrain(self.pos_embed[...], (None, None))
-            x_BxLxD += jnp.take(pos_embed_LxD, positions_BxL, axis=0).astype(dt)
-        x_BxLxD = constrain(_dropout(x_BxLxD, cfg.dropout, deterministic, rngs), ("batch", "length", "embed"))
-        mask = attention_mask(segment_ids_BxL)
+            x_BxLxD += jnp.take(pos_embed_LxD, positions_BxL, axis=0).astype(cfg.compute_dtype)
+        if cfg.post_norm:
+            x_BxLxD = self.norm_out(x_BxLxD)
+        return constrain(_dropout(x_BxLxD, cfg.dropout, deterministic, rngs), ("batch", "length", "embed"))
+
+    def features(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None,
+                 causal: bool | jax.Array | None = None) -> jax.Array:
+        """The input of the output projection x_BxLxD (compute dtype): the final hidden states, normed (pre-norm
+        models) or through the MLM head's transform (encoders)."""
+        cfg = self.cfg
+        b, length = inputs_BxL.shape
+        cfg.check_length(length, fix="feed at most model.max_len tokens per row")
+        causal = not cfg.encoder if causal is None else causal
+        if not cfg.encoder and causal is not True:
+            raise InputError(f"model.style={cfg.style!r} is a decoder: its attention is causal only")
+        segment_ids_BxL = jnp.ones((b, length), jnp.int32) if segment_ids is None else segment_ids
+        positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length)) if positions is None else positions
+        x_BxLxD = self._embed(inputs_BxL, positions_BxL, deterministic, rngs)
+        mask = attention_mask(segment_ids_BxL, causal)
 
         def run_block(block: Block, x: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:
             return block(x, mask, positions_BxL, deterministic, rngs)
@@ -293,21 +350,29 @@ class Transformer(nnx.Module):
             run_block = nnx.remat(run_block)
         for block in self.blocks:
             x_BxLxD = run_block(block, x_BxLxD, rngs)
-        return self.norm_out(x_BxLxD)
+        x_BxLxD = x_BxLxD if cfg.post_norm else self.norm_out(x_BxLxD)
+        return self.mlm(x_BxLxD) if cfg.mlm_head else x_BxLxD
 
     def head_kernel_DxV(self) -> jax.Array:
         """The output projection (the transposed embedding when tied), float32."""
         return self.embed[...].T if self.cfg.tie_embeddings else self.head[...]
 
+    def head_bias_V(self) -> jax.Array | None:
+        """The output projection's bias (MLM heads), float32; None when it has none."""
+        return self.mlm.out_bias[...] if self.cfg.mlm_head else None
+
     def logits(self, x_BxLxD: jax.Array) -> jax.Array:
-        """float32 logits from hidden states."""
+        """float32 logits from `features`."""
         w_DxV = self.head_kernel_DxV().astype(x_BxLxD.dtype)
         logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, w_DxV, preferred_element_type=jnp.float32)
+        if self.cfg.mlm_head:
+            logits_BxLxV += self.head_bias_V()
         return constrain(logits_BxLxV, ("batch", "length", "vocab"))
 
     def __call__(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
-        return self.logits(self.features(inputs_BxL, segment_ids, positions, deterministic, rngs))
+                 deterministic: bool = True, rngs: nnx.Rngs | None = None,
+                 causal: bool | jax.Array | None = None) -> jax.Array:
+        return self.logits(self.features(inputs_BxL, segment_ids, positions, deterministic, rngs, causal))
 
 
 def num_params(cfg: ModelConfig) -> int:
@@ -317,7 +382,8 @@ def num_params(cfg: ModelConfig) -> int:
     norm = (2 if cfg.norm == "layernorm" else 1) * d  # scale (and bias)
     positions = cfg.max_len * d if cfg.position == "learned" else 0
     embed = 0 if cfg.tie_embeddings else d * cfg.vocab_size  # matmul_params counts the tied table once, as the head
-    return matmul_params(cfg) + cfg.num_layers * (biases + 2 * norm) + norm + positions + embed
+    mlm = d + norm + cfg.vocab_size if cfg.mlm_head else 0  # transform bias, its norm, the projection's bias
+    return matmul_params(cfg) + cfg.num_layers * (biases + 2 * norm) + norm + positions + embed + mlm
 
 
 def matmul_params(cfg: ModelConfig) -> int:
@@ -325,7 +391,7 @@ def matmul_params(cfg: ModelConfig) -> int:
     position tables are gathers, norms and biases are negligible)."""
     d, f, h, g, k = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     per_layer = 2 * d * h * k + 2 * d * g * k + (3 if cfg.mlp == "swiglu" else 2) * d * f
-    return cfg.num_layers * per_layer + d * cfg.vocab_size
+    return cfg.num_layers * per_layer + d * cfg.vocab_size + (d * d if cfg.mlm_head else 0)
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True) -> float:

@@ -21,7 +21,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
-from babyjax import paths
+from babyjax import objectives, paths
 from babyjax.data.tokenizer import MODEL_FILE, Tokenizer
 from babyjax.errors import CheckpointError, InputError, MissingError, TrainingError
 from babyjax.model import ModelConfig
@@ -30,7 +30,8 @@ log = logging.getLogger("babyjax")
 
 
 # Config sections that define the run: a restarted run must use the same values (logging and bookkeeping may differ).
-RUN_DEFINING = ("seed", "data", "tokenizer", "model", "optim", "train.batch_size", "train.num_steps", "ckpt.schedule")
+RUN_DEFINING = ("seed", "data", "tokenizer", "model", "objective", "optim", "train.batch_size", "train.num_steps",
+                "ckpt.schedule")
 # Where the data lives is not what the run is: a moved release folder is fine (its prepared data is found by the
 # source's fingerprint, babyjax/data/babylm.py).
 LOCATIONS = ("data.dir", "data.tfds_dir")
@@ -106,6 +107,8 @@ class RunDir:
             for key in LOCATIONS:
                 section, name = key.split(".")
                 d.get(section, {}).pop(name, None)
+        for d in (stored, current):  # runs made before objectives existed are causal
+            d["objective"] = objectives.config_of(d)
         for key in RUN_DEFINING:
             a, b = _lookup(stored, key), _lookup(current, key)
             if a != b:

@@ -16,6 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from babyjax.errors import InputError
 from babyjax.model import ModelConfig, Transformer
+from babyjax.objectives import Objective
 from babyjax.optim import make_optimizer
 from babyjax.sharding import constrain, logical_to_spec, tree_shardings
 
@@ -66,46 +67,68 @@ def _split_micro(batch: Batch, k: int) -> Batch:
 
 
 def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Batch, deterministic: bool,
-               rng: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(sum over tokens of weight * cross-entropy, sum of weights), float32."""
+               rng: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """(sum over tokens of weight * cross-entropy, (sum of weights, weighted count of right argmax predictions)),
+    float32; the accuracy sum is computed for masked objectives only (batches with a 'causal' entry, else 0)."""
     model = nnx.merge(graphdef, params, rest)
     rngs = None if deterministic else nnx.Rngs(dropout=rng)
-    logits_BxLxV = model(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic, rngs)
+    causal = batch.get("causal", True) if model.cfg.encoder else None
+    logits_BxLxV = model(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic, rngs, causal)
     weights_BxL = batch["weights"].astype(jnp.float32)
     lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
     target_BxL = jnp.take_along_axis(logits_BxLxV, batch["targets"][..., None], axis=-1)[..., 0]
-    return jnp.sum((lse_BxL - target_BxL) * weights_BxL), jnp.sum(weights_BxL)
+    correct = jnp.float32(0)
+    if "causal" in batch and model.cfg.encoder:
+        correct = jnp.sum((jnp.argmax(logits_BxLxV, axis=-1) == batch["targets"]) * weights_BxL)
+    return jnp.sum((lse_BxL - target_BxL) * weights_BxL), (jnp.sum(weights_BxL), correct)
 
 
 def _batch_shardings(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, logical_to_spec(("batch",)))
 
 
+_MASK_STREAM = 0x6D61736B  # folded into the step key for the objective's masks (dropout keeps the step key itself)
+
+
+def _grads(graphdef: nnx.GraphDef, state: TrainState, batch: Batch, rng: jax.Array,
+           grad_accum_steps: int) -> tuple[tuple[jax.Array, tuple[jax.Array, jax.Array]], nnx.State]:
+    """((loss sum, (weight sum, correct sum)), summed gradients) of one batch, over micro-batches when k > 1."""
+    grad_fn = jax.value_and_grad(_loss_sums, argnums=1, has_aux=True)
+    if grad_accum_steps == 1:
+        return grad_fn(graphdef, state.params, state.rest, batch, False, rng)
+
+    def body(carry: tuple, xs: tuple) -> tuple[tuple, None]:
+        micro, j = xs
+        sums = grad_fn(graphdef, state.params, state.rest, micro, False, jax.random.fold_in(rng, j))
+        return jax.tree.map(jnp.add, carry, sums), None
+
+    zeros = ((jnp.float32(0), (jnp.float32(0), jnp.float32(0))), jax.tree.map(jnp.zeros_like, state.params))
+    micro_batches = (_split_micro(batch, grad_accum_steps), jnp.arange(grad_accum_steps))
+    return jax.lax.scan(body, zeros, micro_batches)[0]
+
+
+def _loss_rows(batch: Batch, objective: Objective | None, key: jax.Array) -> Batch:
+    """The loss's fields of a loader batch, through the objective (masking) when there is one."""
+    fields = {k: batch[k] for k in LOSS_FIELDS}
+    return fields if objective is None else objective(fields, key)
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lr_schedule: optax.Schedule,
-                    mesh: Mesh, state_shardings: TrainState,
-                    grad_accum_steps: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+                    mesh: Mesh, state_shardings: TrainState, grad_accum_steps: int = 1,
+                    objective: Objective | None = None) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """A jitted `train_step(state, batch) -> (state, metrics)`, the input state donated. metrics: loss (token-weighted
-    mean over batch['weights']), grad_norm (before clipping), lr (of this step), num_tokens (sum of weights), num_words
-    (sum of batch['num_words'])."""
+    mean over the scored positions), grad_norm (before clipping), lr (of this step), num_tokens (scored positions:
+    every target for causal LMs, the masked ones for masked LMs), num_words (sum of batch['num_words']), and for
+    masked objectives accuracy (share of scored positions whose argmax is the target). objective: None = causal."""
     if grad_accum_steps < 1:
         raise InputError(f"optim.grad_accum_steps={grad_accum_steps} must be >= 1")
-    grad_fn = jax.value_and_grad(_loss_sums, argnums=1, has_aux=True)  # -> ((loss sum, weight sum), grads)
+    masked = objective is not None and objective.masked
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             rng = jax.random.fold_in(state.rng, state.step)
-            loss_fields = {k: batch[k] for k in LOSS_FIELDS}
-            if grad_accum_steps == 1:
-                (loss_sum, weight_sum), grads = grad_fn(graphdef, state.params, state.rest, loss_fields, False, rng)
-            else:
-                def body(carry: tuple, xs: tuple) -> tuple[tuple, None]:
-                    micro, j = xs
-                    sums = grad_fn(graphdef, state.params, state.rest, micro, False, jax.random.fold_in(rng, j))
-                    return jax.tree.map(jnp.add, carry, sums), None
-
-                zeros = ((jnp.float32(0), jnp.float32(0)), jax.tree.map(jnp.zeros_like, state.params))
-                micro_batches = (_split_micro(loss_fields, grad_accum_steps), jnp.arange(grad_accum_steps))
-                ((loss_sum, weight_sum), grads), _ = jax.lax.scan(body, zeros, micro_batches)
+            rows = _loss_rows(batch, objective, jax.random.fold_in(rng, _MASK_STREAM))
+            (loss_sum, (weight_sum, correct)), grads = _grads(graphdef, state, rows, rng, grad_accum_steps)
             scale = 1.0 / jnp.maximum(weight_sum, 1e-6)
             grads = jax.tree.map(lambda g: g * scale, grads)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -113,19 +136,25 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lr
             metrics = {"loss": loss_sum * scale, "grad_norm": optax.tree.norm(grads),
                        "lr": jnp.asarray(lr_schedule(state.step), jnp.float32), "num_tokens": weight_sum,
                        "num_words": jnp.sum(batch["num_words"].astype(jnp.float32))}
+            if masked:
+                metrics["accuracy"] = correct * scale
             return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return jax.jit(train_step, in_shardings=(state_shardings, _batch_shardings(mesh)),
                    out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=(0,))
 
 
-def make_eval_step(graphdef: nnx.GraphDef, mesh: Mesh,
-                   state_shardings: TrainState) -> Callable[[TrainState, Batch], tuple[jax.Array, jax.Array]]:
-    """A jitted `eval_step(state, batch) -> (sum of weighted token losses, sum of weights)`; deterministic."""
+def make_eval_step(graphdef: nnx.GraphDef, mesh: Mesh, state_shardings: TrainState,
+                   objective: Objective | None = None) -> Callable[[TrainState, Batch], tuple[jax.Array, jax.Array]]:
+    """A jitted `eval_step(state, batch) -> (sum of weighted token losses, sum of weights)`; deterministic: masks
+    depend on the run's key and the batch's tokens only, so every checkpoint sees the same masked dev rows."""
 
     def eval_step(state: TrainState, batch: Batch) -> tuple[jax.Array, jax.Array]:
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-            return _loss_sums(graphdef, state.params, state.rest, batch, True, state.rng)
+            key = jax.random.fold_in(jax.random.fold_in(state.rng, _MASK_STREAM), jnp.sum(batch["inputs"]))
+            loss_sum, (weight_sum, _) = _loss_sums(graphdef, state.params, state.rest,
+                                                   _loss_rows(batch, objective, key), True, state.rng)
+            return loss_sum, weight_sum
 
     replicated = NamedSharding(mesh, PartitionSpec())
     return jax.jit(eval_step, in_shardings=(state_shardings, _batch_shardings(mesh)), out_shardings=(replicated,) * 2)

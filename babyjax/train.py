@@ -19,7 +19,8 @@ import ml_collections
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from babyjax import distributed, hooks, metrics as metrics_lib, model as model_lib, sharding, step as step_lib
+from babyjax import distributed, hooks, metrics as metrics_lib, model as model_lib, objectives, sharding
+from babyjax import step as step_lib
 from babyjax.checkpoints import RunCheckpoints
 from babyjax.data import babylm, pipeline, tokenizer as tokenizer_lib
 from babyjax.run import RunDir
@@ -86,13 +87,15 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
     tok = _prepare_tokenizer(config, run)
     model_cfg = model_lib.ModelConfig.from_config(config.model, tok.vocab_size)
     model_cfg.check_length(config.data.seq_len)
-    log.info("model: %s, %.2fM parameters", model_cfg.style, model_lib.num_params(model_cfg) / 1e6)
+    objective = objectives.Objective.from_config(config, tok, model_cfg.encoder)
+    log.info("model: %s, %.2fM parameters; objective: %s", model_cfg.style, model_lib.num_params(model_cfg) / 1e6,
+             objective.kind)
     tc = config.train
     graphdef, state, shardings, tx, lr_schedule = step_lib.init_train_state(
         model_cfg, config.optim, tc.num_steps, mesh, config.seed)
     train_step = step_lib.make_train_step(graphdef, tx, lr_schedule, mesh, shardings,
-                                         grad_accum_steps=config.optim.grad_accum_steps)
-    eval_step = step_lib.make_eval_step(graphdef, mesh, shardings)
+                                         grad_accum_steps=config.optim.grad_accum_steps, objective=objective)
+    eval_step = step_lib.make_eval_step(graphdef, mesh, shardings, objective)
     data_seed = config.seed if config.data.shuffle_seed < 0 else config.data.shuffle_seed
     loader = pipeline.make_loader(config.data, tok, split="train", global_batch_size=tc.batch_size, seed=data_seed,
                                   mesh=mesh)

@@ -49,7 +49,9 @@ def _data_tokenizer(c: ml_collections.ConfigDict) -> None:
 def _model_mesh(c: ml_collections.ConfigDict) -> None:
     # ---- model (babyjax/model.py) ----
     c.model = ml_collections.ConfigDict()
-    c.model.style = "gpt2"  # gpt2 (learned positions, LayerNorm, GELU; also OPT) | llama (RoPE, RMSNorm, SwiGLU)
+    # gpt2 (learned positions, LayerNorm, GELU; also OPT) | llama (RoPE, RMSNorm, SwiGLU) | roberta (encoder:
+    # learned positions, post-LayerNorm, erf GELU, BERT's MLM head)
+    c.model.style = "gpt2"
     c.model.num_layers = 12
     c.model.d_model = 768
     c.model.num_heads = 12
@@ -62,6 +64,16 @@ def _model_mesh(c: ml_collections.ConfigDict) -> None:
     c.model.rope_theta = 10000.0
     c.model.norm_eps = 1e-5
     c.model.remat = False  # rematerialise each block (saves activation memory)
+
+    # ---- objective (babyjax/objectives.py): what the rows teach ----
+    c.objective = ml_collections.ConfigDict()
+    c.objective.kind = "causal"  # causal | mlm (masked LM) | mntp (masked next token) | hybrid (GPT-BERT: causal + mntp)
+    c.objective.mask_rate = 0.15  # share of ordinary tokens chosen (mlm, mntp, hybrid); BabyLM entries use 0.15-0.4
+    c.objective.replace = (0.8, 0.1, 0.1)  # chosen tokens -> <mask> / a random token / kept (BERT's 80/10/10)
+    c.objective.masking = "token"  # token | whole_word | span (SpanBERT-style spans of whole words)
+    c.objective.span_mean = 3.0  # span: mean span length in words (geometric)
+    c.objective.span_max = 10  # span: longest span in words
+    c.objective.causal_share = 0.0  # hybrid: share of each batch's rows trained causally (the rest mntp)
 
     # ---- mesh and sharding (babyjax/sharding.py) ----
     c.mesh = ml_collections.ConfigDict()

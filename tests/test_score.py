@@ -124,7 +124,7 @@ def tiny_tokenizer(tmp_path_factory, babylm_sample) -> tokenizer_lib.Tokenizer:
 
 def make_run(workdir: pathlib.Path, tok: tokenizer_lib.Tokenizer, *, style: str = "gpt2",
              steps: tuple[int, ...] = (0, 10, 20, 30), seed: int = 0, words_per_step: float = 50.0,
-             **model_kw) -> ModelConfig:
+             objective: str = "causal", **model_kw) -> ModelConfig:
     """A run directory as babyjax.train leaves it: config.json, tokenizer.model and a series of random models."""
     c = base.get_config()
     c.seed = seed
@@ -136,6 +136,7 @@ def make_run(workdir: pathlib.Path, tok: tokenizer_lib.Tokenizer, *, style: str 
     c.model.num_kv_heads = model_kw.pop("num_kv_heads", -1)
     c.model.tie_embeddings = model_kw.pop("tie_embeddings", True)
     c.model.dropout = 0.0
+    c.objective.kind = objective
     c.ckpt.schedule = "list"
     c.ckpt.steps = steps
     workdir.mkdir(parents=True, exist_ok=True)

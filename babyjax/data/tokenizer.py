@@ -35,6 +35,9 @@ class Tokenizer:
         self._bytes = self.path.read_bytes()
         self.sp = spm.SentencePieceProcessor(model_proto=self._bytes)
         found = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id(), self.sp.piece_to_id(MASK))
+        if found[:4] == (PAD_ID, UNK_ID, BOS_ID, EOS_ID) and found[4] != MASK_ID:
+            raise InputError(f"{self.path} has no {MASK} piece at id {MASK_ID} (masked LMs need one): train a "
+                             "tokenizer with get_tokenizer() (tokenizer.path='')")
         if found != (PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID):
             raise InputError(f"{self.path} has special ids (pad, unk, bos, eos, mask) = {found}, babyjax needs "
                              f"{(PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID)}: retrain it with get_tokenizer()")
@@ -60,6 +63,11 @@ class Tokenizer:
 
     def id_to_piece(self, i: int) -> str:
         return self.sp.id_to_piece(int(i))
+
+    def word_starts(self) -> np.ndarray:
+        """bool[V]: pieces that begin a word (SentencePiece's '▁' prefix, as the exported tokenizer's Metaspace
+        pre-tokenizer splits words); special pieces count as words of their own."""
+        return np.array([i <= MASK_ID or self.sp.id_to_piece(i).startswith("▁") for i in range(self.vocab_size)])
 
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"

@@ -25,7 +25,7 @@ import pandas as pd
 from absl import flags
 from jax.experimental import multihost_utils
 
-from babyjax import checkpoints, distributed
+from babyjax import checkpoints, distributed, objectives
 from babyjax.analysis.pairs import pair_table
 from babyjax.data import babylm2025 as babylm2025_data
 from babyjax.data import evalsets
@@ -36,11 +36,16 @@ from babyjax.run import RunDir
 from babyjax.score.babylm2025 import write_results
 from babyjax.score.scorer import Scorer, scoring_mesh
 from babyjax.score.store import ScoreFolder
-from babyjax.score.packing import POLICIES, Packed, eval_windows, layout_hash, pack, token_table
+from babyjax.score.packing import (MASKED_METHODS, POLICIES, Packed, eval_copies, eval_windows, layout_hash, pack,
+                                   token_table)
 
 log = logging.getLogger("babyjax")
 
 KINDS = ("tokens", "text", "pairs", "babylm2025")
+SCORINGS = ("auto", "causal", *MASKED_METHODS)
+# how a run trained with each objective can be scored; the first is the default ('auto')
+SCORING_OF = {"causal": ("causal",), "mlm": ("pll_original", "pll_within_word_l2r"), "mntp": ("mntp",),
+              "hybrid": ("mntp", "causal")}
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -170,6 +175,23 @@ def _eval_set(kind: str, eval_paths: Sequence[str], run: _Run, *, suite: str | N
                          f"{ev.tokenizer_hash[:12]}...) than run {run.spec.name} ({tok.sha256[:12]}...): make a "
                          "sample with this run's tokenizer")
     return ev
+
+
+def scoring_method(runs: Sequence[_Run], requested: str = "auto") -> str:
+    """How the runs are scored: the method their objective allows (SCORING_OF), `requested` or the default."""
+    if requested not in SCORINGS:
+        raise InputError(f"unknown --scoring={requested!r}: use one of {', '.join(SCORINGS)}")
+    trained = {r.spec.name: objectives.config_of(r.config)["kind"] for r in runs}
+    if len(set(trained.values())) > 1:
+        raise InputError(f"the runs were trained with different objectives ({trained}): score each objective into "
+                         "its own --out folder")
+    name, kind = next(iter(trained.items()))
+    allowed = SCORING_OF[kind]
+    method = allowed[0] if requested == "auto" else requested
+    if method not in allowed:
+        raise InputError(f"run {name} was trained with objective {kind!r}: --scoring={method} does not apply to it; "
+                         f"use --scoring={' or '.join(allowed)}")
+    return method
 
 
 def _model_configs(runs: Sequence[_Run], seq_len: int, dtype: str) -> dict[str, ModelConfig]:
@@ -304,58 +326,77 @@ def _score_run(spec: RunSpec, todo: Sequence[Mapping[str, Any]], scorer: Scorer,
                  summary.num_tokens / max(time.time() - t0, 1e-9), extra)
 
 
+def _units(kind: str, ev: evalsets.EvalSet, method: str, policy: str, seq_len: int, stride: int,
+           tok: Tokenizer) -> tuple[list, str]:
+    """(what is packed: causal windows or masked copies, the first-token policy recorded in meta.json)."""
+    if method != "causal":  # masked LMs read every token after </s> (the exported tokenizer prepends it too)
+        return eval_copies(ev, method, seq_len, tok.word_starts()), "sample_context" if kind == "tokens" else \
+            "eot_context"
+    if kind == "babylm2025" and (long := sum(len(s) > seq_len for s in ev.token_ids)):
+        log.warning("%d of %d candidates are longer than the %d-token context: scored in windows (the pipeline "
+                    "cannot score them on this model)", long, len(ev.token_ids), seq_len)
+    policy = "no_context" if kind == "babylm2025" else policy  # the pipeline's rule for a tokenizer without BOS
+    wins = eval_windows(ev, policy if kind != "tokens" else "eot_context", seq_len, stride)
+    return wins, "sample_context" if kind == "tokens" else policy
+
+
 def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eval_paths: Sequence[str],
               policy: str = "eot_context", steps: Sequence[int] | None = None, words: Sequence[int] | None = None,
               seq_len: int = 0, stride: int = 0, batch_rows: int = 0, mesh_cfg: Any = None, dtype: str = "",
               suite: str | None = None, text_unit: str = "line", text_suffix: str = ".txt",
-              limit: int = 0, head_tokens: int = 0) -> Summary:
+              limit: int = 0, head_tokens: int = 0, scoring: str = "auto") -> Summary:
     """Score checkpoints of `runs` on an evaluation set into the folder `out` (resumable; see module docstring). kind:
     'tokens' (a token-sample .npz), 'text' (files or folders of `text_suffix` files) or 'pairs' (BLiMP / Zorro /
-    BLiMP-supplement files or folders). seq_len 0: the first run's data.seq_len; stride 0: seq_len."""
+    BLiMP-supplement files or folders). seq_len 0: the first run's data.seq_len; stride 0: seq_len. scoring: how
+    (`scoring_method`: 'auto' follows the runs' objective)."""
     t_start = time.time()
-    policy = "no_context" if kind == "babylm2025" else policy  # the pipeline's rule for a tokenizer without BOS
     _check_request(kind, policy, runs, eval_paths)
     opened = _open_runs(runs)
-    tok = opened[0].tokenizer
+    method, tok = scoring_method(opened, scoring), opened[0].tokenizer
     ev = _eval_set(kind, eval_paths, opened[0], suite=suite, text_unit=text_unit, text_suffix=text_suffix, limit=limit)
     seq_len = seq_len or int(opened[0].config.data.seq_len)
     stride = stride or seq_len
     model_cfgs = _model_configs(opened, seq_len, dtype)
-    if kind == "babylm2025" and (long := sum(len(s) > seq_len for s in ev.token_ids)):
-        log.warning("%d of %d candidates are longer than the %d-token context: scored in windows (the pipeline "
-                    "cannot score them on this model)", long, len(ev.token_ids), seq_len)
-    wins = eval_windows(ev, policy if kind != "tokens" else "eot_context", seq_len, stride)
-    policy = "sample_context" if kind == "tokens" else policy
+    wins, policy = _units(kind, ev, method, policy, seq_len, stride, tok)
     tokens = _token_rows(wins, tok, ev)
     meta = _meta(kind, ev, tokens, tok, opened, policy=policy, seq_len=seq_len, stride=stride, text_unit=text_unit,
                  limit=limit)
+    meta["scoring"] = method
     chosen = {r.spec.name: select_checkpoints(r.index, steps, words, r.spec.name) for r in opened}
     store = ScoreFolder(pathlib.Path(out), meta, tokens, ev.sequences, jax.process_index() == 0)
     pair_rows = functools.partial(pair_table, token_seq_T=tokens["seq"].to_numpy(np.int64),
                                   sequences=ev.sequences) if kind == "pairs" else None
     plan, already = _plan(store, chosen, pair_rows)
     summary = Summary(already_done=already, num_tokens=len(tokens))
-
-    mesh = scoring_mesh(mesh_cfg)
-    scorers: dict[ModelConfig, Scorer] = {}
-    placed: dict[tuple[int, str], tuple[Packed, list]] = {}
     packed = pack(wins, seq_len)
-    log.info("scoring %d tokens (%d sequences, %d rows of %d) of %s; %d checkpoints to score, %d done before",
-             len(tokens), len(ev.sequences), packed.num_rows, seq_len, ev.source, sum(map(len, plan.values())), already)
-    layouts = {"window": packed}
-    for r in [r for r in opened if plan[r.spec.name]]:  # one scorer per model shape, one placement per batch size
-        cfg, contexts = model_cfgs[r.spec.name], meta["contexts"][r.spec.name]
-        if contexts not in layouts:
-            layouts[contexts] = packed.split_at_eos()
-        scorer = scorers[cfg] = scorers.get(cfg) or Scorer(cfg, mesh, batch_rows, head_tokens)
-        key = (scorer.batch_rows, contexts)
-        placed[key] = placed.get(key) or scorer.place(layouts[contexts])
-        _score_run(r.spec, plan[r.spec.name], scorer, placed[key], store, pair_rows, summary)
+    log.info("scoring %d tokens (%d sequences, %d rows of %d, %s) of %s; %d checkpoints to score, %d done before",
+             len(tokens), len(ev.sequences), packed.num_rows, seq_len, method, ev.source,
+             sum(map(len, plan.values())), already)
+    mesh = scoring_mesh(mesh_cfg)
+    _score_runs([r for r in opened if plan[r.spec.name]], plan, packed, model_cfgs, meta, store, pair_rows, summary,
+                lambda cfg: Scorer(cfg, mesh, batch_rows, head_tokens, causal=method == "causal"))
     if kind == "babylm2025" and store.primary:
         write_results(store.out, [(r.spec.name, r.index, store.table(r.spec.name).done_rows()) for r in opened],
                       ev, tokens, limit)
     summary.seconds = time.time() - t_start
     return summary
+
+
+def _score_runs(runs: Sequence[_Run], plan: Mapping[str, list[dict]], packed: Packed,
+                model_cfgs: Mapping[str, ModelConfig], meta: dict, store: ScoreFolder, pair_rows: PairRows | None,
+                summary: Summary, make_scorer: Callable[[ModelConfig], Scorer]) -> None:
+    """Score every run's planned checkpoints: one scorer per model shape, one placement per batch size and layout."""
+    scorers: dict[ModelConfig, Scorer] = {}
+    placed: dict[tuple[int, str], tuple[Packed, list]] = {}
+    layouts = {"window": packed}
+    for r in runs:
+        cfg, contexts = model_cfgs[r.spec.name], meta["contexts"][r.spec.name]
+        if contexts not in layouts:
+            layouts[contexts] = packed.split_at_eos()
+        scorer = scorers[cfg] = scorers.get(cfg) or make_scorer(cfg)
+        key = (scorer.batch_rows, contexts)
+        placed[key] = placed.get(key) or scorer.place(layouts[contexts])
+        _score_run(r.spec, plan[r.spec.name], scorer, placed[key], store, pair_rows, summary)
 
 
 def define_flags() -> None:
@@ -367,7 +408,9 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, "output folder (created, or continued when it holds this evaluation)")
     flags.DEFINE_list("steps", [], "score only these series steps (comma-separated)")
     flags.DEFINE_list("words", [], "score the first checkpoint reaching each words-seen mark, e.g. 1M,2M,10M")
-    flags.DEFINE_enum("policy", "eot_context", list(POLICIES), "first-token policy (docs/science.md)")
+    flags.DEFINE_enum("policy", "eot_context", list(POLICIES), "first-token policy of causal scoring (docs/science.md)")
+    flags.DEFINE_enum("scoring", "auto", list(SCORINGS), "how: auto (the runs' objective: causal, pll_original for "
+                      "mlm, mntp for mntp and hybrid), causal, pll_original, pll_within_word_l2r, mntp")
     flags.DEFINE_integer("seq_len", 0, "row length = longest context (0: the run's data.seq_len)")
     flags.DEFINE_integer("stride", 0, "tokens scored per window after the first, for long sequences (0: seq_len)")
     flags.DEFINE_integer("batch_rows", 0, "rows per batch (0: auto; rounded up to a multiple of the data-parallel "
@@ -395,7 +438,7 @@ def main(argv: Sequence[str]) -> None:
         [RunSpec.parse(r) for r in f.run], f.out, kind=f.kind, eval_paths=f.eval, policy=f.policy,
         steps=[int(s) for s in f.steps], words=[parse_count(w) for w in f.words], seq_len=f.seq_len,
         stride=f.stride, batch_rows=f.batch_rows, dtype=f.dtype, suite=f.suite, text_unit=f.text_unit,
-        text_suffix=f.text_suffix, limit=f.limit, head_tokens=f.head_tokens,
+        text_suffix=f.text_suffix, limit=f.limit, head_tokens=f.head_tokens, scoring=f.scoring,
         mesh_cfg=ml_collections.ConfigDict({"data": f.mesh_data, "fsdp": f.mesh_fsdp, "tensor": f.mesh_tensor}))
     if jax.process_index() == 0:
         print(f"scored {len(summary.scored)} checkpoints ({summary.num_tokens} tokens each) in {summary.seconds:.1f}s; "

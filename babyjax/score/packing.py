@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
+from babyjax.data.tokenizer import EOS_ID, MASK_ID, PAD_ID, Tokenizer
 from babyjax.errors import InputError
 
 if TYPE_CHECKING:
     from babyjax.data.evalsets import EvalSet
 
 POLICIES = ("eot_context", "no_context")
+MASKED_METHODS = ("pll_original", "pll_within_word_l2r", "mntp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,70 @@ class Window:
     def length(self) -> int:
         """Tokens the model reads (positions of the packed segment)."""
         return len(self.context_ids) + len(self.target_ids) - 1
+
+    def row(self) -> tuple[tuple[int, ...], tuple[int, ...], np.ndarray]:
+        """(inputs, targets, scored columns) of the packed segment."""
+        full = self.context_ids + self.target_ids
+        return full[:-1], full[1:], len(self.context_ids) - 1 + np.asarray(self.kept, np.int64)
+
+    def scored(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions in the sequence, token ids, context lengths) of the scored tokens."""
+        kept = np.asarray(self.kept, np.int64)
+        return self.start + kept, np.asarray(self.target_ids, np.int64)[kept], len(self.context_ids) + kept
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedCopy:
+    """A stretch of one sequence read by a masked LM with the scored token (and, within_word_l2r, the later pieces of
+    its word) replaced by <mask>: the output at `col` (pll: the token's own column; mntp: the column before)
+    predicts `target`, the token at `start` of the sequence. Attention looks both ways within the copy."""
+
+    seq: int
+    start: int
+    tokens: tuple[int, ...]
+    col: int
+    target: int
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def row(self) -> tuple[tuple[int, ...], tuple[int, ...], np.ndarray]:
+        targets = [PAD_ID] * len(self.tokens)
+        targets[self.col] = self.target
+        return self.tokens, tuple(targets), np.asarray([self.col], np.int64)
+
+    def scored(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.asarray([self.start]), np.asarray([self.target]), np.asarray([len(self.tokens) - 1])
+
+
+def masked_copies(seq: int, ids: Sequence[int], method: str, seq_len: int, word_starts: np.ndarray,
+                  scored: Sequence[int] | None = None, context: bool = True) -> list[MaskedCopy]:
+    """The copies that score sequence `seq` by `method` (docs/science.md section 2): 'pll_original' (Salazar et al.
+    2020: one token masked), 'pll_within_word_l2r' (Kauf & Ivanova 2023: also the later pieces of its word; a word
+    starts at a piece in `word_starts`) or 'mntp' (one token masked, read at the column before). The model reads
+    `</s>` and the sequence (context=False: the sequence alone, whose first token then has no column before it
+    under mntp); longer sequences are read in a window of `seq_len` tokens around each scored token. scored: the
+    positions of `ids` to score (default all)."""
+    if method not in MASKED_METHODS:
+        raise InputError(f"unknown masked scoring method {method!r}: use one of {', '.join(MASKED_METHODS)}")
+    full = np.asarray(([EOS_ID] if context else []) + [int(i) for i in ids], np.int64)
+    offset = 1 if context else 0
+    word = np.cumsum(np.asarray(word_starts)[full] | (np.arange(full.size) < offset + 1))
+    out = []
+    for p in range(len(ids)) if scored is None else scored:
+        t = p + offset
+        if method == "mntp" and t == 0:
+            continue  # nothing before the first token to read it from
+        masked = full.copy()
+        masked[t] = MASK_ID
+        if method == "pll_within_word_l2r":
+            later = np.flatnonzero((word == word[t]) & (np.arange(full.size) > t))
+            masked[later] = MASK_ID
+        a = int(np.clip(t - seq_len // 2, 0, max(0, full.size - seq_len)))
+        window = tuple(int(x) for x in masked[a:a + seq_len])
+        out.append(MaskedCopy(seq, p, window, t - a - (method == "mntp"), int(full[t])))
+    return out
 
 
 def windows(seq: int, ids: Sequence[int], policy: str, seq_len: int, stride: int | None = None) -> list[Window]:
@@ -68,7 +133,9 @@ class Packed:
     segment_ids: np.ndarray
     positions: np.ndarray
     weights: np.ndarray
-    token_index: np.ndarray  # int64 [T]: row * seq_len + column of each scored token, in window order
+    token_index: np.ndarray  # int64 [T]: row * seq_len + column of each scored token, in window order (row * K + k
+    # when compacted)
+    cols: np.ndarray | None = None  # int32 [rows, K]: the columns read, scored ones first (`compact`); None: all
 
     @property
     def num_rows(self) -> int:
@@ -86,7 +153,21 @@ class Packed:
         extra = extra or batch_rows
         pad = lambda x: np.concatenate([x, np.zeros((extra, x.shape[1]), x.dtype)])
         return Packed(pad(self.inputs), pad(self.targets), pad(self.segment_ids), pad(self.positions),
-                      pad(self.weights), self.token_index)
+                      pad(self.weights), self.token_index, None if self.cols is None else pad(self.cols))
+
+    def compact(self, multiple: int = 8) -> Packed:
+        """The same rows, read only at their scored columns: `cols` [rows, K], K the most scored columns of any row
+        rounded up to `multiple`, so the output projection runs on K columns a row instead of seq_len (masked copies
+        score one token each, token samples a few a row). Unchanged when K would exceed half the row."""
+        scored = self.weights > 0
+        length = scored.shape[1]
+        k = -(-max(1, int(scored.sum(1).max(initial=0))) // multiple) * multiple
+        if 2 * k > length or self.cols is not None:
+            return self
+        cols = np.argsort(~scored, axis=1, kind="stable")[:, :k].astype(np.int32)
+        rank = np.cumsum(scored, axis=1) - 1
+        r, c = np.divmod(self.token_index, length)
+        return dataclasses.replace(self, cols=cols, token_index=r * k + rank[r, c])
 
     def split_at_eos(self) -> Packed:
         """The same rows scored as a pack-trained model was trained (babyjax.data.pipeline, packing 'pack'): every
@@ -104,13 +185,15 @@ class Packed:
 
     def batches(self, batch_rows: int) -> Iterable[dict[str, np.ndarray]]:
         """Consecutive batches of `batch_rows` rows (the row count must be a multiple: see `padded`)."""
+        names = ("inputs", "targets", "segment_ids", "positions", "weights")
+        names += ("cols",) if self.cols is not None else ()
         for r in range(0, self.num_rows, batch_rows):
-            yield {k: getattr(self, k)[r:r + batch_rows]
-                   for k in ("inputs", "targets", "segment_ids", "positions", "weights")}
+            yield {k: getattr(self, k)[r:r + batch_rows] for k in names}
 
 
-def pack(wins: Sequence[Window], seq_len: int) -> Packed:
-    """Best-fit-decreasing packing of windows into rows of `seq_len` tokens, deterministic (ties by window order)."""
+def pack(wins: Sequence[Window | MaskedCopy], seq_len: int) -> Packed:
+    """Best-fit-decreasing packing of windows (or masked copies) into rows of `seq_len` tokens, deterministic (ties by
+    window order)."""
     lengths = np.array([w.length for w in wins], dtype=np.int64)
     if len(wins) and (lengths.max() > seq_len or lengths.min() < 1):
         raise InputError(f"a window reads {lengths.max()} tokens, more than seq_len={seq_len}")
@@ -147,12 +230,12 @@ def pack(wins: Sequence[Window], seq_len: int) -> Packed:
     token_index: list[np.ndarray] = []
     for i, w in enumerate(wins):
         row, col, m = row_of[i], col_of[i], int(lengths[i])
-        full = w.context_ids + w.target_ids
-        inputs[row, col:col + m] = full[:-1]
-        targets[row, col:col + m] = full[1:]
+        segment_inputs, segment_targets, scored_cols = w.row()
+        inputs[row, col:col + m] = segment_inputs
+        targets[row, col:col + m] = segment_targets
         segment_ids[row, col:col + m] = seg_of[i]
         positions[row, col:col + m] = np.arange(m)
-        cols = col + len(w.context_ids) - 1 + np.asarray(w.kept, np.int64)
+        cols = col + scored_cols
         weights[row, cols] = 1.0
         token_index.append(row * seq_len + cols)
     flat = np.concatenate(token_index) if token_index else np.zeros((0,), np.int64)
@@ -174,16 +257,26 @@ def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = No
     return out
 
 
-def token_table(wins: Sequence[Window], tok: Tokenizer) -> pd.DataFrame:
-    """One row per scored token, in scoring order: index, seq, position, token_id, token, context_length."""
+def eval_copies(ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray) -> list[MaskedCopy]:
+    """The masked copies that score an evaluation set: every token after `</s>`, or a token sample's positions in
+    the context of its whole row."""
+    if ev.kind != "tokens":
+        return [c for s, ids in enumerate(ev.token_ids) for c in masked_copies(s, ids, method, seq_len, word_starts)]
+    return [c for s, (ids, pos) in enumerate(zip(ev.token_ids, ev.positions or []))
+            for c in masked_copies(s, ids[:seq_len], method, seq_len, word_starts, scored=pos, context=False)]
+
+
+def token_table(wins: Sequence[Window | MaskedCopy], tok: Tokenizer) -> pd.DataFrame:
+    """One row per scored token, in scoring order: index, seq, position, token_id, token, context_length (tokens the
+    model reads besides the scored one: before it for causal windows, the whole copy for masked ones)."""
     seq, position, token_id, context = [], [], [], []
     for w in wins:
-        kept = np.asarray(w.kept, np.int64)
-        seq.append(np.full(kept.shape, w.seq, np.int64))
-        position.append(w.start + kept)
-        token_id.append(np.asarray(w.target_ids, np.int64)[kept])
-        context.append(len(w.context_ids) + kept)
-    cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0,), np.int64)
+        pos, ids, ctx = w.scored()
+        seq.append(np.full(pos.shape, w.seq, np.int64))
+        position.append(pos)
+        token_id.append(ids)
+        context.append(ctx)
+    cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros((0,), np.int64)
     ids = cat(token_id)
     pieces = np.array([tok.id_to_piece(i) for i in range(tok.vocab_size)], dtype=object)
     return pd.DataFrame({"index": np.arange(ids.shape[0]), "seq": cat(seq), "position": cat(position),

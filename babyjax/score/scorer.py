@@ -24,16 +24,24 @@ def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Arra
     """log p(target) from final hidden states: logits (float32, as `Transformer.logits`) minus their logsumexp."""
     w_DxV = model.head_kernel_DxV().astype(x_BxLxD.dtype)
     logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, w_DxV, preferred_element_type=jnp.float32)
+    if (bias_V := model.head_bias_V()) is not None:
+        logits_BxLxV += bias_V
     target_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
     return target_BxL - jax.nn.logsumexp(logits_BxLxV, axis=-1)
 
 
-def _target_logprobs(model: Transformer, batch: Mapping[str, jax.Array], chunks: int = 1) -> jax.Array:
-    """log p(target | context) in nats, float32 [B, L]; 0 where the weight is 0. The output projection and log-softmax
-    run over `chunks` slices of the batch in turn (a lax.map: the logits of one slice stay in cache, 1.5x faster on CPU
-    than one [B, L, V] pass); slice j holds rows j, j + chunks, ..., so every device keeps working on its own rows."""
-    x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic=True)
-    targets_BxL = batch["targets"]
+def _target_logprobs(model: Transformer, batch: Mapping[str, jax.Array], chunks: int = 1,
+                     causal: bool = True) -> jax.Array:
+    """log p(target | context) in nats, float32 [B, L] (or [B, K] at the columns `batch['cols']`, `Packed.compact`); 0
+    where the weight is 0. The output projection and log-softmax run over `chunks` slices of the batch in turn (a
+    lax.map: the logits of one slice stay in cache, 1.5x faster on CPU than one [B, L, V] pass); slice j holds rows j,
+    j + chunks, ..., so every device keeps working on its own rows."""
+    x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic=True,
+                             causal=causal if model.cfg.encoder else None)
+    targets_BxL, weights_BxL = batch["targets"], batch["weights"]
+    if "cols" in batch:  # read the scored columns only (L becomes K below)
+        x_BxLxD = jnp.take_along_axis(x_BxLxD, batch["cols"][..., None], axis=1)
+        targets_BxL, weights_BxL = (jnp.take_along_axis(a, batch["cols"], axis=1) for a in (targets_BxL, weights_BxL))
     if chunks == 1:
         logp_BxL = _head_logprobs(model, x_BxLxD, targets_BxL)
     else:
@@ -43,7 +51,7 @@ def _target_logprobs(model: Transformer, batch: Mapping[str, jax.Array], chunks:
         t_CxBxL = targets_BxL.reshape(b // chunks, chunks, length).swapaxes(0, 1)
         logp_CxBxL = jax.lax.map(lambda xt: _head_logprobs(model, *xt), (x_CxBxLxD, t_CxBxL))
         logp_BxL = logp_CxBxL.swapaxes(0, 1).reshape(b, length)
-    return jnp.where(batch["weights"] > 0, logp_BxL, 0.0)
+    return jnp.where(weights_BxL > 0, logp_BxL, 0.0)
 
 
 def head_chunks(rows_per_shard: int, seq_len: int, tokens_per_chunk: int = 512) -> int:
@@ -66,10 +74,14 @@ class Scorer:
     "Packing"), log-probabilities returned replicated to every process. batch_rows (0 = 8 per data-parallel device on
     CPU, where small batches stay in cache and run ~1.8x faster than 32, or 128 on accelerators) is rounded up to a
     multiple of the data-parallel devices. head_tokens: tokens per device in each slice of the output projection (see
-    `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators)."""
+    `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators). causal: False for masked LMs (attention both ways
+    within each packed segment)."""
 
-    def __init__(self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0):
+    def __init__(self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0,
+                 causal: bool = True):
         cpu = mesh.devices.flat[0].platform == "cpu"
+        if not causal and not model_cfg.encoder:
+            raise InputError(f"model.style={model_cfg.style!r} is a decoder: it can only be scored causally")
         head_tokens = head_tokens or (256 if cpu else 16384)
         self.model_cfg, self.mesh = dataclasses.replace(model_cfg, dropout=0.0, remat=False), mesh
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
@@ -87,15 +99,17 @@ class Scorer:
         replicated = NamedSharding(mesh, PartitionSpec())
 
         def logprobs(params: nnx.State, batch: dict[str, jax.Array]) -> jax.Array:
-            chunks = head_chunks(batch["inputs"].shape[0] // shards, batch["inputs"].shape[1], head_tokens)
+            read = batch["cols"] if "cols" in batch else batch["inputs"]
+            chunks = head_chunks(read.shape[0] // shards, read.shape[1], head_tokens)
             with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-                return _target_logprobs(nnx.merge(self.graphdef, params, self._rest), batch, chunks)
+                return _target_logprobs(nnx.merge(self.graphdef, params, self._rest), batch, chunks, causal)
 
         self._fn = jax.jit(logprobs, in_shardings=(self.param_shardings, self.batch_sharding), out_shardings=replicated)
 
     def place(self, packed: Packed) -> tuple[Packed, list[dict[str, jax.Array]]]:
-        """Pad `packed` to whole batches and put every batch on the mesh once (reused for every checkpoint)."""
-        packed = packed.padded(self.batch_rows)
+        """Compact `packed` (read only the scored columns), pad it to whole batches and put every batch on the mesh
+        once (reused for every checkpoint)."""
+        packed = packed.compact().padded(self.batch_rows)
         put = lambda x: jax.make_array_from_callback(x.shape, self.batch_sharding, lambda idx: x[idx])
         return packed, [{k: put(v) for k, v in b.items()} for b in packed.batches(self.batch_rows)]
 

@@ -27,7 +27,9 @@ REQUIRED_TOKEN_COLUMNS = ("seq", "position", "token_id", "token")
 REQUIRED_CHECKPOINT_COLUMNS = ("step", "tokens_seen", "words_seen")
 REQUIRED_PAIR_COLUMNS = ("run", "step", "suite", "field", "n", "correct", "ties")
 # meta.json keys that identify what is scored: a folder is only continued by a job that scores the same thing.
-IDENTITY = ("kind", "eval_hash", "layout_hash", "first_token_policy", "tokenizer_hash", "log_base", "seq_len", "stride")
+IDENTITY = ("kind", "eval_hash", "layout_hash", "first_token_policy", "tokenizer_hash", "log_base", "seq_len", "stride",
+            "scoring")
+IDENTITY_DEFAULTS = {"scoring": "causal"}  # outputs written before masked scoring existed
 
 
 def _write_csv(path: pathlib.Path, df: pd.DataFrame) -> None:
@@ -143,7 +145,7 @@ class ScoreFolder:
         if meta_path.exists():
             stored = json.loads(meta_path.read_text())
             for key in IDENTITY:
-                if stored.get(key) != meta.get(key):
+                if stored.get(key, IDENTITY_DEFAULTS.get(key)) != meta.get(key):
                     raise InputError(f"{out} holds scores of another evaluation ({key}: stored {stored.get(key)!r}, "
                                      f"now {meta.get(key)!r}); use a new --out")
             for run, wd in meta["run_workdirs"].items():

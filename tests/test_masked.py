@@ -1,0 +1,274 @@
+"""Masked and hybrid LMs (issue 11): bidirectional attention within packed segments, the masking rules' rates, masked
+training equal on every mesh, PLL and MNTP scores equal to a float64 numpy reference and invariant to batching and
+devices, the RoBERTa export read by transformers and minicons like babyjax, and the errors a user can cause."""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from babyjax import checkpoints, objectives, score
+from babyjax.data.tokenizer import EOS_ID, MASK_ID
+from babyjax.errors import InputError
+from babyjax.model import ModelConfig
+from babyjax.objectives import Objective
+from babyjax.score import packing
+from tests.test_score import make_run, mesh_of, params_at, random_model, tiny_model_cfg, train_tiny_tokenizer
+from tests.test_step import assert_params_match, make_batch, optim_cfg
+from tests.test_step import mesh_of as step_mesh
+from tests.test_step import tiny_cfg as step_cfg
+
+METHODS = ("pll_original", "pll_within_word_l2r", "mntp")
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory, babylm_sample):
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), babylm_sample)
+
+
+def _rows(tok, babylm_sample, n_rows: int, length: int = 128) -> dict[str, jnp.ndarray]:
+    """Packed rows of real child-directed text: documents (lines) after EOS, one segment id per document."""
+    lines = (babylm_sample / "babylm_10M" / "aochildes.train").read_text().splitlines()
+    stream, seg = [], []
+    for d, ids in enumerate(tok.encode_batch(lines[:60_000])):
+        stream += [EOS_ID] + ids
+        seg += [d + 1] * (len(ids) + 1)
+    n = n_rows * length
+    assert len(stream) > n + 1
+    inputs = np.asarray(stream[:n], np.int32).reshape(n_rows, length)
+    return {"inputs": jnp.asarray(inputs), "targets": jnp.asarray(np.asarray(stream[1:n + 1], np.int32).reshape(
+        n_rows, length)), "segment_ids": jnp.asarray(np.asarray(seg[:n], np.int32).reshape(n_rows, length)),
+        "positions": jnp.zeros((n_rows, length), jnp.int32), "weights": jnp.ones((n_rows, length), jnp.float32)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The encoder
+
+
+def test_encoder_attention_looks_both_ways_within_segments_only():
+    cfg = tiny_model_cfg("roberta", num_kv_heads=4)
+    model = random_model(cfg)
+    x = jnp.asarray(np.random.default_rng(0).integers(5, 97, (2, 16)), jnp.int32)
+    seg = jnp.asarray([[1] * 6 + [2] * 10] * 2, jnp.int32)
+    pos = jnp.asarray([list(range(6)) + list(range(10))] * 2, jnp.int32)
+    logits = model(x, seg, pos)
+    changed = model(x.at[:, 4].set((x[:, 4] + 1) % 97), seg, pos)
+    assert not np.allclose(changed[:, :4], logits[:, :4])  # earlier tokens of the segment see a later one
+    np.testing.assert_allclose(changed[:, 6:], logits[:, 6:], atol=1e-6)  # the next segment does not
+    alone = model(x[:, 6:], None, None)  # segment 2 scored alone equals segment 2 packed
+    np.testing.assert_allclose(logits[:, 6:], alone, atol=1e-5)
+    # per-row attention: row 0 causal (GPT-BERT's causal rows), row 1 both ways
+    mixed = model(x, seg, pos, causal=jnp.asarray([True, False]))
+    np.testing.assert_allclose(mixed[1], logits[1], atol=1e-6)
+    causal_changed = model(x.at[:, 4].set((x[:, 4] + 1) % 97), seg, pos, causal=jnp.asarray([True, False]))
+    np.testing.assert_allclose(causal_changed[0, :4], mixed[0, :4], atol=1e-6)
+    with pytest.raises(InputError, match="decoder"):
+        random_model(tiny_model_cfg("gpt2"))(x, seg, pos, causal=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Masking
+
+
+@pytest.mark.parametrize("masking", ["token", "whole_word", "span"])
+def test_masking_rates_within_sampling_error(tok, babylm_sample, masking):
+    rows = _rows(tok, babylm_sample, 800)  # 102,400 tokens
+    obj = Objective("mlm", tok.vocab_size, mask_rate=0.2, masking=masking, word_starts=tok.word_starts())
+    out = jax.jit(obj)(rows, jax.random.PRNGKey(0))
+    inputs = np.asarray(rows["inputs"])
+    chosen = np.asarray(out["weights"]) > 0
+    ordinary = inputs >= objectives.FIRST_ORDINARY
+    assert not chosen[~ordinary].any()  # specials are never chosen
+    assert (np.asarray(out["targets"]) == inputs).all()
+    rate = chosen[ordinary].mean()
+    n_units = ordinary.sum() if masking == "token" else (ordinary & tok.word_starts()[inputs]).sum()
+    sigma = math.sqrt(0.2 * 0.8 / n_units) * (1 if masking == "token" else 3)  # words (and spans) share one draw
+    assert abs(rate - 0.2) < 4 * sigma + (0.005 if masking == "span" else 0), rate
+    if masking != "token":  # every piece of a word shares its word's fate
+        starts = tok.word_starts()[inputs] | ~ordinary  # a word also starts a row and after a special token
+        starts[:, 0] = True
+        starts[:, 1:] |= ~ordinary[:, :-1]
+        word = np.cumsum(starts.reshape(-1))
+        frac = np.bincount(word[ordinary.reshape(-1)], chosen[ordinary].astype(float))
+        size = np.bincount(word[ordinary.reshape(-1)])
+        assert set(np.round(frac[size > 0] / size[size > 0], 6)) <= {0.0, 1.0}
+    masked_in = np.asarray(out["inputs"])[chosen]
+    n = chosen.sum()
+    share_mask = (masked_in == MASK_ID).mean()
+    share_kept = (masked_in == inputs[chosen]).mean()
+    assert abs(share_mask - 0.8) < 4 * math.sqrt(0.16 / n) and abs(share_kept - 0.1) < 4 * math.sqrt(0.09 / n) + 1e-3
+    assert (masked_in >= objectives.FIRST_ORDINARY).sum() + (masked_in == MASK_ID).sum() == n
+    np.testing.assert_array_equal(np.asarray(out["inputs"])[~chosen], inputs[~chosen])
+
+
+def test_mntp_reads_the_column_before_and_hybrid_keeps_causal_rows(tok, babylm_sample):
+    rows = _rows(tok, babylm_sample, 16)
+    key = jax.random.PRNGKey(3)
+    mlm = Objective("mlm", tok.vocab_size, mask_rate=0.3)(rows, key)
+    mntp = Objective("mntp", tok.vocab_size, mask_rate=0.3)(rows, key)
+    chosen = np.asarray(mlm["weights"]) > 0
+    np.testing.assert_array_equal(np.asarray(mntp["inputs"]), np.asarray(mlm["inputs"]))  # same draws
+    np.testing.assert_array_equal(np.asarray(mntp["weights"])[:, :-1] > 0, chosen[:, 1:])
+    assert not (np.asarray(mntp["weights"])[:, -1] > 0).any()
+    np.testing.assert_array_equal(np.asarray(mntp["targets"]), np.asarray(rows["targets"]))
+    hybrid = Objective("hybrid", tok.vocab_size, mask_rate=0.3, causal_share=0.25)(rows, key)
+    causal = np.asarray(hybrid["causal"])
+    assert causal.sum() == 4 and causal[:4].all()
+    for k in ("inputs", "targets", "weights"):
+        np.testing.assert_array_equal(np.asarray(hybrid[k])[:4], np.asarray(rows[k])[:4])
+        np.testing.assert_array_equal(np.asarray(hybrid[k])[4:], np.asarray(mntp[k])[4:])
+    assert objectives.span_start_rate(0.15, 3.0, 10) < 0.15
+
+
+@pytest.mark.parametrize("kw,match", [({"mask_rate": 0.0}, r"mask_rate=0.0 must be in \(0, 1\)"),
+                                      ({"mask_rate": 1.5}, r"mask_rate=1.5 must be in \(0, 1\)"),
+                                      ({"replace": (0.8, 0.1, 0.2)}, "sum to 1"),
+                                      ({"kind": "bert"}, "objective.kind='bert'"),
+                                      ({"masking": "words"}, "objective.masking='words'")])
+def test_bad_objectives_are_one_line_errors(kw, match):
+    with pytest.raises(InputError, match=match):
+        Objective(**{"kind": "mlm", "vocab_size": 97, **kw})
+
+
+def test_decoder_with_a_masked_objective_is_refused(tok):
+    cfg = {"objective": {"kind": "mlm"}}
+    with pytest.raises(InputError, match="needs an encoder: set model.style to roberta"):
+        Objective.from_config(cfg, tok, encoder=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def _masked_steps(mesh, objective: Objective, n: int = 2):
+    from babyjax.step import init_train_state, make_train_step
+
+    cfg = step_cfg(style="roberta")
+    graphdef, state, shardings, tx, sched = init_train_state(cfg, optim_cfg(), 10, mesh, seed=0)
+    step = make_train_step(graphdef, tx, sched, mesh, shardings, objective=objective)
+    metrics = []
+    for i in range(n):
+        state, m = step(state, make_batch(i))
+        metrics.append({k: float(v) for k, v in m.items()})
+    return metrics, state
+
+
+@pytest.mark.parametrize("objective", [Objective("mlm", 97, mask_rate=0.3),
+                                       Objective("hybrid", 97, mask_rate=0.3, masking="span",
+                                                 word_starts=np.arange(97) % 3 == 0, causal_share=0.25)],
+                         ids=["mlm", "hybrid-span"])
+def test_masked_training_on_any_mesh_equals_one_device(objective):
+    ref_metrics, ref_state = _masked_steps(step_mesh(1, 1, 1), objective)
+    metrics, state = _masked_steps(step_mesh(2, 2, 2), objective)
+    assert 0 < ref_metrics[0]["num_tokens"] < 0.5 * 8 * 16 and "accuracy" in ref_metrics[0]
+    for got, want in zip(metrics, ref_metrics):
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=2e-5, err_msg=key)
+    assert_params_match(state, ref_state)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scoring: PLL and MNTP
+
+
+def np_masked_logprob(params: dict, cfg: ModelConfig, tokens: tuple[int, ...], col: int, target: int) -> float:
+    """float64 numpy forward of a RoBERTa-style encoder on one copy (attention both ways): log p(target) at `col`."""
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+    ids = np.asarray(tokens)
+    n, k = len(ids), cfg.head_dim
+
+    def norm(x, q):
+        mu = x.mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + cfg.norm_eps) * q["scale"] + q["bias"]
+
+    gelu = lambda u: 0.5 * u * (1 + erf(u / math.sqrt(2)))
+    x = norm(p["embed"][ids] + p["pos_embed"][np.arange(n)], p["norm_out"])
+    for i in range(cfg.num_layers):
+        blk, a = p["blocks"][i], p["blocks"][i]["attn"]
+        q, kk, v = (np.einsum("ld,dhk->lhk", x, a["w" + w]) + a["b" + w] for w in "qkv")
+        s = np.einsum("lhk,mhk->hlm", q, kk) / math.sqrt(k)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        o = np.einsum("hlm,mhk->lhk", s / s.sum(-1, keepdims=True), v)
+        x = norm(x + np.einsum("lhk,hkd->ld", o, a["wo"]) + a["bo"], blk["norm_attn"])
+        m = blk["mlp"]
+        x = norm(x + gelu(x @ m["w_in"] + m["b_in"]) @ m["w_out"] + m["b_out"], blk["norm_mlp"])
+    h = norm(gelu(x[col] @ p["mlm"]["kernel"] + p["mlm"]["bias"]), p["mlm"]["norm"])
+    logits = h @ p["embed"].T + p["mlm"]["out_bias"]
+    return float(logits[target] - (logits.max() + np.log(np.exp(logits - logits.max()).sum())))
+
+
+def _score_copies(workdir, cfg, step: int, copies, seq_len: int, mesh, batch_rows: int) -> np.ndarray:
+    scorer = score.Scorer(cfg, mesh, batch_rows=batch_rows, causal=False)
+    params = checkpoints.restore_params(workdir, step, scorer.abstract_params)
+    packed, batches = scorer.place(score.pack(copies, seq_len))
+    return scorer.logprobs(params, packed, batches)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_masked_scores_equal_float64_reference_on_any_batching(tmp_path, tok, babylm_sample, method):
+    cfg = make_run(tmp_path / "run", tok, style="roberta", steps=(0, 10), objective="mlm")
+    lines = (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()
+    ids = [tok.encode(t) for t in lines[:40] if t.strip()][:24] + [tok.encode(" ".join(["the dog"] * 40))]
+    assert len(ids[-1]) > 64  # read in windows of 64 tokens around each scored one
+    copies = [c for i, s in enumerate(ids) for c in packing.masked_copies(i, s, method, 64, tok.word_starts())]
+    assert len(copies) == sum(map(len, ids))  # every token, the first read from </s> under mntp
+    got = _score_copies(tmp_path / "run", cfg, 10, copies, 64, mesh_of(1), batch_rows=4)
+    again = _score_copies(tmp_path / "run", cfg, 10, copies, 64, mesh_of(8), batch_rows=24)
+    np.testing.assert_allclose(again, got, atol=2e-6, rtol=0)
+    params = params_at(tmp_path / "run", 10)
+    want = [np_masked_logprob(params, cfg, c.tokens, c.col, c.target) for c in copies]
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=0)
+    if method == "pll_within_word_l2r":  # the first piece of a word is read with the word's later pieces masked
+        words = [c for c in copies if c.tokens.count(MASK_ID) > 1]
+        assert words and all(c.tokens[c.col] == MASK_ID for c in words)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Export: transformers and minicons read the masked model as babyjax scores it
+
+
+def _hf_masked_logprobs(model, copies) -> np.ndarray:
+    """log p(target) at each copy's column, the copies right-padded into one batch with an attention mask."""
+    import torch
+
+    n = max(c.length for c in copies)
+    inputs = torch.zeros((len(copies), n), dtype=torch.long)
+    mask = torch.zeros((len(copies), n), dtype=torch.long)
+    for i, c in enumerate(copies):
+        inputs[i, :c.length], mask[i, :c.length] = torch.tensor(c.tokens), 1
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask).logits.double(), -1).numpy()
+    return np.array([logp[i, c.col, c.target] for i, c in enumerate(copies)])
+
+
+def test_roberta_export_reads_like_babyjax_in_transformers_and_minicons(tmp_path, tok, babylm_sample):
+    import transformers
+    from minicons import scorer as minicons_scorer
+
+    from babyjax import export
+
+    cfg = make_run(tmp_path / "run", tok, style="roberta", steps=(0, 10), objective="mlm")
+    out = export.export_checkpoint(tmp_path / "run", 10, tmp_path / "hf")
+    model = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == "RobertaForMaskedLM" and hf_tok.mask_token_id == MASK_ID
+    lines = (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()
+    texts = [t for t in lines if 20 < len(t) < 60][:10] + ["The cats weren't sleeping."]
+    ids = [tok.encode(t) for t in texts]
+    assert [hf_tok(t)["input_ids"] for t in texts] == [[EOS_ID] + s for s in ids]  # </s> first, as babyjax reads
+    sums = {}
+    for method in ("pll_original", "pll_within_word_l2r"):
+        copies = [c for i, s in enumerate(ids) for c in packing.masked_copies(i, s, method, 64, tok.word_starts())]
+        got = _score_copies(tmp_path / "run", cfg, 10, copies, 64, mesh_of(1), batch_rows=4)
+        np.testing.assert_allclose(_hf_masked_logprobs(model, copies), got, atol=1e-4, rtol=0)
+        sums[method] = np.bincount([c.seq for c in copies], got.astype(np.float64))
+    scorer = minicons_scorer.MaskedLMScorer(model, "cpu", tokenizer=hf_tok)
+    enc = hf_tok(texts, padding="longest", return_attention_mask=True)  # minicons 0.3.39 calls a method 5.x removed
+    for method, want in sums.items():
+        got = scorer.sequence_score(enc, reduction=lambda x: x.sum(0).item(), PLL_metric=method.removeprefix("pll_"))
+        np.testing.assert_allclose(got, want, atol=1e-3, rtol=0)
+    assert not np.allclose(sums["pll_original"], sums["pll_within_word_l2r"])
