@@ -29,7 +29,7 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
-from babyjax import checkpoints, cli, paths
+from babyjax import checkpoints, cli, objectives, paths
 from babyjax.data.tokenizer import EOS_ID, PAD_ID
 from babyjax.errors import InputError
 from babyjax.model import Transformer
@@ -70,7 +70,7 @@ def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tok
 
     def next_token(i: jax.Array, tokens_BxN: jax.Array, lengths_B: jax.Array) -> jax.Array:
         start_B = jnp.clip(lengths_B - w, 0, n - w)
-        x_BxWxD = model.features(window_of(tokens_BxN, start_B))  # positions 0..w-1 of the window
+        x_BxWxD = model.features(window_of(tokens_BxN, start_B), causal=True)  # positions 0..w-1 of the window
         last_Bx1xD = x_BxWxD[rows_B, lengths_B - 1 - start_B][:, None]
         logits_BxV = model.logits(last_Bx1xD)[:, 0]
         if temperature == 0.0:
@@ -107,6 +107,10 @@ class Generator:
         self.workdir, self.tokenizer = self.run.path, self.run.tokenizer()
         self.steps = [int(e["step"]) for e in self.run.series_index()]
         self.model_cfg = dataclasses.replace(self.run.model_config(self.tokenizer.vocab_size), dropout=0.0, remat=False)
+        kind = objectives.config_of(self.run.config())["kind"]
+        if kind in ("mlm", "mntp"):
+            raise InputError(f"run {self.run.name} is a masked LM (objective {kind!r}): it does not generate text; "
+                             "babyjax.generate needs a causal or hybrid run")
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
         self.graphdef, abstract, self._rest = nnx.split(abstract_model, nnx.Param, ...)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

@@ -272,3 +272,51 @@ def test_roberta_export_reads_like_babyjax_in_transformers_and_minicons(tmp_path
         got = scorer.sequence_score(enc, reduction=lambda x: x.sum(0).item(), PLL_metric=method.removeprefix("pll_"))
         np.testing.assert_allclose(got, want, atol=1e-3, rtol=0)
     assert not np.allclose(sums["pll_original"], sums["pll_within_word_l2r"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The scoring job follows the run's objective
+
+
+def test_score_job_follows_the_objective_and_refuses_the_wrong_kind(tmp_path, tok, shared_data):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from babyjax import generate
+    from tests.test_score import ROOT
+
+    blimp = [str(shared_data / "blimp" / "anaphor_gender_agreement.jsonl")]
+    make_run(tmp_path / "mlm", tok, style="roberta", steps=(0, 10), objective="mlm")
+    make_run(tmp_path / "hybrid", tok, style="roberta", steps=(0, 10), objective="hybrid")
+    make_run(tmp_path / "causal", tok, style="gpt2", steps=(0, 10))
+    mlm = [score.RunSpec("mlm", tmp_path / "mlm")]
+    summary = score.score_job(mlm, tmp_path / "pll", kind="pairs", eval_paths=blimp, limit=5)
+    out = score.load_score_output(tmp_path / "pll")
+    assert out.meta["scoring"] == "pll_original" and len(summary.scored) == 2
+    tokens = pd.read_csv(tmp_path / "pll" / "tokens.csv")
+    assert (tokens.groupby("seq")["position"].min() == 0).all()  # a masked LM scores every token, the first too
+    pairs = pd.read_csv(tmp_path / "pll" / "pairs.csv")
+    assert set(pairs["step"]) == {0, 10} and (pairs["n"] == 5).all()
+    score.score_job(mlm, tmp_path / "l2r", kind="pairs", eval_paths=blimp, limit=5, scoring="pll_within_word_l2r")
+    hybrid = [score.RunSpec("hybrid", tmp_path / "hybrid")]
+    score.score_job(hybrid, tmp_path / "mntp", kind="pairs", eval_paths=blimp, limit=5)
+    assert score.load_score_output(tmp_path / "mntp").meta["scoring"] == "mntp"
+    score.score_job(hybrid, tmp_path / "causal-of-hybrid", kind="pairs", eval_paths=blimp, limit=5, scoring="causal")
+    with pytest.raises(InputError, match="trained with objective 'mlm': --scoring=causal does not apply"):
+        score.score_job(mlm, tmp_path / "x", kind="pairs", eval_paths=blimp, scoring="causal")
+    with pytest.raises(InputError, match="trained with objective 'causal': --scoring=pll_original does not apply"):
+        score.score_job([score.RunSpec("causal", tmp_path / "causal")], tmp_path / "x", kind="pairs",
+                        eval_paths=blimp, scoring="pll_original")
+    with pytest.raises(InputError, match="holds scores of another evaluation \\(scoring"):
+        score.score_job(mlm, tmp_path / "pll", kind="pairs", eval_paths=blimp, limit=5, scoring="pll_within_word_l2r")
+    with pytest.raises(InputError, match="different objectives"):
+        score.score_job(mlm + hybrid, tmp_path / "x", kind="pairs", eval_paths=blimp)
+    with pytest.raises(InputError, match="masked LM .* does not generate text"):
+        generate.Generator(tmp_path / "mlm")
+    done = subprocess.run([sys.executable, "-m", "babyjax.score", f"--run=mlm={tmp_path / 'mlm'}", "--kind=pairs",
+                           f"--eval={blimp[0]}", f"--out={tmp_path / 'y'}", "--scoring=mntp"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: run mlm was trained")
+    assert len([ln for ln in done.stderr.splitlines() if "error" in ln]) == 1

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from babyjax import model
+from babyjax import model, objectives
 from babyjax.analysis import generation, plots, xia
 from babyjax.errors import UserError
 from babyjax.metrics import read_metrics
@@ -137,6 +137,14 @@ def loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib
     return ["## Training loss", "", f"![training loss]({f.name})", ""]
 
 
+def objective_text(config: Any) -> str:
+    """'causal LM', 'masked LM (15% whole_word)', 'hybrid (25% causal rows, mntp 30% span)' ..."""
+    o = objectives.config_of(config)
+    masking = f"{o['mask_rate']:.0%} {o['masking']}"
+    return {"causal": "causal LM", "mlm": f"masked LM ({masking})", "mntp": f"masked next token ({masking})",
+            "hybrid": f"hybrid ({o['causal_share']:.0%} causal rows, mntp {masking})"}[o["kind"]]
+
+
 def run_row(rd: pathlib.Path, run: str) -> dict:
     """What a reader needs about one run: corpus, model, training and checkpoints (its config.json and series)."""
     d = RunDir.open(rd / run, what="each run folder of --runs-dir")
@@ -148,8 +156,8 @@ def run_row(rd: pathlib.Path, run: str) -> dict:
             "seed": c.get("seed", ""), "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, "
             f"{cost[1] / 1e6:.2f}M parameters" if cost else c.model.style,
             "tokenizer": f"{c.tokenizer.get('model_type', 'unigram')} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
-            "training": f"{c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} tokens "
-                        f"({c.data.packing}), {c.optim.get('schedule', '')} lr {c.optim.lr:g}",
+            "training": f"{objective_text(c)}, {c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} "
+                        f"tokens ({c.data.packing}), {c.optim.get('schedule', '')} lr {c.optim.lr:g}",
             "words seen": f"{float(last.get('words_seen', 0)):,.0f}",
             "tokens seen": f"{float(last.get('tokens_seen', 0)):,.0f}",
             "checkpoints": f"{len(index)} ({c.ckpt.schedule} schedule)"}
@@ -167,11 +175,15 @@ def study_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_n
     evals = pd.DataFrame([{"output": so.name, "kind": so.meta.get("kind"), "eval set": so.meta.get("eval_set"),
                            "tokens scored": so.meta.get("num_tokens"), "sequences": so.meta.get("num_sequences"),
                            "contexts": ", ".join(f"{k}: {v}" for k, v in so.meta.get("contexts", {}).items())
-                           or "window", "first token": so.meta.get("first_token_policy")} for so in outputs])
+                           or "window", "first token": so.meta.get("first_token_policy"),
+                           "scoring": so.meta.get("scoring", "causal")} for so in outputs])
     md = ["## The study", ""]
     md += [md_table(pd.DataFrame(rows))] if rows else [
         "_Runs not described: " + ("see notes._" if rd else "pass --runs-dir._"), ""]
-    return md + ["Evaluation sets (held out from training; tokens-in-context samples come from the test split):", "",
+    return md + ["Evaluation sets (held out from training; tokens-in-context samples come from the test split). "
+                 "Scoring: causal (log p of each token given the tokens before it), pll_original / "
+                 "pll_within_word_l2r (masked LMs' pseudo-log-likelihood: the token masked, and in the second form "
+                 "the later pieces of its word too), mntp (the masked token read from the position before it):", "",
                  md_table(evals)]
 
 
