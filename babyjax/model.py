@@ -15,14 +15,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from babyjax import layers, ltg
 from babyjax.errors import InputError
+from babyjax.layers import INIT_STD
+from babyjax.layers import dropout as _dropout
+from babyjax.layers import param as _param
 from babyjax.sharding import constrain
 
-STYLES = ("gpt2", "llama", "roberta")
-ENCODERS = ("roberta",)  # styles whose attention may look both ways
+STYLES = ("gpt2", "llama", "roberta", "ltg_bert")
+ENCODERS = ("roberta", "ltg_bert")  # styles whose attention may look both ways
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-INIT_STD = 0.02
-DECAY_TAG = "decay"  # nnx metadata key: True for parameters that get weight decay (babyjax.optim.decay_mask)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     remat: bool = False
+    position_buckets: int = 32  # relative positions (ltg_bert): 2 * position_buckets - 1 buckets
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -63,7 +66,8 @@ class ModelConfig:
     @classmethod
     def from_config(cls, model_cfg: Any, vocab_size: int) -> ModelConfig:
         """From the `config.model` ConfigDict (num_kv_heads=-1 means num_heads), each value cast to its field's type."""
-        values = {f.name: type(f.default)(model_cfg[f.name]) for f in dataclasses.fields(cls) if f.name != "vocab_size"}
+        values = {f.name: type(f.default)(model_cfg.get(f.name, f.default))  # keys added later keep their default
+                  for f in dataclasses.fields(cls) if f.name != "vocab_size"}
         if values["num_kv_heads"] == -1:
             values["num_kv_heads"] = values["num_heads"]
         return cls(vocab_size=int(vocab_size), **values)
@@ -71,9 +75,9 @@ class ModelConfig:
     # -- features: the rest of babyjax asks for these, never for the style name ------------------------------------
     @property
     def position(self) -> str:
-        """'learned' (a position table of max_len rows: GPT-2, RoBERTa) or 'rope' (rotary, on per-segment positions:
-        Llama)."""
-        return "rope" if self.style == "llama" else "learned"
+        """'learned' (a position table of max_len rows: GPT-2, RoBERTa), 'rope' (rotary, on per-segment positions:
+        Llama) or 'relative' (LTG-BERT's bucketed relative positions, babyjax/ltg.py)."""
+        return {"llama": "rope", "ltg_bert": "relative"}.get(self.style, "learned")
 
     @property
     def norm(self) -> str:
@@ -82,8 +86,9 @@ class ModelConfig:
 
     @property
     def mlp(self) -> str:
-        """'gelu' (tanh GELU MLP: GPT-2), 'gelu_exact' (erf GELU: RoBERTa) or 'swiglu' (gated SiLU MLP: Llama)."""
-        return {"gpt2": "gelu", "roberta": "gelu_exact"}.get(self.style, "swiglu")
+        """'gelu' (tanh GELU MLP: GPT-2), 'gelu_exact' (erf GELU: RoBERTa), 'swiglu' (gated SiLU MLP: Llama) or
+        'geglu' (gated tanh GELU with a norm inside: LTG-BERT)."""
+        return {"gpt2": "gelu", "roberta": "gelu_exact", "ltg_bert": "geglu"}.get(self.style, "swiglu")
 
     @property
     def biases(self) -> bool:
@@ -100,6 +105,11 @@ class ModelConfig:
         """Post-LayerNorm blocks (norm(x + f(x)): BERT, RoBERTa), a norm on the embeddings and no final norm; else
         pre-norm blocks (x + f(norm(x))) and a final norm."""
         return self.style == "roberta"
+
+    @property
+    def embed_norm(self) -> bool:
+        """A norm on the embeddings and none after the last block (RoBERTa: with scale and bias; LTG-BERT: without)."""
+        return self.style in ("roberta", "ltg_bert")
 
     @property
     def mlm_head(self) -> bool:
@@ -125,32 +135,9 @@ class ModelConfig:
         return DTYPES[self.dtype]
 
 
-def _param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...], std: float | None, *,
-           decay: bool) -> nnx.Param:
-    """A float32 Param: normal(std), ones with std None (norm scales), zeros with std 0 (biases). names: logical axis
-    names (sharding); decay: whether weight decay applies (kernels and embedding tables; not biases, norm scales or
-    position tables)."""
-    if std:
-        value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
-    else:
-        value = jnp.full(shape, 1.0 if std is None else 0.0, jnp.float32)
-    # Sharding is applied by jit out_shardings at init (babyjax/step.py), not eagerly at creation.
-    return nnx.Param(value, out_sharding=names, eager_sharding=False, **{DECAY_TAG: decay})
-
-
-class Norm(nnx.Module):
-    """LayerNorm (with bias) or RMSNorm, as `cfg.norm` says, computed in float32."""
-
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.rms, self.eps = cfg.norm == "rmsnorm", cfg.norm_eps
-        self.scale = _param(rngs, (cfg.d_model,), ("norm",), None, decay=False)
-        self.bias = None if self.rms else _param(rngs, (cfg.d_model,), ("norm",), 0.0, decay=False)
-
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        x = x_BxLxD.astype(jnp.float32)
-        x = x if self.rms else x - jnp.mean(x, axis=-1, keepdims=True)  # LayerNorm centres, RMSNorm does not
-        y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps) * self.scale[...]
-        return (y if self.rms else y + self.bias[...]).astype(x_BxLxD.dtype)
+def _norm(cfg: ModelConfig, *, rngs: nnx.Rngs, affine: bool = True, width: int = 0) -> layers.Norm:
+    """The model's norm (`cfg.norm`) over `width` features (default d_model)."""
+    return layers.Norm(width or cfg.d_model, cfg.norm_eps, rms=cfg.norm == "rmsnorm", affine=affine, rngs=rngs)
 
 
 def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Array:
@@ -255,23 +242,14 @@ class Mlp(nnx.Module):
         return out_BxLxD
 
 
-def _dropout(x: jax.Array, rate: float, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
-    if deterministic or rate == 0.0:
-        return x
-    if rngs is None:
-        raise InputError("dropout with deterministic=False needs rngs=nnx.Rngs(dropout=key)")
-    keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, x.shape)
-    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
-
-
 class Block(nnx.Module):
     """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x)); post-norm (`cfg.post_norm`): norm(x + attn(x)), then
     norm(x + mlp(x))."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.dropout, self.post = cfg.dropout, cfg.post_norm
-        self.norm_attn, self.attn = Norm(cfg, rngs=rngs), Attention(cfg, rngs=rngs)
-        self.norm_mlp, self.mlp = Norm(cfg, rngs=rngs), Mlp(cfg, rngs=rngs)
+        self.norm_attn, self.attn = _norm(cfg, rngs=rngs), Attention(cfg, rngs=rngs)
+        self.norm_mlp, self.mlp = _norm(cfg, rngs=rngs), Mlp(cfg, rngs=rngs)
 
     def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool,
                  rngs: nnx.Rngs | None) -> jax.Array:
@@ -284,16 +262,21 @@ class Block(nnx.Module):
 
 
 class MlmHead(nnx.Module):
-    """BERT's prediction-head transform: dense, GELU (erf), LayerNorm; the tied projection after it has a bias."""
+    """BERT's prediction-head transform: dense, GELU (erf), LayerNorm; the tied projection after it has a bias.
+    LTG-BERT's: a norm first, and both norms without scale or bias."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.kernel = _param(rngs, (cfg.d_model, cfg.d_model), ("embed", "mlp"), INIT_STD, decay=True)
+        ltg_style = cfg.style == "ltg_bert"
+        std = ltg.init_std(cfg) if ltg_style else INIT_STD
+        self.norm_in = _norm(cfg, rngs=rngs, affine=False) if ltg_style else None
+        self.kernel = _param(rngs, (cfg.d_model, cfg.d_model), ("embed", "mlp"), std, decay=True, truncated=ltg_style)
         self.bias = _param(rngs, (cfg.d_model,), ("norm",), 0.0, decay=False)
-        self.norm = Norm(cfg, rngs=rngs)
+        self.norm = _norm(cfg, rngs=rngs, affine=not ltg_style)
         self.out_bias = _param(rngs, (cfg.vocab_size,), ("vocab",), 0.0, decay=False)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         dt = x_BxLxD.dtype
+        x_BxLxD = x_BxLxD if self.norm_in is None else self.norm_in(x_BxLxD)
         h_BxLxD = jnp.einsum("bld,de->ble", x_BxLxD, self.kernel[...].astype(dt)) + self.bias[...].astype(dt)
         return self.norm(jax.nn.gelu(h_BxLxD, approximate=False))
 
@@ -303,12 +286,17 @@ class Transformer(nnx.Module):
     causal: None = the style's way (decoders causal, encoders bidirectional), or a bool, or bool[B] per row."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.cfg = cfg
-        self.embed = _param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), INIT_STD, decay=True)
+        self.cfg, relative = cfg, cfg.position == "relative"
+        std = ltg.init_std(cfg) if relative else INIT_STD
+        self.embed = _param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), std, decay=True,
+                            truncated=relative)
         if cfg.position == "learned":  # a position table: no weight decay (as GPT-2/nanoGPT)
             self.pos_embed = _param(rngs, (cfg.max_len, cfg.d_model), (None, "embed"), INIT_STD, decay=False)
-        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-        self.norm_out = Norm(cfg, rngs=rngs)  # post-norm models: the norm of the embeddings
+        if relative:
+            self.relative = ltg.RelativePositions(cfg, rngs=rngs)
+        self.blocks = nnx.List([ltg.LtgBlock(cfg, i, rngs=rngs) if relative else Block(cfg, rngs=rngs)
+                                for i in range(cfg.num_layers)])
+        self.norm_out = _norm(cfg, rngs=rngs, affine=not relative)  # embed_norm models: the norm of the embeddings
         if cfg.mlm_head:
             self.mlm = MlmHead(cfg, rngs=rngs)
         if not cfg.tie_embeddings:
@@ -323,7 +311,7 @@ class Transformer(nnx.Module):
         if cfg.position == "learned":
             pos_embed_LxD = constrain(self.pos_embed[...], (None, None))
             x_BxLxD += jnp.take(pos_embed_LxD, positions_BxL, axis=0).astype(cfg.compute_dtype)
-        if cfg.post_norm:
+        if cfg.embed_norm:
             x_BxLxD = self.norm_out(x_BxLxD)
         return constrain(_dropout(x_BxLxD, cfg.dropout, deterministic, rngs), ("batch", "length", "embed"))
 
@@ -342,15 +330,16 @@ class Transformer(nnx.Module):
         positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length)) if positions is None else positions
         x_BxLxD = self._embed(inputs_BxL, positions_BxL, deterministic, rngs)
         mask = attention_mask(segment_ids_BxL, causal)
+        extra = self.relative(positions_BxL) if cfg.position == "relative" else (positions_BxL,)
 
         def run_block(block: Block, x: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:
-            return block(x, mask, positions_BxL, deterministic, rngs)
+            return block(x, mask, *extra, deterministic, rngs)
 
         if cfg.remat:
             run_block = nnx.remat(run_block)
         for block in self.blocks:
             x_BxLxD = run_block(block, x_BxLxD, rngs)
-        x_BxLxD = x_BxLxD if cfg.post_norm else self.norm_out(x_BxLxD)
+        x_BxLxD = x_BxLxD if cfg.embed_norm else self.norm_out(x_BxLxD)
         return self.mlm(x_BxLxD) if cfg.mlm_head else x_BxLxD
 
     def head_kernel_DxV(self) -> jax.Array:
@@ -376,21 +365,16 @@ class Transformer(nnx.Module):
 
 
 def num_params(cfg: ModelConfig) -> int:
-    """Number of parameters of `Transformer(cfg)` (tied embeddings counted once)."""
-    d, f, h, g, k = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    biases = h * k + 2 * g * k + d + f + d if cfg.biases else 0  # attention q, k, v, out; MLP in, out
-    norm = (2 if cfg.norm == "layernorm" else 1) * d  # scale (and bias)
-    positions = cfg.max_len * d if cfg.position == "learned" else 0
-    embed = 0 if cfg.tie_embeddings else d * cfg.vocab_size  # matmul_params counts the tied table once, as the head
-    mlm = d + norm + cfg.vocab_size if cfg.mlm_head else 0  # transform bias, its norm, the projection's bias
-    return matmul_params(cfg) + cfg.num_layers * (biases + 2 * norm) + norm + positions + embed + mlm
+    """Number of parameters of `Transformer(cfg)` (tied embeddings counted once), counted from its abstract shapes."""
+    params = nnx.state(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))), nnx.Param)
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(params))
 
 
 def matmul_params(cfg: ModelConfig) -> int:
-    """Parameters used in matmuls per token: block kernels plus the output projection (embedding lookups and
-    position tables are gathers, norms and biases are negligible)."""
+    """Parameters used in matmuls per token: block kernels plus the output projection and the MLM head's transform
+    (embedding lookups and position tables are gathers, norms and biases are negligible)."""
     d, f, h, g, k = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    per_layer = 2 * d * h * k + 2 * d * g * k + (3 if cfg.mlp == "swiglu" else 2) * d * f
+    per_layer = 2 * d * h * k + 2 * d * g * k + (3 if cfg.mlp in ("swiglu", "geglu") else 2) * d * f
     return cfg.num_layers * per_layer + d * cfg.vocab_size + (d * d if cfg.mlm_head else 0)
 
 
@@ -398,6 +382,9 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True) ->
     """THE FLOPs per token of babyjax (training, benchmarks, scoring, the report), PaLM appendix B convention.
 
     Forward: 2 * matmul_params + 4 * num_layers * num_heads * head_dim * seq_len (QK^T and attention-times-V over the
-    full context, not halved for causality); `backward=True` (training, the default) counts 3 forwards, `False` one."""
-    forward = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
+    full context, not halved for causality; relative positions add 4 * num_layers * d_model * (2 * buckets - 1) for
+    the content-to-position and position-to-content scores); `backward=True` (training, the default) counts 3
+    forwards, `False` one."""
+    attention = seq_len + (2 * cfg.position_buckets - 1 if cfg.position == "relative" else 0)
+    forward = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * attention
     return 3.0 * forward if backward else forward

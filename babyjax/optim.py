@@ -10,7 +10,7 @@ import optax
 from flax import nnx
 
 from babyjax.errors import InputError
-from babyjax.model import DECAY_TAG
+from babyjax.layers import DECAY_TAG
 
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
 

@@ -49,8 +49,9 @@ def _rows(tok, babylm_sample, n_rows: int, length: int = 128) -> dict[str, jnp.n
 # The encoder
 
 
-def test_encoder_attention_looks_both_ways_within_segments_only():
-    cfg = tiny_model_cfg("roberta", num_kv_heads=4)
+@pytest.mark.parametrize("style", ["roberta", "ltg_bert"])
+def test_encoder_attention_looks_both_ways_within_segments_only(style):
+    cfg = tiny_model_cfg(style, num_kv_heads=4)
     model = random_model(cfg)
     x = jnp.asarray(np.random.default_rng(0).integers(5, 97, (2, 16)), jnp.int32)
     seg = jnp.asarray([[1] * 6 + [2] * 10] * 2, jnp.int32)
@@ -144,10 +145,10 @@ def test_decoder_with_a_masked_objective_is_refused(tok):
 # Training
 
 
-def _masked_steps(mesh, objective: Objective, n: int = 2):
+def _masked_steps(mesh, objective: Objective, style: str, n: int = 2):
     from babyjax.step import init_train_state, make_train_step
 
-    cfg = step_cfg(style="roberta")
+    cfg = step_cfg(style=style)
     graphdef, state, shardings, tx, sched = init_train_state(cfg, optim_cfg(), 10, mesh, seed=0)
     step = make_train_step(graphdef, tx, sched, mesh, shardings, objective=objective)
     metrics = []
@@ -157,13 +158,13 @@ def _masked_steps(mesh, objective: Objective, n: int = 2):
     return metrics, state
 
 
-@pytest.mark.parametrize("objective", [Objective("mlm", 97, mask_rate=0.3),
-                                       Objective("hybrid", 97, mask_rate=0.3, masking="span",
-                                                 word_starts=np.arange(97) % 3 == 0, causal_share=0.25)],
-                         ids=["mlm", "hybrid-span"])
-def test_masked_training_on_any_mesh_equals_one_device(objective):
-    ref_metrics, ref_state = _masked_steps(step_mesh(1, 1, 1), objective)
-    metrics, state = _masked_steps(step_mesh(2, 2, 2), objective)
+@pytest.mark.parametrize("style,objective", [
+    ("roberta", Objective("mlm", 97, mask_rate=0.3)),
+    ("ltg_bert", Objective("hybrid", 97, mask_rate=0.3, masking="span", word_starts=np.arange(97) % 3 == 0,
+                           causal_share=0.25))], ids=["roberta-mlm", "ltg-hybrid-span"])
+def test_masked_training_on_any_mesh_equals_one_device(style, objective):
+    ref_metrics, ref_state = _masked_steps(step_mesh(1, 1, 1), objective, style)
+    metrics, state = _masked_steps(step_mesh(2, 2, 2), objective, style)
     assert 0 < ref_metrics[0]["num_tokens"] < 0.5 * 8 * 16 and "accuracy" in ref_metrics[0]
     for got, want in zip(metrics, ref_metrics):
         for key in want:
@@ -175,28 +176,61 @@ def test_masked_training_on_any_mesh_equals_one_device(objective):
 # Scoring: PLL and MNTP
 
 
-def np_masked_logprob(params: dict, cfg: ModelConfig, tokens: tuple[int, ...], col: int, target: int) -> float:
-    """float64 numpy forward of a RoBERTa-style encoder on one copy (attention both ways): log p(target) at `col`."""
-    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
-    ids = np.asarray(tokens)
-    n, k = len(ids), cfg.head_dim
+def _np_norm(x, q=None, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    y = (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps)
+    return y if q is None else y * q["scale"] + q["bias"]
 
-    def norm(x, q):
-        mu = x.mean(-1, keepdims=True)
-        return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + cfg.norm_eps) * q["scale"] + q["bias"]
 
-    gelu = lambda u: 0.5 * u * (1 + erf(u / math.sqrt(2)))
-    x = norm(p["embed"][ids] + p["pos_embed"][np.arange(n)], p["norm_out"])
+def _gelu(u, tanh: bool = False):
+    if tanh:
+        return 0.5 * u * (1 + np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3)))
+    return 0.5 * u * (1 + erf(u / math.sqrt(2)))
+
+
+def _np_ltg_layers(p: dict, cfg: ModelConfig, x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """LTG-BERT's blocks as ltgoslo/ltg-bert writes them (relative buckets recomputed here from the formula)."""
+    mid = cfg.position_buckets // 2
+    rel = pos[:, None] - pos[None, :]
+    dist = np.where(np.abs(rel) < mid, mid - 1, np.minimum(np.abs(rel), 511))
+    log_pos = np.ceil(np.log(dist / mid) / np.log(511 / mid) * (mid - 1)) + mid
+    idx = np.where(dist <= mid, rel, np.sign(rel) * log_pos).astype(int) + cfg.position_buckets - 1
+    rel_emb = _np_norm(p["relative"]["table"], p["relative"]["norm"], cfg.norm_eps)
     for i in range(cfg.num_layers):
-        blk, a = p["blocks"][i], p["blocks"][i]["attn"]
-        q, kk, v = (np.einsum("ld,dhk->lhk", x, a["w" + w]) + a["b" + w] for w in "qkv")
-        s = np.einsum("lhk,mhk->hlm", q, kk) / math.sqrt(k)
-        s = np.exp(s - s.max(-1, keepdims=True))
+        a, m = p["blocks"][i]["attn"], p["blocks"][i]["mlp"]
+        h = _np_norm(x, eps=cfg.norm_eps)
+        q, k = (np.einsum("ld,dhk->lhk", h, a["w_qk"][:, j]) + a["b_qk"][j] for j in (0, 1))
+        qp, kp = (np.einsum("rd,dhk->rhk", rel_emb, a["w_qk"][:, j]) + a["b_qk"][j] for j in (0, 1))
+        v = np.einsum("ld,dhk->lhk", h, a["w_v"]) + a["b_v"]
+        s = np.einsum("lhk,mhk->hlm", q, k)
+        s += np.einsum("lhk,lmhk->hlm", q, kp[idx]) + np.einsum("mhk,lmhk->hlm", k, qp[idx])
+        s = np.exp(s / math.sqrt(3 * cfg.head_dim) - (s / math.sqrt(3 * cfg.head_dim)).max(-1, keepdims=True))
         o = np.einsum("hlm,mhk->lhk", s / s.sum(-1, keepdims=True), v)
-        x = norm(x + np.einsum("lhk,hkd->ld", o, a["wo"]) + a["bo"], blk["norm_attn"])
-        m = blk["mlp"]
-        x = norm(x + gelu(x @ m["w_in"] + m["b_in"]) @ m["w_out"] + m["b_out"], blk["norm_mlp"])
-    h = norm(gelu(x[col] @ p["mlm"]["kernel"] + p["mlm"]["bias"]), p["mlm"]["norm"])
+        x = x + _np_norm(np.einsum("lhk,hkd->ld", o, a["w_o"]) + a["b_o"], a["norm_out"], cfg.norm_eps)
+        vg = np.einsum("ld,dsf->lsf", _np_norm(x, eps=cfg.norm_eps), m["w_in"])
+        x = x + _np_norm(vg[:, 0] * _gelu(vg[:, 1], tanh=True), eps=cfg.norm_eps) @ m["w_out"]
+    return x
+
+
+def np_masked_logprob(params: dict, cfg: ModelConfig, tokens: tuple[int, ...], col: int, target: int) -> float:
+    """float64 numpy forward of an encoder on one copy (attention both ways): log p(target) at `col`."""
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+    ids, n, k, eps = np.asarray(tokens), len(tokens), cfg.head_dim, cfg.norm_eps
+    if cfg.style == "ltg_bert":
+        x = _np_ltg_layers(p, cfg, _np_norm(p["embed"][ids], eps=eps), np.arange(n))
+        h = _np_norm(_gelu(_np_norm(x[col], eps=eps) @ p["mlm"]["kernel"] + p["mlm"]["bias"]), eps=eps)
+    else:
+        x = _np_norm(p["embed"][ids] + p["pos_embed"][np.arange(n)], p["norm_out"], eps)
+        for i in range(cfg.num_layers):
+            blk, a = p["blocks"][i], p["blocks"][i]["attn"]
+            q, kk, v = (np.einsum("ld,dhk->lhk", x, a["w" + w]) + a["b" + w] for w in "qkv")
+            s = np.einsum("lhk,mhk->hlm", q, kk) / math.sqrt(k)
+            s = np.exp(s - s.max(-1, keepdims=True))
+            o = np.einsum("hlm,mhk->lhk", s / s.sum(-1, keepdims=True), v)
+            x = _np_norm(x + np.einsum("lhk,hkd->ld", o, a["wo"]) + a["bo"], blk["norm_attn"], eps)
+            m = blk["mlp"]
+            x = _np_norm(x + _gelu(x @ m["w_in"] + m["b_in"]) @ m["w_out"] + m["b_out"], blk["norm_mlp"], eps)
+        h = _np_norm(_gelu(x[col] @ p["mlm"]["kernel"] + p["mlm"]["bias"]), p["mlm"]["norm"], eps)
     logits = h @ p["embed"].T + p["mlm"]["out_bias"]
     return float(logits[target] - (logits.max() + np.log(np.exp(logits - logits.max()).sum())))
 
@@ -208,9 +242,10 @@ def _score_copies(workdir, cfg, step: int, copies, seq_len: int, mesh, batch_row
     return scorer.logprobs(params, packed, batches)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_masked_scores_equal_float64_reference_on_any_batching(tmp_path, tok, babylm_sample, method):
-    cfg = make_run(tmp_path / "run", tok, style="roberta", steps=(0, 10), objective="mlm")
+@pytest.mark.parametrize("style,method", [("roberta", m) for m in METHODS] + [("ltg_bert", "pll_original"),
+                                                                              ("ltg_bert", "mntp")])
+def test_masked_scores_equal_float64_reference_on_any_batching(tmp_path, tok, babylm_sample, style, method):
+    cfg = make_run(tmp_path / "run", tok, style=style, steps=(0, 10), objective="mlm")
     lines = (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()
     ids = [tok.encode(t) for t in lines[:40] if t.strip()][:24] + [tok.encode(" ".join(["the dog"] * 40))]
     assert len(ids[-1]) > 64  # read in windows of 64 tokens around each scored one

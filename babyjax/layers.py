@@ -1,0 +1,53 @@
+"""The primitives every model of babyjax is built from (babyjax/model.py, babyjax/ltg.py): float32 parameters with
+logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py), the norm, and dropout."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from babyjax.errors import InputError
+
+INIT_STD = 0.02
+DECAY_TAG = "decay"  # nnx metadata key: True for parameters that get weight decay (babyjax.optim.decay_mask)
+
+
+def param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...], std: float | None, *,
+          decay: bool, truncated: bool = False) -> nnx.Param:
+    """A float32 Param: normal(std) (cut at +-2 std when `truncated`, as LTG-BERT), ones with std None (norm scales),
+    zeros with std 0 (biases). names: logical axis names (sharding); decay: whether weight decay applies (kernels and
+    embedding tables; not biases, norm scales or position tables)."""
+    if std:
+        key = rngs.params()
+        noise = jax.random.truncated_normal(key, -2.0, 2.0, shape) if truncated else jax.random.normal(key, shape)
+        value = std * noise.astype(jnp.float32)
+    else:
+        value = jnp.full(shape, 1.0 if std is None else 0.0, jnp.float32)
+    # Sharding is applied by jit out_shardings at init (babyjax/step.py), not eagerly at creation.
+    return nnx.Param(value, out_sharding=names, eager_sharding=False, **{DECAY_TAG: decay})
+
+
+class Norm(nnx.Module):
+    """LayerNorm (with bias) or RMSNorm over the last axis, computed in float32; `affine=False`: no scale or bias (the
+    extra norms of LTG-BERT)."""
+
+    def __init__(self, width: int, eps: float, *, rms: bool = False, affine: bool = True, rngs: nnx.Rngs):
+        self.rms, self.eps = rms, eps
+        self.scale = param(rngs, (width,), ("norm",), None, decay=False) if affine else None
+        self.bias = param(rngs, (width,), ("norm",), 0.0, decay=False) if affine and not rms else None
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        x = x_BxLxD.astype(jnp.float32)
+        x = x if self.rms else x - jnp.mean(x, axis=-1, keepdims=True)  # LayerNorm centres, RMSNorm does not
+        y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+        y = y if self.scale is None else y * self.scale[...]
+        return (y if self.bias is None else y + self.bias[...]).astype(x_BxLxD.dtype)
+
+
+def dropout(x: jax.Array, rate: float, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
+    if deterministic or rate == 0.0:
+        return x
+    if rngs is None:
+        raise InputError("dropout with deterministic=False needs rngs=nnx.Rngs(dropout=key)")
+    keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, x.shape)
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
