@@ -57,9 +57,14 @@ def _plain(tree: Any) -> Any:
 GPT2 = "GPT2LMHeadModel"
 LLAMA = "LlamaForCausalLM"
 ROBERTA = "RobertaForMaskedLM"
+LTG = "LtgBertForMaskedLM"  # babyjax's own modelling code (babyjax/hf_ltg_bert.py), shipped in the folder
+REMOTE_CODE = "modeling_ltg_bert.py"
+AUTO_MAP = {"AutoConfig": "modeling_ltg_bert.LtgBertConfig",
+            "AutoModelForMaskedLM": "modeling_ltg_bert.LtgBertForMaskedLM",
+            "AutoModelForCausalLM": "modeling_ltg_bert.LtgBertForCausalLM"}
 # (position, norm, mlp, biases) of the models each Hugging Face class represents
 HF_CLASSES = {("learned", "layernorm", "gelu", True): GPT2, ("rope", "rmsnorm", "swiglu", False): LLAMA,
-              ("learned", "layernorm", "gelu_exact", True): ROBERTA}
+              ("learned", "layernorm", "gelu_exact", True): ROBERTA, ("relative", "layernorm", "geglu", True): LTG}
 
 
 def hf_class_name(cfg: ModelConfig) -> str:
@@ -147,7 +152,31 @@ def _roberta_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]
     return out
 
 
-_STATE_DICTS = {GPT2: _gpt2_state_dict, LLAMA: _llama_state_dict, ROBERTA: _roberta_state_dict}
+def _ltg_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    d, rel = cfg.d_model, params["relative"]
+    out = {"word_embedding.weight": params["embed"], "relative_embedding": rel["table"],
+           "relative_norm.weight": rel["norm"]["scale"], "relative_norm.bias": rel["norm"]["bias"]}
+    for i in range(cfg.num_layers):
+        b, pre = params["blocks"][str(i)], f"layers.{i}."
+        a, m = b["attn"], b["mlp"]
+        out[pre + "attention.in_proj_qk.weight"] = a["w_qk"].reshape(d, -1).T  # rows: q then k, head-major
+        out[pre + "attention.in_proj_qk.bias"] = a["b_qk"].reshape(-1)
+        out[pre + "attention.in_proj_v.weight"], out[pre + "attention.in_proj_v.bias"] = \
+            a["w_v"].reshape(d, -1).T, a["b_v"].reshape(-1)
+        out[pre + "attention.out_proj.weight"] = a["w_o"].reshape(-1, d).T
+        out[pre + "attention.out_proj.bias"] = a["b_o"]
+        out[pre + "attention.post_norm.weight"] = a["norm_out"]["scale"]
+        out[pre + "attention.post_norm.bias"] = a["norm_out"]["bias"]
+        out[pre + "mlp.w_in.weight"] = m["w_in"].reshape(d, -1).T  # rows: value then gate
+        out[pre + "mlp.w_out.weight"] = m["w_out"].T
+    head = params["mlm"]
+    out.update({"head_dense.weight": head["kernel"].T, "head_dense.bias": head["bias"],
+                "lm_head.weight": params["embed"] if cfg.tie_embeddings else params.pop("head").T,
+                "lm_head.bias": head["out_bias"]})
+    return out
+
+
+_STATE_DICTS = {GPT2: _gpt2_state_dict, LLAMA: _llama_state_dict, ROBERTA: _roberta_state_dict, LTG: _ltg_state_dict}
 
 
 def hf_state_dict(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
@@ -163,6 +192,13 @@ def hf_config(cfg: ModelConfig) -> Any:
     """The transformers config of a babyjax model (GPT2Config or LlamaConfig)."""
     _, transformers = _require_peers()
     special = {"bos_token_id": 3, "eos_token_id": 3, "pad_token_id": 0, "tie_word_embeddings": cfg.tie_embeddings}
+    if hf_class_name(cfg) == LTG:
+        from babyjax import hf_ltg_bert
+
+        return hf_ltg_bert.LtgBertConfig(
+            vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads, intermediate_size=cfg.mlp_dim, position_bucket_size=cfg.position_buckets,
+            layer_norm_eps=cfg.norm_eps, auto_map=AUTO_MAP, architectures=[LTG], **special)
     if hf_class_name(cfg) == ROBERTA:
         return transformers.RobertaConfig(
             vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.num_layers,
@@ -185,7 +221,11 @@ def hf_config(cfg: ModelConfig) -> Any:
 def hf_model(params: dict, cfg: ModelConfig) -> Any:
     """A transformers PyTorch model (eval mode, float32) holding babyjax parameters."""
     torch, transformers = _require_peers()
-    cls = getattr(transformers, hf_class_name(cfg))
+    if hf_class_name(cfg) == LTG:
+        from babyjax import hf_ltg_bert as module
+    else:
+        module = transformers
+    cls = getattr(module, hf_class_name(cfg))
     model = cls(hf_config(cfg))
     state = {name: torch.tensor(x) for name, x in hf_state_dict(params, cfg).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -195,7 +235,7 @@ def hf_model(params: dict, cfg: ModelConfig) -> Any:
                and not m.endswith(".attn.bias") and not m.endswith(".attn.masked_bias")]
     if missing or unexpected:
         raise RuntimeError(f"export does not match {cls.__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    if cfg.tie_embeddings:
+    if cfg.tie_embeddings and module is transformers:
         model.tie_weights()
     return model.eval()
 
@@ -268,6 +308,8 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
         hf_tokenizer(tmp / "tokenizer.model", cfg.max_len, masked=cfg.encoder).save_pretrained(tmp)
         _portable_tokenizer_class(tmp / "tokenizer_config.json")
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1))
+        if hf_class_name(cfg) == LTG:  # the modelling code travels with the weights (trust_remote_code=True)
+            (tmp / REMOTE_CODE).write_text(pathlib.Path(__file__).with_name("hf_ltg_bert.py").read_text())
 
     return paths.write_folder(out, fill, overwrite=True)
 

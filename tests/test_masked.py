@@ -355,3 +355,38 @@ def test_score_job_follows_the_objective_and_refuses_the_wrong_kind(tmp_path, to
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: run mlm was trained")
     assert len([ln for ln in done.stderr.splitlines() if "error" in ln]) == 1
+
+
+@pytest.mark.parametrize("objective", ["mlm", "hybrid"])
+def test_ltg_bert_export_loads_with_remote_code_and_scores_like_babyjax(tmp_path, tok, babylm_sample, objective):
+    """mlm: AutoModelForMaskedLM reads each masked copy as babyjax does; hybrid (GPT-BERT): the same folder loads as
+    AutoModelForCausalLM too and gives babyjax's causal log-probabilities."""
+    import transformers
+
+    from babyjax import export
+
+    cfg = make_run(tmp_path / "run", tok, style="ltg_bert", steps=(0, 10), objective=objective)
+    out = export.export_checkpoint(tmp_path / "run", 10, tmp_path / "hf")
+    assert (out / "modeling_ltg_bert.py").is_file()
+    model = transformers.AutoModelForMaskedLM.from_pretrained(out, trust_remote_code=True).eval()
+    assert type(model).__name__ == "LtgBertForMaskedLM"
+    lines = (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()
+    ids = [tok.encode(t) for t in lines if 20 < len(t) < 60][:8]
+    method = "pll_original" if objective == "mlm" else "mntp"
+    copies = [c for i, s in enumerate(ids) for c in packing.masked_copies(i, s, method, 64, tok.word_starts())]
+    got = _score_copies(tmp_path / "run", cfg, 10, copies, 64, mesh_of(1), batch_rows=4)
+    np.testing.assert_allclose(_hf_masked_logprobs(model, copies), got, atol=1e-4, rtol=0)
+    if objective == "hybrid":
+        import torch
+
+        causal = transformers.AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+        scorer = score.Scorer(cfg, mesh_of(1), batch_rows=4)
+        params = checkpoints.restore_params(tmp_path / "run", 10, scorer.abstract_params)
+        wins = [w for i, s in enumerate(ids) for w in score.windows(i, s, "eot_context", 64)]
+        packed, batches = scorer.place(score.pack(wins, 64))
+        want = np.split(scorer.logprobs(params, packed, batches), np.cumsum([len(s) for s in ids])[:-1])
+        for s, w in zip(ids, want):
+            with torch.no_grad():
+                logits = causal(input_ids=torch.tensor([[EOS_ID] + s])).logits.double()
+            logp = torch.log_softmax(logits, -1)[0, np.arange(len(s)), s].numpy()
+            np.testing.assert_allclose(logp, w, atol=1e-4, rtol=0)
