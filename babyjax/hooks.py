@@ -95,7 +95,7 @@ class MetricsLog:
 
     def restart_window(self) -> None:
         """Start a new averaging window (after a dev evaluation, whose time is not training time)."""
-        self.window: dict[str, Any] = {"loss": [], "grad_norm": [], "lr": 0.0, "tokens": 0.0,
+        self.window: dict[str, Any] = {"loss": [], "grad_norm": [], "accuracy": [], "lr": 0.0, "tokens": 0.0,
                                        "t0": time.perf_counter()}
 
     def drain(self, keep: int = 0) -> None:
@@ -112,6 +112,8 @@ class MetricsLog:
             self.window["loss"].append(loss)
             self.window["grad_norm"].append(float(m["grad_norm"]))
             self.window["lr"] = float(m["lr"])
+            if "accuracy" in m:  # masked objectives: the share of masked tokens predicted right
+                self.window["accuracy"].append(float(m["accuracy"]))
 
     def __call__(self, p: Progress, state: Any, stop: bool) -> None:
         del state
@@ -130,6 +132,8 @@ class MetricsLog:
                    "grad_norm": float(np.mean(self.window["grad_norm"])), "tokens_per_s": tps,
                    "tokens_seen": p.tokens_seen, "words_seen": p.words_seen,
                    "mfu": tps * self.flops_per_token / self.peak_flops}
+        if self.window["accuracy"]:
+            scalars["accuracy"] = float(np.mean(self.window["accuracy"]))
         self.writer.write(p.step, scalars)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{scalars['loss']:.3f}", tok_s=f"{tps:,.0f}", refresh=False)

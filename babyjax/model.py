@@ -378,13 +378,16 @@ def matmul_params(cfg: ModelConfig) -> int:
     return cfg.num_layers * per_layer + d * cfg.vocab_size + (d * d if cfg.mlm_head else 0)
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True) -> float:
+def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True, head_fraction: float = 1.0) -> float:
     """THE FLOPs per token of babyjax (training, benchmarks, scoring, the report), PaLM appendix B convention.
 
     Forward: 2 * matmul_params + 4 * num_layers * num_heads * head_dim * seq_len (QK^T and attention-times-V over the
     full context, not halved for causality; relative positions add 4 * num_layers * d_model * (2 * buckets - 1) for
     the content-to-position and position-to-content scores); `backward=True` (training, the default) counts 3
-    forwards, `False` one."""
+    forwards, `False` one. head_fraction: the share of positions that reach the output projection (and the MLM head's
+    transform): masked objectives read only their chosen columns (babyjax.objectives.Objective.capacity)."""
+    head = cfg.d_model * cfg.vocab_size + (cfg.d_model * cfg.d_model if cfg.mlm_head else 0)
     attention = seq_len + (2 * cfg.position_buckets - 1 if cfg.position == "relative" else 0)
-    forward = 2.0 * matmul_params(cfg) + 4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * attention
+    forward = 2.0 * (matmul_params(cfg) - (1.0 - head_fraction) * head) + \
+        4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * attention
     return 3.0 * forward if backward else forward

@@ -18,6 +18,7 @@ words, started at a rate that masks `mask_rate` of the tokens on average). Defin
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -55,6 +56,7 @@ class Objective:
     span_max: int = 10
     causal_share: float = 0.0
     word_starts: np.ndarray | None = None  # bool[V]: pieces that begin a word (whole_word and span masking)
+    compact: bool = True  # mlm, mntp: the loss reads only the chosen columns (at most `capacity` a row)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -68,6 +70,9 @@ class Objective:
                              "that sum to 1, e.g. (0.8, 0.1, 0.1)")
         if not 0.0 <= self.causal_share <= 1.0:
             raise InputError(f"objective.causal_share={self.causal_share} must be in [0, 1]")
+        if self.masking != "token" and self.word_starts is None:
+            raise InputError(f"objective.masking={self.masking!r} needs the tokenizer's word starts: build the "
+                             "objective with Objective.from_config")
         if self.masking == "span" and not (1.0 <= self.span_mean <= self.span_max):
             raise InputError(f"objective.span_mean={self.span_mean} must be in [1, span_max={self.span_max}]")
 
@@ -89,26 +94,46 @@ class Objective:
         """Whether any row is masked (mlm, mntp, hybrid with a causal share below 1)."""
         return self.kind in ("mlm", "mntp") or (self.kind == "hybrid" and self.causal_share < 1.0)
 
+    def capacity(self, length: int) -> int:
+        """The most tokens chosen in one row of `length` (mlm, mntp): twice the expected count plus 8, so that a row
+        reaches it about never (BERT caps its predictions per sequence the same way: 20 of 128). Chosen tokens past
+        it, in column order, are left unmasked; the loss then reads only these columns (`cols`), and the output
+        projection runs on capacity / length of each row."""
+        return min(length, math.ceil(2 * self.mask_rate * length) + 8)
+
+    def head_fraction(self, length: int) -> float:
+        """The share of a row's columns the output projection reads (1 unless the loss is compacted)."""
+        return self.capacity(length) / length if self.compact and self.kind in ("mlm", "mntp") else 1.0
+
     def __call__(self, batch: dict[str, jax.Array], key: jax.Array) -> dict[str, jax.Array]:
-        rows = batch["inputs"].shape[0]
+        rows, length = batch["inputs"].shape
         if self.kind == "causal":
             return {**batch, "causal": jnp.ones((rows,), jnp.bool_)}
         k_choose, k_replace = jax.random.split(key)
         chosen_BxL = self.choose(batch, k_choose)
+        if self.compact and self.kind in ("mlm", "mntp"):
+            chosen_BxL &= jnp.cumsum(chosen_BxL, axis=1) <= self.capacity(length)
         inputs_BxL = self.replace_chosen(batch["inputs"], chosen_BxL, k_replace)
         if self.kind == "mlm":
-            return {**batch, "inputs": inputs_BxL, "targets": batch["inputs"],
-                    "weights": chosen_BxL.astype(jnp.float32), "causal": jnp.zeros((rows,), jnp.bool_)}
+            return self._compacted({**batch, "inputs": inputs_BxL, "targets": batch["inputs"],
+                                    "weights": chosen_BxL.astype(jnp.float32), "causal": jnp.zeros((rows,), jnp.bool_)})
         # mntp: the output at i predicts the token at i + 1, scored when that token was chosen
         next_chosen_BxL = jnp.pad(chosen_BxL[:, 1:], ((0, 0), (0, 1)))
         mntp = {**batch, "inputs": inputs_BxL, "weights": jnp.where(next_chosen_BxL, batch["weights"], 0.0),
                 "causal": jnp.zeros((rows,), jnp.bool_)}
         if self.kind == "mntp":
-            return mntp
+            return self._compacted(mntp)
         causal_B = jnp.arange(rows) < round(self.causal_share * rows)  # rows are shuffled: the first ones will do
         pick = lambda causal_row, masked_row: jnp.where(causal_B[:, None], causal_row, masked_row)
         return {**mntp, "inputs": pick(batch["inputs"], inputs_BxL), "weights": pick(batch["weights"], mntp["weights"]),
                 "causal": causal_B}
+
+    def _compacted(self, rows: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """`cols` [B, capacity]: the scored columns of each row first, in column order (the loss reads only these)."""
+        if not self.compact:
+            return rows
+        k = self.capacity(rows["weights"].shape[1])
+        return {**rows, "cols": jnp.argsort(rows["weights"] <= 0, axis=1, stable=True)[:, :k].astype(jnp.int32)}
 
     def choose(self, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
         """bool[B, L]: the positions whose tokens are masked (ordinary tokens of live segments only)."""

@@ -73,13 +73,17 @@ def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch
     model = nnx.merge(graphdef, params, rest)
     rngs = None if deterministic else nnx.Rngs(dropout=rng)
     causal = batch.get("causal", True) if model.cfg.encoder else None
-    logits_BxLxV = model(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic, rngs, causal)
-    weights_BxL = batch["weights"].astype(jnp.float32)
+    x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic, rngs, causal)
+    targets_BxL, weights_BxL = batch["targets"], batch["weights"].astype(jnp.float32)
+    if "cols" in batch:  # masked objectives: only the chosen columns reach the output projection (L becomes K)
+        x_BxLxD = jnp.take_along_axis(x_BxLxD, batch["cols"][..., None], axis=1)
+        targets_BxL, weights_BxL = (jnp.take_along_axis(a, batch["cols"], axis=1) for a in (targets_BxL, weights_BxL))
+    logits_BxLxV = model.logits(x_BxLxD)
     lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
-    target_BxL = jnp.take_along_axis(logits_BxLxV, batch["targets"][..., None], axis=-1)[..., 0]
+    target_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
     correct = jnp.float32(0)
     if "causal" in batch and model.cfg.encoder:
-        correct = jnp.sum((jnp.argmax(logits_BxLxV, axis=-1) == batch["targets"]) * weights_BxL)
+        correct = jnp.sum((jnp.argmax(logits_BxLxV, axis=-1) == targets_BxL) * weights_BxL)
     return jnp.sum((lse_BxL - target_BxL) * weights_BxL), (jnp.sum(weights_BxL), correct)
 
 

@@ -52,6 +52,7 @@ class _Session:
     ckpt: RunCheckpoints
     writer: metrics_lib.MetricWriter
     num_steps: int
+    head_fraction: float  # share of positions the output projection reads (masked objectives: their capacity)
 
 
 def _prepare_tokenizer(config: ml_collections.ConfigDict, run: RunDir) -> tokenizer_lib.Tokenizer:
@@ -107,7 +108,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
     return _Session(config, run, model_cfg, state, shardings, train_step,
                     lambda s: evaluate(eval_step, s, dev_loader, tc.eval_batches), loader,
                     RunCheckpoints(run.path, config.ckpt, num_steps=tc.num_steps), metrics_lib.MetricWriter(run.path),
-                    int(tc.num_steps))
+                    int(tc.num_steps), objective.head_fraction(config.data.seq_len))
 
 
 def _restore_or_init(s: _Session) -> hooks.Progress:
@@ -133,8 +134,9 @@ def _make_hooks(s: _Session, progress_bar: Any) -> list:
     """The per-step hooks, in the order they run (babyjax/hooks.py)."""
     tc, lock = s.config.train, threading.Lock()
     peak = metrics_lib.measure_matmul_peak(s.config.model.dtype) * jax.device_count()
-    metrics = hooks.MetricsLog(s.writer, tc.log_every, model_lib.flops_per_token(s.model_cfg, s.config.data.seq_len),
-                               peak, s.ckpt.latest_resume_step, progress_bar)
+    seq_len = s.config.data.seq_len
+    flops = model_lib.flops_per_token(s.model_cfg, seq_len, head_fraction=s.head_fraction)
+    metrics = hooks.MetricsLog(s.writer, tc.log_every, flops, peak, s.ckpt.latest_resume_step, progress_bar)
     copy = jax.jit(lambda p: jax.tree.map(lambda x: x.copy(), p), out_shardings=s.state_shardings.params)
     series = hooks.SeriesSaves(s.ckpt, lock, copy)
     return [metrics, hooks.DevEval(s.evaluate, tc.eval_every, s.writer, metrics), series,

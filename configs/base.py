@@ -50,7 +50,8 @@ def _model_mesh(c: ml_collections.ConfigDict) -> None:
     # ---- model (babyjax/model.py) ----
     c.model = ml_collections.ConfigDict()
     # gpt2 (learned positions, LayerNorm, GELU; also OPT) | llama (RoPE, RMSNorm, SwiGLU) | roberta (encoder:
-    # learned positions, post-LayerNorm, erf GELU, BERT's MLM head)
+    # learned positions, post-LayerNorm, erf GELU, BERT's MLM head) | ltg_bert (encoder: relative positions, extra
+    # norms, GEGLU; LTG-BERT, and GPT-BERT with objective.kind = hybrid)
     c.model.style = "gpt2"
     c.model.num_layers = 12
     c.model.d_model = 768
@@ -64,6 +65,7 @@ def _model_mesh(c: ml_collections.ConfigDict) -> None:
     c.model.rope_theta = 10000.0
     c.model.norm_eps = 1e-5
     c.model.remat = False  # rematerialise each block (saves activation memory)
+    c.model.position_buckets = 32  # ltg_bert: relative positions in 2 * position_buckets - 1 log-spaced buckets
 
     # ---- objective (babyjax/objectives.py): what the rows teach ----
     c.objective = ml_collections.ConfigDict()

@@ -3,6 +3,7 @@ training equal on every mesh, PLL and MNTP scores equal to a float64 numpy refer
 devices, the RoBERTa export read by transformers and minicons like babyjax, and the errors a user can cause."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -78,8 +79,14 @@ def test_encoder_attention_looks_both_ways_within_segments_only(style):
 @pytest.mark.parametrize("masking", ["token", "whole_word", "span"])
 def test_masking_rates_within_sampling_error(tok, babylm_sample, masking):
     rows = _rows(tok, babylm_sample, 800)  # 102,400 tokens
-    obj = Objective("mlm", tok.vocab_size, mask_rate=0.2, masking=masking, word_starts=tok.word_starts())
+    obj = Objective("mlm", tok.vocab_size, mask_rate=0.2, masking=masking, word_starts=tok.word_starts(),
+                    compact=False)  # the rule itself, without the per-row cap
     out = jax.jit(obj)(rows, jax.random.PRNGKey(0))
+    capped = jax.jit(dataclasses.replace(obj, compact=True))(rows, jax.random.PRNGKey(0))
+    per_row = np.asarray(capped["weights"] > 0).sum(1)
+    assert per_row.max() <= obj.capacity(128) and capped["cols"].shape == (800, obj.capacity(128))
+    np.testing.assert_array_equal(np.take_along_axis(np.asarray(capped["weights"]), np.asarray(capped["cols"]),
+                                                     1).sum(1), per_row)  # cols hold every chosen column
     inputs = np.asarray(rows["inputs"])
     chosen = np.asarray(out["weights"]) > 0
     ordinary = inputs >= objectives.FIRST_ORDINARY
@@ -390,3 +397,19 @@ def test_ltg_bert_export_loads_with_remote_code_and_scores_like_babyjax(tmp_path
                 logits = causal(input_ids=torch.tensor([[EOS_ID] + s])).logits.double()
             logp = torch.log_softmax(logits, -1)[0, np.arange(len(s)), s].numpy()
             np.testing.assert_allclose(logp, w, atol=1e-4, rtol=0)
+
+
+def test_a_tokenizer_without_a_mask_token_is_refused(tmp_path, babylm_sample):
+    import io
+
+    import sentencepiece as spm
+
+    from babyjax.data import tokenizer as tokenizer_lib
+
+    lines = (babylm_sample / "babylm_10M" / "aochildes.train").read_text().splitlines()[:2000]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=300, pad_id=0,
+                                   unk_id=1, bos_id=2, eos_id=3, minloglevel=2)
+    (tmp_path / "t.model").write_bytes(model.getvalue())
+    with pytest.raises(InputError, match="has no <mask> piece at id 4 \\(masked LMs need one\\)"):
+        tokenizer_lib.Tokenizer(tmp_path / "t.model")

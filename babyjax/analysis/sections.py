@@ -140,9 +140,9 @@ def loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib
 def objective_text(config: Any) -> str:
     """'causal LM', 'masked LM (15% whole_word)', 'hybrid (25% causal rows, mntp 30% span)' ..."""
     o = objectives.config_of(config)
-    masking = f"{o['mask_rate']:.0%} {o['masking']}"
+    masking = f"{100 * o['mask_rate']:g}% {o['masking']}"
     return {"causal": "causal LM", "mlm": f"masked LM ({masking})", "mntp": f"masked next token ({masking})",
-            "hybrid": f"hybrid ({o['causal_share']:.0%} causal rows, mntp {masking})"}[o["kind"]]
+            "hybrid": f"hybrid ({100 * o['causal_share']:g}% causal rows, mntp {masking})"}[o["kind"]]
 
 
 def run_row(rd: pathlib.Path, run: str) -> dict:

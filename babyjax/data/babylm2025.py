@@ -119,7 +119,9 @@ def completion_start(tok: Tokenizer, text: str, start_char: int) -> tuple[list[i
         proto = tok.sp.encode(text, out_type="immutable_proto")  # 0.2.0
     ids = [p.id for p in proto.pieces]
     start_byte = len(text[:start_char].encode("utf-8"))  # SentencePiece offsets count UTF-8 bytes
-    first = next((i for i, p in enumerate(proto.pieces) if p.end > start_byte), len(ids))
+    # a lone dummy-prefix piece '▁' spans no character for SentencePiece but the first one for the HF tokenizer (0, 1)
+    ends = [p.end if i or p.end or not text else 1 for i, p in enumerate(proto.pieces)]
+    first = next((i for i, end in enumerate(ends) if end > start_byte), len(ids))
     return ids, first
 
 

@@ -216,16 +216,16 @@ def revisions(index: Iterable[dict], step: int) -> list[str]:
 
 
 def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.DataFrame, logp: np.ndarray,
-                     reading: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    """The results tree of one checkpoint (logp: `candidate_logprobs`) under root/<model>/<name>/zero_shot/causal/
-    <task>/<subset>/ (reading: .../causal/reading/) for each of its names; returns the tidy rows (task, subset,
+                     reading: pd.DataFrame | None = None, backend: str = "causal") -> list[dict[str, Any]]:
+    """The results tree of one checkpoint (logp: `candidate_logprobs`) under root/<model>/<name>/zero_shot/<backend>/
+    <task>/<subset>/ (reading: .../<backend>/reading/) for each of its names; returns the tidy rows (task, subset,
     block, key, value)."""
     read = (seqs["task"] == "reading").to_numpy()
     rows = []
     if read.any() and reading is not None:
         df, eye, spr = reading_results(seqs[read], logp[read], reading)
         for name in names:
-            write_reading(root / model / name / "zero_shot" / "causal" / "reading", df, eye, spr)
+            write_reading(root / model / name / "zero_shot" / backend / "reading", df, eye, spr)
         rows += [{"task": "reading", "subset": "reading", "block": "AVERAGE", "key": k, "value": x}
                  for k, x in (("eye_tracking", eye), ("self_paced_reading", spr))]
     choice = ~(read | (seqs["task"] == "aoa").to_numpy())
@@ -236,7 +236,7 @@ def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.
         blocks, average = task_summary(g)
         pipeline_task = "blimp" if task == "supplement" else task
         for name in names:
-            folder = root / model / name / "zero_shot" / "causal" / pipeline_task / subset
+            folder = root / model / name / "zero_shot" / backend / pipeline_task / subset
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "best_temperature_report.txt").write_text(report_text(task, blocks, average))
             (folder / "predictions.json").write_text(json.dumps(predictions(g)))
@@ -255,10 +255,11 @@ def _aoa_steps(index: Sequence[dict], done: list[tuple[int, float, np.ndarray]])
 
 
 def write_results(out: pathlib.Path, runs: Sequence[tuple[str, Sequence[dict], Iterable]], ev: Any,
-                  tokens: pd.DataFrame, limit: int) -> None:
-    """The pipeline's results tree (out/results/<run>/<revision>/zero_shot/causal/...) of every checkpoint scored so
+                  tokens: pd.DataFrame, limit: int, backend: str = "causal") -> None:
+    """The pipeline's results tree (out/results/<run>/<revision>/zero_shot/<backend>/...) of every checkpoint scored so
     far, the AoA task over them, and babylm2025.csv: one row per run, checkpoint, task folder and number. runs:
-    (name, series index, done rows (step, words seen, surprisal)) each."""
+    (name, series index, done rows (step, words seen, surprisal)) each. backend: the pipeline's backend whose rules
+    the scores follow (causal, mlm, mntp)."""
     seqs, rows = ev.sequences, []
     folders = {data.task_of(f): f for f in ev.source.split(",")}
     reading = data.read_reading(folders["reading"], limit) if "reading" in folders else None
@@ -268,11 +269,11 @@ def write_results(out: pathlib.Path, runs: Sequence[tuple[str, Sequence[dict], I
         for (step, words, _), logp in zip(done, logps):
             names = revisions(index, step)
             rows += [{"run": name, "step": step, "words_seen": words, "revision": " ".join(names), **row}
-                     for row in write_checkpoint(out / "results", name, names, seqs, logp, reading)]
+                     for row in write_checkpoint(out / "results", name, names, seqs, logp, reading, backend)]
         if "aoa" in folders and done:
             per_step = [(n, count, aoa_surprisal(seqs, logps[i])) for n, count, i in _aoa_steps(index, done)]
             children = pd.read_csv(pathlib.Path(folders["aoa"]) / data.AOA_CHILDREN)
-            fitness = write_aoa(out / "results" / name / "main" / "zero_shot" / "causal" / "AoA_word", name, per_step,
+            fitness = write_aoa(out / "results" / name / "main" / "zero_shot" / backend / "AoA_word", name, per_step,
                                 children)
             rows.append({"run": name, "step": done[-1][0], "words_seen": done[-1][1],
                          "revision": " ".join(revisions(index, done[-1][0])), "task": "aoa", "subset": "AoA_word",

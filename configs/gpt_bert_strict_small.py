@@ -1,0 +1,26 @@
+"""BabyLM strict-small (10M words): GPT-BERT (Charpentier & Samuel 2024; the 2024 winner and a 2025 baseline), an
+LTG-BERT-shaped network trained on masked next-token prediction and causal LM through one set of weights.
+
+Command:   python launch/train.py --config configs/gpt_bert_strict_small.py --workdir runs/gpt_bert_strict_small
+           (data: an official BabyLM release folder via --config.data.dir=... or BABYJAX_DATA_DIR; else downloaded)
+Model:     LTG-BERT style, GPT-BERT small's shape: 12 layers, d_model 384, 6 heads, GEGLU 1280, 32 buckets, eps 1e-7,
+           vocab 16,384, context 128; 31M parameters. (GPT-BERT's attention gate and depth-weighted averages are not
+           built.)
+Objective: hybrid, masked-focus: 1/16 of each batch's rows causal, the rest mntp on spans; GPT-BERT decays the mask
+           rate from 0.30 to 0.15, babyjax holds its mean, 0.225. Score with --scoring mntp (default) or causal.
+Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens.
+Hardware:  one GPU (A100/H100 class), bfloat16 compute.
+Time:      not measured on this project's hardware (no GPU was available); estimate from FLOPs (4.9e16): about 5 minutes
+           on one H100 at 25% of its bf16 peak.
+Expected:  not measured here; the BabyLM 2025 GPT-BERT baselines report BLiMP ~70-80% on strict-small.
+"""
+from configs import ltg_bert_strict_small
+
+
+def get_config():
+    c = ltg_bert_strict_small.get_config()
+    c.model.mlp_dim = 1280
+    c.objective.kind = "hybrid"
+    c.objective.causal_share = 1 / 16
+    c.objective.mask_rate = 0.225
+    return c

@@ -1,0 +1,48 @@
+"""BabyLM strict-small (10M words): LTG-BERT small (Samuel et al. 2023, the 2023 strict-small winner's shape).
+
+Command:   python launch/train.py --config configs/ltg_bert_strict_small.py --workdir runs/ltg_bert_strict_small
+           (data: an official BabyLM release folder via --config.data.dir=... or BABYJAX_DATA_DIR; else downloaded)
+Model:     LTG-BERT style: 12 layers, d_model 384, 6 heads, GEGLU 1024, 32 relative-position buckets, layer norm eps
+           1e-7, vocab 16,384 (ltgoslo/ltg-bert babylm/configs/small.json), context 128; 28M parameters.
+Objective: masked LM on spans of whole words (15%, mean 3 words), 80/10/10. LTG-BERT trains with LAMB (lr 1e-2) and
+           lengthens sequences to 512 for the last 10% of steps; babyjax uses AdamW and one length.
+Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens.
+Hardware:  one GPU (A100/H100 class), bfloat16 compute.
+Time:      not measured on this project's hardware (no GPU was available); estimate from FLOPs (4.4e16): about 5 minutes
+           on one H100 at 25% of its bf16 peak.
+Expected:  not measured here; LTG-BERT reported BLiMP ~85% on strict-small (with its own tokenizer and schedule).
+"""
+from configs import base
+
+
+def get_config():
+    c = base.get_config()
+    c.data.track = "strict_small"
+    c.data.seq_len = 128
+    c.tokenizer.vocab_size = 16384
+    c.model.style = "ltg_bert"
+    c.model.num_layers = 12
+    c.model.d_model = 384
+    c.model.num_heads = 6
+    c.model.mlp_dim = 1024
+    c.model.max_len = 128
+    c.model.norm_eps = 1e-7
+    c.model.position_buckets = 32
+    c.model.dropout = 0.1
+    c.model.dtype = "bfloat16"
+    c.objective.kind = "mlm"
+    c.objective.mask_rate = 0.15
+    c.objective.masking = "span"
+    c.optim.lr = 2e-3
+    c.optim.b2 = 0.98
+    c.optim.eps = 1e-6
+    c.optim.grad_clip = 2.0
+    c.optim.warmup_steps = 130  # 1.6% of the steps, as LTG-BERT
+    c.train.batch_size = 256
+    c.train.num_steps = 8000
+    c.train.eval_every = 500
+    c.ckpt.schedule = "chang"
+    c.ckpt.chang_s0 = 2.0
+    c.ckpt.chang_s1 = 200.0
+    c.ckpt.chang_t1 = 8000.0
+    return c

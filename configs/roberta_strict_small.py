@@ -1,0 +1,44 @@
+"""BabyLM strict-small (10M words): RoBERTa-base as in the organisers' 2023 encoder baseline, with BabyLM's context.
+
+Command:   python launch/train.py --config configs/roberta_strict_small.py --workdir runs/roberta_strict_small
+           (data: an official BabyLM release folder via --config.data.dir=... or BABYJAX_DATA_DIR; else downloaded)
+Model:     RoBERTa style (learned positions, post-LayerNorm, erf GELU, tied MLM head), 12 layers, d_model 768, 12 heads,
+           MLP 3072 (the shape of roberta-base, 98M parameters with a 16k vocabulary), context 128.
+Objective: masked LM, 15% of tokens, 80/10/10, dynamic masks (RoBERTa); AdamW b2 0.98, lr 6e-4, 0.01 weight decay.
+Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens.
+Hardware:  one GPU (A100/H100 class), bfloat16 compute.
+Time:      not measured on this project's hardware (no GPU was available); estimate from FLOPs (6 x 98M x 262M tokens
+           = 1.5e17): about 15 minutes on one H100 at 25% of its bf16 peak.
+Expected:  not measured here; the BabyLM 2023 organisers' RoBERTa-base reached BLiMP ~70% on strict-small.
+"""
+from configs import base
+
+
+def get_config():
+    c = base.get_config()
+    c.data.track = "strict_small"
+    c.data.seq_len = 128
+    c.tokenizer.vocab_size = 16384
+    c.model.style = "roberta"
+    c.model.num_layers = 12
+    c.model.d_model = 768
+    c.model.num_heads = 12
+    c.model.mlp_dim = 3072
+    c.model.max_len = 128
+    c.model.dropout = 0.1
+    c.model.dtype = "bfloat16"
+    c.objective.kind = "mlm"
+    c.objective.mask_rate = 0.15
+    c.optim.lr = 6e-4
+    c.optim.b2 = 0.98
+    c.optim.eps = 1e-6
+    c.optim.weight_decay = 0.01
+    c.optim.warmup_steps = 500
+    c.train.batch_size = 256
+    c.train.num_steps = 8000
+    c.train.eval_every = 500
+    c.ckpt.schedule = "chang"
+    c.ckpt.chang_s0 = 2.0
+    c.ckpt.chang_s1 = 200.0
+    c.ckpt.chang_t1 = 8000.0
+    return c
