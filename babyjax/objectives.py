@@ -10,10 +10,12 @@ resumed run draws the same masks as an uninterrupted one.
   hybrid  GPT-BERT's mix: a share `causal_share` of each batch's rows is causal (causal attention), the rest mntp
 
 Chosen tokens are replaced by <mask>, by a random ordinary token or kept, with probabilities `replace` (BERT's
-80/10/10). Only ordinary tokens are chosen (never <pad>, <unk>, <s>, </s>, <mask>). `masking`: 'token' (each token
-on its own), 'whole_word' (every piece of a chosen word: a word starts at a piece with SentencePiece's '▁' or after a
-special token), 'span' (SpanBERT: spans of whole words with geometric lengths, mean `span_mean`, at most `span_max`
-words, started at a rate that masks `mask_rate` of the tokens on average). Definitions: docs/science.md section 2.
+80/10/10). Only ordinary tokens are chosen (never <pad>, <unk>, <s>, </s>, <mask>). `masking`: 'token' (as fairseq's
+RoBERTa and GPT-BERT: exactly mask_rate x n of a row's n ordinary tokens, stochastically rounded, uniformly at
+random), 'whole_word' (each word with probability mask_rate, and every piece of a chosen word: a word starts at a
+piece with SentencePiece's '▁' or after a special token), 'span' (SpanBERT: spans of whole words with geometric
+lengths, mean `span_mean`, at most `span_max` words, started at a rate that masks `mask_rate` of the tokens on
+average). Definitions: docs/science.md, "Masked and hybrid LMs".
 """
 from __future__ import annotations
 
@@ -95,10 +97,13 @@ class Objective:
         return self.kind in ("mlm", "mntp") or (self.kind == "hybrid" and self.causal_share < 1.0)
 
     def capacity(self, length: int) -> int:
-        """The most tokens chosen in one row of `length` (mlm, mntp): twice the expected count plus 8, so that a row
-        reaches it about never (BERT caps its predictions per sequence the same way: 20 of 128). Chosen tokens past
-        it, in column order, are left unmasked; the loss then reads only these columns (`cols`), and the output
-        projection runs on capacity / length of each row."""
+        """The most tokens chosen in one row of `length` (mlm, mntp): token masking chooses at most rate x length + 1;
+        whole words and spans vary, so twice the expected count plus 8, which a row reaches about never (BERT caps its
+        predictions per sequence the same way: 20 of 128). Chosen tokens past it, in column order, are left
+        unmasked; the loss then reads only these columns (`cols`): the output projection runs on capacity / length
+        of each row."""
+        if self.masking == "token":
+            return min(length, math.floor(self.mask_rate * length) + 1)
         return min(length, math.ceil(2 * self.mask_rate * length) + 8)
 
     def head_fraction(self, length: int) -> float:
@@ -140,8 +145,11 @@ class Objective:
         inputs_BxL = batch["inputs"]
         ordinary_BxL = (inputs_BxL >= FIRST_ORDINARY) & (batch["segment_ids"] > 0)
         u_BxL = jax.random.uniform(key, inputs_BxL.shape)
-        if self.masking == "token":
-            return ordinary_BxL & (u_BxL < self.mask_rate)
+        if self.masking == "token":  # fairseq's RoBERTa rule: exactly rate x n tokens a row, stochastically rounded
+            n_B = jnp.sum(ordinary_BxL, axis=1)
+            k_B = jnp.floor(self.mask_rate * n_B + jax.random.uniform(jax.random.fold_in(key, 2), n_B.shape))
+            rank_BxL = jnp.argsort(jnp.argsort(jnp.where(ordinary_BxL, u_BxL, 2.0), axis=1), axis=1)
+            return ordinary_BxL & (rank_BxL < k_B[:, None])
         col_L = jnp.arange(inputs_BxL.shape[1])
         after_special_BxL = jnp.pad(~ordinary_BxL[:, :-1], ((0, 0), (1, 0)), constant_values=True)
         starts_BxL = jnp.asarray(self.word_starts)[inputs_BxL] | ~ordinary_BxL | after_special_BxL

@@ -10,7 +10,7 @@ train: training tokens/s of the RoBERTa-style bench model (configs/bench.py with
        MFU against the float32 matmul peak measured in every round (the best seen is the denominator).
 pll:   sentence pseudo-log-likelihoods (Salazar et al.'s original form) of BLiMP minimal pairs (the first --pairs of
        every paradigm in ../shared/data/blimp) on one exported checkpoint of the same RoBERTa model: babyjax.score
-       (masked copies packed into rows of 128, the output projection on the scored columns only) against minicons
+       (masked copies packed into rows of 64, the output projection on the scored columns only) against minicons
        `MaskedLMScorer.sequence_score` (batches of --peer_batch sentences). Both sides are timed from the sentences'
        text: tokenization included. Agreement asserted (every sentence within 1e-3 nats).
 Each round runs babyjax then the peer; the ratio is reported as the median and range over rounds, with the machine.
@@ -79,7 +79,9 @@ def babyjax_trainer(c, tokens):
         return time.perf_counter() - t0
 
     run(2)  # compile and warm up
-    return run, model_lib.flops_per_token(cfg, length), model_lib.num_params(cfg)
+    # MFU counts the FLOPs each side does: babyjax's output projection reads only the chosen columns
+    flops = model_lib.flops_per_token(cfg, length, head_fraction=objective.head_fraction(length))
+    return run, flops, model_lib.flops_per_token(cfg, length), model_lib.num_params(cfg)
 
 
 def hf_trainer(c, tokens_np):
@@ -122,7 +124,7 @@ def part_train(args) -> dict:
     c = bench_config()
     b, length = c.train.batch_size, c.data.seq_len
     tokens = np.random.default_rng(0).integers(5, c.tokenizer.vocab_size, (b, length)).astype(np.int32)
-    ours, flops, n_ours = babyjax_trainer(c, tokens)
+    ours, flops, hf_flops, n_ours = babyjax_trainer(c, tokens)
     peer, n_peer = hf_trainer(c, tokens)
     n_tok, rows = b * length * args.steps, []
     for r in range(args.rounds):
@@ -136,7 +138,7 @@ def part_train(args) -> dict:
            "hf_tok_s": statistics.median(p for _, _, p in rows), "ratio_median": statistics.median(ratios),
            "ratio_min": min(ratios), "ratio_max": max(ratios), "best_peak_gflops": best_peak / 1e9}
     out["mfu_babyjax"] = out["babyjax_tok_s"] * flops / best_peak
-    out["mfu_hf"] = out["hf_tok_s"] * flops / best_peak
+    out["mfu_hf"] = out["hf_tok_s"] * hf_flops / best_peak
     return out
 
 
@@ -177,6 +179,7 @@ def part_pll(args) -> dict:
     from babyjax import checkpoints, score
     from babyjax.data import evalsets
     from babyjax.score import packing
+    from babyjax.score.scorer import scoring_mesh
 
     workdir = pathlib.Path(args.workdir)
     cfg, tok, hf_dir = pll_run(workdir)
@@ -184,14 +187,14 @@ def part_pll(args) -> dict:
     for p in evalsets.load_pairs(DATA / "blimp"):  # the first --pairs of every paradigm
         seen[p.paradigm] += 1
         texts += [p.good, p.bad] if seen[p.paradigm] <= args.pairs else []
-    scorer = score.Scorer(cfg, score.scoring_mesh(), causal=False)
+    scorer = score.Scorer(cfg, scoring_mesh(), causal=False)
     params = checkpoints.restore_params(workdir, 0, scorer.abstract_params)
     starts = tok.word_starts()
 
     def ours() -> np.ndarray:  # from text: tokenization, copies, packing and placement included
         ids = tok.encode_batch(texts)
         copies = [c for i, s in enumerate(ids) for c in packing.masked_copies(i, s, "pll_original", 128, starts)]
-        packed, batches = scorer.place(score.pack(copies, 128))
+        packed, batches = scorer.place(score.pack(copies, packing.row_length(copies, 128)))
         return np.bincount([c.seq for c in copies], scorer.logprobs(params, packed, batches).astype(np.float64))
 
     hf_tok = transformers.AutoTokenizer.from_pretrained(hf_dir)

@@ -37,7 +37,7 @@ from babyjax.score.babylm2025 import write_results
 from babyjax.score.scorer import Scorer, scoring_mesh
 from babyjax.score.store import ScoreFolder
 from babyjax.score.packing import (MASKED_METHODS, POLICIES, Packed, eval_copies, eval_windows, layout_hash, pack,
-                                   token_table)
+                                   row_length, token_table)
 
 log = logging.getLogger("babyjax")
 
@@ -376,7 +376,7 @@ def score_job(runs: Sequence[RunSpec], out: str | os.PathLike, *, kind: str, eva
                                   sequences=ev.sequences) if kind == "pairs" else None
     plan, already = _plan(store, chosen, pair_rows)
     summary = Summary(already_done=already, num_tokens=len(tokens))
-    packed = pack(wins, seq_len)
+    packed = pack(wins, row_length(wins, seq_len))
     log.info("scoring %d tokens (%d sequences, %d rows of %d, %s) of %s; %d checkpoints to score, %d done before",
              len(tokens), len(ev.sequences), packed.num_rows, seq_len, method, ev.source,
              sum(map(len, plan.values())), already)
