@@ -143,6 +143,30 @@ def test_kill9_then_resume_equals_uninterrupted(tmp, uninterrupted):
     assert [r["step"] for r in checkpoints.load_series_index(workdir)] == [0, 3, 8, 16, 24]
 
 
+HYBRID = ["--config.model.style=ltg_bert", "--config.objective.kind=hybrid", "--config.objective.causal_share=0.25",
+          "--config.objective.masking=span", "--config.objective.mask_rate=0.3"]
+
+
+def test_hybrid_kill9_then_resume_equals_uninterrupted(tmp):
+    """GPT-BERT's objective (masks drawn in the step from the step's key) resumes exactly too."""
+    full, killed = tmp / "hybrid_full", tmp / "hybrid_killed"
+    r = _run(full, tmp, HYBRID)
+    assert r.returncode == 0, r.stdout[-3000:]
+    p = _launch(killed, tmp, HYBRID)
+    _wait_for_resume_step(killed, p, 8)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = _run(killed, tmp, HYBRID)
+    assert r.returncode == 0 and "resumed from step" in r.stdout, r.stdout[-3000:]
+    a, b = _losses(full), _losses(killed)
+    assert sorted(a) == sorted(b)
+    np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=0, atol=1e-6)
+    import jax
+
+    for x, y in zip(jax.tree.leaves(_final_params(full, 24)), jax.tree.leaves(_final_params(killed, 24))):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
+
+
 def test_sigterm_saves_and_resumes(tmp, uninterrupted):
     workdir = tmp / "sigterm"
     p = _launch(workdir, tmp)

@@ -287,9 +287,10 @@ def _restore(spec: RunSpec, entry: Mapping[str, Any], scorer: Scorer) -> tuple[A
 
 def _restored(spec: RunSpec, todo: Sequence[Mapping[str, Any]], scorer: Scorer):
     """(entry, (params, status, why)) for each checkpoint of `todo`, the next one restored in a background thread while
-    the caller scores the current one (one process only: collectives in a second thread could interleave)."""
+    the caller scores the current one (one device only: the hash of sharded parameters runs collectives, which deadlock
+    when they interleave with the scoring program's)."""
     restore = functools.partial(_restore, spec, scorer=scorer)
-    if jax.process_count() > 1:
+    if jax.process_count() > 1 or scorer.mesh.devices.size > 1:
         for entry in todo:
             yield entry, restore(entry)
         return

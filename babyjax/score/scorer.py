@@ -115,7 +115,10 @@ class Scorer:
 
     def logprobs(self, params: Any, packed: Packed, device_batches: Sequence[dict[str, jax.Array]]) -> np.ndarray:
         """float32 [T]: natural-log probability of every scored token of `packed`, in window order."""
-        outs = [self._fn(params, b) for b in device_batches]  # dispatch everything, then read back
+        # dispatch everything, then read back; several CPU devices in one process run one batch at a time: XLA:CPU can
+        # start two queued programs' final all-gathers in different orders on different devices, and hang
+        serial = self.mesh.devices.size > 1 and self.mesh.devices.flat[0].platform == "cpu"
+        outs = [jax.block_until_ready(self._fn(params, b)) if serial else self._fn(params, b) for b in device_batches]
         flat = np.concatenate([np.asarray(o.addressable_data(0)).reshape(-1) for o in outs]) if outs else \
             np.zeros((0,), np.float32)
         return flat[packed.token_index]
