@@ -152,3 +152,19 @@ def test_processes_that_disagree_on_config_fail(tmp):
     codes, outs = _finish(procs, timeout=300)
     assert all(c != 0 for c in codes)
     assert any("disagree on the config" in o for o in outs), "\n".join(o[-2000:] for o in outs)
+
+
+def test_hybrid_two_processes_match_one(tmp):
+    """GPT-BERT's hybrid objective on an LTG-BERT network: masks drawn inside the step are the same whether the global
+    batch lives on one process or two."""
+    from tests.test_train import HYBRID
+
+    single_dir, multi_dir = tmp / "hybrid_single", tmp / "hybrid_multi"
+    r = subprocess.run(_cmd(single_dir, HYBRID), env=_env(tmp, 4), cwd=ROOT, capture_output=True, text=True,
+                       timeout=400)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    codes, outs = _finish(_launch_pair(multi_dir, tmp, HYBRID))
+    assert codes == [0, 0], "\n".join(o[-2000:] for o in outs)
+    a, b = _losses(single_dir), _losses(multi_dir)
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5, atol=1e-5)
