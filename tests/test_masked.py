@@ -413,3 +413,14 @@ def test_a_tokenizer_without_a_mask_token_is_refused(tmp_path, babylm_sample):
     (tmp_path / "t.model").write_bytes(model.getvalue())
     with pytest.raises(InputError, match="has no <mask> piece at id 4 \\(masked LMs need one\\)"):
         tokenizer_lib.Tokenizer(tmp_path / "t.model")
+
+
+def test_a_token_sample_longer_than_the_context_is_refused():
+    import pandas as pd
+
+    from babyjax.data.evalsets import EvalSet
+
+    ev = EvalSet("tokens", "sample.npz", "h", [list(range(5, 45))], pd.DataFrame({"seq": [0]}), None, [[3, 35]])
+    with pytest.raises(InputError, match="targets reach position 35, beyond seq_len=32"):
+        packing.eval_copies(ev, "pll_original", 32, np.ones(64, bool))
+    assert len(packing.eval_copies(ev, "mntp", 40, np.ones(64, bool))) == 2

@@ -271,6 +271,9 @@ def eval_copies(ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray)
     the context of its whole row."""
     if ev.kind != "tokens":
         return [c for s, ids in enumerate(ev.token_ids) for c in masked_copies(s, ids, method, seq_len, word_starts)]
+    last = max((max(pos) for pos in ev.positions or [] if pos), default=0)
+    if last >= seq_len:
+        raise InputError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
     return [c for s, (ids, pos) in enumerate(zip(ev.token_ids, ev.positions or []))
             for c in masked_copies(s, ids[:seq_len], method, seq_len, word_starts, scored=pos, context=False)]
 
