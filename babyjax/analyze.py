@@ -1,5 +1,5 @@
 """python -m babyjax.analyze SCORE_DIR [SCORE_DIR ...] --out REPORT_DIR [--runs-dir RUNS] [--xia-p 0.1,0.3,0.5,0.7]
-[--x-axis step|tokens|words|flops|perplexity] [--aoa-words word_list.csv]
+[--x-axis step|tokens|words|flops|perplexity] [--aoa-words word_list.csv] [--study runs.json]
 
 Learning-curve measures (Chang, Tu & Bergen 2023), trajectory classes (Xia et al. 2023), predictors, word AoA
 (Chang & Bergen 2022), figures and one Markdown report for the study in REPORT_DIR/report.md.
@@ -28,6 +28,8 @@ def _main(argv: list[str] | None = None) -> int:
                     help="Xia et al. window starts: fractions of training, comma-separated (a sweep)")
     ap.add_argument("--x-axis", choices=xia.X_AXES, default="step", help="x axis of the Xia regressions")
     ap.add_argument("--aoa-words", default=None, help="CDI word_list.csv with children's AoA (word_clean, aoa)")
+    ap.add_argument("--study", default=None, help="a study's runs.json (python -m babyjax.study): runs grouped into "
+                    "conditions by their labels, for the cross-run sections (default: every run one condition)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -35,7 +37,7 @@ def _main(argv: list[str] | None = None) -> int:
     except ValueError:
         raise InputError(f"--xia-p={args.xia_p!r}: give comma-separated fractions such as 0.1,0.3,0.5,0.7") from None
     path = report.write_report(args.score_dirs, args.out, args.runs_dir, xia_p, args.x_axis,
-                               args.aoa_words, progress=not args.no_progress)
+                               args.aoa_words, progress=not args.no_progress, study=args.study)
     print(f"report written to {path}")
     return 0
 

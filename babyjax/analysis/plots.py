@@ -141,3 +141,55 @@ def word_aoa(path: pathlib.Path, words: pd.DataFrame) -> pathlib.Path:
     ax.set(xlabel="child AoA (months)", ylabel="model AoA (log10 step)")
     ax.legend(fontsize=6)
     return _save(fig, path)
+
+
+def bands(path: pathlib.Path, band: pd.DataFrame, *, panel: str, x: str, ylabel: str, logx: bool = False,
+          max_panels: int = 80) -> pathlib.Path:
+    """One panel per value of `panel`: per condition, the mean line and the min-max band over its runs (the legend
+    gives n runs). band: columns panel, condition, x, mean, min, max, runs."""
+    names = list(dict.fromkeys(band[panel]))[:max_panels]
+    cols = min(len(names), 4 if len(names) <= 16 else 8)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        d = band[band[panel] == name]
+        for i, (c, g) in enumerate(d.groupby("condition", sort=True)):
+            g = g[g[x] > 0] if logx else g
+            g = g.sort_values(x)
+            ax.plot(g[x], g["mean"], color=f"C{i}", lw=1, label=f"{c} (n={int(g['runs'].max())})")
+            ax.fill_between(g[x], g["min"], g["max"], color=f"C{i}", alpha=0.25, lw=0)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_title(str(name), fontsize=8)
+        ax.set_xlabel(x, fontsize=7)
+        ax.set_ylabel(ylabel, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    return _save(fig, path)
+
+
+def class_curves(path: pathlib.Path, df: pd.DataFrame | None, hi: float, lo: float) -> pathlib.Path:
+    """Xia et al.'s class curves: each class's token perplexity against validation perplexity (x, decreasing to the
+    right as training goes on), a line per run, colour by condition, style by class."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3), squeeze=False)
+    styles = {"upward": "-", "downward": "--", "stagnated": ":"}
+    conds = sorted(df["condition"].unique()) if df is not None else []
+    for ax, klass in zip(axes[0], styles):
+        d = df[df["class"] == klass] if df is not None else pd.DataFrame()
+        for i, c in enumerate(conds):
+            runs = d[d["condition"] == c].groupby("run")
+            for j, (_, g) in enumerate(runs):
+                g = g.sort_values("validation_ppl")
+                ax.plot(g["validation_ppl"], g["class_ppl"], styles[klass], color=f"C{i}", lw=1,
+                        label=f"{c} (n={runs.ngroups})" if j == 0 else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(hi, lo)
+        ax.set_title(f"{klass} tokens", fontsize=9)
+        ax.set_xlabel("validation perplexity")
+        ax.set_ylabel("class perplexity")
+        if conds:
+            ax.legend(fontsize=6)
+    return _save(fig, path)

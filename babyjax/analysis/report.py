@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from babyjax.analysis import curves, effects, plots, predictors, regressions, words, xia
+from babyjax.analysis import crossrun, curves, effects, plots, predictors, regressions, words, xia
 from babyjax.analysis import pos as pos_tags
 from babyjax.analysis.sections import (babylm2025_section, equal_perplexity_section, generations_section,
                                        loss_section, md_table, model_cost, pairs_section, references_section,
@@ -21,6 +21,8 @@ from babyjax.errors import InputError, MissingError
 from babyjax.score.store import ScoreOutput, load_score_output
 
 SUMMARY = ["final_surprisal", "within_run_var", "aoa_gam", "aoa_sigmoid", "forgettability", "cross_run_var"]
+
+GZIP = {"method": "gzip", "mtime": 0}  # no timestamp in the gzip header: the same report gives the same bytes
 
 
 def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, surprisal: np.ndarray,
@@ -84,7 +86,7 @@ def _measures(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], 
     notes += [f"{tag}: {n}" for n in res.notes]
     long = pd.concat([pd.DataFrame({"run": r, "token_index": so.tokens["index"] if "index" in so.tokens else
                                     np.arange(len(so.tokens)), **m}) for r, m in res.measures.items()])
-    long.to_csv(out / f"{tag}_measures_per_run.csv.gz", index=False)
+    long.to_csv(out / f"{tag}_measures_per_run.csv.gz", index=False, compression=GZIP)
     table = pd.DataFrame({m: np.nanmean(np.stack([res.measures[r][m] for r in res.measures]), 0)
                           if any(np.isfinite(res.measures[r][m]).any() for r in res.measures) else np.nan
                           for m in curves.MEASURES}, index=so.tokens.index)
@@ -182,7 +184,7 @@ def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_di
                 cols.update({f"{k}_p{p:g}": v for k, v in cls.items()})
         except ValueError as err:
             notes.append(f"{tag}: run {r}: Xia classes skipped: {err}")
-        pd.DataFrame(cols).to_csv(out / f"{tag}_xia_{r}.csv.gz", index=False)
+        pd.DataFrame(cols).to_csv(out / f"{tag}_xia_{r}.csv.gz", index=False, compression=GZIP)
     md = [f"### Trajectory classes (Xia et al. 2023), x = {x_axis}, window from p of training", "",
           "Shares of tokens whose perplexity ratio to the window's first checkpoint rises (upward) or falls "
           "(downward) significantly with ln x (OLS slope, p < 0.05), stagnates, or none of these; for each window "
@@ -364,7 +366,7 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
     sample_rows = _sample_rows(so)
     table, lines = _predictors(so, out, table, long, runs_dir, sample_rows, run0, notes)
     md += ["### Measures vs. frequency and n-gram predictors", ""] + lines
-    table.to_csv(out / f"{tag}_token_table.csv.gz")
+    table.to_csv(out / f"{tag}_token_table.csv.gz", compression=GZIP)
     md += ["### Word acquisition (Chang & Bergen 2022)", ""]
     if aoa_words is None or "token" not in so.tokens:
         return md + ["_Not computed: no child AoA word list (--aoa-words)._", ""]
@@ -377,8 +379,9 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
 
 def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, runs_dir: str | None = None,
                  xia_p: float | Sequence[float] = xia.P_SWEEP, x_axis: str = "step", aoa_words: str | None = None,
-                 progress: bool = True) -> pathlib.Path:
-    """Analyse the score outputs of one study into `out` (report.md, PNGs, CSVs). Returns the report path."""
+                 progress: bool = True, study: str | None = None) -> pathlib.Path:
+    """Analyse the score outputs of one study into `out` (report.md, PNGs, CSVs); `study`: a study's runs.json
+    (the runs' conditions). Returns the report path."""
     if x_axis not in xia.X_AXES:
         raise InputError(f"x axis must be one of {xia.X_AXES}; got {x_axis!r}")
     xia_p = [float(xia_p)] if np.isscalar(xia_p) else [float(p) for p in xia_p]
@@ -399,6 +402,7 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
             md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress)
     md += pairs_section(outputs, out) + babylm2025_section(outputs, out)
     md += equal_perplexity_section(outputs, out, notes)
+    md += crossrun.cross_run_sections(outputs, out, rd, run_names, study, notes)
     md += loss_section(rd, run_names, out, notes)
     md += generations_section(outputs, rd, run_names) + references_section()
     md += ["## Notes", ""] + ([f"- {n}" for n in dict.fromkeys(notes)] or ["- none"]) + [""]

@@ -119,8 +119,7 @@ def get_tokenizer(tok_cfg: Any, train_source: Any, workdir: str | os.PathLike | 
         tok = Tokenizer(tok_cfg.path)
         if target is not None and paths.absolute(target, resolve=True) != paths.absolute(tok.path, resolve=True):
             if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(tok.path.read_bytes())
+                paths.write_atomic(target, tok.path.read_bytes())  # a killed copy leaves no half file
             elif Tokenizer(target).sha256 != tok.sha256:
                 raise InputError(f"{target} differs from tokenizer.path={tok_cfg.path}: use a new workdir")
             return Tokenizer(target)

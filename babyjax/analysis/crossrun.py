@@ -1,0 +1,210 @@
+"""The report's cross-run sections: runs grouped into conditions (a study's runs.json: runs that differ only in seed
+share a condition), then
+- the per-seed spread of every Chang et al. measure (mean over tokens per run -> mean, sd, min, max over a
+  condition's runs);
+- robustness (Bhardwaj et al. 2023): train and dev loss and minimal-pair accuracy per field and per paradigm at every
+  checkpoint, as a band (min-max over seeds) around the mean, and the spread across any swept hyperparameter;
+- Xia et al. (2023) across conditions (sizes): trajectory classes of the same tokens over the same range of validation
+  perplexity, and each class's perplexity with validation perplexity on the x axis.
+Every figure and table states how many runs it pools.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from babyjax.analysis import plots, xia
+from babyjax.analysis.sections import md_table
+from babyjax.errors import InputError
+from babyjax.metrics import read_metrics
+from babyjax.score.store import ScoreOutput
+
+SUMMARY = ("final_surprisal", "within_run_var", "aoa_gam", "aoa_sigmoid", "forgettability")
+
+
+def conditions(run_names: Sequence[str], study: str | None) -> tuple[dict[str, str], dict[str, dict]]:
+    """run -> condition, and run -> labels per axis (from a study's runs.json; without one, one condition)."""
+    if not study:
+        return {r: "all" for r in run_names}, {r: {} for r in run_names}
+    try:
+        runs = json.loads(pathlib.Path(study).read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"--study {study}: cannot read it ({err}); give the study folder's runs.json") from None
+    missing = [r for r in run_names if r not in runs]
+    if missing:
+        raise InputError(f"--study {study} does not list runs {missing}: give the runs.json of their study")
+    return {r: runs[r]["condition"] for r in run_names}, {r: runs[r]["labels"] for r in run_names}
+
+
+def spread(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+    """mean, sd (ddof 1), min, max and n runs of `value` over the rows of each group."""
+    g = df.groupby(list(by))[value]
+    return pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "min": g.min(), "max": g.max(),
+                         "runs": g.count()}).reset_index()
+
+
+def cross_run_sections(outputs: Sequence[ScoreOutput], out: pathlib.Path, rd: pathlib.Path | None,
+                       run_names: Sequence[str], study: str | None, notes: list[str]) -> list[str]:
+    """Every cross-run section (empty for a single run)."""
+    if len(run_names) < 2:
+        return []
+    cond, labels = conditions(run_names, study)
+    groups = pd.Series(cond).groupby(lambda r: cond[r]).apply(lambda s: ", ".join(sorted(s.index)))
+    md = ["## Across runs", "", f"{len(run_names)} runs in {groups.size} condition(s) (runs that differ only in "
+          "seed share one):", "", md_table(pd.DataFrame({"condition": groups.index, "runs": groups.values,
+                                                          "n": [len(v.split(", ")) for v in groups.values]}))]
+    for so in outputs:
+        if so.meta.get("kind") in ("tokens", "text") and so.surprisal:
+            md += measure_spread(so, out, cond)
+    md += loss_bands(rd, run_names, cond, labels, out, notes)
+    md += pair_bands(outputs, cond, out)
+    for so in outputs:
+        if so.meta.get("kind") in ("tokens", "text") and len(set(cond[r] for r in so.surprisal)) >= 2:
+            md += xia_matched(so, cond, out, notes)
+    return md
+
+
+def measure_spread(so: ScoreOutput, out: pathlib.Path, cond: Mapping[str, str]) -> list[str]:
+    """Chang et al.'s measures, averaged over tokens per run, spread over each condition's runs."""
+    path = out / f"{so.name}_measures_per_run.csv.gz"
+    if not path.exists():
+        return []
+    long = pd.read_csv(path)
+    cols = [m for m in SUMMARY if m in long]
+    per_run = long.groupby("run")[cols].mean().reset_index()
+    per_run["condition"] = per_run["run"].map(cond)
+    rows = [spread(per_run, ["condition"], m).assign(measure=m) for m in cols]
+    table = pd.concat(rows)[["measure", "condition", "runs", "mean", "sd", "min", "max"]]
+    table.to_csv(out / f"{so.name}_measures_across_runs.csv", index=False)
+    return [f"### Spread of the measures over runs (`{so.name}`)", "", "Each run's measure averaged over the "
+            f"{len(so.tokens):,} tokens, then mean, standard deviation, min and max over the runs of a condition "
+            "(`runs`: how many); the token-level cross-run variability of Chang et al. is in the measures table "
+            "above.", "", md_table(table, "{:.4g}")]
+
+
+def loss_bands(rd: pathlib.Path | None, run_names: Sequence[str], cond: Mapping[str, str],
+               labels: Mapping[str, dict], out: pathlib.Path, notes: list[str]) -> list[str]:
+    """Train and dev loss per condition at every logged step: mean and min-max band over its runs."""
+    rows = []
+    for r in run_names if rd else []:
+        try:
+            m = pd.DataFrame(read_metrics(rd / r))
+        except (InputError, OSError) as err:
+            notes.append(f"run {r}: loss bands skipped: {err}")
+            continue
+        for col in ("loss", "dev_loss"):
+            if col in m:
+                d = m[["step", col]].dropna()
+                rows.append(pd.DataFrame({"run": r, "condition": cond[r], "what": col, "step": d["step"],
+                                          "value": d[col]}))
+    if not rows:
+        return ["### Loss across runs", "", "_No metrics.jsonl found (--runs-dir)._", ""]
+    long = pd.concat(rows)
+    band = spread(long, ["what", "condition", "step"], "value")
+    band.to_csv(out / "loss_across_runs.csv", index=False)
+    f = plots.bands(out / "loss_across_runs.png", band, panel="what", x="step", ylabel="loss (nats)")
+    final = long.sort_values("step").groupby(["what", "run"]).tail(1)
+    md = ["### Loss across runs", "", f"![loss across runs]({f.name})", "", "Line: mean over the condition's runs; "
+          "band: min to max (the legend gives n runs). At the last logged step:", "",
+          md_table(spread(final, ["what", "condition"], "value"), "{:.4g}")]
+    return md + swept_axes(final[final["what"] == "dev_loss"], labels, "dev loss")
+
+
+def swept_axes(final: pd.DataFrame, labels: Mapping[str, dict], what: str) -> list[str]:
+    """For each swept axis but seed: the final value per label (mean over the other runs) and its range."""
+    axes = sorted({a for lab in labels.values() for a in lab if a != "seed"})
+    md = []
+    for a in axes:
+        d = final.assign(label=final["run"].map(lambda r: labels[r].get(a)))
+        s = spread(d, ["label"], "value")
+        md += [f"Spread of the final {what} across the swept axis `{a}` (each label pools the runs that take it): "
+               f"range of the means {s['mean'].max() - s['mean'].min():.4g}.", "", md_table(s, "{:.4g}")]
+    return md
+
+
+def pair_bands(outputs: Sequence[ScoreOutput], cond: Mapping[str, str], out: pathlib.Path) -> list[str]:
+    """Minimal-pair accuracy per field and per paradigm at every checkpoint, as bands over seeds."""
+    md = []
+    for so in outputs:
+        if so.pairs is None or so.pairs.empty or so.pairs["run"].nunique() < 2:
+            continue
+        p = so.pairs.assign(condition=so.pairs["run"].map(cond))
+        for level in ("field", "paradigm"):
+            if level not in p or p[level].isna().all():
+                continue
+            acc = p.groupby(["condition", "run", level, "step"], as_index=False)[["correct", "n"]].sum()
+            acc["accuracy"] = acc["correct"] / acc["n"]
+            band = spread(acc, [level, "condition", "step"], "accuracy")
+            band.to_csv(out / f"{so.name}_{level}_across_runs.csv", index=False)
+            f = plots.bands(out / f"{so.name}_{level}_across_runs.png", band, panel=level, x="step",
+                            ylabel="accuracy", logx=True)
+            last = band.sort_values("step").groupby([level, "condition"]).tail(1)
+            md += [f"### Minimal pairs across runs: `{so.name}` per {level}", "", f"![{level} bands]({f.name})", "",
+                   f"Accuracy (ties wrong) per {level} at every scored checkpoint: mean over the condition's runs and "
+                   "min-max band (n runs in the legend). The CSV beside the report holds every step. At the last "
+                   f"checkpoint, the {min(len(last), 15)} {level}s whose accuracy varies most over seeds:", "",
+                   md_table(last.sort_values("sd", ascending=False).head(15), "{:.3g}")]
+    return md
+
+
+def _matched_window(ppl_by_run: Mapping[str, np.ndarray], steps_by_run: Mapping[str, np.ndarray]
+                    ) -> tuple[float, float] | None:
+    """The validation-perplexity range every run passes through: from the lowest first value (after step 0) down to
+    the highest minimum; None when they share none."""
+    first, low = [], []
+    for r, ppl in ppl_by_run.items():
+        ok = np.isfinite(ppl) & (steps_by_run[r] > 0)
+        if not ok.any():
+            return None
+        first.append(ppl[ok][0])
+        low.append(ppl[ok].min())
+    hi, lo = min(first), max(low)
+    return (hi, lo) if lo < hi else None
+
+
+def xia_matched(so: ScoreOutput, cond: Mapping[str, str], out: pathlib.Path, notes: list[str]) -> list[str]:
+    """Xia et al. across conditions: each run's token classes over the checkpoints inside the validation-perplexity
+    range all runs share (x = validation perplexity), their shares per condition, and the class curves."""
+    steps = {r: so.checkpoints[r]["step"].to_numpy(np.float64) for r in so.surprisal}
+    ppl = {r: xia.validation_perplexity(s) for r, s in so.surprisal.items()}
+    head = [f"### Trajectory classes at matched validation perplexity (Xia et al. 2023), `{so.name}`", ""]
+    window = _matched_window(ppl, steps)
+    if window is None:
+        notes.append(f"{so.name}: the runs share no range of validation perplexity: no matched Xia classes")
+        return head + ["_Not computed: the runs share no range of validation perplexity._", ""]
+    hi, lo = window
+    shares, curves_rows = [], []
+    for r, s in so.surprisal.items():
+        rows = np.flatnonzero((steps[r] > 0) & (ppl[r] <= hi * (1 + 1e-9)) & (ppl[r] >= lo * (1 - 1e-9)))
+        if len(rows) < 3:
+            notes.append(f"{so.name}: run {r} has {len(rows)} checkpoint(s) in the matched range: left out")
+            continue
+        s_rows = np.asarray(s[rows], np.float64)
+        klass = xia.trajectory_classes(s_rows, steps[r][rows], ppl[r][rows], p=0.0)["class"]
+        shares.append({"run": r, "condition": cond[r], "checkpoints": len(rows), **xia.class_shares(klass)})
+        for c in ("upward", "downward", "stagnated"):
+            if (klass == c).any():
+                curves_rows.append(pd.DataFrame({"run": r, "condition": cond[r], "class": c,
+                                                 "validation_ppl": ppl[r][rows],
+                                                 "class_ppl": np.exp2(s_rows[:, klass == c].mean(1))}))
+    if not shares:
+        return head + ["_Not computed: see notes._", ""]
+    per_run = pd.DataFrame(shares)
+    per_run.to_csv(out / f"{so.name}_xia_matched_per_run.csv", index=False)
+    table = pd.concat([spread(per_run, ["condition"], c).assign(klass=c) for c in xia.CLASSES])
+    table = table.rename(columns={"klass": "class"})[["condition", "class", "runs", "mean", "sd", "min", "max"]]
+    f = plots.class_curves(out / f"{so.name}_xia_matched.png", pd.concat(curves_rows) if curves_rows else None,
+                           hi, lo)
+    return head + [f"Every run's checkpoints whose validation perplexity (2 ** mean surprisal of the "
+                   f"{len(so.tokens):,} held-out tokens) lies in [{lo:.4g}, {hi:.4g}], the range all "
+                   f"{len(per_run)} runs pass through; each token's class from the regression of its perplexity "
+                   "ratio on -ln(validation perplexity), so that the same tokens are compared over the same stretch "
+                   "of learning. Shares per condition, over its runs:", "", md_table(table, "{:.3f}"),
+                   f"![classes against validation perplexity]({f.name})", "",
+                   "Figure: the perplexity of each class's tokens (2 ** their mean surprisal) against validation "
+                   "perplexity, one line per run, colour by condition (n runs in the legend).", ""]
+

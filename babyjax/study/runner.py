@@ -1,0 +1,273 @@
+"""A study's stages, each resumable and idempotent: pin -> tokenizer -> token sample -> train (a launcher) -> score ->
+generate -> analyze. The study folder:
+
+    <dir>/study.json              the study pinned: its config and every run's resolved config (a changed study
+                                  config is refused)
+    <dir>/tokenizer.model         one SentencePiece model, shared by every run
+    <dir>/token_sample.npz        one tokens-in-context sample, scored for every run
+    <dir>/runs/<run>/             the training runs (babyjax.run.RunDir)
+    <dir>/scores/<eval>[-<objective>]/   score outputs (python -m babyjax.score), one per evaluation set
+    <dir>/report/                 report.md, figures and CSVs (python -m babyjax.analyze), renamed into place whole
+    <dir>/logs/<stage>-<what>.log every child command's output
+    <dir>/done/<stage>-<what>     a stage finished (its outputs are whole)
+
+Every stage but the tokenizer and the sample runs as a child command (the same ones a user runs by hand), killed
+with the study when the study is killed; a stage that was interrupted is simply run again, and the commands
+themselves resume (training from its resume checkpoint, scoring from its done checkpoints).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import ml_collections
+from tqdm.auto import tqdm
+
+from babyjax import objectives, paths
+from babyjax.errors import InputError, TrainingError, UserError
+from babyjax.run import RunDir
+from babyjax.study import spec as spec_lib
+
+log = logging.getLogger("babyjax")
+
+
+class StageError(UserError, RuntimeError):
+    """A child command of the study failed."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def start_child(cmd: Sequence[str], log_path: pathlib.Path, env: dict | None = None) -> subprocess.Popen:
+    """A child command with its output appended to `log_path`; it is killed when the study process dies."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as f:
+        f.write(f"\n$ {' '.join(map(str, cmd))}\n".encode())
+        f.flush()
+        return subprocess.Popen([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=spec_lib.ROOT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+
+
+def last_error(log_path: pathlib.Path) -> str:
+    """The child's one-line error (its last `error:` line), else its last line."""
+    try:
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if "error:" in ln]
+    return (errors or lines or [""])[-1].strip()
+
+
+class Study:
+    """One study folder and the stages that fill it."""
+
+    def __init__(self, study: ml_collections.ConfigDict, workdir: paths.PathLike, *, progress: bool = True):
+        self.study = study
+        self.dir = pathlib.Path(os.path.abspath(os.fspath(workdir)))
+        self.runs = spec_lib.expand(study)
+        self.progress = progress
+        self.tokenizer_path = self.dir / "tokenizer.model"
+        self.sample_path = self.dir / "token_sample.npz"
+        self.configs = {r.name: spec_lib.run_config(study, r) for r in self.runs}
+
+    # -- layout ----------------------------------------------------------------------------------------------------
+    def run_dir(self, name: str) -> pathlib.Path:
+        return self.dir / "runs" / name
+
+    def log_path(self, stage: str, what: str) -> pathlib.Path:
+        return self.dir / "logs" / f"{stage}-{what}.log"
+
+    def done(self, stage: str, what: str) -> bool:
+        return (self.dir / "done" / f"{stage}-{what}").exists()
+
+    def mark_done(self, stage: str, what: str) -> None:
+        paths.write_atomic(self.dir / "done" / f"{stage}-{what}", time.strftime("%Y-%m-%d %H:%M:%S\n"))
+
+    def extra_overrides(self) -> tuple[str, ...]:
+        """What the study sets in every run: the shared tokenizer; no progress bar (the study draws its own)."""
+        return (f"tokenizer.path={self.tokenizer_path}", "train.progress_bar=False")
+
+    # -- pin and lock ------------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self):
+        """The study folder, pinned to this study config and locked against a second study command."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise InputError(f"another study command is working in {self.dir}: wait for it, or stop it "
+                                 "first") from None
+            self.pin()
+            yield self
+
+    def pin(self) -> None:
+        """Write study.json at the first start; refuse a study config whose runs or evaluations differ."""
+        current = spec_lib.fingerprint(self.study, self.configs)
+        path = self.dir / "study.json"
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text())
+            except ValueError:
+                raise InputError(f"{path} is damaged: it must be a babyjax study.json; use a new --workdir") from None
+            if stored.get("sha256") != current["sha256"]:
+                raise InputError(f"{self.dir} holds another study ({_difference(stored, current)}): use a new "
+                                 "--workdir, or the study config it was made with")
+            return
+        if any(p.name not in (".lock",) for p in self.dir.iterdir()):
+            raise InputError(f"{self.dir} is not empty and holds no study.json: give a new or empty --workdir")
+        paths.write_atomic(path, json.dumps(current, indent=1, sort_keys=True))
+        paths.write_atomic(self.dir / "runs.json", json.dumps(
+            {r.name: {"labels": r.labels, "condition": r.condition(), "overrides": list(r.overrides)}
+             for r in self.runs}, indent=1))
+
+    # -- shared inputs -------------------------------------------------------------------------------------------------
+    def shared_inputs(self) -> None:
+        """The one tokenizer (trained on the first run's corpus) and the one token sample, in-process."""
+        from babyjax.data import babylm, evalsets, tokenizer as tokenizer_lib
+
+        first = self.configs[self.runs[0].name]
+        if not self.tokenizer_path.exists() or (self.study.tokens.num_sequences and not self.sample_path.exists()):
+            log.info("study: preparing the corpus and the shared tokenizer")
+            train_split = babylm.prepare(first.data)["train"]
+            tok = tokenizer_lib.get_tokenizer(first.tokenizer, train_split, self.dir)
+            t = self.study.tokens
+            if t.num_sequences and not self.sample_path.exists():
+                evalsets.make_token_sample(first.data, tok, self.sample_path, split=t.split, seed=t.seed,
+                                           num_sequences=t.num_sequences, seq_len=t.seq_len,
+                                           num_positions=t.num_positions)
+                log.info("study: token sample of %d x %d targets written", t.num_sequences, t.num_positions)
+
+    # -- training ------------------------------------------------------------------------------------------------------
+    def train_command(self, name: str) -> list[str]:
+        """`python launch/train.py --config BASE --workdir RUN --config.key=value ...` (run from the checkout)."""
+        argv = spec_lib.run_argv(self.study, next(r for r in self.runs if r.name == name), self.extra_overrides())
+        return [sys.executable, "launch/train.py", *argv[:2], "--workdir", str(self.run_dir(name)), *argv[2:]]
+
+    def finished(self, name: str) -> bool:
+        """Whether a run's series holds its last step (train.num_steps)."""
+        try:
+            index = RunDir(self.run_dir(name)).series_index()
+        except UserError:
+            return False
+        return bool(index) and int(index[-1]["step"]) >= int(self.configs[name].train.num_steps)
+
+    def step_of(self, name: str) -> int:
+        """The last step a run logged (its metrics.jsonl), for the progress bar."""
+        path = self.run_dir(name) / "metrics.jsonl"
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 4096))
+                lines = f.read().decode(errors="replace").splitlines()
+            return max(int(json.loads(ln).get("step", 0)) for ln in lines[1:] or lines if ln.startswith("{"))
+        except (OSError, ValueError):
+            return 0
+
+    def pending_runs(self) -> list[str]:
+        return [r.name for r in self.runs if not (self.done("train", r.name) and self.finished(r.name))]
+
+    # -- scoring, generation, analysis ---------------------------------------------------------------------------------
+    def score_jobs(self) -> list[tuple[str, list[str], list[str]]]:
+        """(output name, its runs, the score command's flags) for every evaluation set and objective."""
+        by_kind: dict[str, list[str]] = {}
+        for r in self.runs:
+            by_kind.setdefault(objectives.config_of(self.configs[r.name])["kind"], []).append(r.name)
+        evals = []
+        if self.study.tokens.num_sequences:
+            evals.append(("tokens", ["--kind=tokens", f"--eval={self.sample_path}"]))
+        for name, path in sorted(self.study.pairs.items()):
+            limit = [f"--limit={self.study.pairs_limit}"] if self.study.pairs_limit else []
+            evals.append((name, ["--kind=pairs", f"--eval={path}", *limit]))
+        for name, path in sorted(self.study.text.items()):
+            evals.append((name, ["--kind=text", f"--eval={path}"]))
+        jobs = []
+        for ev, flags in evals:
+            for kind, names in sorted(by_kind.items()):
+                out = ev if len(by_kind) == 1 else f"{ev}-{kind}"
+                runs = [f"--run={n}={self.run_dir(n)}" for n in names]
+                jobs.append((out, names, [*runs, *flags, f"--out={self.dir / 'scores' / out}"]))
+        return jobs
+
+    def child(self, cmd: Sequence[str], stage: str, what: str, bar: tqdm | None = None) -> None:
+        """Run one child command to its end; a failure is one line naming the stage and the log."""
+        log_path = self.log_path(stage, what)
+        proc = start_child(cmd, log_path)
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                if bar is not None:
+                    bar.refresh()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode:
+            raise StageError(f"{stage} {what} failed (exit {proc.returncode}): {last_error(log_path)}; see {log_path}")
+
+    def score(self) -> None:
+        jobs = [j for j in self.score_jobs() if not self.done("score", j[0])]
+        for out, _, flags in tqdm(jobs, desc="score", unit="output", disable=not self.progress or not jobs):
+            self.child([sys.executable, "-m", "babyjax.score", *flags], "score", out)
+            self.mark_done("score", out)
+
+    def generate(self) -> None:
+        n = int(self.study.generate.heldout_prompts)
+        names = [r.name for r in self.runs if n and not self.done("generate", r.name)
+                 and objectives.config_of(self.configs[r.name])["kind"] in ("causal", "hybrid")]
+        for name in tqdm(names, desc="generate", unit="run", disable=not self.progress or not names):
+            self.child([sys.executable, "-m", "babyjax.generate", f"--workdir={self.run_dir(name)}",
+                        f"--heldout_prompts={n}", f"--max_new_tokens={self.study.generate.max_new_tokens}"],
+                       "generate", name)
+            self.mark_done("generate", name)
+
+    def analyze(self) -> pathlib.Path:
+        """The report, written into a temporary folder and renamed into place whole."""
+        report = self.dir / "report"
+        if self.done("analyze", "report") and (report / "report.md").exists():
+            return report / "report.md"
+        tmp = self.dir / ".report.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        a = self.study.analysis
+        cmd = [sys.executable, "-m", "babyjax.analyze", *[str(self.dir / "scores" / j[0]) for j in self.score_jobs()],
+               f"--runs-dir={self.dir / 'runs'}", f"--study={self.dir / 'runs.json'}", f"--out={tmp}",
+               f"--xia-p={a.xia_p}", f"--x-axis={a.x_axis}", *([f"--aoa-words={a.aoa_words}"] if a.aoa_words else []),
+               *([] if self.progress else ["--no-progress"])]
+        with tqdm(total=1, desc="analyze", unit="report", disable=not self.progress) as bar:
+            self.child(cmd, "analyze", "report", bar)
+            shutil.rmtree(report, ignore_errors=True)
+            os.rename(tmp, report)
+            bar.update(1)
+        self.mark_done("analyze", "report")
+        return report / "report.md"
+
+
+def _difference(stored: dict, current: dict) -> str:
+    """The first key where two study fingerprints differ, as 'runs.seed1.optim.lr: stored 0.001, now 0.003'."""
+    def walk(a, b, prefix):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if k != "sha256" and a.get(k) != b.get(k):
+                    return walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+        return f"{prefix}: stored {a!r}, now {b!r}"
+    return walk(stored, current, "")
+
+
+def check_trained(study: Study) -> None:
+    """Every run finished (called before scoring)."""
+    missing = [n for n in (r.name for r in study.runs) if not study.finished(n)]
+    if missing:
+        raise TrainingError(f"runs {', '.join(missing)} have not finished training: run the study command again")

@@ -1,0 +1,290 @@
+"""python -m babyjax.study: a real two-seed study of a small model on the BabyLM sample, killed with SIGKILL during
+training, during scoring and during analysis, must end with the outputs of an uninterrupted study (run with two runs
+training at once); the runs share the tokenizer and the token sample; a changed study config is refused; the SLURM
+and TPU launchers are driven against faked sbatch/sacct and gcloud, and a failed cluster run is named with its log.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from babyjax.errors import InputError
+from babyjax.study import spec
+from babyjax.study.runner import Study
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+STUDY = """\
+from babyjax.study import base_study, over, axis
+
+
+def get_config():
+    s = base_study()
+    s.base = "configs/tiny.py"
+    s.overrides = ("data.dir={data}", "data.tfds_dir={tfds}", "data.max_train_lines=3000", "train.num_steps=40",
+                   "model.d_model=32", "model.mlp_dim=64", "tokenizer.vocab_size=512", "optim.warmup_steps=5",
+                   "ckpt.resume_every=10", "train.eval_every=20", "train.log_every=5", "ckpt.chang_t1=100.0")
+    s.axes = ({axes},)
+    s.tokens.num_sequences = 40
+    s.tokens.num_positions = 5
+    s.pairs = {{"zorro": "{zorro}"}}
+    s.pairs_limit = 4
+    s.generate.heldout_prompts = 2
+    s.generate.max_new_tokens = 6
+    s.analysis.xia_p = "0.3"
+    return s
+"""
+SEEDS = 'over("seed", [0, 1])'
+
+
+def write_study(path: pathlib.Path, shared: pathlib.Path, tfds: pathlib.Path, axes: str = SEEDS) -> pathlib.Path:
+    path.write_text(STUDY.format(data=shared / "babylm_sample", tfds=tfds, zorro=shared / "zorro", axes=axes))
+    return path
+
+
+def child_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per child: faster here
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def study_cmd(config: pathlib.Path, workdir: pathlib.Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "babyjax.study", f"--config={config}", f"--workdir={workdir}", "--no-progress",
+            *flags]
+
+
+def run_study(config, workdir, *flags, env=None, check=True) -> subprocess.CompletedProcess:
+    r = subprocess.run(study_cmd(config, workdir, *flags), capture_output=True, text=True, cwd=ROOT,
+                       env=env or child_env(), timeout=900)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, shared_data):
+    base = tmp_path_factory.mktemp("study")
+    config = write_study(base / "two_seeds.py", shared_data, base / "tfds")
+    reference = base / "reference"
+    run_study(config, reference, "--parallel=2")
+    return config, reference, base
+
+
+def outputs(d: pathlib.Path) -> dict[str, bytes]:
+    """Every science output of a study folder (not logs, done markers, timings)."""
+    files = {}
+    for pattern in ("scores/*/runs/*/surprisal.npy", "scores/*/tokens.csv", "scores/*/pairs.csv", "report/*.md",
+                    "report/*.csv", "report/*.csv.gz", "runs/*/generations.json", "tokenizer.model",
+                    "token_sample.npz", "runs/*/tokenizer.model"):
+        for p in sorted(d.glob(pattern)):  # the report names its inputs by path: the study folder's differs
+            files[str(p.relative_to(d))] = p.read_bytes().replace(str(d).encode(), b"<study>")
+    for p in sorted(d.glob("runs/*/checkpoints/series.json")):
+        files[str(p.relative_to(d))] = json.dumps([(e["step"], e["params_hash"]) for e in json.loads(p.read_text())])
+    return files
+
+
+def _wait_then_kill(proc: subprocess.Popen, ready, what: str, timeout: float = 600) -> None:
+    t0 = time.time()
+    while not ready():
+        assert proc.poll() is None, f"the study ended before {what}"
+        assert time.time() - t0 < timeout, f"no {what} after {timeout} s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _scored_some(d: pathlib.Path) -> bool:
+    for p in d.glob("scores/*/runs/*/checkpoints.csv"):
+        try:
+            if (pd.read_csv(p)["status"] == "done").any():
+                return True
+        except (ValueError, KeyError, pd.errors.EmptyDataError):
+            pass
+    return False
+
+
+def test_a_study_killed_in_every_stage_ends_as_an_uninterrupted_one(setup):
+    config, reference, base = setup
+    work = base / "killed"
+    stages = [  # (when to kill, what the kill interrupted)
+        (lambda: any((work / "runs" / "seed0" / "checkpoints" / "resume").glob("*/commit_success.txt")),
+         lambda: not (work / "done" / "train-seed0").exists(), "training"),
+        (lambda: _scored_some(work), lambda: not (work / "done" / "score-zorro").exists(), "scoring"),
+        (lambda: (work / ".report.partial").is_dir(), lambda: not (work / "report").exists(), "the analysis")]
+    for ready, interrupted, what in stages:
+        proc = subprocess.Popen(study_cmd(config, work), cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        _wait_then_kill(proc, ready, what)
+        assert interrupted(), f"the kill came after {what}"
+    run_study(config, work)
+    ref, got = outputs(reference), outputs(work)
+    assert sorted(ref) == sorted(got)
+    assert len(ref) > 20 and "report/report.md" in ref
+    differ = [k for k in ref if ref[k] != got[k]]
+    assert not differ, differ
+    # a finished study run again does nothing and says where the report is
+    again = run_study(config, work)
+    assert "study report written to" in again.stdout and "train" not in again.stderr
+
+
+def test_the_runs_share_one_tokenizer_and_one_token_sample(setup):
+    _, reference, _ = setup
+    sha = hashlib.sha256((reference / "tokenizer.model").read_bytes()).hexdigest()
+    for run in ("seed0", "seed1"):
+        assert hashlib.sha256((reference / "runs" / run / "tokenizer.model").read_bytes()).hexdigest() == sha
+        assert json.loads((reference / "runs" / run / "config.json").read_text())["seed"] == int(run[-1])
+    with np.load(reference / "token_sample.npz") as z:
+        assert json.loads(str(z["meta"]))["tokenizer_sha256"] == sha
+    for out in ("tokens", "zorro"):
+        meta = json.loads((reference / "scores" / out / "meta.json").read_text())
+        assert meta["tokenizer_hash"] == sha and sorted(meta["runs"]) == ["seed0", "seed1"]
+    s0 = np.load(reference / "scores" / "tokens" / "runs" / "seed0" / "surprisal.npy")
+    s1 = np.load(reference / "scores" / "tokens" / "runs" / "seed1" / "surprisal.npy")
+    assert s0.shape == s1.shape == (s0.shape[0], 200) and not np.array_equal(s0, s1)  # same tokens, other seeds
+
+
+def test_the_report_holds_the_cross_run_sections(setup):
+    _, reference, _ = setup
+    md = (reference / "report" / "report.md").read_text()
+    for heading in ("## Across runs", "### Spread of the measures over runs", "### Loss across runs",
+                    "### Minimal pairs across runs: `zorro` per field", "per paradigm"):
+        assert heading in md
+    band = pd.read_csv(reference / "report" / "zorro_paradigm_across_runs.csv")
+    assert (band["runs"] == 2).all() and (band["min"] <= band["mean"]).all() and (band["mean"] <= band["max"]).all()
+    pairs = pd.read_csv(reference / "scores" / "zorro" / "pairs.csv")
+    last = pairs[pairs["step"] == pairs["step"].max()]
+    acc = last.groupby(["run", "paradigm"])["correct"].sum() / last.groupby(["run", "paradigm"])["n"].sum()
+    got = band[band["step"] == band["step"].max()].set_index("paradigm")
+    for paradigm, by_run in acc.groupby(level="paradigm"):
+        assert got.loc[paradigm, "max"] == pytest.approx(by_run.max())
+        assert got.loc[paradigm, "min"] == pytest.approx(by_run.min())
+
+
+def test_a_changed_study_config_refuses_the_old_workdir(setup, tmp_path, shared_data):
+    config, reference, base = setup
+    changed = write_study(tmp_path / "two_seeds.py", shared_data, base / "tfds", axes='over("seed", [0, 2])')
+    r = run_study(changed, reference, check=False)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and "holds another study" in lines[0] and "use a new --workdir" in lines[0], r.stderr
+    assert "seed" in lines[0]
+
+
+def test_spec_crosses_axes_in_order_and_refuses_bad_ones(tmp_path, shared_data):
+    study = spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds",
+                                      axes='axis("size", small=("model.d_model=32",), big=("model.d_model=64",)), '
+                                           'over("seed", [0, 1, 2])')))
+    runs = spec.expand(study)
+    assert [r.name for r in runs] == ["small_seed0", "small_seed1", "small_seed2", "big_seed0", "big_seed1",
+                                      "big_seed2"]
+    assert {r.condition() for r in runs} == {"small", "big"}
+    c = spec.run_config(study, runs[4])
+    assert (c.model.d_model, c.seed, c.train.num_steps) == (64, 1, 40)
+    study.axes = (spec.axis("vocab", a=("tokenizer.vocab_size=256",)),)
+    with pytest.raises(InputError, match="same corpus and tokenizer"):
+        spec.expand(study)
+    study.axes = (spec.over("optim.lrr", [1e-3]),)
+    with pytest.raises(InputError, match="lacks"):
+        spec.run_config(study, spec.expand(study)[0])
+
+
+# ---------------------------------------------------------------------------------------------- cluster launchers
+
+FAKE_SBATCH = """#!/bin/bash
+echo "sbatch $*" >> "{log}"
+n=$(cat "{dir}/next_job" 2>/dev/null || echo 4242)
+echo $((n + 1)) > "{dir}/next_job"
+echo "$n"
+"""
+FAKE_SACCT = """#!/bin/bash
+echo "sacct $*" >> "{log}"
+cat "{dir}/sacct_out" 2>/dev/null || true
+"""
+
+
+@pytest.fixture
+def fake_slurm_bin(tmp_path):
+    d = tmp_path / "bin"
+    d.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("sacct", FAKE_SACCT)):
+        (d / name).write_text(text.format(log=tmp_path / "calls.log", dir=tmp_path))
+        (d / name).chmod(0o755)
+    return d
+
+
+def test_slurm_launcher_submits_one_job_array_and_names_a_failed_run(setup, tmp_path, fake_slurm_bin):
+    config, _, _ = setup
+    work = tmp_path / "study"
+    env = child_env(PATH=f"{fake_slurm_bin}{os.pathsep}{os.environ['PATH']}")
+    r = run_study(config, work, "--launcher=slurm", "--no-wait", "--parallel=1", "--", "--partition=gpu",
+                  "--gpus-per-node=1", env=env)
+    assert "run the same command later" in r.stdout
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    sbatch = [c.split() for c in calls if c.startswith("sbatch")]
+    assert len(sbatch) == 1
+    argv = sbatch[0]
+    assert "--array=0-1%1" in argv and "--partition=gpu" in argv and "--gpus-per-node=1" in argv
+    assert argv[-3].endswith("launch/slurm/train.sbatch") and argv[-2].startswith("--array-args=")
+    assert any(a.startswith("--output=") and a.endswith("%x-%A_%a.out") for a in argv)
+    args_dir = pathlib.Path(argv[-2].split("=", 1)[1])
+    study = Study(spec.load(str(config)), work, progress=False)
+    for i, name in enumerate(["seed0", "seed1"]):
+        assert (args_dir / f"{i}.args").read_text().splitlines() == study.train_command(name)[2:]
+    # what a task runs: train.sbatch reads its own args file (dry run, as inside the allocation)
+    task = subprocess.run(["bash", str(ROOT / "launch/slurm/train.sbatch"), "--dry-run", f"--array-args={args_dir}"],
+                          capture_output=True, text=True, cwd=ROOT, env={**env, "SLURM_ARRAY_TASK_ID": "1"})
+    assert task.returncode == 0, task.stderr
+    srun = next(line for line in task.stdout.splitlines() if line.startswith("srun"))
+    assert f"--workdir {work / 'runs' / 'seed1'}" in srun and "--config.seed=1" in srun
+    # the cluster ran seed0 (still running) and seed1 failed: the study names it with its log
+    (tmp_path / "sacct_out").write_text("4242_0|RUNNING|0:0\n4242_1|FAILED|1:0\n4242_1.batch|FAILED|1:0\n")
+    r = run_study(config, work, "--launcher=slurm", "--no-wait", env=env, check=False)
+    assert r.returncode == 2
+    err = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert len(err) == 1 and "run seed1 failed on the cluster (job 4242_1, FAILED, exit 1:0)" in err[0]
+    assert "logs/slurm/babyjax-study-study-4242_1.out" in err[0] and "--resubmit" in err[0]
+    r = run_study(config, work, "--launcher=slurm", "--no-wait", "--resubmit", "--parallel=1", "--",
+                  "--partition=gpu", "--gpus-per-node=1", env=env)
+    again = [c.split() for c in (tmp_path / "calls.log").read_text().splitlines() if c.startswith("sbatch")]
+    assert len(again) == 2 and "--array=0-0%1" in again[1] and "--gpus-per-node=1" in again[1]
+    assert (pathlib.Path(again[1][-2].split("=", 1)[1]) / "0.args").read_text().splitlines() == \
+        study.train_command("seed1")[2:]
+
+
+def test_tpu_launcher_babysits_one_slice_per_run_and_names_a_failed_one(setup, tmp_path):
+    from tests.test_launch_scripts import FAKE_GCLOUD
+
+    config, _, _ = setup
+    fake = tmp_path / "gcloud_dir"
+    (fake / "home").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable))
+    (bin_dir / "gcloud").chmod(0o755)
+    (fake / "ssh_rcs").write_text("0\n0\n1\n")  # the two set-ups work, then training fails on the "slices"
+    env = child_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", FAKE_GCLOUD_DIR=str(fake))
+    work = tmp_path / "study"
+    r = run_study(config, work, "--launcher=tpu", "--parallel=2", "--", "--zone=us-central2-b",
+                  "--accelerator-type=v4-8", "--max-restarts=0", "--backoff=0", env=env, check=False)
+    assert r.returncode == 2, r.stderr
+    err = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert len(err) == 1, r.stderr
+    failed = [n for n in ("seed0", "seed1") if f"run {n} failed on TPU slice bj-study-{n}" in err[0]]
+    assert failed and all(str(work / "logs" / f"tpu-{n}.log") in err[0] for n in failed), err[0]
+    calls = [json.loads(line) for line in (fake / "calls.jsonl").read_text().splitlines()]
+    ssh = [c for c in calls if "ssh" in c and any("launch/train.py" in a for a in c)]
+    assert {c[c.index("ssh") + 1] for c in ssh} == {"bj-study-seed0", "bj-study-seed1"}  # one slice per run
+    for c in ssh:
+        run = c[c.index("ssh") + 1].rsplit("-", 1)[1]
+        remote = next(a for a in c if a.startswith("--command="))
+        assert f"--workdir {work / 'runs' / run}" in remote and f"--config.seed={run[-1]}" in remote
+        assert f"--config.tokenizer.path={work / 'tokenizer.model'}" in remote
