@@ -37,9 +37,9 @@ def get_config():
     s.axes = ({axes},)
     s.tokens.num_sequences = 40
     s.tokens.num_positions = 5
-    s.pairs = {{"zorro": "{zorro}"}}
+    s.pairs = {pairs}
     s.pairs_limit = 4
-    s.generate.heldout_prompts = 2
+    s.generate.heldout_prompts = {prompts}
     s.generate.max_new_tokens = 6
     s.analysis.xia_p = "0.3"
     return s
@@ -47,8 +47,10 @@ def get_config():
 SEEDS = 'over("seed", [0, 1])'
 
 
-def write_study(path: pathlib.Path, shared: pathlib.Path, tfds: pathlib.Path, axes: str = SEEDS) -> pathlib.Path:
-    path.write_text(STUDY.format(data=shared / "babylm_sample", tfds=tfds, zorro=shared / "zorro", axes=axes))
+def write_study(path: pathlib.Path, shared: pathlib.Path, tfds: pathlib.Path, axes: str = SEEDS, *,
+                pairs: bool = True, prompts: int = 2) -> pathlib.Path:
+    zorro = {"zorro": str(shared / "zorro")} if pairs else {}
+    path.write_text(STUDY.format(data=shared / "babylm_sample", tfds=tfds, pairs=zorro, axes=axes, prompts=prompts))
     return path
 
 
@@ -92,14 +94,23 @@ def outputs(d: pathlib.Path) -> dict[str, bytes]:
     return files
 
 
-def _wait_then_kill(proc: subprocess.Popen, ready, what: str, timeout: float = 600) -> None:
+def _wait_then_kill(proc: subprocess.Popen, ready, what: str, timeout: float = 600, before=None) -> None:
     t0 = time.time()
     while not ready():
         assert proc.poll() is None, f"the study ended before {what}"
         assert time.time() - t0 < timeout, f"no {what} after {timeout} s"
         time.sleep(0.02)
+    if before is not None:
+        before()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def _refused_while_running(config: pathlib.Path, work: pathlib.Path):
+    def check() -> None:  # a second study command on the same folder is refused while the first works
+        second = run_study(config, work, check=False)
+        assert second.returncode == 2 and "another study command is working in" in second.stderr, second.stderr
+    return check
 
 
 def _scored_some(d: pathlib.Path) -> bool:
@@ -117,13 +128,13 @@ def test_a_study_killed_in_every_stage_ends_as_an_uninterrupted_one(setup):
     work = base / "killed"
     stages = [  # (when to kill, what the kill interrupted)
         (lambda: any((work / "runs" / "seed0" / "checkpoints" / "resume").glob("*/commit_success.txt")),
-         lambda: not (work / "done" / "train-seed0").exists(), "training"),
+         lambda: not (work / "done" / "train-seed1").exists(), "training"),
         (lambda: _scored_some(work), lambda: not (work / "done" / "score-zorro").exists(), "scoring"),
         (lambda: (work / ".report.partial").is_dir(), lambda: not (work / "report").exists(), "the analysis")]
     for ready, interrupted, what in stages:
         proc = subprocess.Popen(study_cmd(config, work), cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        _wait_then_kill(proc, ready, what)
+        _wait_then_kill(proc, ready, what, before=_refused_while_running(config, work) if what == "training" else None)
         assert interrupted(), f"the kill came after {what}"
     run_study(config, work)
     ref, got = outputs(reference), outputs(work)
@@ -288,3 +299,54 @@ def test_tpu_launcher_babysits_one_slice_per_run_and_names_a_failed_one(setup, t
         remote = next(a for a in c if a.startswith("--command="))
         assert f"--workdir {work / 'runs' / run}" in remote and f"--config.seed={run[-1]}" in remote
         assert f"--config.tokenizer.path={work / 'tokenizer.model'}" in remote
+
+
+# ---------------------------------------------------------------------------------------------- across sizes (Xia)
+
+def _synthetic_output(rates: dict[str, float]):
+    """A tokens output of one run per condition: 4 tokens fall, 2 rise and 2 stay flat as training goes on."""
+    from types import SimpleNamespace
+
+    t = np.arange(12, dtype=np.float64)
+    surprisal, checkpoints = {}, {}
+    for run, rate in rates.items():
+        s = np.concatenate([np.repeat((8 - rate * t)[:, None], 4, 1), np.repeat((2 + 0.2 * rate * t)[:, None], 2, 1),
+                            np.full((12, 2), 5.0)], 1)
+        surprisal[run] = s
+        checkpoints[run] = pd.DataFrame({"step": (t + 1) * 10, "tokens_seen": (t + 1) * 1e3, "words_seen": t})
+    tokens = pd.DataFrame({"index": np.arange(8), "token": list("abcdefgh")})
+    return SimpleNamespace(name="tokens", surprisal=surprisal, checkpoints=checkpoints, tokens=tokens,
+                           meta={"kind": "tokens"})
+
+
+def test_xia_classes_at_matched_perplexity_use_the_shared_range(tmp_path):
+    from babyjax.analysis import crossrun
+
+    so = _synthetic_output({"small_seed0": 0.4, "big_seed0": 0.6})
+    notes: list[str] = []
+    md = "\n".join(crossrun.xia_matched(so, {"small_seed0": "small", "big_seed0": "big"}, tmp_path, notes))
+    per_run = pd.read_csv(tmp_path / "tokens_xia_matched_per_run.csv").set_index("run")
+    ppl = {r: np.exp2(s.mean(1)) for r, s in so.surprisal.items()}
+    hi, lo = min(p[0] for p in ppl.values()), max(p.min() for p in ppl.values())
+    for r, p in ppl.items():  # the checkpoints inside the range every run passes through
+        assert per_run.loc[r, "checkpoints"] == ((p <= hi * (1 + 1e-9)) & (p >= lo * (1 - 1e-9))).sum() >= 3
+    assert per_run["downward"].tolist() == [0.5, 0.5] and per_run["upward"].tolist() == [0.25, 0.25]
+    assert per_run["stagnated"].tolist() == [0.25, 0.25]
+    assert f"[{lo:.4g}, {hi:.4g}]" in md and (tmp_path / "tokens_xia_matched.png").stat().st_size > 10_000
+    assert not notes
+
+
+def test_a_scale_study_compares_sizes_at_matched_perplexity(tmp_path, shared_data):
+    axes = 'axis("size", d16=("model.d_model=16", "model.num_heads=2"), d64=("model.d_model=64",)), over("seed", [0])'
+    config = write_study(tmp_path / "scale.py", shared_data, tmp_path / "tfds", axes=axes, pairs=False, prompts=0)
+    run_study(config, tmp_path / "scale")
+    md = (tmp_path / "scale" / "report" / "report.md").read_text()
+    assert "### Trajectory classes at matched validation perplexity (Xia et al. 2023), `tokens`" in md
+    table = md.split("Shares per condition, over its runs:")[1]
+    for size in ("d16", "d64"):
+        for klass in ("upward", "downward", "stagnated"):
+            assert f"| {size} | {klass} | 1 |" in table
+    assert (tmp_path / "scale" / "report" / "tokens_xia_matched.png").exists()
+    per_run = pd.read_csv(tmp_path / "scale" / "report" / "tokens_xia_matched_per_run.csv")
+    assert sorted(per_run["run"]) == ["d16_seed0", "d64_seed0"] and (per_run["checkpoints"] >= 3).all()
+    assert np.allclose(per_run[["upward", "downward", "stagnated", "other"]].sum(1), 1.0)

@@ -128,12 +128,12 @@ class Study:
                 raise InputError(f"{self.dir} holds another study ({_difference(stored, current)}): use a new "
                                  "--workdir, or the study config it was made with")
             return
-        if any(p.name not in (".lock",) for p in self.dir.iterdir()):
+        if any(not p.name.startswith(".") and p.name != "runs.json" for p in self.dir.iterdir()):
             raise InputError(f"{self.dir} is not empty and holds no study.json: give a new or empty --workdir")
-        paths.write_atomic(path, json.dumps(current, indent=1, sort_keys=True))
         paths.write_atomic(self.dir / "runs.json", json.dumps(
             {r.name: {"labels": r.labels, "condition": r.condition(), "overrides": list(r.overrides)}
              for r in self.runs}, indent=1))
+        paths.write_atomic(path, json.dumps(current, indent=1, sort_keys=True))  # last: the study is pinned
 
     # -- shared inputs -------------------------------------------------------------------------------------------------
     def shared_inputs(self) -> None:
@@ -220,19 +220,25 @@ class Study:
 
     def score(self) -> None:
         jobs = [j for j in self.score_jobs() if not self.done("score", j[0])]
-        for out, _, flags in tqdm(jobs, desc="score", unit="output", disable=not self.progress or not jobs):
-            self.child([sys.executable, "-m", "babyjax.score", *flags], "score", out)
-            self.mark_done("score", out)
+        with tqdm(total=len(jobs), desc="score", unit="output", disable=not self.progress or not jobs) as bar:
+            for out, runs, flags in jobs:
+                bar.set_postfix_str(f"{out}: {', '.join(runs)}")
+                self.child([sys.executable, "-m", "babyjax.score", *flags], "score", out, bar)
+                self.mark_done("score", out)
+                bar.update(1)
 
     def generate(self) -> None:
         n = int(self.study.generate.heldout_prompts)
         names = [r.name for r in self.runs if n and not self.done("generate", r.name)
                  and objectives.config_of(self.configs[r.name])["kind"] in ("causal", "hybrid")]
-        for name in tqdm(names, desc="generate", unit="run", disable=not self.progress or not names):
-            self.child([sys.executable, "-m", "babyjax.generate", f"--workdir={self.run_dir(name)}",
-                        f"--heldout_prompts={n}", f"--max_new_tokens={self.study.generate.max_new_tokens}"],
-                       "generate", name)
-            self.mark_done("generate", name)
+        with tqdm(total=len(names), desc="generate", unit="run", disable=not self.progress or not names) as bar:
+            for name in names:
+                bar.set_postfix_str(name)
+                self.child([sys.executable, "-m", "babyjax.generate", f"--workdir={self.run_dir(name)}",
+                            f"--heldout_prompts={n}", f"--max_new_tokens={self.study.generate.max_new_tokens}"],
+                           "generate", name, bar)
+                self.mark_done("generate", name)
+                bar.update(1)
 
     def analyze(self) -> pathlib.Path:
         """The report, written into a temporary folder and renamed into place whole."""
