@@ -324,14 +324,18 @@ def test_xia_classes_at_matched_perplexity_use_the_shared_range(tmp_path):
 
     so = _synthetic_output({"small_seed0": 0.4, "big_seed0": 0.6})
     notes: list[str] = []
-    md = "\n".join(crossrun.xia_matched(so, {"small_seed0": "small", "big_seed0": "big"}, tmp_path, notes))
-    per_run = pd.read_csv(tmp_path / "tokens_xia_matched_per_run.csv").set_index("run")
+    md = "\n".join(crossrun.xia_matched(so, {"small_seed0": "small", "big_seed0": "big"}, tmp_path, notes,
+                                         xia_p=(0.0, 0.5)))
+    per_run = pd.read_csv(tmp_path / "tokens_xia_matched_per_run.csv").set_index(["p", "run"])
     ppl = {r: np.exp2(s.mean(1)) for r, s in so.surprisal.items()}
     hi, lo = min(p[0] for p in ppl.values()), max(p.min() for p in ppl.values())
-    for r, p in ppl.items():  # the checkpoints inside the range every run passes through
-        assert per_run.loc[r, "checkpoints"] == ((p <= hi * (1 + 1e-9)) & (p >= lo * (1 - 1e-9))).sum() >= 3
-    assert per_run["downward"].tolist() == [0.5, 0.5] and per_run["upward"].tolist() == [0.25, 0.25]
-    assert per_run["stagnated"].tolist() == [0.25, 0.25]
+    for p_start in (0.0, 0.5):  # the checkpoints from hi^(1-p) lo^p down to lo: a range every run passes through
+        top = hi ** (1 - p_start) * lo ** p_start
+        for r, p in ppl.items():
+            row = per_run.loc[(p_start, r)]
+            assert row["checkpoints"] == ((p <= top * (1 + 1e-9)) & (p >= lo * (1 - 1e-9))).sum() >= 3
+            assert (row["downward"], row["upward"], row["stagnated"]) == (0.5, 0.25, 0.25)
+            assert row["from_ppl"] == pytest.approx(top) and row["to_ppl"] == pytest.approx(lo)
     assert f"[{lo:.4g}, {hi:.4g}]" in md and (tmp_path / "tokens_xia_matched.png").stat().st_size > 10_000
     assert not notes
 
@@ -339,14 +343,31 @@ def test_xia_classes_at_matched_perplexity_use_the_shared_range(tmp_path):
 def test_a_scale_study_compares_sizes_at_matched_perplexity(tmp_path, shared_data):
     axes = 'axis("size", d16=("model.d_model=16", "model.num_heads=2"), d64=("model.d_model=64",)), over("seed", [0])'
     config = write_study(tmp_path / "scale.py", shared_data, tmp_path / "tfds", axes=axes, pairs=False, prompts=0)
+    config.write_text(config.read_text().replace('xia_p = "0.3"', 'xia_p = "0,0.3"'))  # 40 steps: a wide window
     run_study(config, tmp_path / "scale")
     md = (tmp_path / "scale" / "report" / "report.md").read_text()
     assert "### Trajectory classes at matched validation perplexity (Xia et al. 2023), `tokens`" in md
-    table = md.split("Shares per condition, over its runs:")[1]
+    table = md.split("Shares per condition:")[1]
+    assert "| p | condition | runs | from / to ppl | upward | downward | stagnated | other |" in table
     for size in ("d16", "d64"):
-        for klass in ("upward", "downward", "stagnated"):
-            assert f"| {size} | {klass} | 1 |" in table
+        assert f"| 0 | {size} | 1 |" in table
     assert (tmp_path / "scale" / "report" / "tokens_xia_matched.png").exists()
     per_run = pd.read_csv(tmp_path / "scale" / "report" / "tokens_xia_matched_per_run.csv")
-    assert sorted(per_run["run"]) == ["d16_seed0", "d64_seed0"] and (per_run["checkpoints"] >= 3).all()
+    assert sorted(per_run[per_run["p"] == 0]["run"]) == ["d16_seed0", "d64_seed0"]
+    assert (per_run["checkpoints"] >= 3).all()
     assert np.allclose(per_run[["upward", "downward", "stagnated", "other"]].sum(1), 1.0)
+
+
+def test_an_objective_axis_scores_each_objective_into_its_own_output(tmp_path, shared_data):
+    axes = ('axis("arch", gpt=(), gptbert=("model.style=ltg_bert", "objective.kind=hybrid", '
+            '"objective.causal_share=0.25")), over("seed", [0, 1])')
+    study = Study(spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds", axes=axes))),
+                  tmp_path / "w", progress=False)
+    jobs = {out: runs for out, runs, _ in study.score_jobs()}
+    assert jobs == {"tokens-causal": ["gpt_seed0", "gpt_seed1"], "tokens-hybrid": ["gptbert_seed0", "gptbert_seed1"],
+                    "zorro-causal": ["gpt_seed0", "gpt_seed1"], "zorro-hybrid": ["gptbert_seed0", "gptbert_seed1"]}
+    assert {r.name: r.condition() for r in study.runs} == {"gpt_seed0": "gpt", "gpt_seed1": "gpt",
+                                                           "gptbert_seed0": "gptbert", "gptbert_seed1": "gptbert"}
+    cmd = study.train_command("gptbert_seed1")
+    assert cmd[1:5] == ["launch/train.py", "--config", "configs/tiny.py", "--workdir"]
+    assert "--config.objective.kind=hybrid" in cmd and cmd[-2] == f"--config.tokenizer.path={tmp_path / 'w' / 'tokenizer.model'}"

@@ -48,7 +48,8 @@ def spread(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
 
 
 def cross_run_sections(outputs: Sequence[ScoreOutput], out: pathlib.Path, rd: pathlib.Path | None,
-                       run_names: Sequence[str], study: str | None, notes: list[str]) -> list[str]:
+                       run_names: Sequence[str], study: str | None, notes: list[str],
+                       xia_p: Sequence[float] = (0.5,)) -> list[str]:
     """Every cross-run section (empty for a single run)."""
     if len(run_names) < 2:
         return []
@@ -64,7 +65,7 @@ def cross_run_sections(outputs: Sequence[ScoreOutput], out: pathlib.Path, rd: pa
     md += pair_bands(outputs, cond, out)
     for so in outputs:
         if so.meta.get("kind") in ("tokens", "text") and len(set(cond[r] for r in so.surprisal)) >= 2:
-            md += xia_matched(so, cond, out, notes)
+            md += xia_matched(so, cond, out, notes, xia_p)
     return md
 
 
@@ -166,9 +167,32 @@ def _matched_window(ppl_by_run: Mapping[str, np.ndarray], steps_by_run: Mapping[
     return (hi, lo) if lo < hi else None
 
 
-def xia_matched(so: ScoreOutput, cond: Mapping[str, str], out: pathlib.Path, notes: list[str]) -> list[str]:
+def _classes_in(s: np.ndarray, steps: np.ndarray, ppl: np.ndarray, top: float, lo: float):
+    """Xia classes of one run over its checkpoints with validation perplexity in [lo, top] (None: under 3)."""
+    rows = np.flatnonzero((steps > 0) & (ppl <= top * (1 + 1e-9)) & (ppl >= lo * (1 - 1e-9)))
+    if len(rows) < 3:
+        return rows, None
+    return rows, xia.trajectory_classes(np.asarray(s[rows], np.float64), steps[rows], ppl[rows], p=0.0)["class"]
+
+
+def _share_table(per_run: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """One row per p and condition: runs, and each class's share as 'mean' or 'mean +- sd'."""
+    rows = []
+    for (p, c), g in per_run.groupby(["p", "condition"]):
+        row = {"p": f"{p:g}", "condition": c, "runs": len(g), "from / to ppl": f"{g['from_ppl'].iloc[0]:.4g} / "
+               f"{g['to_ppl'].iloc[0]:.4g}"}
+        for k in xia.CLASSES:
+            row[k] = f"{g[k].mean():.3f}" + (f" +- {g[k].std(ddof=1):.3f}" if len(g) > 1 else "")
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["p", "condition"], key=lambda col: col.map(order.index)
+                                          if col.name == "condition" else col, kind="stable")
+
+
+def xia_matched(so: ScoreOutput, cond: Mapping[str, str], out: pathlib.Path, notes: list[str],
+                xia_p: Sequence[float] = (0.5,)) -> list[str]:
     """Xia et al. across conditions: each run's token classes over the checkpoints inside the validation-perplexity
-    range all runs share (x = validation perplexity), their shares per condition, and the class curves."""
+    range all runs share, from p of that range (in log perplexity) on, with x = validation perplexity; their shares
+    per condition for each p, and the class curves at the p nearest 0.5."""
     steps = {r: so.checkpoints[r]["step"].to_numpy(np.float64) for r in so.surprisal}
     ppl = {r: xia.validation_perplexity(s) for r, s in so.surprisal.items()}
     head = [f"### Trajectory classes at matched validation perplexity (Xia et al. 2023), `{so.name}`", ""]
@@ -177,34 +201,38 @@ def xia_matched(so: ScoreOutput, cond: Mapping[str, str], out: pathlib.Path, not
         notes.append(f"{so.name}: the runs share no range of validation perplexity: no matched Xia classes")
         return head + ["_Not computed: the runs share no range of validation perplexity._", ""]
     hi, lo = window
+    main_p = min(xia_p, key=lambda p: abs(p - 0.5))
     shares, curves_rows = [], []
-    for r, s in so.surprisal.items():
-        rows = np.flatnonzero((steps[r] > 0) & (ppl[r] <= hi * (1 + 1e-9)) & (ppl[r] >= lo * (1 - 1e-9)))
-        if len(rows) < 3:
-            notes.append(f"{so.name}: run {r} has {len(rows)} checkpoint(s) in the matched range: left out")
-            continue
-        s_rows = np.asarray(s[rows], np.float64)
-        klass = xia.trajectory_classes(s_rows, steps[r][rows], ppl[r][rows], p=0.0)["class"]
-        shares.append({"run": r, "condition": cond[r], "checkpoints": len(rows), **xia.class_shares(klass)})
-        for c in ("upward", "downward", "stagnated"):
-            if (klass == c).any():
-                curves_rows.append(pd.DataFrame({"run": r, "condition": cond[r], "class": c,
-                                                 "validation_ppl": ppl[r][rows],
-                                                 "class_ppl": np.exp2(s_rows[:, klass == c].mean(1))}))
+    for p in xia_p:
+        top = hi ** (1 - p) * lo ** p
+        for r, s in so.surprisal.items():
+            rows, klass = _classes_in(s, steps[r], ppl[r], top, lo)
+            if klass is None:
+                notes.append(f"{so.name}: run {r} has {len(rows)} checkpoint(s) in the matched range from p={p:g}: "
+                             "left out")
+                continue
+            shares.append({"p": p, "from_ppl": top, "to_ppl": lo, "run": r, "condition": cond[r],
+                           "checkpoints": len(rows), **xia.class_shares(klass)})
+            if p == main_p:
+                curves_rows += [pd.DataFrame({"run": r, "condition": cond[r], "class": c,
+                                              "validation_ppl": ppl[r][rows],
+                                              "class_ppl": np.exp2(np.asarray(s[rows][:, klass == c]).mean(1))})
+                                for c in ("upward", "downward", "stagnated") if (klass == c).any()]
     if not shares:
         return head + ["_Not computed: see notes._", ""]
     per_run = pd.DataFrame(shares)
     per_run.to_csv(out / f"{so.name}_xia_matched_per_run.csv", index=False)
-    table = pd.concat([spread(per_run, ["condition"], c).assign(klass=c) for c in xia.CLASSES])
-    table = table.rename(columns={"klass": "class"})[["condition", "class", "runs", "mean", "sd", "min", "max"]]
+    order = list(dict.fromkeys(cond[r] for r in so.surprisal))
+    table = _share_table(per_run, order)
     f = plots.class_curves(out / f"{so.name}_xia_matched.png", pd.concat(curves_rows) if curves_rows else None,
-                           hi, lo)
-    return head + [f"Every run's checkpoints whose validation perplexity (2 ** mean surprisal of the "
-                   f"{len(so.tokens):,} held-out tokens) lies in [{lo:.4g}, {hi:.4g}], the range all "
-                   f"{len(per_run)} runs pass through; each token's class from the regression of its perplexity "
-                   "ratio on -ln(validation perplexity), so that the same tokens are compared over the same stretch "
-                   "of learning. Shares per condition, over its runs:", "", md_table(table, "{:.3f}"),
+                           hi ** (1 - main_p) * lo ** main_p, lo, order)
+    return head + [f"The validation perplexity (2 ** mean surprisal of the {len(so.tokens):,} held-out tokens) every "
+                   f"one of the {per_run['run'].nunique()} runs passes through is [{lo:.4g}, {hi:.4g}]. For each "
+                   "window start p, each run's checkpoints from the level hi^(1-p) x lo^p down to lo are its window, "
+                   "and each token's class comes from the regression of its perplexity ratio on -ln(validation "
+                   "perplexity) over it: the same tokens over the same stretch of learning, however many steps each "
+                   "run needed. Shares per condition: the mean over its runs, +- their standard deviation when "
+                   "there are several (all of it in the CSV beside the report):", "", md_table(table),
                    f"![classes against validation perplexity]({f.name})", "",
-                   "Figure: the perplexity of each class's tokens (2 ** their mean surprisal) against validation "
-                   "perplexity, one line per run, colour by condition (n runs in the legend).", ""]
-
+                   f"Figure (p = {main_p:g}): the perplexity of each class's tokens (2 ** their mean surprisal) "
+                   "against validation perplexity, one line per run, colour by condition (n runs in the legend).", ""]

@@ -170,14 +170,16 @@ def bands(path: pathlib.Path, band: pd.DataFrame, *, panel: str, x: str, ylabel:
     return _save(fig, path)
 
 
-def class_curves(path: pathlib.Path, df: pd.DataFrame | None, hi: float, lo: float) -> pathlib.Path:
+def class_curves(path: pathlib.Path, df: pd.DataFrame | None, hi: float, lo: float,
+                 order: Sequence[str] = ()) -> pathlib.Path:
     """Xia et al.'s class curves: each class's token perplexity against validation perplexity (x, decreasing to the
-    right as training goes on), a line per run, colour by condition, style by class."""
+    right as training goes on), a line per run, colour by condition (in `order`), style by class."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3), squeeze=False)
     styles = {"upward": "-", "downward": "--", "stagnated": ":"}
-    conds = sorted(df["condition"].unique()) if df is not None else []
+    conds = [c for c in order if df is not None and c in set(df["condition"])] if order else (
+        sorted(df["condition"].unique()) if df is not None else [])
     for ax, klass in zip(axes[0], styles):
-        d = df[df["class"] == klass] if df is not None else pd.DataFrame()
+        d = df[df["class"] == klass] if df is not None else pd.DataFrame(columns=["condition"])
         for i, c in enumerate(conds):
             runs = d[d["condition"] == c].groupby("run")
             for j, (_, g) in enumerate(runs):
@@ -185,11 +187,16 @@ def class_curves(path: pathlib.Path, df: pd.DataFrame | None, hi: float, lo: flo
                 ax.plot(g["validation_ppl"], g["class_ppl"], styles[klass], color=f"C{i}", lw=1,
                         label=f"{c} (n={runs.ngroups})" if j == 0 else None)
         ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xlim(hi, lo)
+        ticks = np.geomspace(hi, lo, 5)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
         ax.set_title(f"{klass} tokens", fontsize=9)
         ax.set_xlabel("validation perplexity")
         ax.set_ylabel("class perplexity")
-        if conds:
+        if ax.lines:
+            ax.set_yscale("log")
             ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no token in this class", ha="center", va="center", transform=ax.transAxes)
     return _save(fig, path)

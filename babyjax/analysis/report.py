@@ -402,7 +402,7 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
             md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress)
     md += pairs_section(outputs, out) + babylm2025_section(outputs, out)
     md += equal_perplexity_section(outputs, out, notes)
-    md += crossrun.cross_run_sections(outputs, out, rd, run_names, study, notes)
+    md += crossrun.cross_run_sections(outputs, out, rd, run_names, study, notes, xia_p)
     md += loss_section(rd, run_names, out, notes)
     md += generations_section(outputs, rd, run_names) + references_section()
     md += ["## Notes", ""] + ([f"- {n}" for n in dict.fromkeys(notes)] or ["- none"]) + [""]

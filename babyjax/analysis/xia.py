@@ -26,8 +26,9 @@ def ols_slope_pvalues(x_T: np.ndarray, y_TxC: np.ndarray) -> tuple[np.ndarray, n
     sxx = np.dot(xc, xc)
     if sxx == 0:
         raise InputError("x is constant over the window: no slope can be estimated")
-    slope = xc @ y_TxC / sxx
-    resid = y_TxC - y_TxC.mean(0) - np.outer(xc, slope)
+    yc = y_TxC - y_TxC.mean(0)  # centred first, as scipy's linregress: a constant curve gets slope 0 exactly
+    slope = xc @ yc / sxx
+    resid = yc - np.outer(xc, slope)
     se = np.sqrt(np.square(resid).sum(0) / (n - 2) / sxx)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = slope / se
