@@ -204,7 +204,7 @@ def test_spec_crosses_axes_in_order_and_refuses_bad_ones(tmp_path, shared_data):
     with pytest.raises(InputError, match="same corpus and tokenizer"):
         spec.expand(study)
     study.axes = (spec.over("optim.lrr", [1e-3]),)
-    with pytest.raises(InputError, match="lacks"):
+    with pytest.raises(InputError, match=r"unknown config key in --config.optim.lrr=0.001 \(did you mean lr\?\)"):
         spec.run_config(study, spec.expand(study)[0])
 
 
@@ -355,7 +355,7 @@ def test_a_scale_study_compares_sizes_at_matched_perplexity(tmp_path, shared_dat
     per_run = pd.read_csv(tmp_path / "scale" / "report" / "tokens_xia_matched_per_run.csv")
     assert sorted(per_run[per_run["p"] == 0]["run"]) == ["d16_seed0", "d64_seed0"]
     assert (per_run["checkpoints"] >= 3).all()
-    assert np.allclose(per_run[["upward", "downward", "stagnated", "other"]].sum(1), 1.0)
+    assert np.allclose(per_run[["upward", "downward", "stagnated", "other"]].sum(axis=1), 1.0)
 
 
 def test_an_objective_axis_scores_each_objective_into_its_own_output(tmp_path, shared_data):

@@ -152,9 +152,9 @@ def run_config(study: ml_collections.ConfigDict, run: RunPlan, extra: Sequence[s
         fv(argv)
     except flags.Error as e:
         raise InputError(f"run {run.name}: {str(e).splitlines()[0]}") from None
-    except (AttributeError, KeyError) as e:
-        raise InputError(f"run {run.name}: an override names a key the base config lacks ({e}); every key is "
-                         "listed in configs/base.py") from None
+    except (AttributeError, KeyError) as e:  # as launch/train.py says it: the key, and the closest one
+        from babyjax.cli import _unknown_key
+        raise InputError(f"run {run.name}: {_unknown_key(argv, e)}") from None
     except (ValueError, TypeError) as e:
         raise InputError(f"run {run.name}: bad override value ({str(e).splitlines()[0]})") from None
     return fv.config
