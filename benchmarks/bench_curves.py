@@ -12,15 +12,18 @@ range of each ratio. A first call of babyjax on all the curves, which compiles i
 timed apart and printed; the rounds run after it.
 """
 import argparse
-import os
-import platform
+import pathlib
+import sys
 import time
 import warnings
 
 import numpy as np
 from scipy.optimize import curve_fit
 
-from babyjax.analysis import curves
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from babyjax.analysis import curves  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 
 def chang_steps(max_steps=1_000_000, s0=100.0, s1=25_000.0, t1=1e6):
@@ -41,14 +44,7 @@ def make_curves(steps, n, vocab=50_000, seed=0):
 
 
 def machine() -> str:
-    import jax
-    import pygam
-    import scipy
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    return (f"machine: {cpu}, {os.cpu_count()} cores; numpy {np.__version__}, scipy {scipy.__version__}, "
-            f"jax {jax.__version__}, pygam {pygam.__version__}")
+    return "machine: " + common.machine("scipy", "pygam")
 
 
 def chang_sigmoid_aoa(x, surprisal, chance):

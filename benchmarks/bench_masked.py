@@ -23,7 +23,6 @@ import collections
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,16 +32,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = pathlib.Path(os.environ.get("BABYJAX_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
+from benchmarks import common  # noqa: E402
+
 
 def machine() -> str:
-    import jax
     import torch
-    import transformers
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
-    return (f"{cpu}, {os.cpu_count()} cores; python {platform.python_version()}, jax {jax.__version__}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}")
+    return common.machine("torch", "transformers", "minicons") + f"; torch threads {torch.get_num_threads()}"
 
 
 def bench_config():

@@ -3,12 +3,13 @@
     python benchmarks/bench_score.py                 # bench config (GPT-2 style, 4 x 256, vocab 16,384), CPU
     python benchmarks/bench_score.py --repeats 5 --checkpoints 6
 
-Measures, alternating ours and the peer and taking medians:
+Prints the machine, then measures, alternating ours and the peer in every round:
   (a) short sentences: the first 2,000 non-empty lines of BabyLM aochildes (dev split of ../shared/data/babylm_sample),
-      per-token surprisal in bits; babyjax.score (eot_context: every token after one EOS, packed rows of 128) versus
-      minicons `IncrementalLMScorer.token_score(surprisal=True, base_two=True, bos_token=True)` in batches of 64 on
-      the babyjax checkpoint exported to Hugging Face (same weights, same tokens, same scores: checked); the peer
-      runs with 1 and 2 torch threads and keeps the faster (OpenMP threads suffer most on a shared machine);
+      text in, per-token surprisal in bits out, tokenization timed on both sides; babyjax.score (SentencePiece,
+      eot_context: every token after one EOS, packed rows of 128) versus minicons `IncrementalLMScorer.token_score(
+      surprisal=True, base_two=True, bos_token=True)` in batches of 64 on the babyjax checkpoint exported to Hugging
+      Face (same weights and tokens; every score asserted within 1e-3 bits); the peer runs with 1 and 2 torch threads
+      in every round and the faster counts; the ratio is given as the median and range over rounds;
   (b) packed held-out text (dev split, 128-token windows): tokens/s and MFU = model FLOP/s (the forward share of
       babyjax.model.flops_per_token) over a measured 2048x2048 float32 matmul in the same run;
   (c) checkpoints scored per minute by the batch job, restore included: (time of a K-checkpoint job - time of a
@@ -40,6 +41,7 @@ from babyjax import checkpoints, export, metrics, score, sharding
 from babyjax.data import tokenizer as tokenizer_lib
 from babyjax.model import ModelConfig, Transformer, flops_per_token
 from babyjax.run import RunDir
+from benchmarks import common
 from configs import bench
 
 DATA = pathlib.Path(os.environ.get("BABYJAX_SHARED_DATA", ROOT.parent / "shared" / "data")) / "babylm_sample"
@@ -82,15 +84,17 @@ def median_time(fn, repeats: int) -> list[float]:
 
 
 def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params, hf_dir: pathlib.Path,
-                          sentences: list[str], ids: list[list[int]], seq_len: int) -> dict:
-    """(a) short sentences, ours against minicons on the same weights: tokens/s of both and the largest difference."""
+                          sentences: list[str], tok: tokenizer_lib.Tokenizer, seq_len: int) -> dict:
+    """(a) short sentences, ours against minicons on the same weights, text in and surprisal out on both sides (ours:
+    SentencePiece, windows, packing, placement and the jitted scorer; minicons: its tokenizer and the HF model).
+    Rounds alternate the sides; the peer runs with 1 and 2 torch threads in every round and the faster counts.
+    Agreement is asserted: every token's surprisal within 1e-3 bits."""
     import torch
     from minicons import scorer as mscorer
 
-    n_tokens = sum(len(s) for s in ids)
-    wins = [w for i, s in enumerate(ids) for w in score.windows(i, s, "eot_context", seq_len)]
-
-    def ours_sentences() -> np.ndarray:  # packing and device placement included: it is part of the job
+    def ours_sentences() -> np.ndarray:
+        ids = tok.encode_batch(sentences)
+        wins = [w for i, ids_i in enumerate(ids) for w in score.windows(i, ids_i, "eot_context", seq_len)]
         packed, batches = scorer.place(score.pack(wins, seq_len))
         return scorer.logprobs(params, packed, batches)
 
@@ -102,24 +106,28 @@ def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params
             out += lm.token_score(sentences[b:b + args.peer_batch], surprisal=True, base_two=True, bos_token=True)
         return out
 
+    n_tokens = sum(len(x) for x in tok.encode_batch(sentences))
     ours_lp = ours_sentences()  # warm-up (compile) and the agreement check
-    peer = peer_sentences()
-    peer_bits = np.concatenate([np.array([x[1] for x in p[1:]]) for p in peer])
+    peer_bits = np.concatenate([np.array([x[1] for x in p[1:]]) for p in peer_sentences()])
     max_diff = float(np.abs(peer_bits - (-ours_lp / np.log(2))).max())
-    # Alternate ours and the peer, so both see the same machine load. torch's OpenMP threads suffer badly when the
-    # cores are shared, so the peer runs with 1 and with 2 threads and keeps its better median.
-    t_ours: list[float] = []
-    t_peer: dict[int, list[float]] = {1: [], 2: []}
+    assert peer_bits.shape == ours_lp.shape and max_diff < 1e-3, f"babyjax and minicons disagree by {max_diff} bits"
+    rounds = []
     for _ in range(args.repeats):
+        t_ours = median_time(ours_sentences, 1)[0]
+        t_peer = {}
         for threads in (1, 2):
-            t_ours += median_time(ours_sentences, 1)
             torch.set_num_threads(threads)
-            t_peer[threads] += median_time(peer_sentences, 1)
-    peer_threads = min(t_peer, key=lambda k: statistics.median(t_peer[k]))
-    torch.set_num_threads(peer_threads)
-    return {"ours_tokens_per_s": n_tokens / statistics.median(t_ours),
-            "minicons_tokens_per_s": n_tokens / statistics.median(t_peer[peer_threads]),
-            "minicons_threads": peer_threads, "max_abs_diff_bits": max_diff}
+            t_peer[threads] = median_time(peer_sentences, 1)[0]
+        best = min(t_peer, key=t_peer.get)
+        rounds.append({"ours_s": t_ours, "peer_s": t_peer[best], "threads": best, "ratio": t_peer[best] / t_ours})
+        print(f"  round {len(rounds)}: babyjax {n_tokens / t_ours:,.0f} tok/s, minicons {n_tokens / t_peer[best]:,.0f}"
+              f" tok/s ({best} threads; {n_tokens / t_peer[3 - best]:,.0f} with {3 - best}), ratio "
+              f"{rounds[-1]['ratio']:.2f}x", flush=True)
+    return {"ours_tokens_per_s": statistics.median(n_tokens / r["ours_s"] for r in rounds),
+            "minicons_tokens_per_s": statistics.median(n_tokens / r["peer_s"] for r in rounds),
+            "ratios": [r["ratio"] for r in rounds], "ratio": statistics.median(r["ratio"] for r in rounds),
+            "minicons_threads": [r["threads"] for r in rounds], "max_abs_diff_bits": max_diff,
+            "n_tokens": n_tokens}
 
 
 def packed_text(args: argparse.Namespace, scorer: score.Scorer, params, tok: tokenizer_lib.Tokenizer,
@@ -133,10 +141,13 @@ def packed_text(args: argparse.Namespace, scorer: score.Scorer, params, tok: tok
     text_wins = score.windows(0, text_ids[1:], "eot_context", seq_len)
     packed, batches = scorer.place(score.pack(text_wins, seq_len))
     scorer.logprobs(params, packed, batches)
-    t_text = median_time(lambda: scorer.logprobs(params, packed, batches), args.repeats)
+    t_text, peaks = [], []
+    for _ in range(args.repeats):  # the matmul peak is measured in every round, beside the timed pass
+        t_text += median_time(lambda: scorer.logprobs(params, packed, batches), 1)
+        peaks.append(metrics.measure_matmul_peak("float32") * jax.device_count())
     text_tps = packed.num_tokens / statistics.median(t_text)
     forward_flops = flops_per_token(cfg, seq_len, backward=False)  # scoring is a forward pass
-    peak = max(metrics.measure_matmul_peak("float32") for _ in range(2)) * jax.device_count()
+    peak = max(peaks)  # MFU against the best peak seen
     return {"matmul_peak_flops": peak, "text_tokens_per_s": text_tps, "mfu": text_tps * forward_flops / peak}
 
 
@@ -182,35 +193,34 @@ def main() -> None:
 
     lines = (DATA / "babylm_dev" / "aochildes.dev").read_text().splitlines()
     sentences = [ln for ln in lines if ln.strip()][:args.sentences]
-    ids = tok.encode_batch(sentences)
-    n_tokens = sum(len(s) for s in ids)
 
     mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
     scorer = score.Scorer(cfg, mesh, args.batch_rows)
     params = checkpoints.restore_params(workdir, 0, scorer.abstract_params)
-    r = sentences_vs_minicons(args, scorer, params, hf_dir, sentences, ids, seq_len)
-    r["ratio"] = r["ours_tokens_per_s"] / r["minicons_tokens_per_s"]
+    print(f"machine: {common.machine('torch', 'transformers', 'minicons')}", flush=True)
+    r = sentences_vs_minicons(args, scorer, params, hf_dir, sentences, tok, seq_len)
+    n_tokens = r["n_tokens"]
     r.update(packed_text(args, scorer, params, tok, cfg, seq_len))
     per_ckpt = seconds_per_checkpoint(args, workdir, sentences)
     r["checkpoints_per_min"] = 60 / per_ckpt
 
     rows = [
         ("short sentences (aochildes, eot_context)", f"{r['ours_tokens_per_s']:,.0f} tok/s",
-         f"{r['minicons_tokens_per_s']:,.0f} tok/s (minicons)", f"{r['ratio']:.2f}x"),
+         f"{r['minicons_tokens_per_s']:,.0f} tok/s (minicons)", common.spread(r["ratios"]) + " x"),
         ("packed held-out text (128-token windows)", f"{r['text_tokens_per_s']:,.0f} tok/s",
          f"MFU {100 * r['mfu']:.0f}%", ""),
         ("checkpoints scored per minute (restore incl.)", f"{60 / per_ckpt:.1f} /min",
          f"{per_ckpt:.2f} s each, {n_tokens:,} tokens", ""),
     ]
     print(f"\ndevice: {jax.devices()[0].device_kind} x {jax.device_count()}, "
-          f"torch threads {r['minicons_threads']} (best of 1, 2), "
+          f"minicons' torch threads per round (the faster of 1, 2): {r['minicons_threads']}, "
           f"model {cfg.style} {cfg.num_layers}x{cfg.d_model} vocab {cfg.vocab_size}, {len(sentences)} sentences, "
           f"{n_tokens} tokens; matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; medians of {args.repeats}")
     print(f"babyjax vs minicons surprisal: max |difference| {r['max_abs_diff_bits']:.2e} bits")
-    print(f"{'what':48s} {'babyjax':>16s} {'peer / detail':>34s} {'ratio':>7s}")
+    print(f"{'what':48s} {'babyjax':>16s} {'peer / detail':>34s}  ratio")
     for row in rows:
-        print(f"{row[0]:48s} {row[1]:>16s} {row[2]:>34s} {row[3]:>7s}")
-    keys = ("ours_tokens_per_s", "minicons_tokens_per_s", "ratio", "minicons_threads", "matmul_peak_flops",
+        print(f"{row[0]:48s} {row[1]:>16s} {row[2]:>34s}  {row[3]}")
+    keys = ("ours_tokens_per_s", "minicons_tokens_per_s", "ratio", "ratios", "minicons_threads", "matmul_peak_flops",
             "text_tokens_per_s", "mfu", "checkpoints_per_min", "max_abs_diff_bits")
     print(json.dumps({k: r[k] for k in keys}))
 
