@@ -1,12 +1,17 @@
-"""Training throughput, side by side in one run: babyjax vs Hugging Face GPT2LMHeadModel + torch.optim.AdamW.
+"""Training throughput, side by side in one run: babyjax against Hugging Face GPT2LMHeadModel + torch AdamW, three ways.
 
 Bench config of ../shared/docs/benchmarks.md (4 layers, d_model 256, 4 heads, MLP 1024, vocab 16,384, context 128,
-tied embeddings, no dropout, batch 32, float32). Both sides train on the same random token batches; the two
-frameworks alternate in rounds and the table reports medians over rounds, plus MFU against the matmul peak
-measured in the same run.
+tied embeddings, no dropout, batch 32, float32, AdamW with global-norm clipping 1.0). Every side trains on the same
+random token batch. Peers:
+  - HF eager, AdamW (foreach, torch's default), with 1 and with 2 torch threads (the faster counts in each round);
+  - HF eager, AdamW(fused=True), 2 threads;
+  - HF under torch.compile (inductor), AdamW with the faster of foreach and fused (chosen at warm-up), 2 threads.
+The sides alternate in every round (babyjax, then each peer), and every round also measures the float32 matmul peak
+(2048^2, one device); MFU is model FLOPs/s (babyjax.model.flops_per_token, the one definition) over the best peak seen.
+Prints the machine, every round, then medians and the babyjax / peer ratio's median and range over rounds.
 
   pip install -e '.[peers]'
-  python benchmarks/bench_train.py [--rounds 5] [--steps 10] [--threads 2]
+  python benchmarks/bench_train.py [--rounds 5] [--steps 10]
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
 
 
 def babyjax_runner(cfg, batch_np):
@@ -41,15 +48,14 @@ def babyjax_runner(cfg, batch_np):
         return time.perf_counter() - t0
 
     run(2)  # compile + warm-up
-    flops = model_lib.flops_per_token(model_cfg, cfg.data.seq_len)
-    return run, flops, model_lib.num_params(model_cfg)
+    return run, model_lib.flops_per_token(model_cfg, cfg.data.seq_len)
 
 
-def torch_runner(cfg, batch_np, threads: int):
+def torch_runner(cfg, batch_np, *, fused: bool = False, compiled: bool = False):
+    """(run(steps, threads) -> seconds) for one HF set-up: eager or compiled, AdamW foreach or fused."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     m = cfg.model
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=cfg.tokenizer.vocab_size, n_positions=m.max_len, n_embd=m.d_model,
@@ -57,28 +63,58 @@ def torch_runner(cfg, batch_np, threads: int):
                                     embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True))
     hf.train()
     opt = torch.optim.AdamW(hf.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.b1, cfg.optim.b2),
-                            weight_decay=cfg.optim.weight_decay)
+                            weight_decay=cfg.optim.weight_decay, fused=fused or None, foreach=None if fused else True)
     inputs = torch.from_numpy(batch_np["inputs"]).long()
+    forward = torch.compile(hf) if compiled else hf
 
-    def run(steps: int) -> float:
+    def one_step():
+        out = forward(input_ids=inputs, labels=inputs)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(hf.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def run(steps: int, threads: int = 2) -> float:
+        torch.set_num_threads(threads)
         t0 = time.perf_counter()
         for _ in range(steps):
-            out = hf(input_ids=inputs, labels=inputs)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(hf.parameters(), cfg.optim.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            one_step()
         return time.perf_counter() - t0
 
-    run(2)
-    return run, sum(p.numel() for p in hf.parameters())
+    run(3 if compiled else 2)  # compile + warm-up
+    return run
+
+
+def make_peers(cfg, batch, steps: int) -> dict:
+    """name -> run(steps) for every peer; the compiled peer takes the faster optimizer at warm-up."""
+    eager, fused = torch_runner(cfg, batch), torch_runner(cfg, batch, fused=True)
+    t0 = time.perf_counter()
+    compiled = {f: torch_runner(cfg, batch, fused=f, compiled=True) for f in (False, True)}
+    print(f"torch.compile warm-up (both optimizers): {time.perf_counter() - t0:.0f} s", flush=True)
+    best = min(compiled, key=lambda f: compiled[f](steps))
+    return {"HF eager, AdamW foreach, 1 thread": lambda n: eager(n, 1),
+            "HF eager, AdamW foreach, 2 threads": lambda n: eager(n, 2),
+            "HF eager, AdamW fused, 2 threads": lambda n: fused(n, 2),
+            f"HF torch.compile, AdamW {'fused' if best else 'foreach'}, 2 threads": lambda n: compiled[best](n, 2)}
+
+
+def report(rows: list[dict], flops: float, peak: float, tokens: int) -> None:
+    names, peaks = list(rows[0]["tps"]), ", ".join(f"{r['peak'] / 1e9:.0f}" for r in rows)
+    print(f"\nmedians over {len(rows)} rounds; MFU against the best matmul peak seen, {peak / 1e9:.0f} GFLOP/s "
+          f"(per round: {peaks}); {tokens:,} tokens per timed call")
+    print(f"{'':44s}{'tokens/s':>10s}{'MFU':>7s}   babyjax / this")
+    for n in names:
+        tps = statistics.median(r["tps"][n] for r in rows)
+        ratio = "" if n == "babyjax" else common.spread([r["tps"]["babyjax"] / r["tps"][n] for r in rows]) + " x"
+        print(f"{n:44s}{tps:10,.0f}{tps * flops / peak:7.1%}   {ratio}")
+    best = [r["tps"]["babyjax"] / max(v for k, v in r["tps"].items() if k != "babyjax") for r in rows]
+    print(f"babyjax / the fastest peer of each round: {common.spread(best)} x")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
     import numpy as np
@@ -86,33 +122,24 @@ def main() -> None:
     from babyjax import metrics
     from configs import bench
 
+    print(f"machine: {common.machine('torch', 'transformers')}", flush=True)
     cfg = bench.get_config()
     b, length, v = cfg.train.batch_size, cfg.data.seq_len, cfg.tokenizer.vocab_size
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(5, v, size=(b, length + 1), dtype=np.int32)
-    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
-             "segment_ids": np.ones((b, length), np.int32),
+    tokens = np.random.default_rng(0).integers(5, v, size=(b, length + 1), dtype=np.int32)
+    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "segment_ids": np.ones((b, length), np.int32),
              "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
              "weights": np.ones((b, length), np.float32), "num_words": np.full((b,), 100.0, np.float32),
              "num_tokens": np.full((b,), float(length), np.float32)}
-
-    peak = metrics.measure_matmul_peak("float32")
-    jx, flops, n_jax = babyjax_runner(cfg, batch)
-    th, n_torch = torch_runner(cfg, batch, args.threads)
-    tok = b * length * args.steps
-    jax_tps, torch_tps = [], []
-    for _ in range(args.rounds):
-        jax_tps.append(tok / jx(args.steps))
-        torch_tps.append(tok / th(args.steps))
-    j, t = statistics.median(jax_tps), statistics.median(torch_tps)
-    print(f"bench config: {n_jax / 1e6:.2f}M params (babyjax), {n_torch / 1e6:.2f}M (HF), batch {b}x{length}, "
-          f"{args.rounds} rounds x {args.steps} steps, medians")
-    print(f"measured matmul peak (2048^2 f32, one device): {peak / 1e9:.1f} GFLOP/s; "
-          f"model FLOPs/token {flops / 1e6:.1f}M")
-    print(f"{'':28s}{'tokens/s':>12s}{'MFU':>8s}")
-    print(f"{'babyjax (JAX, jit)':28s}{j:12,.0f}{j * flops / peak:8.1%}")
-    print(f"{'HF GPT2LMHeadModel (torch)':28s}{t:12,.0f}{t * flops / peak:8.1%}")
-    print(f"ratio babyjax / HF: {j / t:.2f}x")
+    ours, flops = babyjax_runner(cfg, batch)
+    sides = {"babyjax": ours, **make_peers(cfg, batch, args.steps)}
+    n_tok, rows = b * length * args.steps, []
+    for i in range(args.rounds):
+        row = {"tps": {name: n_tok / run(args.steps) for name, run in sides.items()},
+               "peak": metrics.measure_matmul_peak("float32")}
+        rows.append(row)
+        print(f"round {i + 1}: " + ", ".join(f"{k} {t:,.0f}" for k, t in row["tps"].items())
+              + f" tok/s; matmul {row['peak'] / 1e9:.0f} GFLOP/s", flush=True)
+    report(rows, flops, max(r["peak"] for r in rows), n_tok)
 
 
 if __name__ == "__main__":
