@@ -262,13 +262,23 @@ class Study:
 
 
 def _difference(stored: dict, current: dict) -> str:
-    """The first key where two study fingerprints differ, as 'runs.seed1.optim.lr: stored 0.001, now 0.003'."""
+    """The first key where two study fingerprints differ: 'runs.seed1.optim.lr: stored 0.001, now 0.003', or
+    'runs.seed2: only in this config'."""
+    _missing = object()
+
+    def short(v) -> str:
+        return "{...}" if isinstance(v, dict) else repr(v)[:60]
+
     def walk(a, b, prefix):
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
-                if k != "sha256" and a.get(k) != b.get(k):
-                    return walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
-        return f"{prefix}: stored {a!r}, now {b!r}"
+                if k != "sha256" and a.get(k, _missing) != b.get(k, _missing):
+                    return walk(a.get(k, _missing), b.get(k, _missing), f"{prefix}.{k}" if prefix else k)
+        if a is _missing:
+            return f"{prefix}: only in this config"
+        if b is _missing:
+            return f"{prefix}: only in the stored study"
+        return f"{prefix}: stored {short(a)}, now {short(b)}"
     return walk(stored, current, "")
 
 
