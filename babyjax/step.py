@@ -19,6 +19,7 @@ from babyjax.model import ModelConfig, Transformer
 from babyjax.objectives import Objective
 from babyjax.optim import make_optimizer
 from babyjax.sharding import constrain, logical_to_spec, tree_shardings
+from babyjax.xent import xent_sums
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -78,13 +79,10 @@ def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch
     if "cols" in batch:  # masked objectives: only the chosen columns reach the output projection (L becomes K)
         x_BxLxD = jnp.take_along_axis(x_BxLxD, batch["cols"][..., None], axis=1)
         targets_BxL, weights_BxL = (jnp.take_along_axis(a, batch["cols"], axis=1) for a in (targets_BxL, weights_BxL))
-    logits_BxLxV = model.logits(x_BxLxD)
-    lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
-    target_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
-    correct = jnp.float32(0)
-    if "causal" in batch and model.cfg.encoder:
-        correct = jnp.sum((jnp.argmax(logits_BxLxV, axis=-1) == targets_BxL) * weights_BxL)
-    return jnp.sum((lse_BxL - target_BxL) * weights_BxL), (jnp.sum(weights_BxL), correct)
+    accuracy = "causal" in batch and model.cfg.encoder
+    w_DxV = model.head_kernel_DxV().astype(x_BxLxD.dtype)
+    loss, correct = xent_sums(x_BxLxD, w_DxV, model.head_bias_V(), targets_BxL, weights_BxL, accuracy=accuracy)
+    return loss, (jnp.sum(weights_BxL), correct)
 
 
 def _batch_shardings(mesh: Mesh) -> NamedSharding:

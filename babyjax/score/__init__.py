@@ -7,7 +7,7 @@ from babyjax.analysis.words import word_surprisal
 from babyjax.data.evalsets import EvalSet, files_hash, load_text, load_tokens
 from babyjax.data.evalsets import load_pair_set as load_pairs
 from babyjax.score.job import KINDS, RunSpec, Summary, main, parse_count, score_job, select_checkpoints
-from babyjax.score.scorer import Scorer, head_chunks, score_sequences
+from babyjax.score.scorer import Scorer, head_chunks, score_sequences  # noqa: F401 (head_chunks: babyjax.xent)
 from babyjax.score.store import (CHECKPOINT_COLUMNS, PAIR_COLUMNS, STATUSES, TOKEN_COLUMNS, RunTable, ScoreFolder,
                                  ScoreOutput, load_score_output, load_scores)
 from babyjax.score.packing import POLICIES, Packed, Window, eval_windows, layout_hash, pack, token_table, windows

@@ -18,6 +18,7 @@ from babyjax import sharding
 from babyjax.errors import InputError
 from babyjax.model import ModelConfig, Transformer
 from babyjax.score.packing import Packed, pack, windows
+from babyjax.xent import head_chunks
 
 
 def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Array) -> jax.Array:
@@ -52,15 +53,6 @@ def _target_logprobs(model: Transformer, batch: Mapping[str, jax.Array], chunks:
         logp_CxBxL = jax.lax.map(lambda xt: _head_logprobs(model, *xt), (x_CxBxLxD, t_CxBxL))
         logp_BxL = logp_CxBxL.swapaxes(0, 1).reshape(b, length)
     return jnp.where(weights_BxL > 0, logp_BxL, 0.0)
-
-
-def head_chunks(rows_per_shard: int, seq_len: int, tokens_per_chunk: int = 512) -> int:
-    """How many slices the output projection of a batch is split into: about `tokens_per_chunk` tokens per device
-    each, and a divisor of the rows each device holds."""
-    k = max(1, rows_per_shard // max(1, tokens_per_chunk // seq_len))
-    while rows_per_shard % k:
-        k -= 1
-    return k
 
 
 def scoring_mesh(mesh_cfg: Any = None) -> Mesh:
