@@ -163,6 +163,29 @@ def attention_mask(segment_ids_BxL: jax.Array, causal: bool | jax.Array = True) 
     return (causal_LxL & same_BxLxL)[:, None]
 
 
+CAUSAL_BLOCKS = 4  # query blocks of causal attention at inference (2: 1.2x, 4: 1.4x, 8: 1.25x scoring, tiny, CPU)
+
+
+def attend(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array, mask_Bx1xLxL: jax.Array,
+           blocks: int = 1) -> jax.Array:
+    """softmax(q k^T, masked) v, the scores in float32. blocks > 1 (a causal mask only): the queries in `blocks`
+    blocks, each scored against the keys up to its own last query, so the keys every query of a block is masked
+    from are never scored (37% fewer scores and exponentials with 4 blocks; the same numbers, as masked keys add exact
+    zeros to the softmax)."""
+    length, dt = q_BxLxHxK.shape[1], q_BxLxHxK.dtype
+    if length % blocks:
+        blocks = 1
+    outs, n = [], length // blocks
+    for i in range(blocks):
+        lo, hi = i * n, (i + 1) * n
+        s_BxHxNxM = jnp.einsum("blhk,bmhk->bhlm", q_BxLxHxK[:, lo:hi], k_BxLxHxK[:, :hi],
+                               preferred_element_type=jnp.float32)
+        s_BxHxNxM = jnp.where(mask_Bx1xLxL[:, :, lo:hi, :hi], s_BxHxNxM, jnp.finfo(jnp.float32).min)
+        p_BxHxNxM = jax.nn.softmax(s_BxHxNxM, axis=-1).astype(dt)
+        outs.append(jnp.einsum("bhlm,bmhk->blhk", p_BxHxNxM, v_BxLxHxK[:, :hi]))
+    return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=1)
+
+
 class Attention(nnx.Module):
     """Multi-head (or grouped-query) self-attention; biases and RoPE as the config's features say."""
 
@@ -180,7 +203,11 @@ class Attention(nnx.Module):
             self.bv = _param(rngs, (g, k), ("kv_heads", "kv"), 0.0, decay=False)
             self.bo = _param(rngs, (d,), ("norm",), 0.0, decay=False)
 
-    def __call__(self, x_BxLxD: jax.Array, mask_Bx1xLxL: jax.Array, positions_BxL: jax.Array) -> jax.Array:
+    def __call__(self, x_BxLxD: jax.Array, mask_Bx1xLxL: jax.Array, positions_BxL: jax.Array,
+                 inference: bool = False) -> jax.Array:
+        """inference (no dropout: scoring, evaluation, generation): causal attention in query blocks (`attend`),
+        1.4x faster scoring of the tiny model on CPU; training keeps one block, as fast there and simpler to
+        differentiate."""
         cfg, dt = self.cfg, x_BxLxD.dtype
         q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq[...].astype(dt))
         k_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.wk[...].astype(dt))
@@ -201,10 +228,8 @@ class Attention(nnx.Module):
             v_BxLxHxK = jnp.repeat(v_BxLxGxK, cfg.num_heads // cfg.num_kv_heads, axis=2)
         # plain einsums: on CPU at these lengths as fast as jax.nn.dot_product_attention (measured), and exact
         q_BxLxHxK = q_BxLxHxK * jnp.asarray(cfg.head_dim**-0.5, dt)
-        s_BxHxLxL = jnp.einsum("blhk,bmhk->bhlm", q_BxLxHxK, k_BxLxHxK, preferred_element_type=jnp.float32)
-        s_BxHxLxL = jnp.where(mask_Bx1xLxL, s_BxHxLxL, jnp.finfo(jnp.float32).min)
-        p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1).astype(dt)
-        o_BxLxHxK = jnp.einsum("bhlm,bmhk->blhk", p_BxHxLxL, v_BxLxHxK)
+        blocks = CAUSAL_BLOCKS if inference and not cfg.encoder else 1
+        o_BxLxHxK = attend(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_Bx1xLxL, blocks)
         out_BxLxD = jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dt))
         if cfg.biases:
             out_BxLxD += self.bo[...].astype(dt)
@@ -253,7 +278,8 @@ class Block(nnx.Module):
 
     def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool,
                  rngs: nnx.Rngs | None) -> jax.Array:
-        for norm, f in ((self.norm_attn, lambda x: self.attn(x, mask, positions_BxL)), (self.norm_mlp, self.mlp)):
+        for norm, f in ((self.norm_attn, lambda x: self.attn(x, mask, positions_BxL, deterministic)),
+                         (self.norm_mlp, self.mlp)):
             if self.post:
                 x_BxLxD = norm(x_BxLxD + _dropout(f(x_BxLxD), self.dropout, deterministic, rngs))
             else:

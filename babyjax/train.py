@@ -143,8 +143,9 @@ def _make_hooks(s: _Session, progress_bar: Any) -> list:
             hooks.ResumeSaves(s.ckpt, lock, s.loader, s.config.ckpt.resume_every, metrics, series)]
 
 
-def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Progress, bool]:
-    """Dispatch a step, hand its `Progress` to the hooks, fetch the next batch; until done or preempted."""
+def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Progress, bool, float]:
+    """Dispatch a step, hand its `Progress` to the hooks, fetch the next batch; until done or preempted. Returns
+    where it stopped, whether preempted, and the time.time() of the first step's dispatch (after compiling)."""
     batch, totals = s.loader.next_with_totals()
     compiled = s.train_step.lower(s.state, batch).compile()  # fail early on a mesh or shape problem
     log.info("train step memory: %s", step_lib.memory_analysis_summary(compiled))
@@ -159,10 +160,10 @@ def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Pro
             if stop:
                 log.warning("SIGTERM: saved a resume checkpoint at step %d; run the same command to continue",
                             progress.step)
-                return progress, True
+                return progress, True, t0
             if not progress.final:
                 batch, totals = s.loader.next_with_totals()
-    return progress, False
+    return progress, False, t0
 
 
 def train(config: ml_collections.ConfigDict, workdir: Any) -> TrainResult:
@@ -179,11 +180,14 @@ def train(config: ml_collections.ConfigDict, workdir: Any) -> TrainResult:
     steps = _make_hooks(s, bar)
     metrics, series = steps[0], steps[2]
     try:
-        progress, preempted = _loop(s, progress, steps)
+        first = progress.step
+        progress, preempted, t0 = _loop(s, progress, steps)
         metrics.drain()
         series.flush()
         log.info("series checkpoints: %.1f s of saving, the loop waited %.1f s for them", series.busy_s,
                  series.waited_s)
+        log.info("loop: %.2f s from the first step to the last save (%d steps)", time.time() - t0,
+                 progress.step - first)
     finally:
         series.close()
         s.ckpt.close()

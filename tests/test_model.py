@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from babyjax.model import ModelConfig, Transformer, flops_per_token, num_params
+from babyjax.model import ModelConfig, Transformer, attend, attention_mask, flops_per_token, num_params
 from babyjax.sharding import LOGICAL_RULES
 from configs.base import get_config
 
@@ -151,3 +151,22 @@ def test_remat_changes_nothing():
     (loss, grads), (loss_remat, grads_remat) = loss_and_grads(False), loss_and_grads(True)
     np.testing.assert_allclose(loss_remat, loss, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads_remat, grads)
+
+
+@pytest.mark.parametrize("blocks", [2, 4, 8])
+def test_causal_attention_in_query_blocks_equals_one_block(blocks):
+    """Inference attends in query blocks that never score the keys after the block: the same outputs, packed segments
+    and padding included, and so the same model features with and without dropout switched off."""
+    rng = np.random.default_rng(blocks)
+    q, k, v = (jnp.asarray(rng.standard_normal((3, 16, 2, 8)), jnp.float32) for _ in range(3))
+    segments = np.ones((3, 16), np.int32)
+    segments[1, 5:], segments[2, 9:], segments[2, 14:] = 2, 2, 0
+    mask = attention_mask(jnp.asarray(segments), True)
+    np.testing.assert_allclose(attend(q, k, v, mask, blocks), attend(q, k, v, mask, 1), atol=1e-6)
+    cfg = ModelConfig(vocab_size=50, num_layers=2, d_model=16, num_heads=2, num_kv_heads=2, mlp_dim=32, max_len=16,
+                      dropout=0.0)
+    model = Transformer(cfg, rngs=nnx.Rngs(0))
+    ids = jnp.asarray(rng.integers(0, 50, (3, 16)), jnp.int32)
+    blocked = model.features(ids, jnp.asarray(segments), deterministic=True)
+    single = model.features(ids, jnp.asarray(segments), deterministic=False, rngs=nnx.Rngs(dropout=0))
+    np.testing.assert_allclose(blocked, single, atol=1e-5)
