@@ -424,3 +424,16 @@ def test_a_token_sample_longer_than_the_context_is_refused():
     with pytest.raises(InputError, match="targets reach position 35, beyond seq_len=32"):
         packing.eval_copies(ev, "pll_original", 32, np.ones(64, bool))
     assert len(packing.eval_copies(ev, "mntp", 40, np.ones(64, bool))) == 2
+
+
+def test_a_packed_row_holds_at_most_eight_masked_copies():
+    """Rows of many very short copies would widen every row's output projection (K = the fullest row's scored count):
+    at most MASKED_COPIES_PER_ROW copies a row, so K stays 8 however short the sentences."""
+    starts = np.ones(100, bool)
+    copies = [c for i in range(30) for c in packing.masked_copies(i, [7, 8], "pll_original", 64, starts)]
+    packed = score.pack(copies, 64)
+    per_row = (np.diff(packed.segment_ids, axis=1, prepend=0) > 0).sum(1)
+    assert packing.MASKED_COPIES_PER_ROW == 8 and per_row.max() == 8 and len(copies) == 60
+    assert packed.num_rows == 8 and packed.compact().cols.shape == (8, 8)
+    windows = [packing.Window(i, 1, (3,), (4, 5), (0,)) for i in range(30)]  # causal windows are not capped
+    assert score.pack(windows, 64).num_rows == 1

@@ -191,9 +191,15 @@ class Packed:
             yield {k: getattr(self, k)[r:r + batch_rows] for k in names}
 
 
+MASKED_COPIES_PER_ROW = 8  # see `pack`
+
+
 def pack(wins: Sequence[Window | MaskedCopy], seq_len: int) -> Packed:
     """Best-fit-decreasing packing of windows (or masked copies) into rows of `seq_len` tokens, deterministic (ties by
-    window order)."""
+    window order). A row holds at most MASKED_COPIES_PER_ROW masked copies (one scored token each): the output
+    projection reads as many columns in every row as the fullest row scores (`Packed.compact`), and rows of a few very
+    short copies made BLiMP's PLL read 16 columns a row where 4.3 were scored on average."""
+    cap = MASKED_COPIES_PER_ROW if wins and isinstance(wins[0], MaskedCopy) else seq_len
     lengths = np.array([w.length for w in wins], dtype=np.int64)
     if len(wins) and (lengths.max() > seq_len or lengths.min() < 1):
         raise InputError(f"a window reads {lengths.max()} tokens, more than seq_len={seq_len}")
@@ -220,7 +226,7 @@ def pack(wins: Sequence[Window | MaskedCopy], seq_len: int) -> Packed:
         nseg[row] += 1
         seg_of[i] = nseg[row]
         left = seq_len - fill[row]
-        if left:
+        if left and nseg[row] < cap:
             free[left].append(row)
             nonempty |= 1 << left
     n = len(fill)
