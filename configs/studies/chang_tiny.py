@@ -6,8 +6,8 @@ Command:   python -m babyjax.study --config configs/studies/chang_tiny.py --work
 Data:      the packaged sample (or BABYJAX_DATA_DIR); BLiMP, Zorro and children's AoA from ../shared/data (or
            BABYJAX_SHARED_DATA).
 Hardware:  a 2-core CPU.
-Time:      13 min 05 s wall from nothing (a fresh clone and HOME: data prepared, tokenizer trained; training 4 min 56 s,
-           scoring 7 min, generation 12 s, analysis 48 s), largest process 1.03 GB RSS; 2 idle cores, /usr/bin/time -v,
+Time:      12 min 13 s wall in a fresh clone and HOME with the dataset prepared (training 4 min 50 s, scoring 6 min
+           19 s, generation 12 s, analysis 46 s), largest process 1.04 GB RSS; 2 idle cores, /usr/bin/time -v,
            measured 2026-12-02.
 Runs:      seed0, seed1, seed2 (one condition); 600 steps each, 115 checkpoints.
 """
