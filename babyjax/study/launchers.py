@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from babyjax import paths
 from babyjax.errors import InputError
 from babyjax.study import spec as spec_lib
-from babyjax.study.runner import StageError, Study, last_error, start_child
+from babyjax.study.runner import StageError, Study, error_line, last_error, start_child
 
 log = logging.getLogger("babyjax")
 LAUNCHERS = ("local", "slurm", "tpu")
@@ -145,7 +145,7 @@ class _Cluster:
                *self.opts.extra]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=spec_lib.ROOT)
         if out.returncode:
-            raise StageError(f"submitting the study's job array failed: {last_line(out.stderr or out.stdout)}")
+            raise StageError(f"submitting the study's job array failed: {error_line(out.stderr or out.stdout)}")
         job_id = out.stdout.strip().splitlines()[-1].split(";")[0].strip()
         if not job_id.isdigit():
             raise StageError(f"sbatch answered {out.stdout.strip()!r}, not a job id")
@@ -162,7 +162,7 @@ class _Cluster:
         out = subprocess.run(["sacct", "-j", jobs, "--format=JobID,State,ExitCode", "--parsable2", "--noheader"],
                              capture_output=True, text=True)
         if out.returncode:
-            raise StageError(f"sacct failed: {last_line(out.stderr)}; is this a SLURM login node?")
+            raise StageError(f"sacct failed: {error_line(out.stderr)}; is this a SLURM login node?")
         states = {}
         for line in out.stdout.splitlines():
             parts = line.split("|")
@@ -207,8 +207,3 @@ class _Cluster:
                     out[n] = (f"run {n} failed on TPU slice {rec['slice']} (babysitter exit {rc}: "
                               f"{last_error(pathlib.Path(rec['log']))}), log: {rec['log']}")
         return out
-
-
-def last_line(text: str) -> str:
-    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else ""

@@ -62,14 +62,19 @@ def start_child(cmd: Sequence[str], log_path: pathlib.Path, env: dict | None = N
                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
 
 
-def last_error(log_path: pathlib.Path) -> str:
-    """The child's one-line error (its last `error:` line), else its last line."""
-    try:
-        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
+def error_line(text: str) -> str:
+    """A command's one-line error in its output: the last `error:` line, else the last line."""
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
     errors = [ln for ln in lines if "error:" in ln]
     return (errors or lines or [""])[-1].strip()
+
+
+def last_error(log_path: pathlib.Path) -> str:
+    """`error_line` of a child's log ('' when it cannot be read)."""
+    try:
+        return error_line(log_path.read_text(errors="replace"))
+    except OSError:
+        return ""
 
 
 class Study:
