@@ -70,8 +70,8 @@ def _sample_loop(graphdef: nnx.GraphDef, rest: nnx.State, params: nnx.State, tok
 
     def next_token(i: jax.Array, tokens_BxN: jax.Array, lengths_B: jax.Array) -> jax.Array:
         start_B = jnp.clip(lengths_B - w, 0, n - w)
-        x_BxWxD = model.features(window_of(tokens_BxN, start_B), causal=True)  # positions 0..w-1 of the window
-        last_Bx1xD = x_BxWxD[rows_B, lengths_B - 1 - start_B][:, None]
+        last_Bx1 = (lengths_B - 1 - start_B)[:, None]  # the last token's column in the window
+        last_Bx1xD = model.features(window_of(tokens_BxN, start_B), causal=True, cols=last_Bx1)  # positions 0..w-1
         logits_BxV = model.logits(last_Bx1xD)[:, 0]
         if temperature == 0.0:
             return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)

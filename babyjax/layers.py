@@ -51,3 +51,12 @@ def dropout(x: jax.Array, rate: float, deterministic: bool, rngs: nnx.Rngs | Non
         raise InputError("dropout with deterministic=False needs rngs=nnx.Rngs(dropout=key)")
     keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, x.shape)
     return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+
+
+def take_cols(x_BxLx_: jax.Array, cols_BxK: jax.Array | None, axis: int = 1) -> jax.Array:
+    """x at the columns `cols_BxK` along `axis` (x itself when cols is None): [B, L, ...] -> [B, K, ...]."""
+    if cols_BxK is None:
+        return x_BxLx_
+    index = cols_BxK.reshape(cols_BxK.shape[:1] + (1,) * (axis - 1) + cols_BxK.shape[1:] +
+                             (1,) * (x_BxLx_.ndim - axis - 1))
+    return jnp.take_along_axis(x_BxLx_, index, axis=axis)

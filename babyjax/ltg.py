@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from babyjax.layers import Norm, dropout, param
+from babyjax.layers import Norm, dropout, param, take_cols
 from babyjax.sharding import constrain
 
 MAX_POSITION = 512  # LTG-BERT's max_position_embeddings: offsets beyond share the last bucket
@@ -57,13 +57,16 @@ class RelativeAttention(nnx.Module):
         self.norm_out = Norm(d, cfg.norm_eps, rngs=rngs)
 
     def __call__(self, x_BxLxD: jax.Array, mask_Bx1xLxL: jax.Array, buckets_BxLxL: jax.Array,
-                 rel_RxD: jax.Array) -> jax.Array:
+                 rel_RxD: jax.Array, cols_BxK: jax.Array | None = None) -> jax.Array:
+        """cols_BxK: queries at these columns only (babyjax.layers.take_cols), output [B, K, D]; else L = K."""
         dt = x_BxLxD.dtype
         h_BxLxD = self.norm_in(x_BxLxD)
         w_qk, b_qk = self.w_qk[...].astype(dt), self.b_qk[...].astype(dt)
-        qk_BxLx2xHxK = jnp.einsum("bld,dshk->blshk", h_BxLxD, w_qk) + b_qk
-        q_BxLxHxK = constrain(qk_BxLx2xHxK[:, :, 0], ("batch", "length", "heads", "kv"))
-        k_BxLxHxK = constrain(qk_BxLx2xHxK[:, :, 1], ("batch", "length", "heads", "kv"))
+        q_BxKxHxK = jnp.einsum("bld,dhk->blhk", take_cols(h_BxLxD, cols_BxK), w_qk[:, 0]) + b_qk[0]
+        q_BxLxHxK = constrain(q_BxKxHxK, ("batch", "length", "heads", "kv"))
+        k_BxLxHxK = jnp.einsum("bld,dhk->blhk", h_BxLxD, w_qk[:, 1]) + b_qk[1]
+        k_BxLxHxK = constrain(k_BxLxHxK, ("batch", "length", "heads", "kv"))
+        mask_Bx1xLxL, buckets_BxLxL = take_cols(mask_Bx1xLxL, cols_BxK, axis=2), take_cols(buckets_BxLxL, cols_BxK)
         v_BxLxHxK = jnp.einsum("bld,dhk->blhk", h_BxLxD, self.w_v[...].astype(dt)) + self.b_v[...].astype(dt)
         pos_Rx2xHxK = jnp.einsum("rd,dshk->rshk", rel_RxD.astype(dt), w_qk) + b_qk
         f32 = {"preferred_element_type": jnp.float32}
@@ -109,9 +112,10 @@ class LtgBlock(nnx.Module):
         self.attn, self.mlp = RelativeAttention(cfg, rngs=rngs), Geglu(cfg, layer, rngs=rngs)
 
     def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, buckets_BxLxL: jax.Array, rel_RxD: jax.Array,
-                 deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
-        x_BxLxD = x_BxLxD + dropout(self.attn(x_BxLxD, mask, buckets_BxLxL, rel_RxD), self.dropout, deterministic,
-                                    rngs)
+                 deterministic: bool, rngs: nnx.Rngs | None, cols_BxK: jax.Array | None = None) -> jax.Array:
+        """cols_BxK: the block's output at these columns only (babyjax.model.Block)."""
+        attn_BxKxD = self.attn(x_BxLxD, mask, buckets_BxLxL, rel_RxD, cols_BxK)
+        x_BxLxD = take_cols(x_BxLxD, cols_BxK) + dropout(attn_BxKxD, self.dropout, deterministic, rngs)
         x_BxLxD = x_BxLxD + dropout(self.mlp(x_BxLxD), self.dropout, deterministic, rngs)
         return constrain(x_BxLxD, ("batch", "length", "embed"))
 

@@ -20,6 +20,7 @@ from babyjax.errors import InputError
 from babyjax.layers import INIT_STD
 from babyjax.layers import dropout as _dropout
 from babyjax.layers import param as _param
+from babyjax.layers import take_cols
 from babyjax.sharding import constrain
 
 STYLES = ("gpt2", "llama", "roberta", "ltg_bert")
@@ -171,16 +172,17 @@ def attend(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array, mas
     """softmax(q k^T, masked) v, the scores in float32. blocks > 1 (a causal mask only): the queries in `blocks`
     blocks, each scored against the keys up to its own last query, so the keys every query of a block is masked
     from are never scored (37% fewer scores and exponentials with 4 blocks; the same numbers, as masked keys add exact
-    zeros to the softmax)."""
+    zeros to the softmax). With blocks == 1 the queries may be fewer than the keys (`Transformer.features`' cols:
+    q [B, K, H, Dk], mask [B, 1, K, L])."""
     length, dt = q_BxLxHxK.shape[1], q_BxLxHxK.dtype
-    if length % blocks:
+    if length % blocks or length != k_BxLxHxK.shape[1]:
         blocks = 1
     outs, n = [], length // blocks
     for i in range(blocks):
-        lo, hi = i * n, (i + 1) * n
-        s_BxHxNxM = jnp.einsum("blhk,bmhk->bhlm", q_BxLxHxK[:, lo:hi], k_BxLxHxK[:, :hi],
+        lo, hi = i * n, (i + 1) * n if blocks > 1 else k_BxLxHxK.shape[1]
+        s_BxHxNxM = jnp.einsum("blhk,bmhk->bhlm", q_BxLxHxK[:, lo:lo + n], k_BxLxHxK[:, :hi],
                                preferred_element_type=jnp.float32)
-        s_BxHxNxM = jnp.where(mask_Bx1xLxL[:, :, lo:hi, :hi], s_BxHxNxM, jnp.finfo(jnp.float32).min)
+        s_BxHxNxM = jnp.where(mask_Bx1xLxL[:, :, lo:lo + n, :hi], s_BxHxNxM, jnp.finfo(jnp.float32).min)
         p_BxHxNxM = jax.nn.softmax(s_BxHxNxM, axis=-1).astype(dt)
         outs.append(jnp.einsum("bhlm,bmhk->blhk", p_BxHxNxM, v_BxLxHxK[:, :hi]))
     return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=1)
@@ -204,12 +206,12 @@ class Attention(nnx.Module):
             self.bo = _param(rngs, (d,), ("norm",), 0.0, decay=False)
 
     def __call__(self, x_BxLxD: jax.Array, mask_Bx1xLxL: jax.Array, positions_BxL: jax.Array,
-                 inference: bool = False) -> jax.Array:
+                 inference: bool = False, cols_BxK: jax.Array | None = None) -> jax.Array:
         """inference (no dropout: scoring, evaluation, generation): causal attention in query blocks (`attend`),
         1.4x faster scoring of the tiny model on CPU; training keeps one block, as fast there and simpler to
-        differentiate."""
+        differentiate. cols_BxK: queries at these columns only (keys and values at all), output [B, K, D]."""
         cfg, dt = self.cfg, x_BxLxD.dtype
-        q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq[...].astype(dt))
+        q_BxLxHxK = jnp.einsum("bld,dhk->blhk", take_cols(x_BxLxD, cols_BxK), self.wq[...].astype(dt))
         k_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.wk[...].astype(dt))
         v_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.wv[...].astype(dt))
         if cfg.biases:
@@ -217,7 +219,7 @@ class Attention(nnx.Module):
             k_BxLxGxK += self.bk[...].astype(dt)
             v_BxLxGxK += self.bv[...].astype(dt)
         if cfg.position == "rope":
-            q_BxLxHxK = rope(q_BxLxHxK, positions_BxL, cfg.rope_theta)
+            q_BxLxHxK = rope(q_BxLxHxK, take_cols(positions_BxL, cols_BxK), cfg.rope_theta)
             k_BxLxGxK = rope(k_BxLxGxK, positions_BxL, cfg.rope_theta)
         q_BxLxHxK = constrain(q_BxLxHxK, ("batch", "length", "heads", "kv"))
         k_BxLxGxK = constrain(k_BxLxGxK, ("batch", "length", "kv_heads", "kv"))
@@ -229,7 +231,7 @@ class Attention(nnx.Module):
         # plain einsums: on CPU at these lengths as fast as jax.nn.dot_product_attention (measured), and exact
         q_BxLxHxK = q_BxLxHxK * jnp.asarray(cfg.head_dim**-0.5, dt)
         blocks = CAUSAL_BLOCKS if inference and not cfg.encoder else 1
-        o_BxLxHxK = attend(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_Bx1xLxL, blocks)
+        o_BxLxHxK = attend(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, take_cols(mask_Bx1xLxL, cols_BxK, axis=2), blocks)
         out_BxLxD = jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dt))
         if cfg.biases:
             out_BxLxD += self.bo[...].astype(dt)
@@ -269,7 +271,7 @@ class Mlp(nnx.Module):
 
 class Block(nnx.Module):
     """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x)); post-norm (`cfg.post_norm`): norm(x + attn(x)), then
-    norm(x + mlp(x))."""
+    norm(x + mlp(x)). cols_BxK: the block's output at these columns only (its queries there, keys at all)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.dropout, self.post = cfg.dropout, cfg.post_norm
@@ -277,13 +279,14 @@ class Block(nnx.Module):
         self.norm_mlp, self.mlp = _norm(cfg, rngs=rngs), Mlp(cfg, rngs=rngs)
 
     def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool,
-                 rngs: nnx.Rngs | None) -> jax.Array:
-        for norm, f in ((self.norm_attn, lambda x: self.attn(x, mask, positions_BxL, deterministic)),
-                         (self.norm_mlp, self.mlp)):
+                 rngs: nnx.Rngs | None, cols_BxK: jax.Array | None = None) -> jax.Array:
+        attn = lambda x: self.attn(x, mask, positions_BxL, deterministic, cols_BxK)
+        for i, (norm, f) in enumerate(((self.norm_attn, attn), (self.norm_mlp, self.mlp))):
+            residual = take_cols(x_BxLxD, cols_BxK) if i == 0 else x_BxLxD
             if self.post:
-                x_BxLxD = norm(x_BxLxD + _dropout(f(x_BxLxD), self.dropout, deterministic, rngs))
+                x_BxLxD = norm(residual + _dropout(f(x_BxLxD), self.dropout, deterministic, rngs))
             else:
-                x_BxLxD = x_BxLxD + _dropout(f(norm(x_BxLxD)), self.dropout, deterministic, rngs)
+                x_BxLxD = residual + _dropout(f(norm(x_BxLxD)), self.dropout, deterministic, rngs)
         return constrain(x_BxLxD, ("batch", "length", "embed"))
 
 
@@ -343,9 +346,11 @@ class Transformer(nnx.Module):
 
     def features(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
                  deterministic: bool = True, rngs: nnx.Rngs | None = None,
-                 causal: bool | jax.Array | None = None) -> jax.Array:
+                 causal: bool | jax.Array | None = None, cols: jax.Array | None = None) -> jax.Array:
         """The input of the output projection x_BxLxD (compute dtype): the final hidden states, normed (pre-norm
-        models) or through the MLM head's transform (encoders)."""
+        models) or through the MLM head's transform (encoders). cols (int32 [B, K]): x_BxKxD at these columns only;
+        the last block computes only their queries and what follows (its keys and values at every column), the rest
+        of its work skipped, as the loss and the scorer read a few columns a row (masked tokens, token samples)."""
         cfg = self.cfg
         b, length = inputs_BxL.shape
         cfg.check_length(length, fix="feed at most model.max_len tokens per row")
@@ -358,13 +363,13 @@ class Transformer(nnx.Module):
         mask = attention_mask(segment_ids_BxL, causal)
         extra = self.relative(positions_BxL) if cfg.position == "relative" else (positions_BxL,)
 
-        def run_block(block: Block, x: jax.Array, rngs: nnx.Rngs | None) -> jax.Array:
-            return block(x, mask, *extra, deterministic, rngs)
+        def run_block(block: Block, x: jax.Array, rngs: nnx.Rngs | None, cols_BxK: jax.Array | None) -> jax.Array:
+            return block(x, mask, *extra, deterministic, rngs, cols_BxK)
 
         if cfg.remat:
             run_block = nnx.remat(run_block)
-        for block in self.blocks:
-            x_BxLxD = run_block(block, x_BxLxD, rngs)
+        for i, block in enumerate(self.blocks):
+            x_BxLxD = run_block(block, x_BxLxD, rngs, cols if i == cfg.num_layers - 1 else None)
         x_BxLxD = x_BxLxD if cfg.embed_norm else self.norm_out(x_BxLxD)
         return self.mlm(x_BxLxD) if cfg.mlm_head else x_BxLxD
 

@@ -15,6 +15,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from babyjax.errors import InputError
+from babyjax.layers import take_cols
 from babyjax.model import ModelConfig, Transformer
 from babyjax.objectives import Objective
 from babyjax.optim import make_optimizer
@@ -74,11 +75,11 @@ def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch
     model = nnx.merge(graphdef, params, rest)
     rngs = None if deterministic else nnx.Rngs(dropout=rng)
     causal = batch.get("causal", True) if model.cfg.encoder else None
-    x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic, rngs, causal)
-    targets_BxL, weights_BxL = batch["targets"], batch["weights"].astype(jnp.float32)
-    if "cols" in batch:  # masked objectives: only the chosen columns reach the output projection (L becomes K)
-        x_BxLxD = jnp.take_along_axis(x_BxLxD, batch["cols"][..., None], axis=1)
-        targets_BxL, weights_BxL = (jnp.take_along_axis(a, batch["cols"], axis=1) for a in (targets_BxL, weights_BxL))
+    cols_BxK = batch.get("cols")  # masked objectives: the last block and the projection at chosen columns only
+    x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic, rngs, causal,
+                             cols=cols_BxK)
+    targets_BxL, weights_BxL = (take_cols(batch[k], cols_BxK) for k in ("targets", "weights"))
+    weights_BxL = weights_BxL.astype(jnp.float32)
     accuracy = "causal" in batch and model.cfg.encoder
     w_DxV = model.head_kernel_DxV().astype(x_BxLxD.dtype)
     loss, correct = xent_sums(x_BxLxD, w_DxV, model.head_bias_V(), targets_BxL, weights_BxL, accuracy=accuracy)

@@ -13,8 +13,10 @@ pll:   sentence pseudo-log-likelihoods (Salazar et al.'s original form) of BLiMP
        (masked copies packed into rows of 64, the output projection on the scored columns only) against minicons
        `MaskedLMScorer.sequence_score` (batches of --peer_batch sentences). Both sides are timed from the sentences'
        text: tokenization included. Agreement asserted (every sentence within 1e-3 nats).
-Each round runs babyjax then the peer; the ratio is reported as the median and range over rounds, with the machine.
-Needs the 'peers' extra (torch, transformers, minicons).
+Each side runs in its own process (benchmarks/common.py `Side`: built and warmed up once, then asked for its timed
+calls in turn, so only one side works at a time and neither shares a process with the other's thread pools); the
+sides alternate which goes first from round to round. The ratio is reported as the median and range over rounds, with
+the machine. Needs the 'peers' extra (torch, transformers, minicons).
 """
 from __future__ import annotations
 
@@ -49,11 +51,20 @@ def bench_config():
     return c
 
 
-def babyjax_trainer(c, tokens):
+def train_tokens(c):
+    """The random token batch both sides train on (the same seed in each side's process)."""
+    import numpy as np
+
+    shape = (c.train.batch_size, c.data.seq_len)
+    return np.random.default_rng(0).integers(5, c.tokenizer.vocab_size, shape).astype(np.int32)
+
+
+def babyjax_trainer(c) -> dict:
     import jax
 
-    from babyjax import model as model_lib, objectives, sharding, step as step_lib
+    from babyjax import metrics, model as model_lib, objectives, sharding, step as step_lib
 
+    tokens = train_tokens(c)
     mesh = sharding.make_mesh(c.mesh, devices=jax.devices()[:1])
     cfg = model_lib.ModelConfig.from_config(c.model, c.tokenizer.vocab_size)
     graphdef, state, shardings, tx, lr = step_lib.init_train_state(cfg, c.optim, 10_000, mesh, 0)
@@ -76,11 +87,12 @@ def babyjax_trainer(c, tokens):
 
     run(2)  # compile and warm up
     # MFU counts the FLOPs each side does: babyjax's output projection reads only the chosen columns
-    flops = model_lib.flops_per_token(cfg, length, head_fraction=objective.head_fraction(length))
-    return run, flops, model_lib.flops_per_token(cfg, length), model_lib.num_params(cfg)
+    info = {"flops": model_lib.flops_per_token(cfg, length, head_fraction=objective.head_fraction(length)),
+            "hf_flops": model_lib.flops_per_token(cfg, length), "params": model_lib.num_params(cfg)}
+    return {"run": run, "info": lambda: info, "peak": lambda: metrics.measure_matmul_peak("float32")}
 
 
-def hf_trainer(c, tokens_np):
+def hf_trainer(c) -> dict:
     import torch
     from transformers import RobertaConfig, RobertaForMaskedLM
 
@@ -92,7 +104,7 @@ def hf_trainer(c, tokens_np):
         type_vocab_size=1, pad_token_id=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).train()
     opt = torch.optim.AdamW(hf.parameters(), lr=c.optim.lr, betas=(c.optim.b1, c.optim.b2),
                             weight_decay=c.optim.weight_decay)
-    tokens = torch.from_numpy(tokens_np).long()
+    tokens = torch.from_numpy(train_tokens(c)).long()
 
     def run(steps: int) -> float:
         t0 = time.perf_counter()
@@ -109,32 +121,37 @@ def hf_trainer(c, tokens_np):
         return time.perf_counter() - t0
 
     run(2)
-    return run, sum(p.numel() for p in hf.parameters())
+    info = {"params": sum(p.numel() for p in hf.parameters()), "threads": torch.get_num_threads()}
+    return {"run": run, "info": lambda: info}
+
+
+def alternate(sides: list, r: int, function: str, *args) -> dict:
+    """{side name: result of side.call(function, *args)}, the sides in turn, the first one changing every round."""
+    order = sides if r % 2 == 0 else sides[::-1]
+    return {side.name: side.call(function, *args) for side in order}
 
 
 def part_train(args) -> dict:
-    import numpy as np
-
-    from babyjax import metrics
-
     c = bench_config()
-    b, length = c.train.batch_size, c.data.seq_len
-    tokens = np.random.default_rng(0).integers(5, c.tokenizer.vocab_size, (b, length)).astype(np.int32)
-    ours, flops, hf_flops, n_ours = babyjax_trainer(c, tokens)
-    peer, n_peer = hf_trainer(c, tokens)
-    n_tok, rows = b * length * args.steps, []
+    ours, peer = common.Side(__file__, "train-babyjax"), common.Side(__file__, "train-hf")
+    info, peer_info = ours.call("info"), peer.call("info")
+    n_tok, rows = c.train.batch_size * c.data.seq_len * args.steps, []
     for r in range(args.rounds):
-        peak = metrics.measure_matmul_peak("float32")
-        rows.append((peak, n_tok / ours(args.steps), n_tok / peer(args.steps)))
+        peak = ours.call("peak")
+        t = alternate([ours, peer], r, "run", args.steps)
+        rows.append((peak, n_tok / t[ours.name], n_tok / t[peer.name]))
         print(f"train round {r}: peak {peak / 1e9:.0f} GFLOP/s, babyjax {rows[-1][1]:,.0f} tok/s, "
-              f"HF {rows[-1][2]:,.0f} tok/s, ratio {rows[-1][1] / rows[-1][2]:.2f}x", flush=True)
+              f"HF {rows[-1][2]:,.0f} tok/s ({peer_info['threads']} threads), ratio {rows[-1][1] / rows[-1][2]:.2f}x",
+              flush=True)
+    ours.close(), peer.close()
     best_peak = max(p for p, _, _ in rows)
     ratios = [o / p for _, o, p in rows]
-    out = {"params_babyjax": n_ours, "params_hf": n_peer, "babyjax_tok_s": statistics.median(o for _, o, _ in rows),
+    out = {"params_babyjax": info["params"], "params_hf": peer_info["params"],
+           "babyjax_tok_s": statistics.median(o for _, o, _ in rows),
            "hf_tok_s": statistics.median(p for _, _, p in rows), "ratio_median": statistics.median(ratios),
            "ratio_min": min(ratios), "ratio_max": max(ratios), "best_peak_gflops": best_peak / 1e9}
-    out["mfu_babyjax"] = out["babyjax_tok_s"] * flops / best_peak
-    out["mfu_hf"] = out["hf_tok_s"] * hf_flops / best_peak
+    out["mfu_babyjax"] = out["babyjax_tok_s"] * info["flops"] / best_peak
+    out["mfu_hf"] = out["hf_tok_s"] * info["hf_flops"] / best_peak
     return out
 
 
@@ -167,22 +184,37 @@ def pll_run(workdir: pathlib.Path):
     return cfg, run.tokenizer(), hf_dir
 
 
-def part_pll(args) -> dict:
+def blimp_texts(pairs: int) -> list[str]:
+    """The good and bad sentences of the first `pairs` pairs of every BLiMP paradigm."""
+    from babyjax.data import evalsets
+
+    seen, texts = collections.Counter(), []
+    for p in evalsets.load_pairs(DATA / "blimp"):
+        seen[p.paradigm] += 1
+        texts += [p.good, p.bad] if seen[p.paradigm] <= pairs else []
+    return texts
+
+
+def timed(score) -> dict:
+    """A side's functions from its scoring function: 'run' (seconds of one call) and 'scores' (one call's list)."""
+    def run() -> float:
+        t0 = time.perf_counter()
+        score()
+        return time.perf_counter() - t0
+
+    return {"run": run, "scores": lambda: [float(x) for x in score()]}
+
+
+def pll_babyjax(args) -> dict:
     import numpy as np
-    import transformers
-    from minicons import scorer as minicons_scorer
 
     from babyjax import checkpoints, score
-    from babyjax.data import evalsets
     from babyjax.score import packing
     from babyjax.score.scorer import scoring_mesh
 
     workdir = pathlib.Path(args.workdir)
     cfg, tok, hf_dir = pll_run(workdir)
-    seen, texts = collections.Counter(), []
-    for p in evalsets.load_pairs(DATA / "blimp"):  # the first --pairs of every paradigm
-        seen[p.paradigm] += 1
-        texts += [p.good, p.bad] if seen[p.paradigm] <= args.pairs else []
+    texts = blimp_texts(args.pairs)
     scorer = score.Scorer(cfg, scoring_mesh(), causal=False)
     params = checkpoints.restore_params(workdir, 0, scorer.abstract_params)
     starts = tok.word_starts()
@@ -193,6 +225,16 @@ def part_pll(args) -> dict:
         packed, batches = scorer.place(score.pack(copies, packing.row_length(copies, 128)))
         return np.bincount([c.seq for c in copies], scorer.logprobs(params, packed, batches).astype(np.float64))
 
+    ours()  # compile
+    return timed(ours)
+
+
+def pll_minicons(args) -> dict:
+    import numpy as np
+    import transformers
+    from minicons import scorer as minicons_scorer
+
+    hf_dir, texts = pathlib.Path(args.workdir) / "hf", blimp_texts(args.pairs)
     hf_tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
     lm = minicons_scorer.MaskedLMScorer(str(hf_dir), "cpu", tokenizer=hf_tok)
 
@@ -203,22 +245,34 @@ def part_pll(args) -> dict:
             out += lm.sequence_score(enc, reduction=lambda x: x.sum(0).item(), PLL_metric="original")
         return np.asarray(out)
 
-    diff = float(np.abs(ours() - peer()).max())
+    peer()  # warm up
+    return timed(peer)
+
+
+def part_pll(args) -> dict:
+    import numpy as np
+
+    extra = [f"--pairs={args.pairs}", f"--peer_batch={args.peer_batch}", f"--workdir={args.workdir}"]
+    ours = common.Side(__file__, "pll-babyjax", *extra)  # writes the checkpoint and its export the peer reads
+    peer = common.Side(__file__, "pll-minicons", *extra)
+    diff = float(np.abs(np.asarray(ours.call("scores")) - np.asarray(peer.call("scores"))).max())
     assert diff < 1e-3, f"babyjax and minicons disagree by {diff} nats"
-    rows = []
+    n, rows = len(blimp_texts(args.pairs)), []
     for r in range(args.rounds):
-        t0 = time.perf_counter()
-        ours()
-        t1 = time.perf_counter()
-        peer()
-        rows.append((len(texts) / (t1 - t0), len(texts) / (time.perf_counter() - t1)))
+        t = alternate([ours, peer], r, "run")
+        rows.append((n / t[ours.name], n / t[peer.name]))
         print(f"pll round {r}: babyjax {rows[-1][0]:,.1f} sentences/s, minicons {rows[-1][1]:,.1f}, "
               f"ratio {rows[-1][0] / rows[-1][1]:.2f}x", flush=True)
+    ours.close(), peer.close()
     ratios = [o / p for o, p in rows]
-    return {"sentences": len(texts), "max_abs_diff_nats": diff,
+    return {"sentences": n, "max_abs_diff_nats": diff,
             "babyjax_sent_s": statistics.median(o for o, _ in rows), "minicons_sent_s": statistics.median(
                 p for _, p in rows), "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
             "ratio_max": max(ratios)}
+
+
+SIDES = {"train-babyjax": lambda a: babyjax_trainer(bench_config()), "train-hf": lambda a: hf_trainer(bench_config()),
+         "pll-babyjax": pll_babyjax, "pll-minicons": pll_minicons}
 
 
 def main() -> None:
@@ -229,7 +283,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20, help="pll: pairs per BLiMP paradigm")
     ap.add_argument("--peer_batch", type=int, default=32, help="pll: sentences per minicons call")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "babyjax_bench_masked"))
+    ap.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)  # a side's own process
     args = ap.parse_args()
+    if args.side:
+        return common.serve(SIDES[args.side](args))
     print(f"machine: {machine()}", flush=True)
     results = {}
     if args.part in ("train", "both"):

@@ -6,8 +6,11 @@ random token batch. Peers:
   - HF eager, AdamW (foreach, torch's default), with 1 and with 2 torch threads (the faster counts in each round);
   - HF eager, AdamW(fused=True), 2 threads;
   - HF under torch.compile (inductor), AdamW with the faster of foreach and fused (chosen at warm-up), 2 threads.
-The sides alternate in every round (babyjax, then each peer), and every round also measures the float32 matmul peak
-(2048^2, one device); MFU is model FLOPs/s (babyjax.model.flops_per_token, the one definition) over the best peak seen.
+babyjax runs in one process and the PyTorch peers in another (benchmarks/common.py `Side`: each built and warmed up
+once, then asked for its timed calls in turn, so only one side works at a time and no process holds both XLA's and
+torch's thread pools). The sides alternate in every round (babyjax first in odd rounds, last in even ones), and every
+round also measures the float32 matmul peak (2048^2, one device, in babyjax's process); MFU is model FLOPs/s
+(babyjax.model.flops_per_token, the one definition) over the best peak seen.
 Prints the machine, every round, then medians and the babyjax / peer ratio's median and range over rounds.
 
   pip install -e '.[peers]'
@@ -88,9 +91,7 @@ def torch_runner(cfg, batch_np, *, fused: bool = False, compiled: bool = False):
 def make_peers(cfg, batch, steps: int) -> dict:
     """name -> run(steps) for every peer; the compiled peer takes the faster optimizer at warm-up."""
     eager, fused = torch_runner(cfg, batch), torch_runner(cfg, batch, fused=True)
-    t0 = time.perf_counter()
     compiled = {f: torch_runner(cfg, batch, fused=f, compiled=True) for f in (False, True)}
-    print(f"torch.compile warm-up (both optimizers): {time.perf_counter() - t0:.0f} s", flush=True)
     best = min(compiled, key=lambda f: compiled[f](steps))
     return {"HF eager, AdamW foreach, 1 thread": lambda n: eager(n, 1),
             "HF eager, AdamW foreach, 2 threads": lambda n: eager(n, 2),
@@ -111,34 +112,61 @@ def report(rows: list[dict], flops: float, peak: float, tokens: int) -> None:
     print(f"babyjax / the fastest peer of each round: {common.spread(best)} x")
 
 
+def bench_batch(cfg) -> dict:
+    """The random token batch every side trains on (the same seed in each side's process)."""
+    import numpy as np
+
+    b, length, v = cfg.train.batch_size, cfg.data.seq_len, cfg.tokenizer.vocab_size
+    tokens = np.random.default_rng(0).integers(5, v, size=(b, length + 1), dtype=np.int32)
+    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "segment_ids": np.ones((b, length), np.int32),
+            "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
+            "weights": np.ones((b, length), np.float32), "num_words": np.full((b,), 100.0, np.float32),
+            "num_tokens": np.full((b,), float(length), np.float32)}
+
+
+def babyjax_side(args) -> dict:
+    from babyjax import metrics
+    from configs import bench
+
+    cfg = bench.get_config()
+    run, flops = babyjax_runner(cfg, bench_batch(cfg))
+    return {"run": run, "flops": lambda: flops, "peak": lambda: metrics.measure_matmul_peak("float32")}
+
+
+def torch_side(args) -> dict:
+    from configs import bench
+
+    cfg = bench.get_config()
+    peers = make_peers(cfg, bench_batch(cfg), args.steps)
+    return {"names": lambda: list(peers), "run": lambda name, steps: peers[name](steps)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--side", choices=["babyjax", "torch"], help=argparse.SUPPRESS)  # a side's own process
     args = ap.parse_args()
+    if args.side:
+        return common.serve((babyjax_side if args.side == "babyjax" else torch_side)(args))
 
-    import numpy as np
-
-    from babyjax import metrics
     from configs import bench
 
     print(f"machine: {common.machine('torch', 'transformers')}", flush=True)
     cfg = bench.get_config()
-    b, length, v = cfg.train.batch_size, cfg.data.seq_len, cfg.tokenizer.vocab_size
-    tokens = np.random.default_rng(0).integers(5, v, size=(b, length + 1), dtype=np.int32)
-    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "segment_ids": np.ones((b, length), np.int32),
-             "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
-             "weights": np.ones((b, length), np.float32), "num_words": np.full((b,), 100.0, np.float32),
-             "num_tokens": np.full((b,), float(length), np.float32)}
-    ours, flops = babyjax_runner(cfg, batch)
-    sides = {"babyjax": ours, **make_peers(cfg, batch, args.steps)}
-    n_tok, rows = b * length * args.steps, []
+    ours, torch_peers = common.Side(__file__, "babyjax"), common.Side(__file__, "torch", f"--steps={args.steps}")
+    flops, names = ours.call("flops"), torch_peers.call("names")
+    calls = {"babyjax": lambda: ours.call("run", args.steps),
+             **{n: (lambda n=n: torch_peers.call("run", n, args.steps)) for n in names}}
+    n_tok, rows = cfg.train.batch_size * cfg.data.seq_len * args.steps, []
     for i in range(args.rounds):
-        row = {"tps": {name: n_tok / run(args.steps) for name, run in sides.items()},
-               "peak": metrics.measure_matmul_peak("float32")}
+        order = list(calls) if i % 2 else list(calls)[::-1]
+        seconds = {name: calls[name]() for name in order}
+        row = {"tps": {name: n_tok / seconds[name] for name in calls}, "peak": ours.call("peak")}
         rows.append(row)
         print(f"round {i + 1}: " + ", ".join(f"{k} {t:,.0f}" for k, t in row["tps"].items())
               + f" tok/s; matmul {row['peak'] / 1e9:.0f} GFLOP/s", flush=True)
+    ours.close(), torch_peers.close()
     report(rows, flops, max(r["peak"] for r in rows), n_tok)
 
 

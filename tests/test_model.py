@@ -170,3 +170,35 @@ def test_causal_attention_in_query_blocks_equals_one_block(blocks):
     blocked = model.features(ids, jnp.asarray(segments), deterministic=True)
     single = model.features(ids, jnp.asarray(segments), deterministic=False, rngs=nnx.Rngs(dropout=0))
     np.testing.assert_allclose(blocked, single, atol=1e-5)
+
+
+@pytest.mark.parametrize("style", ["gpt2", "llama", "roberta", "ltg_bert"])
+def test_features_at_columns_equal_all_columns_then_taken(style):
+    """features(cols=...) runs the last block at a few columns only (the scorer's token samples and masked copies, the
+    masked objectives' loss): the same features, and the same gradients, as all columns then taking those, with
+    packed segments, padding, per-segment positions and repeated or padding columns."""
+    rng = np.random.default_rng(7)
+    cfg = tiny(style=style, dropout=0.0, num_kv_heads=2 if style == "llama" else 4)
+    graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(1)))
+    ids = tokens(8, (3, L))
+    segments = np.ones((3, L), np.int32)
+    segments[1, 6:], segments[2, 10:], segments[2, 14:] = 2, 2, 0
+    positions = np.concatenate([np.arange(L)[None], np.r_[np.arange(6), np.arange(L - 6)][None],
+                                np.r_[np.arange(10), np.arange(4), np.zeros(2, int)][None]])
+    cols = jnp.asarray(rng.integers(0, L, (3, 5)), jnp.int32).at[0, :2].set(3)
+    w = jnp.asarray(rng.standard_normal((3, 5, cfg.d_model)), jnp.float32)
+    for causal in ([None, False, jnp.asarray([True, False, True])] if cfg.encoder else [None]):
+        def run(params, taken: bool):
+            model = nnx.merge(graphdef, params)
+            args = (ids, jnp.asarray(segments), jnp.asarray(positions), True, None, causal)
+            x = model.features(*args, cols=cols) if taken else jnp.take_along_axis(
+                model.features(*args), cols[..., None], axis=1)
+            return jnp.sum(x * w), x
+
+        (v_cols, x_cols), g_cols = jax.jit(jax.value_and_grad(lambda p: run(p, True), has_aux=True))(params)
+        (v_all, x_all), g_all = jax.jit(jax.value_and_grad(lambda p: run(p, False), has_aux=True))(params)
+        assert x_cols.shape == (3, 5, cfg.d_model)
+        np.testing.assert_allclose(x_cols, x_all, atol=2e-5)
+        np.testing.assert_allclose(v_cols, v_all, rtol=1e-5)
+        scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(g_all))  # float32 sums of terms this size
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * scale), g_cols, g_all)
