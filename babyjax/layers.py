@@ -1,5 +1,6 @@
 """The primitives every model of babyjax is built from (babyjax/model.py, babyjax/ltg.py): float32 parameters with
-logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py), the norm, and dropout."""
+logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py), the norm, dropout, and reading a
+few columns of each row (`take_cols`)."""
 from __future__ import annotations
 
 import jax

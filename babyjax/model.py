@@ -416,9 +416,12 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True, he
     full context, not halved for causality; relative positions add 4 * num_layers * d_model * (2 * buckets - 1) for
     the content-to-position and position-to-content scores); `backward=True` (training, the default) counts 3
     forwards, `False` one. head_fraction: the share of positions that reach the output projection (and the MLM head's
-    transform): masked objectives read only their chosen columns (babyjax.objectives.Objective.capacity)."""
-    head = cfg.d_model * cfg.vocab_size + (cfg.d_model * cfg.d_model if cfg.mlm_head else 0)
-    attention = seq_len + (2 * cfg.position_buckets - 1 if cfg.position == "relative" else 0)
-    forward = 2.0 * (matmul_params(cfg) - (1.0 - head_fraction) * head) + \
-        4.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * attention
+    transform, and all of the last block but its keys and values: `Transformer.features`' cols): masked objectives
+    read only their chosen columns (babyjax.objectives.Objective.capacity)."""
+    d, f, h, k = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.head_dim
+    head = d * cfg.vocab_size + (d * d if cfg.mlm_head else 0)
+    last_block = 2 * d * h * k + (3 if cfg.mlp in ("swiglu", "geglu") else 2) * d * f  # queries, output, MLP
+    attention = 4.0 * h * k * (seq_len + (2 * cfg.position_buckets - 1 if cfg.position == "relative" else 0))
+    skipped = (1.0 - head_fraction) * (2.0 * (head + last_block) + attention)
+    forward = 2.0 * matmul_params(cfg) + cfg.num_layers * attention - skipped
     return 3.0 * forward if backward else forward

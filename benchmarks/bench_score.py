@@ -3,7 +3,8 @@
     python benchmarks/bench_score.py                 # bench config (GPT-2 style, 4 x 256, vocab 16,384), CPU
     python benchmarks/bench_score.py --repeats 5 --checkpoints 6
 
-Prints the machine, then measures, alternating ours and the peer in every round:
+Prints the machine, then measures, alternating ours and the peer in every round (the peer in its own process,
+benchmarks/common.py `Side`; ours first in odd rounds, last in even ones):
   (a) short sentences: the first 2,000 non-empty lines of BabyLM aochildes (dev split of ../shared/data/babylm_sample),
       text in, per-token surprisal in bits out, tokenization timed on both sides; babyjax.score (SentencePiece,
       eot_context: every token after one EOS, packed rows of 128) versus minicons `IncrementalLMScorer.token_score(
@@ -74,6 +75,12 @@ def make_bench_run(workdir: pathlib.Path, num_checkpoints: int) -> tuple[ModelCo
     return cfg, tok
 
 
+def aochildes_lines(n: int) -> list[str]:
+    """The first `n` non-empty lines of the sample's aochildes dev file."""
+    lines = (DATA / "babylm_dev" / "aochildes.dev").read_text().splitlines()
+    return [ln for ln in lines if ln.strip()][:n]
+
+
 def median_time(fn, repeats: int) -> list[float]:
     out = []
     for _ in range(repeats):
@@ -83,22 +90,14 @@ def median_time(fn, repeats: int) -> list[float]:
     return out
 
 
-def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params, hf_dir: pathlib.Path,
-                          sentences: list[str], tok: tokenizer_lib.Tokenizer, seq_len: int) -> dict:
-    """(a) short sentences, ours against minicons on the same weights, text in and surprisal out on both sides (ours:
-    SentencePiece, windows, packing, placement and the jitted scorer; minicons: its tokenizer and the HF model).
-    Rounds alternate the sides; the peer runs with 1 and 2 torch threads in every round and the faster counts.
-    Agreement is asserted: every token's surprisal within 1e-3 bits."""
+def minicons_side(args: argparse.Namespace) -> dict:
+    """The peer's process: minicons' IncrementalLMScorer on the exported checkpoint. 'bits': every token's surprisal,
+    flattened; 'run': seconds to score the sentences from their text with `threads` torch threads."""
     import torch
     from minicons import scorer as mscorer
 
-    def ours_sentences() -> np.ndarray:
-        ids = tok.encode_batch(sentences)
-        wins = [w for i, ids_i in enumerate(ids) for w in score.windows(i, ids_i, "eot_context", seq_len)]
-        packed, batches = scorer.place(score.pack(wins, seq_len))
-        return scorer.logprobs(params, packed, batches)
-
-    lm = mscorer.IncrementalLMScorer(str(hf_dir), device="cpu")
+    sentences = aochildes_lines(args.sentences)
+    lm = mscorer.IncrementalLMScorer(str(pathlib.Path(args.workdir) / "hf_step0"), device="cpu")
 
     def peer_sentences() -> list:
         out = []
@@ -106,23 +105,43 @@ def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params
             out += lm.token_score(sentences[b:b + args.peer_batch], surprisal=True, base_two=True, bos_token=True)
         return out
 
+    def run(threads: int) -> float:
+        torch.set_num_threads(threads)
+        return median_time(peer_sentences, 1)[0]
+
+    return {"bits": lambda: [float(x[1]) for p in peer_sentences() for x in p[1:]], "run": run}
+
+
+def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params, sentences: list[str],
+                          tok: tokenizer_lib.Tokenizer, seq_len: int) -> dict:
+    """(a) short sentences, ours against minicons on the same weights, text in and surprisal out on both sides (ours:
+    SentencePiece, windows, packing, placement and the jitted scorer; minicons: its tokenizer and the HF model, in its
+    own process, common.Side). Rounds alternate the sides; the peer runs with 1 and 2 torch threads in every round and
+    the faster counts. Agreement is asserted: every token's surprisal within 1e-3 bits."""
+    def ours_sentences() -> np.ndarray:
+        ids = tok.encode_batch(sentences)
+        wins = [w for i, ids_i in enumerate(ids) for w in score.windows(i, ids_i, "eot_context", seq_len)]
+        packed, batches = scorer.place(score.pack(wins, seq_len))
+        return scorer.logprobs(params, packed, batches)
+
+    peer = common.Side(__file__, "minicons", f"--workdir={args.workdir}", f"--sentences={args.sentences}",
+                       f"--peer_batch={args.peer_batch}")
     n_tokens = sum(len(x) for x in tok.encode_batch(sentences))
     ours_lp = ours_sentences()  # warm-up (compile) and the agreement check
-    peer_bits = np.concatenate([np.array([x[1] for x in p[1:]]) for p in peer_sentences()])
+    peer_bits = np.asarray(peer.call("bits"))
     max_diff = float(np.abs(peer_bits - (-ours_lp / np.log(2))).max())
     assert peer_bits.shape == ours_lp.shape and max_diff < 1e-3, f"babyjax and minicons disagree by {max_diff} bits"
     rounds = []
-    for _ in range(args.repeats):
+    for i in range(args.repeats):
+        t_peer = {threads: peer.call("run", threads) for threads in ((1, 2) if i % 2 else ())}
         t_ours = median_time(ours_sentences, 1)[0]
-        t_peer = {}
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            t_peer[threads] = median_time(peer_sentences, 1)[0]
+        t_peer = t_peer or {threads: peer.call("run", threads) for threads in (1, 2)}
         best = min(t_peer, key=t_peer.get)
         rounds.append({"ours_s": t_ours, "peer_s": t_peer[best], "threads": best, "ratio": t_peer[best] / t_ours})
         print(f"  round {len(rounds)}: babyjax {n_tokens / t_ours:,.0f} tok/s, minicons {n_tokens / t_peer[best]:,.0f}"
               f" tok/s ({best} threads; {n_tokens / t_peer[3 - best]:,.0f} with {3 - best}), ratio "
               f"{rounds[-1]['ratio']:.2f}x", flush=True)
+    peer.close()
     return {"ours_tokens_per_s": statistics.median(n_tokens / r["ours_s"] for r in rounds),
             "minicons_tokens_per_s": statistics.median(n_tokens / r["peer_s"] for r in rounds),
             "ratios": [r["ratio"] for r in rounds], "ratio": statistics.median(r["ratio"] for r in rounds),
@@ -181,7 +200,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--checkpoints", type=int, default=5)
     ap.add_argument("--text_windows", type=int, default=256, help="128-token windows of held-out text")
+    ap.add_argument("--side", choices=["minicons"], help=argparse.SUPPRESS)  # the peer's own process
     args = ap.parse_args()
+    if args.side:
+        return common.serve(minicons_side(args))
 
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -191,14 +213,13 @@ def main() -> None:
     if not (hf_dir / export.EXPORT_INFO).exists():
         export.export_checkpoint(workdir, 0, hf_dir, overwrite=True)
 
-    lines = (DATA / "babylm_dev" / "aochildes.dev").read_text().splitlines()
-    sentences = [ln for ln in lines if ln.strip()][:args.sentences]
+    sentences = aochildes_lines(args.sentences)
 
     mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
     scorer = score.Scorer(cfg, mesh, args.batch_rows)
     params = checkpoints.restore_params(workdir, 0, scorer.abstract_params)
     print(f"machine: {common.machine('torch', 'transformers', 'minicons')}", flush=True)
-    r = sentences_vs_minicons(args, scorer, params, hf_dir, sentences, tok, seq_len)
+    r = sentences_vs_minicons(args, scorer, params, sentences, tok, seq_len)
     n_tokens = r["n_tokens"]
     r.update(packed_text(args, scorer, params, tok, cfg, seq_len))
     per_ckpt = seconds_per_checkpoint(args, workdir, sentences)
