@@ -23,11 +23,8 @@ from babyjax.xent import head_chunks
 
 
 def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Array) -> jax.Array:
-    """log p(target) from final hidden states: logits (float32, as `Transformer.logits`) minus their logsumexp."""
-    w_DxV = model.head_kernel_DxV().astype(x_BxLxD.dtype)
-    logits_BxLxV = jnp.einsum("bld,dv->blv", x_BxLxD, w_DxV, preferred_element_type=jnp.float32)
-    if (bias_V := model.head_bias_V()) is not None:
-        logits_BxLxV += bias_V
+    """log p(target) from final hidden states: the model's float32 logits minus their logsumexp."""
+    logits_BxLxV = model.logits(x_BxLxD)
     target_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
     return target_BxL - jax.nn.logsumexp(logits_BxLxV, axis=-1)
 
