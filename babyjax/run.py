@@ -112,7 +112,7 @@ class RunDir:
         for key in RUN_DEFINING:
             a, b = _lookup(stored, key), _lookup(current, key)
             if a != b:
-                raise TrainingError(f"{self.path} holds a run with another config ({_first_difference(a, b, key)}); "
+                raise TrainingError(f"{self.path} holds a run with another config ({first_difference(a, b, key)}); "
                                     "use a new --workdir, or the run's own config")
 
 
@@ -122,12 +122,22 @@ def _lookup(d: dict, dotted: str) -> Any:
     return d
 
 
-def _first_difference(a: Any, b: Any, prefix: str) -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{prefix}.{k}")
-    return f"{prefix}: stored {a!r}, now {b!r}"
+_MISSING = object()
+
+
+def first_difference(stored: Any, current: Any, prefix: str = "", ignore: tuple[str, ...] = (),
+                     what: str = "run") -> str:
+    """The first key where two nested dicts differ (keys in `ignore` skipped): 'optim.lr: stored 0.001, now 0.003',
+    or 'runs.seed2: only in this config' / '... only in the stored run' (`what`) when one side lacks the key."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        for k in sorted(set(stored) | set(current)):
+            a, b = stored.get(k, _MISSING), current.get(k, _MISSING)
+            if k not in ignore and a != b:
+                return first_difference(a, b, f"{prefix}.{k}" if prefix else k, ignore, what)
+    if stored is _MISSING or current is _MISSING:
+        return f"{prefix}: only in {'this config' if stored is _MISSING else 'the stored ' + what}"
+    short = lambda v: "{...}" if isinstance(v, dict) else repr(v)[:60]
+    return f"{prefix}: stored {short(stored)}, now {short(current)}"
 
 
 # -- The series index -------------------------------------------------------------------------------------------------

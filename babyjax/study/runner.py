@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from babyjax import objectives, paths
 from babyjax.errors import InputError, TrainingError, UserError
-from babyjax.run import RunDir
+from babyjax.run import RunDir, first_difference
 from babyjax.study import spec as spec_lib
 
 log = logging.getLogger("babyjax")
@@ -130,8 +130,9 @@ class Study:
             except ValueError:
                 raise InputError(f"{path} is damaged: it must be a babyjax study.json; use a new --workdir") from None
             if stored.get("sha256") != current["sha256"]:
-                raise InputError(f"{self.dir} holds another study ({_difference(stored, current)}): use a new "
-                                 "--workdir, or the study config it was made with")
+                why = first_difference(stored, current, ignore=("sha256",), what="study")
+                raise InputError(f"{self.dir} holds another study ({why}): use a new --workdir, or the study config it "
+                                 "was made with")
             return
         if any(not p.name.startswith(".") and p.name != "runs.json" for p in self.dir.iterdir()):
             raise InputError(f"{self.dir} is not empty and holds no study.json: give a new or empty --workdir")
@@ -264,27 +265,6 @@ class Study:
             bar.update(1)
         self.mark_done("analyze", "report")
         return report / "report.md"
-
-
-def _difference(stored: dict, current: dict) -> str:
-    """The first key where two study fingerprints differ: 'runs.seed1.optim.lr: stored 0.001, now 0.003', or
-    'runs.seed2: only in this config'."""
-    _missing = object()
-
-    def short(v) -> str:
-        return "{...}" if isinstance(v, dict) else repr(v)[:60]
-
-    def walk(a, b, prefix):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                if k != "sha256" and a.get(k, _missing) != b.get(k, _missing):
-                    return walk(a.get(k, _missing), b.get(k, _missing), f"{prefix}.{k}" if prefix else k)
-        if a is _missing:
-            return f"{prefix}: only in this config"
-        if b is _missing:
-            return f"{prefix}: only in the stored study"
-        return f"{prefix}: stored {short(a)}, now {short(b)}"
-    return walk(stored, current, "")
 
 
 def check_trained(study: Study) -> None:
