@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import pathlib
@@ -125,12 +126,6 @@ def hf_trainer(c) -> dict:
     return {"run": run, "info": lambda: info}
 
 
-def alternate(sides: list, r: int, function: str, *args) -> dict:
-    """{side name: result of side.call(function, *args)}, the sides in turn, the first one changing every round."""
-    order = sides if r % 2 == 0 else sides[::-1]
-    return {side.name: side.call(function, *args) for side in order}
-
-
 def part_train(args) -> dict:
     c = bench_config()
     ours, peer = common.Side(__file__, "train-babyjax"), common.Side(__file__, "train-hf")
@@ -138,7 +133,7 @@ def part_train(args) -> dict:
     n_tok, rows = c.train.batch_size * c.data.seq_len * args.steps, []
     for r in range(args.rounds):
         peak = ours.call("peak")
-        t = alternate([ours, peer], r, "run", args.steps)
+        t = common.in_turn({s.name: functools.partial(s.call, "run", args.steps) for s in (ours, peer)}, r)
         rows.append((peak, n_tok / t[ours.name], n_tok / t[peer.name]))
         print(f"train round {r}: peak {peak / 1e9:.0f} GFLOP/s, babyjax {rows[-1][1]:,.0f} tok/s, "
               f"HF {rows[-1][2]:,.0f} tok/s ({peer_info['threads']} threads), ratio {rows[-1][1] / rows[-1][2]:.2f}x",
@@ -259,7 +254,7 @@ def part_pll(args) -> dict:
     assert diff < 1e-3, f"babyjax and minicons disagree by {diff} nats"
     n, rows = len(blimp_texts(args.pairs)), []
     for r in range(args.rounds):
-        t = alternate([ours, peer], r, "run")
+        t = common.in_turn({s.name: functools.partial(s.call, "run") for s in (ours, peer)}, r)
         rows.append((n / t[ours.name], n / t[peer.name]))
         print(f"pll round {r}: babyjax {rows[-1][0]:,.1f} sentences/s, minicons {rows[-1][1]:,.1f}, "
               f"ratio {rows[-1][0] / rows[-1][1]:.2f}x", flush=True)

@@ -133,9 +133,9 @@ def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params
     assert peer_bits.shape == ours_lp.shape and max_diff < 1e-3, f"babyjax and minicons disagree by {max_diff} bits"
     rounds = []
     for i in range(args.repeats):
-        t_peer = {threads: peer.call("run", threads) for threads in ((1, 2) if i % 2 else ())}
-        t_ours = median_time(ours_sentences, 1)[0]
-        t_peer = t_peer or {threads: peer.call("run", threads) for threads in (1, 2)}
+        t = common.in_turn({"ours": lambda: median_time(ours_sentences, 1)[0],
+                            "peer": lambda: {threads: peer.call("run", threads) for threads in (1, 2)}}, i)
+        t_ours, t_peer = t["ours"], t["peer"]
         best = min(t_peer, key=t_peer.get)
         rounds.append({"ours_s": t_ours, "peer_s": t_peer[best], "threads": best, "ratio": t_peer[best] / t_ours})
         print(f"  round {len(rounds)}: babyjax {n_tokens / t_ours:,.0f} tok/s, minicons {n_tokens / t_peer[best]:,.0f}"

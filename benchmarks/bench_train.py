@@ -160,8 +160,7 @@ def main() -> None:
              **{n: (lambda n=n: torch_peers.call("run", n, args.steps)) for n in names}}
     n_tok, rows = cfg.train.batch_size * cfg.data.seq_len * args.steps, []
     for i in range(args.rounds):
-        order = list(calls) if i % 2 else list(calls)[::-1]
-        seconds = {name: calls[name]() for name in order}
+        seconds = common.in_turn(calls, i)  # babyjax first in rounds 1, 3, ...
         row = {"tps": {name: n_tok / seconds[name] for name in calls}, "peak": ours.call("peak")}
         rows.append(row)
         print(f"round {i + 1}: " + ", ".join(f"{k} {t:,.0f}" for k, t in row["tps"].items())

@@ -35,6 +35,14 @@ def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
             f"{len(values)} rounds)")
 
 
+def in_turn(calls: dict[str, Callable[[], Any]], round_index: int) -> dict[str, Any]:
+    """{name: call()} for every side of a round, in the given order in even rounds and reversed in odd ones, so no side
+    always goes first; the result keeps the given order."""
+    names = list(calls) if round_index % 2 == 0 else list(calls)[::-1]
+    results = {name: calls[name]() for name in names}
+    return {name: results[name] for name in calls}
+
+
 # -- each side of a benchmark in its own process ------------------------------------------------------------------
 # A process that ran JAX keeps XLA's CPU thread pool, and torch keeps its own: side by side in one process, a peer ran
 # 10-20% slower after babyjax than alone (bench_masked, 2026-12-02). Each side now lives in its own process, built and
