@@ -84,11 +84,14 @@ FAKE_GCLOUD = """\
 #!{python}
 # Fake gcloud: logs argv; `describe` answers from the `states` file (one line per call, the last one repeats;
 # NOT_FOUND fails like gcloud does); `scp` copies into the fake home; `ssh` exits with the next code from
-# `ssh_rcs` and, when FAKE_GCLOUD_EXEC=1, first runs --command in the fake home.
-import json, os, pathlib, shutil, subprocess, sys
+# `ssh_rcs` (or 1 when its --command contains the text in `ssh_fails_on`; after 3 s when it contains that of
+# `ssh_slow_on`) and, when FAKE_GCLOUD_EXEC=1, first runs --command in the fake home. Several copies may run at once (a study's slices): each call holds a lock on `lock`.
+import fcntl, json, os, pathlib, shutil, subprocess, sys, time
 d = pathlib.Path(os.environ["FAKE_GCLOUD_DIR"])
 home = d / "home"
 args = sys.argv[1:]
+lock = open(d / "lock", "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
 with open(d / "calls.jsonl", "a") as f:
     f.write(json.dumps(["gcloud", *args]) + "\\n")
 
@@ -112,11 +115,17 @@ elif "scp" in args:
     shutil.copy(src, home / dest.split(":", 1)[1])
 elif "ssh" in args:
     command = next(a.split("=", 1)[1] for a in args if a.startswith("--command="))
+    fails_on = (d / "ssh_fails_on").read_text().strip() if (d / "ssh_fails_on").exists() else None
+    rc = 1 if fails_on and fails_on in command else int(pop("ssh_rcs", "0"))
+    fcntl.flock(lock, fcntl.LOCK_UN)  # the command below may run for long (and fake ssh calls may nest)
+    slow_on = (d / "ssh_slow_on").read_text().strip() if (d / "ssh_slow_on").exists() else None
+    if slow_on and slow_on in command:  # a run that trains for a while
+        time.sleep(3)
     if os.environ.get("FAKE_GCLOUD_EXEC") == "1":
         r = subprocess.run(["bash", "-c", command], cwd=home, env={{**os.environ, "HOME": str(home)}})
         if r.returncode:
             sys.exit(r.returncode)
-    sys.exit(int(pop("ssh_rcs", "0")))
+    sys.exit(rc)
 """
 
 

@@ -281,16 +281,19 @@ def test_tpu_launcher_babysits_one_slice_per_run_and_names_a_failed_one(setup, t
     bin_dir.mkdir()
     (bin_dir / "gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable))
     (bin_dir / "gcloud").chmod(0o755)
-    (fake / "ssh_rcs").write_text("0\n0\n1\n")  # the two set-ups work, then training fails on the "slices"
+    (fake / "ssh_fails_on").write_text("--config.seed=0")  # the set-ups work; training fails on seed0's "slice"
+    (fake / "ssh_slow_on").write_text("--config.seed=1")  # and goes on for a while on seed1's, then gives up (exit 0)
     env = child_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", FAKE_GCLOUD_DIR=str(fake))
     work = tmp_path / "study"
     r = run_study(config, work, "--launcher=tpu", "--parallel=2", "--", "--zone=us-central2-b",
                   "--accelerator-type=v4-8", "--max-restarts=0", "--backoff=0", env=env, check=False)
     assert r.returncode == 2, r.stderr
-    err = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    err = [ln for ln in r.stderr.splitlines() if "error:" in ln and "waiting for the other runs" not in ln]
     assert len(err) == 1, r.stderr
-    failed = [n for n in ("seed0", "seed1") if f"run {n} failed on TPU slice bj-study-{n}" in err[0]]
-    assert failed and all(str(work / "logs" / f"tpu-{n}.log") in err[0] for n in failed), err[0]
+    for n, rc in (("seed0", 1), ("seed1", 0)):  # seed1's babysitter ran to its end: not killed with the study
+        assert f"run {n} failed on TPU slice bj-study-{n} (babysitter exit {rc}" in err[0], err[0]
+        assert str(work / "logs" / f"tpu-{n}.log") in err[0], err[0]
+    assert "run seed0 failed" in r.stderr.split("waiting for the other runs to end first")[0]  # said at once
     calls = [json.loads(line) for line in (fake / "calls.jsonl").read_text().splitlines()]
     ssh = [c for c in calls if "ssh" in c and any("launch/train.py" in a for a in c)]
     assert {c[c.index("ssh") + 1] for c in ssh} == {"bj-study-seed0", "bj-study-seed1"}  # one slice per run

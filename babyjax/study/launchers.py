@@ -91,13 +91,14 @@ class _Cluster:
         self.study, self.opts = study, opts
         self.state_path = study.dir / "launch" / f"{opts.launcher}.json"
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"runs": {}}
+        self.procs: dict[str, subprocess.Popen] = {}  # TPU: the babysitters, this command's children
+        self.warned: set[str] = set()  # TPU: failed runs already reported while their siblings go on
 
     def save(self) -> None:
         paths.write_atomic(self.state_path, json.dumps(self.state, indent=1, sort_keys=True))
 
     def train(self, pending: Sequence[str]) -> bool:
         if self.opts.launcher == "tpu":  # the babysitters are this command's children: start the missing ones
-            self.procs = {}
             self._start_tpu(pending)
         else:
             failed = self.failures(pending)
@@ -114,7 +115,11 @@ class _Cluster:
             if not waiting:
                 return True
             failed = self.failures(waiting)
-            if failed:
+            if failed and self._others_running(failed):
+                for n in set(failed) - self.warned:
+                    log.warning("study: %s; waiting for the other runs to end first", failed[n])
+                self.warned |= set(failed)
+            elif failed:
                 hint = "run the study again with --resubmit" if self.opts.launcher == "slurm" else "run it again"
                 raise StageError("; ".join(failed.values()) + f" -- fix the cause, then {hint}")
             if not self.opts.wait:
@@ -123,11 +128,17 @@ class _Cluster:
                 return False
             self._sleep()
 
+    def _others_running(self, failed: dict[str, str]) -> bool:
+        """On TPU the babysitters are this command's children and die with it: a failed run waits for its siblings
+        (a five-seed study does not lose four healthy runs to one bad slice). SLURM jobs outlive the study."""
+        return self.opts.launcher == "tpu" and any(p.poll() is None for n, p in self.procs.items() if n not in failed)
+
     def _sleep(self) -> None:
         """Wait `poll_s` between looks at the runs; a TPU babysitter that exits ends the wait at once."""
         end = time.time() + self.opts.poll_s
+        running = [p for p in self.procs.values() if p.poll() is None]
         while time.time() < end:
-            if self.opts.launcher == "tpu" and any(p.poll() is not None for p in self.procs.values()):
+            if any(p.poll() is not None for p in running):
                 return
             time.sleep(min(1.0, self.opts.poll_s))
 
