@@ -1,9 +1,12 @@
-"""Metric writers (TensorBoard event files + JSONL, process 0 only) and the measured matmul peak used for MFU."""
+"""Metric writers (TensorBoard event files + JSONL, process 0 only), the measured matmul peak used for MFU, and the
+matmul floor of a jitted function (what its matrix products alone take)."""
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -95,3 +98,76 @@ def measure_matmul_peak(dtype: str = "float32", n: int | None = None, repeats: i
         mm(a, b).block_until_ready()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best
+
+
+@dataclasses.dataclass
+class MatmulFloor:
+    """What the matrix products of one call take, each timed alone on the default device (same shapes, dtypes and
+    contracting dimensions): a lower bound on the call's time when everything else it does were free."""
+
+    seconds: float  # sum over the call's products of (times it runs) x (best time alone)
+    flops: float  # their FLOPs (2 x output size x contracted size each)
+    rows: list[tuple[int, str, float, float]]  # (times per call, shapes, best seconds alone, FLOP/s alone)
+
+
+def _dot_generals(jaxpr: Any, times: int, found: collections.Counter) -> None:
+    """Count every dot_general of `jaxpr` and its inner jaxprs (a scan's body `length` times)."""
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            a, b = (v.aval for v in eqn.invars[:2])
+            key = (a.shape, a.dtype.name, b.shape, b.dtype.name, eqn.params["dimension_numbers"],
+                   eqn.params.get("preferred_element_type"))
+            found[key] += times
+        if name in ("while", "cond"):
+            raise ValueError(f"matmul_floor: a {name} in the call: its trip count or branch is not known statically")
+        inner = times * eqn.params["length"] if name == "scan" else times
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else (value,):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                if hasattr(sub, "eqns"):
+                    _dot_generals(sub, inner, found)
+
+
+def _best_time(fn: Callable[..., Any], args: tuple, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _dot_time(dot: Callable[[jax.Array, jax.Array], jax.Array], a: jax.Array, b: jax.Array, repeats: int) -> float:
+    """Best seconds of one `dot(a, b)`, run `n` times in turn inside one jitted loop so that a small product's time is
+    not its dispatch's (each pass reads the last one's output, so none is hoisted or skipped)."""
+    once = _best_time(jax.jit(dot), (a, b), 2)
+    n = max(1, min(1000, int(0.02 / max(once, 1e-7))))
+    if n == 1:
+        return _best_time(jax.jit(dot), (a, b), repeats)
+
+    def loop(a, b):
+        step = lambda c, _: ((dot(a + c, b).ravel()[0] * 0).astype(a.dtype), None)
+        return jax.lax.scan(step, jnp.zeros((), a.dtype), None, length=n)[0]
+
+    return _best_time(jax.jit(loop), (a, b), repeats) / n
+
+
+def matmul_floor(fn: Callable[..., Any], *args: Any, repeats: int = 7) -> MatmulFloor:
+    """The matmul floor of `fn(*args)` (`MatmulFloor`): its traced dot_generals, each distinct one jitted alone on
+    random operands and timed (best of `repeats`; small ones in a loop, `_dot_time`). Raises ValueError on a while
+    loop or cond (unknown counts)."""
+    found: collections.Counter = collections.Counter()
+    _dot_generals(jax.make_jaxpr(fn)(*args).jaxpr, 1, found)
+    key, seconds, flops, rows = jax.random.PRNGKey(0), 0.0, 0.0, []
+    for (sa, da, sb, db, dims, out_dtype), times in sorted(found.items(), key=lambda kv: -kv[1]):
+        a = jax.random.normal(key, sa, jnp.dtype(da))
+        b = jax.random.normal(jax.random.fold_in(key, 1), sb, jnp.dtype(db))
+        dot = lambda x, y, dims=dims, t=out_dtype: jax.lax.dot_general(x, y, dims, preferred_element_type=t)
+        best = _dot_time(dot, a, b, repeats)
+        out_size = int(np.prod(jax.eval_shape(dot, a, b).shape))
+        f = 2.0 * out_size * int(np.prod([sa[i] for i in dims[0][0]]))
+        seconds, flops = seconds + times * best, flops + times * f
+        rows.append((times, f"{sa} . {sb}, contracting {dims[0]}, batch {dims[1]}", best, f / best))
+    return MatmulFloor(seconds, flops, rows)

@@ -124,6 +124,30 @@ def test_flops_with_few_columns_read_match_the_compiled_forward(style):
     assert abs((counted[1] / counted[0]) / (expected[1] / expected[0]) - 1) < 0.03, (counted, expected)
 
 
+def test_matmul_floor_of_a_train_step_counts_the_model_flops():
+    """metrics.matmul_floor finds every matrix product of a real train step (inside the sliced loss's scan and the
+    custom gradient too): their FLOPs are exactly flops_per_token x tokens, the one definition behind MFU."""
+    from babyjax import metrics, sharding, step as step_lib
+
+    cfg = get_config()
+    cfg.model.update(num_layers=2, d_model=64, num_heads=4, mlp_dim=256, max_len=32, dropout=0.0)
+    cfg.data.seq_len, cfg.train.batch_size = 32, 8
+    model_cfg = ModelConfig.from_config(cfg.model, 512)
+    mesh = sharding.make_mesh(cfg.mesh, devices=jax.devices()[:1])
+    graphdef, state, shardings, tx, lr = step_lib.init_train_state(model_cfg, cfg.optim, 10_000, mesh, 0)
+    train_step = step_lib.make_train_step(graphdef, tx, lr, mesh, shardings)
+    ids = np.random.default_rng(0).integers(5, 512, size=(8, 33)).astype(np.int32)
+    batch = {"inputs": ids[:, :-1], "targets": ids[:, 1:], "segment_ids": np.ones((8, 32), np.int32),
+             "positions": np.tile(np.arange(32, dtype=np.int32), (8, 1)), "weights": np.ones((8, 32), np.float32),
+             "num_words": np.ones((8,), np.float32), "num_tokens": np.full((8,), 32.0, np.float32)}
+    floor = metrics.matmul_floor(train_step, state, batch, repeats=2)
+    assert floor.flops == flops_per_token(model_cfg, 32) * ids[:, 1:].size
+    assert floor.seconds > 0 and sum(times for times, *_ in floor.rows) >= 2 * 6 * 3  # Q, K, V, O, in, out x 3 passes
+    with pytest.raises(ValueError, match="while"):
+        metrics.matmul_floor(lambda x: jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] @ c[1]),
+                                                           (0, x))[1], jnp.ones((4, 4)))
+
+
 @pytest.mark.parametrize("style, features", [("gpt2", ("learned", "layernorm", "gelu", True)),
                                              ("llama", ("rope", "rmsnorm", "swiglu", False))])
 def test_style_is_a_preset_of_features(style, features):
