@@ -105,10 +105,11 @@ def _series_step_dir(workdir: epath.Path, step: int) -> epath.Path:
 
 
 def restore_params(workdir: str | os.PathLike, step: int, abstract_params: Any = None, *,
-                   verify: bool = True) -> Any:
+                   verify: bool = True, host: bool = False) -> Any:
     """The parameters of series step `step`, into `abstract_params` (jax.ShapeDtypeStructs with `.sharding`: that
     structure and layout, any mesh) or, when None, as the stored tree of dicts on the default device. verify: check
-    them against the sha256 in the checkpoint's meta (restore in the stored dtypes then)."""
+    them against the sha256 in the checkpoint's meta (restore in the stored dtypes then). host: numpy arrays of that
+    structure, shapes and dtypes instead, no device touched (safe beside a running program; one process only)."""
     workdir = RunDir(workdir).path
     step_dir = _series_step_dir(workdir, step)
     checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(
@@ -118,6 +119,8 @@ def restore_params(workdir: str | os.PathLike, step: int, abstract_params: Any =
             tree = checkpointer.metadata(step_dir).item_metadata["params"].tree
             device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
             abstract_params = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+        if host:
+            abstract_params = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), abstract_params)
         restored = checkpointer.restore(step_dir, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(abstract_params), meta=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001

@@ -33,7 +33,8 @@ def define_flags() -> None:
                          "Seconds to wait for every process to reach the coordinator before giving up.")
 
 
-def _cluster_detected() -> bool:
+def cluster_detected() -> bool:
+    """A multi-process SLURM job or TPU pod slice, by its environment."""
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:
         return True
     hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
@@ -44,7 +45,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                process_id: int | None = None, mode: str = "auto", timeout_s: int = 120) -> bool:
     """Initialises jax.distributed when asked or detected; returns whether it did. Call before any other JAX use."""
     explicit = coordinator_address is not None
-    if mode == "off" or (mode == "auto" and not explicit and not _cluster_detected()):
+    if mode == "off" or (mode == "auto" and not explicit and not cluster_detected()):
         return False
     if explicit and (num_processes is None or process_id is None):
         raise DistributedError("--coordinator_address needs --num_processes and --process_id too")

@@ -144,6 +144,8 @@ def test_series_round_trip_with_index_and_hashes(tmp_path):
     assert isinstance(into, nnx.State)
     _assert_equal(into, saved[7])
     assert into["out"]["kernel"].value.sharding.spec == P("data", "fsdp")
+    host = ck.restore_params(tmp_path, 7, _abstract(_params(), mesh), host=True)  # the scorer's background restore
+    assert isinstance(host["out"]["kernel"].value, np.ndarray) and ck.params_hash(host) == index[2]["params_hash"]
     assert ck.verify_params(tmp_path, 7, saved[7])
     assert not ck.verify_params(tmp_path, 7, saved[3])
 

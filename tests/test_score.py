@@ -497,17 +497,26 @@ def test_command_line(tmp_path, tiny_tokenizer, babylm_sample):
     make_run(tmp_path / "run", tiny_tokenizer, steps=(0, 10))
     text = tmp_path / "t.txt"
     text.write_text("\n".join((babylm_sample / "babylm_dev" / "cbt.dev").read_text().splitlines()[:10]))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, "-m", "babyjax.score", f"--run=a={tmp_path / 'run'}", "--kind=text", f"--eval={text}",
            f"--out={tmp_path / 'out'}", "--batch_rows=4"]
     ok = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "scored 2 checkpoints" in ok.stdout
+    assert "mesh {'data': 2, 'fsdp': 1, 'tensor': 1} of cpu devices" in ok.stderr  # --cpu_devices=2 by default
+    one = subprocess.run(cmd[:-2] + [f"--out={tmp_path / 'one'}", "--batch_rows=4", "--cpu_devices=1"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert one.returncode == 0 and "mesh {'data': 1, " in one.stderr, one.stderr[-2000:]
+    np.testing.assert_allclose(_read_out(tmp_path / "one", "a")[0], _read_out(tmp_path / "out", "a")[0], atol=1e-5)
+    env = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=3"}  # the user's count wins
     bad = subprocess.run(cmd[:-2] + ["--kind=pairs", f"--eval={tmp_path / 'missing.jsonl'}",
                                      f"--out={tmp_path / 'o2'}"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "missing.jsonl" in bad.stderr.strip().splitlines()[-1]
+    three = subprocess.run(cmd[:-2] + [f"--out={tmp_path / 'three'}", "--batch_rows=3"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert three.returncode == 0 and "mesh {'data': 3, " in three.stderr, three.stderr[-2000:]
 
 
 @pytest.mark.slow
