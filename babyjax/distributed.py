@@ -53,8 +53,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         # JAX aborts the whole process (a C++ fatal error) when it cannot register with the coordinator: probe the
         # address first, so that an unreachable coordinator is one clear error after a bounded wait.
         _wait_for_coordinator(coordinator_address, timeout_s)
-    if os.environ.get("JAX_PLATFORMS", "").startswith("cpu") or _cpu_only():
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if jax.config.jax_cpu_collectives_implementation is None:  # CPU collectives over gloo (JAX's default since 0.5);
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # a user's mpi stays; no backend starts here
     # When not every process arrives, JAX ends the process with a C++ fatal error and a stack dump. A watchdog
     # that fires just before JAX's own timeout turns that into one clear line and exit status 2.
     def give_up() -> None:
@@ -97,13 +97,6 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
 def _join_error(where: str, timeout_s: float, why: str) -> DistributedError:
     return DistributedError(f"could not join the distributed job at {where} within {timeout_s}s ({why}); check that "
                             "every process runs with the same coordinator address and that process 0 is up")
-
-
-def _cpu_only() -> bool:
-    try:
-        return jax.default_backend() == "cpu"
-    except RuntimeError:
-        return False
 
 
 def initialize_from_flags() -> bool:

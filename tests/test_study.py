@@ -178,6 +178,13 @@ def test_the_report_holds_the_cross_run_sections(setup):
     for paradigm, by_run in acc.groupby(level="paradigm"):
         assert got.loc[paradigm, "max"] == pytest.approx(by_run.max())
         assert got.loc[paradigm, "min"] == pytest.approx(by_run.min())
+    # the spread of Chang et al.'s measures: each run's mean over tokens of the per-run table the report wrote
+    per_run = pd.read_csv(reference / "report" / "tokens_measures_per_run.csv.gz").groupby("run").mean()
+    across = pd.read_csv(reference / "report" / "tokens_measures_across_runs.csv").set_index("measure")
+    for measure in ("final_surprisal", "within_run_var", "aoa_sigmoid"):
+        assert across.loc[measure, "runs"] == 2
+        assert across.loc[measure, "min"] == pytest.approx(per_run[measure].min(), rel=1e-9)
+        assert across.loc[measure, "max"] == pytest.approx(per_run[measure].max(), rel=1e-9)
 
 
 def test_a_changed_study_config_refuses_the_old_workdir(setup, tmp_path, shared_data):

@@ -4,6 +4,7 @@ import pytest
 import statsmodels.api as sm
 
 from babyjax.analysis import xia
+from babyjax.score.store import validation_perplexity
 
 STEPS = np.r_[0, np.unique(np.round(np.geomspace(10, 20_000, 60)).astype(int))]
 
@@ -68,7 +69,7 @@ def test_perplexity_axis_keeps_the_classes_of_a_power_law_axis():
     np.testing.assert_allclose(by_ppl["pvalue"], by_step["pvalue"], rtol=1e-9)
     assert list(by_ppl["class"]) == list(by_step["class"]) == ["upward", "downward", "stagnated"]
     m = np.array([[1.0, 3.0, np.nan], [np.nan, np.nan, np.nan]])
-    got = xia.validation_perplexity(m)
+    got = validation_perplexity(m)
     assert got[0] == pytest.approx(4.0) and np.isnan(got[1])  # 2 ** mean(1, 3) bits; a row with no score: NaN
 
 

@@ -49,8 +49,9 @@ def spread(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
 
 def cross_run_sections(outputs: Sequence[ScoreOutput], out: pathlib.Path, rd: pathlib.Path | None,
                        run_names: Sequence[str], study: str | None, notes: list[str],
-                       xia_p: Sequence[float] = (0.5,)) -> list[str]:
-    """Every cross-run section (empty for a single run)."""
+                       xia_p: Sequence[float] = (0.5,), per_run: Mapping[str, pd.DataFrame] | None = None) -> list[str]:
+    """Every cross-run section (empty for a single run); `per_run`: each token output's measures per run and token
+    (the report's `_measures`), by output name."""
     if len(run_names) < 2:
         return []
     cond, labels = conditions(run_names, study)
@@ -59,8 +60,8 @@ def cross_run_sections(outputs: Sequence[ScoreOutput], out: pathlib.Path, rd: pa
           "seed share one):", "", md_table(pd.DataFrame({"condition": groups.index, "runs": groups.values,
                                                           "n": [len(v.split(", ")) for v in groups.values]}))]
     for so in outputs:
-        if so.meta.get("kind") in ("tokens", "text") and so.surprisal:
-            md += measure_spread(so, out, cond)
+        if (per_run or {}).get(so.name) is not None:
+            md += measure_spread(so, per_run[so.name], out, cond)
     md += loss_bands(rd, run_names, cond, labels, out, notes)
     md += pair_bands(outputs, cond, out)
     for so in outputs:
@@ -69,12 +70,9 @@ def cross_run_sections(outputs: Sequence[ScoreOutput], out: pathlib.Path, rd: pa
     return md
 
 
-def measure_spread(so: ScoreOutput, out: pathlib.Path, cond: Mapping[str, str]) -> list[str]:
-    """Chang et al.'s measures, averaged over tokens per run, spread over each condition's runs."""
-    path = out / f"{so.name}_measures_per_run.csv.gz"
-    if not path.exists():
-        return []
-    long = pd.read_csv(path)
+def measure_spread(so: ScoreOutput, long: pd.DataFrame, out: pathlib.Path, cond: Mapping[str, str]) -> list[str]:
+    """Chang et al.'s measures (`long`: one row per run and token), averaged over tokens per run, spread over each
+    condition's runs."""
     cols = [m for m in SUMMARY if m in long]
     per_run = long.groupby("run")[cols].mean().reset_index()
     per_run["condition"] = per_run["run"].map(cond)
@@ -194,7 +192,7 @@ def xia_matched(so: ScoreOutput, cond: Mapping[str, str], out: pathlib.Path, not
     range all runs share, from p of that range (in log perplexity) on, with x = validation perplexity; their shares
     per condition for each p, and the class curves at the p nearest 0.5."""
     steps = {r: so.checkpoints[r]["step"].to_numpy(np.float64) for r in so.surprisal}
-    ppl = {r: xia.validation_perplexity(s) for r, s in so.surprisal.items()}
+    ppl = {r: so.perplexity(r) for r in so.surprisal}
     head = [f"### Trajectory classes at matched validation perplexity (Xia et al. 2023), `{so.name}`", ""]
     window = _matched_window(ppl, steps)
     if window is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import pathlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,14 +25,13 @@ SUMMARY = ["final_surprisal", "within_run_var", "aoa_gam", "aoa_sigmoid", "forge
 GZIP = {"method": "gzip", "mtime": 0}  # no timestamp in the gzip header: the same report gives the same bytes
 
 
-def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, surprisal: np.ndarray,
+def _x_axis(ck: pd.DataFrame, axis: str, run_dir: pathlib.Path | None, vocab_size: int, ppl: Callable[[], np.ndarray],
             rows: np.ndarray, notes: list[str]) -> np.ndarray:
     """x of the Xia regressions at each checkpoint: step, tokens or words seen, training FLOPs =
     `model.flops_per_token(model, data.seq_len)` x tokens seen (the run's config.json under --runs-dir), or the
-    perplexity of the scored held-out tokens (xia.validation_perplexity of `surprisal` [checkpoints, tokens], read
-    in chunks; at its `rows`)."""
+    validation perplexity of the scored held-out tokens (`ppl()`: ScoreOutput.perplexity of the run; at its `rows`)."""
     if axis == "perplexity":
-        return xia.validation_perplexity(surprisal)[rows]
+        return ppl()[rows]
     if axis != "flops":
         return ck["step" if axis == "step" else f"{axis}_seen"].to_numpy(np.float64)
     cost = model_cost(run_dir, vocab_size) if run_dir else None
@@ -175,7 +174,8 @@ def _xia_classes(so: ScoreOutput, out: pathlib.Path, long: pd.DataFrame, runs_di
         rows = np.flatnonzero(np.isfinite(np.asarray(s[:, : min(4096, s.shape[1])])).any(1))
         cols = {"token_index": long[long["run"] == r]["token_index"].to_numpy()}
         try:
-            xv = _x_axis(ck.iloc[rows], x_axis, runs_dir / r if runs_dir else None, so.vocab_size, s, rows, notes)
+            xv = _x_axis(ck.iloc[rows], x_axis, runs_dir / r if runs_dir else None, so.vocab_size,
+                         lambda: so.perplexity(r), rows, notes)
             for p in xia_p:
                 parts = [xia.trajectory_classes(np.asarray(s[:, c0:c0 + 65536])[rows], ck["step"].to_numpy()[rows],
                                                 xv, p=p) for c0 in range(0, s.shape[1], 65536)]  # 1M tokens fit
@@ -351,9 +351,10 @@ def _word_aoa(so: ScoreOutput, out: pathlib.Path, steps: dict[str, np.ndarray], 
 
 
 def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | None, xia_p: Sequence[float],
-                 x_axis: str,
-                 aoa_words: pathlib.Path | None, notes: list[str], progress: bool) -> list[str]:
-    """Measures, classes, predictors and words for one token score output; returns Markdown lines."""
+                 x_axis: str, aoa_words: pathlib.Path | None, notes: list[str], progress: bool,
+                 per_run: dict[str, pd.DataFrame]) -> list[str]:
+    """Measures, classes, predictors and words for one token score output; returns Markdown lines. The per-run
+    measures table goes into `per_run` under the output's name (the cross-run spread reads it there)."""
     tag = so.name
     md = [f"## Token learning curves: `{tag}`", "", f"Eval set `{so.meta.get('eval_set', '?')}`, {len(so.tokens)} "
           f"tokens in context, runs {', '.join(so.surprisal)}, vocab {so.vocab_size} (chance "
@@ -361,6 +362,7 @@ def _token_study(so: ScoreOutput, out: pathlib.Path, runs_dir: pathlib.Path | No
     steps = {r: ck["step"].to_numpy() for r, ck in so.checkpoints.items()}
     run0 = next(iter(so.surprisal))
     long, table, lines = _measures(so, out, steps, notes, progress)
+    per_run[so.name] = long
     md += lines + _example_curves(so, out, table, steps, run0)
     md += _xia_classes(so, out, long, runs_dir, xia_p, x_axis, notes)
     sample_rows = _sample_rows(so)
@@ -397,12 +399,13 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
           f"Runs: {', '.join(run_names)}.", ""]
     aoa_path = pathlib.Path(aoa_words) if aoa_words else None
     md += study_section(outputs, rd, run_names, notes)
+    per_run: dict[str, pd.DataFrame] = {}  # output name -> Chang et al.'s measures per run and token
     for so in tqdm(outputs, desc="score outputs", disable=not progress):
         if so.meta.get("kind") in ("tokens", "text") and so.tokens is not None and so.surprisal:
-            md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress)
+            md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress, per_run)
     md += pairs_section(outputs, out) + babylm2025_section(outputs, out)
     md += equal_perplexity_section(outputs, out, notes)
-    md += crossrun.cross_run_sections(outputs, out, rd, run_names, study, notes, xia_p)
+    md += crossrun.cross_run_sections(outputs, out, rd, run_names, study, notes, xia_p, per_run)
     md += loss_section(rd, run_names, out, notes)
     md += generations_section(outputs, rd, run_names) + references_section()
     md += ["## Notes", ""] + ([f"- {n}" for n in dict.fromkeys(notes)] or ["- none"]) + [""]

@@ -95,8 +95,7 @@ def equal_perplexity_section(outputs: Sequence[ScoreOutput], out: pathlib.Path, 
     md, acc = ["## Runs at equal validation perplexity (Xia et al. 2023)", ""], _pair_accuracy(outputs)
     for so in [so for so in outputs if so.meta.get("kind") in ("tokens", "text") and len(so.surprisal) >= 2]:
         ck = so.checkpoints
-        df = xia.equal_perplexity({r: (ck[r]["step"].to_numpy(), xia.validation_perplexity(s))
-                                   for r, s in so.surprisal.items()})
+        df = xia.equal_perplexity({r: (ck[r]["step"].to_numpy(), so.perplexity(r)) for r in so.surprisal})
         if df.empty:
             notes.append(f"{so.name}: the runs' validation perplexities share no range: no equal-perplexity table")
             continue

@@ -73,19 +73,6 @@ def trajectory_classes(surprisal_TxC: np.ndarray, steps_T: np.ndarray, x_T: np.n
     return {"slope": slope, "pvalue": pval, "class": klass}
 
 
-def validation_perplexity(surprisal_TxC: np.ndarray) -> np.ndarray:
-    """Perplexity of the scored held-out tokens at each checkpoint: 2 ** (mean surprisal in bits) [T]; NaN where a
-    checkpoint has no finite score."""
-    total, count = np.zeros(np.shape(surprisal_TxC)[0]), np.zeros(np.shape(surprisal_TxC)[0])
-    for c0 in range(0, np.shape(surprisal_TxC)[1], 65536):  # a memory-mapped 1M-token matrix, in chunks
-        s = np.asarray(surprisal_TxC[:, c0:c0 + 65536], np.float64)
-        ok = np.isfinite(s)
-        total += np.where(ok, s, 0).sum(1)
-        count += ok.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, np.exp2(total / count), np.nan)
-
-
 def step_at_perplexity(steps_T: np.ndarray, ppl_T: np.ndarray, level: float) -> float:
     """The step at which a run's validation perplexity first reaches `level`: between the last checkpoint above it
     and the first at or below it, linear in log10 step against ln perplexity. NaN when it never does, or is already

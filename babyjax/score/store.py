@@ -182,6 +182,19 @@ class ScoreFolder:
         return df
 
 
+def validation_perplexity(surprisal_TxC: np.ndarray) -> np.ndarray:
+    """Validation perplexity (Xia et al. 2023) of the scored held-out tokens at each checkpoint: 2 ** (mean
+    surprisal in bits) [T]; NaN where a checkpoint has no finite score."""
+    total, count = np.zeros(np.shape(surprisal_TxC)[0]), np.zeros(np.shape(surprisal_TxC)[0])
+    for c0 in range(0, np.shape(surprisal_TxC)[1], 65536):  # a memory-mapped 1M-token matrix, in chunks
+        s = np.asarray(surprisal_TxC[:, c0:c0 + 65536], np.float64)
+        ok = np.isfinite(s)
+        total += np.where(ok, s, 0).sum(1)
+        count += ok.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.exp2(total / count), np.nan)
+
+
 @dataclasses.dataclass
 class ScoreOutput:
     """One score output folder, as read by `load_score_output` (tokens.csv read with keep_default_na=False, so
@@ -193,6 +206,14 @@ class ScoreOutput:
     surprisal: dict[str, np.ndarray]  # run -> [n_checkpoints, n_tokens] bits (memory-mapped)
     checkpoints: dict[str, pd.DataFrame]  # run -> step, tokens_seen, words_seen, wall_time, params_hash, status
     pairs: pd.DataFrame | None  # minimal-pair accuracies, if any
+    _perplexity: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, init=False, repr=False)
+
+    def perplexity(self, run: str) -> np.ndarray:
+        """`validation_perplexity` of one run's surprisal [checkpoints], read once per loaded output (the report's
+        sections and its x axis share it)."""
+        if run not in self._perplexity:
+            self._perplexity[run] = validation_perplexity(self.surprisal[run])
+        return self._perplexity[run]
 
     @property
     def vocab_size(self) -> int:
