@@ -5,8 +5,9 @@ For parameter trees of a few sizes (float32, sharded over all local devices like
   blocking  time save_series() holds the loop (hash + orbax's host copy and dispatch), mean over the series
   written   wall time of the whole series including the background writes (back-to-back saves, then wait())
   restore   restore_params() onto the default device, with hash verification
+Prints the machine, every round, then per size each column's median (min-max over the rounds).
 
-  python benchmarks/bench_checkpoints.py [--saves 100] [--sizes 1e6,2.5e7]
+  python benchmarks/bench_checkpoints.py [--saves 100] [--sizes 1e6,2.5e7] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/ from a checkout
 
 from babyjax import checkpoints as ck  # noqa: E402
+from benchmarks import common  # noqa: E402
 from configs import base  # noqa: E402
 
 
@@ -75,15 +77,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--saves", type=int, default=100)
     ap.add_argument("--sizes", default="1e6,2.5e7", help="comma-separated parameter counts")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     logging.getLogger("absl").setLevel(logging.WARNING)
-    print(f"{jax.device_count()} {jax.devices()[0].platform} devices; {args.saves} series saves per size")
-    print(f"{'params':>12s} {'hash ms':>9s} {'save blocks ms (p90)':>21s} {'series written s':>17s} "
+    print(f"machine: {common.machine('orbax.checkpoint')}")
+    print(f"{jax.device_count()} {jax.devices()[0].platform} devices; {args.saves} series saves per size and round")
+    print(f"{'round':>5s} {'params':>12s} {'hash ms':>9s} {'save blocks ms (p90)':>21s} {'series written s':>17s} "
           f"{'restore ms':>11s}")
-    for size in args.sizes.split(","):
-        r = bench(float(size), args.saves)
-        print(f"{r['params']:12,d} {r['hash_ms']:9.1f} {r['blocking_ms']:12.1f} ({r['blocking_p90_ms']:6.1f}) "
-              f"{r['written_s']:17.2f} {r['restore_ms']:11.1f}")
+    results = {size: [] for size in args.sizes.split(",")}
+    for r in range(args.rounds):
+        for size, ms in results.items():
+            m = bench(float(size), args.saves)
+            ms.append(m)
+            print(f"{r + 1:5d} {m['params']:12,d} {m['hash_ms']:9.1f} {m['blocking_ms']:12.1f} "
+                  f"({m['blocking_p90_ms']:6.1f}) {m['written_s']:17.2f} {m['restore_ms']:11.1f}", flush=True)
+    for size, ms in results.items():
+        print(f"\n{ms[0]['params']:,} parameters, median (min-max over {len(ms)} rounds):")
+        for key, what in (("hash_ms", "hash ms"), ("blocking_ms", "save blocks the loop, mean ms"),
+                          ("written_s", "series written s"), ("restore_ms", "restore ms")):
+            print(f"  {what:30s} {common.spread([m[key] for m in ms], '{:.1f}')}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Prepares the BabyLM sample (TFDS, ArrayRecord), trains the bench tokenizer (16,384 pieces), tokenizes the train
 split once (cached) and then times batches of 32 x 128 tokens, the bench config of ../shared/docs/benchmarks.md:
-numpy batches in both packing modes, and global jax.Arrays on a one-device mesh. Medians over repeats; the last
-column is the ratio to the rate the bench model's train step consumes tokens (--consume, about 3,000 tokens/s here).
+numpy batches in both packing modes, and global jax.Arrays on a one-device mesh. Prints the machine, then per pipeline
+the median (min-max) over repeats; the last column is the median's ratio to the rate the bench model's train step
+consumes tokens (--consume, about 3,000 tokens/s here).
 
   python benchmarks/bench_data.py [--data ../shared/data/babylm_sample] [--batches 300] [--repeats 5]
 """
@@ -19,6 +20,8 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +61,7 @@ def main() -> None:
     data = pipeline.load_split_tokens(c, tok, "train")
     t_stream = time.perf_counter() - t0
 
-    print(f"machine: {os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(f"machine: {common.machine('grain', 'sentencepiece')}; jax on {jax.devices()[0].platform}")
     print(f"data: {args.data} train split, {len(sources['train']):,} lines, {data.num_words:,} words, "
           f"{data.num_tokens:,} tokens (vocab {tok.vocab_size:,})")
     print(f"one-off: prepare {t_prepare:.1f} s (reused if already there), tokenizer {t_tok:.1f} s, "
@@ -68,16 +71,18 @@ def main() -> None:
     cases = {"pack, numpy": {"packing": "pack"}, "chunk, numpy": {"packing": "chunk"},
              "pack, global jax.Array": {"packing": "pack", "mesh": mesh}}
     print(f"\nbatches of {args.batch} x {args.seq_len} tokens, {args.batches} batches x {args.repeats} repeats")
-    print(f"{'pipeline':<26}{'tokens/s (median)':>20}{'ms / batch':>12}{'x train step':>14}")
+    print(f"{'pipeline':<26}{'tokens/s: median (min-max over repeats)':>48}{'ms / batch':>12}{'x train step':>14}")
     for name, kw in cases.items():
         cfg = c.copy_and_resolve_references()
         cfg.packing = kw["packing"]
-        rate = _median_rate(cfg, tok, args, kw.get("mesh"))
-        print(f"{name:<26}{rate:>20,.0f}{1e3 * args.batch * args.seq_len / rate:>12.2f}{rate / args.consume:>14,.0f}")
+        rates = _rates(cfg, tok, args, kw.get("mesh"))
+        rate = statistics.median(rates)
+        print(f"{name:<26}{common.spread(rates, '{:,.0f}'):>48}{1e3 * args.batch * args.seq_len / rate:>12.2f}"
+              f"{rate / args.consume:>14,.0f}")
 
 
-def _median_rate(cfg: Any, tok: Any, args: argparse.Namespace, mesh: Any) -> float:
-    """Median tokens/s of `args.repeats` loaders (seeds 0, 1, ...), each timed over `args.batches` batches."""
+def _rates(cfg: Any, tok: Any, args: argparse.Namespace, mesh: Any) -> list[float]:
+    """Tokens/s of `args.repeats` loaders (seeds 0, 1, ...), each timed over `args.batches` batches."""
     import numpy as np
 
     from babyjax.data import pipeline
@@ -90,7 +95,7 @@ def _median_rate(cfg: Any, tok: Any, args: argparse.Namespace, mesh: Any) -> flo
         for _, b in zip(range(args.batches), loader):
             n += float(np.asarray(b["num_tokens"]).sum())
         rates.append(n / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    return rates
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import test_sigmoid as ref  # noqa: E402  (the reference fit and the curve generator the tests use)
+from benchmarks import common  # noqa: E402
 
 from babyjax.analysis import sigmoid  # noqa: E402
 
@@ -24,6 +26,7 @@ def main():
     ap.add_argument("--curves", type=int, default=1000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
+    print(f"machine: {common.machine('scipy')}")
     print(f"{'kind':8s} {'seed':>4s} {'curves':>6s} {'beyond 0.01':>11s} {'max |diff|':>10s} {'scipy s':>8s} "
           f"{'babyjax s':>9s}")
     for kind in ("smooth", "noisy", "bumpy"):
