@@ -10,9 +10,10 @@ faster, whatever else is tuned. Two calls:
     train step: the floor of scoring a 115-checkpoint series over 600 training steps at their measured step time is
     the lowest scoring / training ratio the tiny run can reach with these products.
 Every round measures the matmul peak and times each call (median of `--calls`) next to its floor. Prints the machine,
-every round, then medians (min-max).
+every round, then medians (min-max), then each call's `--dots` largest products in the last round's floor (where the
+floor goes: times per call, time alone, rate alone, shapes).
 
-  python benchmarks/bench_floor.py [--rounds 3] [--calls 5]
+  python benchmarks/bench_floor.py [--rounds 3] [--calls 5] [--dots 8]
 """
 from __future__ import annotations
 
@@ -90,16 +91,29 @@ def timed(run, calls: int) -> float:
 def one_round(calls: dict, n: int) -> dict:
     from babyjax import metrics
 
-    out = {"peak": metrics.measure_matmul_peak("float32")}
+    out = {"peak": metrics.measure_matmul_peak("float32"), "floors": {}}
     for name, (run, floor_args) in calls.items():
-        out[name] = (timed(run, n), metrics.matmul_floor(*floor_args()).seconds)
+        floor = metrics.matmul_floor(*floor_args())
+        out[name], out["floors"][name] = (timed(run, n), floor.seconds), floor
     return out
+
+
+def print_dots(floors: dict, top: int) -> None:
+    """The `top` products of each call's floor by their share of it."""
+    for name, floor in floors.items():
+        print(f"\n{name}: the largest of its {len(floor.rows)} distinct products ({floor.flops / 1e9:.1f} GFLOP a "
+              f"call, floor {floor.seconds * 1e3:.0f} ms)")
+        for times, shapes, seconds, rate in sorted(floor.rows, key=lambda r: -r[0] * r[2])[:top]:
+            share = times * seconds / floor.seconds
+            print(f"  {times:4d} x {seconds * 1e3:7.2f} ms = {times * seconds * 1e3:7.1f} ms ({share:4.0%}) at "
+                  f"{rate / 1e9:4.0f} GFLOP/s  {shapes}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=5)
+    ap.add_argument("--dots", type=int, default=8, help="products listed per call (0: none)")
     args = ap.parse_args()
     print(f"machine: {common.machine()}", flush=True)
     from configs import bench, tiny
@@ -127,6 +141,8 @@ def main() -> None:
              for r in rows]
     print(f"tiny run: scoring {SERIES_CHECKPOINTS} checkpoints at the scorer's floor / {TINY_STEPS} train steps at "
           f"their measured time: {common.spread(ratio)} x")
+    if args.dots:
+        print_dots(rows[-1]["floors"], args.dots)
 
 
 if __name__ == "__main__":
