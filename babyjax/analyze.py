@@ -6,7 +6,6 @@ Learning-curve measures (Chang, Tu & Bergen 2023), trajectory classes (Xia et al
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from babyjax import cli
@@ -20,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m babyjax.analyze", description=__doc__.split("\n\n")[1])
+    ap = cli.ArgumentParser(prog="python -m babyjax.analyze", description=__doc__.split("\n\n")[1])
     ap.add_argument("score_dirs", nargs="+", help="babyjax.score output folders (tokens/text and pairs)")
     ap.add_argument("--out", required=True, help="report folder (report.md, PNGs, CSVs)")
     ap.add_argument("--runs-dir", default=None, help="folder with one training run directory per run name")

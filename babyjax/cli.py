@@ -5,6 +5,7 @@ and exits with status 2; any other exception is a bug: it keeps its traceback an
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import sys
@@ -33,6 +34,15 @@ def report(error: UserError, prog: str | None = None) -> None:
     text = str(error).strip()
     msg = text.splitlines()[0] if text else type(error).__name__
     print(f"{prog + ': ' if prog else ''}error: {msg}", file=sys.stderr, flush=True)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the argparse commands, with a bad or missing option as one line (`prog: error: ...`, status 2)
+    instead of the usage block; --help prints the usage as usual."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        report(UserError(f"{message} (see --help)"), self.prog)
+        sys.exit(2)
 
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *,

@@ -12,7 +12,6 @@ the model learned). One jitted loop (no KV cache), compiled once per run, runs a
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import itertools
@@ -221,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m babyjax.generate",
+    ap = cli.ArgumentParser(prog="python -m babyjax.generate",
                                  description="Generate text from fixed prompts at checkpoints of a run's series.")
     ap.add_argument("--workdir", required=True, help="babyjax run directory")
     ap.add_argument("--steps", default="", help="comma-separated series steps (default: ~6 spread over log-step)")

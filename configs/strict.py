@@ -29,8 +29,9 @@ def get_config():
     c.train.batch_size = 256
     c.train.num_steps = 40_000
     c.train.eval_every = 1000
-    # Learning curves need Chang et al.'s dense series (their schedule scaled from 1M to 40,000 steps: 221 saves, the
-    # last 11 over the last 22% of training); the BabyLM 2025 words marks (chck_1M ... chck_1000M) are added to it.
+    # Learning curves need Chang et al.'s dense series (their schedule scaled from 1M to 40,000 steps: 222 steps and
+    # the last, 223 saves, the last 11 over the last 22% of training); the 28 BabyLM 2025 words marks (chck_1M ...
+    # chck_1000M) are added to it.
     c.ckpt.schedule = "chang_words"
     c.ckpt.chang_s0 = 4.0
     c.ckpt.chang_s1 = 1000.0

@@ -1,9 +1,10 @@
-"""BabyLM strict-small (10M words): a 58M-parameter Llama-style model in the BabyLlama shape, Chang et al. series.
+"""BabyLM strict-small (10M words): a Llama-style model in the BabyLlama shape, Chang et al. series.
 
 Command:   python launch/train.py --config configs/strict_small.py --workdir runs/strict_small
            (data: an official BabyLM release folder via --config.data.dir=... or BABYJAX_DATA_DIR; else downloaded)
 Model:     Llama style (RoPE, RMSNorm, SwiGLU), 16 layers, d_model 512, 8 heads, MLP 1024, vocab 16k
-           unigram SentencePiece; context 128 (BabyLlama: Timiryasov & Tastet 2023).
+           unigram SentencePiece; context 128 (BabyLlama: Timiryasov & Tastet 2023). 50.3M parameters with the
+           input and output embeddings tied (base.py); BabyLlama's 58M count them apart (model.tie_embeddings=False).
 Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens (~200M words seen).
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
 Time:      estimated under 1 hour on one H100 (not yet measured on this project's hardware).
@@ -33,7 +34,7 @@ def get_config():
     c.train.num_steps = 8000
     c.train.log_every = 50
     c.train.eval_every = 500
-    # Chang et al. exponential series, scaled to 8k steps: ~150 checkpoints.
+    # Chang et al. exponential series, scaled to 8k steps: 187 steps and the last, 188 checkpoints.
     c.ckpt.schedule = "chang"
     c.ckpt.chang_s0 = 2.0
     c.ckpt.chang_s1 = 200.0

@@ -78,6 +78,15 @@ def test_absl_bad_flag_and_stray_argument(script):
     assert r.returncode == 2 and r.stderr == "error: unexpected arguments stray: every option is a --flag\n"
 
 
+@pytest.mark.parametrize("module", ["babyjax.generate", "babyjax.analyze", "babyjax.data.evalsets", "babyjax.study"])
+def test_argparse_commands_give_a_bad_option_in_one_line(module):
+    r = _run("-m", module, "--bogus=1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"python -m {module}: error: ") and r.stderr.endswith("(see --help)\n"), r.stderr
+    r = _run("-m", module, "--help")
+    assert r.returncode == 0 and r.stdout.startswith(f"usage: python -m {module}")
+
+
 def test_unknown_config_key_names_the_override_and_the_closest_key(tmp_path):
     r = _run("launch/train.py", "--config", "configs/tiny.py", "--workdir", str(tmp_path), "--config.optim.lrr=1")
     assert r.returncode == 2, r.stderr

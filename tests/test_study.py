@@ -381,3 +381,12 @@ def test_an_objective_axis_scores_each_objective_into_its_own_output(tmp_path, s
     cmd = study.train_command("gptbert_seed1")
     assert cmd[1:5] == ["launch/train.py", "--config", "configs/tiny.py", "--workdir"]
     assert "--config.objective.kind=hybrid" in cmd and cmd[-2] == f"--config.tokenizer.path={tmp_path / 'w' / 'tokenizer.model'}"
+
+
+def test_a_bucket_url_as_the_study_folder_is_refused_in_one_line(tmp_path, shared_data, monkeypatch):
+    study = spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds")))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"^--workdir gs://b/studies/x: a study folder is a file-system path") as e:
+        Study(study, "gs://b/studies/x")
+    assert "\n" not in str(e.value) and "gcsfuse" in str(e.value)
+    assert not (tmp_path / "gs:").exists()  # nothing made in the current folder

@@ -4,7 +4,6 @@ it came from (`eval_hash`, the identity of a score output): the tokens-in-contex
 plain text, and minimal pairs (BLiMP, BLiMP supplement, Zorro) as `MinimalPair`."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
@@ -295,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m babyjax.data.evalsets", description="Build evaluation sets.")
+    ap = cli.ArgumentParser(prog="python -m babyjax.data.evalsets", description="Build evaluation sets.")
     sub = ap.add_subparsers(dest="kind", required=True)
     tokens = sub.add_parser("tokens", help="tokens-in-context sample (Chang et al.) of a run's held-out text")
     tokens.add_argument("--workdir", required=True, help="babyjax run directory (config.json, tokenizer.model)")

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 def _args(argv: list[str] | None) -> argparse.Namespace:
     from babyjax.study.launchers import LAUNCHERS
 
-    ap = argparse.ArgumentParser(prog="python -m babyjax.study", description=__doc__.split("\n\n")[1])
+    ap = cli.ArgumentParser(prog="python -m babyjax.study", description=__doc__.split("\n\n")[1])
     ap.add_argument("--config", required=True, help="study config (configs/studies/*.py)")
     ap.add_argument("--workdir", required=True, help="the study folder (created, or continued)")
     ap.add_argument("--launcher", choices=LAUNCHERS, default="local", help="where the runs train")

@@ -81,6 +81,10 @@ class Study:
     """One study folder and the stages that fill it."""
 
     def __init__(self, study: ml_collections.ConfigDict, workdir: paths.PathLike, *, progress: bool = True):
+        if "://" in os.fspath(workdir):
+            raise InputError(f"--workdir {workdir}: a study folder is a file-system path (it is locked and its runs "
+                             "are followed there); for SLURM or TPU runs, put it on storage every node mounts at the "
+                             "same path (NFS, Filestore, a gcsfuse mount of the bucket)")
         self.study = study
         self.dir = pathlib.Path(os.path.abspath(os.fspath(workdir)))
         self.runs = spec_lib.expand(study)

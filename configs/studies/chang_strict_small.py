@@ -1,4 +1,4 @@
-"""Chang, Tu & Bergen (2023) at BabyLM strict-small scale: five seeds of configs/strict_small.py (58M Llama style, 10M
+"""Chang, Tu & Bergen (2023) at BabyLM strict-small scale: five seeds of configs/strict_small.py (50M Llama style, 10M
 words) with Chang et al.'s exponential checkpoint series, every checkpoint scored on 1M tokens in context (100,000
 held-out sequences x 10 targets), on all of BLiMP and Zorro, with text generated and the whole report.
 
