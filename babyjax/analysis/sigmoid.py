@@ -186,7 +186,7 @@ def _iterate(x_T, y, tol, st: dict) -> dict:
     low, grow = ratio <= 0.25, (ratio > 0.25) & ((par == 0) | (ratio >= 0.75))
     delta = jnp.where(low, shrink * jnp.minimum(delta, pnorm / 0.1), jnp.where(grow, pnorm / 0.5, delta))
     ok = run & (ratio >= 1e-4)
-    nfev = st["nfev"] + run + 4 * ok
+    nfev = st["nfev"] + run  # this trial; the next Jacobian's 4 are counted after the tests, as lmdif does
     xnorm = jnp.where(ok, jnp.sqrt(jnp.sum((st["diag"] * (st["p"] + step)) ** 2, 1)), st["xnorm"])
     small = (jnp.abs(actred) <= ftol) & (prered <= ftol) & (0.5 * ratio <= 1)
     tight = delta <= xtol * xnorm
@@ -194,6 +194,7 @@ def _iterate(x_T, y, tol, st: dict) -> dict:
     fail = jnp.where(delta <= _EPSMCH * xnorm, 7, jnp.where((jnp.abs(actred) <= _EPSMCH) & (prered <= _EPSMCH) &
                                                              (0.5 * ratio <= 1), 6, jnp.where(nfev >= maxfev, 5, 0)))
     info = jnp.where(run, jnp.where(info == 0, fail, info), st["info"])
+    nfev = nfev + 4 * ok
     st = {**st, "p": jnp.where(ok[:, None], st["p"] + step, st["p"]), "fnorm": jnp.where(ok, fnorm1, fnorm),
           "gram": jnp.where(ok[:, None, None], gram1, st["gram"]), "jtf": jnp.where(ok[:, None], jtf1, st["jtf"]),
           "xnorm": xnorm, "nfev": nfev, "info": info, "first": st["first"] & ~ok, "iters": st["iters"] + run,
