@@ -52,8 +52,10 @@ SECTIONS = ["## Token learning curves", "### Measures (Chang", "### Example lear
             "## Training loss", "## Generated text at checkpoints", "## Notes"]
 
 
-def _sh(args: list[str], tmp: pathlib.Path, timings: dict, name: str, timeout: int = 300) -> str:
-    """Run a command as a user would (cwd = repository root), fail with its output tail, and time it."""
+def _sh(args: list[str], tmp: pathlib.Path, timings: dict, name: str, timeout: int = 300,
+        log: list | None = None) -> str:
+    """Run a command as a user would (cwd = repository root), fail with its output tail, and time it; its stdout
+    (and its stderr, where the log goes, appended to `log`)."""
     env = {**os.environ, "BABYJAX_TFDS_DIR": str(tmp / "tfds"), "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     t0 = time.time()
@@ -61,6 +63,8 @@ def _sh(args: list[str], tmp: pathlib.Path, timings: dict, name: str, timeout: i
                        check=False)
     timings[name] = timings.get(name, 0.0) + time.time() - t0
     assert r.returncode == 0, f"{' '.join(args)}\n{(r.stdout + r.stderr)[-3000:]}"
+    if log is not None:
+        log.append(r.stderr)
     return r.stdout
 
 

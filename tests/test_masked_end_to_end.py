@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def _kill_then_resume(args: list[str], tmp, timings: dict) -> None:
-    """Start training, SIGKILL it once a resume checkpoint exists, then run the same command to the end."""
+    """Start training, SIGKILL it once a resume checkpoint exists (before the run's end), then run the same command
+    to the end: it must resume from that checkpoint."""
     import os
 
     env = {**os.environ, "BABYJAX_TFDS_DIR": str(tmp / "tfds"), "JAX_PLATFORMS": "cpu",
@@ -34,9 +35,11 @@ def _kill_then_resume(args: list[str], tmp, timings: dict) -> None:
     while proc.poll() is None and not (resume.exists() and any(p.name.isdigit() for p in resume.iterdir())):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL, "training ended before it could be killed"
     timings["train"] = time.time() - t0
-    _sh(args, tmp, timings, "train")
+    log: list[str] = []
+    _sh(args, tmp, timings, "train", log=log)
+    assert "resumed from step" in log[0], log[0][-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ bad input (unreachable coordinator, processes that disagree on the config) fails
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -117,12 +118,19 @@ def test_sigterm_to_multiprocess_job_then_relaunch(tmp, multi):
             break
         assert all(p.poll() is None for p in procs), "job ended before it could be preempted"
         time.sleep(0.2)
+    else:
+        for p in procs:
+            p.kill()
+        pytest.fail("no resume checkpoint within 300 s")
     for p in procs:  # the scheduler signals every process of the job
         p.send_signal(signal.SIGTERM)
     codes, outs = _finish(procs)
     assert codes == [0, 0], "\n".join(o[-2000:] for o in outs)
+    saved = re.search(r"SIGTERM: saved a resume checkpoint at step (\d+)", outs[0])
+    assert saved and int(saved.group(1)) < 12, outs[0][-3000:]
     codes, outs = _finish(_launch_pair(workdir, tmp))
     assert codes == [0, 0], "\n".join(o[-2000:] for o in outs)
+    assert all(f"resumed from step {saved.group(1)} " in o for o in outs), "\n".join(o[-2000:] for o in outs)
     from babyjax import checkpoints
     import jax
 

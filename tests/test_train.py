@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -174,9 +175,13 @@ def test_sigterm_saves_and_resumes(tmp, uninterrupted):
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=120)
     assert p.returncode == 0, out[-3000:]
-    assert "SIGTERM" in out
+    saved = re.search(r"SIGTERM: saved a resume checkpoint at step (\d+)", out)
+    assert saved, out[-3000:]
+    step = int(saved.group(1))
+    assert 4 <= step < 24 and (workdir / "checkpoints" / "resume" / str(step)).is_dir()
     r = _run(workdir, tmp)
     assert r.returncode == 0, r.stdout[-3000:]
+    assert f"resumed from step {step} " in r.stdout, r.stdout[-3000:]  # not a fresh start with the same losses
     a, b = _losses(uninterrupted), _losses(workdir)
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=0, atol=1e-6)
 
