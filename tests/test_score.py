@@ -50,6 +50,13 @@ def random_model(cfg: ModelConfig, seed: int = 0) -> Transformer:
 
 def np_logprobs(params: dict, cfg: ModelConfig, ids: list[int]) -> np.ndarray:
     """float64 numpy forward of one unpacked sequence (positions 0..n-1): log p(ids[t+1] | ids[:t+1])."""
+    ids = np.asarray(ids)
+    return np_log_softmax(params, cfg, ids)[np.arange(len(ids) - 1), ids[1:]]
+
+
+def np_log_softmax(params: dict, cfg: ModelConfig, ids, np=np):  # noqa: C901 - one forward pass, written out
+    """The reference forward written out in float64 (`np`: numpy, or jax.numpy with x64 on, to differentiate it):
+    log-softmax over the vocabulary after every token of one unpacked sequence [n, V]."""
     p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
     ids = np.asarray(ids)
     n, h, g, k = len(ids), cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -102,8 +109,7 @@ def np_logprobs(params: dict, cfg: ModelConfig, ids: list[int]) -> np.ndarray:
     x = norm(x, p["norm_out"])
     logits = x @ (p["embed"].T if cfg.tie_embeddings else p["head"])
     mx = logits.max(-1, keepdims=True)
-    logp = logits - (mx + np.log(np.exp(logits - mx).sum(-1, keepdims=True)))
-    return logp[np.arange(n - 1), ids[1:]]
+    return logits - (mx + np.log(np.exp(logits - mx).sum(-1, keepdims=True)))
 
 
 def mesh_of(n_devices: int, data: int = -1, fsdp: int = 1, tensor: int = 1):
