@@ -2,7 +2,8 @@
 
 For parameter trees of a few sizes (float32, sharded over all local devices like a train state), measures:
   hash      params_hash (device-to-host copy + sha256), paid synchronously by every save
-  blocking  time save_series() holds the loop (hash + orbax's host copy and dispatch), mean over the series
+  blocking  time save_series() holds its caller (hash + orbax's host copy and dispatch), mean over the series; in
+            training that is the series thread of a one-process run (hooks.SeriesSaves), the loop with several
   written   wall time of the whole series including the background writes (back-to-back saves, then wait())
   restore   restore_params() onto the default device, with hash verification
 Prints the machine, every round, then per size each column's median (min-max over the rounds).
@@ -93,7 +94,7 @@ def main() -> None:
                   f"({m['blocking_p90_ms']:6.1f}) {m['written_s']:17.2f} {m['restore_ms']:11.1f}", flush=True)
     for size, ms in results.items():
         print(f"\n{ms[0]['params']:,} parameters, median (min-max over {len(ms)} rounds):")
-        for key, what in (("hash_ms", "hash ms"), ("blocking_ms", "save blocks the loop, mean ms"),
+        for key, what in (("hash_ms", "hash ms"), ("blocking_ms", "save_series call, mean ms"),
                           ("written_s", "series written s"), ("restore_ms", "restore ms")):
             print(f"  {what:30s} {common.spread([m[key] for m in ms], '{:.1f}')}")
 
