@@ -20,8 +20,8 @@ side finds (a check that the script runs, on CPU too; its numbers mean nothing).
   python benchmarks/bench_gpu.py [--rounds 3] [--steps 10] [--smoke]
 
 On the lent H200 (/work/.library/device/): its python3 has JAX with CUDA, flax, optax, orbax, torch and transformers;
-the babyjax imports also need ml-collections, grain, array-record, tensorflow-datasets, tensorflow-metadata,
-immutabledict, promise, portpicker and toml, carried as wheels; run from the repository root with PYTHONPATH=.
+this script's imports also need ml-collections (pure Python: `pip download --no-deps ml-collections==1.1.0 -d .whl`),
+carried as a wheel; run from the repository root with PYTHONPATH=.
 Not yet run on a GPU (no session has been lent one): no GPU figure exists.
 """
 from __future__ import annotations
@@ -52,9 +52,11 @@ def token_rows(s: dict, rows: int, seed: int):
 
 
 def babyjax_config(s: dict):
-    from configs import bench
+    """configs/base.py with this model (not configs/bench.py: that one's tiny.py reads the data set, TFDS)."""
+    from configs import base
 
-    c = bench.get_config()
+    c = base.get_config()
+    c.model.dropout, c.model.tie_embeddings = 0.0, True
     c.tokenizer.vocab_size, c.data.seq_len, c.train.batch_size = s["vocab"], s["seq_len"], s["batch"]
     for key in ("num_layers", "d_model", "num_heads", "mlp_dim"):
         c.model[key] = s[key]
