@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -75,14 +76,33 @@ def parse_flags(argv: list[str]) -> list[str]:
     from absl import flags
 
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
+        if "config" in flags.FLAGS and hasattr(flags.FLAGS["config"], "config_filename"):
+            getattr(flags.FLAGS.config, "keys", None)  # a file that failed to load raises at first use: here
+        return rest
     except flags.Error as e:
         _fail(f"{str(e).splitlines()[0]}; run with --helpfull to list the flags")
+    except (SyntaxError, ImportError, OSError) as e:  # the --config file itself
+        _fail(_config_file_error(argv, e))
     except (AttributeError, KeyError) as e:  # ml_collections: an override names a key the config does not have
+        if "get_config" in str(e):
+            _fail(_config_file_error(argv, e))
         _fail(_unknown_key(argv, e))
     except (ValueError, TypeError) as e:  # a value of the wrong type for a key
         _fail(f"bad config override: {str(e).splitlines()[0]}")
     raise AssertionError("unreachable")
+
+
+def _config_file_error(argv: Sequence[str], e: BaseException) -> str:
+    """'cannot load the config file X: <the first cause>; ...' for a missing file, a syntax error, no get_config."""
+    path = next((a.split("=", 1)[1] if "=" in a else argv[i + 1] for i, a in enumerate(argv)
+                 if a.split("=", 1)[0] == "--config" and ("=" in a or i + 1 < len(argv))), "--config")
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    why = "no such file" if not os.path.exists(path) else "it defines no get_config()" if "get_config" in str(e) \
+        else f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+    return (f"cannot load the config file {path}: {why}; give a Python file whose get_config() returns the config "
+            "(configs/tiny.py)")
 
 
 def _unknown_key(argv: Sequence[str], e: Exception) -> str:

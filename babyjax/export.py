@@ -286,6 +286,7 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
     written beside `out` and renamed into place when complete."""
     torch, _ = _require_peers()
     run, out = RunDir.open(workdir), pathlib.Path(out)
+    _refuse_inside_run(out, run.path)
     tok, index = run.tokenizer(), run.series_index()
     cfg = run.model_config(tok.vocab_size)
     entry = next((e for e in index if int(e["step"]) == int(step)), None)
@@ -314,6 +315,30 @@ def export_checkpoint(workdir: str | os.PathLike, step: int, out: str | os.PathL
     return paths.write_folder(out, fill, overwrite=True)
 
 
+def _refuse_inside_run(out: pathlib.Path, run_path: Any) -> None:
+    """An export folder is replaced whole: never the run's own folder or one that holds it."""
+    if paths.is_cloud(run_path):
+        return
+    src, dst = pathlib.Path(os.fspath(run_path)).resolve(), out.resolve()
+    if dst == src or dst in src.parents:
+        raise InputError(f"--out {out} is the run's folder or holds it: export to a folder outside {src}")
+
+
+def _exported_here(target: pathlib.Path, source: str, step: int, overwrite: bool) -> bool:
+    """Whether `target` already holds this run's export of `step` (kept); a folder holding anything else is refused
+    unless `overwrite`."""
+    if not target.exists() or overwrite:
+        return False
+    try:
+        info = json.loads((target / EXPORT_INFO).read_text())
+    except (OSError, ValueError):
+        info = {}
+    if info.get("step") == step and info.get("source") == source:
+        return True
+    raise ExistsError(f"{target} exists and is not this run's export of step {step}: choose another --out or pass "
+                      "--overwrite to replace it")
+
+
 def series_names(index: Sequence[dict], names: str = "words") -> dict[str, int]:
     """Folder name -> step: 'words' = BabyLM 2025 chck_<N>M (first step reaching each mark), 'steps' = step_<n>."""
     if names == "steps":
@@ -332,11 +357,12 @@ def export_series(workdir: str | os.PathLike, out: str | os.PathLike, *, names: 
     """Export every checkpoint of the series (or one per words-seen mark) into `out/<name>/`; resumable: folders
     already exported are kept."""
     _require_peers()
-    index, done = RunDir.open(workdir).series_index(), {}
+    run = RunDir.open(workdir)
+    index, done, source = run.series_index(), {}, str(paths.absolute(run.path, resolve=True))
     for name, step in series_names(index, names).items():
         target = pathlib.Path(out) / name
-        info = target / EXPORT_INFO
-        if target.exists() and not overwrite and info.exists() and json.loads(info.read_text())["step"] == step:
+        _refuse_inside_run(target, run.path)
+        if _exported_here(target, source, step, overwrite):
             done[name] = target
             continue
         done[name] = export_checkpoint(workdir, step, target, overwrite=True)

@@ -206,12 +206,29 @@ def write_generations(workdir: str | os.PathLike, steps: Sequence[int] | None = 
     if not prompts:
         raise InputError("no prompts: pass at least one --prompt")
     run = RunDir.open(workdir)
+    path = paths.absolute(out) if out is not None else run.generations_path
+    _refuse_other_file(path)
     steps = spread_steps([int(e["step"]) for e in run.series_index()]) if steps is None else steps
     gens = generate(run.path, steps, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                     seed=seed)
-    path = paths.absolute(out) if out is not None else run.generations_path
     paths.write_atomic(path, json.dumps({str(s): texts for s, texts in gens.items()}, indent=1, ensure_ascii=False))
     return path
+
+
+def _refuse_other_file(path: epath.Path) -> None:
+    """--out may be new or an earlier generations file ({step: {prompt: text}}), never a folder or another file."""
+    if path.is_dir():
+        raise InputError(f"--out {path} is a folder: give a file, e.g. {path / 'generations.json'}")
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+        ours = isinstance(old, dict) and all(k.isdigit() and isinstance(v, dict) for k, v in old.items())
+    except (ValueError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise InputError(f"--out {path} exists and is not a generations file: choose another path (it is not "
+                         "overwritten)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

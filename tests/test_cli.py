@@ -95,3 +95,17 @@ def test_unknown_config_key_names_the_override_and_the_closest_key(tmp_path):
     r = _run("launch/train.py", "--config", "configs/tiny.py", "--workdir", str(tmp_path), "--config.optim.lr=fast")
     assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "config.json").exists()  # nothing was written for a bad command
+
+
+def test_a_config_file_that_cannot_be_loaded_is_one_line(tmp_path):
+    (tmp_path / "syntax.py").write_text("def get_config(:\n")
+    (tmp_path / "empty.py").write_text("X = 1\n")
+    for config, why in [(tmp_path / "nope.py", "no such file"), (tmp_path / "syntax.py", "SyntaxError"),
+                        (tmp_path / "empty.py", "it defines no get_config()"), (tmp_path, "IsADirectoryError")]:
+        r = _run("launch/train.py", "--config", str(config), "--workdir", str(tmp_path / "w"))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+        assert r.stderr.startswith(f"error: cannot load the config file {config}: {why}"), r.stderr
+    assert not (tmp_path / "w").exists()
+    r = _run("-m", "babyjax.score", f"--run=a={tmp_path}", "--steps=10,abc", f"--out={tmp_path / 's'}")
+    assert r.returncode == 2 and r.stderr.endswith("error: --steps takes series steps as whole numbers, e.g. "
+                                                   "--steps=0,100,2000; got '10,abc'\n"), r.stderr[-2000:]

@@ -113,6 +113,17 @@ def test_series_export_named_by_words_seen(tmp_path, tok):
         export.export_checkpoint(workdir, 10, done["chck_1M"])
     with pytest.raises(ValueError, match="no checkpoint at step 7"):
         export.export_checkpoint(workdir, 7, tmp_path / "x")
+    # a folder that is not this run's export of that step is never replaced without --overwrite
+    other = tmp_path / "hf2" / "chck_1M"
+    other.mkdir(parents=True)
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not this run's export of step 10"):
+        export.export_series(workdir, tmp_path / "hf2")
+    assert (other / "notes.txt").read_text() == "mine"
+    for out in (workdir, tmp_path):  # the run's own folder, or one holding it: refused even with --overwrite
+        with pytest.raises(ValueError, match="is the run's folder or holds it"):
+            export.export_checkpoint(workdir, 10, out, overwrite=True)
+    assert checkpoints.load_series_index(workdir)[-1]["step"] == 25
 
 
 def test_export_command_line(tmp_path, tok):

@@ -178,6 +178,13 @@ def test_bad_input_gives_clear_errors(run, tmp_path):
     with pytest.raises(ValueError, match="no checkpoint at step 5"):
         generate.write_generations(workdir, [5], out=out)
     assert out.read_text() == "{}"  # nothing written over on error
+    foreign = tmp_path / "config.json"  # --out pointing at another file: refused before anything is generated
+    foreign.write_text('{"model": {"d_model": 32}}')
+    with pytest.raises(ValueError, match="exists and is not a generations file"):
+        generate.write_generations(workdir, [0], out=foreign)
+    assert foreign.read_text() == '{"model": {"d_model": 32}}'
+    with pytest.raises(ValueError, match="is a folder"):
+        generate.write_generations(workdir, [0], out=tmp_path)
 
 
 def test_spread_steps_over_log_step():

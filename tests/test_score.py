@@ -577,3 +577,33 @@ def test_text_units_line_and_file(tmp_path, tiny_tokenizer):
     assert by_file.eval_hash == by_line.eval_hash != score.load_text([str(tmp_path)], tiny_tokenizer, limit=1).eval_hash
     with pytest.raises(FileNotFoundError):
         score.load_text([str(tmp_path / "none.txt")], tiny_tokenizer)
+
+
+def test_a_damaged_or_foreign_score_folder_is_refused_and_left_as_it_is(tmp_path):
+    from babyjax.analysis.report import write_report
+    from babyjax.score.store import RunTable, ScoreFolder
+
+    table = RunTable(tmp_path / "out" / "runs" / "r", num_tokens=6)
+    table.add([{"step": s, "tokens_seen": s, "words_seen": s} for s in (0, 10, 20)])
+    for s in (0, 10, 20):
+        table.write(s, np.full(6, 1.5, np.float32))
+    del table
+    matrix = tmp_path / "out" / "runs" / "r" / "surprisal.npy"
+    with open(matrix, "r+b") as f:  # cut off the last row
+        f.truncate(matrix.stat().st_size - 6 * 4)
+    size = matrix.stat().st_size
+    with pytest.raises(ValueError, match="is truncated"):
+        RunTable(tmp_path / "out" / "runs" / "r", num_tokens=6)  # a rerun: never grown with zeros
+    assert matrix.stat().st_size == size
+    other = tmp_path / "a_run"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="holds other files \\(config.json\\) and no score output"):
+        ScoreFolder(other, {}, pd.DataFrame({"i": [1]}), pd.DataFrame({"s": [1]}), primary=True)
+    assert sorted(p.name for p in other.iterdir()) == ["config.json"]
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        ScoreFolder(tmp_path / "a_file", {}, pd.DataFrame({"i": [1]}), pd.DataFrame({"s": [1]}), primary=True)
+    with pytest.raises(ValueError, match="is a score output or a run folder"):
+        write_report([tmp_path / "out"], other, progress=False)
+    assert sorted(p.name for p in other.iterdir()) == ["config.json"]

@@ -388,6 +388,10 @@ def write_report(score_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Pa
         raise InputError(f"x axis must be one of {xia.X_AXES}; got {x_axis!r}")
     xia_p = [float(xia_p)] if np.isscalar(xia_p) else [float(p) for p in xia_p]
     out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file: give a folder for the report")
+    if (out / "meta.json").exists() or (out / "config.json").exists():
+        raise InputError(f"--out {out} is a score output or a run folder: give the report its own folder")
     out.mkdir(parents=True, exist_ok=True)
     rd = pathlib.Path(runs_dir) if runs_dir else None
     if rd is not None and not rd.is_dir():

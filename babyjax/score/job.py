@@ -90,6 +90,15 @@ def parse_count(text: str) -> int:
     return round(float(m.group(1)) * scale)
 
 
+def parse_steps(texts: Sequence[str]) -> list[int]:
+    """--steps 0,100,2000 -> [0, 100, 2000]; anything else is one line."""
+    try:
+        return [int(t) for t in texts]
+    except ValueError:
+        raise InputError(f"--steps takes series steps as whole numbers, e.g. --steps=0,100,2000; got "
+                         f"{','.join(texts)!r}") from None
+
+
 def select_checkpoints(index: Sequence[Mapping[str, Any]], steps: Sequence[int] | None = None,
                        words: Sequence[int] | None = None, run: str = "") -> list[dict]:
     """Index entries to score: all, the given steps, and/or the first checkpoint reaching each words-seen mark."""
@@ -464,7 +473,7 @@ def main(argv: Sequence[str]) -> None:
         raise InputError("--out is required: the folder the scores go to")
     summary = score_job(
         [RunSpec.parse(r) for r in f.run], f.out, kind=f.kind, eval_paths=f.eval, policy=f.policy,
-        steps=[int(s) for s in f.steps], words=[parse_count(w) for w in f.words], seq_len=f.seq_len,
+        steps=parse_steps(f.steps), words=[parse_count(w) for w in f.words], seq_len=f.seq_len,
         stride=f.stride, batch_rows=f.batch_rows, dtype=f.dtype, suite=f.suite, text_unit=f.text_unit,
         text_suffix=f.text_suffix, limit=f.limit, head_tokens=f.head_tokens, scoring=f.scoring,
         mesh_cfg=ml_collections.ConfigDict({"data": f.mesh_data, "fsdp": f.mesh_fsdp, "tensor": f.mesh_tensor}))

@@ -62,7 +62,7 @@ class RunTable:
         self._recover()
         if self.table_path.exists():
             self.rows = read_checkpoints(self.table_path)
-            self.matrix = np.lib.format.open_memmap(self.matrix_path, mode="r+")
+            self.matrix = open_matrix(self.matrix_path, mode="r+")
             if self.matrix.shape != (len(self.rows), num_tokens) or self.matrix.dtype != np.float32:
                 raise InputError(f"{self.matrix_path} has shape {self.matrix.shape}, but {self.table_path} lists "
                                  f"{len(self.rows)} checkpoints of {num_tokens} tokens: the folder was changed by "
@@ -129,6 +129,20 @@ class RunTable:
                 yield int(r["step"]), float(r["words_seen"]), np.asarray(self.matrix[i])
 
 
+def _refuse_foreign_folder(out: pathlib.Path) -> None:
+    """--out is new, empty, a score output, or one a job left before its meta.json: never a file or another folder
+    (a run, a report), whose files would be mixed with the scores."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file: give a folder for the scores")
+    if not out.is_dir() or (out / "meta.json").exists():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ("tokens.csv", "sequences.csv", "runs")
+                     and not p.name.startswith("."))
+    if foreign:
+        raise InputError(f"--out {out} holds other files ({', '.join(foreign[:3])}) and no score output: give a new "
+                         "or empty folder")
+
+
 class ScoreFolder:
     """The output folder of a job (process 0 writes; other processes only compute). An existing folder is continued
     only when it scores the same thing (`IDENTITY`) and names the same run folders; the runs of both jobs are merged
@@ -142,6 +156,7 @@ class ScoreFolder:
         if not primary:
             return
         meta_path = out / "meta.json"
+        _refuse_foreign_folder(out)
         if meta_path.exists():
             stored = json.loads(meta_path.read_text())
             for key in IDENTITY:
@@ -193,6 +208,25 @@ def validation_perplexity(surprisal_TxC: np.ndarray) -> np.ndarray:
         count += ok.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, np.exp2(total / count), np.nan)
+
+
+def open_matrix(path: pathlib.Path, mode: str = "r") -> np.ndarray:
+    """A surprisal matrix, memory-mapped; a file shorter than its header says is refused in one line (numpy would
+    grow it with zeros in r+ mode: scores that look real)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            need = f.tell() + math.prod(shape) * dtype.itemsize
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path} is not a readable .npy matrix ({err}): the score output was damaged; score into a "
+                         "new --out") from None
+    if path.stat().st_size < need:
+        raise InputError(f"{path} is truncated ({path.stat().st_size:,} of {need:,} bytes): the score output was "
+                         "damaged; score into a new --out")
+    return np.lib.format.open_memmap(path, mode=mode)
 
 
 @dataclasses.dataclass
@@ -263,7 +297,7 @@ def _read_run(path: pathlib.Path, meta: dict, run: str,
         if meta.get("kind") == "pairs":
             return None
         raise MissingError(f"run {run}: {s_path} or {c_path} missing: the score output is incomplete")
-    s = np.load(s_path, mmap_mode="r")
+    s = open_matrix(s_path)
     ck = read_checkpoints(c_path, exact=False)
     if s.ndim != 2 or s.shape[0] != len(ck):
         raise InputError(f"run {run}: surprisal.npy has shape {s.shape} but checkpoints.csv has {len(ck)} rows")
