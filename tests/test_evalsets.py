@@ -150,3 +150,15 @@ def test_plain_text(tmp_path):
         evalsets.load_texts(tmp_path)
     with pytest.raises(FileNotFoundError):
         evalsets.load_texts(tmp_path / "nothing")
+
+
+def test_a_file_that_is_not_a_token_sample_is_one_line(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    (tmp_path / "notes.md").write_text("not numpy")
+    for name in ("empty.npz", "other.npz", "notes.md"):
+        with pytest.raises(ValueError, match=r"is not a token sample \(.*\): make one with python -m babyjax"):
+            evalsets.load_tokens(str(tmp_path / name))
+    for path in (tmp_path / "nope.npz", tmp_path):
+        with pytest.raises(FileNotFoundError, match="no token sample at"):
+            evalsets.load_tokens(str(path))

@@ -396,3 +396,11 @@ def test_a_bucket_url_as_the_study_folder_is_refused_in_one_line(tmp_path, share
         Study(study, "gs://b/studies/x")
     assert "\n" not in str(e.value) and "gcsfuse" in str(e.value)
     assert not (tmp_path / "gs:").exists()  # nothing made in the current folder
+
+
+def test_an_evaluation_set_that_does_not_exist_is_refused_before_training(tmp_path, shared_data):
+    study = spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds")))
+    study.pairs["blimp_typo"] = str(tmp_path / "no_such_blimp")
+    with pytest.raises(InputError, match=r"study.pairs.blimp_typo: .*no_such_blimp does not exist: fix the study"):
+        Study(study, tmp_path / "study")
+    assert not (tmp_path / "study").exists()

@@ -56,9 +56,17 @@ class TokenSample:
 
 
 def load_token_sample(path: str | os.PathLike) -> TokenSample:
-    with np.load(path) as z:
-        return TokenSample(tokens=z["tokens"], positions=z["positions"], offsets=z["offsets"],
-                           meta=json.loads(str(z["meta"])))
+    """A token sample written by `TokenSample.save`; anything else is one line."""
+    if not os.path.isfile(path):
+        raise MissingError(f"no token sample at {path}: make one with python -m babyjax.data.evalsets tokens")
+    try:
+        with np.load(path) as z:
+            return TokenSample(tokens=z["tokens"], positions=z["positions"], offsets=z["offsets"],
+                               meta=json.loads(str(z["meta"])))
+    except (OSError, ValueError, KeyError, EOFError, AttributeError, TypeError) as err:
+        why = (str(err).splitlines() or [""])[0][:120]
+        raise InputError(f"{path} is not a token sample ({type(err).__name__}: {why}): make one with python -m "
+                         "babyjax.data.evalsets tokens") from None
 
 
 def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num_positions: int, seed: int,

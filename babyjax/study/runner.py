@@ -77,6 +77,16 @@ def last_error(log_path: pathlib.Path) -> str:
         return ""
 
 
+def _check_eval_paths(study: ml_collections.ConfigDict) -> None:
+    """Every evaluation set the study names exists, before any run trains (a wrong path found after training could
+    not be mended: the study folder is pinned to its config)."""
+    for group in ("pairs", "text"):
+        for name, path in study[group].items():
+            if "://" not in str(path) and not os.path.exists(str(path)):
+                raise InputError(f"study.{group}.{name}: {path} does not exist: fix the study config (nothing was "
+                                 "trained)")
+
+
 class Study:
     """One study folder and the stages that fill it."""
 
@@ -86,6 +96,7 @@ class Study:
                              "are followed there); for SLURM or TPU runs, put it on storage every node mounts at the "
                              "same path (NFS, Filestore, a gcsfuse mount of the bucket)")
         self.study = study
+        _check_eval_paths(study)
         self.dir = pathlib.Path(os.path.abspath(os.fspath(workdir)))
         self.runs = spec_lib.expand(study)
         self.progress = progress
