@@ -176,6 +176,8 @@ def heldout_prompts(workdir: str | os.PathLike, n: int, words: int = 3, seed: in
     with `seed` among those with at least `words` + 5 words). Never prepares the dataset."""
     from babyjax.data.pipeline import load_split_tokens
 
+    if n < 1:
+        raise InputError(f"--heldout_prompts={n}: ask for at least one prompt (0: the default prompts)")
     run = RunDir.open(workdir)
     cfg, tok = run.config(), run.tokenizer()
     split = load_split_tokens(cfg.data, tok, cfg.data.get("dev_split", "dev"), prepare=False)
@@ -256,7 +258,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         raise InputError(f"--steps={args.steps!r}: give comma-separated integers") from None
     prompts = args.prompt or DEFAULT_PROMPTS
-    if args.heldout_prompts:
+    if args.heldout_prompts != 0:
         prompts = heldout_prompts(args.workdir, args.heldout_prompts, seed=args.seed)
     path = write_generations(args.workdir, steps, prompts, args.out,
                              max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,

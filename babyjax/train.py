@@ -24,6 +24,7 @@ from babyjax import step as step_lib
 from babyjax.checkpoints import RunCheckpoints
 from babyjax.data import babylm, pipeline, tokenizer as tokenizer_lib
 from babyjax.run import RunDir
+from babyjax.errors import InputError
 
 log = logging.getLogger("babyjax")
 
@@ -80,6 +81,8 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
     """Run directory, mesh, data, tokenizer, model, optimizer, steps, loaders, checkpoints and metric writer."""
     distributed.check_same_everywhere(config.to_json_best_effort(sort_keys=True), "config")
     run = RunDir(workdir)
+    if run.path.exists() and not run.path.is_dir():
+        raise InputError(f"--workdir {run.path} is a file: give a folder for the run")
     run.path.mkdir(parents=True, exist_ok=True)
     run.pin_config(config, primary=jax.process_index() == 0)
     mesh = sharding.make_mesh(config.mesh)

@@ -106,6 +106,11 @@ def test_a_config_file_that_cannot_be_loaded_is_one_line(tmp_path):
         assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
         assert r.stderr.startswith(f"error: cannot load the config file {config}: {why}"), r.stderr
     assert not (tmp_path / "w").exists()
+    (tmp_path / "a_file").write_text("mine")
+    r = _run("launch/train.py", "--config", "configs/tiny.py", "--workdir", str(tmp_path / "a_file"))
+    assert r.returncode == 2 and r.stderr.splitlines()[-1] == f"error: --workdir {tmp_path / 'a_file'} is a file: " \
+        "give a folder for the run", r.stderr[-2000:]
+    assert (tmp_path / "a_file").read_text() == "mine"
     r = _run("-m", "babyjax.score", f"--run=a={tmp_path}", "--steps=10,abc", f"--out={tmp_path / 's'}")
     assert r.returncode == 2 and r.stderr.endswith("error: --steps takes series steps as whole numbers, e.g. "
                                                    "--steps=0,100,2000; got '10,abc'\n"), r.stderr[-2000:]

@@ -185,6 +185,8 @@ def test_bad_input_gives_clear_errors(run, tmp_path):
     assert foreign.read_text() == '{"model": {"d_model": 32}}'
     with pytest.raises(ValueError, match="is a folder"):
         generate.write_generations(workdir, [0], out=tmp_path)
+    with pytest.raises(ValueError, match="ask for at least one prompt"):
+        generate.heldout_prompts(workdir, -3)
 
 
 def test_spread_steps_over_log_step():
