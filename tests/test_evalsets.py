@@ -162,3 +162,8 @@ def test_a_file_that_is_not_a_token_sample_is_one_line(tmp_path):
     for path in (tmp_path / "nope.npz", tmp_path):
         with pytest.raises(FileNotFoundError, match="no token sample at"):
             evalsets.load_tokens(str(path))
+    sample = evalsets.TokenSample(tokens=np.zeros((2, 8), np.int32), positions=np.ones((2, 1), np.int32),
+                                  offsets=np.zeros(2, np.int64), meta={})
+    with pytest.raises(ValueError, match="is a folder: give a file for the sample"):
+        sample.save(tmp_path)
+    assert len(evalsets.load_tokens(str(sample.save(tmp_path / "s.npz"))).token_ids) == 2  # written, read back

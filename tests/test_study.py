@@ -396,6 +396,9 @@ def test_a_bucket_url_as_the_study_folder_is_refused_in_one_line(tmp_path, share
         Study(study, "gs://b/studies/x")
     assert "\n" not in str(e.value) and "gcsfuse" in str(e.value)
     assert not (tmp_path / "gs:").exists()  # nothing made in the current folder
+    (tmp_path / "a_file").write_text("mine")
+    with pytest.raises(InputError, match="a_file is a file: give a folder for the study"):
+        Study(study, tmp_path / "a_file")
 
 
 def test_an_evaluation_set_that_does_not_exist_is_refused_before_training(tmp_path, shared_data):

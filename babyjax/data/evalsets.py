@@ -48,6 +48,8 @@ class TokenSample:
         np.savez(buf, tokens=self.tokens, positions=self.positions, offsets=self.offsets,
                  meta=np.array(json.dumps(self.meta, sort_keys=True)))
         data = buf.getvalue()
+        if path.is_dir():
+            raise InputError(f"--out {path} is a folder: give a file for the sample, e.g. {path / 'tokens.npz'}")
         if not path.exists():
             paths.write_atomic(path, data)
         elif path.read_bytes() != data:

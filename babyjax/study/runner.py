@@ -98,6 +98,8 @@ class Study:
         self.study = study
         _check_eval_paths(study)
         self.dir = pathlib.Path(os.path.abspath(os.fspath(workdir)))
+        if self.dir.exists() and not self.dir.is_dir():
+            raise InputError(f"--workdir {self.dir} is a file: give a folder for the study")
         self.runs = spec_lib.expand(study)
         self.progress = progress
         self.tokenizer_path = self.dir / "tokenizer.model"
