@@ -73,16 +73,10 @@ def babyjax_side(args) -> dict:
     from babyjax import metrics, model as model_lib
     from babyjax.score.packing import pack, windows
     from babyjax.score.scorer import Scorer, scoring_mesh
-    from benchmarks.bench_train import babyjax_runner
+    from benchmarks.bench_train import babyjax_runner, bench_batch
 
     s, cfg = shape(args), babyjax_config(shape(args))
-    t = token_rows(s, s["batch"], 0)
-    n = t.shape[0]
-    batch = {"inputs": t[:, :-1], "targets": t[:, 1:], "segment_ids": np.ones((n, s["seq_len"]), np.int32),
-             "positions": np.tile(np.arange(s["seq_len"], dtype=np.int32), (n, 1)),
-             "weights": np.ones((n, s["seq_len"]), np.float32), "num_words": np.full((n,), 100.0, np.float32),
-             "num_tokens": np.full((n,), float(s["seq_len"]), np.float32)}
-    train, train_flops = babyjax_runner(cfg, batch)
+    train, train_flops = babyjax_runner(cfg, bench_batch(cfg))  # token_rows(s, batch, 0), as the torch side
     model_cfg = model_lib.ModelConfig.from_config(cfg.model, s["vocab"])
     scorer = Scorer(model_cfg, scoring_mesh())
     text = token_rows(s, s["score_rows"], 1)[:, :-1]  # rows of seq_len tokens: all but the first scored
