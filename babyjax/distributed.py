@@ -2,6 +2,7 @@
 `jax.distributed` detects TPU pods and SLURM jobs itself; elsewhere pass the coordinator address, process count and
 id. On CPU, collectives go over gloo (how the multi-process tests run on 127.0.0.1).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,14 +24,19 @@ log = logging.getLogger("babyjax")
 
 
 def define_flags() -> None:
-    flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
-                      "Initialise jax.distributed: auto = when a coordinator is given or a TPU pod / SLURM job with "
-                      "several tasks is detected.")
+    flags.DEFINE_enum(
+        "distributed",
+        "auto",
+        ["auto", "on", "off"],
+        "Initialise jax.distributed: auto = when a coordinator is given or a TPU pod / SLURM job with "
+        "several tasks is detected.",
+    )
     flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (explicit multi-process runs).")
     flags.DEFINE_integer("num_processes", None, "Number of processes (explicit multi-process runs).")
     flags.DEFINE_integer("process_id", None, "This process's id, 0..num_processes-1 (explicit multi-process runs).")
-    flags.DEFINE_integer("distributed_timeout", 120,
-                         "Seconds to wait for every process to reach the coordinator before giving up.")
+    flags.DEFINE_integer(
+        "distributed_timeout", 120, "Seconds to wait for every process to reach the coordinator before giving up."
+    )
 
 
 def cluster_detected() -> bool:
@@ -41,8 +47,13 @@ def cluster_detected() -> bool:
     return "," in hosts
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, mode: str = "auto", timeout_s: int = 120) -> bool:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    mode: str = "auto",
+    timeout_s: int = 120,
+) -> bool:
     """Initialises jax.distributed when asked or detected; returns whether it did. Call before any other JAX use."""
     explicit = coordinator_address is not None
     if mode == "off" or (mode == "auto" and not explicit and not cluster_detected()):
@@ -55,21 +66,30 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         _wait_for_coordinator(coordinator_address, timeout_s)
     if jax.config.jax_cpu_collectives_implementation is None:  # CPU collectives over gloo (JAX's default since 0.5);
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # a user's mpi stays; no backend starts here
+
     # When not every process arrives, JAX ends the process with a C++ fatal error and a stack dump. A watchdog
     # that fires just before JAX's own timeout turns that into one clear line and exit status 2.
     def give_up() -> None:
-        print(f"error: not every process joined the distributed job at {coordinator_address or 'the coordinator'} "
-              f"within {timeout_s}s (expected {num_processes or 'all'} processes); start all of them with the same "
-              "coordinator address", file=sys.stderr, flush=True)
-        os._exit(2)  # a user error (exit status 2, babyjax/cli.py), raised where no exception can be caught
+        print(
+            f"error: not every process joined the distributed job at {coordinator_address or 'the coordinator'} "
+            f"within {timeout_s}s (expected {num_processes or 'all'} processes); start all of them with the same "
+            "coordinator address",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(2)  # a user error (exit status 2, babyjax/commands/cli.py), raised where no exception can be caught
 
     watchdog = threading.Timer(timeout_s, give_up)
     watchdog.daemon = True
     watchdog.start()
     try:
-        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                   process_id=process_id, initialization_timeout=int(timeout_s) + 10)
-    except Exception as e:  # noqa: BLE001 - JAX raises several types; all mean the same to the user
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=int(timeout_s) + 10,
+        )
+    except Exception as e:
         why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         raise _join_error(coordinator_address or "the auto-detected coordinator", timeout_s, why) from e
     finally:
@@ -95,8 +115,10 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
 
 
 def _join_error(where: str, timeout_s: float, why: str) -> DistributedError:
-    return DistributedError(f"could not join the distributed job at {where} within {timeout_s}s ({why}); check that "
-                            "every process runs with the same coordinator address and that process 0 is up")
+    return DistributedError(
+        f"could not join the distributed job at {where} within {timeout_s}s ({why}); check that "
+        "every process runs with the same coordinator address and that process 0 is up"
+    )
 
 
 def initialize_from_flags() -> bool:
@@ -112,5 +134,7 @@ def check_same_everywhere(text: str, what: str) -> None:
     all_digests = np.asarray(multihost_utils.process_allgather(digest)).reshape(-1)
     if len(set(all_digests.tolist())) > 1:
         bad = [i for i, d in enumerate(all_digests.tolist()) if d != all_digests[0]]
-        raise DistributedError(f"processes disagree on the {what} (process 0 differs from processes {bad}); "
-                               "launch every process with the same command")
+        raise DistributedError(
+            f"processes disagree on the {what} (process 0 differs from processes {bad}); "
+            "launch every process with the same command"
+        )

@@ -1,8 +1,9 @@
 """The errors a user can cause and fix: every expected failure of babyjax subclasses `UserError`, whose message is
-one line saying what went wrong and what to do (babyjax/cli.py prints it and exits with status 2; any other exception
-is a bug and keeps its traceback). Each subclass also derives from the built-in a caller would expect (`InputError` is
-a `ValueError`, ...). This module imports nothing, so every module may import it.
+one line saying what went wrong and what to do (babyjax/commands/cli.py prints it and exits with status 2; any other
+exception is a bug and keeps its traceback). Each subclass also derives from the built-in a caller would expect
+(`InputError` is a `ValueError`, ...). This module imports nothing, so every module may import it.
 """
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ tokenizer that run.py opens writes its model file with it too).
 A path with a scheme (`gs://bucket/...`) is cloud storage, used through etils.epath as it is; any other path is made
 absolute (Orbax needs absolute paths).
 """
+
 from __future__ import annotations
 
 import os
@@ -80,4 +81,3 @@ def write_folder(target: PathLike, fill: Callable[[pathlib.Path], None], *, over
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-

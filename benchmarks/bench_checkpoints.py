@@ -10,26 +10,28 @@ Prints the machine, every round, then per size each column's median (min-max ove
 
   python benchmarks/bench_checkpoints.py [--saves 100] [--sizes 1e6,2.5e7] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import logging
+import os
 import statistics
+import sys
 import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/ from a checkout
 
-from babyjax import checkpoints as ck  # noqa: E402
-from benchmarks import common  # noqa: E402
-from configs import base  # noqa: E402
+from babyjax.checkpoints import series as ck
+from benchmarks import common
+from configs import base
 
 
 def make_params(n_params: float, seed: int) -> dict:
@@ -39,9 +41,13 @@ def make_params(n_params: float, seed: int) -> dict:
     vocab = max(jax.device_count(), int(n_params / 4 / d) // jax.device_count() * jax.device_count())
     n_blocks = max(1, int((n_params - vocab * d) / (4 * d * d)))
     key = jax.random.key(seed)
-    tree = {"embed": jax.random.normal(key, (vocab, d)),
-            "blocks": {str(i): {"w": jax.random.normal(jax.random.fold_in(key, i), (d, 4 * d)),
-                                "b": jnp.zeros((4 * d,))} for i in range(n_blocks)}}
+    tree = {
+        "embed": jax.random.normal(key, (vocab, d)),
+        "blocks": {
+            str(i): {"w": jax.random.normal(jax.random.fold_in(key, i), (d, 4 * d)), "b": jnp.zeros((4 * d,))}
+            for i in range(n_blocks)
+        },
+    }
     return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, P("fsdp") if x.ndim == 2 else P())), tree)
 
 
@@ -69,9 +75,14 @@ def bench(n_params: float, saves: int) -> dict:
         t0 = time.perf_counter()
         ck.restore_params(tmp, saves - 1)
         restore_s = time.perf_counter() - t0
-    return {"params": count, "hash_ms": 1e3 * hash_s, "blocking_ms": 1e3 * statistics.mean(blocking),
-            "blocking_p90_ms": 1e3 * float(np.percentile(blocking, 90)), "written_s": written,
-            "restore_ms": 1e3 * restore_s}
+    return {
+        "params": count,
+        "hash_ms": 1e3 * hash_s,
+        "blocking_ms": 1e3 * statistics.mean(blocking),
+        "blocking_p90_ms": 1e3 * float(np.percentile(blocking, 90)),
+        "written_s": written,
+        "restore_ms": 1e3 * restore_s,
+    }
 
 
 def main() -> None:
@@ -83,19 +94,28 @@ def main() -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
     print(f"machine: {common.machine('orbax.checkpoint')}")
     print(f"{jax.device_count()} {jax.devices()[0].platform} devices; {args.saves} series saves per size and round")
-    print(f"{'round':>5s} {'params':>12s} {'hash ms':>9s} {'save blocks ms (p90)':>21s} {'series written s':>17s} "
-          f"{'restore ms':>11s}")
+    print(
+        f"{'round':>5s} {'params':>12s} {'hash ms':>9s} {'save blocks ms (p90)':>21s} {'series written s':>17s} "
+        f"{'restore ms':>11s}"
+    )
     results = {size: [] for size in args.sizes.split(",")}
     for r in range(args.rounds):
         for size, ms in results.items():
             m = bench(float(size), args.saves)
             ms.append(m)
-            print(f"{r + 1:5d} {m['params']:12,d} {m['hash_ms']:9.1f} {m['blocking_ms']:12.1f} "
-                  f"({m['blocking_p90_ms']:6.1f}) {m['written_s']:17.2f} {m['restore_ms']:11.1f}", flush=True)
-    for size, ms in results.items():
+            print(
+                f"{r + 1:5d} {m['params']:12,d} {m['hash_ms']:9.1f} {m['blocking_ms']:12.1f} "
+                f"({m['blocking_p90_ms']:6.1f}) {m['written_s']:17.2f} {m['restore_ms']:11.1f}",
+                flush=True,
+            )
+    for ms in results.values():
         print(f"\n{ms[0]['params']:,} parameters, median (min-max over {len(ms)} rounds):")
-        for key, what in (("hash_ms", "hash ms"), ("blocking_ms", "save_series call, mean ms"),
-                          ("written_s", "series written s"), ("restore_ms", "restore ms")):
+        for key, what in (
+            ("hash_ms", "hash ms"),
+            ("blocking_ms", "save_series call, mean ms"),
+            ("written_s", "series written s"),
+            ("restore_ms", "restore ms"),
+        ):
             print(f"  {what:30s} {common.spread([m[key] for m in ms], '{:.1f}')}")
 
 

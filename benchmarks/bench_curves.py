@@ -11,6 +11,7 @@ scipy's curve_fit fits it) for all curves. Sides alternate each round; every rou
 range of each ratio. A first call of babyjax on all the curves, which compiles its kernels (once per process), is
 timed apart and printed; the rounds run after it.
 """
+
 import argparse
 import pathlib
 import sys
@@ -22,8 +23,8 @@ from scipy.optimize import curve_fit
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from babyjax.analysis import curves  # noqa: E402
-from benchmarks import common  # noqa: E402
+from babyjax.analysis import curves
+from benchmarks import common
 
 
 def chang_steps(max_steps=1_000_000, s0=100.0, s1=25_000.0, t1=1e6):
@@ -52,9 +53,14 @@ def chang_sigmoid_aoa(x, surprisal, chance):
     neg, ftol = -surprisal, 1e-8
     while True:
         try:
-            start, end, xmid, scale = curve_fit(lambda x, a, b, m, s: a + (b - a) / (1.0 + np.exp((m - x) / s)), x,
-                                                neg, p0=[neg.min(), neg.max(), x.mean(), 1.0], maxfev=1_000_000,
-                                                ftol=ftol)[0]
+            start, end, xmid, scale = curve_fit(
+                lambda x, a, b, m, s: a + (b - a) / (1.0 + np.exp((m - x) / s)),
+                x,
+                neg,
+                p0=[neg.min(), neg.max(), x.mean(), 1.0],
+                maxfev=1_000_000,
+                ftol=ftol,
+            )[0]
             break
         except RuntimeError:
             ftol *= 10
@@ -72,12 +78,14 @@ def check(y, steps, x, n_check, pygam_fits):
     against curve_fit run Chang's way (within 0.01 log10 steps)."""
     res = curves.compute_curve_measures({"r": y[:, :n_check]}, {"r": steps}, 50_000)
     sm = curves.GamSmoother.build(x)
-    coef, _, _ = sm.fit(y[1:, :len(pygam_fits)].astype(np.float64))
+    coef, _, _ = sm.fit(y[1:, : len(pygam_fits)].astype(np.float64))
     gam_err = float(np.abs(sm.predict(coef) - np.stack(pygam_fits, 1)).max())
     ref = np.array([chang_sigmoid_aoa(x, y[1:, j].astype(np.float64), np.log2(50_000)) for j in range(n_check)])
     aoa_err = np.abs(res.measures["r"]["aoa_sigmoid"] - ref)
-    print(f"check: GAM fitted values vs pygam on {len(pygam_fits)} curves, max |diff| {gam_err:.1e}; sigmoid AoA vs "
-          f"scipy curve_fit on {n_check} curves, max |diff| {aoa_err.max():.1e} log10 steps")
+    print(
+        f"check: GAM fitted values vs pygam on {len(pygam_fits)} curves, max |diff| {gam_err:.1e}; sigmoid AoA vs "
+        f"scipy curve_fit on {n_check} curves, max |diff| {aoa_err.max():.1e} log10 steps"
+    )
     assert gam_err < 1e-6, gam_err
     assert (aoa_err <= 0.01).mean() >= 0.99, np.flatnonzero(aoa_err > 0.01)
 
@@ -108,21 +116,30 @@ def main():
         curves.compute_curve_measures({"r": y}, {"r": steps}, 50_000, sigmoid_fit=False)
         ours_gam.append(args.curves / (time.perf_counter() - t))
         t = time.perf_counter()
-        fits = [LinearGAM(n_splines=25).gridsearch(x[:, None], y[1:, j].astype(np.float64),
-                                                   lam=np.logspace(-3, 3, 11), progress=False).predict(x[:, None])
-                for j in range(args.pygam_curves)]
+        fits = [
+            LinearGAM(n_splines=25)
+            .gridsearch(x[:, None], y[1:, j].astype(np.float64), lam=np.logspace(-3, 3, 11), progress=False)
+            .predict(x[:, None])
+            for j in range(args.pygam_curves)
+        ]
         peer.append(args.pygam_curves / (time.perf_counter() - t))
         pygam_fits = fits
-        print(f"round {r + 1}: curves/s  all measures {ours[-1]:,.0f} ({ours[-1] / peer[-1]:,.0f}x pygam), without "
-              f"sigmoid {ours_gam[-1]:,.0f} ({ours_gam[-1] / peer[-1]:,.0f}x), pygam {peer[-1]:.1f}")
+        print(
+            f"round {r + 1}: curves/s  all measures {ours[-1]:,.0f} ({ours[-1] / peer[-1]:,.0f}x pygam), without "
+            f"sigmoid {ours_gam[-1]:,.0f} ({ours_gam[-1] / peer[-1]:,.0f}x), pygam {peer[-1]:.1f}"
+        )
     check(y, steps, x, args.check_curves, pygam_fits)
     p = np.array(peer)
-    print(f"curves: {len(steps) - 1} checkpoints after step 0 (Chang schedule); ours on {args.curves}, "
-          f"pygam on {args.pygam_curves}; {args.rounds} rounds, ratios per round")
+    print(
+        f"curves: {len(steps) - 1} checkpoints after step 0 (Chang schedule); ours on {args.curves}, "
+        f"pygam on {args.pygam_curves}; {args.rounds} rounds, ratios per round"
+    )
     print(f"{'what':58s} {'curves/s':>10s} {'x pygam: median (min-max)':>28s}")
     print(f"{'pygam gridsearch per curve (smoothed curve only)':58s} {np.median(p):10.1f}")
-    for name, v in [("babyjax, all measures incl. sigmoid AoA (vectorised)", np.array(ours)),
-                    ("babyjax, all measures except sigmoid AoA (vectorised)", np.array(ours_gam))]:
+    for name, v in [
+        ("babyjax, all measures incl. sigmoid AoA (vectorised)", np.array(ours)),
+        ("babyjax, all measures except sigmoid AoA (vectorised)", np.array(ours_gam)),
+    ]:
         ratio = v / p
         print(f"{name:58s} {np.median(v):10.1f} {np.median(ratio):12,.0f} ({ratio.min():,.0f}-{ratio.max():,.0f})")
 

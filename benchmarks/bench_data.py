@@ -8,6 +8,7 @@ consumes tokens (--consume, about 3,000 tokens/s here).
 
   python benchmarks/bench_data.py [--data ../shared/data/babylm_sample] [--batches 300] [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 
 def main() -> None:
@@ -62,14 +63,21 @@ def main() -> None:
     t_stream = time.perf_counter() - t0
 
     print(f"machine: {common.machine('grain', 'sentencepiece')}; jax on {jax.devices()[0].platform}")
-    print(f"data: {args.data} train split, {len(sources['train']):,} lines, {data.num_words:,} words, "
-          f"{data.num_tokens:,} tokens (vocab {tok.vocab_size:,})")
-    print(f"one-off: prepare {t_prepare:.1f} s (reused if already there), tokenizer {t_tok:.1f} s, "
-          f"tokenize + cache the split {t_stream:.1f} s ({data.num_tokens / t_stream:,.0f} tokens/s)")
+    print(
+        f"data: {args.data} train split, {len(sources['train']):,} lines, {data.num_words:,} words, "
+        f"{data.num_tokens:,} tokens (vocab {tok.vocab_size:,})"
+    )
+    print(
+        f"one-off: prepare {t_prepare:.1f} s (reused if already there), tokenizer {t_tok:.1f} s, "
+        f"tokenize + cache the split {t_stream:.1f} s ({data.num_tokens / t_stream:,.0f} tokens/s)"
+    )
 
     mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ("data", "fsdp", "tensor"))
-    cases = {"pack, numpy": {"packing": "pack"}, "chunk, numpy": {"packing": "chunk"},
-             "pack, global jax.Array": {"packing": "pack", "mesh": mesh}}
+    cases = {
+        "pack, numpy": {"packing": "pack"},
+        "chunk, numpy": {"packing": "chunk"},
+        "pack, global jax.Array": {"packing": "pack", "mesh": mesh},
+    }
     print(f"\nbatches of {args.batch} x {args.seq_len} tokens, {args.batches} batches x {args.repeats} repeats")
     print(f"{'pipeline':<26}{'tokens/s: median (min-max over repeats)':>48}{'ms / batch':>12}{'x train step':>14}")
     for name, kw in cases.items():
@@ -77,8 +85,10 @@ def main() -> None:
         cfg.packing = kw["packing"]
         rates = _rates(cfg, tok, args, kw.get("mesh"))
         rate = statistics.median(rates)
-        print(f"{name:<26}{common.spread(rates, '{:,.0f}'):>48}{1e3 * args.batch * args.seq_len / rate:>12.2f}"
-              f"{rate / args.consume:>14,.0f}")
+        print(
+            f"{name:<26}{common.spread(rates, '{:,.0f}'):>48}{1e3 * args.batch * args.seq_len / rate:>12.2f}"
+            f"{rate / args.consume:>14,.0f}"
+        )
 
 
 def _rates(cfg: Any, tok: Any, args: argparse.Namespace, mesh: Any) -> list[float]:

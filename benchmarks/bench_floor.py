@@ -1,8 +1,8 @@
 """Where the time goes: the matmul floor of babyjax's two hot calls, against their measured time (issue 13's ceilings).
 
-The floor of a call (babyjax.metrics.matmul_floor) is what its matrix products take, each timed alone with the same
-shapes on this machine: the call cannot run faster than that unless it does fewer products or XLA's matmul kernels get
-faster, whatever else is tuned. Two calls:
+The floor of a call (babyjax.train.metrics.matmul_floor) is what its matrix products take, each timed alone with the
+same shapes on this machine: the call cannot run faster than that unless it does fewer products or XLA's matmul kernels
+get faster, whatever else is tuned. Two calls:
   - the bench train step (configs/bench.py, the one bench_train.py times against the PyTorch peers): its ceiling in
     tokens/s is tokens / floor, its MFU ceiling model FLOPs / floor / matmul peak;
   - the tiny model's scoring call for one checkpoint of a Chang-style token sample (333 rows x 15 targets in 128-token
@@ -15,6 +15,7 @@ floor goes: times per call, time alone, rate alone, shapes).
 
   python benchmarks/bench_floor.py [--rounds 3] [--calls 5] [--dots 8]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 SERIES_CHECKPOINTS, TINY_STEPS = 115, 600  # the tiny run's Chang series and its length (configs/tiny.py)
 
@@ -34,7 +35,9 @@ def train_call(cfg):
     """(a function of no arguments running one train step, its args for the floor, the step function, tokens)."""
     import jax
 
-    from babyjax import model as model_lib, sharding, step as step_lib
+    from babyjax.model import sharding
+    from babyjax.model import transformer as model_lib
+    from babyjax.train import step as step_lib
     from benchmarks.bench_train import bench_batch
 
     mesh = sharding.make_mesh(cfg.mesh, devices=jax.devices()[:1])
@@ -58,7 +61,7 @@ def score_call(cfg, rows: int = 333, targets: int = 15):
     import numpy as np
     from flax import nnx
 
-    from babyjax import model as model_lib
+    from babyjax.model import transformer as model_lib
     from babyjax.score.packing import Window, pack
     from babyjax.score.scorer import Scorer, scoring_mesh
 
@@ -69,11 +72,13 @@ def score_call(cfg, rows: int = 333, targets: int = 15):
     for s in range(rows):
         ids = rng.integers(5, cfg.tokenizer.vocab_size, size=length)
         pos = np.sort(rng.choice(np.arange(1, length), targets, replace=False))
-        wins.append(Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1:pos[-1] + 1]),
-                           tuple(int(p) - 1 for p in pos)))
+        wins.append(
+            Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1 : pos[-1] + 1]), tuple(int(p) - 1 for p in pos))
+        )
     packed, device_batches = scorer.place(pack(wins, length))
-    params = jax.device_put(nnx.split(model_lib.Transformer(scorer.model_cfg, rngs=nnx.Rngs(0)), nnx.Param, ...)[1],
-                            scorer.param_shardings)
+    params = jax.device_put(
+        nnx.split(model_lib.Transformer(scorer.model_cfg, rngs=nnx.Rngs(0)), nnx.Param, ...)[1], scorer.param_shardings
+    )
     run = lambda: scorer.logprobs(params, packed, device_batches)
     return run, lambda: (scorer._fn, params, device_batches)
 
@@ -89,7 +94,7 @@ def timed(run, calls: int) -> float:
 
 
 def one_round(calls: dict, n: int) -> dict:
-    from babyjax import metrics
+    from babyjax.train import metrics
 
     out = {"peak": metrics.measure_matmul_peak("float32"), "floors": {}}
     for name, (run, floor_args) in calls.items():
@@ -101,12 +106,16 @@ def one_round(calls: dict, n: int) -> dict:
 def print_dots(floors: dict, top: int) -> None:
     """The `top` products of each call's floor by their share of it."""
     for name, floor in floors.items():
-        print(f"\n{name}: the largest of its {len(floor.rows)} distinct products ({floor.flops / 1e9:.1f} GFLOP a "
-              f"call, floor {floor.seconds * 1e3:.0f} ms)")
+        print(
+            f"\n{name}: the largest of its {len(floor.rows)} distinct products ({floor.flops / 1e9:.1f} GFLOP a "
+            f"call, floor {floor.seconds * 1e3:.0f} ms)"
+        )
         for times, shapes, seconds, rate in sorted(floor.rows, key=lambda r: -r[0] * r[2])[:top]:
             share = times * seconds / floor.seconds
-            print(f"  {times:4d} x {seconds * 1e3:7.2f} ms = {times * seconds * 1e3:7.1f} ms ({share:4.0%}) at "
-                  f"{rate / 1e9:4.0f} GFLOP/s  {shapes}")
+            print(
+                f"  {times:4d} x {seconds * 1e3:7.2f} ms = {times * seconds * 1e3:7.1f} ms ({share:4.0%}) at "
+                f"{rate / 1e9:4.0f} GFLOP/s  {shapes}"
+            )
 
 
 def main() -> None:
@@ -120,27 +129,40 @@ def main() -> None:
 
     bench_run, bench_floor_args, bench_flops = train_call(bench.get_config())
     tiny_run, tiny_floor_args, _ = train_call(tiny.get_config())
-    calls = {"bench train step": (bench_run, bench_floor_args), "tiny train step": (tiny_run, tiny_floor_args),
-             "tiny scoring, one checkpoint": score_call(tiny.get_config())}
+    calls = {
+        "bench train step": (bench_run, bench_floor_args),
+        "tiny train step": (tiny_run, tiny_floor_args),
+        "tiny scoring, one checkpoint": score_call(tiny.get_config()),
+    }
     tokens = bench.get_config().train.batch_size * bench.get_config().data.seq_len
     rows = []
     for r in range(args.rounds):
         rows.append(one_round(calls, args.calls))
-        print(f"round {r + 1}: matmul peak {rows[-1]['peak'] / 1e9:.0f} GFLOP/s; " + "; ".join(
-            f"{k} {rows[-1][k][0] * 1e3:.0f} ms (floor {rows[-1][k][1] * 1e3:.0f})" for k in calls), flush=True)
+        print(
+            f"round {r + 1}: matmul peak {rows[-1]['peak'] / 1e9:.0f} GFLOP/s; "
+            + "; ".join(f"{k} {rows[-1][k][0] * 1e3:.0f} ms (floor {rows[-1][k][1] * 1e3:.0f})" for k in calls),
+            flush=True,
+        )
     peak = max(r["peak"] for r in rows)
     print(f"\nmedians over {len(rows)} rounds; matmul peak: the best seen, {peak / 1e9:.0f} GFLOP/s")
     for k in calls:
-        print(f"{k:30s} {statistics.median(r[k][0] for r in rows) * 1e3:7.0f} ms; its matmul floor "
-              f"{statistics.median(r[k][1] for r in rows) * 1e3:5.0f} ms; floor / measured "
-              f"{common.spread([r[k][1] / r[k][0] for r in rows])}")
+        print(
+            f"{k:30s} {statistics.median(r[k][0] for r in rows) * 1e3:7.0f} ms; its matmul floor "
+            f"{statistics.median(r[k][1] for r in rows) * 1e3:5.0f} ms; floor / measured "
+            f"{common.spread([r[k][1] / r[k][0] for r in rows])}"
+        )
     ceiling = [tokens / r["bench train step"][1] for r in rows]
-    print(f"bench train step at its floor: {common.spread(ceiling, '{:,.0f}')} tokens/s, MFU "
-          f"{common.spread([bench_flops / r['bench train step'][1] / peak for r in rows], '{:.0%}')} of the best peak")
-    ratio = [SERIES_CHECKPOINTS * r["tiny scoring, one checkpoint"][1] / (TINY_STEPS * r["tiny train step"][0])
-             for r in rows]
-    print(f"tiny run: scoring {SERIES_CHECKPOINTS} checkpoints at the scorer's floor / {TINY_STEPS} train steps at "
-          f"their measured time: {common.spread(ratio)} x")
+    print(
+        f"bench train step at its floor: {common.spread(ceiling, '{:,.0f}')} tokens/s, MFU "
+        f"{common.spread([bench_flops / r['bench train step'][1] / peak for r in rows], '{:.0%}')} of the best peak"
+    )
+    ratio = [
+        SERIES_CHECKPOINTS * r["tiny scoring, one checkpoint"][1] / (TINY_STEPS * r["tiny train step"][0]) for r in rows
+    ]
+    print(
+        f"tiny run: scoring {SERIES_CHECKPOINTS} checkpoints at the scorer's floor / {TINY_STEPS} train steps at "
+        f"their measured time: {common.spread(ratio)} x"
+    )
     if args.dots:
         print_dots(rows[-1]["floors"], args.dots)
 

@@ -7,8 +7,8 @@ parameters and optimizer state, bfloat16 compute on both sides (babyjax `model.d
 Every side trains on the same random token batch and scores the same random text (rows of 1,024 tokens, all but the
 first scored). Measured
 in every round, the sides alternating, each in its own process (benchmarks/common.py):
-  - training tokens/s and MFU: babyjax.model.flops_per_token (the one definition) x tokens/s over the best bfloat16
-    matmul peak seen (8192^3, measured in babyjax's process every round); HF eager + AdamW(fused), and HF under
+  - training tokens/s and MFU: babyjax.model.transformer.flops_per_token (the one definition) x tokens/s over the best
+  bfloat16 matmul peak seen (8192^3, measured in babyjax's process every round); HF eager + AdamW(fused), and HF under
     torch.compile + AdamW(fused); the faster HF one is the peer of the round;
   - scoring tokens/s: every token's log-probability of the packed text; babyjax's Scorer against the HF forward and a
     float32 log-softmax gathered at the targets under torch.inference_mode.
@@ -24,6 +24,7 @@ this script's imports also need ml-collections (pure Python: `pip download --no-
 carried as a wheel; run from the repository root with PYTHONPATH=.
 Not yet run on a GPU (no session has been lent one): no GPU figure exists.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,28 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
-FULL = {"num_layers": 12, "d_model": 768, "num_heads": 12, "mlp_dim": 3072, "vocab": 50_304, "seq_len": 1024,
-        "batch": 16, "score_rows": 64}
-SMOKE = {"num_layers": 2, "d_model": 64, "num_heads": 4, "mlp_dim": 256, "vocab": 512, "seq_len": 64, "batch": 4,
-         "score_rows": 8}
+FULL = {
+    "num_layers": 12,
+    "d_model": 768,
+    "num_heads": 12,
+    "mlp_dim": 3072,
+    "vocab": 50_304,
+    "seq_len": 1024,
+    "batch": 16,
+    "score_rows": 64,
+}
+SMOKE = {
+    "num_layers": 2,
+    "d_model": 64,
+    "num_heads": 4,
+    "mlp_dim": 256,
+    "vocab": 512,
+    "seq_len": 64,
+    "batch": 4,
+    "score_rows": 8,
+}
 
 
 def shape(args) -> dict:
@@ -70,9 +87,10 @@ def babyjax_side(args) -> dict:
     import numpy as np
     from flax import nnx
 
-    from babyjax import metrics, model as model_lib
+    from babyjax.model import transformer as model_lib
     from babyjax.score.packing import pack, windows
     from babyjax.score.scorer import Scorer, scoring_mesh
+    from babyjax.train import metrics
     from benchmarks.bench_train import babyjax_runner, bench_batch
 
     s, cfg = shape(args), babyjax_config(shape(args))
@@ -82,8 +100,9 @@ def babyjax_side(args) -> dict:
     text = token_rows(s, s["score_rows"], 1)[:, :-1]  # rows of seq_len tokens: all but the first scored
     wins = [w for i, row in enumerate(text) for w in windows(i, row.tolist(), "no_context", s["seq_len"])]
     packed, batches = scorer.place(pack(wins, s["seq_len"]))
-    params = jax.device_put(nnx.split(model_lib.Transformer(scorer.model_cfg, rngs=nnx.Rngs(0)), nnx.Param, ...)[1],
-                            scorer.param_shardings)
+    params = jax.device_put(
+        nnx.split(model_lib.Transformer(scorer.model_cfg, rngs=nnx.Rngs(0)), nnx.Param, ...)[1], scorer.param_shardings
+    )
 
     def score() -> float:
         t0 = time.perf_counter()
@@ -91,10 +110,14 @@ def babyjax_side(args) -> dict:
         return time.perf_counter() - t0
 
     score()  # compile
-    return {"train": train, "score": score, "scored": lambda: packed.num_tokens,
-            "flops": lambda: [train_flops, model_lib.flops_per_token(model_cfg, s["seq_len"], backward=False)],
-            "device": lambda: str(jax.devices()[0].device_kind),
-            "peak": lambda: metrics.measure_matmul_peak("bfloat16", 512 if args.smoke else 8192)}
+    return {
+        "train": train,
+        "score": score,
+        "scored": lambda: packed.num_tokens,
+        "flops": lambda: [train_flops, model_lib.flops_per_token(model_cfg, s["seq_len"], backward=False)],
+        "device": lambda: str(jax.devices()[0].device_kind),
+        "peak": lambda: metrics.measure_matmul_peak("bfloat16", 512 if args.smoke else 8192),
+    }
 
 
 def torch_side(args) -> dict:
@@ -104,9 +127,20 @@ def torch_side(args) -> dict:
 
     s, dev = shape(args), "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(vocab_size=s["vocab"], n_positions=s["seq_len"], n_embd=s["d_model"],
-                                    n_layer=s["num_layers"], n_head=s["num_heads"], n_inner=s["mlp_dim"],
-                                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)).to(dev)
+    hf = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=s["vocab"],
+            n_positions=s["seq_len"],
+            n_embd=s["d_model"],
+            n_layer=s["num_layers"],
+            n_head=s["num_heads"],
+            n_inner=s["mlp_dim"],
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            tie_word_embeddings=True,
+        )
+    ).to(dev)
     opt = torch.optim.AdamW(hf.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     inputs = torch.from_numpy(token_rows(s, s["batch"], 0)[:, :-1]).long().to(dev)
     text = torch.from_numpy(token_rows(s, s["score_rows"], 1)[:, :-1]).long().to(dev)  # the rows babyjax scores
@@ -131,7 +165,7 @@ def torch_side(args) -> dict:
         sync()
         t0 = time.perf_counter()
         for i in range(0, len(text), s["batch"]):
-            rows = text[i:i + s["batch"]]
+            rows = text[i : i + s["batch"]]
             with torch.autocast(dev, dtype=torch.bfloat16):
                 logits = hf(input_ids=rows).logits[:, :-1]
             torch.log_softmax(logits.float(), -1).gather(-1, rows[:, 1:, None]).cpu()
@@ -141,8 +175,12 @@ def torch_side(args) -> dict:
     for name in runners:
         train(name, 2)  # compile + warm-up
     score()
-    return {"train": train, "score": score, "names": lambda: list(runners),
-            "device": lambda: torch.cuda.get_device_name() if dev == "cuda" else "cpu"}
+    return {
+        "train": train,
+        "score": score,
+        "names": lambda: list(runners),
+        "device": lambda: torch.cuda.get_device_name() if dev == "cuda" else "cpu",
+    }
 
 
 def main() -> None:
@@ -157,34 +195,48 @@ def main() -> None:
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
     extra = ["--smoke"] if args.smoke else []
     ours, peer = common.Side(__file__, "babyjax", *extra), common.Side(__file__, "torch", *extra)
-    print(f"machine: {common.machine('torch', 'transformers')}; babyjax on {ours.call('device')}, torch on "
-          f"{peer.call('device')}", flush=True)
+    print(
+        f"machine: {common.machine('torch', 'transformers')}; babyjax on {ours.call('device')}, torch on "
+        f"{peer.call('device')}",
+        flush=True,
+    )
     (train_flops, score_flops), names, scored = ours.call("flops"), peer.call("names"), ours.call("scored")
     s = shape(args)
     tokens = s["batch"] * s["seq_len"] * args.steps
-    calls = {"babyjax": lambda: ours.call("train", args.steps),
-             **{n: (lambda n=n: peer.call("train", n, args.steps)) for n in names},
-             "babyjax scoring": lambda: ours.call("score"), "HF scoring": lambda: peer.call("score")}
+    calls = {
+        "babyjax": lambda: ours.call("train", args.steps),
+        **{n: (lambda n=n: peer.call("train", n, args.steps)) for n in names},
+        "babyjax scoring": lambda: ours.call("score"),
+        "HF scoring": lambda: peer.call("score"),
+    }
     rows = []
     for i in range(args.rounds):
         sec = common.in_turn(calls, i)
         row = {k: (scored if "scoring" in k else tokens) / v for k, v in sec.items()}
         row["peak"] = ours.call("peak")
         rows.append(row)
-        print(f"round {i + 1}: " + ", ".join(f"{k} {v:,.0f} tok/s" for k, v in row.items() if k != "peak")
-              + f"; bf16 matmul {row['peak'] / 1e12:.0f} TFLOP/s", flush=True)
+        print(
+            f"round {i + 1}: "
+            + ", ".join(f"{k} {v:,.0f} tok/s" for k, v in row.items() if k != "peak")
+            + f"; bf16 matmul {row['peak'] / 1e12:.0f} TFLOP/s",
+            flush=True,
+        )
     ours.close(), peer.close()
     report(rows, names, train_flops, score_flops)
 
 
 def report(rows: list[dict], names: list[str], train_flops: float, score_flops: float) -> None:
     peak = max(r["peak"] for r in rows)
-    print(f"\nmedians (min-max) over {len(rows)} rounds; MFU against the best bf16 matmul peak seen, "
-          f"{peak / 1e12:.0f} TFLOP/s")
+    print(
+        f"\nmedians (min-max) over {len(rows)} rounds; MFU against the best bf16 matmul peak seen, "
+        f"{peak / 1e12:.0f} TFLOP/s"
+    )
     for k in ["babyjax", *names, "babyjax scoring", "HF scoring"]:
         flops = score_flops if "scoring" in k else train_flops
-        print(f"{k:20s} {common.spread([r[k] for r in rows], '{:,.0f}')} tok/s; MFU "
-              f"{common.spread([r[k] * flops / peak for r in rows], '{:.1%}')}")
+        print(
+            f"{k:20s} {common.spread([r[k] for r in rows], '{:,.0f}')} tok/s; MFU "
+            f"{common.spread([r[k] * flops / peak for r in rows], '{:.1%}')}"
+        )
     best = [r["babyjax"] / max(r[n] for n in names) for r in rows]
     print(f"training, babyjax / the faster HF of each round: {common.spread(best)} x")
     print(f"scoring, babyjax / HF: {common.spread([r['babyjax scoring'] / r['HF scoring'] for r in rows])} x")

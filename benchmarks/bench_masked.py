@@ -18,6 +18,7 @@ calls in turn, so only one side works at a time and neither shares a process wit
 sides alternate which goes first from round to round. The ratio is reported as the median and range over rounds, with
 the machine. Needs the 'peers' extra (torch, transformers, minicons).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = pathlib.Path(os.environ.get("BABYJAX_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 
 def machine() -> str:
@@ -63,7 +64,10 @@ def train_tokens(c):
 def babyjax_trainer(c) -> dict:
     import jax
 
-    from babyjax import metrics, model as model_lib, objectives, sharding, step as step_lib
+    from babyjax.model import objectives, sharding
+    from babyjax.model import transformer as model_lib
+    from babyjax.train import metrics
+    from babyjax.train import step as step_lib
 
     tokens = train_tokens(c)
     mesh = sharding.make_mesh(c.mesh, devices=jax.devices()[:1])
@@ -72,9 +76,16 @@ def babyjax_trainer(c) -> dict:
     objective = objectives.Objective("mlm", cfg.vocab_size, mask_rate=0.15)
     train_step = step_lib.make_train_step(graphdef, tx, lr, mesh, shardings, objective=objective)
     b, length = tokens.shape
-    batch = jax.device_put({"inputs": tokens, "targets": tokens, "segment_ids": tokens * 0 + 1,
-                            "positions": tokens * 0 + jax.numpy.arange(length), "weights": (tokens * 0 + 1.0),
-                            "num_words": jax.numpy.ones((b,))})
+    batch = jax.device_put(
+        {
+            "inputs": tokens,
+            "targets": tokens,
+            "segment_ids": tokens * 0 + 1,
+            "positions": tokens * 0 + jax.numpy.arange(length),
+            "weights": (tokens * 0 + 1.0),
+            "num_words": jax.numpy.ones((b,)),
+        }
+    )
     holder = {"state": state}
 
     def run(steps: int) -> float:
@@ -88,8 +99,11 @@ def babyjax_trainer(c) -> dict:
 
     run(2)  # compile and warm up
     # MFU counts the FLOPs each side does: babyjax's output projection reads only the chosen columns
-    info = {"flops": model_lib.flops_per_token(cfg, length, head_fraction=objective.head_fraction(length)),
-            "hf_flops": model_lib.flops_per_token(cfg, length), "params": model_lib.num_params(cfg)}
+    info = {
+        "flops": model_lib.flops_per_token(cfg, length, head_fraction=objective.head_fraction(length)),
+        "hf_flops": model_lib.flops_per_token(cfg, length),
+        "params": model_lib.num_params(cfg),
+    }
     return {"run": run, "info": lambda: info, "peak": lambda: metrics.measure_matmul_peak("float32")}
 
 
@@ -99,12 +113,23 @@ def hf_trainer(c) -> dict:
 
     torch.manual_seed(0)
     m = c.model
-    hf = RobertaForMaskedLM(RobertaConfig(
-        vocab_size=c.tokenizer.vocab_size, hidden_size=m.d_model, num_hidden_layers=m.num_layers,
-        num_attention_heads=m.num_heads, intermediate_size=m.mlp_dim, max_position_embeddings=m.max_len + 1,
-        type_vocab_size=1, pad_token_id=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).train()
-    opt = torch.optim.AdamW(hf.parameters(), lr=c.optim.lr, betas=(c.optim.b1, c.optim.b2),
-                            weight_decay=c.optim.weight_decay)
+    hf = RobertaForMaskedLM(
+        RobertaConfig(
+            vocab_size=c.tokenizer.vocab_size,
+            hidden_size=m.d_model,
+            num_hidden_layers=m.num_layers,
+            num_attention_heads=m.num_heads,
+            intermediate_size=m.mlp_dim,
+            max_position_embeddings=m.max_len + 1,
+            type_vocab_size=1,
+            pad_token_id=0,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    ).train()
+    opt = torch.optim.AdamW(
+        hf.parameters(), lr=c.optim.lr, betas=(c.optim.b1, c.optim.b2), weight_decay=c.optim.weight_decay
+    )
     tokens = torch.from_numpy(train_tokens(c)).long()
 
     def run(steps: int) -> float:
@@ -135,16 +160,24 @@ def part_train(args) -> dict:
         peak = ours.call("peak")
         t = common.in_turn({s.name: functools.partial(s.call, "run", args.steps) for s in (ours, peer)}, r)
         rows.append((peak, n_tok / t[ours.name], n_tok / t[peer.name]))
-        print(f"train round {r}: peak {peak / 1e9:.0f} GFLOP/s, babyjax {rows[-1][1]:,.0f} tok/s, "
-              f"HF {rows[-1][2]:,.0f} tok/s ({peer_info['threads']} threads), ratio {rows[-1][1] / rows[-1][2]:.2f}x",
-              flush=True)
+        print(
+            f"train round {r}: peak {peak / 1e9:.0f} GFLOP/s, babyjax {rows[-1][1]:,.0f} tok/s, "
+            f"HF {rows[-1][2]:,.0f} tok/s ({peer_info['threads']} threads), ratio {rows[-1][1] / rows[-1][2]:.2f}x",
+            flush=True,
+        )
     ours.close(), peer.close()
     best_peak = max(p for p, _, _ in rows)
     ratios = [o / p for _, o, p in rows]
-    out = {"params_babyjax": info["params"], "params_hf": peer_info["params"],
-           "babyjax_tok_s": statistics.median(o for _, o, _ in rows),
-           "hf_tok_s": statistics.median(p for _, _, p in rows), "ratio_median": statistics.median(ratios),
-           "ratio_min": min(ratios), "ratio_max": max(ratios), "best_peak_gflops": best_peak / 1e9}
+    out = {
+        "params_babyjax": info["params"],
+        "params_hf": peer_info["params"],
+        "babyjax_tok_s": statistics.median(o for _, o, _ in rows),
+        "hf_tok_s": statistics.median(p for _, _, p in rows),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "best_peak_gflops": best_peak / 1e9,
+    }
     out["mfu_babyjax"] = out["babyjax_tok_s"] * info["flops"] / best_peak
     out["mfu_hf"] = out["hf_tok_s"] * info["hf_flops"] / best_peak
     return out
@@ -154,24 +187,32 @@ def pll_run(workdir: pathlib.Path):
     """A RoBERTa bench run with one random checkpoint, its tokenizer trained on the sample, and its export."""
     from flax import nnx
 
-    from babyjax import checkpoints, export
+    from babyjax.checkpoints import series as checkpoints
+    from babyjax.checkpoints.run import RunDir
     from babyjax.data import tokenizer as tokenizer_lib
-    from babyjax.model import Transformer
-    from babyjax.run import RunDir
+    from babyjax.interop import export
+    from babyjax.model.transformer import Transformer
 
     c, run = bench_config(), RunDir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if not run.tokenizer_path.exists():
-        lines = [ln for f in sorted((DATA / "babylm_sample" / "babylm_10M").glob("*.train"))
-                 for ln in f.read_text().splitlines() if ln.strip()]
+        lines = [
+            ln
+            for f in sorted((DATA / "babylm_sample" / "babylm_10M").glob("*.train"))
+            for ln in f.read_text().splitlines()
+            if ln.strip()
+        ]
         tokenizer_lib.train(lines, run.tokenizer_path, vocab_size=c.tokenizer.vocab_size)
     run.config_path.write_text(c.to_json_best_effort())
     cfg = run.model_config()
     if not run.series_dir.exists():
         c.ckpt.schedule, c.ckpt.steps = "list", (0,)
         ckpt = checkpoints.RunCheckpoints(workdir, c.ckpt, num_steps=1)
-        ckpt.save_series(0, nnx.state(Transformer(cfg, rngs=nnx.Rngs(0)), nnx.Param),
-                         {"tokens_seen": 0.0, "words_seen": 0.0, "wall_time": 0.0})
+        ckpt.save_series(
+            0,
+            nnx.state(Transformer(cfg, rngs=nnx.Rngs(0)), nnx.Param),
+            {"tokens_seen": 0.0, "words_seen": 0.0, "wall_time": 0.0},
+        )
         ckpt.close()
     hf_dir = workdir / "hf"
     if not (hf_dir / export.EXPORT_INFO).exists():
@@ -192,6 +233,7 @@ def blimp_texts(pairs: int) -> list[str]:
 
 def timed(score) -> dict:
     """A side's functions from its scoring function: 'run' (seconds of one call) and 'scores' (one call's list)."""
+
     def run() -> float:
         t0 = time.perf_counter()
         score()
@@ -203,7 +245,8 @@ def timed(score) -> dict:
 def pll_babyjax(args) -> dict:
     import numpy as np
 
-    from babyjax import checkpoints, score
+    from babyjax import score
+    from babyjax.checkpoints import series as checkpoints
     from babyjax.score import packing
     from babyjax.score.scorer import scoring_mesh
 
@@ -236,7 +279,7 @@ def pll_minicons(args) -> dict:
     def peer() -> np.ndarray:  # minicons 0.3.39 calls a tokenizer method transformers 5 removed: encode for it
         out = []
         for i in range(0, len(texts), args.peer_batch):
-            enc = hf_tok(texts[i:i + args.peer_batch], padding="longest", return_attention_mask=True)
+            enc = hf_tok(texts[i : i + args.peer_batch], padding="longest", return_attention_mask=True)
             out += lm.sequence_score(enc, reduction=lambda x: x.sum(0).item(), PLL_metric="original")
         return np.asarray(out)
 
@@ -256,18 +299,30 @@ def part_pll(args) -> dict:
     for r in range(args.rounds):
         t = common.in_turn({s.name: functools.partial(s.call, "run") for s in (ours, peer)}, r)
         rows.append((n / t[ours.name], n / t[peer.name]))
-        print(f"pll round {r}: babyjax {rows[-1][0]:,.1f} sentences/s, minicons {rows[-1][1]:,.1f}, "
-              f"ratio {rows[-1][0] / rows[-1][1]:.2f}x", flush=True)
+        print(
+            f"pll round {r}: babyjax {rows[-1][0]:,.1f} sentences/s, minicons {rows[-1][1]:,.1f}, "
+            f"ratio {rows[-1][0] / rows[-1][1]:.2f}x",
+            flush=True,
+        )
     ours.close(), peer.close()
     ratios = [o / p for o, p in rows]
-    return {"sentences": n, "max_abs_diff_nats": diff,
-            "babyjax_sent_s": statistics.median(o for o, _ in rows), "minicons_sent_s": statistics.median(
-                p for _, p in rows), "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
-            "ratio_max": max(ratios)}
+    return {
+        "sentences": n,
+        "max_abs_diff_nats": diff,
+        "babyjax_sent_s": statistics.median(o for o, _ in rows),
+        "minicons_sent_s": statistics.median(p for _, p in rows),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
 
 
-SIDES = {"train-babyjax": lambda a: babyjax_trainer(bench_config()), "train-hf": lambda a: hf_trainer(bench_config()),
-         "pll-babyjax": pll_babyjax, "pll-minicons": pll_minicons}
+SIDES = {
+    "train-babyjax": lambda a: babyjax_trainer(bench_config()),
+    "train-hf": lambda a: hf_trainer(bench_config()),
+    "pll-babyjax": pll_babyjax,
+    "pll-minicons": pll_minicons,
+}
 
 
 def main() -> None:
@@ -289,8 +344,10 @@ def main() -> None:
     if args.part in ("pll", "both"):
         results["pll"] = part_pll(args)
     for part, r in results.items():
-        print(f"{part}: ratio babyjax / peer median {r['ratio_median']:.2f}x (range {r['ratio_min']:.2f}-"
-              f"{r['ratio_max']:.2f}) over {args.rounds} rounds")
+        print(
+            f"{part}: ratio babyjax / peer median {r['ratio_median']:.2f}x (range {r['ratio_min']:.2f}-"
+            f"{r['ratio_max']:.2f}) over {args.rounds} rounds"
+        )
     print(json.dumps(results))
 
 

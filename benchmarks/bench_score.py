@@ -12,12 +12,13 @@ benchmarks/common.py `Side`; ours first in odd rounds, last in even ones):
       Face (same weights and tokens; every score asserted within 1e-3 bits); the peer runs with 1 and 2 torch threads
       in every round and the faster counts; the ratio is given as the median and range over rounds;
   (b) packed held-out text (dev split, 128-token windows): tokens/s and MFU = model FLOP/s (the forward share of
-      babyjax.model.flops_per_token) over a measured 2048x2048 float32 matmul in the same run;
+      babyjax.model.transformer.flops_per_token) over a measured 2048x2048 float32 matmul in the same run;
   (c) checkpoints scored per minute by the batch job, restore included: (time of a K-checkpoint job - time of a
       1-checkpoint job) / (K - 1), so start-up (compile, tokenization) is excluded.
 Weights are random (initialisation of the bench config with different seeds per checkpoint): throughput does not
 depend on their values. Needs the 'peers' extra (torch, transformers, minicons).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from babyjax import checkpoints, export, metrics, score, sharding
+from babyjax import score
+from babyjax.checkpoints import series as checkpoints
+from babyjax.checkpoints.run import RunDir
 from babyjax.data import tokenizer as tokenizer_lib
-from babyjax.model import ModelConfig, Transformer, flops_per_token
-from babyjax.run import RunDir
+from babyjax.interop import export
+from babyjax.model import sharding
+from babyjax.model.transformer import ModelConfig, Transformer, flops_per_token
+from babyjax.train import metrics
 from benchmarks import common
 from configs import bench
 
@@ -54,10 +59,12 @@ def make_bench_run(workdir: pathlib.Path, num_checkpoints: int) -> tuple[ModelCo
     c = bench.get_config()
     run = RunDir(workdir)
     if not run.tokenizer_path.exists():
-        lines = [ln for f in sorted((DATA / "babylm_10M").glob("*.train")) for ln in f.read_text().splitlines()
-                 if ln.strip()]
-        tokenizer_lib.train(lines, run.tokenizer_path, vocab_size=c.tokenizer.vocab_size,
-                            model_type=c.tokenizer.model_type)
+        lines = [
+            ln for f in sorted((DATA / "babylm_10M").glob("*.train")) for ln in f.read_text().splitlines() if ln.strip()
+        ]
+        tokenizer_lib.train(
+            lines, run.tokenizer_path, vocab_size=c.tokenizer.vocab_size, model_type=c.tokenizer.model_type
+        )
     run.config_path.write_text(c.to_json_best_effort())
     tok = run.tokenizer()
     cfg = run.model_config(tok.vocab_size)
@@ -69,8 +76,9 @@ def make_bench_run(workdir: pathlib.Path, num_checkpoints: int) -> tuple[ModelCo
         for i, step in enumerate(steps):
             if step not in have:
                 params = nnx.state(Transformer(cfg, rngs=nnx.Rngs(i)), nnx.Param)
-                ckpt.save_series(step, params, {"tokens_seen": 4096.0 * step, "words_seen": 3000.0 * step,
-                                                "wall_time": float(step)})
+                ckpt.save_series(
+                    step, params, {"tokens_seen": 4096.0 * step, "words_seen": 3000.0 * step, "wall_time": float(step)}
+                )
         ckpt.close()
     return cfg, tok
 
@@ -102,7 +110,7 @@ def minicons_side(args: argparse.Namespace) -> dict:
     def peer_sentences() -> list:
         out = []
         for b in range(0, len(sentences), args.peer_batch):
-            out += lm.token_score(sentences[b:b + args.peer_batch], surprisal=True, base_two=True, bos_token=True)
+            out += lm.token_score(sentences[b : b + args.peer_batch], surprisal=True, base_two=True, bos_token=True)
         return out
 
     def run(threads: int) -> float:
@@ -112,20 +120,32 @@ def minicons_side(args: argparse.Namespace) -> dict:
     return {"bits": lambda: [float(x[1]) for p in peer_sentences() for x in p[1:]], "run": run}
 
 
-def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params, sentences: list[str],
-                          tok: tokenizer_lib.Tokenizer, seq_len: int) -> dict:
+def sentences_vs_minicons(
+    args: argparse.Namespace,
+    scorer: score.Scorer,
+    params,
+    sentences: list[str],
+    tok: tokenizer_lib.Tokenizer,
+    seq_len: int,
+) -> dict:
     """(a) short sentences, ours against minicons on the same weights, text in and surprisal out on both sides (ours:
     SentencePiece, windows, packing, placement and the jitted scorer; minicons: its tokenizer and the HF model, in its
     own process, common.Side). Rounds alternate the sides; the peer runs with 1 and 2 torch threads in every round and
     the faster counts. Agreement is asserted: every token's surprisal within 1e-3 bits."""
+
     def ours_sentences() -> np.ndarray:
         ids = tok.encode_batch(sentences)
         wins = [w for i, ids_i in enumerate(ids) for w in score.windows(i, ids_i, "eot_context", seq_len)]
         packed, batches = scorer.place(score.pack(wins, seq_len))
         return scorer.logprobs(params, packed, batches)
 
-    peer = common.Side(__file__, "minicons", f"--workdir={args.workdir}", f"--sentences={args.sentences}",
-                       f"--peer_batch={args.peer_batch}")
+    peer = common.Side(
+        __file__,
+        "minicons",
+        f"--workdir={args.workdir}",
+        f"--sentences={args.sentences}",
+        f"--peer_batch={args.peer_batch}",
+    )
     n_tokens = sum(len(x) for x in tok.encode_batch(sentences))
     ours_lp = ours_sentences()  # warm-up (compile) and the agreement check
     peer_bits = np.asarray(peer.call("bits"))
@@ -133,30 +153,43 @@ def sentences_vs_minicons(args: argparse.Namespace, scorer: score.Scorer, params
     assert peer_bits.shape == ours_lp.shape and max_diff < 1e-3, f"babyjax and minicons disagree by {max_diff} bits"
     rounds = []
     for i in range(args.repeats):
-        t = common.in_turn({"ours": lambda: median_time(ours_sentences, 1)[0],
-                            "peer": lambda: {threads: peer.call("run", threads) for threads in (1, 2)}}, i)
+        t = common.in_turn(
+            {
+                "ours": lambda: median_time(ours_sentences, 1)[0],
+                "peer": lambda: {threads: peer.call("run", threads) for threads in (1, 2)},
+            },
+            i,
+        )
         t_ours, t_peer = t["ours"], t["peer"]
         best = min(t_peer, key=t_peer.get)
         rounds.append({"ours_s": t_ours, "peer_s": t_peer[best], "threads": best, "ratio": t_peer[best] / t_ours})
-        print(f"  round {len(rounds)}: babyjax {n_tokens / t_ours:,.0f} tok/s, minicons {n_tokens / t_peer[best]:,.0f}"
-              f" tok/s ({best} threads; {n_tokens / t_peer[3 - best]:,.0f} with {3 - best}), ratio "
-              f"{rounds[-1]['ratio']:.2f}x", flush=True)
+        print(
+            f"  round {len(rounds)}: babyjax {n_tokens / t_ours:,.0f} tok/s, minicons {n_tokens / t_peer[best]:,.0f}"
+            f" tok/s ({best} threads; {n_tokens / t_peer[3 - best]:,.0f} with {3 - best}), ratio "
+            f"{rounds[-1]['ratio']:.2f}x",
+            flush=True,
+        )
     peer.close()
-    return {"ours_tokens_per_s": statistics.median(n_tokens / r["ours_s"] for r in rounds),
-            "minicons_tokens_per_s": statistics.median(n_tokens / r["peer_s"] for r in rounds),
-            "ratios": [r["ratio"] for r in rounds], "ratio": statistics.median(r["ratio"] for r in rounds),
-            "minicons_threads": [r["threads"] for r in rounds], "max_abs_diff_bits": max_diff,
-            "n_tokens": n_tokens}
+    return {
+        "ours_tokens_per_s": statistics.median(n_tokens / r["ours_s"] for r in rounds),
+        "minicons_tokens_per_s": statistics.median(n_tokens / r["peer_s"] for r in rounds),
+        "ratios": [r["ratio"] for r in rounds],
+        "ratio": statistics.median(r["ratio"] for r in rounds),
+        "minicons_threads": [r["threads"] for r in rounds],
+        "max_abs_diff_bits": max_diff,
+        "n_tokens": n_tokens,
+    }
 
 
-def packed_text(args: argparse.Namespace, scorer: score.Scorer, params, tok: tokenizer_lib.Tokenizer,
-                cfg: ModelConfig, seq_len: int) -> dict:
+def packed_text(
+    args: argparse.Namespace, scorer: score.Scorer, params, tok: tokenizer_lib.Tokenizer, cfg: ModelConfig, seq_len: int
+) -> dict:
     """(b) packed held-out text (disjoint windows of the dev stream): tokens/s and MFU of the forward pass."""
     text_ids: list[int] = []
     for f in sorted((DATA / "babylm_dev").glob("*.dev")):
         for e in tok.encode_batch([ln for ln in f.read_text().splitlines() if ln.strip()]):
             text_ids += [tokenizer_lib.EOS_ID] + e
-    text_ids = text_ids[:args.text_windows * seq_len + 1]
+    text_ids = text_ids[: args.text_windows * seq_len + 1]
     text_wins = score.windows(0, text_ids[1:], "eot_context", seq_len)
     packed, batches = scorer.place(score.pack(text_wins, seq_len))
     scorer.logprobs(params, packed, batches)
@@ -180,8 +213,7 @@ def seconds_per_checkpoint(args: argparse.Namespace, workdir: pathlib.Path, sent
         out = workdir / "score_out"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        s = score.score_job(run, out, kind="text", eval_paths=[str(sent_file)], steps=steps,
-                            batch_rows=args.batch_rows)
+        s = score.score_job(run, out, kind="text", eval_paths=[str(sent_file)], steps=steps, batch_rows=args.batch_rows)
         assert len(s.scored) == len(steps), s
         return time.perf_counter() - t0
 
@@ -226,23 +258,47 @@ def main() -> None:
     r["checkpoints_per_min"] = 60 / per_ckpt
 
     rows = [
-        ("short sentences (aochildes, eot_context)", f"{r['ours_tokens_per_s']:,.0f} tok/s",
-         f"{r['minicons_tokens_per_s']:,.0f} tok/s (minicons)", common.spread(r["ratios"]) + " x"),
-        ("packed held-out text (128-token windows)", f"{r['text_tokens_per_s']:,.0f} tok/s",
-         f"MFU {100 * r['mfu']:.0f}%", ""),
-        ("checkpoints scored per minute (restore incl.)", f"{60 / per_ckpt:.1f} /min",
-         f"{per_ckpt:.2f} s each, {n_tokens:,} tokens", ""),
+        (
+            "short sentences (aochildes, eot_context)",
+            f"{r['ours_tokens_per_s']:,.0f} tok/s",
+            f"{r['minicons_tokens_per_s']:,.0f} tok/s (minicons)",
+            common.spread(r["ratios"]) + " x",
+        ),
+        (
+            "packed held-out text (128-token windows)",
+            f"{r['text_tokens_per_s']:,.0f} tok/s",
+            f"MFU {100 * r['mfu']:.0f}%",
+            "",
+        ),
+        (
+            "checkpoints scored per minute (restore incl.)",
+            f"{60 / per_ckpt:.1f} /min",
+            f"{per_ckpt:.2f} s each, {n_tokens:,} tokens",
+            "",
+        ),
     ]
-    print(f"\ndevice: {jax.devices()[0].device_kind} x {jax.device_count()}, "
-          f"minicons' torch threads per round (the faster of 1, 2): {r['minicons_threads']}, "
-          f"model {cfg.style} {cfg.num_layers}x{cfg.d_model} vocab {cfg.vocab_size}, {len(sentences)} sentences, "
-          f"{n_tokens} tokens; matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; medians of {args.repeats}")
+    print(
+        f"\ndevice: {jax.devices()[0].device_kind} x {jax.device_count()}, "
+        f"minicons' torch threads per round (the faster of 1, 2): {r['minicons_threads']}, "
+        f"model {cfg.style} {cfg.num_layers}x{cfg.d_model} vocab {cfg.vocab_size}, {len(sentences)} sentences, "
+        f"{n_tokens} tokens; matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; medians of {args.repeats}"
+    )
     print(f"babyjax vs minicons surprisal: max |difference| {r['max_abs_diff_bits']:.2e} bits")
     print(f"{'what':48s} {'babyjax':>16s} {'peer / detail':>34s}  ratio")
     for row in rows:
         print(f"{row[0]:48s} {row[1]:>16s} {row[2]:>34s}  {row[3]}")
-    keys = ("ours_tokens_per_s", "minicons_tokens_per_s", "ratio", "ratios", "minicons_threads", "matmul_peak_flops",
-            "text_tokens_per_s", "mfu", "checkpoints_per_min", "max_abs_diff_bits")
+    keys = (
+        "ours_tokens_per_s",
+        "minicons_tokens_per_s",
+        "ratio",
+        "ratios",
+        "minicons_threads",
+        "matmul_peak_flops",
+        "text_tokens_per_s",
+        "mfu",
+        "checkpoints_per_min",
+        "max_abs_diff_bits",
+    )
     print(json.dumps({k: r[k] for k in keys}))
 
 

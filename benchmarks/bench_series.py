@@ -12,6 +12,7 @@ and as median (min-max):
 
   python benchmarks/bench_series.py [--rounds 3] [--steps 600]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -45,15 +46,31 @@ def command(cmd: list[str], env: dict, pattern: str) -> tuple[float, float]:
 
 
 def train(workdir: pathlib.Path, schedule: str, steps: int, tokenizer: str, env: dict) -> tuple[float, float]:
-    cmd = [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(ROOT / "configs" / "tiny.py"),
-           "--workdir", str(workdir), f"--config.ckpt.schedule={schedule}", f"--config.train.num_steps={steps}",
-           "--config.train.progress_bar=False", f"--config.tokenizer.path={tokenizer}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "launch" / "train.py"),
+        "--config",
+        str(ROOT / "configs" / "tiny.py"),
+        "--workdir",
+        str(workdir),
+        f"--config.ckpt.schedule={schedule}",
+        f"--config.train.num_steps={steps}",
+        "--config.train.progress_bar=False",
+        f"--config.tokenizer.path={tokenizer}",
+    ]
     return command(cmd, env, r"loop: ([0-9.]+) s from the first step")
 
 
 def score(workdir: pathlib.Path, sample: pathlib.Path, out: pathlib.Path, env: dict) -> tuple[float, float]:
-    cmd = [sys.executable, "-m", "babyjax.score", f"--run=tiny={workdir}", "--kind=tokens", f"--eval={sample}",
-           f"--out={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "babyjax.score",
+        f"--run=tiny={workdir}",
+        "--kind=tokens",
+        f"--eval={sample}",
+        f"--out={out}",
+    ]
     return command(cmd, env, r"scored \d+ checkpoints \(\d+ tokens each\) in ([0-9.]+)s")
 
 
@@ -61,14 +78,45 @@ def prepare(tmp: pathlib.Path, env: dict) -> tuple[str, pathlib.Path]:
     """One short run prepares the dataset and the tokenizer every timed run reuses; the token sample is drawn from
     its held-out split."""
     warm = tmp / "warm"
-    subprocess.run([sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(ROOT / "configs" / "tiny.py"),
-                    "--workdir", str(warm), "--config.ckpt.schedule=none", "--config.train.num_steps=2",
-                    "--config.optim.warmup_steps=0", "--config.train.progress_bar=False"],
-                   check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "train.py"),
+            "--config",
+            str(ROOT / "configs" / "tiny.py"),
+            "--workdir",
+            str(warm),
+            "--config.ckpt.schedule=none",
+            "--config.train.num_steps=2",
+            "--config.optim.warmup_steps=0",
+            "--config.train.progress_bar=False",
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+    )
     sample = tmp / "token_sample.npz"
-    subprocess.run([sys.executable, "-m", "babyjax.data.evalsets", "tokens", "--workdir", str(warm), "--out",
-                    str(sample), "--num_sequences", "333", "--num_positions", "15"],
-                   check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babyjax.data.evalsets",
+            "tokens",
+            "--workdir",
+            str(warm),
+            "--out",
+            str(sample),
+            "--num_sequences",
+            "333",
+            "--num_positions",
+            "15",
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+    )
     return str(warm / "tokenizer.model"), sample
 
 
@@ -85,26 +133,41 @@ def main() -> None:
         env.setdefault("BABYJAX_TFDS_DIR", str(tmp / "tfds"))
         tokenizer, sample = prepare(tmp, env)
         for r in range(args.rounds):
-            row = {"none": train(tmp / f"none{r}", "none", args.steps, tokenizer, env),
-                   "chang": train(tmp / f"chang{r}", "chang", args.steps, tokenizer, env)}
+            row = {
+                "none": train(tmp / f"none{r}", "none", args.steps, tokenizer, env),
+                "chang": train(tmp / f"chang{r}", "chang", args.steps, tokenizer, env),
+            }
             row["saves"] = len(json.loads((tmp / f"chang{r}" / "checkpoints" / "series.json").read_text()))
             row["score"] = score(tmp / f"chang{r}", sample, tmp / f"scores{r}", env)
             rows.append(row)
             (nw, nl), (cw, cl), (sw, sl) = row["none"], row["chang"], row["score"]
-            print(f"round {r + 1}: train loop {nl:.1f} s (no series) vs {cl:.1f} s ({row['saves']} checkpoints), "
-                  f"{cl / nl - 1:+.1%}; wall {nw:.1f} vs {cw:.1f} s, {cw / nw - 1:+.1%}; scoring the series "
-                  f"{sl:.1f} s in the job, {sw:.1f} s wall: {sw / cw:.2f} x the series run's wall time", flush=True)
+            print(
+                f"round {r + 1}: train loop {nl:.1f} s (no series) vs {cl:.1f} s ({row['saves']} checkpoints), "
+                f"{cl / nl - 1:+.1%}; wall {nw:.1f} vs {cw:.1f} s, {cw / nw - 1:+.1%}; scoring the series "
+                f"{sl:.1f} s in the job, {sw:.1f} s wall: {sw / cw:.2f} x the series run's wall time",
+                flush=True,
+            )
     pct = "{:+.1%}"
     print(f"\ntiny run, {args.steps} steps, {rows[0]['saves']} series checkpoints, {len(rows)} rounds")
-    print("series overhead, in-process (first step to last save):",
-          common.spread([r["chang"][1] / r["none"][1] - 1 for r in rows], pct))
+    print(
+        "series overhead, in-process (first step to last save):",
+        common.spread([r["chang"][1] / r["none"][1] - 1 for r in rows], pct),
+    )
     print("series overhead, whole command:", common.spread([r["chang"][0] / r["none"][0] - 1 for r in rows], pct))
-    print("scoring the series / training it, whole commands:",
-          common.spread([r["score"][0] / r["chang"][0] for r in rows]), "x (issue 13's goal: < 0.25)")
-    print("scoring / training, in-process (score job / train loop):",
-          common.spread([r["score"][1] / r["chang"][1] for r in rows]), "x")
-    print("checkpoints scored per minute (in the job):",
-          common.spread([60 * r["saves"] / r["score"][1] for r in rows], "{:.0f}"))
+    print(
+        "scoring the series / training it, whole commands:",
+        common.spread([r["score"][0] / r["chang"][0] for r in rows]),
+        "x (issue 13's goal: < 0.25)",
+    )
+    print(
+        "scoring / training, in-process (score job / train loop):",
+        common.spread([r["score"][1] / r["chang"][1] for r in rows]),
+        "x",
+    )
+    print(
+        "checkpoints scored per minute (in the job):",
+        common.spread([60 * r["saves"] / r["score"][1] for r in rows], "{:.0f}"),
+    )
 
 
 if __name__ == "__main__":

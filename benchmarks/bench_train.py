@@ -10,12 +10,13 @@ babyjax runs in one process and the PyTorch peers in another (benchmarks/common.
 once, then asked for its timed calls in turn, so only one side works at a time and no process holds both XLA's and
 torch's thread pools). The sides alternate in every round (babyjax first in odd rounds, last in even ones), and every
 round also measures the float32 matmul peak (2048^2, one device, in babyjax's process); MFU is model FLOPs/s
-(babyjax.model.flops_per_token, the one definition) over the best peak seen.
+(babyjax.model.transformer.flops_per_token, the one definition) over the best peak seen.
 Prints the machine, every round, then medians and the babyjax / peer ratio's median and range over rounds.
 
   pip install -e '.[peers]'
   python benchmarks/bench_train.py [--rounds 5] [--steps 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 
 def babyjax_runner(cfg, batch_np):
     import jax
 
-    from babyjax import model as model_lib, sharding, step as step_lib
+    from babyjax.model import sharding
+    from babyjax.model import transformer as model_lib
+    from babyjax.train import step as step_lib
 
     mesh = sharding.make_mesh(cfg.mesh, devices=jax.devices()[:1])
     model_cfg = model_lib.ModelConfig.from_config(cfg.model, cfg.tokenizer.vocab_size)
@@ -61,12 +64,29 @@ def torch_runner(cfg, batch_np, *, fused: bool = False, compiled: bool = False):
 
     torch.manual_seed(0)
     m = cfg.model
-    hf = GPT2LMHeadModel(GPT2Config(vocab_size=cfg.tokenizer.vocab_size, n_positions=m.max_len, n_embd=m.d_model,
-                                    n_layer=m.num_layers, n_head=m.num_heads, n_inner=m.mlp_dim, resid_pdrop=0.0,
-                                    embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True))
+    hf = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=cfg.tokenizer.vocab_size,
+            n_positions=m.max_len,
+            n_embd=m.d_model,
+            n_layer=m.num_layers,
+            n_head=m.num_heads,
+            n_inner=m.mlp_dim,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            tie_word_embeddings=True,
+        )
+    )
     hf.train()
-    opt = torch.optim.AdamW(hf.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.b1, cfg.optim.b2),
-                            weight_decay=cfg.optim.weight_decay, fused=fused or None, foreach=None if fused else True)
+    opt = torch.optim.AdamW(
+        hf.parameters(),
+        lr=cfg.optim.lr,
+        betas=(cfg.optim.b1, cfg.optim.b2),
+        weight_decay=cfg.optim.weight_decay,
+        fused=fused or None,
+        foreach=None if fused else True,
+    )
     inputs = torch.from_numpy(batch_np["inputs"]).long()
     forward = torch.compile(hf) if compiled else hf
 
@@ -93,16 +113,20 @@ def make_peers(cfg, batch, steps: int) -> dict:
     eager, fused = torch_runner(cfg, batch), torch_runner(cfg, batch, fused=True)
     compiled = {f: torch_runner(cfg, batch, fused=f, compiled=True) for f in (False, True)}
     best = min(compiled, key=lambda f: compiled[f](steps))
-    return {"HF eager, AdamW foreach, 1 thread": lambda n: eager(n, 1),
-            "HF eager, AdamW foreach, 2 threads": lambda n: eager(n, 2),
-            "HF eager, AdamW fused, 2 threads": lambda n: fused(n, 2),
-            f"HF torch.compile, AdamW {'fused' if best else 'foreach'}, 2 threads": lambda n: compiled[best](n, 2)}
+    return {
+        "HF eager, AdamW foreach, 1 thread": lambda n: eager(n, 1),
+        "HF eager, AdamW foreach, 2 threads": lambda n: eager(n, 2),
+        "HF eager, AdamW fused, 2 threads": lambda n: fused(n, 2),
+        f"HF torch.compile, AdamW {'fused' if best else 'foreach'}, 2 threads": lambda n: compiled[best](n, 2),
+    }
 
 
 def report(rows: list[dict], flops: float, peak: float, tokens: int) -> None:
     names, peaks = list(rows[0]["tps"]), ", ".join(f"{r['peak'] / 1e9:.0f}" for r in rows)
-    print(f"\nmedians over {len(rows)} rounds; MFU against the best matmul peak seen, {peak / 1e9:.0f} GFLOP/s "
-          f"(per round: {peaks}); {tokens:,} tokens per timed call")
+    print(
+        f"\nmedians over {len(rows)} rounds; MFU against the best matmul peak seen, {peak / 1e9:.0f} GFLOP/s "
+        f"(per round: {peaks}); {tokens:,} tokens per timed call"
+    )
     print(f"{'':44s}{'tokens/s':>10s}{'MFU':>7s}   babyjax / this")
     for n in names:
         tps = statistics.median(r["tps"][n] for r in rows)
@@ -118,14 +142,19 @@ def bench_batch(cfg) -> dict:
 
     b, length, v = cfg.train.batch_size, cfg.data.seq_len, cfg.tokenizer.vocab_size
     tokens = np.random.default_rng(0).integers(5, v, size=(b, length + 1), dtype=np.int32)
-    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "segment_ids": np.ones((b, length), np.int32),
-            "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
-            "weights": np.ones((b, length), np.float32), "num_words": np.full((b,), 100.0, np.float32),
-            "num_tokens": np.full((b,), float(length), np.float32)}
+    return {
+        "inputs": tokens[:, :-1],
+        "targets": tokens[:, 1:],
+        "segment_ids": np.ones((b, length), np.int32),
+        "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
+        "weights": np.ones((b, length), np.float32),
+        "num_words": np.full((b,), 100.0, np.float32),
+        "num_tokens": np.full((b,), float(length), np.float32),
+    }
 
 
 def babyjax_side(args) -> dict:
-    from babyjax import metrics
+    from babyjax.train import metrics
     from configs import bench
 
     cfg = bench.get_config()
@@ -156,15 +185,21 @@ def main() -> None:
     cfg = bench.get_config()
     ours, torch_peers = common.Side(__file__, "babyjax"), common.Side(__file__, "torch", f"--steps={args.steps}")
     flops, names = ours.call("flops"), torch_peers.call("names")
-    calls = {"babyjax": lambda: ours.call("run", args.steps),
-             **{n: (lambda n=n: torch_peers.call("run", n, args.steps)) for n in names}}
+    calls = {
+        "babyjax": lambda: ours.call("run", args.steps),
+        **{n: (lambda n=n: torch_peers.call("run", n, args.steps)) for n in names},
+    }
     n_tok, rows = cfg.train.batch_size * cfg.data.seq_len * args.steps, []
     for i in range(args.rounds):
         seconds = common.in_turn(calls, i)  # babyjax first in rounds 1, 3, ...
         row = {"tps": {name: n_tok / seconds[name] for name in calls}, "peak": ours.call("peak")}
         rows.append(row)
-        print(f"round {i + 1}: " + ", ".join(f"{k} {t:,.0f}" for k, t in row["tps"].items())
-              + f" tok/s; matmul {row['peak'] / 1e9:.0f} GFLOP/s", flush=True)
+        print(
+            f"round {i + 1}: "
+            + ", ".join(f"{k} {t:,.0f}" for k, t in row["tps"].items())
+            + f" tok/s; matmul {row['peak'] / 1e9:.0f} GFLOP/s",
+            flush=True,
+        )
     ours.close(), torch_peers.close()
     report(rows, flops, max(r["peak"] for r in rows), n_tok)
 

@@ -1,5 +1,6 @@
 """What every benchmark prints and how it summarises rounds: the machine (CPU model, cores, library versions) and a
 ratio's median and range over rounds (docs/benchmarks.md); each side of a comparison in its own process (`Side`)."""
+
 from __future__ import annotations
 
 import importlib
@@ -31,8 +32,10 @@ def machine(*libraries: str) -> str:
 
 def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
     """'median (min-max over N rounds)'."""
-    return (f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))} over "
-            f"{len(values)} rounds)")
+    return (
+        f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))} over "
+        f"{len(values)} rounds)"
+    )
 
 
 def in_turn(calls: dict[str, Callable[[], Any]], round_index: int) -> dict[str, Any]:
@@ -64,9 +67,14 @@ class Side:
     work and calls `serve`. `side.call(name, *args)` runs one of its functions there and returns the JSON result."""
 
     def __init__(self, script: str, name: str, *extra: str):
-        self.name, self._log = name, tempfile.TemporaryFile(mode="w+")
-        self._proc = subprocess.Popen([sys.executable, script, "--side", name, *extra], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self.name, self._log = name, tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - open while the side lives
+        self._proc = subprocess.Popen(
+            [sys.executable, script, "--side", name, *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
         self._read()
 
     def call(self, function: str, *args: Any) -> Any:
@@ -77,10 +85,11 @@ class Side:
     def _read(self) -> dict:
         for line in self._proc.stdout:
             if line.startswith(_REPLY):
-                return json.loads(line[len(_REPLY):])
+                return json.loads(line[len(_REPLY) :])
         self._log.seek(0)
-        raise SystemExit(f"benchmark side {self.name!r} exited with status {self._proc.wait()}:\n"
-                         f"{self._log.read()[-3000:]}")
+        raise SystemExit(
+            f"benchmark side {self.name!r} exited with status {self._proc.wait()}:\n{self._log.read()[-3000:]}"
+        )
 
     def close(self) -> None:
         self._proc.stdin.close()

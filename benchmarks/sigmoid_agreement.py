@@ -6,6 +6,7 @@
 
 Prints, per kind and seed, the curves whose AoA is more than 0.01 log10 steps from scipy's and the largest difference.
 """
+
 import argparse
 import os
 import sys
@@ -15,10 +16,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import test_sigmoid as ref  # noqa: E402  (the reference fit and the curve generator the tests use)
-from benchmarks import common  # noqa: E402
+import test_sigmoid as ref
 
-from babyjax.analysis import sigmoid  # noqa: E402
+from babyjax.analysis import sigmoid
+from benchmarks import common
 
 
 def main():
@@ -27,8 +28,10 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     print(f"machine: {common.machine('scipy')}")
-    print(f"{'kind':8s} {'seed':>4s} {'curves':>6s} {'beyond 0.01':>11s} {'max |diff|':>10s} {'scipy s':>8s} "
-          f"{'babyjax s':>9s}")
+    print(
+        f"{'kind':8s} {'seed':>4s} {'curves':>6s} {'beyond 0.01':>11s} {'max |diff|':>10s} {'scipy s':>8s} "
+        f"{'babyjax s':>9s}"
+    )
     for kind in ("smooth", "noisy", "bumpy"):
         for seed in args.seeds:
             y = ref.curves_of(kind, args.curves, seed=seed)
@@ -39,8 +42,10 @@ def main():
             aoa = sigmoid.sigmoid_aoa(ref.X, y, ref.CHANCE)[0]
             t_ours = time.perf_counter() - t
             diff = np.abs(aoa - expect)
-            print(f"{kind:8s} {seed:4d} {args.curves:6d} {int((diff > 0.01).sum()):11d} {diff.max():10.2e} "
-                  f"{t_ref:8.1f} {t_ours:9.1f}")
+            print(
+                f"{kind:8s} {seed:4d} {args.curves:6d} {int((diff > 0.01).sum()):11d} {diff.max():10.2e} "
+                f"{t_ref:8.1f} {t_ours:9.1f}"
+            )
 
 
 if __name__ == "__main__":

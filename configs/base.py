@@ -6,6 +6,7 @@ Not meant to be trained as is (it is sized like `strict_small`); use one of:
   python launch/train.py --config configs/strict.py --workdir runs/strict         # TPU slice / GPUs, 100M words
 Any key can be overridden on the command line: --config.optim.lr=1e-3.
 """
+
 import ml_collections
 
 
@@ -45,9 +46,8 @@ def _data_tokenizer(c: ml_collections.ConfigDict) -> None:
     c.tokenizer.input_sentence_size = 2_000_000  # lines sampled for training the tokenizer (deterministic)
 
 
-
 def _model_mesh(c: ml_collections.ConfigDict) -> None:
-    # ---- model (babyjax/model.py) ----
+    # ---- model (babyjax/model/transformer.py) ----
     c.model = ml_collections.ConfigDict()
     # gpt2 (learned positions, LayerNorm, GELU; also OPT) | llama (RoPE, RMSNorm, SwiGLU) | roberta (encoder:
     # learned positions, post-LayerNorm, erf GELU, BERT's MLM head) | ltg_bert (encoder: relative positions, extra
@@ -67,9 +67,11 @@ def _model_mesh(c: ml_collections.ConfigDict) -> None:
     c.model.remat = False  # rematerialise each block (saves activation memory)
     c.model.position_buckets = 32  # ltg_bert: relative positions in 2 * position_buckets - 1 log-spaced buckets
 
-    # ---- objective (babyjax/objectives.py): what the rows teach ----
+    # ---- objective (babyjax/model/objectives.py): what the rows teach ----
     c.objective = ml_collections.ConfigDict()
-    c.objective.kind = "causal"  # causal | mlm (masked LM) | mntp (masked next token) | hybrid (GPT-BERT: causal + mntp)
+    c.objective.kind = (
+        "causal"  # causal | mlm (masked LM) | mntp (masked next token) | hybrid (GPT-BERT: causal + mntp)
+    )
     c.objective.mask_rate = 0.15  # share of ordinary tokens chosen (mlm, mntp, hybrid); BabyLM entries use 0.15-0.4
     c.objective.replace = (0.8, 0.1, 0.1)  # chosen tokens -> <mask> / a random token / kept (BERT's 80/10/10)
     c.objective.masking = "token"  # token | whole_word | span (SpanBERT-style spans of whole words)
@@ -77,16 +79,15 @@ def _model_mesh(c: ml_collections.ConfigDict) -> None:
     c.objective.span_max = 10  # span: longest span in words
     c.objective.causal_share = 0.0  # hybrid: share of each batch's rows trained causally (the rest mntp)
 
-    # ---- mesh and sharding (babyjax/sharding.py) ----
+    # ---- mesh and sharding (babyjax/model/sharding.py) ----
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1 = all devices not used by the other axes
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
 
 
-
 def _optim_train_ckpt(c: ml_collections.ConfigDict) -> None:
-    # ---- optimizer (babyjax/optim.py) ----
+    # ---- optimizer (babyjax/train/optim.py) ----
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 6e-4
     c.optim.schedule = "cosine"  # cosine | linear | constant | wsd (warmup-stable-decay)
@@ -100,7 +101,7 @@ def _optim_train_ckpt(c: ml_collections.ConfigDict) -> None:
     c.optim.grad_clip = 1.0  # global-norm clipping; <= 0 disables
     c.optim.grad_accum_steps = 1
 
-    # ---- training loop (babyjax/train.py) ----
+    # ---- training loop (babyjax/train/loop.py) ----
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 32  # global batch, in rows of data.seq_len tokens
     c.train.num_steps = 20_000
@@ -109,7 +110,7 @@ def _optim_train_ckpt(c: ml_collections.ConfigDict) -> None:
     c.train.eval_batches = 20
     c.train.progress_bar = True
 
-    # ---- checkpoints (babyjax/checkpoints.py, babyjax/series_schedules.py) ----
+    # ---- checkpoints (babyjax/checkpoints/series.py, babyjax/checkpoints/schedules.py) ----
     c.ckpt = ml_collections.ConfigDict()
     # Series schedule: chang | pythia | crfm | words | chang_words (both) | list | none. Parameters only, all kept.
     c.ckpt.schedule = "chang"

@@ -6,6 +6,7 @@ Command:   python benchmarks/bench_train.py      (uses this config; training it 
 Hardware:  the 2-core CPU machine; numbers in the README.
 Time:      a benchmark run takes a few minutes (compile + warm-up + timed steps, both frameworks).
 """
+
 from configs import tiny
 
 

@@ -14,6 +14,7 @@ Time:      not measured on this project's hardware (no GPU was available); estim
            on one H100 at 25% of its bf16 peak.
 Expected:  not measured here; the BabyLM 2025 GPT-BERT baselines report BLiMP ~70-80% on strict-small.
 """
+
 from configs import ltg_bert_strict_small
 
 

@@ -12,6 +12,7 @@ Time:      not measured on this project's hardware (no GPU was available); estim
            on one H100 at 25% of its bf16 peak.
 Expected:  not measured here; LTG-BERT reported BLiMP ~85% on strict-small (with its own tokenizer and schedule).
 """
+
 from configs import base
 
 

@@ -11,6 +11,7 @@ Time:      not measured on this project's hardware (no GPU was available); estim
            = 1.5e17): about 15 minutes on one H100 at 25% of its bf16 peak.
 Expected:  not measured here; the BabyLM 2023 organisers' RoBERTa-base reached BLiMP ~70% on strict-small.
 """
+
 from configs import base
 
 

@@ -1,13 +1,16 @@
 """BabyLM strict (100M words): GPT-2 small (12 layers, 768 wide, context 128) as in Chang, Tu & Bergen (2023).
 
-Command:   python launch/train.py --config configs/strict.py --workdir gs://BUCKET/runs/strict   (TPU: launch/tpu/run.sh)
-Model:     GPT-2 style, 12 layers, d_model 768, 12 heads, MLP 3072, vocab 32k unigram SentencePiece, context 128 (~110M params).
+Command:   python launch/train.py --config configs/strict.py --workdir gs://BUCKET/runs/strict
+           (TPU: launch/tpu/run.sh)
+Model:     GPT-2 style, 12 layers, d_model 768, 12 heads, MLP 3072, vocab 32k unigram SentencePiece,
+           context 128 (~110M params).
 Data:      ~130M tokens per epoch; 10 epochs = 40,000 steps of 256 x 128 tokens (1B words seen; BabyLM 2025 marks).
 Hardware:  a TPU v4-8 / v5e-8 slice or 8 GPUs (data parallel; FSDP with --config.mesh.fsdp=N), bfloat16 compute.
 Time:      estimated 6-10 hours on a v4-8 (not yet measured on this project's hardware).
 Expected:  final dev loss not yet measured here; Chang et al.'s GPT-2 small runs on ~100M words ended near 3.3 nats
            (estimate from the paper's setting, to be replaced by a measured figure).
 """
+
 from configs import base
 
 

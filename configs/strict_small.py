@@ -11,6 +11,7 @@ Time:      estimated under 1 hour on one H100 (not yet measured on this project'
 Expected:  final dev loss not yet measured here; BabyLM 2023 strict-small decoders reach a dev loss of roughly 3.0-3.5
            nats with a 16k vocabulary (estimate from the literature, to be replaced by a measured figure).
 """
+
 from configs import base
 
 

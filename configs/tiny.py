@@ -10,6 +10,7 @@ Time:      1 min 24 s to 2 min 13 s wall on 2 idle cores in a fresh clone with n
            2026-12-02 on two machines of the same kind).
 Expected:  final train loss about 4.37 nats, dev loss about 4.31 (vocab 4096; 1.2M tokens seen), peak RSS 0.86-1.05 GB.
 """
+
 import os
 
 from babyjax.data import babylm

@@ -4,8 +4,9 @@
   python launch/train.py --config configs/strict_small.py --workdir runs/ss --config.optim.lr=3e-4
 
 Running the same command again continues the run from its latest resume checkpoint. A bad flag, config override or
-input prints one line (`error: ...`) and exits with status 2 (babyjax/cli.py).
+input prints one line (`error: ...`) and exits with status 2 (babyjax/commands/cli.py).
 """
+
 import os
 import sys
 
@@ -14,7 +15,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout, not installed
 
-from babyjax import cli, distributed  # noqa: E402
+from babyjax import distributed
+from babyjax.commands import cli
 
 config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file (configs/*.py).")
 flags.DEFINE_string("workdir", None, "Run directory (local path or a cloud-storage path Orbax supports).")
@@ -26,7 +28,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     distributed.initialize_from_flags()
-    from babyjax import train
+    from babyjax.train import loop as train
 
     train.train(FLAGS.config, FLAGS.workdir)
 

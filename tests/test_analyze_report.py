@@ -1,4 +1,5 @@
 """python -m babyjax.analyze on a synthetic score output in the documented layout (docs/architecture.md)."""
+
 import importlib
 import json
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from babyjax import analyze
+from babyjax.commands import analyze
 from babyjax.score.store import load_score_output
 
 
@@ -30,12 +31,21 @@ def study(tmp_path_factory, babylm_sample, shared_data):
         rd.mkdir(parents=True)
         if run == "seed0":
             (root / "train.txt").write_text("\n".join(lines))
-            spm.SentencePieceTrainer.train(input=str(root / "train.txt"), model_prefix=str(rd / "tokenizer"),
-                                           vocab_size=400, model_type="unigram", pad_id=0, unk_id=1, bos_id=2,
-                                           eos_id=3, user_defined_symbols=["<mask>"], minloglevel=2)
+            spm.SentencePieceTrainer.train(
+                input=str(root / "train.txt"),
+                model_prefix=str(rd / "tokenizer"),
+                vocab_size=400,
+                model_type="unigram",
+                pad_id=0,
+                unk_id=1,
+                bos_id=2,
+                eos_id=3,
+                user_defined_symbols=["<mask>"],
+                minloglevel=2,
+            )
         else:
             (rd / "tokenizer.model").write_bytes((runs_dir / "seed0" / "tokenizer.model").read_bytes())
-        cfg = importlib.import_module("configs.base").get_config()  # a run's config.json, as babyjax.train writes
+        cfg = importlib.import_module("configs.base").get_config()  # a run's config.json, as babyjax.train.loop writes
         cfg.data.dir, cfg.data.tfds_dir, cfg.data.max_train_lines = str(babylm_sample), str(root / "tfds"), 3000
         cfg.tokenizer.vocab_size, cfg.model.d_model, cfg.model.num_layers, cfg.model.mlp_dim = 400, 32, 2, 64
         cfg.model.num_heads = 2
@@ -43,26 +53,44 @@ def study(tmp_path_factory, babylm_sample, shared_data):
         steps_m = np.arange(0, 3001, 100)
         with open(rd / "metrics.jsonl", "w") as f:
             for s in steps_m:
-                f.write(json.dumps({"step": int(s), "loss": 6 * np.exp(-s / 800) + 2.5,
-                                    "dev_loss": (6 * np.exp(-s / 800) + 2.7) if s % 500 == 0 else None}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "step": int(s),
+                            "loss": 6 * np.exp(-s / 800) + 2.5,
+                            "dev_loss": (6 * np.exp(-s / 800) + 2.7) if s % 500 == 0 else None,
+                        }
+                    )
+                    + "\n"
+                )
             if run == "seed1":  # resumed from step 2000: the repeated steps replace the first ones; killed mid-line
                 for s in steps_m[steps_m >= 2000]:
                     f.write(json.dumps({"step": int(s), "loss": 99.0, "dev_loss": None}) + "\n")
                 f.write('{"step": 3100, "lo')
     # the runs trained on this machine, so their dataset is prepared (the analysis never prepares one)
     importlib.import_module("babyjax.data.babylm").prepare(cfg.data)
-    (runs_dir / "seed0" / "generations.json").write_text(json.dumps(
-        {"0": {"the dog": "the the the"}, "3000": {"the dog": "the dog is in the garden ."}}))
+    (runs_dir / "seed0" / "generations.json").write_text(
+        json.dumps({"0": {"the dog": "the the the"}, "3000": {"the dog": "the dog is in the garden ."}})
+    )
 
     sp = spm.SentencePieceProcessor(model_file=str(runs_dir / "seed0" / "tokenizer.model"))
     dev = (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()
     # the token sample (babyjax.data.evalsets layout): the EOS-separated dev stream in rows of 24; targets at the
     # first 16 positions of each row
     stream = np.concatenate([sp.encode(line) + [3] for line in dev[:400]])
-    sample_rows = stream[:80 * 24].reshape(80, 24).astype(np.int32)
-    rows = [{"index": 16 * seq + pos, "seq": seq, "position": pos, "token_id": int(sample_rows[seq, pos]),
-             "token": sp.id_to_piece(int(sample_rows[seq, pos])), "context_length": pos + 1}
-            for seq in range(80) for pos in range(16)]
+    sample_rows = stream[: 80 * 24].reshape(80, 24).astype(np.int32)
+    rows = [
+        {
+            "index": 16 * seq + pos,
+            "seq": seq,
+            "position": pos,
+            "token_id": int(sample_rows[seq, pos]),
+            "token": sp.id_to_piece(int(sample_rows[seq, pos])),
+            "context_length": pos + 1,
+        }
+        for seq in range(80)
+        for pos in range(16)
+    ]
     tokens = pd.DataFrame(rows)
     np.savez(root / "dev_tokens.npz", tokens=sample_rows)
     steps = exp_steps()
@@ -81,39 +109,96 @@ def study(tmp_path_factory, babylm_sample, shared_data):
         s[-1] = np.nan  # last checkpoint not scored yet
         (out / "runs" / run).mkdir()
         np.save(out / "runs" / run / "surprisal.npy", s.astype(np.float32))
-        pd.DataFrame({"step": steps, "tokens_seen": steps * 4096, "words_seen": steps * 3000, "wall_time": steps * 0.1,
-                      "params_hash": "h", "status": ["done"] * (len(steps) - 1) + ["pending"]}).to_csv(
-            out / "runs" / run / "checkpoints.csv", index=False)
+        pd.DataFrame(
+            {
+                "step": steps,
+                "tokens_seen": steps * 4096,
+                "words_seen": steps * 3000,
+                "wall_time": steps * 0.1,
+                "params_hash": "h",
+                "status": ["done"] * (len(steps) - 1) + ["pending"],
+            }
+        ).to_csv(out / "runs" / run / "checkpoints.csv", index=False)
     tokens.to_csv(out / "tokens.csv", index=False)
-    (out / "meta.json").write_text(json.dumps({"kind": "tokens", "log_base": 2, "unit": "bits", "eval_set": str(root / "dev_tokens.npz"),
-                                               "eval_hash": "x", "first_token_policy": "eot_context", "vocab_size": 400,
-                                               "runs": ["seed0", "seed1"], "tokenizer_hash": "t"}))
+    (out / "meta.json").write_text(
+        json.dumps(
+            {
+                "kind": "tokens",
+                "log_base": 2,
+                "unit": "bits",
+                "eval_set": str(root / "dev_tokens.npz"),
+                "eval_hash": "x",
+                "first_token_policy": "eot_context",
+                "vocab_size": 400,
+                "runs": ["seed0", "seed1"],
+                "tokenizer_hash": "t",
+            }
+        )
+    )
     pairs_out = root / "score_pairs"
     pairs_out.mkdir()
     prow = []
     for run in ("seed0", "seed1"):
         for step in steps[::4]:
-            for field, para in [("syntax", "anaphor_agreement"), ("morphology", "irregular_forms"), ("semantics", "npi")]:
+            for field, para in [
+                ("syntax", "anaphor_agreement"),
+                ("morphology", "irregular_forms"),
+                ("semantics", "npi"),
+            ]:
                 acc = 0.5 + 0.4 * (1 - np.exp(-step / 1000)) * (0.5 if field == "semantics" else 1)
-                prow.append({"run": run, "step": int(step), "words_seen": int(step * 3000), "suite": "blimp",
-                             "paradigm": para, "field": field, "n": 1000, "correct": int(acc * 990), "ties": 10,
-                             "accuracy": acc})
+                prow.append(
+                    {
+                        "run": run,
+                        "step": int(step),
+                        "words_seen": int(step * 3000),
+                        "suite": "blimp",
+                        "paradigm": para,
+                        "field": field,
+                        "n": 1000,
+                        "correct": int(acc * 990),
+                        "ties": 10,
+                        "accuracy": acc,
+                    }
+                )
     pd.DataFrame(prow).to_csv(pairs_out / "pairs.csv", index=False)
-    (pairs_out / "meta.json").write_text(json.dumps({"kind": "pairs", "log_base": 2, "unit": "bits", "vocab_size": 400,
-                                                    "runs": ["seed0", "seed1"]}))
+    (pairs_out / "meta.json").write_text(
+        json.dumps({"kind": "pairs", "log_base": 2, "unit": "bits", "vocab_size": 400, "runs": ["seed0", "seed1"]})
+    )
     return root, out, pairs_out, runs_dir, shared_data / "aoa" / "word_list.csv"
 
 
 def test_report_end_to_end(study, capsys):
     root, tok_out, pairs_out, runs_dir, aoa = study
     rep = root / "report"
-    rc = analyze.main([str(tok_out), str(pairs_out), "--out", str(rep), "--runs-dir", str(runs_dir),
-                       "--aoa-words", str(aoa), "--x-axis", "tokens", "--no-progress"])
+    rc = analyze.main(
+        [
+            str(tok_out),
+            str(pairs_out),
+            "--out",
+            str(rep),
+            "--runs-dir",
+            str(runs_dir),
+            "--aoa-words",
+            str(aoa),
+            "--x-axis",
+            "tokens",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     text = (rep / "report.md").read_text()
-    for section in ["## Token learning curves", "### Measures (Chang", "### Example learning curves",
-                    "### Trajectory classes (Xia", "### Measures vs. frequency", "### Word acquisition",
-                    "## Minimal pairs", "## Training loss", "## Generated text at checkpoints", "## Notes"]:
+    for section in [
+        "## Token learning curves",
+        "### Measures (Chang",
+        "### Example learning curves",
+        "### Trajectory classes (Xia",
+        "### Measures vs. frequency",
+        "### Word acquisition",
+        "## Minimal pairs",
+        "## Training loss",
+        "## Generated text at checkpoints",
+        "## Notes",
+    ]:
         assert section in text, section
     assert "the dog is in the garden" in text and "not scored yet" in text
     # Xia et al.: both runs compared at five shared validation-perplexity levels, with their pair accuracy there
@@ -124,8 +209,13 @@ def test_report_end_to_end(study, capsys):
     # every measure with its definition and the released code it matches; the frequency effect at the type level
     assert "## Measures and their references" in text and "formula_utils.py compute_aoa_vals" in text
     assert "rho (types)" in text and "bootstrap resamples of token types and sequences" in text
-    for png in ["score_tokens_example_curves.png", "score_tokens_xia_shares.png",
-                "score_tokens_measures_vs_frequency.png", "pairs_accuracy.png", "training_loss.png"]:
+    for png in [
+        "score_tokens_example_curves.png",
+        "score_tokens_xia_shares.png",
+        "score_tokens_measures_vs_frequency.png",
+        "pairs_accuracy.png",
+        "training_loss.png",
+    ]:
         assert (rep / png).stat().st_size > 5000, png
         assert f"]({png})" in text
     table = pd.read_csv(rep / "score_tokens_token_table.csv.gz")
@@ -149,8 +239,8 @@ def test_report_end_to_end(study, capsys):
 
 
 def test_param_count_is_the_models(tmp_path):
-    from babyjax import model
     from babyjax.analysis import report
+    from babyjax.model import transformer as model
 
     cfg = importlib.import_module("configs.base").get_config()
     cfg.model.style, cfg.model.tie_embeddings, cfg.model.num_kv_heads = "llama", False, 4
@@ -165,9 +255,13 @@ def test_word_occurrences_follow_chang_bergen():
     tokens before it, one per sequence, the first 512 sequences; words with fewer than 8 get no curve."""
     from babyjax.analysis import words
 
-    tokens = pd.DataFrame({"seq": [0, 0, 0, 1, 2, 3, 4], "position": [7, 9, 3, 6, 12, 8, 8],
-                           "token": ["\u2581dog", "\u2581dog", "\u2581dog", "\u2581dog", "\u2581Dog", "dog",
-                                     "\u2581dog"]})
+    tokens = pd.DataFrame(
+        {
+            "seq": [0, 0, 0, 1, 2, 3, 4],
+            "position": [7, 9, 3, 6, 12, 8, 8],
+            "token": ["\u2581dog", "\u2581dog", "\u2581dog", "\u2581dog", "\u2581Dog", "dog", "\u2581dog"],
+        }
+    )
     occ = words.word_occurrences(tokens, {"dog"})
     assert sorted(occ["seq"]) == [0, 4] and set(occ["word"]) == {"dog"}  # one of rows 0/1; rows 2, 3 lack context
     many = pd.DataFrame({"seq": np.arange(600), "position": 7, "token": "\u2581dog"})
@@ -186,7 +280,9 @@ def test_word_aoa_nan_in_one_word_keeps_the_others():
     x = np.log10(np.maximum(steps, 1))
     chance = np.log2(400)
     names = ["dog", "cat", "ball"]
-    tokens = pd.DataFrame({"seq": np.arange(24), "position": 7, "token": [f"\u2581{w}" for w in names for _ in range(8)]})
+    tokens = pd.DataFrame(
+        {"seq": np.arange(24), "position": 7, "token": [f"\u2581{w}" for w in names for _ in range(8)]}
+    )
     child = pd.DataFrame({"word": names, "child_aoa": [20.0, 22.0, 18.0]})
     s = np.stack([chance + (e - chance) / (1 + np.exp((m - x) / 0.25)) for e, m in [(3, 2.5), (4, 2.9), (2, 3.1)]], 1)
     s = np.repeat(s, 8, axis=1)  # 8 occurrences of each word
@@ -231,9 +327,12 @@ def test_bad_inputs(study, tmp_path, capsys):
     (broken / "runs" / "seed0").mkdir(parents=True)
     for f in ["tokens.csv"]:
         (broken / f).write_bytes((tok_out / f).read_bytes())
-    (broken / "runs" / "seed0" / "surprisal.npy").write_bytes((tok_out / "runs" / "seed0" / "surprisal.npy").read_bytes())
+    (broken / "runs" / "seed0" / "surprisal.npy").write_bytes(
+        (tok_out / "runs" / "seed0" / "surprisal.npy").read_bytes()
+    )
     pd.read_csv(tok_out / "runs" / "seed0" / "checkpoints.csv").drop(columns="step").to_csv(
-        broken / "runs" / "seed0" / "checkpoints.csv", index=False)
+        broken / "runs" / "seed0" / "checkpoints.csv", index=False
+    )
     meta0 = json.loads((tok_out / "meta.json").read_text()) | {"runs": ["seed0"]}
     (broken / "meta.json").write_text(json.dumps({k: v for k, v in meta0.items() if k != "vocab_size"}))
     assert analyze.main([str(broken), "--out", str(tmp_path / "rb"), "--no-progress"]) == 2
@@ -260,8 +359,9 @@ def test_word_aoa_variants_and_their_regressions():
     chance = np.log2(400)
     tokens = pd.DataFrame({"seq": np.arange(8), "position": 7, "token": "\u2581dog", "token_id": 11})
     curve = 7.0 + (3.0 - 7.0) / (1 + np.exp((2.6 - x) / 0.2))  # from 7 bits down to 3, midpoint 2.6
-    df, _ = words.word_aoa(np.repeat(curve[:, None], 8, 1), steps, tokens,
-                           pd.DataFrame({"word": ["dog"], "child_aoa": [20.0]}), 400)
+    df, _ = words.word_aoa(
+        np.repeat(curve[:, None], 8, 1), steps, tokens, pd.DataFrame({"word": ["dog"], "child_aoa": [20.0]}), 400
+    )
     xs = x[steps > 0]
     assert df["model_aoa_midpoint"][0] == pytest.approx(2.6, abs=1e-3)
     raw = curve[steps > 0]
@@ -278,16 +378,23 @@ def test_word_aoa_variants_and_their_regressions():
     assert stats_df.set_index("word").loc["x", "mlu"] == pytest.approx(np.mean([3, 4]))
     rng = np.random.default_rng(0)
     n = 120
-    wdf = pd.DataFrame({"log_freq": rng.normal(8, 2, n), "mlu": rng.normal(6, 1, n), "n_chars": rng.integers(2, 9, n),
-                        "concreteness": rng.uniform(1, 5, n),
-                        "lexical_category": rng.choice(["nouns", "predicates", "function_words"], n)})
+    wdf = pd.DataFrame(
+        {
+            "log_freq": rng.normal(8, 2, n),
+            "mlu": rng.normal(6, 1, n),
+            "n_chars": rng.integers(2, 9, n),
+            "concreteness": rng.uniform(1, 5, n),
+            "lexical_category": rng.choice(["nouns", "predicates", "function_words"], n),
+        }
+    )
     wdf["model_aoa"] = 5 - 0.3 * wdf["log_freq"] + 0.2 * (wdf["lexical_category"] == "nouns") + rng.normal(0, 0.2, n)
     table, fit = words.aoa_regressions(wdf)
     t = table.set_index("predictor")
     assert t.loc["log_freq", "sign"] == "-" and t.loc["log_freq", "lrt_p"] < 1e-10
     assert t.loc["mlu", "sign"] == "ns" and fit["adj_r2_all"] > fit["adj_r2_log_freq"] > 0.5
-    import statsmodels.formula.api as smf
     import scipy.stats
+    import statsmodels.formula.api as smf
+
     full = smf.ols("model_aoa ~ log_freq + mlu + n_chars + concreteness + C(lexical_category)", wdf).fit()
     red = smf.ols("model_aoa ~ log_freq + mlu + n_chars + concreteness", wdf).fit()
     assert t.loc["lexical_class", "lrt_p"] == pytest.approx(scipy.stats.chi2.sf(2 * (full.llf - red.llf), 2))

@@ -1,6 +1,7 @@
 """The BabyLM 2025 zero-shot sentence tasks (`--kind babylm2025`) against a reference implementation of the official
 pipeline's causal rules (evaluation-pipeline-2025, sentence_zero_shot: read_files.py, dataset.py, compute_results.py,
 run.py) run with transformers on the exported checkpoint, on the release's own files."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,10 @@ import torch
 import transformers
 from scipy import stats
 
-from babyjax import export, score
+from babyjax import score
 from babyjax.data import babylm2025 as data
 from babyjax.errors import InputError
+from babyjax.interop import export
 from tests.test_score import make_run, train_tiny_tokenizer
 
 TASK_DIRS = ["blimp_filtered", "supplement_filtered", "entity_tracking", "wug_adj_nominalization", "wug_past_tense"]
@@ -35,8 +37,11 @@ def reference_items(folder: pathlib.Path) -> list[dict]:
         for line in f.read_text().splitlines():
             raw = json.loads(line)
             if "input_prefix" in raw:
-                it = {"UID": f"{f.stem}_{raw['numops']}_ops", "sentences": [raw["input_prefix"] + o for o in raw["options"]],
-                      "completions": raw["options"]}
+                it = {
+                    "UID": f"{f.stem}_{raw['numops']}_ops",
+                    "sentences": [raw["input_prefix"] + o for o in raw["options"]],
+                    "completions": raw["options"],
+                }
             elif "sentences" in raw:
                 cands = raw["sentences"].split("\t")
                 uid = "wug_adj" if folder.name.startswith("wug_adj") else "wug_past"  # decode_wug: UID = the task
@@ -44,9 +49,13 @@ def reference_items(folder: pathlib.Path) -> list[dict]:
             else:
                 pair = [raw["sentence_good"], raw["sentence_bad"]]
                 field = raw.get("field", "supplement")
-                it = {"UID": raw["UID"] if "field" in raw else f.stem, "sentences": pair, "completions": pair,
-                      "field": "syntax/semantics" if field == "syntax_semantics" else field,
-                      "linguistics_term": raw.get("linguistics_term", "supplement")}
+                it = {
+                    "UID": raw["UID"] if "field" in raw else f.stem,
+                    "sentences": pair,
+                    "completions": pair,
+                    "field": "syntax/semantics" if field == "syntax_semantics" else field,
+                    "linguistics_term": raw.get("linguistics_term", "supplement"),
+                }
             seen[it["UID"]] = seen.get(it["UID"], 0) + 1
             if seen[it["UID"]] <= LIMIT:
                 items.append(it)
@@ -70,7 +79,9 @@ def reference_results(model, hf_tok, folder: pathlib.Path) -> tuple[dict[str, st
     preds, correct, probs, ratios = {}, {}, [], []
     counter: dict[str, int] = {}
     for it in reference_items(folder):
-        scores = torch.tensor([reference_scores(model, hf_tok, s, c) for s, c in zip(it["sentences"], it["completions"])])
+        scores = torch.tensor(
+            [reference_scores(model, hf_tok, s, c) for s, c in zip(it["sentences"], it["completions"])]
+        )
         chosen = int(torch.max(scores[None], dim=1)[1])
         k = counter[it["UID"]] = counter.get(it["UID"], -1) + 1
         preds[f"{it['UID']}_{k}"] = it["completions"][chosen]
@@ -82,7 +93,9 @@ def reference_results(model, hf_tok, folder: pathlib.Path) -> tuple[dict[str, st
         return preds, float(stats.spearmanr(probs, ratios)[0])
     acc = {u: 100.0 * sum(c) / len(c) for u, c in correct.items()}
     if folder.name.startswith("entity_tracking"):
-        splits = [np.mean([a for u, a in acc.items() if u.startswith(s)]) for s in ("regular", "ambiref", "move_contents")]
+        splits = [
+            np.mean([a for u, a in acc.items() if u.startswith(s)]) for s in ("regular", "ambiref", "move_contents")
+        ]
         return preds, float(np.mean(splits))
     return preds, float(np.mean(list(acc.values())))
 
@@ -90,6 +103,7 @@ def reference_results(model, hf_tok, folder: pathlib.Path) -> tuple[dict[str, st
 def reference_p2(model, hf_tok, sentence: str, word: str) -> float:
     """reading/evaluation_functions.py get_p2 (causal): the word tokenized alone; further pieces decoded, appended
     with no space, and scored by get_p on the re-tokenized sentence."""
+
     def last_probs(text):
         with torch.no_grad():
             return torch.softmax(model(**hf_tok(text, return_tensors="pt")).logits[:, -1, :][0], -1)
@@ -111,16 +125,27 @@ def reference_reading(model, hf_tok, csv: pathlib.Path, n: int) -> tuple[np.ndar
     df = pd.read_csv(csv, dtype={"item": str}).head(n)
     df["item"] = df["item"].fillna("None")
     df["pred"] = [-np.log(reference_p2(model, hf_tok, r["item"], r["word"])) for _, r in df.iterrows()]
-    df["prev_pred"] = [-np.log(reference_p2(model, hf_tok, r["prev_item"], r["prev_word"]))
-                       if isinstance(r["prev_item"], str) else np.nan for _, r in df.iterrows()]
-    base = "Subtlex_log10 + length + context_length + Subtlex_log10:length + Subtlex_log10:context_length + length:context_length"
+    df["prev_pred"] = [
+        -np.log(reference_p2(model, hf_tok, r["prev_item"], r["prev_word"]))
+        if isinstance(r["prev_item"], str)
+        else np.nan
+        for _, r in df.iterrows()
+    ]
+    base = (
+        "Subtlex_log10 + length + context_length + Subtlex_log10:length + Subtlex_log10:context_length"
+        " + length:context_length"
+    )
     gains = []
     for dv in ["RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound"]:
         b = smf.ols(f"{dv} ~ {base}", df[[dv, "Subtlex_log10", "length", "context_length"]].dropna()).fit().rsquared
-        m = smf.ols(f"{dv} ~ {base} + pred", df[["pred", dv, "Subtlex_log10", "length", "context_length"]].dropna()).fit().rsquared
+        m = (
+            smf.ols(f"{dv} ~ {base} + pred", df[["pred", dv, "Subtlex_log10", "length", "context_length"]].dropna())
+            .fit()
+            .rsquared
+        )
         gains.append((m - b) / (1 - b) * 100)
     v = ["Subtlex_log10", "length", "context_length", "prev_length", "prev_pred"]
-    spill = " + ".join(v + [f"{a}:{c}" for i, a in enumerate(v) for c in v[i + 1:]])
+    spill = " + ".join(v + [f"{a}:{c}" for i, a in enumerate(v) for c in v[i + 1 :]])
     dv = "self_paced_reading_time"
     b = smf.ols(f"{dv} ~ {spill}", df[[dv] + v].dropna()).fit().rsquared
     m = smf.ols(f"{dv} ~ {spill} + pred", df[["pred", dv] + v].dropna()).fit().rsquared
@@ -133,15 +158,26 @@ def exported_run(tmp_path: pathlib.Path, tok, max_len: int):
     workdir = tmp_path / "run"
     make_run(workdir, tok, steps=(0, 10), max_len=max_len)
     hf = export.export_checkpoint(workdir, 10, tmp_path / "hf")
-    return workdir, transformers.AutoModelForCausalLM.from_pretrained(hf).eval(), transformers.AutoTokenizer.from_pretrained(hf)
+    return (
+        workdir,
+        transformers.AutoModelForCausalLM.from_pretrained(hf).eval(),
+        transformers.AutoTokenizer.from_pretrained(hf),
+    )
 
 
 def test_matches_the_pipelines_rules_on_an_exported_checkpoint(tmp_path, tok, shared_data):
     workdir, model, hf_tok = exported_run(tmp_path, tok, max_len=1024)
     folders = [shared_data / "babylm_eval_2025" / d for d in TASK_DIRS]
     out = tmp_path / "scores"
-    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(f) for f in folders],
-                    steps=[0, 10], seq_len=1024, limit=LIMIT)
+    score.score_job(
+        [score.RunSpec("tiny", workdir)],
+        out,
+        kind="babylm2025",
+        eval_paths=[str(f) for f in folders],
+        steps=[0, 10],
+        seq_len=1024,
+        limit=LIMIT,
+    )
     table = pd.read_csv(out / "babylm2025.csv")
     assert set(table["revision"]) == {"step_0", "main"}  # no words mark reached: step_<n>, and main for the last
     table = table[table["step"] == 10]
@@ -149,8 +185,11 @@ def test_matches_the_pipelines_rules_on_an_exported_checkpoint(tmp_path, tok, sh
         task = "blimp" if folder.name.startswith("supplement") else data.TASKS[data.task_of(folder)][0]
         got = out / "results" / "tiny" / "main" / "zero_shot" / "causal" / task / folder.name
         want_preds, want_avg = reference_results(model, hf_tok, folder)
-        preds = {p["id"]: p["pred"] for uid in json.loads((got / "predictions.json").read_text()).values()
-                 for p in uid["predictions"]}
+        preds = {
+            p["id"]: p["pred"]
+            for uid in json.loads((got / "predictions.json").read_text()).values()
+            for p in uid["predictions"]
+        }
         assert preds == want_preds, folder.name  # every item's verdict
         avg = table[(table["subset"] == folder.name) & (table["key"] == "average")]["value"].item()
         assert avg == pytest.approx(want_avg, abs=1e-9), folder.name
@@ -163,12 +202,17 @@ def test_reads_the_release_as_the_pipeline_does(tok, shared_data):
     blimp = data.load_items(root / "blimp_filtered", limit=1)
     assert len(blimp) == 67 and {it.field for it in blimp} == {"syntax", "morphology", "semantics", "syntax/semantics"}
     supp = data.load_items(root / "supplement_filtered", limit=1)
-    assert {it.uid for it in supp} == {"hypernym", "qa_congruence_easy", "qa_congruence_tricky",
-                                       "subject_aux_inversion", "turn_taking"} and {it.field for it in supp} == {"supplement"}
+    assert {it.uid for it in supp} == {
+        "hypernym",
+        "qa_congruence_easy",
+        "qa_congruence_tricky",
+        "subject_aux_inversion",
+        "turn_taking",
+    } and {it.field for it in supp} == {"supplement"}
     et = data.load_items(root / "entity_tracking", limit=1)
     assert len(et) == 18 and all(len(it.texts) == 5 for it in et)
     ids, first = data.completion_start(tok, et[0].texts[0], et[0].starts[0])
-    assert tok.decode(ids[first:]).strip() == et[0].texts[0][et[0].starts[0]:].strip()  # exactly the option's tokens
+    assert tok.decode(ids[first:]).strip() == et[0].texts[0][et[0].starts[0] :].strip()  # exactly the option's tokens
     wug = data.load_items(root / "wug_past_tense")
     assert len(wug) == 50 and all(len(it.texts) == 3 and 0 <= it.ratio <= 1 for it in wug)
 
@@ -191,10 +235,14 @@ def test_report_section_across_training(tmp_path, tok, shared_data):
     make_run(workdir, tok, steps=(0, 10, 20), max_len=256)
     out = tmp_path / "scores"
     root = shared_data / "babylm_eval_2025"
-    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", limit=40,
-                    eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"),
-                                str(root / "reading")])
-    from babyjax import analyze
+    score.score_job(
+        [score.RunSpec("tiny", workdir)],
+        out,
+        kind="babylm2025",
+        limit=40,
+        eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+    )
+    from babyjax.commands import analyze
 
     assert analyze.main([str(out), "--out", str(tmp_path / "rep"), "--no-progress"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
@@ -204,16 +252,24 @@ def test_report_section_across_training(tmp_path, tok, shared_data):
     tree = out / "results" / "tiny"
     assert sorted(p.name for p in tree.iterdir()) == ["main", "step_0", "step_10"]
     # a second job continues the same output: nothing scored twice, nothing lost
-    again = score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", limit=40,
-                            eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"),
-                                        str(root / "reading")])
+    again = score.score_job(
+        [score.RunSpec("tiny", workdir)],
+        out,
+        kind="babylm2025",
+        limit=40,
+        eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+    )
     assert again.already_done == 3 and not again.scored
     assert len(pd.read_csv(out / "babylm2025.csv")["step"].unique()) == 3
     # another run scored into the same folder later: the first run's rows stay in babylm2025.csv
     make_run(tmp_path / "run2", tok, steps=(0, 10), max_len=256, seed=1)
-    score.score_job([score.RunSpec("other", tmp_path / "run2")], out, kind="babylm2025", limit=40,
-                    eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"),
-                                str(root / "reading")])
+    score.score_job(
+        [score.RunSpec("other", tmp_path / "run2")],
+        out,
+        kind="babylm2025",
+        limit=40,
+        eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+    )
     table = pd.read_csv(out / "babylm2025.csv")
     assert table.groupby("run")["step"].nunique().to_dict() == {"other": 2, "tiny": 3}
 
@@ -223,8 +279,15 @@ def test_reading_matches_the_pipelines_rules(tmp_path, tok, shared_data):
     folder = shared_data / "babylm_eval_2025" / "reading"
     out = tmp_path / "scores"
     n = 250
-    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(folder)], steps=[10],
-                    seq_len=256, limit=n)
+    score.score_job(
+        [score.RunSpec("tiny", workdir)],
+        out,
+        kind="babylm2025",
+        eval_paths=[str(folder)],
+        steps=[10],
+        seq_len=256,
+        limit=n,
+    )
     pred, prev, eye, spr = reference_reading(model, hf_tok, folder / "reading_data.csv", n)
     got = out / "results" / "tiny" / "main" / "zero_shot" / "causal" / "reading"
     rows = json.loads((got / "predictions.json").read_text())["reading"]["predictions"]
@@ -245,7 +308,7 @@ def reference_fitness(results: list[dict], children: pd.DataFrame) -> float:
     def fit(x, y, p0, target, **kw):
         try:
             a, b, c, d = curve_fit(sig, x, y, p0=p0, maxfev=1000, **kw)[0]
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         return None if b <= 0 or a <= 0 or target <= d or target >= a + d else c - np.log(a / (target - d) - 1) / b
 
@@ -262,8 +325,17 @@ def reference_fitness(results: list[dict], children: pd.DataFrame) -> float:
             continue
         props = children[[str(a) for a in ages]].to_numpy(float)[hit[0]]
         ok = ~np.isnan(props)
-        child = fit(ages[ok], props[ok], [1.0, 0.1, ages[ok].mean(), 0.0], 0.5,
-                    bounds=([0, 0, ages[ok][0], -0.5], [2.0, 1.0, ages[ok][-1], 0.5])) if ok.sum() >= 3 else None
+        child = (
+            fit(
+                ages[ok],
+                props[ok],
+                [1.0, 0.1, ages[ok].mean(), 0.0],
+                0.5,
+                bounds=([0, 0, ages[ok][0], -0.5], [2.0, 1.0, ages[ok][-1], 0.5]),
+            )
+            if ok.sum() >= 3
+            else None
+        )
         if child is None or not ages[ok][0] <= child <= ages[ok][-1]:
             continue
         s, neg = np.array(steps), -np.array(surp)
@@ -271,7 +343,7 @@ def reference_fitness(results: list[dict], children: pd.DataFrame) -> float:
         thr = chance - 0.5 * (chance - np.min(-neg))
         x = np.log10(s + 1)
         model = fit(x, neg, [neg.max() - neg.min(), 1.0, x.mean(), neg.min()], -thr)
-        if model is not None and s[0] <= 10 ** model - 1 <= s[-1]:
+        if model is not None and s[0] <= 10**model - 1 <= s[-1]:
             pairs.append((model, child))
     return float(stats.pearsonr(*zip(*pairs))[0]) if len(pairs) >= 3 else 0.0
 
@@ -281,9 +353,12 @@ def test_aoa_task_matches_the_pipelines_rules(tmp_path, tok, shared_data):
     make_run(workdir, tok, steps=(0, 10, 20, 30), max_len=1024, words_per_step=100_000.0)  # 1M, 2M, 3M words
     folder = shared_data / "babylm_eval_2025" / "aoa"
     out = tmp_path / "scores"
-    score.score_job([score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(folder)], limit=2,
-                    seq_len=1024)
-    got = json.loads((out / "results" / "tiny" / "main" / "zero_shot" / "causal" / "AoA_word" / "surprisal.json").read_text())
+    score.score_job(
+        [score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(folder)], limit=2, seq_len=1024
+    )
+    got = json.loads(
+        (out / "results" / "tiny" / "main" / "zero_shot" / "causal" / "AoA_word" / "surprisal.json").read_text()
+    )
     assert [r["step"] for r in got["results"][:1]] == ["chck_1M"] and got["metadata"]["total_steps"] == 3
     assert {r["step"] for r in got["results"]} == {"chck_1M", "chck_2M", "chck_3M"}  # the marks, not step 0
     contexts = json.loads((folder / "cdi_childes.json").read_text())

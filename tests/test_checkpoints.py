@@ -1,4 +1,5 @@
 """The Orbax checkpoint layer: series + index with hashes, resume checkpoints, resharding, async saves, crash safety."""
+
 import json
 import logging
 import os
@@ -13,10 +14,11 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx, struct
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from babyjax import checkpoints as ck
-from babyjax.run import RunDir, committed_steps
+from babyjax.checkpoints import series as ck
+from babyjax.checkpoints.run import RunDir, committed_steps
 from configs import base
 
 
@@ -80,19 +82,25 @@ def _params(seed=0, mesh=None):
 
 def _train_state(mesh, seed=0):
     params = _params(seed)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3, mask=lambda p: jax.tree.map(
-        lambda x: x.ndim > 1, p)))
+    tx = optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adamw(1e-3, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p))
+    )
     return _shard(TrainState(params, tx.init(params), jnp.array(7, jnp.int32), jax.random.key(seed)), mesh)
 
 
 def _meta(step, scale=1.0):
-    return {"step": step, "tokens_seen": 128.0 * step * scale, "words_seen": 100.0 * step * scale,
-            "wall_time": 0.5 * step}
+    return {
+        "step": step,
+        "tokens_seen": 128.0 * step * scale,
+        "words_seen": 100.0 * step * scale,
+        "wall_time": 0.5 * step,
+    }
 
 
 def _host(tree):
-    return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
-        x.dtype, jax.dtypes.prng_key) else x), tree)
+    return jax.tree.map(
+        lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x), tree
+    )
 
 
 def _assert_equal(a, b):
@@ -188,8 +196,11 @@ def test_index_lists_only_committed_steps(tmp_path):
     ckpt._series.wait_until_finished()
     ckpt.save_series(1, _params(), _meta(1))
     committed = committed_steps(RunDir(tmp_path).series_dir)
-    listed = [e["step"] for e in json.loads(RunDir(tmp_path).index_path.read_text())] if \
-        RunDir(tmp_path).index_path.exists() else []
+    listed = (
+        [e["step"] for e in json.loads(RunDir(tmp_path).index_path.read_text())]
+        if RunDir(tmp_path).index_path.exists()
+        else []
+    )
     assert set(listed) <= set(committed)
     ckpt.close()
     assert [e["step"] for e in ck.load_series_index(tmp_path)] == [1]
@@ -296,7 +307,7 @@ def test_interrupted_or_damaged_index_is_rebuilt(tmp_path):
 def test_kill_9_during_async_saves_leaves_a_consistent_series(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, jax, jax.numpy as jnp
-        from babyjax import checkpoints as ck
+        from babyjax.checkpoints import series as ck
         from configs import base
         cfg = base.get_config().ckpt
         cfg.schedule = "none"
@@ -338,7 +349,9 @@ def test_clear_errors(tmp_path):
             ckpt.restore_resume(_abstract(_train_state(_mesh((1, 1))), _mesh((1, 1))), FakeLoader())
         for step in (0, 1, 2):
             ckpt.save_series(step, _params(seed=step), _meta(step))
-    with pytest.raises(ck.CheckpointError, match="no committed series checkpoint at step 3 in .*; 3 steps exist, from 0 to 2"):
+    with pytest.raises(
+        ck.CheckpointError, match="no committed series checkpoint at step 3 in .*; 3 steps exist, from 0 to 2"
+    ):
         ck.restore_params(tmp_path, 3)
     # hash mismatch: the recorded hash does not match the stored arrays
     meta_file = RunDir(tmp_path).series_dir / "1" / "meta" / "metadata"

@@ -1,5 +1,6 @@
-"""The one command-line runner (babyjax/cli.py): a user error is one line and exit status 2; a bug keeps its
+"""The one command-line runner (babyjax/commands/cli.py): a user error is one line and exit status 2; a bug keeps its
 traceback and exits with status 1; bad flags and config overrides are one line too."""
+
 from __future__ import annotations
 
 import pathlib
@@ -9,7 +10,7 @@ import textwrap
 
 import pytest
 
-from babyjax import cli
+from babyjax.commands import cli
 from babyjax.errors import DataError, InputError, UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     from absl import flags
-    from babyjax import cli
+    from babyjax.commands import cli
     from babyjax.errors import InputError
     flags.DEFINE_string("what", "user", "user | bug")
 
@@ -90,8 +91,9 @@ def test_argparse_commands_give_a_bad_option_in_one_line(module):
 def test_unknown_config_key_names_the_override_and_the_closest_key(tmp_path):
     r = _run("launch/train.py", "--config", "configs/tiny.py", "--workdir", str(tmp_path), "--config.optim.lrr=1")
     assert r.returncode == 2, r.stderr
-    assert r.stderr == ("error: unknown config key in --config.optim.lrr=1 (did you mean lr?): every key is listed "
-                        "in configs/base.py\n")
+    assert r.stderr == (
+        "error: unknown config key in --config.optim.lrr=1 (did you mean lr?): every key is listed in configs/base.py\n"
+    )
     r = _run("launch/train.py", "--config", "configs/tiny.py", "--workdir", str(tmp_path), "--config.optim.lr=fast")
     assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "config.json").exists()  # nothing was written for a bad command
@@ -100,17 +102,24 @@ def test_unknown_config_key_names_the_override_and_the_closest_key(tmp_path):
 def test_a_config_file_that_cannot_be_loaded_is_one_line(tmp_path):
     (tmp_path / "syntax.py").write_text("def get_config(:\n")
     (tmp_path / "empty.py").write_text("X = 1\n")
-    for config, why in [(tmp_path / "nope.py", "no such file"), (tmp_path / "syntax.py", "SyntaxError"),
-                        (tmp_path / "empty.py", "it defines no get_config()"), (tmp_path, "IsADirectoryError")]:
+    for config, why in [
+        (tmp_path / "nope.py", "no such file"),
+        (tmp_path / "syntax.py", "SyntaxError"),
+        (tmp_path / "empty.py", "it defines no get_config()"),
+        (tmp_path, "IsADirectoryError"),
+    ]:
         r = _run("launch/train.py", "--config", str(config), "--workdir", str(tmp_path / "w"))
         assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
         assert r.stderr.startswith(f"error: cannot load the config file {config}: {why}"), r.stderr
     assert not (tmp_path / "w").exists()
     (tmp_path / "a_file").write_text("mine")
     r = _run("launch/train.py", "--config", "configs/tiny.py", "--workdir", str(tmp_path / "a_file"))
-    assert r.returncode == 2 and r.stderr.splitlines()[-1] == f"error: --workdir {tmp_path / 'a_file'} is a file: " \
-        "give a folder for the run", r.stderr[-2000:]
+    assert (
+        r.returncode == 2
+        and r.stderr.splitlines()[-1] == f"error: --workdir {tmp_path / 'a_file'} is a file: give a folder for the run"
+    ), r.stderr[-2000:]
     assert (tmp_path / "a_file").read_text() == "mine"
     r = _run("-m", "babyjax.score", f"--run=a={tmp_path}", "--steps=10,abc", f"--out={tmp_path / 's'}")
-    assert r.returncode == 2 and r.stderr.endswith("error: --steps takes series steps as whole numbers, e.g. "
-                                                   "--steps=0,100,2000; got '10,abc'\n"), r.stderr[-2000:]
+    assert r.returncode == 2 and r.stderr.endswith(
+        "error: --steps takes series steps as whole numbers, e.g. --steps=0,100,2000; got '10,abc'\n"
+    ), r.stderr[-2000:]

@@ -1,4 +1,5 @@
 """Every config overrides only keys that base.py defines, documents how to run it, and finds its data."""
+
 import importlib
 import pathlib
 import sys
@@ -7,8 +8,18 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-NAMES = ["tiny", "bench", "strict_small", "strict", "roberta_tiny", "ltg_bert_tiny", "gpt_bert_tiny",
-         "roberta_strict_small", "ltg_bert_strict_small", "gpt_bert_strict_small"]
+NAMES = [
+    "tiny",
+    "bench",
+    "strict_small",
+    "strict",
+    "roberta_tiny",
+    "ltg_bert_tiny",
+    "gpt_bert_tiny",
+    "roberta_strict_small",
+    "ltg_bert_strict_small",
+    "gpt_bert_strict_small",
+]
 
 
 def _keys(cfg, prefix=""):
@@ -33,8 +44,9 @@ def test_config_keys_are_base_keys(name):
     assert "launch/train.py" in doc or "benchmarks/" in doc
 
 
-@pytest.mark.parametrize("name", ["strict_small", "strict", "roberta_strict_small", "ltg_bert_strict_small",
-                                  "gpt_bert_strict_small"])
+@pytest.mark.parametrize(
+    "name", ["strict_small", "strict", "roberta_strict_small", "ltg_bert_strict_small", "gpt_bert_strict_small"]
+)
 def test_strict_configs_read_a_release_or_download(name, monkeypatch):
     monkeypatch.delenv("BABYJAX_DATA_DIR", raising=False)
     assert importlib.import_module(f"configs.{name}").get_config().data.dir == ""  # never the packaged sample

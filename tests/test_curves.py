@@ -26,8 +26,12 @@ def sig_curve(x, end, xmid, scale, start=CHANCE):
 
 
 def realistic(rng, n):
-    cols = [sig_curve(X, rng.uniform(1, 8), rng.uniform(2.5, 5), rng.uniform(0.1, 0.6))
-            + rng.normal(0, rng.uniform(0.3, 1.5), len(X)) + rng.uniform(0, 0.8) * np.sin(3 * X) for _ in range(n)]
+    cols = [
+        sig_curve(X, rng.uniform(1, 8), rng.uniform(2.5, 5), rng.uniform(0.1, 0.6))
+        + rng.normal(0, rng.uniform(0.3, 1.5), len(X))
+        + rng.uniform(0, 0.8) * np.sin(3 * X)
+        for _ in range(n)
+    ]
     return np.stack(cols, 1)
 
 
@@ -37,6 +41,7 @@ def with_step0(y_TxC):
 
 def test_smoother_matches_pygam():
     import pygam  # the [test] extra installs it: the suite skips nothing
+
     y = realistic(np.random.default_rng(0), 5)
     sm = curves.GamSmoother.build(X)
     coef, best, gcv = sm.fit(y)
@@ -49,9 +54,11 @@ def test_smoother_matches_pygam():
     basis = pygam.utils.b_spline_basis(X, [X.min(), X.max()], 25, 3, sparse=False, periodic=False)
     np.testing.assert_allclose(curves.pygam_bspline_basis(X, (X.min(), X.max())), basis, atol=1e-14)
     outside = np.array([X.min() - 0.3, X.max() + 0.2])
-    np.testing.assert_allclose(curves.pygam_bspline_basis(outside, (X.min(), X.max())),
-                               pygam.utils.b_spline_basis(outside, [X.min(), X.max()], 25, 3, sparse=False,
-                                                          periodic=False), atol=1e-12)
+    np.testing.assert_allclose(
+        curves.pygam_bspline_basis(outside, (X.min(), X.max())),
+        pygam.utils.b_spline_basis(outside, [X.min(), X.max()], 25, 3, sparse=False, periodic=False),
+        atol=1e-12,
+    )
 
 
 def test_noiseless_sigmoid_known_aoa():
@@ -86,24 +93,26 @@ def test_sigmoid_aoa_threshold_is_halfway_to_the_raw_minimum():
 
 def test_steps_as_lists_with_two_runs():
     y = with_step0(realistic(np.random.default_rng(5), 3))
-    res = curves.compute_curve_measures({"a": y, "b": y + 0.5}, {"a": STEPS.tolist(), "b": STEPS.tolist()}, V,
-                                        sigmoid_fit=False)
+    res = curves.compute_curve_measures(
+        {"a": y, "b": y + 0.5}, {"a": STEPS.tolist(), "b": STEPS.tolist()}, V, sigmoid_fit=False
+    )
     np.testing.assert_allclose(res.cross_run_var, 0.25, atol=1e-6)
 
 
 def test_monotone_decreasing_curve_has_zero_forgettability():
-    y = np.stack([10 - 2 * X, 12 - 0.3 * X ** 2, 4 + 6 * np.exp(-(X - 2))], 1)
+    y = np.stack([10 - 2 * X, 12 - 0.3 * X**2, 4 + 6 * np.exp(-(X - 2))], 1)
     res = curves.compute_curve_measures({"r": with_step0(y)}, {"r": STEPS}, V, sigmoid_fit=False)
     np.testing.assert_allclose(res.measures["r"]["forgettability"], 0, atol=1e-4)
-    bump = (y[:, 0] + 2 * np.exp(-((X - 4) / 0.3) ** 2))[:, None]  # a forgetting episode
+    bump = (y[:, 0] + 2 * np.exp(-(((X - 4) / 0.3) ** 2)))[:, None]  # a forgetting episode
     res = curves.compute_curve_measures({"r": with_step0(bump)}, {"r": STEPS}, V, sigmoid_fit=False)
     assert 0.5 < res.measures["r"]["forgettability"][0] < 2.0  # the bump minus the underlying decrease
 
 
 def test_cross_run_variability():
     y = with_step0(realistic(np.random.default_rng(2), 7))
-    same = curves.compute_curve_measures({"a": y, "b": y.copy(), "c": y.copy()}, {r: STEPS for r in "abc"}, V,
-                                         sigmoid_fit=False)
+    same = curves.compute_curve_measures(
+        {"a": y, "b": y.copy(), "c": y.copy()}, dict.fromkeys("abc", STEPS), V, sigmoid_fit=False
+    )
     np.testing.assert_allclose(same.cross_run_var, 0, atol=1e-12)
     shifted = curves.compute_curve_measures({"a": y, "b": y + 1.0}, {"a": STEPS, "b": STEPS}, V, sigmoid_fit=False)
     np.testing.assert_allclose(shifted.cross_run_var, 1.0, atol=1e-6)  # a constant shift moves the GAM by 1

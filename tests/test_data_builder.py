@@ -1,4 +1,5 @@
 """BabyLM TFDS builder: both layouts, download from a loopback server, caps, reuse per source, and bad input."""
+
 import functools
 import http.server
 import logging
@@ -34,8 +35,11 @@ def small_release(sample: pathlib.Path, root: pathlib.Path, layout: str = "2023"
 
 def snapshot(directory: pathlib.Path) -> dict[str, tuple[int, int]]:
     """Size and mtime of every file (but TFDS's own .config bookkeeping, rewritten on each access)."""
-    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in directory.rglob("*") if p.is_file() and ".config" not in p.parts}
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in directory.rglob("*")
+        if p.is_file() and ".config" not in p.parts
+    }
 
 
 @pytest.fixture(scope="session")
@@ -185,10 +189,12 @@ def test_switching_sources_keeps_both_and_prepare_false_never_prepares(babylm_sa
 
 def test_data_prepared_before_per_source_folders_is_reused(babylm_sample, tmp_path):
     release, tfds_dir = small_release(babylm_sample, tmp_path / "release"), tmp_path / "tfds"
-    old = babylm.BabyLM(config=babylm.builder_config("strict_small"), data_dir=str(tfds_dir),
-                        file_format="array_record")
-    old.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(release)),
-                             file_format="array_record")  # the layout of older babyjax: <root>/babylm/<config>
+    old = babylm.BabyLM(
+        config=babylm.builder_config("strict_small"), data_dir=str(tfds_dir), file_format="array_record"
+    )
+    old.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(release)), file_format="array_record"
+    )  # the layout of older babyjax: <root>/babylm/<config>
     before = snapshot(tfds_dir)
     assert babylm.get_builder(data_cfg(release, tfds_dir), prepare=False).data_path == old.data_path
     assert len(babylm.prepare(data_cfg(release, tfds_dir))["dev"]) == 240 and snapshot(tfds_dir) == before

@@ -1,4 +1,5 @@
 """Type-level effects with a two-way (types x sequences) bootstrap: the numbers a reviewer can defend."""
+
 import numpy as np
 import pytest
 
@@ -21,12 +22,15 @@ def test_type_level_rho_and_interval():
     my = np.array([m[t == k].mean() for k in uniq])
     mx = np.array([x[t == k].mean() for k in uniq])
     from scipy import stats
+
     assert e["rho"] == pytest.approx(stats.spearmanr(mx, my).statistic, abs=1e-12)
     assert e["n_types"] == len(uniq) and e["ci_low"] < e["rho"] < e["ci_high"] < 0
     assert effects.verdict(-1, e["ci_low"], e["ci_high"]) == "as expected"
     null = effects.type_level_effect(*study(slope=0.0), n_boot=300)
-    assert null["ci_low"] < 0 < null["ci_high"] and effects.verdict(-1, null["ci_low"], null["ci_high"]) == \
-        "interval includes 0"
+    assert (
+        null["ci_low"] < 0 < null["ci_high"]
+        and effects.verdict(-1, null["ci_low"], null["ci_high"]) == "interval includes 0"
+    )
 
 
 def test_repeated_occurrences_do_not_narrow_the_interval():
@@ -34,8 +38,9 @@ def test_repeated_occurrences_do_not_narrow_the_interval():
     the same interval, where an occurrence-level bootstrap would shrink it by about sqrt(10)."""
     m, x, t, s = study(seed=1)
     once = effects.type_level_effect(m, x, t, s, n_boot=300, seed=3)
-    tenfold = effects.type_level_effect(np.tile(m, 10), np.tile(x, 10), np.tile(t, 10), np.tile(s, 10), n_boot=300,
-                                        seed=3)
+    tenfold = effects.type_level_effect(
+        np.tile(m, 10), np.tile(x, 10), np.tile(t, 10), np.tile(s, 10), n_boot=300, seed=3
+    )
     assert tenfold["rho"] == pytest.approx(once["rho"])
     assert tenfold["ci_high"] - tenfold["ci_low"] == pytest.approx(once["ci_high"] - once["ci_low"], rel=0.05)
 

@@ -1,6 +1,7 @@
 """End to end, the way a user runs it (README quick start): train two tiny seeds on the real BabyLM sample with a
 dense Chang et al. series, sample tokens in context from the dev split, score them and BLiMP / Zorro minimal pairs at
 every checkpoint, generate text at a few checkpoints, and write the analysis report."""
+
 from __future__ import annotations
 
 import json
@@ -47,20 +48,35 @@ OVERRIDES = [
 ]
 BLIMP = ("anaphor_number_agreement.jsonl", "passive_1.jsonl")  # fields morphology and syntax
 ZORRO = ("agreement_subject_verb-across_relative_clause.txt",)
-SECTIONS = ["## Token learning curves", "### Measures (Chang", "### Example learning curves",
-            "### Trajectory classes (Xia", "### Measures vs. frequency", "### Word acquisition", "## Minimal pairs",
-            "## Training loss", "## Generated text at checkpoints", "## Notes"]
+SECTIONS = [
+    "## Token learning curves",
+    "### Measures (Chang",
+    "### Example learning curves",
+    "### Trajectory classes (Xia",
+    "### Measures vs. frequency",
+    "### Word acquisition",
+    "## Minimal pairs",
+    "## Training loss",
+    "## Generated text at checkpoints",
+    "## Notes",
+]
 
 
-def _sh(args: list[str], tmp: pathlib.Path, timings: dict, name: str, timeout: int = 300,
-        log: list | None = None) -> str:
+def _sh(
+    args: list[str], tmp: pathlib.Path, timings: dict, name: str, timeout: int = 300, log: list | None = None
+) -> str:
     """Run a command as a user would (cwd = repository root), fail with its output tail, and time it; its stdout
     (and its stderr, where the log goes, appended to `log`)."""
-    env = {**os.environ, "BABYJAX_TFDS_DIR": str(tmp / "tfds"), "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {
+        **os.environ,
+        "BABYJAX_TFDS_DIR": str(tmp / "tfds"),
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
     t0 = time.time()
-    r = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     timings[name] = timings.get(name, 0.0) + time.time() - t0
     assert r.returncode == 0, f"{' '.join(args)}\n{(r.stdout + r.stderr)[-3000:]}"
     if log is not None:
@@ -74,8 +90,20 @@ def study(tmp_path_factory, shared_data):
     runs, scores, report = tmp / "runs", tmp / "scores", tmp / "report"
     timings: dict[str, float] = {}
     for seed in (0, 1):
-        _sh(["launch/train.py", "--config", "configs/tiny.py", "--workdir", str(runs / f"seed{seed}"), *OVERRIDES,
-             f"--config.seed={seed}"], tmp, timings, "train")
+        _sh(
+            [
+                "launch/train.py",
+                "--config",
+                "configs/tiny.py",
+                "--workdir",
+                str(runs / f"seed{seed}"),
+                *OVERRIDES,
+                f"--config.seed={seed}",
+            ],
+            tmp,
+            timings,
+            "train",
+        )
 
     # tokens in context from the dev split (Chang et al.): 200 rows of 64 tokens, 5 targets each
     from babyjax.data import evalsets
@@ -85,26 +113,64 @@ def study(tmp_path_factory, shared_data):
     config = ml_collections.ConfigDict(json.loads((runs / "seed0" / "config.json").read_text()))
     config.data.tfds_dir = str(tmp / "tfds")
     sample = tmp / "dev_tokens.npz"
-    evalsets.make_token_sample(config.data, Tokenizer(runs / "seed0" / "tokenizer.model"), sample, split="dev",
-                               num_sequences=200, seq_len=64, num_positions=5)
+    evalsets.make_token_sample(
+        config.data,
+        Tokenizer(runs / "seed0" / "tokenizer.model"),
+        sample,
+        split="dev",
+        num_sequences=200,
+        seq_len=64,
+        num_positions=5,
+    )
     timings["token sample"] = time.time() - t0
 
     run_flags = [f"--run=seed{s}={runs / f'seed{s}'}" for s in (0, 1)]
-    _sh(["-m", "babyjax.score", *run_flags, "--kind=tokens", f"--eval={sample}", f"--out={scores / 'tokens'}"],
-        tmp, timings, "score")
+    _sh(
+        ["-m", "babyjax.score", *run_flags, "--kind=tokens", f"--eval={sample}", f"--out={scores / 'tokens'}"],
+        tmp,
+        timings,
+        "score",
+    )
     pair_files = [shared_data / "blimp" / f for f in BLIMP] + [shared_data / "zorro" / f for f in ZORRO]
-    _sh(["-m", "babyjax.score", *run_flags, "--kind=pairs", *[f"--eval={f}" for f in pair_files], "--limit=200",
-         f"--out={scores / 'pairs'}"], tmp, timings, "score")
+    _sh(
+        [
+            "-m",
+            "babyjax.score",
+            *run_flags,
+            "--kind=pairs",
+            *[f"--eval={f}" for f in pair_files],
+            "--limit=200",
+            f"--out={scores / 'pairs'}",
+        ],
+        tmp,
+        timings,
+        "score",
+    )
     gen_out = _sh(["-m", "babyjax.generate", "--workdir", str(runs / "seed0")], tmp, timings, "generate")
-    _sh(["-m", "babyjax.analyze", str(scores / "tokens"), str(scores / "pairs"), "--out", str(report),
-         "--runs-dir", str(runs), "--aoa-words", str(shared_data / "aoa" / "word_list.csv"), "--no-progress"],
-        tmp, timings, "analyze")
+    _sh(
+        [
+            "-m",
+            "babyjax.analyze",
+            str(scores / "tokens"),
+            str(scores / "pairs"),
+            "--out",
+            str(report),
+            "--runs-dir",
+            str(runs),
+            "--aoa-words",
+            str(shared_data / "aoa" / "word_list.csv"),
+            "--no-progress",
+        ],
+        tmp,
+        timings,
+        "analyze",
+    )
     print("end-to-end timings (s):", {k: round(v, 1) for k, v in timings.items()})
     return {"runs": runs, "scores": scores, "report": report, "gen_stdout": gen_out}
 
 
 def test_series_and_scores(study):
-    from babyjax import checkpoints
+    from babyjax.checkpoints import series as checkpoints
 
     steps = [e["step"] for e in checkpoints.load_series_index(study["runs"] / "seed0")]
     assert len(steps) >= 30 and steps[0] == 0 and steps[-1] == NUM_STEPS
@@ -123,8 +189,14 @@ def test_report_sections_figures_and_tables(study):
     text = (report / "report.md").read_text()
     for section in SECTIONS:
         assert section in text, section
-    for png in ["tokens_example_curves.png", "tokens_xia_shares.png", "tokens_measures_vs_frequency.png",
-                "tokens_word_aoa.png", "pairs_accuracy.png", "training_loss.png"]:
+    for png in [
+        "tokens_example_curves.png",
+        "tokens_xia_shares.png",
+        "tokens_measures_vs_frequency.png",
+        "tokens_word_aoa.png",
+        "pairs_accuracy.png",
+        "training_loss.png",
+    ]:
         assert (report / png).stat().st_size > 5000, png
         assert f"]({png})" in text, png
     assert "_Not computed" not in text and "_No " not in text  # every section was filled
@@ -144,8 +216,11 @@ def test_report_sections_figures_and_tables(study):
 
 def test_minimal_pairs_per_field(study):
     pairs = pd.read_csv(study["scores"] / "pairs" / "pairs.csv")
-    assert set(zip(pairs["suite"], pairs["field"])) == {("blimp", "morphology"), ("blimp", "syntax"),
-                                                        ("zorro", "agreement_subject_verb")}
+    assert set(zip(pairs["suite"], pairs["field"])) == {
+        ("blimp", "morphology"),
+        ("blimp", "syntax"),
+        ("zorro", "agreement_subject_verb"),
+    }
     assert set(pairs["run"]) == {"seed0", "seed1"} and pairs["accuracy"].between(0, 1).all()
     assert (pairs.groupby(["run", "paradigm"])["step"].nunique() >= 30).all()
     text = (study["report"] / "report.md").read_text()
@@ -155,7 +230,7 @@ def test_minimal_pairs_per_field(study):
 
 
 def test_generated_text_section(study):
-    from babyjax.generate import DEFAULT_PROMPTS
+    from babyjax.score.generate import DEFAULT_PROMPTS
 
     gens = json.loads((study["runs"] / "seed0" / "generations.json").read_text())
     steps = [int(s) for s in gens]

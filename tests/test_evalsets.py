@@ -1,4 +1,5 @@
 """Evaluation sets: the Chang et al. tokens-in-context sample, plain text, and BLiMP / supplement / Zorro pairs."""
+
 import json
 
 import numpy as np
@@ -53,8 +54,7 @@ def test_token_sample_bad_requests(setup, tmp_path):
     with pytest.raises(ValueError, match="held-out text"):
         evalsets.make_token_sample(c, tok, tmp_path / "x.npz", split="train", num_sequences=1)
     with pytest.raises(ValueError, match="num_positions"):
-        evalsets.make_token_sample(c, tok, tmp_path / "x.npz", split="dev", num_sequences=1, seq_len=8,
-                                   num_positions=8)
+        evalsets.make_token_sample(c, tok, tmp_path / "x.npz", split="dev", num_sequences=1, seq_len=8, num_positions=8)
     assert not (tmp_path / "x.npz").exists()
 
 
@@ -66,21 +66,37 @@ def test_tokens_command_line(setup, tmp_path, capsys):
     cfg.data = c
     (run / "config.json").write_text(cfg.to_json())
     (run / "tokenizer.model").write_bytes(tok.path.read_bytes())
-    args = ["tokens", "--workdir", str(run), "--split", "dev", "--num_sequences", "20", "--seq_len", "32",
-            "--num_positions", "4", "--seed", "3"]
+    args = [
+        "tokens",
+        "--workdir",
+        str(run),
+        "--split",
+        "dev",
+        "--num_sequences",
+        "20",
+        "--seq_len",
+        "32",
+        "--num_positions",
+        "4",
+        "--seed",
+        "3",
+    ]
     assert evalsets.main([*args, "--out", str(tmp_path / "s.npz")]) == 0
     s = evalsets.load_token_sample(tmp_path / "s.npz")
-    ref = evalsets.make_token_sample(c, tok, tmp_path / "ref.npz", split="dev", num_sequences=20, seq_len=32,
-                                     num_positions=4, seed=3)
+    ref = evalsets.make_token_sample(
+        c, tok, tmp_path / "ref.npz", split="dev", num_sequences=20, seq_len=32, num_positions=4, seed=3
+    )
     assert (tmp_path / "s.npz").read_bytes() == (tmp_path / "ref.npz").read_bytes()
     assert s.positions.shape == (20, 4) and s.meta["split"] == "dev" and s.meta["tokenizer_sha256"] == tok.sha256
     assert np.array_equal(s.tokens, ref.tokens)
     capsys.readouterr()
     # Bad input: one line on stderr, exit status 2, the existing sample untouched.
     before = (tmp_path / "s.npz").read_bytes()
-    bad = {"another seed over an existing sample": [*args[:-1], "4", "--out", str(tmp_path / "s.npz")],
-           "no run directory": ["tokens", "--workdir", str(tmp_path / "nope"), "--out", str(tmp_path / "x.npz")],
-           "too many sequences": [*args[:3], "--num_sequences", "1000000", "--out", str(tmp_path / "x.npz")]}
+    bad = {
+        "another seed over an existing sample": [*args[:-1], "4", "--out", str(tmp_path / "s.npz")],
+        "no run directory": ["tokens", "--workdir", str(tmp_path / "nope"), "--out", str(tmp_path / "x.npz")],
+        "too many sequences": [*args[:3], "--num_sequences", "1000000", "--out", str(tmp_path / "x.npz")],
+    }
     for why, argv in bad.items():
         assert evalsets.main(argv) == 2, why
         err = capsys.readouterr().err
@@ -102,8 +118,12 @@ def test_blimp(shared_data):
     assert {p.field for p in pairs} == {"morphology", "syntax", "semantics", "syntax_semantics", "syntax/semantics"}
     first = json.loads((shared_data / "blimp" / "wh_island.jsonl").read_text().splitlines()[5])
     p = [p for p in pairs if p.paradigm == "wh_island"][5]
-    assert (p.good, p.bad, p.phenomenon, p.pair_id) == (first["sentence_good"], first["sentence_bad"],
-                                                        first["linguistics_term"], str(first["pairID"]))
+    assert (p.good, p.bad, p.phenomenon, p.pair_id) == (
+        first["sentence_good"],
+        first["sentence_bad"],
+        first["linguistics_term"],
+        str(first["pairID"]),
+    )
 
 
 def test_zorro_odd_lines_bad_even_lines_good(shared_data, tmp_path):
@@ -122,15 +142,18 @@ def test_zorro_odd_lines_bad_even_lines_good(shared_data, tmp_path):
 def test_blimp_supplement_format(tmp_path):
     d = tmp_path / "supplement_filtered"
     d.mkdir()
-    rows = [{"sentence_good": "A: Is it raining?\nB: Yes, it is.", "sentence_bad": "A: Is it raining?\nB: Yes, I am."},
-            {"sentence_good": "Did he leave?", "sentence_bad": "Did he left?"}]
+    rows = [
+        {"sentence_good": "A: Is it raining?\nB: Yes, it is.", "sentence_bad": "A: Is it raining?\nB: Yes, I am."},
+        {"sentence_good": "Did he leave?", "sentence_bad": "Did he left?"},
+    ]
     (d / "turn_taking.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     (d / "hypernym.jsonl").write_text(json.dumps({**rows[1], "UID": "hypernym", "field": "semantics"}) + "\n")
     pairs = evalsets.load_pairs(d)
     assert [(p.suite, p.paradigm, p.field, p.pair_id) for p in pairs] == [
         ("blimp_supplement", "hypernym", "semantics", "0"),
         ("blimp_supplement", "turn_taking", "turn_taking", "0"),
-        ("blimp_supplement", "turn_taking", "turn_taking", "1")]
+        ("blimp_supplement", "turn_taking", "turn_taking", "1"),
+    ]
     assert pairs[1].good == rows[0]["sentence_good"]
     (d / "broken.jsonl").write_text('{"sentence_good": "x"\n')
     with pytest.raises(ValueError, match="broken.jsonl:1 is not valid JSON"):
@@ -143,8 +166,11 @@ def test_plain_text(tmp_path):
     (tmp_path / "a.txt").write_text("first line\n\n  \nsecond line\n", encoding="utf-8")
     (tmp_path / "b.txt").write_text("other\n", encoding="utf-8")
     texts = evalsets.load_texts(tmp_path)
-    assert [(t.source, t.line, t.text) for t in texts] == [("a.txt", 0, "first line"), ("a.txt", 3, "second line"),
-                                                           ("b.txt", 0, "other")]
+    assert [(t.source, t.line, t.text) for t in texts] == [
+        ("a.txt", 0, "first line"),
+        ("a.txt", 3, "second line"),
+        ("b.txt", 0, "other"),
+    ]
     (tmp_path / "c.txt").write_bytes(b"caf\xe9\n")
     with pytest.raises(ValueError, match="c.txt is not UTF-8"):
         evalsets.load_texts(tmp_path)
@@ -162,8 +188,9 @@ def test_a_file_that_is_not_a_token_sample_is_one_line(tmp_path):
     for path in (tmp_path / "nope.npz", tmp_path):
         with pytest.raises(FileNotFoundError, match="no token sample at"):
             evalsets.load_tokens(str(path))
-    sample = evalsets.TokenSample(tokens=np.zeros((2, 8), np.int32), positions=np.ones((2, 1), np.int32),
-                                  offsets=np.zeros(2, np.int64), meta={})
+    sample = evalsets.TokenSample(
+        tokens=np.zeros((2, 8), np.int32), positions=np.ones((2, 1), np.int32), offsets=np.zeros(2, np.int64), meta={}
+    )
     with pytest.raises(ValueError, match="is a folder: give a file for the sample"):
         sample.save(tmp_path)
     assert len(evalsets.load_tokens(str(sample.save(tmp_path / "s.npz"))).token_ids) == 2  # written, read back

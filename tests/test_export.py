@@ -1,4 +1,5 @@
-"""babyjax.export: an exported checkpoint loaded by transformers scores like babyjax (1e-4), for both styles."""
+"""babyjax.interop.export: an exported checkpoint loaded by transformers scores like babyjax (1e-4), for both styles."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ import torch
 import transformers
 from minicons import scorer as minicons_scorer
 
-from babyjax import checkpoints, errors, export, score
+from babyjax import errors, score
+from babyjax.checkpoints import series as checkpoints
 from babyjax.data.tokenizer import EOS_ID
+from babyjax.interop import export
 from tests.test_score import ROOT, make_run, mesh_of, tiny_model_cfg, train_tiny_tokenizer
 
 
@@ -44,15 +47,22 @@ def _hf_logprobs(model, ids: list[list[int]]) -> list[np.ndarray]:
     inputs = torch.zeros((len(ids), n), dtype=torch.long)
     mask = torch.zeros((len(ids), n), dtype=torch.long)
     for i, s in enumerate(ids):
-        inputs[i, :len(s) + 1] = torch.tensor([EOS_ID] + s)
-        mask[i, :len(s) + 1] = 1
+        inputs[i, : len(s) + 1] = torch.tensor([EOS_ID] + s)
+        mask[i, : len(s) + 1] = 1
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask).logits.float(), -1).numpy()
     return [logp[i, np.arange(len(s)), s] for i, s in enumerate(ids)]
 
 
-@pytest.mark.parametrize("style,kw", [("gpt2", {}), ("gpt2", {"tie_embeddings": False}),
-                                      ("llama", {"num_kv_heads": 2}), ("llama", {"tie_embeddings": False})])
+@pytest.mark.parametrize(
+    "style,kw",
+    [
+        ("gpt2", {}),
+        ("gpt2", {"tie_embeddings": False}),
+        ("llama", {"num_kv_heads": 2}),
+        ("llama", {"tie_embeddings": False}),
+    ],
+)
 def test_exported_model_scores_like_babyjax(tmp_path, tok, babylm_sample, style, kw):
     workdir = tmp_path / "run"
     cfg = make_run(workdir, tok, style=style, steps=(0, 10), **kw)
@@ -134,8 +144,15 @@ def test_export_command_line(tmp_path, tok):
     ok = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "exported step 10" in ok.stdout and (tmp_path / "hf" / "model.safetensors").exists()
-    bad = subprocess.run(cmd[:3] + [f"--workdir={tmp_path / 'nowhere'}", f"--out={tmp_path / 'o'}"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    bad = subprocess.run(
+        cmd[:3] + [f"--workdir={tmp_path / 'nowhere'}", f"--out={tmp_path / 'o'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
@@ -155,8 +172,14 @@ def test_series_as_one_git_repository_with_a_branch_per_checkpoint(tmp_path, tok
     repo = tmp_path / "repo"
     branches = export.export_git(workdir, repo)
     assert branches == {"chck_1M": 10, "chck_2M": 20, "chck_3M": 30, "main": 30}
-    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True,  # noqa: E731
-                                    check=True).stdout
+    git = lambda *a: (
+        subprocess.run(
+            ["git", "-C", str(repo), *a],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert set(git("branch", "--format=%(refname:short)").split()) == set(branches)
     assert git("rev-parse", "main") == git("rev-parse", "chck_3M")  # the last checkpoint exported once
     assert json.loads(git("show", f"chck_2M:{export.EXPORT_INFO}"))["step"] == 20

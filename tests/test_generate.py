@@ -1,4 +1,6 @@
-"""babyjax.generate: greedy equals step-by-step argmax of the full forward pass, seeded sampling, EOS, bad input."""
+"""babyjax.score.generate: greedy equals step-by-step argmax of the full forward pass, seeded sampling, EOS, bad
+input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,9 +17,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from babyjax import checkpoints, generate
+from babyjax.checkpoints import series as checkpoints
 from babyjax.data.tokenizer import EOS_ID, Tokenizer
-from babyjax.model import ModelConfig, Transformer
+from babyjax.model.transformer import ModelConfig, Transformer
+from babyjax.score import generate
 from configs import base
 from tests.test_score import random_model, train_tiny_tokenizer
 
@@ -51,7 +54,7 @@ def _bigram_chain(cfg: ModelConfig, chain: dict[int, int], seed: int = 0) -> Tra
 
 
 def make_run(workdir: pathlib.Path, tok: Tokenizer, models: dict[int, Transformer], cfg: ModelConfig) -> None:
-    """A run directory as babyjax.train leaves it, whose series holds the given models."""
+    """A run directory as babyjax.train.loop leaves it, whose series holds the given models."""
     c = base.get_config()
     c.tokenizer.vocab_size = tok.vocab_size
     c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim = cfg.num_layers, cfg.d_model, 4, 48
@@ -63,8 +66,11 @@ def make_run(workdir: pathlib.Path, tok: Tokenizer, models: dict[int, Transforme
     shutil.copy(tok.path, workdir / "tokenizer.model")
     with checkpoints.RunCheckpoints(workdir, c.ckpt, num_steps=max(models)) as ckpt:
         for step, model in models.items():
-            ckpt.save_series(step, nnx.state(model, nnx.Param), {"tokens_seen": 10.0 * step,
-                                                                 "words_seen": 8.0 * step, "wall_time": float(step)})
+            ckpt.save_series(
+                step,
+                nnx.state(model, nnx.Param),
+                {"tokens_seen": 10.0 * step, "words_seen": 8.0 * step, "wall_time": float(step)},
+            )
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +81,17 @@ def tok(tmp_path_factory, babylm_sample) -> Tokenizer:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tok):
     """Steps 0 and 10: random models; step 20: a bigram chain 'the' -> 'look' -> 'at' -> EOS -> 'the'."""
-    cfg = ModelConfig(vocab_size=tok.vocab_size, num_layers=2, d_model=32, num_heads=4, num_kv_heads=4, mlp_dim=48,
-                      max_len=MAX_LEN, dropout=0.0, tie_embeddings=False)
+    cfg = ModelConfig(
+        vocab_size=tok.vocab_size,
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        num_kv_heads=4,
+        mlp_dim=48,
+        max_len=MAX_LEN,
+        dropout=0.0,
+        tie_embeddings=False,
+    )
     the, look, at = tok.encode("the look at")  # single pieces in the 400-piece vocabulary
     assert len({the, look, at, EOS_ID}) == 4
     chain = {the: look, look: at, at: EOS_ID, EOS_ID: the}  # without the EOS stop: ... at the look at ...
@@ -130,8 +145,18 @@ def test_greedy_equals_step_by_step_argmax_and_compiles_once(run):
 
 def test_llama_style_greedy_equals_step_by_step_argmax(tok, tmp_path):
     """RoPE and grouped-query attention: the sliding window restarts positions at 0, as the reference does."""
-    cfg = ModelConfig(vocab_size=tok.vocab_size, style="llama", num_layers=2, d_model=32, num_heads=4,
-                      num_kv_heads=2, mlp_dim=48, max_len=MAX_LEN, dropout=0.0, tie_embeddings=True)
+    cfg = ModelConfig(
+        vocab_size=tok.vocab_size,
+        style="llama",
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        num_kv_heads=2,
+        mlp_dim=48,
+        max_len=MAX_LEN,
+        dropout=0.0,
+        tie_embeddings=True,
+    )
     make_run(tmp_path / "llama", tok, {0: random_model(cfg, 3)}, cfg)
     gen = generate.Generator(tmp_path / "llama")
     params = gen.restore(0)
@@ -169,8 +194,11 @@ def test_bad_input_gives_clear_errors(run, tmp_path):
         generate.generate(workdir, [0, 7], ["the"])
     with pytest.raises(FileNotFoundError, match="config.json"):
         generate.generate(tmp_path / "nope", [0], ["the"])
-    for kw, what in [({"temperature": -1.0}, "temperature"), ({"top_k": 10**6}, "top_k"),
-                     ({"max_new_tokens": 0}, "max_new_tokens")]:
+    for kw, what in [
+        ({"temperature": -1.0}, "temperature"),
+        ({"top_k": 10**6}, "top_k"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+    ]:
         with pytest.raises(ValueError, match=what):
             generate.generate(workdir, [0], ["the"], **kw)
     out = tmp_path / "g.json"
@@ -201,15 +229,29 @@ def test_command_line_writes_generations_json(run, tmp_path):
     workdir, _, _ = run
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
     out = tmp_path / "gens.json"
-    cmd = [sys.executable, "-m", "babyjax.generate", "--workdir", str(workdir), "--prompt", "the look",
-           "--prompt", "where is", "--max_new_tokens", "8", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "babyjax.generate",
+        "--workdir",
+        str(workdir),
+        "--prompt",
+        "the look",
+        "--prompt",
+        "where is",
+        "--max_new_tokens",
+        "8",
+        "--out",
+        str(out),
+    ]
     ok = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert ok.returncode == 0, ok.stderr[-2000:]
     gens = json.loads(out.read_text())
     assert list(gens) == ["0", "10", "20"] and set(gens["20"]) == {"the look", "where is"}
     assert gens["20"]["the look"] == "the look at"
-    bad = subprocess.run(cmd[:5] + ["--steps", "0,3"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300, check=False)
+    bad = subprocess.run(
+        cmd[:5] + ["--steps", "0,3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("babyjax.generate: error: no checkpoint at step 3")
 
@@ -217,8 +259,12 @@ def test_command_line_writes_generations_json(run, tmp_path):
 def test_heldout_prompts_are_the_openings_of_dev_documents(run, tok, monkeypatch):
     from babyjax.data import pipeline
 
-    lines = ["the dog ran to the big red barn and back", "no", "look at the cat on the warm mat today please",
-             "where is my ball i want it now mummy"]
+    lines = [
+        "the dog ran to the big red barn and back",
+        "no",
+        "look at the cat on the warm mat today please",
+        "where is my ball i want it now mummy",
+    ]
     ids = np.concatenate([[EOS_ID, *tok.encode(x)] for x in lines]).astype(np.int32)
     starts = np.r_[0, np.cumsum([1 + len(tok.encode(x)) for x in lines])]
     words_cum = np.r_[0, np.cumsum([len(x.split()) for x in lines])].astype(np.int64)
@@ -233,8 +279,10 @@ def test_heldout_prompts_are_the_openings_of_dev_documents(run, tok, monkeypatch
 def test_text_measures_of_generations():
     from babyjax.analysis import generation
 
-    gens = {"0": {"the dog": "the dog the the the the", "look at": "look at"},
-            "100": {"the dog": "the dog ran to the big barn", "look at": "look at the cat ."}}
+    gens = {
+        "0": {"the dog": "the dog the the the the", "look at": "look at"},
+        "100": {"the dog": "the dog ran to the big barn", "look at": "look at the cat ."},
+    }
     m = generation.text_measures(gens).set_index("step")
     assert m.loc[0, "mean_words"] == 2.0 and m.loc[100, "mean_words"] == 4.0
     assert m.loc[0, "repeated_3gram_rate"] == pytest.approx(1 / 2)  # (the the the) twice: the second repeats

@@ -4,6 +4,7 @@ Nothing here reaches a cloud or a cluster: `gcloud`, `srun`, `scancel` and `scon
 fakes written into tmp_path and put first on PATH; they log every call, and the fake `gcloud ssh` can run the
 remote command locally (HOME = a fake worker's home) so the quoting is checked end to end.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,15 +44,21 @@ OVERRIDES = [
 ]
 
 
-def sh(script: pathlib.Path, *args: str, env: dict[str, str] | None = None, path: pathlib.Path | None = None,
-       cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess:
+def sh(
+    script: pathlib.Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    path: pathlib.Path | None = None,
+    cwd: pathlib.Path | None = None,
+) -> subprocess.CompletedProcess:
     """Runs a launch script with bash; `path` is put first on PATH (the fakes)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "DRY_RUN"}
     full_env.update(env or {})
     if path is not None:
         full_env["PATH"] = f"{path}{os.pathsep}{full_env['PATH']}"
-    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd or ROOT, timeout=120)
+    return subprocess.run(
+        ["bash", str(script), *args], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=120
+    )
 
 
 def commands(stdout: str) -> list[list[str]]:
@@ -85,7 +92,8 @@ FAKE_GCLOUD = """\
 # Fake gcloud: logs argv; `describe` answers from the `states` file (one line per call, the last one repeats;
 # NOT_FOUND fails like gcloud does); `scp` copies into the fake home; `ssh` exits with the next code from
 # `ssh_rcs` (or 1 when its --command contains the text in `ssh_fails_on`; after 3 s when it contains that of
-# `ssh_slow_on`) and, when FAKE_GCLOUD_EXEC=1, first runs --command in the fake home. Several copies may run at once (a study's slices): each call holds a lock on `lock`.
+# `ssh_slow_on`) and, when FAKE_GCLOUD_EXEC=1, first runs --command in the fake home. Several copies may run at once (a
+# study's slices): each call holds a lock on `lock`.
 import fcntl, json, os, pathlib, shutil, subprocess, sys, time
 d = pathlib.Path(os.environ["FAKE_GCLOUD_DIR"])
 home = d / "home"
@@ -156,7 +164,7 @@ def kind(argv: list[str]) -> str:
         return "git " + next(a for a in argv[1:] if not a.startswith("-") and a != str(ROOT))
     if argv[0] != "gcloud":
         return argv[0]
-    words = [a for a in argv[3:5]]
+    words = list(argv[3:5])
     if words[1] == "ssh":
         command = flag(argv, "command")
         return "ssh:train" if "launch/train.py" in command else "ssh:setup"
@@ -164,6 +172,7 @@ def kind(argv: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- static checks
+
 
 def test_shellcheck_clean() -> None:
     shellcheck = find_shellcheck()
@@ -197,11 +206,17 @@ def test_strict_mode_and_help(script: pathlib.Path) -> None:
         (TPU / "run.sh", ["--dry-run", "--config", CONFIG], "missing required flag --workdir"),
         (TPU / "run.sh", ["--dry-run", "--config", "configs/nope.py", "--workdir", "w"], "not found"),
         (TPU / "run.sh", ["--dry-run", "--config", CONFIG, "--workdir", "w", "--env", "1X=y"], "KEY=VALUE"),
-        (TPU / "run.sh", ["--dry-run", "--config", CONFIG, "--workdir", "w", "--config.optim.lr", "1e-3"],
-         "unexpected argument '1e-3'"),
+        (
+            TPU / "run.sh",
+            ["--dry-run", "--config", CONFIG, "--workdir", "w", "--config.optim.lr", "1e-3"],
+            "unexpected argument '1e-3'",
+        ),
         (TPU / "babysit.sh", ["--dry-run", "--config", CONFIG], "missing required flag --workdir"),
-        (TPU / "babysit.sh", ["--dry-run", "--config", CONFIG, "--workdir", "w", "--max-restarts", "x"],
-         "--max-restarts must be a non-negative integer"),
+        (
+            TPU / "babysit.sh",
+            ["--dry-run", "--config", CONFIG, "--workdir", "w", "--max-restarts", "x"],
+            "--max-restarts must be a non-negative integer",
+        ),
         (TPU / "babysit.sh", ["--dry-run", "--what"], "unknown flag '--what'"),
         (SLURM / "submit.sh", ["--dry-run", "--config", CONFIG, "--workdir", "w", "--per", "socket"], "--per must be"),
         (SLURM / "submit.sh", ["--dry-run", "--workdir", "w"], "missing required flag --config"),
@@ -209,8 +224,9 @@ def test_strict_mode_and_help(script: pathlib.Path) -> None:
         (SLURM / "train.sbatch", ["--config", CONFIG, "--workdir", "w"], "not inside a SLURM job"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(script: pathlib.Path, args: list[str], message: str,
-                                          fake_gcloud: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    script: pathlib.Path, args: list[str], message: str, fake_gcloud: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     r = sh(script, *args, env=gcloud_env(tmp_path), path=fake_gcloud)
     assert r.returncode == 2, r.stderr
     errors = [line for line in r.stderr.splitlines() if ": error: " in line]
@@ -221,10 +237,26 @@ def test_bad_input_is_one_line_and_exit_2(script: pathlib.Path, args: list[str],
 
 # ---------------------------------------------------------------------------------------------- TPU dry runs
 
+
 def test_create_dry_run_spot(fake_gcloud: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    r = sh(TPU / "create.sh", "--dry-run", "--name", "bj-test", "--zone", "us-central2-b", "--accelerator-type",
-           "v4-32", "--spot", "--project", "my-proj", "--", "--network=my net", "--internal-ips",
-           env=gcloud_env(tmp_path), path=fake_gcloud)
+    r = sh(
+        TPU / "create.sh",
+        "--dry-run",
+        "--name",
+        "bj-test",
+        "--zone",
+        "us-central2-b",
+        "--accelerator-type",
+        "v4-32",
+        "--spot",
+        "--project",
+        "my-proj",
+        "--",
+        "--network=my net",
+        "--internal-ips",
+        env=gcloud_env(tmp_path),
+        path=fake_gcloud,
+    )
     assert r.returncode == 0, r.stderr
     (argv,) = commands(r.stdout)
     assert argv[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "create", "bj-test"]
@@ -234,11 +266,23 @@ def test_create_dry_run_spot(fake_gcloud: pathlib.Path, tmp_path: pathlib.Path) 
     assert gcloud_calls(tmp_path) == []  # a dry run executes nothing
 
 
-@pytest.mark.parametrize("accelerator, runtime", [("v5litepod-16", "v2-alpha-tpuv5-lite"), ("v5p-32", "v2-alpha-tpuv5"),
-                                                  ("v6e-16", "v2-alpha-tpuv6e")])
+@pytest.mark.parametrize(
+    "accelerator, runtime",
+    [("v5litepod-16", "v2-alpha-tpuv5-lite"), ("v5p-32", "v2-alpha-tpuv5"), ("v6e-16", "v2-alpha-tpuv6e")],
+)
 def test_create_dry_run_queued_and_default_runtimes(accelerator: str, runtime: str) -> None:
-    r = sh(TPU / "create.sh", "--queued", "--spot", "--name", "bj", "--zone", "z1", "--accelerator-type", accelerator,
-           env={"DRY_RUN": "1"})
+    r = sh(
+        TPU / "create.sh",
+        "--queued",
+        "--spot",
+        "--name",
+        "bj",
+        "--zone",
+        "z1",
+        "--accelerator-type",
+        accelerator,
+        env={"DRY_RUN": "1"},
+    )
     assert r.returncode == 0, r.stderr
     (argv,) = commands(r.stdout)
     assert argv[:6] == ["gcloud", "compute", "tpus", "queued-resources", "create", "bj"]
@@ -247,15 +291,40 @@ def test_create_dry_run_queued_and_default_runtimes(accelerator: str, runtime: s
 
 
 def test_run_dry_run_keeps_overrides_intact() -> None:
-    r = sh(TPU / "run.sh", "--dry-run", "--name", "bj", "--zone", "z1", "--config", CONFIG, "--workdir",
-           "gs://bucket/runs/my run", "--env", "BABYJAX_DATA_DIR=gs://bucket/baby lm", *OVERRIDES, "--", "--extra", "a b")
+    r = sh(
+        TPU / "run.sh",
+        "--dry-run",
+        "--name",
+        "bj",
+        "--zone",
+        "z1",
+        "--config",
+        CONFIG,
+        "--workdir",
+        "gs://bucket/runs/my run",
+        "--env",
+        "BABYJAX_DATA_DIR=gs://bucket/baby lm",
+        *OVERRIDES,
+        "--",
+        "--extra",
+        "a b",
+    )
     assert r.returncode == 0, r.stderr
     (argv,) = commands(r.stdout)
     assert argv[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "bj"] and "--worker=all" in argv
     remote = flag(argv, "command")
-    assert train_argv(remote) == ["../babyjax-venv/bin/python", "launch/train.py", "--config", CONFIG, "--workdir",
-                                  "gs://bucket/runs/my run", *OVERRIDES, "--extra", "a b"]
-    assert "export \"BABYJAX_DATA_DIR=gs://bucket/baby lm\"" in remote
+    assert train_argv(remote) == [
+        "../babyjax-venv/bin/python",
+        "launch/train.py",
+        "--config",
+        CONFIG,
+        "--workdir",
+        "gs://bucket/runs/my run",
+        *OVERRIDES,
+        "--extra",
+        "a b",
+    ]
+    assert 'export "BABYJAX_DATA_DIR=gs://bucket/baby lm"' in remote
 
 
 def test_setup_dry_run_copy_and_git_modes() -> None:
@@ -269,8 +338,20 @@ def test_setup_dry_run_copy_and_git_modes() -> None:
     remote = flag(ssh, "command")
     assert "tar -xzf babyjax-src.tar.gz" in remote and 'pip install --quiet -e ./babyjax "jax[tpu]"' in remote
 
-    r = sh(TPU / "setup.sh", "--dry-run", "--name", "bj", "--zone", "z1", "--repo", "https://example.com/bj.git",
-           "--ref", "v1.0", "--jax-spec", "jax[tpu]==0.7.2")
+    r = sh(
+        TPU / "setup.sh",
+        "--dry-run",
+        "--name",
+        "bj",
+        "--zone",
+        "z1",
+        "--repo",
+        "https://example.com/bj.git",
+        "--ref",
+        "v1.0",
+        "--jax-spec",
+        "jax[tpu]==0.7.2",
+    )
     assert r.returncode == 0, r.stderr
     (ssh,) = commands(r.stdout)
     remote = flag(ssh, "command")
@@ -278,7 +359,9 @@ def test_setup_dry_run_copy_and_git_modes() -> None:
     assert "fetch --quiet origin v1.0" in remote and '"jax[tpu]==0.7.2"' in remote
 
 
-# ---------------------------------------------------------------------------------------------- TPU, executed against fakes
+# ---------------------------------------------------------------------------------------------- TPU, executed against
+# fakes
+
 
 def test_run_remote_command_reaches_train_py_with_exact_argv(fake_gcloud: pathlib.Path, tmp_path: pathlib.Path) -> None:
     """The command travels local argv -> gcloud --command -> remote bash; the worker must see the same argv."""
@@ -287,13 +370,28 @@ def test_run_remote_command_reaches_train_py_with_exact_argv(fake_gcloud: pathli
     python = home / "babyjax-venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     out = tmp_path / "train.json"
-    python.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
-                      f"json.dump({{'argv': sys.argv[1:], 'cwd': os.getcwd(), 'data': os.environ['BABYJAX_DATA_DIR']}},"
-                      f" open({str(out)!r}, 'w'))\n")
+    python.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"json.dump({{'argv': sys.argv[1:], 'cwd': os.getcwd(), 'data': os.environ['BABYJAX_DATA_DIR']}},"
+        f" open({str(out)!r}, 'w'))\n"
+    )
     python.chmod(0o755)
-    r = sh(TPU / "run.sh", "--name", "bj", "--zone", "z1", "--config", CONFIG, "--workdir", "gs://b/my run",
-           "--env", "BABYJAX_DATA_DIR=gs://b/it's here", *OVERRIDES,
-           env=gcloud_env(tmp_path, FAKE_GCLOUD_EXEC="1"), path=fake_gcloud)
+    r = sh(
+        TPU / "run.sh",
+        "--name",
+        "bj",
+        "--zone",
+        "z1",
+        "--config",
+        CONFIG,
+        "--workdir",
+        "gs://b/my run",
+        "--env",
+        "BABYJAX_DATA_DIR=gs://b/it's here",
+        *OVERRIDES,
+        env=gcloud_env(tmp_path, FAKE_GCLOUD_EXEC="1"),
+        path=fake_gcloud,
+    )
     assert r.returncode == 0, r.stderr
     seen = json.loads(out.read_text())
     assert seen["argv"] == ["launch/train.py", "--config", CONFIG, "--workdir", "gs://b/my run", *OVERRIDES]
@@ -332,8 +430,20 @@ def test_setup_installs_the_checkout_on_a_fake_worker(fake_gcloud: pathlib.Path,
 
 # ---------------------------------------------------------------------------------------------- babysitter
 
-BABYSIT = ["--name", "bj", "--zone", "z1", "--accelerator-type", "v4-32", "--spot", "--config", CONFIG,
-           "--workdir", "gs://b/runs/r 1", *OVERRIDES]
+BABYSIT = [
+    "--name",
+    "bj",
+    "--zone",
+    "z1",
+    "--accelerator-type",
+    "v4-32",
+    "--spot",
+    "--config",
+    CONFIG,
+    "--workdir",
+    "gs://b/runs/r 1",
+    *OVERRIDES,
+]
 
 
 def test_babysit_dry_run_recreates_a_preempted_slice(fake_gcloud: pathlib.Path, tmp_path: pathlib.Path) -> None:
@@ -341,11 +451,22 @@ def test_babysit_dry_run_recreates_a_preempted_slice(fake_gcloud: pathlib.Path, 
     r = sh(TPU / "babysit.sh", "--dry-run", *BABYSIT, env=gcloud_env(tmp_path), path=fake_gcloud)
     assert r.returncode == 0, r.stderr
     printed = commands(r.stdout)
-    assert [kind(c) for c in printed] == ["tpu-vm delete", "tpu-vm create", "git archive", "tpu-vm scp", "ssh:setup",
-                                          "ssh:train"]
+    assert [kind(c) for c in printed] == [
+        "tpu-vm delete",
+        "tpu-vm create",
+        "git archive",
+        "tpu-vm scp",
+        "ssh:setup",
+        "ssh:train",
+    ]
     assert "--spot" in printed[1] and flag(printed[1], "accelerator-type") == "v4-32"
-    assert train_argv(flag(printed[-1], "command"))[2:] == ["--config", CONFIG, "--workdir", "gs://b/runs/r 1",
-                                                            *OVERRIDES]
+    assert train_argv(flag(printed[-1], "command"))[2:] == [
+        "--config",
+        CONFIG,
+        "--workdir",
+        "gs://b/runs/r 1",
+        *OVERRIDES,
+    ]
     # The dry run only read the state; it executed nothing else.
     assert [c[3:5] for c in gcloud_calls(tmp_path)] == [["tpu-vm", "describe"]] * 2
     assert "training finished after 1 attempt" in r.stderr
@@ -353,8 +474,19 @@ def test_babysit_dry_run_recreates_a_preempted_slice(fake_gcloud: pathlib.Path, 
 
 def test_babysit_gives_up_after_bounded_restarts(fake_gcloud: pathlib.Path, tmp_path: pathlib.Path) -> None:
     (tmp_path / "gcloud" / "states").write_text("PREEMPTED\n")  # preempted for ever
-    r = sh(TPU / "babysit.sh", "--dry-run", *BABYSIT, "--max-restarts", "2", "--backoff", "60", "--max-backoff", "100",
-           env=gcloud_env(tmp_path), path=fake_gcloud)
+    r = sh(
+        TPU / "babysit.sh",
+        "--dry-run",
+        *BABYSIT,
+        "--max-restarts",
+        "2",
+        "--backoff",
+        "60",
+        "--max-backoff",
+        "100",
+        env=gcloud_env(tmp_path),
+        path=fake_gcloud,
+    )
     assert r.returncode == 1
     kinds = [kind(c) for c in commands(r.stdout)]
     assert kinds.count("tpu-vm create") == 3 and kinds.count("ssh:train") == 3 and kinds.count("tpu-vm delete") == 3
@@ -366,31 +498,81 @@ def test_babysit_executes_against_fake_gcloud(fake_gcloud: pathlib.Path, tmp_pat
     """Missing slice -> create, setup, train (dropped by a preemption) -> re-create, setup, train -> done."""
     (tmp_path / "gcloud" / "states").write_text("NOT_FOUND\nPREEMPTED\nREADY\n")
     (tmp_path / "gcloud" / "ssh_rcs").write_text("0\n255\n0\n0\n")  # setup, train (killed), setup, train
-    r = sh(TPU / "babysit.sh", *BABYSIT, "--backoff", "0", "--poll", "0", "--delete-when-done",
-           env=gcloud_env(tmp_path, TMPDIR=str(tmp_path)), path=fake_gcloud)
+    r = sh(
+        TPU / "babysit.sh",
+        *BABYSIT,
+        "--backoff",
+        "0",
+        "--poll",
+        "0",
+        "--delete-when-done",
+        env=gcloud_env(tmp_path, TMPDIR=str(tmp_path)),
+        path=fake_gcloud,
+    )
     assert r.returncode == 0, r.stderr
     assert [kind(c) for c in gcloud_calls(tmp_path)] == [
-        "tpu-vm describe", "tpu-vm create", "tpu-vm scp", "ssh:setup", "ssh:train",
-        "tpu-vm describe", "tpu-vm delete", "tpu-vm create", "tpu-vm scp", "ssh:setup", "ssh:train",
-        "tpu-vm describe", "tpu-vm delete"]
+        "tpu-vm describe",
+        "tpu-vm create",
+        "tpu-vm scp",
+        "ssh:setup",
+        "ssh:train",
+        "tpu-vm describe",
+        "tpu-vm delete",
+        "tpu-vm create",
+        "tpu-vm scp",
+        "ssh:setup",
+        "ssh:train",
+        "tpu-vm describe",
+        "tpu-vm delete",
+    ]
 
 
-def test_babysit_waits_and_reruns_a_crash_without_reinstalling(fake_gcloud: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_babysit_waits_and_reruns_a_crash_without_reinstalling(
+    fake_gcloud: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
     (tmp_path / "gcloud" / "states").write_text("CREATING\nCREATING\nREADY\n")
     (tmp_path / "gcloud" / "ssh_rcs").write_text("0\n1\n0\n")  # setup, train crashes, train succeeds
-    r = sh(TPU / "babysit.sh", *BABYSIT, "--queued", "--backoff", "0", "--poll", "0",
-           env=gcloud_env(tmp_path, TMPDIR=str(tmp_path)), path=fake_gcloud)
+    r = sh(
+        TPU / "babysit.sh",
+        *BABYSIT,
+        "--queued",
+        "--backoff",
+        "0",
+        "--poll",
+        "0",
+        env=gcloud_env(tmp_path, TMPDIR=str(tmp_path)),
+        path=fake_gcloud,
+    )
     assert r.returncode == 0, r.stderr
     calls = gcloud_calls(tmp_path)
     assert [kind(c) for c in calls] == [
-        "queued-resources describe", "queued-resources describe", "queued-resources describe", "tpu-vm scp",
-        "ssh:setup", "ssh:train", "queued-resources describe", "ssh:train", "queued-resources describe"]
+        "queued-resources describe",
+        "queued-resources describe",
+        "queued-resources describe",
+        "tpu-vm scp",
+        "ssh:setup",
+        "ssh:train",
+        "queued-resources describe",
+        "ssh:train",
+        "queued-resources describe",
+    ]
 
 
 def test_babysit_gives_up_when_stuck_changing_state(fake_gcloud: pathlib.Path, tmp_path: pathlib.Path) -> None:
     (tmp_path / "gcloud" / "states").write_text("REPAIRING\n")
-    r = sh(TPU / "babysit.sh", "--dry-run", *BABYSIT, "--poll", "10", "--ready-timeout", "30", "--max-restarts", "0",
-           env=gcloud_env(tmp_path), path=fake_gcloud)
+    r = sh(
+        TPU / "babysit.sh",
+        "--dry-run",
+        *BABYSIT,
+        "--poll",
+        "10",
+        "--ready-timeout",
+        "30",
+        "--max-restarts",
+        "0",
+        env=gcloud_env(tmp_path),
+        path=fake_gcloud,
+    )
     assert r.returncode == 1
     kinds = [kind(c) for c in commands(r.stdout)]
     assert kinds[:2] == ["tpu-vm delete", "tpu-vm create"]  # stuck for 30 s: re-created once, then bounded
@@ -399,11 +581,17 @@ def test_babysit_gives_up_when_stuck_changing_state(fake_gcloud: pathlib.Path, t
 
 # ---------------------------------------------------------------------------------------------- SLURM
 
+
 def test_sbatch_script_directives() -> None:
     text = (SLURM / "train.sbatch").read_text()
     directives = [line.split()[1] for line in text.splitlines() if line.startswith("#SBATCH")]
-    for expected in ["--signal=B:USR1@600", "--requeue", "--open-mode=append", "--ntasks-per-node=8",
-                     "--gpus-per-node=8"]:
+    for expected in [
+        "--signal=B:USR1@600",
+        "--requeue",
+        "--open-mode=append",
+        "--ntasks-per-node=8",
+        "--gpus-per-node=8",
+    ]:
         assert expected in directives
     first_command = next(i for i, line in enumerate(text.splitlines()) if line and not line.startswith("#"))
     assert all(i < first_command for i, line in enumerate(text.splitlines()) if line.startswith("#SBATCH"))
@@ -415,40 +603,91 @@ SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NUM_NODES": "2", "SLURM_GPUS_ON_
 
 @pytest.mark.parametrize("tasks, local_ids", [("4(x2)", None), ("1(x2)", "0,1,2,3")])
 def test_sbatch_dry_run_srun_line(tasks: str, local_ids: str | None) -> None:
-    r = sh(SLURM / "train.sbatch", "--dry-run", "--config", CONFIG, "--workdir", "/shared/runs/my run", *OVERRIDES,
-           env={**SLURM_ENV, "SLURM_NTASKS_PER_NODE": tasks}, cwd=pathlib.Path("/"))
+    r = sh(
+        SLURM / "train.sbatch",
+        "--dry-run",
+        "--config",
+        CONFIG,
+        "--workdir",
+        "/shared/runs/my run",
+        *OVERRIDES,
+        env={**SLURM_ENV, "SLURM_NTASKS_PER_NODE": tasks},
+        cwd=pathlib.Path("/"),
+    )
     assert r.returncode == 0, r.stderr
     printed = commands(r.stdout)
     assert printed[0] == ["cd", str(ROOT)]
     exports = [c[1] for c in printed if c[0] == "export"]
-    assert ("JAX_LOCAL_DEVICE_IDS=" + local_ids in exports) if local_ids else not any(
-        e.startswith("JAX_LOCAL_DEVICE_IDS") for e in exports)
+    assert (
+        ("JAX_LOCAL_DEVICE_IDS=" + local_ids in exports)
+        if local_ids
+        else not any(e.startswith("JAX_LOCAL_DEVICE_IDS") for e in exports)
+    )
     srun = printed[-1]
     assert srun[:2] == ["srun", "--kill-on-bad-exit=1"]
     assert srun[3:] == ["launch/train.py", "--config", CONFIG, "--workdir", "/shared/runs/my run", *OVERRIDES]
 
 
 def test_sbatch_rejects_a_layout_it_cannot_map() -> None:
-    r = sh(SLURM / "train.sbatch", "--dry-run", "--config", CONFIG, "--workdir", "w",
-           env={**SLURM_ENV, "SLURM_NTASKS_PER_NODE": "3"})
+    r = sh(
+        SLURM / "train.sbatch",
+        "--dry-run",
+        "--config",
+        CONFIG,
+        "--workdir",
+        "w",
+        env={**SLURM_ENV, "SLURM_NTASKS_PER_NODE": "3"},
+    )
     assert r.returncode == 2 and "must be 1 or the GPUs per node (4)" in r.stderr and r.stdout == ""
 
 
 @pytest.mark.parametrize("per, tasks", [("gpu", "8"), ("node", "1")])
 def test_submit_dry_run(per: str, tasks: str) -> None:
-    r = sh(SLURM / "submit.sh", "--dry-run", "--nodes", "2", "--per", per, "--partition", "gpu", "--time", "4:00:00",
-           "--sbatch-arg=--exclusive", "--config", CONFIG, "--workdir", "/shared/my run", *OVERRIDES)
+    r = sh(
+        SLURM / "submit.sh",
+        "--dry-run",
+        "--nodes",
+        "2",
+        "--per",
+        per,
+        "--partition",
+        "gpu",
+        "--time",
+        "4:00:00",
+        "--sbatch-arg=--exclusive",
+        "--config",
+        CONFIG,
+        "--workdir",
+        "/shared/my run",
+        *OVERRIDES,
+    )
     assert r.returncode == 0, r.stderr
     mkdir, sbatch = commands(r.stdout)
     assert mkdir == ["mkdir", "-p", str(ROOT / "logs" / "slurm")]
     script = sbatch.index(str(SLURM / "train.sbatch"))
     options = sbatch[1:script]
-    for expected in ["--nodes=2", "--gpus-per-node=8", f"--ntasks-per-node={tasks}", "--time=4:00:00",
-                     "--signal=B:USR1@600", "--requeue", "--open-mode=append", "--partition=gpu", "--exclusive",
-                     f"--chdir={ROOT}"]:
+    for expected in [
+        "--nodes=2",
+        "--gpus-per-node=8",
+        f"--ntasks-per-node={tasks}",
+        "--time=4:00:00",
+        "--signal=B:USR1@600",
+        "--requeue",
+        "--open-mode=append",
+        "--partition=gpu",
+        "--exclusive",
+        f"--chdir={ROOT}",
+    ]:
         assert expected in options
-    assert sbatch[script + 1:] == ["--config", CONFIG, "--workdir", "/shared/my run", "--max-requeues=20", "--",
-                                   *OVERRIDES]
+    assert sbatch[script + 1 :] == [
+        "--config",
+        CONFIG,
+        "--workdir",
+        "/shared/my run",
+        "--max-requeues=20",
+        "--",
+        *OVERRIDES,
+    ]
 
 
 FAKE_TRAIN = f"""\
@@ -489,16 +728,37 @@ def fake_slurm(tmp_path: pathlib.Path) -> pathlib.Path:
 
 def start_sbatch(tmp_path: pathlib.Path, fake_slurm: pathlib.Path, **env: str) -> subprocess.Popen:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    full_env.update(SLURM_ENV, SLURM_NTASKS_PER_NODE="4", FAKE_DIR=str(tmp_path),
-                    PATH=f"{fake_slurm}{os.pathsep}{os.environ['PATH']}", **env)
-    return subprocess.Popen(["bash", str(SLURM / "train.sbatch"), "--config", CONFIG, "--workdir", "/w",
-                             "--python", str(tmp_path / "faketrain"), "--config.optim.lr=1e-3"],
-                            env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    full_env.update(
+        SLURM_ENV,
+        SLURM_NTASKS_PER_NODE="4",
+        FAKE_DIR=str(tmp_path),
+        PATH=f"{fake_slurm}{os.pathsep}{os.environ['PATH']}",
+        **env,
+    )
+    return subprocess.Popen(
+        [
+            "bash",
+            str(SLURM / "train.sbatch"),
+            "--config",
+            CONFIG,
+            "--workdir",
+            "/w",
+            "--python",
+            str(tmp_path / "faketrain"),
+            "--config.optim.lr=1e-3",
+        ],
+        env=full_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("restarts, expected_rc", [("0", 0), ("20", 1)])
-def test_sbatch_usr1_terms_training_and_requeues(tmp_path: pathlib.Path, fake_slurm: pathlib.Path, restarts: str,
-                                                  expected_rc: int) -> None:
+def test_sbatch_usr1_terms_training_and_requeues(
+    tmp_path: pathlib.Path, fake_slurm: pathlib.Path, restarts: str, expected_rc: int
+) -> None:
     job = start_sbatch(tmp_path, fake_slurm, SLURM_RESTART_COUNT=restarts)
     deadline = time.monotonic() + 30
     while not (tmp_path / "train.pid").exists():

@@ -1,6 +1,7 @@
 """Masked and hybrid LMs (issue 11): bidirectional attention within packed segments, the masking rules' rates, masked
 training equal on every mesh, PLL and MNTP scores equal to a float64 numpy reference and invariant to batching and
 devices, the RoBERTa export read by transformers and minicons like babyjax, and the errors a user can cause."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from babyjax import checkpoints, objectives, score
+from babyjax import score
+from babyjax.checkpoints import series as checkpoints
 from babyjax.data.tokenizer import EOS_ID, MASK_ID
 from babyjax.errors import InputError
-from babyjax.model import ModelConfig
-from babyjax.objectives import Objective
+from babyjax.model import objectives
+from babyjax.model.objectives import Objective
+from babyjax.model.transformer import ModelConfig
 from babyjax.score import packing
 from tests.test_score import make_run, mesh_of, params_at, random_model, tiny_model_cfg, train_tiny_tokenizer
 from tests.test_step import assert_params_match, make_batch, optim_cfg
@@ -41,9 +44,13 @@ def _rows(tok, babylm_sample, n_rows: int, length: int = 128) -> dict[str, jnp.n
     n = n_rows * length
     assert len(stream) > n + 1
     inputs = np.asarray(stream[:n], np.int32).reshape(n_rows, length)
-    return {"inputs": jnp.asarray(inputs), "targets": jnp.asarray(np.asarray(stream[1:n + 1], np.int32).reshape(
-        n_rows, length)), "segment_ids": jnp.asarray(np.asarray(seg[:n], np.int32).reshape(n_rows, length)),
-        "positions": jnp.zeros((n_rows, length), jnp.int32), "weights": jnp.ones((n_rows, length), jnp.float32)}
+    return {
+        "inputs": jnp.asarray(inputs),
+        "targets": jnp.asarray(np.asarray(stream[1 : n + 1], np.int32).reshape(n_rows, length)),
+        "segment_ids": jnp.asarray(np.asarray(seg[:n], np.int32).reshape(n_rows, length)),
+        "positions": jnp.zeros((n_rows, length), jnp.int32),
+        "weights": jnp.ones((n_rows, length), jnp.float32),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -79,14 +86,16 @@ def test_encoder_attention_looks_both_ways_within_segments_only(style):
 @pytest.mark.parametrize("masking", ["token", "whole_word", "span"])
 def test_masking_rates_within_sampling_error(tok, babylm_sample, masking):
     rows = _rows(tok, babylm_sample, 800)  # 102,400 tokens
-    obj = Objective("mlm", tok.vocab_size, mask_rate=0.2, masking=masking, word_starts=tok.word_starts(),
-                    compact=False)  # the rule itself, without the per-row cap
+    obj = Objective(
+        "mlm", tok.vocab_size, mask_rate=0.2, masking=masking, word_starts=tok.word_starts(), compact=False
+    )  # the rule itself, without the per-row cap
     out = jax.jit(obj)(rows, jax.random.PRNGKey(0))
     capped = jax.jit(dataclasses.replace(obj, compact=True))(rows, jax.random.PRNGKey(0))
     per_row = np.asarray(capped["weights"] > 0).sum(1)
     assert per_row.max() <= obj.capacity(128) and capped["cols"].shape == (800, obj.capacity(128))
-    np.testing.assert_array_equal(np.take_along_axis(np.asarray(capped["weights"]), np.asarray(capped["cols"]),
-                                                     1).sum(1), per_row)  # cols hold every chosen column
+    np.testing.assert_array_equal(
+        np.take_along_axis(np.asarray(capped["weights"]), np.asarray(capped["cols"]), 1).sum(1), per_row
+    )  # cols hold every chosen column
     inputs = np.asarray(rows["inputs"])
     chosen = np.asarray(out["weights"]) > 0
     ordinary = inputs >= objectives.FIRST_ORDINARY
@@ -132,11 +141,16 @@ def test_mntp_reads_the_column_before_and_hybrid_keeps_causal_rows(tok, babylm_s
     assert objectives.span_start_rate(0.15, 3.0, 10) < 0.15
 
 
-@pytest.mark.parametrize("kw,match", [({"mask_rate": 0.0}, r"mask_rate=0.0 must be in \(0, 1\)"),
-                                      ({"mask_rate": 1.5}, r"mask_rate=1.5 must be in \(0, 1\)"),
-                                      ({"replace": (0.8, 0.1, 0.2)}, "sum to 1"),
-                                      ({"kind": "bert"}, "objective.kind='bert'"),
-                                      ({"masking": "words"}, "objective.masking='words'")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"mask_rate": 0.0}, r"mask_rate=0.0 must be in \(0, 1\)"),
+        ({"mask_rate": 1.5}, r"mask_rate=1.5 must be in \(0, 1\)"),
+        ({"replace": (0.8, 0.1, 0.2)}, "sum to 1"),
+        ({"kind": "bert"}, "objective.kind='bert'"),
+        ({"masking": "words"}, "objective.masking='words'"),
+    ],
+)
 def test_bad_objectives_are_one_line_errors(kw, match):
     with pytest.raises(InputError, match=match):
         Objective(**{"kind": "mlm", "vocab_size": 97, **kw})
@@ -153,7 +167,7 @@ def test_decoder_with_a_masked_objective_is_refused(tok):
 
 
 def _masked_steps(mesh, objective: Objective, style: str, n: int = 2):
-    from babyjax.step import init_train_state, make_train_step
+    from babyjax.train.step import init_train_state, make_train_step
 
     cfg = step_cfg(style=style)
     graphdef, state, shardings, tx, sched = init_train_state(cfg, optim_cfg(), 10, mesh, seed=0)
@@ -165,10 +179,19 @@ def _masked_steps(mesh, objective: Objective, style: str, n: int = 2):
     return metrics, state
 
 
-@pytest.mark.parametrize("style,objective", [
-    ("roberta", Objective("mlm", 97, mask_rate=0.3)),
-    ("ltg_bert", Objective("hybrid", 97, mask_rate=0.3, masking="span", word_starts=np.arange(97) % 3 == 0,
-                           causal_share=0.25))], ids=["roberta-mlm", "ltg-hybrid-span"])
+@pytest.mark.parametrize(
+    "style,objective",
+    [
+        ("roberta", Objective("mlm", 97, mask_rate=0.3)),
+        (
+            "ltg_bert",
+            Objective(
+                "hybrid", 97, mask_rate=0.3, masking="span", word_starts=np.arange(97) % 3 == 0, causal_share=0.25
+            ),
+        ),
+    ],
+    ids=["roberta-mlm", "ltg-hybrid-span"],
+)
 def test_masked_training_on_any_mesh_equals_one_device(style, objective):
     ref_metrics, ref_state = _masked_steps(step_mesh(1, 1, 1), objective, style)
     metrics, state = _masked_steps(step_mesh(2, 2, 2), objective, style)
@@ -191,7 +214,7 @@ def _np_norm(x, q=None, eps=1e-5):
 
 def _gelu(u, tanh: bool = False):
     if tanh:
-        return 0.5 * u * (1 + np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3)))
+        return 0.5 * u * (1 + np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u**3)))
     return 0.5 * u * (1 + erf(u / math.sqrt(2)))
 
 
@@ -249,8 +272,9 @@ def _score_copies(workdir, cfg, step: int, copies, seq_len: int, mesh, batch_row
     return scorer.logprobs(params, packed, batches)
 
 
-@pytest.mark.parametrize("style,method", [("roberta", m) for m in METHODS] + [("ltg_bert", "pll_original"),
-                                                                              ("ltg_bert", "mntp")])
+@pytest.mark.parametrize(
+    "style,method", [("roberta", m) for m in METHODS] + [("ltg_bert", "pll_original"), ("ltg_bert", "mntp")]
+)
 def test_masked_scores_equal_float64_reference_on_any_batching(tmp_path, tok, babylm_sample, style, method):
     cfg = make_run(tmp_path / "run", tok, style=style, steps=(0, 10), objective="mlm")
     lines = (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()
@@ -281,7 +305,7 @@ def _hf_masked_logprobs(model, copies) -> np.ndarray:
     inputs = torch.zeros((len(copies), n), dtype=torch.long)
     mask = torch.zeros((len(copies), n), dtype=torch.long)
     for i, c in enumerate(copies):
-        inputs[i, :c.length], mask[i, :c.length] = torch.tensor(c.tokens), 1
+        inputs[i, : c.length], mask[i, : c.length] = torch.tensor(c.tokens), 1
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask).logits.double(), -1).numpy()
     return np.array([logp[i, c.col, c.target] for i, c in enumerate(copies)])
@@ -291,7 +315,7 @@ def test_roberta_export_reads_like_babyjax_in_transformers_and_minicons(tmp_path
     import transformers
     from minicons import scorer as minicons_scorer
 
-    from babyjax import export
+    from babyjax.interop import export
 
     cfg = make_run(tmp_path / "run", tok, style="roberta", steps=(0, 10), objective="mlm")
     out = export.export_checkpoint(tmp_path / "run", 10, tmp_path / "hf")
@@ -326,7 +350,7 @@ def test_score_job_follows_the_objective_and_refuses_the_wrong_kind(tmp_path, to
 
     import pandas as pd
 
-    from babyjax import generate
+    from babyjax.score import generate
     from tests.test_score import ROOT
 
     blimp = [str(shared_data / "blimp" / "anaphor_gender_agreement.jsonl")]
@@ -349,17 +373,34 @@ def test_score_job_follows_the_objective_and_refuses_the_wrong_kind(tmp_path, to
     with pytest.raises(InputError, match="trained with objective 'mlm': --scoring=causal does not apply"):
         score.score_job(mlm, tmp_path / "x", kind="pairs", eval_paths=blimp, scoring="causal")
     with pytest.raises(InputError, match="trained with objective 'causal': --scoring=pll_original does not apply"):
-        score.score_job([score.RunSpec("causal", tmp_path / "causal")], tmp_path / "x", kind="pairs",
-                        eval_paths=blimp, scoring="pll_original")
+        score.score_job(
+            [score.RunSpec("causal", tmp_path / "causal")],
+            tmp_path / "x",
+            kind="pairs",
+            eval_paths=blimp,
+            scoring="pll_original",
+        )
     with pytest.raises(InputError, match="holds scores of another evaluation \\(scoring"):
         score.score_job(mlm, tmp_path / "pll", kind="pairs", eval_paths=blimp, limit=5, scoring="pll_within_word_l2r")
     with pytest.raises(InputError, match="different objectives"):
         score.score_job(mlm + hybrid, tmp_path / "x", kind="pairs", eval_paths=blimp)
     with pytest.raises(InputError, match="masked LM .* does not generate text"):
         generate.Generator(tmp_path / "mlm")
-    done = subprocess.run([sys.executable, "-m", "babyjax.score", f"--run=mlm={tmp_path / 'mlm'}", "--kind=pairs",
-                           f"--eval={blimp[0]}", f"--out={tmp_path / 'y'}", "--scoring=mntp"], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babyjax.score",
+            f"--run=mlm={tmp_path / 'mlm'}",
+            "--kind=pairs",
+            f"--eval={blimp[0]}",
+            f"--out={tmp_path / 'y'}",
+            "--scoring=mntp",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: run mlm was trained")
     assert len([ln for ln in done.stderr.splitlines() if "error" in ln]) == 1
 
@@ -370,7 +411,7 @@ def test_ltg_bert_export_loads_with_remote_code_and_scores_like_babyjax(tmp_path
     AutoModelForCausalLM too and gives babyjax's causal log-probabilities."""
     import transformers
 
-    from babyjax import export
+    from babyjax.interop import export
 
     cfg = make_run(tmp_path / "run", tok, style="ltg_bert", steps=(0, 10), objective=objective)
     out = export.export_checkpoint(tmp_path / "run", 10, tmp_path / "hf")
@@ -408,8 +449,16 @@ def test_a_tokenizer_without_a_mask_token_is_refused(tmp_path, babylm_sample):
 
     lines = (babylm_sample / "babylm_10M" / "aochildes.train").read_text().splitlines()[:2000]
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=300, pad_id=0,
-                                   unk_id=1, bos_id=2, eos_id=3, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=model,
+        vocab_size=300,
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        minloglevel=2,
+    )
     (tmp_path / "t.model").write_bytes(model.getvalue())
     with pytest.raises(InputError, match="has no <mask> piece at id 4 \\(masked LMs need one\\)"):
         tokenizer_lib.Tokenizer(tmp_path / "t.model")

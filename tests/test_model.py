@@ -1,4 +1,5 @@
 """Model: causality, packed segments, variants, parameter count, logical axis names, FLOPs formula."""
+
 import math
 
 import jax
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from babyjax.model import ModelConfig, Transformer, attend, attention_mask, flops_per_token, num_params
-from babyjax.sharding import LOGICAL_RULES
+from babyjax.model.sharding import LOGICAL_RULES
+from babyjax.model.transformer import ModelConfig, Transformer, attend, attention_mask, flops_per_token, num_params
 from configs.base import get_config
 
 VOCAB, L = 97, 16
@@ -21,8 +22,16 @@ VARIANTS = [
 
 
 def tiny(**overrides) -> ModelConfig:
-    base = {"vocab_size": VOCAB, "num_layers": 2, "d_model": 32, "num_heads": 4, "num_kv_heads": 4, "mlp_dim": 64,
-            "max_len": L, "dropout": 0.1}
+    base = {
+        "vocab_size": VOCAB,
+        "num_layers": 2,
+        "d_model": 32,
+        "num_heads": 4,
+        "num_kv_heads": 4,
+        "mlp_dim": 64,
+        "max_len": L,
+        "dropout": 0.1,
+    }
     return ModelConfig(**{**base, **overrides})
 
 
@@ -111,8 +120,17 @@ def test_flops_with_few_columns_read_match_the_compiled_forward(style):
     """head_fraction (a masked objective's share of columns) takes the projection and the last block but its keys and
     values off, as `features(cols=...)` does: the formula's share of the full forward is within 3% of XLA's count of
     the compiled passes, and each count within 8% (XLA also counts the norms' and GELU's elementwise work)."""
-    cfg = ModelConfig(vocab_size=4096, style=style, num_layers=2, d_model=128, num_heads=4, num_kv_heads=4,
-                      mlp_dim=512, max_len=128, dropout=0.0)
+    cfg = ModelConfig(
+        vocab_size=4096,
+        style=style,
+        num_layers=2,
+        d_model=128,
+        num_heads=4,
+        num_kv_heads=4,
+        mlp_dim=512,
+        max_len=128,
+        dropout=0.0,
+    )
     graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
     ids, cols = jnp.zeros((8, 128), jnp.int32), jnp.zeros((8, 16), jnp.int32)
     forward = lambda p, c: nnx.merge(graphdef, p).logits(nnx.merge(graphdef, p).features(ids, cols=c))
@@ -127,7 +145,9 @@ def test_flops_with_few_columns_read_match_the_compiled_forward(style):
 def test_matmul_floor_of_a_train_step_counts_the_model_flops():
     """metrics.matmul_floor finds every matrix product of a real train step (inside the sliced loss's scan and the
     custom gradient too): their FLOPs are exactly flops_per_token x tokens, the one definition behind MFU."""
-    from babyjax import metrics, sharding, step as step_lib
+    from babyjax.model import sharding
+    from babyjax.train import metrics
+    from babyjax.train import step as step_lib
 
     cfg = get_config()
     cfg.model.update(num_layers=2, d_model=64, num_heads=4, mlp_dim=256, max_len=32, dropout=0.0)
@@ -137,19 +157,29 @@ def test_matmul_floor_of_a_train_step_counts_the_model_flops():
     graphdef, state, shardings, tx, lr = step_lib.init_train_state(model_cfg, cfg.optim, 10_000, mesh, 0)
     train_step = step_lib.make_train_step(graphdef, tx, lr, mesh, shardings)
     ids = np.random.default_rng(0).integers(5, 512, size=(8, 33)).astype(np.int32)
-    batch = {"inputs": ids[:, :-1], "targets": ids[:, 1:], "segment_ids": np.ones((8, 32), np.int32),
-             "positions": np.tile(np.arange(32, dtype=np.int32), (8, 1)), "weights": np.ones((8, 32), np.float32),
-             "num_words": np.ones((8,), np.float32), "num_tokens": np.full((8,), 32.0, np.float32)}
+    batch = {
+        "inputs": ids[:, :-1],
+        "targets": ids[:, 1:],
+        "segment_ids": np.ones((8, 32), np.int32),
+        "positions": np.tile(np.arange(32, dtype=np.int32), (8, 1)),
+        "weights": np.ones((8, 32), np.float32),
+        "num_words": np.ones((8,), np.float32),
+        "num_tokens": np.full((8,), 32.0, np.float32),
+    }
     floor = metrics.matmul_floor(train_step, state, batch, repeats=2)
     assert floor.flops == flops_per_token(model_cfg, 32) * ids[:, 1:].size
     assert floor.seconds > 0 and sum(times for times, *_ in floor.rows) >= 2 * 6 * 3  # Q, K, V, O, in, out x 3 passes
     with pytest.raises(ValueError, match="while"):
-        metrics.matmul_floor(lambda x: jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] @ c[1]),
-                                                           (0, x))[1], jnp.ones((4, 4)))
+        metrics.matmul_floor(
+            lambda x: jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] @ c[1]), (0, x))[1],
+            jnp.ones((4, 4)),
+        )
 
 
-@pytest.mark.parametrize("style, features", [("gpt2", ("learned", "layernorm", "gelu", True)),
-                                             ("llama", ("rope", "rmsnorm", "swiglu", False))])
+@pytest.mark.parametrize(
+    "style, features",
+    [("gpt2", ("learned", "layernorm", "gelu", True)), ("llama", ("rope", "rmsnorm", "swiglu", False))],
+)
 def test_style_is_a_preset_of_features(style, features):
     cfg = tiny(style=style)
     assert (cfg.position, cfg.norm, cfg.mlp, cfg.biases) == features
@@ -164,8 +194,13 @@ def test_style_is_a_preset_of_features(style, features):
 
 @pytest.mark.parametrize(
     "overrides, message",
-    [({"style": "bert"}, "style"), ({"num_heads": 5}, "divisible"), ({"num_kv_heads": 3}, "num_kv_heads"),
-     ({"dtype": "float16"}, "dtype"), ({"dropout": 1.0}, "dropout")],
+    [
+        ({"style": "bert"}, "style"),
+        ({"num_heads": 5}, "divisible"),
+        ({"num_kv_heads": 3}, "num_kv_heads"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
 )
 def test_bad_config(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -205,8 +240,9 @@ def test_causal_attention_in_query_blocks_equals_one_block(blocks):
     segments[1, 5:], segments[2, 9:], segments[2, 14:] = 2, 2, 0
     mask = attention_mask(jnp.asarray(segments), True)
     np.testing.assert_allclose(attend(q, k, v, mask, blocks), attend(q, k, v, mask, 1), atol=1e-6)
-    cfg = ModelConfig(vocab_size=50, num_layers=2, d_model=16, num_heads=2, num_kv_heads=2, mlp_dim=32, max_len=16,
-                      dropout=0.0)
+    cfg = ModelConfig(
+        vocab_size=50, num_layers=2, d_model=16, num_heads=2, num_kv_heads=2, mlp_dim=32, max_len=16, dropout=0.0
+    )
     model = Transformer(cfg, rngs=nnx.Rngs(0))
     ids = jnp.asarray(rng.integers(0, 50, (3, 16)), jnp.int32)
     blocked = model.features(ids, jnp.asarray(segments), deterministic=True)
@@ -225,16 +261,25 @@ def test_features_at_columns_equal_all_columns_then_taken(style):
     ids = tokens(8, (3, L))
     segments = np.ones((3, L), np.int32)
     segments[1, 6:], segments[2, 10:], segments[2, 14:] = 2, 2, 0
-    positions = np.concatenate([np.arange(L)[None], np.r_[np.arange(6), np.arange(L - 6)][None],
-                                np.r_[np.arange(10), np.arange(4), np.zeros(2, int)][None]])
+    positions = np.concatenate(
+        [
+            np.arange(L)[None],
+            np.r_[np.arange(6), np.arange(L - 6)][None],
+            np.r_[np.arange(10), np.arange(4), np.zeros(2, int)][None],
+        ]
+    )
     cols = jnp.asarray(rng.integers(0, L, (3, 5)), jnp.int32).at[0, :2].set(3)
     w = jnp.asarray(rng.standard_normal((3, 5, cfg.d_model)), jnp.float32)
-    for causal in ([None, False, jnp.asarray([True, False, True])] if cfg.encoder else [None]):
-        def run(params, taken: bool):
+    for causal in [None, False, jnp.asarray([True, False, True])] if cfg.encoder else [None]:
+
+        def run(params, taken: bool, causal=causal):
             model = nnx.merge(graphdef, params)
             args = (ids, jnp.asarray(segments), jnp.asarray(positions), True, None, causal)
-            x = model.features(*args, cols=cols) if taken else jnp.take_along_axis(
-                model.features(*args), cols[..., None], axis=1)
+            x = (
+                model.features(*args, cols=cols)
+                if taken
+                else jnp.take_along_axis(model.features(*args), cols[..., None], axis=1)
+            )
             return jnp.sum(x * w), x
 
         (v_cols, x_cols), g_cols = jax.jit(jax.value_and_grad(lambda p: run(p, True), has_aux=True))(params)
@@ -243,4 +288,6 @@ def test_features_at_columns_equal_all_columns_then_taken(style):
         np.testing.assert_allclose(x_cols, x_all, atol=2e-5)
         np.testing.assert_allclose(v_cols, v_all, rtol=1e-5)
         scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(g_all))  # float32 sums of terms this size
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * scale), g_cols, g_all)
+        jax.tree.map(
+            lambda a, b, scale=scale: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * scale), g_cols, g_all
+        )

@@ -4,6 +4,7 @@ Shows: same losses as one process with the same global batch; a checkpoint writt
 single process; SIGTERM to the job saves a resume checkpoint and the relaunch ends with the uninterrupted parameters;
 bad input (unreachable coordinator, processes that disagree on the config) fails within a bounded time.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,12 @@ import pytest
 from tests.test_train import OVERRIDES, ROOT, _losses
 
 pytestmark = pytest.mark.slow
-STEPS = ["--config.train.num_steps=12", "--config.ckpt.steps=(4,8)", "--config.train.eval_every=0",
-         "--config.ckpt.resume_every=2"]
+STEPS = [
+    "--config.train.num_steps=12",
+    "--config.ckpt.steps=(4,8)",
+    "--config.train.eval_every=0",
+    "--config.ckpt.resume_every=2",
+]
 _OVERRIDDEN = {s.split("=")[0] for s in STEPS}
 BASE = [o for o in OVERRIDES if o.split("=")[0] not in _OVERRIDDEN]  # a repeated config flag keeps its first value
 
@@ -34,24 +39,48 @@ def _free_port() -> int:
 
 def _env(tmp, devices: int) -> dict:
     env = dict(os.environ)
-    env.update(BABYJAX_TFDS_DIR=str(tmp / "tfds"), JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env.update(
+        BABYJAX_TFDS_DIR=str(tmp / "tfds"),
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    )
     return env
 
 
 def _cmd(workdir, extra=()):
-    return [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(ROOT / "configs" / "tiny.py"),
-            "--workdir", str(workdir), *BASE, *STEPS, *extra]
+    return [
+        sys.executable,
+        str(ROOT / "launch" / "train.py"),
+        "--config",
+        str(ROOT / "configs" / "tiny.py"),
+        "--workdir",
+        str(workdir),
+        *BASE,
+        *STEPS,
+        *extra,
+    ]
 
 
 def _launch_pair(workdir, tmp, extra=(), extra_by_process=((), ()), timeout_flag=60):
     port = _free_port()
     procs = []
     for i in range(2):
-        cmd = _cmd(workdir, [*extra, *extra_by_process[i], f"--coordinator_address=127.0.0.1:{port}",
-                             "--num_processes=2", f"--process_id={i}", f"--distributed_timeout={timeout_flag}"])
-        procs.append(subprocess.Popen(cmd, env=_env(tmp, 2), cwd=ROOT, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+        cmd = _cmd(
+            workdir,
+            [
+                *extra,
+                *extra_by_process[i],
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+                f"--distributed_timeout={timeout_flag}",
+            ],
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, env=_env(tmp, 2), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
     return procs
 
 
@@ -96,7 +125,7 @@ def test_two_processes_match_one(single, multi):
 
 
 def test_multiprocess_checkpoint_restores_in_one_process(single, multi):
-    from babyjax import checkpoints
+    from babyjax.checkpoints import series as checkpoints
 
     index = checkpoints.load_series_index(multi)
     assert [r["step"] for r in index] == [0, 4, 8, 12]
@@ -131,25 +160,41 @@ def test_sigterm_to_multiprocess_job_then_relaunch(tmp, multi):
     codes, outs = _finish(_launch_pair(workdir, tmp))
     assert codes == [0, 0], "\n".join(o[-2000:] for o in outs)
     assert all(f"resumed from step {saved.group(1)} " in o for o in outs), "\n".join(o[-2000:] for o in outs)
-    from babyjax import checkpoints
     import jax
+
+    from babyjax.checkpoints import series as checkpoints
 
     pa, pb = checkpoints.restore_params(multi, 12), checkpoints.restore_params(workdir, 12)
     for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("process_id, message", [
-    (1, "could not join the distributed job"),  # nobody listens at the coordinator address
-    (0, "not every process joined the distributed job"),  # the coordinator waits for a process that never comes
-])
+@pytest.mark.parametrize(
+    "process_id, message",
+    [
+        (1, "could not join the distributed job"),  # nobody listens at the coordinator address
+        (0, "not every process joined the distributed job"),  # the coordinator waits for a process that never comes
+    ],
+)
 def test_incomplete_job_fails_in_bounded_time_with_one_line(tmp, process_id, message):
     port = _free_port()
     t0 = time.time()
-    r = subprocess.run(_cmd(tmp / f"alone{process_id}", [f"--coordinator_address=127.0.0.1:{port}",
-                                                         "--num_processes=2", f"--process_id={process_id}",
-                                                         "--distributed_timeout=8"]),
-                       env=_env(tmp, 2), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        _cmd(
+            tmp / f"alone{process_id}",
+            [
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={process_id}",
+                "--distributed_timeout=8",
+            ],
+        ),
+        env=_env(tmp, 2),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and time.time() - t0 < 60
     assert message in r.stderr
     assert "Traceback" not in r.stderr and "Fatal" not in r.stderr
@@ -168,8 +213,9 @@ def test_hybrid_two_processes_match_one(tmp):
     from tests.test_train import HYBRID
 
     single_dir, multi_dir = tmp / "hybrid_single", tmp / "hybrid_multi"
-    r = subprocess.run(_cmd(single_dir, HYBRID), env=_env(tmp, 4), cwd=ROOT, capture_output=True, text=True,
-                       timeout=400)
+    r = subprocess.run(
+        _cmd(single_dir, HYBRID), env=_env(tmp, 4), cwd=ROOT, capture_output=True, text=True, timeout=400
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     codes, outs = _finish(_launch_pair(multi_dir, tmp, HYBRID))
     assert codes == [0, 0], "\n".join(o[-2000:] for o in outs)

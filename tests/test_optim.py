@@ -1,4 +1,5 @@
 """Learning-rate schedules, weight-decay mask and clipping."""
+
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -6,16 +7,28 @@ import optax
 import pytest
 from flax import nnx
 
-from babyjax.model import ModelConfig, Transformer
-from babyjax.optim import decay_mask, make_optimizer, make_schedule
+from babyjax.model.transformer import ModelConfig, Transformer
+from babyjax.train.optim import decay_mask, make_optimizer, make_schedule
 
 LR, END = 1e-3, 0.1
 
 
 def ocfg(schedule: str = "cosine", warmup: int = 10, **overrides) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict({"lr": LR, "schedule": schedule, "warmup_steps": warmup, "end_lr_ratio": END,
-                                   "wsd_decay_fraction": 0.2, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
-                                   "grad_clip": 1.0, "grad_accum_steps": 1})
+    c = ml_collections.ConfigDict(
+        {
+            "lr": LR,
+            "schedule": schedule,
+            "warmup_steps": warmup,
+            "end_lr_ratio": END,
+            "wsd_decay_fraction": 0.2,
+            "b1": 0.9,
+            "b2": 0.95,
+            "eps": 1e-8,
+            "weight_decay": 0.1,
+            "grad_clip": 1.0,
+            "grad_accum_steps": 1,
+        }
+    )
     c.update(overrides)
     return c
 
@@ -45,23 +58,44 @@ def test_schedule_shapes():
     assert lrs("cosine", warmup=0)[0] == pytest.approx(LR)
 
 
-@pytest.mark.parametrize("overrides, num_steps, message", [({"schedule": "step"}, 10, "schedule"),
-                                                           ({"warmup_steps": 20}, 10, "warmup_steps"),
-                                                           ({"lr": 0.0}, 10, "lr"),
-                                                           ({"schedule": "wsd", "wsd_decay_fraction": 0.0}, 10, "wsd")])
+@pytest.mark.parametrize(
+    "overrides, num_steps, message",
+    [
+        ({"schedule": "step"}, 10, "schedule"),
+        ({"warmup_steps": 20}, 10, "warmup_steps"),
+        ({"lr": 0.0}, 10, "lr"),
+        ({"schedule": "wsd", "wsd_decay_fraction": 0.0}, 10, "wsd"),
+    ],
+)
 def test_bad_optim_config(overrides, num_steps, message):
     with pytest.raises(ValueError, match=message):
         make_schedule(ocfg(**{"schedule": "cosine", **overrides}), num_steps)
 
 
 def test_decay_mask():
-    cfg = ModelConfig(vocab_size=97, num_layers=1, d_model=16, num_heads=2, num_kv_heads=2, mlp_dim=32, max_len=8,
-                      tie_embeddings=False)
+    cfg = ModelConfig(
+        vocab_size=97,
+        num_layers=1,
+        d_model=16,
+        num_heads=2,
+        num_kv_heads=2,
+        mlp_dim=32,
+        max_len=8,
+        tie_embeddings=False,
+    )
     params = nnx.state(Transformer(cfg, rngs=nnx.Rngs(0)), nnx.Param)
-    mask = {k: v for k, v in nnx.to_flat_state(decay_mask(params))}
+    mask = dict(nnx.to_flat_state(decay_mask(params)))
     decayed = {".".join(map(str, k)) for k, v in mask.items() if v.get_value()}
-    assert decayed == {"embed", "head", "blocks.0.attn.wq", "blocks.0.attn.wk", "blocks.0.attn.wv",
-                       "blocks.0.attn.wo", "blocks.0.mlp.w_in", "blocks.0.mlp.w_out"}
+    assert decayed == {
+        "embed",
+        "head",
+        "blocks.0.attn.wq",
+        "blocks.0.attn.wk",
+        "blocks.0.attn.wv",
+        "blocks.0.attn.wo",
+        "blocks.0.mlp.w_in",
+        "blocks.0.mlp.w_out",
+    }
     assert decay_mask({"w": jnp.ones((2, 2)), "b": jnp.ones(2)}) == {"w": True, "b": False}
 
 
@@ -69,16 +103,26 @@ def test_decay_mask_ignores_sharding_names():
     """Weight decay follows the parameters' explicit tag: re-annotating their logical axes (say, for another
     parallelism) changes nothing, for both styles."""
     for style in ("gpt2", "llama"):
-        cfg = ModelConfig(vocab_size=97, style=style, num_layers=1, d_model=16, num_heads=2, num_kv_heads=1,
-                          mlp_dim=32, max_len=8, tie_embeddings=False)
+        cfg = ModelConfig(
+            vocab_size=97,
+            style=style,
+            num_layers=1,
+            d_model=16,
+            num_heads=2,
+            num_kv_heads=1,
+            mlp_dim=32,
+            max_len=8,
+            tie_embeddings=False,
+        )
         params = nnx.state(Transformer(cfg, rngs=nnx.Rngs(0)), nnx.Param)
         flat = nnx.to_flat_state(params)
         want = {k: v.get_value() for k, v in nnx.to_flat_state(decay_mask(params))}
         assert want[("blocks", 0, "mlp", "w_in")] and not want[("blocks", 0, "norm_mlp", "scale")]
         assert ("pos_embed",) not in want or not want[("pos_embed",)]
         for names_of in (lambda n: (None,) * len(n), lambda n: ("embed",) * len(n), lambda n: tuple(reversed(n))):
-            moved = nnx.from_flat_state([(k, v.replace(out_sharding=names_of(v.get_metadata()["out_sharding"])))
-                                         for k, v in flat])
+            moved = nnx.from_flat_state(
+                [(k, v.replace(out_sharding=names_of(v.get_metadata()["out_sharding"]))) for k, v in flat]
+            )
             assert {k: v.get_value() for k, v in nnx.to_flat_state(decay_mask(moved))} == want, style
 
 

@@ -1,4 +1,5 @@
 """Grain pipeline: packing invariants, determinism, exact resume, per-process sharding, global arrays, dev padding."""
+
 import json
 import math
 
@@ -54,7 +55,7 @@ def test_stream_is_every_document_after_an_eos(setup):
     texts = list(T.read_texts(sources["train"], range(len(sources["train"]))))
     assert data.num_docs == len(texts) == 3000
     for d in [0, 1, 1234, 2999]:
-        doc = np.asarray(data.tokens[data.doc_starts[d]:data.doc_starts[d + 1]])
+        doc = np.asarray(data.tokens[data.doc_starts[d] : data.doc_starts[d + 1]])
         assert doc[0] == T.EOS_ID and tok.decode(doc[1:]) == texts[d]
     assert data.num_words == sum(len(t.split()) for t in texts)
 
@@ -107,7 +108,7 @@ def test_shuffled_epochs_are_permutations_of_the_same_rows(setup):
     n = ld.num_rows  # the last batch of each pass is padded: rows past n are padding
     unshuffled = np.concatenate([b["inputs"] for b in plain])[:n]
     both = np.concatenate([b["inputs"] for b in batches])
-    first, second = both[:n], both[n:2 * n]
+    first, second = both[:n], both[n : 2 * n]
     assert sorted(map(bytes, unshuffled)) == sorted(map(bytes, first)) == sorted(map(bytes, second))
     assert not np.array_equal(first, second)  # reshuffled each epoch
     assert not np.array_equal(first, unshuffled)
@@ -166,8 +167,8 @@ def test_dev_loader_is_one_padded_pass(setup):
     assert len(batches) == ld.steps_per_epoch == math.ceil(ld.num_rows / BATCH)
     last = batches[-1]
     pad_rows = BATCH * len(batches) - ld.num_rows
-    assert pad_rows > 0 and np.all(last["weights"][BATCH - pad_rows:] == 0)
-    assert np.all(last["num_tokens"][BATCH - pad_rows:] == 0) and np.all(last["segment_ids"][BATCH - pad_rows:] == 0)
+    assert pad_rows > 0 and np.all(last["weights"][BATCH - pad_rows :] == 0)
+    assert np.all(last["num_tokens"][BATCH - pad_rows :] == 0) and np.all(last["segment_ids"][BATCH - pad_rows :] == 0)
     assert sum(b["num_tokens"].sum() for b in batches) == ld.tokens_per_epoch
 
 

@@ -1,4 +1,5 @@
 """n-gram predictors (Chang et al. backoff), token contexts, and the measure-predictor tables."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,13 +19,15 @@ def chang_ngram_logprobs(seqs, queries, order=5):
         for seq in seqs:
             cur = [-1] * (n - 1)
             for t in seq:
-                grams[tuple(cur[len(cur) - n + 1:] if n > 1 else ())][t] += 1
+                grams[tuple(cur[len(cur) - n + 1 :] if n > 1 else ())][t] += 1
                 cur.append(t)
         if n >= 3:
             grams = {c: Counter({t: k for t, k in cnt.items() if k >= 2}) for c, cnt in grams.items()}
         tables[n] = {c: {t: k / sum(cnt.values()) for t, k in cnt.items()} for c, cnt in grams.items() if cnt}
-    by_order = {n: np.array([np.log2(tables[n].get(tuple(q[len(q) - n:-1]), {}).get(q[-1], np.nan))
-                             for q in queries]) for n in range(1, order + 1)}
+    by_order = {
+        n: np.array([np.log2(tables[n].get(tuple(q[len(q) - n : -1]), {}).get(q[-1], np.nan)) for q in queries])
+        for n in range(1, order + 1)
+    }
     by_order[1] = np.where(np.isnan(by_order[1]), np.nanmin(by_order[1]), by_order[1])
     out = by_order[order].copy()
     for n in range(order - 1, 0, -1):
@@ -40,7 +43,7 @@ def test_ngram_logprobs_equal_a_brute_force_count_of_changs_rule():
     for _ in range(500):  # contexts from the corpus (mostly seen) and random ones (backing off), some unseen targets
         seq = seqs[rng.integers(len(seqs))]
         i = int(rng.integers(len(seq)))
-        q = [-1] * 4 + list(seq[:i + 1])
+        q = [-1] * 4 + list(seq[: i + 1])
         if rng.random() < 0.3:
             q[-1] = int(rng.integers(5, 14))  # 12, 13 never occur
         queries.append(q[-5:])
@@ -57,7 +60,7 @@ def test_ngram_logprobs_equal_a_brute_force_count_of_changs_rule():
 
 def test_predictors_are_clipped_at_five_standard_deviations():
     tokens = pd.DataFrame({"seq": np.arange(200), "position": 0, "token_id": 5, "context_length": 1})
-    tokens.loc[0, "context_length"] = 10 ** 12  # one huge context: log2 = 40 bits, far beyond 5 SD
+    tokens.loc[0, "context_length"] = 10**12  # one huge context: log2 = 40 bits, far beyond 5 SD
     c = predictors.NgramCounts.from_sequences([[5, 6]] * 10, order=5)
     pred = predictors.token_predictors(tokens, c)
     raw = np.log2(tokens["context_length"].to_numpy(float))
@@ -66,8 +69,14 @@ def test_predictors_are_clipped_at_five_standard_deviations():
 
 
 def test_token_contexts_and_predictors():
-    tokens = pd.DataFrame({"seq": [0, 0, 0, 0, 1, 1], "position": [0, 1, 2, 3, 0, 2], "token_id": [5, 6, 7, 8, 5, 7],
-                           "context_length": [1, 2, 3, 4, 1, 3]})
+    tokens = pd.DataFrame(
+        {
+            "seq": [0, 0, 0, 0, 1, 1],
+            "position": [0, 1, 2, 3, 0, 2],
+            "token_id": [5, 6, 7, 8, 5, 7],
+            "context_length": [1, 2, 3, 4, 1, 3],
+        }
+    )
     ctx, truncated = predictors.token_contexts(tokens, order=5)
     np.testing.assert_array_equal(ctx[3], [-1, 5, 6, 7, 8])
     np.testing.assert_array_equal(ctx[5], [-1, -1, -1, -1, 7])  # position 1 of seq 1 not in the table
@@ -82,16 +91,27 @@ def test_token_contexts_and_predictors():
 def test_relate_recovers_directions():
     rng = np.random.default_rng(0)
     n = 400
-    pred = pd.DataFrame({"unigram": rng.normal(-10, 2, n), "ngram_resid": rng.normal(0, 1, n),
-                         "log_context_length": np.log2(rng.integers(1, 128, n))})
-    meas = pd.DataFrame({"final_surprisal": -0.8 * pred["unigram"] - 0.5 * pred["ngram_resid"] + rng.normal(0, 1, n),
-                         "aoa_gam": 5 - 0.1 * pred["unigram"] + rng.normal(0, 0.5, n)})
+    pred = pd.DataFrame(
+        {
+            "unigram": rng.normal(-10, 2, n),
+            "ngram_resid": rng.normal(0, 1, n),
+            "log_context_length": np.log2(rng.integers(1, 128, n)),
+        }
+    )
+    meas = pd.DataFrame(
+        {
+            "final_surprisal": -0.8 * pred["unigram"] - 0.5 * pred["ngram_resid"] + rng.normal(0, 1, n),
+            "aoa_gam": 5 - 0.1 * pred["unigram"] + rng.normal(0, 0.5, n),
+        }
+    )
     rank, ols = predictors.relate(meas, pred)
     r = rank.set_index(["measure", "predictor"])
     assert r.loc[("final_surprisal", "unigram"), "spearman_rho"] < -0.5
     assert r.loc[("final_surprisal", "unigram"), "holds"] == "yes"
     o = ols.set_index(["measure", "predictor"])
-    assert o.loc[("final_surprisal", "ngram_resid"), "coef_per_sd"] < 0 and o.loc[("aoa_gam", "unigram"), "p_value"] < 1e-3
+    assert (
+        o.loc[("final_surprisal", "ngram_resid"), "coef_per_sd"] < 0 and o.loc[("aoa_gam", "unigram"), "p_value"] < 1e-3
+    )
 
 
 @pytest.mark.parametrize("order", [1, 2, 5])

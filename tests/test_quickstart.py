@@ -1,8 +1,10 @@
 """The quick start runs anywhere: the packaged public-domain sample is a valid release and the tiny config's default."""
+
 import pathlib
 import sys
-import tomllib
 import zipfile
+
+import tomllib
 
 from babyjax.data import babylm
 
@@ -10,8 +12,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 ARCHIVE = ROOT / "babyjax" / "data" / babylm.SAMPLE_ARCHIVE
 # Lines of each file: the cbt and children_stories files of the development sample (../shared/data/babylm_sample).
-LINES = {"cbt.train": 14981, "children_stories.train": 7200, "cbt.dev": 832, "children_stories.dev": 400,
-         "cbt.test": 833, "children_stories.test": 400}
+LINES = {
+    "cbt.train": 14981,
+    "children_stories.train": 7200,
+    "cbt.dev": 832,
+    "children_stories.dev": 400,
+    "cbt.test": 833,
+    "children_stories.test": 400,
+}
 
 
 def test_packaged_sample_unpacks_once_to_a_public_domain_release(tmp_path):
@@ -19,8 +27,10 @@ def test_packaged_sample_unpacks_once_to_a_public_domain_release(tmp_path):
     release = babylm.sample_release(tmp_path / "cache")
     files = babylm.find_release(release, "strict_small")
     assert {s: [p.name for p in fs] for s, fs in files.items()} == {
-        "train": ["cbt.train", "children_stories.train"], "dev": ["cbt.dev", "children_stories.dev"],
-        "test": ["cbt.test", "children_stories.test"]}
+        "train": ["cbt.train", "children_stories.train"],
+        "dev": ["cbt.dev", "children_stories.dev"],
+        "test": ["cbt.test", "children_stories.test"],
+    }
     found = {p.name: p for fs in files.values() for p in fs}
     assert {name: len(p.read_bytes().splitlines()) for name, p in found.items()} == LINES
     words = sum(len(p.read_text(encoding="utf-8").split()) for p in found.values())
@@ -40,8 +50,11 @@ def test_packaged_sample_is_the_development_sample_and_rebuilds(babylm_sample, t
     with zipfile.ZipFile(ARCHIVE) as shipped, zipfile.ZipFile(rebuilt) as z:
         assert shipped.namelist() == z.namelist()
         for name in z.namelist():
-            assert shipped.read(name) == z.read(name) == (babylm_sample / pathlib.PurePath(name).relative_to(
-                "babylm_data")).read_bytes()
+            assert (
+                shipped.read(name)
+                == z.read(name)
+                == (babylm_sample / pathlib.PurePath(name).relative_to("babylm_data")).read_bytes()
+            )
 
 
 def test_sample_is_package_data():

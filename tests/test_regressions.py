@@ -1,5 +1,6 @@
 """Chang et al.'s regressions (run_lrts, VIFs) and the contextual-diversity and context predictors, against
 independent computations: statsmodels' formula API and brute-force counts."""
+
 import itertools
 
 import numpy as np
@@ -15,8 +16,12 @@ def test_sequential_lrts_equal_their_run_lrts_written_with_formulas():
     rng = np.random.default_rng(0)
     n = 400
     df = pd.DataFrame({p: rng.normal(size=n) for p in regressions.ORDER})
-    df["y"] = -0.8 * df["unigram"] + 0.3 * df["contextual_diversity"] + 0.2 * df["unigram"] * df["ngram_resid"] + \
-        rng.normal(size=n)
+    df["y"] = (
+        -0.8 * df["unigram"]
+        + 0.3 * df["contextual_diversity"]
+        + 0.2 * df["unigram"] * df["ngram_resid"]
+        + rng.normal(size=n)
+    )
     got = regressions.sequential_lrts(df, "y")
     prev, preds = None, []
     for p in regressions.ORDER:  # run_regressions.py's run_lrts, as they wrote it
@@ -48,7 +53,7 @@ def test_contextual_diversity_counts_distinct_preceding_tokens():
     seen = {t: set() for t in range(40)}
     for d in docs:  # their update_co_occurrences, per document, ids below most_frequent only
         for i, t in enumerate(d):
-            seen[t].update(c for c in d[max(0, i - 4):i] if c < 30)
+            seen[t].update(c for c in d[max(0, i - 4) : i] if c < 30)
     raw = np.array([len(seen[t]) for t in range(40)], float)
     got = predictors.contextual_diversity(split, 40, window=4, most_frequent=30)
     present = np.bincount(np.concatenate(docs), minlength=40) > 0
@@ -82,14 +87,30 @@ def test_part_of_speech_enters_as_one_categorical_step():
     with_pos = smf.ols(f"y ~ {' + '.join(regressions.ORDER)} + C(pos) + C(pos_bilu) + 1", data=df).fit()
     assert got.loc["pos+pos_bilu", "adj_r2"] == pytest.approx(with_pos.rsquared_adj, rel=1e-10)
     assert got.loc["pos+pos_bilu", "lrt_p"] == pytest.approx(
-        scipy.stats.chi2.sf(-2 * (base.llf - with_pos.llf), with_pos.df_model - base.df_model), rel=1e-8)
+        scipy.stats.chi2.sf(-2 * (base.llf - with_pos.llf), with_pos.df_model - base.df_model), rel=1e-8
+    )
 
 
 def test_tokens_get_their_words_part_of_speech_and_place():
     from babyjax.analysis import pos
 
-    pieces = ["<pad>", "<unk>", "<s>", "</s>", "<mask>", "\u2581the", "\u2581little", "\u2581do", "g", "\u2581ran",
-              ".", "\u2581play", "ing", "ful", "ly"]
+    pieces = [
+        "<pad>",
+        "<unk>",
+        "<s>",
+        "</s>",
+        "<mask>",
+        "\u2581the",
+        "\u2581little",
+        "\u2581do",
+        "g",
+        "\u2581ran",
+        ".",
+        "\u2581play",
+        "ing",
+        "ful",
+        "ly",
+    ]
     rows = np.array([[5, 6, 7, 8, 9, 10, 3, 5, 11, 12, 13, 14]])
     tags, bilu = pos.tag_rows(rows, pieces, range(5))
     assert list(tags[0, :6]) == ["DT", "JJ", "NN", "NN", "VBD", "."] and tags[0, 6] == "[SPECIAL]"

@@ -1,5 +1,6 @@
-"""The run directory (babyjax/run.py) and the file rules under it (babyjax/paths.py): layout, the same-run check,
-atomic writes, and a cloud (gs://) run directory through etils.epath."""
+"""The run directory (babyjax/checkpoints/run.py) and the file rules under it (babyjax/paths.py): layout, the same-run
+check, atomic writes, and a cloud (gs://) run directory through etils.epath."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,8 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from babyjax import paths, run
+from babyjax import paths
+from babyjax.checkpoints import run
 from babyjax.errors import CheckpointError, InputError, MissingError, TrainingError, UserError
 from configs import base
 
@@ -17,8 +19,11 @@ from configs import base
 def test_layout(tmp_path):
     r = run.RunDir(tmp_path / "r")
     assert r.path == paths.absolute(tmp_path / "r")
-    assert (r.config_path.name, r.tokenizer_path.name, r.metrics_path.name) == ("config.json", "tokenizer.model",
-                                                                             "metrics.jsonl")
+    assert (r.config_path.name, r.tokenizer_path.name, r.metrics_path.name) == (
+        "config.json",
+        "tokenizer.model",
+        "metrics.jsonl",
+    )
     assert r.series_dir == r.path / "checkpoints" / "series" and r.resume_dir == r.path / "checkpoints" / "resume"
     assert r.index_path == r.path / "checkpoints" / "series.json"
     assert run.RunDir("relative/dir").path.is_absolute()  # Orbax needs absolute paths
@@ -91,7 +96,7 @@ def bucket():
     _MemoryBucket.store.clear()
     for p, cls in saved.items():
         if cls is None:
-            sys.modules["fsspec.registry"]._registry.pop(p, None)  # noqa: SLF001 - fsspec's registry as it was
+            sys.modules["fsspec.registry"]._registry.pop(p, None)
         else:
             fsspec.register_implementation(p, cls, clobber=True)
 

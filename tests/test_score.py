@@ -1,4 +1,5 @@
 """babyjax.score: equal to a float64 numpy forward pass, invariant to batching/padding/devices, resumable job."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,13 @@ import pandas as pd
 import pytest
 from flax import nnx
 
-from babyjax import checkpoints, score, sharding
+from babyjax import score
+from babyjax.checkpoints import series as checkpoints
+from babyjax.checkpoints.run import RunDir
 from babyjax.data import evalsets
 from babyjax.data import tokenizer as tokenizer_lib
-from babyjax.model import ModelConfig, Transformer
-from babyjax.run import RunDir
+from babyjax.model import sharding
+from babyjax.model.transformer import ModelConfig, Transformer
 from configs import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -32,8 +35,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def tiny_model_cfg(style: str, vocab_size: int = 97, **kw) -> ModelConfig:
     kv = kw.pop("num_kv_heads", 4 if style == "gpt2" else 2)
-    return ModelConfig(vocab_size=vocab_size, style=style, num_layers=2, d_model=32, num_heads=4, num_kv_heads=kv,
-                       mlp_dim=48, max_len=32, dropout=0.0, **kw)
+    return ModelConfig(
+        vocab_size=vocab_size,
+        style=style,
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        num_kv_heads=kv,
+        mlp_dim=48,
+        max_len=32,
+        dropout=0.0,
+        **kw,
+    )
 
 
 def random_model(cfg: ModelConfig, seed: int = 0) -> Transformer:
@@ -41,8 +54,9 @@ def random_model(cfg: ModelConfig, seed: int = 0) -> Transformer:
     model = Transformer(cfg, rngs=nnx.Rngs(seed))
     rng = np.random.default_rng(seed)
     state = nnx.state(model, nnx.Param)
-    pure = jax.tree.map(lambda x: np.asarray(x) + 0.05 * rng.standard_normal(x.shape).astype(np.float32),
-                        nnx.to_pure_dict(state))
+    pure = jax.tree.map(
+        lambda x: np.asarray(x) + 0.05 * rng.standard_normal(x.shape).astype(np.float32), nnx.to_pure_dict(state)
+    )
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(model, state)
     return model
@@ -54,7 +68,7 @@ def np_logprobs(params: dict, cfg: ModelConfig, ids: list[int]) -> np.ndarray:
     return np_log_softmax(params, cfg, ids)[np.arange(len(ids) - 1), ids[1:]]
 
 
-def np_log_softmax(params: dict, cfg: ModelConfig, ids, np=np):  # noqa: C901 - one forward pass, written out
+def np_log_softmax(params: dict, cfg: ModelConfig, ids, np=np):
     """The reference forward written out in float64 (`np`: numpy, or jax.numpy with x64 on, to differentiate it):
     log-softmax over the vocabulary after every token of one unpacked sequence [n, V]."""
     p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
@@ -101,7 +115,7 @@ def np_log_softmax(params: dict, cfg: ModelConfig, ids, np=np):  # noqa: C901 - 
         y = norm(x, blk["norm_mlp"])
         if cfg.style == "gpt2":
             u = y @ m["w_in"] + m["b_in"]
-            u = 0.5 * u * (1 + np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3)))
+            u = 0.5 * u * (1 + np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u**3)))
             x = x + u @ m["w_out"] + m["b_out"]
         else:
             gate = y @ m["w_gate"]
@@ -128,10 +142,18 @@ def tiny_tokenizer(tmp_path_factory, babylm_sample) -> tokenizer_lib.Tokenizer:
     return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), babylm_sample)
 
 
-def make_run(workdir: pathlib.Path, tok: tokenizer_lib.Tokenizer, *, style: str = "gpt2",
-             steps: tuple[int, ...] = (0, 10, 20, 30), seed: int = 0, words_per_step: float = 50.0,
-             objective: str = "causal", **model_kw) -> ModelConfig:
-    """A run directory as babyjax.train leaves it: config.json, tokenizer.model and a series of random models."""
+def make_run(
+    workdir: pathlib.Path,
+    tok: tokenizer_lib.Tokenizer,
+    *,
+    style: str = "gpt2",
+    steps: tuple[int, ...] = (0, 10, 20, 30),
+    seed: int = 0,
+    words_per_step: float = 50.0,
+    objective: str = "causal",
+    **model_kw,
+) -> ModelConfig:
+    """A run directory as babyjax.train.loop leaves it: config.json, tokenizer.model and a series of random models."""
     c = base.get_config()
     c.seed = seed
     c.data.seq_len = 64
@@ -152,8 +174,9 @@ def make_run(workdir: pathlib.Path, tok: tokenizer_lib.Tokenizer, *, style: str 
     ckpt = checkpoints.RunCheckpoints(workdir, c.ckpt, num_steps=max(steps))
     for i, step in enumerate(steps):
         params = nnx.state(random_model(cfg, seed=1000 * seed + i), nnx.Param)
-        ckpt.save_series(step, params, {"tokens_seen": 64.0 * step, "words_seen": words_per_step * step,
-                                        "wall_time": float(step)})
+        ckpt.save_series(
+            step, params, {"tokens_seen": 64.0 * step, "words_seen": words_per_step * step, "wall_time": float(step)}
+        )
     ckpt.close()
     return cfg
 
@@ -161,6 +184,7 @@ def make_run(workdir: pathlib.Path, tok: tokenizer_lib.Tokenizer, *, style: str 
 def params_at(workdir: pathlib.Path, step: int) -> dict:
     """The stored parameters of a series step as nested dicts of arrays (orbax's {'value': x} leaves unwrapped;
     nnx.List indices as ints)."""
+
     def plain(t):
         if isinstance(t, dict):
             if set(t) == {"value"}:
@@ -186,8 +210,10 @@ def test_windows_cover_every_token_once_with_bounded_context():
                 assert 1 <= w.length <= 8
                 full = ([tokenizer_lib.EOS_ID] if policy == "eot_context" else []) + ids
                 off = 1 if policy == "eot_context" else 0
-                assert list(w.context_ids + w.target_ids) == full[w.start + off - len(w.context_ids):
-                                                                   w.start + off + len(w.target_ids)]
+                assert (
+                    list(w.context_ids + w.target_ids)
+                    == full[w.start + off - len(w.context_ids) : w.start + off + len(w.target_ids)]
+                )
             assert all(len(w.context_ids) >= 8 - stride + 1 for w in wins[1:])  # later windows keep their context
     assert score.windows(0, [5], "no_context", 8) == []
     assert score.windows(0, [5], "eot_context", 8)[0].context_ids == (tokenizer_lib.EOS_ID,)
@@ -202,12 +228,13 @@ def test_pack_places_every_window_without_overlap():
     p = score.pack(wins, 16)
     assert p.weights.sum() == p.num_tokens == sum(len(s) for s in seqs)
     assert len(set(p.token_index.tolist())) == p.num_tokens
-    np.testing.assert_array_equal(p.targets.reshape(-1)[p.token_index],
-                                  [t for w in wins for t in w.target_ids])
+    np.testing.assert_array_equal(p.targets.reshape(-1)[p.token_index], [t for w in wins for t in w.target_ids])
     assert (p.segment_ids > 0).mean() > 0.9  # packing, not one window a row
     for r in range(p.num_rows):  # positions restart at 0 in every segment
         for seg in set(p.segment_ids[r].tolist()) - {0}:
-            np.testing.assert_array_equal(p.positions[r][p.segment_ids[r] == seg], np.arange((p.segment_ids[r] == seg).sum()))
+            np.testing.assert_array_equal(
+                p.positions[r][p.segment_ids[r] == seg], np.arange((p.segment_ids[r] == seg).sum())
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -225,8 +252,16 @@ def test_scores_equal_float64_numpy_reference(style, extra):
         got = score.score_sequences(model, seqs, policy=policy, seq_len=16, stride=6, batch_rows=4, head_tokens=16)
         for ids, lp in zip(seqs, got):
             wins = score.windows(0, ids, policy, 16, 6)
-            want = np.concatenate([np_logprobs(params, cfg, list(w.context_ids + w.target_ids))[len(w.context_ids) - 1:]
-                                   for w in wins]) if wins else np.zeros(0)
+            want = (
+                np.concatenate(
+                    [
+                        np_logprobs(params, cfg, list(w.context_ids + w.target_ids))[len(w.context_ids) - 1 :]
+                        for w in wins
+                    ]
+                )
+                if wins
+                else np.zeros(0)
+            )
             assert lp.shape == want.shape
             np.testing.assert_allclose(lp, want, atol=2e-5, rtol=1e-5)
 
@@ -238,15 +273,27 @@ def test_scores_invariant_to_batch_size_padding_and_devices():
     seqs = [list(map(int, rng.integers(5, cfg.vocab_size, size=n))) for n in rng.integers(1, 40, size=23)]
     ref = score.score_sequences(model, seqs, seq_len=32, batch_rows=1, mesh=mesh_of(1))
     flat_ref = np.concatenate(ref)
-    for n_dev, mesh_kw, rows, head in ((1, {}, 5, 512), (1, {}, 6, 64), (8, {}, 3, 512), (8, {}, 64, 64),
-                                       (8, {"data": 2, "fsdp": 4}, 16, 32), (8, {"data": 2, "fsdp": 2, "tensor": 2}, 4, 32)):
-        got = score.score_sequences(model, seqs, seq_len=32, batch_rows=rows, mesh=mesh_of(n_dev, **mesh_kw),
-                                    head_tokens=head)
-        np.testing.assert_allclose(np.concatenate(got), flat_ref, atol=1e-5, rtol=1e-5,
-                                   err_msg=f"{n_dev} devices {mesh_kw} batch {rows} head slices of {head}")
+    for n_dev, mesh_kw, rows, head in (
+        (1, {}, 5, 512),
+        (1, {}, 6, 64),
+        (8, {}, 3, 512),
+        (8, {}, 64, 64),
+        (8, {"data": 2, "fsdp": 4}, 16, 32),
+        (8, {"data": 2, "fsdp": 2, "tensor": 2}, 4, 32),
+    ):
+        got = score.score_sequences(
+            model, seqs, seq_len=32, batch_rows=rows, mesh=mesh_of(n_dev, **mesh_kw), head_tokens=head
+        )
+        np.testing.assert_allclose(
+            np.concatenate(got),
+            flat_ref,
+            atol=1e-5,
+            rtol=1e-5,
+            err_msg=f"{n_dev} devices {mesh_kw} batch {rows} head slices of {head}",
+        )
     # More sequences in the batch (more padding neighbours, other packing) do not change anyone's scores.
     padded = score.score_sequences(model, seqs + [[7] * 30, [9] * 3], seq_len=32, batch_rows=4, mesh=mesh_of(8))
-    np.testing.assert_allclose(np.concatenate(padded[:len(seqs)]), flat_ref, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate(padded[: len(seqs)]), flat_ref, atol=1e-5, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -272,8 +319,13 @@ def test_pairs_job_layout_and_accuracy(tmp_path, tiny_tokenizer, shared_data):
     make_run(tmp_path / "r1", tiny_tokenizer, seed=1, steps=(0, 15))
     pairs_dir = _blimp_file(tmp_path, shared_data)
     out = tmp_path / "out"
-    summary = score.score_job([score.RunSpec.parse(f"seed0={tmp_path / 'r0'}"), score.RunSpec.parse(f"seed1={tmp_path / 'r1'}")],
-                              out, kind="pairs", eval_paths=[str(pairs_dir)], batch_rows=8)
+    summary = score.score_job(
+        [score.RunSpec.parse(f"seed0={tmp_path / 'r0'}"), score.RunSpec.parse(f"seed1={tmp_path / 'r1'}")],
+        out,
+        kind="pairs",
+        eval_paths=[str(pairs_dir)],
+        batch_rows=8,
+    )
     assert len(summary.scored) == 6 and not summary.skipped
 
     meta = json.loads((out / "meta.json").read_text())
@@ -409,13 +461,17 @@ def test_bad_inputs_give_clear_errors_and_keep_written_scores(tmp_path, tiny_tok
     with pytest.raises(checkpoints.CheckpointError, match="has no checkpoints"):
         score.score_job([score.RunSpec.parse(f"e={empty}")], tmp_path / "o1", kind="text", eval_paths=[str(text)])
     with pytest.raises(FileNotFoundError, match="babyjax run directory"):
-        score.score_job([score.RunSpec.parse(f"x={tmp_path / 'nowhere'}")], tmp_path / "o1", kind="text",
-                        eval_paths=[str(text)])
+        score.score_job(
+            [score.RunSpec.parse(f"x={tmp_path / 'nowhere'}")], tmp_path / "o1", kind="text", eval_paths=[str(text)]
+        )
 
     # A token sample made with another tokenizer (its recorded hash differs).
-    sample = evalsets.TokenSample(tokens=np.full((3, 16), 7, np.int32), positions=np.array([[1, 5]] * 3, np.int32),
-                                  offsets=np.arange(3) * 16,
-                                  meta={"tokenizer_sha256": "f" * 64})
+    sample = evalsets.TokenSample(
+        tokens=np.full((3, 16), 7, np.int32),
+        positions=np.array([[1, 5]] * 3, np.int32),
+        offsets=np.arange(3) * 16,
+        meta={"tokenizer_sha256": "f" * 64},
+    )
     sample.save(tmp_path / "sample.npz")
     with pytest.raises(ValueError, match="made with another tokenizer"):
         score.score_job(run, tmp_path / "o2", kind="tokens", eval_paths=[str(tmp_path / "sample.npz")])
@@ -446,11 +502,20 @@ def test_token_sample_scores_the_sampled_positions(tmp_path, tiny_tokenizer):
     rng = np.random.default_rng(0)
     tokens = rng.integers(5, tiny_tokenizer.vocab_size, size=(5, 24)).astype(np.int32)
     positions = np.sort(np.stack([rng.choice(np.arange(1, 24), 4, replace=False) for _ in range(5)]), 1)
-    evalsets.TokenSample(tokens=tokens, positions=positions.astype(np.int32), offsets=np.arange(5) * 24,
-                         meta={"tokenizer_sha256": tiny_tokenizer.sha256}).save(tmp_path / "s.npz")
+    evalsets.TokenSample(
+        tokens=tokens,
+        positions=positions.astype(np.int32),
+        offsets=np.arange(5) * 24,
+        meta={"tokenizer_sha256": tiny_tokenizer.sha256},
+    ).save(tmp_path / "s.npz")
     out = tmp_path / "out"
-    score.score_job([score.RunSpec.parse(f"a={tmp_path / 'run'}")], out, kind="tokens",
-                    eval_paths=[str(tmp_path / "s.npz")], batch_rows=2)
+    score.score_job(
+        [score.RunSpec.parse(f"a={tmp_path / 'run'}")],
+        out,
+        kind="tokens",
+        eval_paths=[str(tmp_path / "s.npz")],
+        batch_rows=2,
+    )
     m, _ = _read_out(out, "a")
     tok = pd.read_csv(out / "tokens.csv", keep_default_na=False)
     assert json.loads((out / "meta.json").read_text())["first_token_policy"] == "sample_context"
@@ -459,7 +524,7 @@ def test_token_sample_scores_the_sampled_positions(tmp_path, tiny_tokenizer):
     params = params_at(tmp_path / "run", 0)
     for n in range(5):
         want = -np_logprobs(params, cfg, tokens[n].tolist())[positions[n] - 1] / math.log(2)
-        np.testing.assert_allclose(m[0, n * 4:(n + 1) * 4], want, atol=1e-4)
+        np.testing.assert_allclose(m[0, n * 4 : (n + 1) * 4], want, atol=1e-4)
 
 
 @pytest.mark.parametrize("packing", ["pack", "chunk"])
@@ -476,14 +541,21 @@ def test_token_sample_is_scored_as_the_run_was_trained(tmp_path, tiny_tokenizer,
     for n, e in enumerate(eos_at):
         tokens[n, e] = tokenizer_lib.EOS_ID
     positions = np.array([[2, 5, 8, 20], [11, 12, 17, 23], [1, 4, 5, 9], [3, 14, 16, 22]], np.int32)
-    evalsets.TokenSample(tokens=tokens, positions=positions, offsets=np.arange(4) * 24,
-                         meta={"tokenizer_sha256": tiny_tokenizer.sha256}).save(tmp_path / "s.npz")
+    evalsets.TokenSample(
+        tokens=tokens, positions=positions, offsets=np.arange(4) * 24, meta={"tokenizer_sha256": tiny_tokenizer.sha256}
+    ).save(tmp_path / "s.npz")
     out = tmp_path / "out"
-    score.score_job([score.RunSpec.parse(f"a={tmp_path / 'run'}")], out, kind="tokens",
-                    eval_paths=[str(tmp_path / "s.npz")], batch_rows=2)
+    score.score_job(
+        [score.RunSpec.parse(f"a={tmp_path / 'run'}")],
+        out,
+        kind="tokens",
+        eval_paths=[str(tmp_path / "s.npz")],
+        batch_rows=2,
+    )
     m, _ = _read_out(out, "a")
-    assert json.loads((out / "meta.json").read_text())["contexts"] == {"a": {"pack": "documents",
-                                                                            "chunk": "window"}[packing]}
+    assert json.loads((out / "meta.json").read_text())["contexts"] == {
+        "a": {"pack": "documents", "chunk": "window"}[packing]
+    }
     params = params_at(tmp_path / "run", 0)
     for n, e in enumerate(eos_at):
         whole = -np_logprobs(params, cfg, tokens[n].tolist()) / math.log(2)
@@ -495,8 +567,13 @@ def test_token_sample_is_scored_as_the_run_was_trained(tmp_path, tiny_tokenizer,
         stored = json.loads((out / "meta.json").read_text())
         stored["contexts"] = {"a": "window" if packing == "pack" else "documents"}
         (out / "meta.json").write_text(json.dumps(stored))
-        score.score_job([score.RunSpec.parse(f"a={tmp_path / 'run'}")], out, kind="tokens",
-                        eval_paths=[str(tmp_path / "s.npz")], batch_rows=2)
+        score.score_job(
+            [score.RunSpec.parse(f"a={tmp_path / 'run'}")],
+            out,
+            kind="tokens",
+            eval_paths=[str(tmp_path / "s.npz")],
+            batch_rows=2,
+        )
 
 
 def test_command_line(tmp_path, tiny_tokenizer, babylm_sample):
@@ -504,24 +581,52 @@ def test_command_line(tmp_path, tiny_tokenizer, babylm_sample):
     text = tmp_path / "t.txt"
     text.write_text("\n".join((babylm_sample / "babylm_dev" / "cbt.dev").read_text().splitlines()[:10]))
     env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "babyjax.score", f"--run=a={tmp_path / 'run'}", "--kind=text", f"--eval={text}",
-           f"--out={tmp_path / 'out'}", "--batch_rows=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "babyjax.score",
+        f"--run=a={tmp_path / 'run'}",
+        "--kind=text",
+        f"--eval={text}",
+        f"--out={tmp_path / 'out'}",
+        "--batch_rows=4",
+    ]
     ok = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "scored 2 checkpoints" in ok.stdout
     assert "mesh {'data': 2, 'fsdp': 1, 'tensor': 1} of cpu devices" in ok.stderr  # --cpu_devices=2 by default
-    one = subprocess.run(cmd[:-2] + [f"--out={tmp_path / 'one'}", "--batch_rows=4", "--cpu_devices=1"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    one = subprocess.run(
+        cmd[:-2] + [f"--out={tmp_path / 'one'}", "--batch_rows=4", "--cpu_devices=1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert one.returncode == 0 and "mesh {'data': 1, " in one.stderr, one.stderr[-2000:]
     np.testing.assert_allclose(_read_out(tmp_path / "one", "a")[0], _read_out(tmp_path / "out", "a")[0], atol=1e-5)
     env = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=3"}  # the user's count wins
-    bad = subprocess.run(cmd[:-2] + ["--kind=pairs", f"--eval={tmp_path / 'missing.jsonl'}",
-                                     f"--out={tmp_path / 'o2'}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300, check=False)
+    bad = subprocess.run(
+        cmd[:-2] + ["--kind=pairs", f"--eval={tmp_path / 'missing.jsonl'}", f"--out={tmp_path / 'o2'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "missing.jsonl" in bad.stderr.strip().splitlines()[-1]
-    three = subprocess.run(cmd[:-2] + [f"--out={tmp_path / 'three'}", "--batch_rows=3"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300, check=False)
+    three = subprocess.run(
+        cmd[:-2] + [f"--out={tmp_path / 'three'}", "--batch_rows=3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert three.returncode == 0 and "mesh {'data': 3, " in three.stderr, three.stderr[-2000:]
 
 
@@ -539,11 +644,32 @@ def test_two_processes_write_what_one_process_writes(tmp_path, tiny_tokenizer, b
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "babyjax.score", f"--run=a={tmp_path / 'run'}", "--kind=text", f"--eval={text}",
-         f"--out={tmp_path / 'two'}", "--batch_rows=8", "--seq_len=32", "--mesh_data=2", "--mesh_fsdp=2",
-         f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "babyjax.score",
+                f"--run=a={tmp_path / 'run'}",
+                "--kind=text",
+                f"--eval={text}",
+                f"--out={tmp_path / 'two'}",
+                "--batch_rows=8",
+                "--seq_len=32",
+                "--mesh_data=2",
+                "--mesh_fsdp=2",
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     one, _ = _read_out(tmp_path / "one", "a")
@@ -554,8 +680,13 @@ def test_two_processes_write_what_one_process_writes(tmp_path, tiny_tokenizer, b
 
 
 def test_word_surprisal_sums_the_pieces_of_each_word():
-    tokens = pd.DataFrame({"seq": [0, 0, 0, 0, 1, 1, 1], "position": [0, 1, 2, 3, 0, 1, 2],
-                           "token": ["\u2581the", "\u2581dog", "gy", "\u2581ran", "\u2581a", "b", "\u2581c"]})
+    tokens = pd.DataFrame(
+        {
+            "seq": [0, 0, 0, 0, 1, 1, 1],
+            "position": [0, 1, 2, 3, 0, 1, 2],
+            "token": ["\u2581the", "\u2581dog", "gy", "\u2581ran", "\u2581a", "b", "\u2581c"],
+        }
+    )
     s = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [np.nan, 1, 1, 1, 1, 1, 1]])
     words, w = score.word_surprisal(s, tokens)
     assert words["text"].tolist() == ["the", "doggy", "ran", "ab", "c"]
@@ -572,8 +703,9 @@ def test_text_units_line_and_file(tmp_path, tiny_tokenizer):
     assert by_line.sequences["line"].tolist() == [0, 2, 0]
     by_file = score.load_text([str(tmp_path)], tiny_tokenizer, unit="file")
     # as in the training stream (EOS d1 EOS d2 ...), after the eot_context EOS
-    assert by_file.token_ids[0] == tiny_tokenizer.encode("the dog ran") + [tokenizer_lib.EOS_ID] + \
-        tiny_tokenizer.encode("where is it")
+    assert by_file.token_ids[0] == tiny_tokenizer.encode("the dog ran") + [
+        tokenizer_lib.EOS_ID
+    ] + tiny_tokenizer.encode("where is it")
     assert by_file.eval_hash == by_line.eval_hash != score.load_text([str(tmp_path)], tiny_tokenizer, limit=1).eval_hash
     with pytest.raises(FileNotFoundError):
         score.load_text([str(tmp_path / "none.txt")], tiny_tokenizer)

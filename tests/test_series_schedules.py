@@ -1,9 +1,10 @@
 """Every series schedule yields the documented steps (science.md section 3)."""
+
 import math
 
 import pytest
 
-from babyjax import series_schedules as schedules
+from babyjax.checkpoints import schedules
 from configs import base
 
 
@@ -56,8 +57,12 @@ def test_pythia():
 
 def test_crfm():
     steps = schedules.crfm_steps(25_000)
-    expected = (list(range(0, 101, 10)) + list(range(150, 2_001, 50)) + list(range(2_100, 20_001, 100))
-                + list(range(21_000, 25_001, 1_000)))
+    expected = (
+        list(range(0, 101, 10))
+        + list(range(150, 2_001, 50))
+        + list(range(2_100, 20_001, 100))
+        + list(range(21_000, 25_001, 1_000))
+    )
     assert steps == expected
     assert len(steps) == 11 + 38 + 180 + 5
     assert schedules.crfm_steps(120) == list(range(0, 101, 10))
@@ -66,8 +71,9 @@ def test_crfm():
 def test_words_marks_and_names():
     marks = schedules.words_marks(1_000_000_000)
     m = 1_000_000
-    assert marks == [i * m for i in range(1, 10)] + [i * 10 * m for i in range(1, 10)] + \
-        [i * 100 * m for i in range(1, 10)] + [1_000 * m]
+    assert marks == [i * m for i in range(1, 10)] + [i * 10 * m for i in range(1, 10)] + [
+        i * 100 * m for i in range(1, 10)
+    ] + [1_000 * m]
     names = [schedules.words_mark_name(x) for x in marks]
     assert names[:3] == ["chck_1M", "chck_2M", "chck_3M"]
     assert names[9:11] == ["chck_10M", "chck_20M"] and names[-1] == "chck_1000M"
@@ -89,8 +95,13 @@ def test_words_schedule_saves_the_first_step_that_reaches_each_mark():
         cumulative.append(cumulative[-1] + words_per_step[step - 1])
         if sched.should_save(step, cumulative[step - 1], cumulative[step]):
             saved.append(step)
-    first_reaching = sorted({next(s for s in range(1, 401) if cumulative[s] >= mark)
-                             for mark in schedules.words_marks(100_000_000) if cumulative[-1] >= mark})
+    first_reaching = sorted(
+        {
+            next(s for s in range(1, 401) if cumulative[s] >= mark)
+            for mark in schedules.words_marks(100_000_000)
+            if cumulative[-1] >= mark
+        }
+    )
     assert saved == sorted(set(first_reaching) | {400})
     assert sched.should_save(0, 0, 0) and sched.should_save(0, None, None)
     assert not sched.should_save(5, None, None)  # words unknown: only steps 0 and the final step
@@ -122,15 +133,22 @@ def test_strict_config_keeps_a_chang_like_dense_series():
 def test_words_checkpoint_names_from_an_index():
     index = [{"step": s, "words_seen": s * 400_000.0} for s in (0, 3, 5, 8, 26)]
     assert schedules.words_checkpoint_names(index, 10_000_000) == {
-        "chck_1M": 3, "chck_2M": 5, "chck_3M": 8, **{f"chck_{i}M": 26 for i in range(4, 11)}}
+        "chck_1M": 3,
+        "chck_2M": 5,
+        "chck_3M": 8,
+        **{f"chck_{i}M": 26 for i in range(4, 11)},
+    }
 
 
-@pytest.mark.parametrize("name,num_steps,expected", [
-    ("chang", 1_000_000, schedules.chang_steps(1_000_000) + [1_000_000]),
-    ("pythia", 143_000, schedules.pythia_steps(143_000)),
-    ("crfm", 2_345, schedules.crfm_steps(2_345) + [2_345]),
-    ("none", 100, []),
-])
+@pytest.mark.parametrize(
+    "name,num_steps,expected",
+    [
+        ("chang", 1_000_000, schedules.chang_steps(1_000_000) + [1_000_000]),
+        ("pythia", 143_000, schedules.pythia_steps(143_000)),
+        ("crfm", 2_345, schedules.crfm_steps(2_345) + [2_345]),
+        ("none", 100, []),
+    ],
+)
 def test_series_schedule_from_config(name, num_steps, expected):
     sched = schedules.series_schedule(_ckpt_cfg(schedule=name), num_steps)
     assert sched.planned_steps() == expected

@@ -1,4 +1,5 @@
 """Mesh construction and the logical-axis rules."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -7,7 +8,7 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from babyjax.sharding import (
+from babyjax.model.sharding import (
     MESH_AXES,
     constrain,
     logical_to_spec,
@@ -23,8 +24,9 @@ def mesh_cfg(data: int = -1, fsdp: int = 1, tensor: int = 1) -> ml_collections.C
     return ml_collections.ConfigDict({"data": data, "fsdp": fsdp, "tensor": tensor})
 
 
-@pytest.mark.parametrize("sizes, shape", [((-1, 1, 1), (8, 1, 1)), ((2, 4, 1), (2, 4, 1)), ((1, -1, 2), (1, 4, 2)),
-                                          ((2, 2, 2), (2, 2, 2))])
+@pytest.mark.parametrize(
+    "sizes, shape", [((-1, 1, 1), (8, 1, 1)), ((2, 4, 1), (2, 4, 1)), ((1, -1, 2), (1, 4, 2)), ((2, 2, 2), (2, 2, 2))]
+)
 def test_make_mesh(sizes, shape):
     mesh = make_mesh(mesh_cfg(*sizes))
     assert mesh.axis_names == MESH_AXES and tuple(mesh.shape.values()) == shape
@@ -36,10 +38,15 @@ def test_make_mesh_on_given_devices():
     assert tuple(mesh.shape.values()) == (3, 1, 1) and set(mesh.devices.flat) == set(jax.devices()[2:5])
 
 
-@pytest.mark.parametrize("sizes, message", [((3, 1, 1), "needs 3 devices but 8 are available"),
-                                            ((-1, 3, 1), "does not fit 8 devices"),
-                                            ((-1, -1, 1), "at most one may be -1"),
-                                            ((2, 0, 4), "sizes must be positive")])
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ((3, 1, 1), "needs 3 devices but 8 are available"),
+        ((-1, 3, 1), "does not fit 8 devices"),
+        ((-1, -1, 1), "at most one may be -1"),
+        ((2, 0, 4), "sizes must be positive"),
+    ],
+)
 def test_mesh_that_does_not_fit(sizes, message):
     with pytest.raises(ValueError, match=message) as err:
         make_mesh(mesh_cfg(*sizes))
@@ -62,9 +69,11 @@ def test_logical_rules():
 
 def test_tree_shardings_and_bytes():
     mesh = make_mesh(mesh_cfg(1, 4, 2))
-    tree = {"w": nnx.Param(jnp.ones((32, 64)), out_sharding=("embed", "mlp"), eager_sharding=False),
-            "b": nnx.Param(jnp.ones((64,)), out_sharding=("mlp",), eager_sharding=False),
-            "count": jnp.zeros((), jnp.int32)}
+    tree = {
+        "w": nnx.Param(jnp.ones((32, 64)), out_sharding=("embed", "mlp"), eager_sharding=False),
+        "b": nnx.Param(jnp.ones((64,)), out_sharding=("mlp",), eager_sharding=False),
+        "count": jnp.zeros((), jnp.int32),
+    }
     shardings = tree_shardings(tree, mesh)
     assert shardings["w"].get_value().spec == P("fsdp", "tensor")
     assert shardings["b"].get_value().spec == P("tensor")

@@ -1,5 +1,6 @@
 """Sigmoid AoA against Chang et al.'s released code run as it is written: scipy `curve_fit` with their settings,
 retried with ftol x 10 on failure, and their `get_aoa` edge rules (lm-learning-curves, utils/formula_utils.py)."""
+
 import warnings
 
 import numpy as np
@@ -23,8 +24,9 @@ def chang_fit(x, y, maxfev=1_000_000, with_ftol=False):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                params = curve_fit(chang_sigmoid, x, y, p0=[y.min(), y.max(), x.mean(), 1.0], maxfev=maxfev,
-                                   ftol=ftol)[0]
+                params = curve_fit(chang_sigmoid, x, y, p0=[y.min(), y.max(), x.mean(), 1.0], maxfev=maxfev, ftol=ftol)[
+                    0
+                ]
             return (params, ftol) if with_ftol else params
         except RuntimeError:
             ftol *= 10
@@ -52,7 +54,7 @@ def curves_of(kind, n, seed):
     y = CHANCE + (end - CHANCE) / (1 + np.exp((xmid - X[:, None]) / scale))
     y += rng.normal(0, {"smooth": 0.05, "noisy": 1.0, "bumpy": 0.7}[kind], y.shape)
     if kind == "bumpy":
-        y += rng.uniform(1, 4, n) * np.exp(-((X[:, None] - rng.uniform(1, 4.5, n)) / 0.3) ** 2)
+        y += rng.uniform(1, 4, n) * np.exp(-(((X[:, None] - rng.uniform(1, 4.5, n)) / 0.3) ** 2))
     return y
 
 
@@ -106,16 +108,19 @@ def test_failed_fits_are_retried_at_the_tolerance_curve_fit_reaches():
     assert (diff < 1e-5).mean() >= 0.8 and diff.max() < 1e-2  # loose fits (ftol up to 0.1) end a little apart
 
 
-@pytest.mark.parametrize("params, ymax", [
-    ((-9.0, -3.0, 2.0, 0.3), -3.0),  # an increasing sigmoid: the crossing
-    ((-9.0, -3.0, 2.0, 0.3), -12.0),  # ymax below chance: never acquired (xmax)
-    ((-9.0, -3.0, 2.0, -0.3), -3.0),  # decreasing through a negative scale: xmax
-    ((-3.0, -9.0, 2.0, 0.3), -3.0),  # decreasing: xmax
-    ((-4.0, -3.0, 2.0, 0.3), -1.0),  # threshold below the whole curve: xmin
-    ((-9.0, -3.0, 2.0, 0.3), 3.0),  # threshold above the whole curve: xmax
-    ((-9.0, -3.0, -8.0, 0.3), -3.0),  # crossing before the first step: clipped to xmin
-    ((-9.0, -3.0, 12.0, 0.3), -3.0),  # crossing after the last step: clipped to xmax
-])
+@pytest.mark.parametrize(
+    "params, ymax",
+    [
+        ((-9.0, -3.0, 2.0, 0.3), -3.0),  # an increasing sigmoid: the crossing
+        ((-9.0, -3.0, 2.0, 0.3), -12.0),  # ymax below chance: never acquired (xmax)
+        ((-9.0, -3.0, 2.0, -0.3), -3.0),  # decreasing through a negative scale: xmax
+        ((-3.0, -9.0, 2.0, 0.3), -3.0),  # decreasing: xmax
+        ((-4.0, -3.0, 2.0, 0.3), -1.0),  # threshold below the whole curve: xmin
+        ((-9.0, -3.0, 2.0, 0.3), 3.0),  # threshold above the whole curve: xmax
+        ((-9.0, -3.0, -8.0, 0.3), -3.0),  # crossing before the first step: clipped to xmin
+        ((-9.0, -3.0, 12.0, 0.3), -3.0),  # crossing after the last step: clipped to xmax
+    ],
+)
 def test_crossing_follows_get_aoa(params, ymax):
     got = sigmoid.crossing(np.array([params]), -CHANCE, np.array([ymax]), X.min(), X.max())[0]
     assert got == pytest.approx(chang_get_aoa(-CHANCE, ymax, 0.5, X.min(), X.max(), params), abs=1e-12)

@@ -1,4 +1,5 @@
 """Train/eval step: 8-device meshes equal 1 device, sharded state, golden one-step metrics, grad accumulation."""
+
 import math
 
 import jax
@@ -9,9 +10,9 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from babyjax.model import ModelConfig
-from babyjax.sharding import make_mesh, per_device_bytes
-from babyjax.step import (
+from babyjax.model.sharding import make_mesh, per_device_bytes
+from babyjax.model.transformer import ModelConfig
+from babyjax.train.step import (
     TrainState,
     init_train_state,
     make_eval_step,
@@ -24,15 +25,35 @@ VOCAB, B, L = 97, 8, 16
 
 
 def tiny_cfg(**overrides) -> ModelConfig:
-    base = {"vocab_size": VOCAB, "num_layers": 2, "d_model": 32, "num_heads": 4, "num_kv_heads": 4, "mlp_dim": 64, "max_len": L,
-                "dropout": 0.0}
+    base = {
+        "vocab_size": VOCAB,
+        "num_layers": 2,
+        "d_model": 32,
+        "num_heads": 4,
+        "num_kv_heads": 4,
+        "mlp_dim": 64,
+        "max_len": L,
+        "dropout": 0.0,
+    }
     return ModelConfig(**{**base, **overrides})
 
 
 def optim_cfg(**overrides) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict({"lr": 1e-2, "schedule": "cosine", "warmup_steps": 2, "end_lr_ratio": 0.1,
-                                       "wsd_decay_fraction": 0.2, "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.1,
-                                       "grad_clip": 1.0, "grad_accum_steps": 1})
+    c = ml_collections.ConfigDict(
+        {
+            "lr": 1e-2,
+            "schedule": "cosine",
+            "warmup_steps": 2,
+            "end_lr_ratio": 0.1,
+            "wsd_decay_fraction": 0.2,
+            "b1": 0.9,
+            "b2": 0.95,
+            "eps": 1e-8,
+            "weight_decay": 0.1,
+            "grad_clip": 1.0,
+            "grad_accum_steps": 1,
+        }
+    )
     c.update(overrides)
     return c
 
@@ -57,8 +78,15 @@ def make_batch(seed: int = 0, batch: int = B) -> dict[str, np.ndarray]:
         weights[r, cut - 1] = 0.0  # last token of document 1 has no same-document target
         if r % 2:
             segment_ids[r, -3:], positions[r, -3:], weights[r, -4:] = 0, 0, 0.0
-    return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids, "positions": positions, "weights": weights,
-                "num_words": np.full((batch,), 5.0, np.float32), "num_tokens": weights.sum(1)}
+    return {
+        "inputs": inputs,
+        "targets": targets,
+        "segment_ids": segment_ids,
+        "positions": positions,
+        "weights": weights,
+        "num_words": np.full((batch,), 5.0, np.float32),
+        "num_tokens": weights.sum(1),
+    }
 
 
 def run_steps(cfg: ModelConfig, mesh, n: int = 2, accum: int = 1, **optim) -> tuple[list[dict], TrainState]:
@@ -137,7 +165,7 @@ def reference_loss(params: dict, cfg: ModelConfig, batch: dict, xp=np):
     """The step's loss from the float64 reference forward (tests/test_score.py; xp=jnp with x64 on to differentiate
     it), each packed document run alone: sum of weight x cross-entropy over the sum of weights."""
     ids, targets, weights = packed_documents(batch)
-    forward = lambda i: np_log_softmax(params, cfg, i, np=xp)  # noqa: E731
+    forward = lambda i: np_log_softmax(params, cfg, i, np=xp)
     logp = jax.vmap(forward)(ids) if xp is jnp else np.stack([forward(i) for i in ids])
     ce = -xp.take_along_axis(logp, xp.asarray(targets)[..., None], -1)[..., 0]
     return (weights * ce).sum() / weights.sum()
@@ -152,7 +180,7 @@ def test_golden_one_step(reference):
     np.testing.assert_allclose(m["loss"], reference_loss(params, cfg, batch), rtol=1e-5)
     with jax.enable_x64(True):
         grads = jax.jit(jax.grad(lambda p: reference_loss(p, cfg, batch, xp=jnp)))(params)
-        norm = float(jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads))))
+        norm = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))))
     np.testing.assert_allclose(m["grad_norm"], norm, rtol=1e-4)
     assert m["num_tokens"] == batch["weights"].sum() and m["num_words"] == 5.0 * B
     assert m["lr"] == pytest.approx(5e-3)  # warmup over 2 steps: step k uses lr * (k + 1) / 2, never 0
@@ -174,8 +202,13 @@ def test_grad_accumulation_equals_one_big_batch(reference):
     assert int(state.step) == 2
 
 
-@pytest.mark.parametrize("overrides", [{"style": "llama", "num_kv_heads": 2, "tie_embeddings": False, "dropout": 0.1},
-                                       {"dtype": "bfloat16", "dropout": 0.1}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"style": "llama", "num_kv_heads": 2, "tie_embeddings": False, "dropout": 0.1},
+        {"dtype": "bfloat16", "dropout": 0.1},
+    ],
+)
 def test_other_variants_train(overrides):
     metrics, state = run_steps(tiny_cfg(**overrides), mesh_of(2, 2, 2), n=3, lr=3e-2)
     assert all(np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"]) for m in metrics)

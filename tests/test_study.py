@@ -3,6 +3,7 @@ training, during scoring and during analysis, must end with the outputs of an un
 training at once); the runs share the tokenizer and the token sample; a changed study config is refused; the SLURM
 and TPU launchers are driven against faked sbatch/sacct and gcloud, and a failed cluster run is named with its log.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,15 @@ def get_config():
 SEEDS = 'over("seed", [0, 1])'
 
 
-def write_study(path: pathlib.Path, shared: pathlib.Path, tfds: pathlib.Path, axes: str = SEEDS, *,
-                pairs: bool = True, prompts: int = 2) -> pathlib.Path:
+def write_study(
+    path: pathlib.Path,
+    shared: pathlib.Path,
+    tfds: pathlib.Path,
+    axes: str = SEEDS,
+    *,
+    pairs: bool = True,
+    prompts: int = 2,
+) -> pathlib.Path:
     zorro = {"zorro": str(shared / "zorro")} if pairs else {}
     path.write_text(STUDY.format(data=shared / "babylm_sample", tfds=tfds, pairs=zorro, axes=axes, prompts=prompts))
     return path
@@ -60,13 +68,26 @@ def child_env(**extra: str) -> dict:
 
 
 def study_cmd(config: pathlib.Path, workdir: pathlib.Path, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "babyjax.study", f"--config={config}", f"--workdir={workdir}", "--no-progress",
-            *flags]
+    return [
+        sys.executable,
+        "-m",
+        "babyjax.study",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        "--no-progress",
+        *flags,
+    ]
 
 
 def run_study(config, workdir, *flags, env=None, check=True) -> subprocess.CompletedProcess:
-    r = subprocess.run(study_cmd(config, workdir, *flags), capture_output=True, text=True, cwd=ROOT,
-                       env=env or child_env(), timeout=900)
+    r = subprocess.run(
+        study_cmd(config, workdir, *flags),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env or child_env(),
+        timeout=900,
+    )
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -84,9 +105,18 @@ def setup(tmp_path_factory, shared_data):
 def outputs(d: pathlib.Path) -> dict[str, bytes]:
     """Every science output of a study folder (not logs, done markers, timings)."""
     files = {}
-    for pattern in ("scores/*/runs/*/surprisal.npy", "scores/*/tokens.csv", "scores/*/pairs.csv", "report/*.md",
-                    "report/*.csv", "report/*.csv.gz", "runs/*/generations.json", "tokenizer.model",
-                    "token_sample.npz", "runs/*/tokenizer.model"):
+    for pattern in (
+        "scores/*/runs/*/surprisal.npy",
+        "scores/*/tokens.csv",
+        "scores/*/pairs.csv",
+        "report/*.md",
+        "report/*.csv",
+        "report/*.csv.gz",
+        "runs/*/generations.json",
+        "tokenizer.model",
+        "token_sample.npz",
+        "runs/*/tokenizer.model",
+    ):
         for p in sorted(d.glob(pattern)):  # the report names its inputs by path: the study folder's differs
             files[str(p.relative_to(d))] = p.read_bytes().replace(str(d).encode(), b"<study>")
     for p in sorted(d.glob("runs/*/checkpoints/series.json")):
@@ -110,6 +140,7 @@ def _refused_while_running(config: pathlib.Path, work: pathlib.Path):
     def check() -> None:  # a second study command on the same folder is refused while the first works
         second = run_study(config, work, check=False)
         assert second.returncode == 2 and "another study command is working in" in second.stderr, second.stderr
+
     return check
 
 
@@ -127,13 +158,18 @@ def test_a_study_killed_in_every_stage_ends_as_an_uninterrupted_one(setup):
     config, reference, base = setup
     work = base / "killed"
     stages = [  # (when to kill, what the kill interrupted)
-        (lambda: any((work / "runs" / "seed0" / "checkpoints" / "resume").glob("*/commit_success.txt")),
-         lambda: not (work / "done" / "train-seed1").exists(), "training"),
+        (
+            lambda: any((work / "runs" / "seed0" / "checkpoints" / "resume").glob("*/commit_success.txt")),
+            lambda: not (work / "done" / "train-seed1").exists(),
+            "training",
+        ),
         (lambda: _scored_some(work), lambda: not (work / "done" / "score-zorro").exists(), "scoring"),
-        (lambda: (work / ".report.partial").is_dir(), lambda: not (work / "report").exists(), "the analysis")]
+        (lambda: (work / ".report.partial").is_dir(), lambda: not (work / "report").exists(), "the analysis"),
+    ]
     for ready, interrupted, what in stages:
-        proc = subprocess.Popen(study_cmd(config, work), cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            study_cmd(config, work), cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         _wait_then_kill(proc, ready, what, before=_refused_while_running(config, work) if what == "training" else None)
         assert interrupted(), f"the kill came after {what}"
     run_study(config, work)
@@ -166,8 +202,13 @@ def test_the_runs_share_one_tokenizer_and_one_token_sample(setup):
 def test_the_report_holds_the_cross_run_sections(setup):
     _, reference, _ = setup
     md = (reference / "report" / "report.md").read_text()
-    for heading in ("## Across runs", "### Spread of the measures over runs", "### Loss across runs",
-                    "### Minimal pairs across runs: `zorro` per field", "per paradigm"):
+    for heading in (
+        "## Across runs",
+        "### Spread of the measures over runs",
+        "### Loss across runs",
+        "### Minimal pairs across runs: `zorro` per field",
+        "per paradigm",
+    ):
         assert heading in md
     band = pd.read_csv(reference / "report" / "zorro_paradigm_across_runs.csv")
     assert (band["runs"] == 2).all() and (band["min"] <= band["mean"]).all() and (band["mean"] <= band["max"]).all()
@@ -204,12 +245,25 @@ def test_a_changed_study_config_refuses_the_old_workdir(setup, tmp_path, shared_
 
 
 def test_spec_crosses_axes_in_order_and_refuses_bad_ones(tmp_path, shared_data):
-    study = spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds",
-                                      axes='axis("size", small=("model.d_model=32",), big=("model.d_model=64",)), '
-                                           'over("seed", [0, 1, 2])')))
+    study = spec.load(
+        str(
+            write_study(
+                tmp_path / "s.py",
+                shared_data,
+                tmp_path / "tfds",
+                axes='axis("size", small=("model.d_model=32",), big=("model.d_model=64",)), over("seed", [0, 1, 2])',
+            )
+        )
+    )
     runs = spec.expand(study)
-    assert [r.name for r in runs] == ["small_seed0", "small_seed1", "small_seed2", "big_seed0", "big_seed1",
-                                      "big_seed2"]
+    assert [r.name for r in runs] == [
+        "small_seed0",
+        "small_seed1",
+        "small_seed2",
+        "big_seed0",
+        "big_seed1",
+        "big_seed2",
+    ]
     assert {r.condition() for r in runs} == {"small", "big"}
     c = spec.run_config(study, runs[4])
     assert (c.model.d_model, c.seed, c.train.num_steps) == (64, 1, 40)
@@ -249,8 +303,17 @@ def test_slurm_launcher_submits_one_job_array_and_names_a_failed_run(setup, tmp_
     config, _, _ = setup
     work = tmp_path / "study"
     env = child_env(PATH=f"{fake_slurm_bin}{os.pathsep}{os.environ['PATH']}")
-    r = run_study(config, work, "--launcher=slurm", "--no-wait", "--parallel=1", "--", "--partition=gpu",
-                  "--gpus-per-node=1", env=env)
+    r = run_study(
+        config,
+        work,
+        "--launcher=slurm",
+        "--no-wait",
+        "--parallel=1",
+        "--",
+        "--partition=gpu",
+        "--gpus-per-node=1",
+        env=env,
+    )
     assert "run the same command later" in r.stdout
     calls = (tmp_path / "calls.log").read_text().splitlines()
     sbatch = [c.split() for c in calls if c.startswith("sbatch")]
@@ -264,8 +327,13 @@ def test_slurm_launcher_submits_one_job_array_and_names_a_failed_run(setup, tmp_
     for i, name in enumerate(["seed0", "seed1"]):
         assert (args_dir / f"{i}.args").read_text().splitlines() == study.train_command(name)[2:]
     # what a task runs: train.sbatch reads its own args file (dry run, as inside the allocation)
-    task = subprocess.run(["bash", str(ROOT / "launch/slurm/train.sbatch"), "--dry-run", f"--array-args={args_dir}"],
-                          capture_output=True, text=True, cwd=ROOT, env={**env, "SLURM_ARRAY_TASK_ID": "1"})
+    task = subprocess.run(
+        ["bash", str(ROOT / "launch/slurm/train.sbatch"), "--dry-run", f"--array-args={args_dir}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**env, "SLURM_ARRAY_TASK_ID": "1"},
+    )
     assert task.returncode == 0, task.stderr
     srun = next(line for line in task.stdout.splitlines() if line.startswith("srun"))
     assert f"--workdir {work / 'runs' / 'seed1'}" in srun and "--config.seed=1" in srun
@@ -276,12 +344,23 @@ def test_slurm_launcher_submits_one_job_array_and_names_a_failed_run(setup, tmp_
     err = [ln for ln in r.stderr.splitlines() if "error:" in ln]
     assert len(err) == 1 and "run seed1 failed on the cluster (job 4242_1, FAILED, exit 1:0)" in err[0]
     assert "logs/slurm/babyjax-study-study-4242_1.out" in err[0] and "--resubmit" in err[0]
-    r = run_study(config, work, "--launcher=slurm", "--no-wait", "--resubmit", "--parallel=1", "--",
-                  "--partition=gpu", "--gpus-per-node=1", env=env)
+    r = run_study(
+        config,
+        work,
+        "--launcher=slurm",
+        "--no-wait",
+        "--resubmit",
+        "--parallel=1",
+        "--",
+        "--partition=gpu",
+        "--gpus-per-node=1",
+        env=env,
+    )
     again = [c.split() for c in (tmp_path / "calls.log").read_text().splitlines() if c.startswith("sbatch")]
     assert len(again) == 2 and "--array=0-0%1" in again[1] and "--gpus-per-node=1" in again[1]
-    assert (pathlib.Path(again[1][-2].split("=", 1)[1]) / "0.args").read_text().splitlines() == \
-        study.train_command("seed1")[2:]
+    assert (pathlib.Path(again[1][-2].split("=", 1)[1]) / "0.args").read_text().splitlines() == study.train_command(
+        "seed1"
+    )[2:]
 
 
 def test_tpu_launcher_babysits_one_slice_per_run_and_names_a_failed_one(setup, tmp_path):
@@ -298,8 +377,19 @@ def test_tpu_launcher_babysits_one_slice_per_run_and_names_a_failed_one(setup, t
     (fake / "ssh_slow_on").write_text("--config.seed=1")  # and goes on for a while on seed1's, then gives up (exit 0)
     env = child_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", FAKE_GCLOUD_DIR=str(fake))
     work = tmp_path / "study"
-    r = run_study(config, work, "--launcher=tpu", "--parallel=2", "--", "--zone=us-central2-b",
-                  "--accelerator-type=v4-8", "--max-restarts=0", "--backoff=0", env=env, check=False)
+    r = run_study(
+        config,
+        work,
+        "--launcher=tpu",
+        "--parallel=2",
+        "--",
+        "--zone=us-central2-b",
+        "--accelerator-type=v4-8",
+        "--max-restarts=0",
+        "--backoff=0",
+        env=env,
+        check=False,
+    )
     assert r.returncode == 2, r.stderr
     err = [ln for ln in r.stderr.splitlines() if "error:" in ln and "waiting for the other runs" not in ln]
     assert len(err) == 1, r.stderr
@@ -319,6 +409,7 @@ def test_tpu_launcher_babysits_one_slice_per_run_and_names_a_failed_one(setup, t
 
 # ---------------------------------------------------------------------------------------------- across sizes (Xia)
 
+
 def _synthetic_output(rates: dict[str, float]):
     """A tokens output of one run per condition: 4 tokens fall, 2 rise and 2 stay flat as training goes on."""
     from babyjax.score.store import ScoreOutput
@@ -326,13 +417,25 @@ def _synthetic_output(rates: dict[str, float]):
     t = np.arange(12, dtype=np.float64)
     surprisal, checkpoints = {}, {}
     for run, rate in rates.items():
-        s = np.concatenate([np.repeat((8 - rate * t)[:, None], 4, 1), np.repeat((2 + 0.2 * rate * t)[:, None], 2, 1),
-                            np.full((12, 2), 5.0)], 1)
+        s = np.concatenate(
+            [
+                np.repeat((8 - rate * t)[:, None], 4, 1),
+                np.repeat((2 + 0.2 * rate * t)[:, None], 2, 1),
+                np.full((12, 2), 5.0),
+            ],
+            1,
+        )
         surprisal[run] = s
         checkpoints[run] = pd.DataFrame({"step": (t + 1) * 10, "tokens_seen": (t + 1) * 1e3, "words_seen": t})
     tokens = pd.DataFrame({"index": np.arange(8), "token": list("abcdefgh")})
-    return ScoreOutput(path=pathlib.Path("tokens"), meta={"kind": "tokens"}, tokens=tokens, surprisal=surprisal,
-                       checkpoints=checkpoints, pairs=None)
+    return ScoreOutput(
+        path=pathlib.Path("tokens"),
+        meta={"kind": "tokens"},
+        tokens=tokens,
+        surprisal=surprisal,
+        checkpoints=checkpoints,
+        pairs=None,
+    )
 
 
 def test_xia_classes_at_matched_perplexity_use_the_shared_range(tmp_path):
@@ -340,13 +443,14 @@ def test_xia_classes_at_matched_perplexity_use_the_shared_range(tmp_path):
 
     so = _synthetic_output({"small_seed0": 0.4, "big_seed0": 0.6})
     notes: list[str] = []
-    md = "\n".join(crossrun.xia_matched(so, {"small_seed0": "small", "big_seed0": "big"}, tmp_path, notes,
-                                         xia_p=(0.0, 0.5)))
+    md = "\n".join(
+        crossrun.xia_matched(so, {"small_seed0": "small", "big_seed0": "big"}, tmp_path, notes, xia_p=(0.0, 0.5))
+    )
     per_run = pd.read_csv(tmp_path / "tokens_xia_matched_per_run.csv").set_index(["p", "run"])
     ppl = {r: np.exp2(s.mean(1)) for r, s in so.surprisal.items()}
     hi, lo = min(p[0] for p in ppl.values()), max(p.min() for p in ppl.values())
     for p_start in (0.0, 0.5):  # the checkpoints from hi^(1-p) lo^p down to lo: a range every run passes through
-        top = hi ** (1 - p_start) * lo ** p_start
+        top = hi ** (1 - p_start) * lo**p_start
         for r, p in ppl.items():
             row = per_run.loc[(p_start, r)]
             assert row["checkpoints"] == ((p <= top * (1 + 1e-9)) & (p >= lo * (1 - 1e-9))).sum() >= 3
@@ -375,18 +479,34 @@ def test_a_scale_study_compares_sizes_at_matched_perplexity(tmp_path, shared_dat
 
 
 def test_an_objective_axis_scores_each_objective_into_its_own_output(tmp_path, shared_data):
-    axes = ('axis("arch", gpt=(), gptbert=("model.style=ltg_bert", "objective.kind=hybrid", '
-            '"objective.causal_share=0.25")), over("seed", [0, 1])')
-    study = Study(spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds", axes=axes))),
-                  tmp_path / "w", progress=False)
+    axes = (
+        'axis("arch", gpt=(), gptbert=("model.style=ltg_bert", "objective.kind=hybrid", '
+        '"objective.causal_share=0.25")), over("seed", [0, 1])'
+    )
+    study = Study(
+        spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds", axes=axes))),
+        tmp_path / "w",
+        progress=False,
+    )
     jobs = {out: runs for out, runs, _ in study.score_jobs()}
-    assert jobs == {"tokens-causal": ["gpt_seed0", "gpt_seed1"], "tokens-hybrid": ["gptbert_seed0", "gptbert_seed1"],
-                    "zorro-causal": ["gpt_seed0", "gpt_seed1"], "zorro-hybrid": ["gptbert_seed0", "gptbert_seed1"]}
-    assert {r.name: r.condition() for r in study.runs} == {"gpt_seed0": "gpt", "gpt_seed1": "gpt",
-                                                           "gptbert_seed0": "gptbert", "gptbert_seed1": "gptbert"}
+    assert jobs == {
+        "tokens-causal": ["gpt_seed0", "gpt_seed1"],
+        "tokens-hybrid": ["gptbert_seed0", "gptbert_seed1"],
+        "zorro-causal": ["gpt_seed0", "gpt_seed1"],
+        "zorro-hybrid": ["gptbert_seed0", "gptbert_seed1"],
+    }
+    assert {r.name: r.condition() for r in study.runs} == {
+        "gpt_seed0": "gpt",
+        "gpt_seed1": "gpt",
+        "gptbert_seed0": "gptbert",
+        "gptbert_seed1": "gptbert",
+    }
     cmd = study.train_command("gptbert_seed1")
     assert cmd[1:5] == ["launch/train.py", "--config", "configs/tiny.py", "--workdir"]
-    assert "--config.objective.kind=hybrid" in cmd and cmd[-2] == f"--config.tokenizer.path={tmp_path / 'w' / 'tokenizer.model'}"
+    assert (
+        "--config.objective.kind=hybrid" in cmd
+        and cmd[-2] == f"--config.tokenizer.path={tmp_path / 'w' / 'tokenizer.model'}"
+    )
 
 
 def test_a_bucket_url_as_the_study_folder_is_refused_in_one_line(tmp_path, shared_data, monkeypatch):

@@ -1,5 +1,7 @@
 """SentencePiece tokenizer: special ids, exact round trip, deterministic training, saved in the run directory."""
+
 import os
+
 import pytest
 
 from babyjax.data import babylm
@@ -45,8 +47,10 @@ def test_special_ids_and_exact_round_trip(trained, sources, model_type):
 def test_training_is_deterministic(trained, sources, tmp_path):
     again = T.train(sources["train"], tmp_path / "again.model", vocab_size=1000, model_type="unigram")
     assert again.path.read_bytes() == trained["unigram"].path.read_bytes()
-    sampled = [T.train(sources["train"], tmp_path / f"s{i}.model", vocab_size=800, model_type="bpe",
-                       input_sentence_size=1500) for i in range(2)]
+    sampled = [
+        T.train(sources["train"], tmp_path / f"s{i}.model", vocab_size=800, model_type="bpe", input_sentence_size=1500)
+        for i in range(2)
+    ]
     assert sampled[0].sha256 == sampled[1].sha256 != trained["bpe"].sha256
 
 
@@ -58,7 +62,10 @@ def test_get_tokenizer_saves_into_the_run_and_reuses_it(trained, sources, tmp_pa
     assert again.vocab_size == 1000 and os.stat(run / "tokenizer.model").st_mtime_ns == mtime
     # A tokenizer given by path is copied into a new run directory (the run is self-contained).
     copied = T.get_tokenizer(tok_cfg(path=str(trained["bpe"].path)), None, tmp_path / "run2")
-    assert os.fspath(copied.path) == os.fspath(tmp_path / "run2" / "tokenizer.model") and copied.sha256 == trained["bpe"].sha256
+    assert (
+        os.fspath(copied.path) == os.fspath(tmp_path / "run2" / "tokenizer.model")
+        and copied.sha256 == trained["bpe"].sha256
+    )
     with pytest.raises(ValueError, match="differs from tokenizer.path"):
         T.get_tokenizer(tok_cfg(path=str(trained["unigram"].path)), None, tmp_path / "run2")
     assert T.Tokenizer(tmp_path / "run2" / "tokenizer.model").sha256 == trained["bpe"].sha256

@@ -1,4 +1,5 @@
 """End-to-end training: a tiny run on the real BabyLM sample, kill -9 / SIGTERM and resume, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -48,10 +49,19 @@ def _env(tmp: pathlib.Path) -> dict:
 
 
 def _launch(workdir, tmp, extra=(), **kw) -> subprocess.Popen:
-    cmd = [sys.executable, str(ROOT / "launch" / "train.py"), "--config", str(ROOT / "configs" / "tiny.py"),
-           "--workdir", str(workdir), *OVERRIDES, *extra]
-    return subprocess.Popen(cmd, env=_env(tmp), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kw)
+    cmd = [
+        sys.executable,
+        str(ROOT / "launch" / "train.py"),
+        "--config",
+        str(ROOT / "configs" / "tiny.py"),
+        "--workdir",
+        str(workdir),
+        *OVERRIDES,
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, env=_env(tmp), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw
+    )
 
 
 def _run(workdir, tmp, extra=(), timeout=300) -> subprocess.CompletedProcess:
@@ -66,7 +76,7 @@ def _losses(workdir) -> dict[int, float]:
 
 
 def _final_params(workdir, step):
-    from babyjax import checkpoints
+    from babyjax.checkpoints import series as checkpoints
 
     return checkpoints.restore_params(workdir, step)
 
@@ -85,7 +95,7 @@ def uninterrupted(tmp):
 
 
 def test_run_leaves_series_metrics_and_tokenizer(uninterrupted):
-    from babyjax import checkpoints
+    from babyjax.checkpoints import series as checkpoints
 
     index = checkpoints.load_series_index(uninterrupted)
     steps = [row["step"] for row in index]
@@ -139,13 +149,18 @@ def test_kill9_then_resume_equals_uninterrupted(tmp, uninterrupted):
 
     for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
-    from babyjax import checkpoints
+    from babyjax.checkpoints import series as checkpoints
 
     assert [r["step"] for r in checkpoints.load_series_index(workdir)] == [0, 3, 8, 16, 24]
 
 
-HYBRID = ["--config.model.style=ltg_bert", "--config.objective.kind=hybrid", "--config.objective.causal_share=0.25",
-          "--config.objective.masking=span", "--config.objective.mask_rate=0.3"]
+HYBRID = [
+    "--config.model.style=ltg_bert",
+    "--config.objective.kind=hybrid",
+    "--config.objective.causal_share=0.25",
+    "--config.objective.masking=span",
+    "--config.objective.mask_rate=0.3",
+]
 
 
 def test_hybrid_kill9_then_resume_equals_uninterrupted(tmp):
@@ -213,11 +228,19 @@ def test_missing_data_folder(tmp):
 
 def test_non_finite_loss_stops_and_keeps_checkpoints(tmp):
     workdir = tmp / "nan"
-    r = _run(workdir, tmp, ["--config.optim.lr=1e12", "--config.optim.grad_clip=0", "--config.optim.warmup_steps=0",
-                            "--config.optim.schedule=constant"])
+    r = _run(
+        workdir,
+        tmp,
+        [
+            "--config.optim.lr=1e12",
+            "--config.optim.grad_clip=0",
+            "--config.optim.warmup_steps=0",
+            "--config.optim.schedule=constant",
+        ],
+    )
     line = _one_line_error(r)
     assert "non-finite loss" in line and "at step" in line
-    from babyjax import checkpoints
+    from babyjax.checkpoints import series as checkpoints
 
     index = checkpoints.load_series_index(workdir)
     assert index and index[0]["step"] == 0

@@ -1,5 +1,6 @@
-"""The chunked output projection + cross-entropy (babyjax/xent.py): loss, accuracy and gradients equal a float64 numpy
-reference for any number of slices, with and without a bias, on one device and on sharded meshes."""
+"""The chunked output projection + cross-entropy (babyjax/model/xent.py): loss, accuracy and gradients equal a float64
+numpy reference for any number of slices, with and without a bias, on one device and on sharded meshes."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 
-from babyjax import sharding
-from babyjax.xent import head_chunks, xent_sums
+from babyjax.model import sharding
+from babyjax.model.xent import head_chunks, xent_sums
 
 B, L, D, V = 8, 6, 16, 40
 
@@ -73,11 +74,17 @@ def test_second_order_scaling_and_bfloat16_inputs():
 @pytest.mark.parametrize("shape", [(2, 2, 2), (1, 8, 1), (2, 1, 4)])
 def test_sharded_meshes_equal_one_device(shape):
     x, w, b, targets, weights = problem(5)
-    mesh = sharding.make_mesh(ml_collections.ConfigDict(dict(zip(("data", "fsdp", "tensor"), shape))),
-                              jax.devices()[:8])
+    mesh = sharding.make_mesh(
+        ml_collections.ConfigDict(dict(zip(("data", "fsdp", "tensor"), shape))), jax.devices()[:8]
+    )
     put = lambda a, names: jax.device_put(a, NamedSharding(mesh, sharding.logical_to_spec(names, a.shape, mesh)))
-    args = (put(x, ("batch", "length", "embed")), put(w, ("embed", "vocab")), put(b, ("vocab",)),
-            put(targets, ("batch", "length")), put(weights, ("batch", "length")))
+    args = (
+        put(x, ("batch", "length", "embed")),
+        put(w, ("embed", "vocab")),
+        put(b, ("vocab",)),
+        put(targets, ("batch", "length")),
+        put(weights, ("batch", "length")),
+    )
 
     def loss_and_grads(x, w, b, t, wt):
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):

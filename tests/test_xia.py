@@ -1,4 +1,5 @@
 """Xia et al. (2023) trajectory classes: constructed curves land in the right class; OLS equals statsmodels."""
+
 import numpy as np
 import pytest
 import statsmodels.api as sm
@@ -77,7 +78,7 @@ def test_step_at_perplexity_interpolates_the_first_crossing():
     steps = np.array([0, 10, 100, 1000, 10000])
     ppl = np.array([400.0, 200.0, 50.0, 60.0, 20.0])  # a bump after step 100
     # 100 lies halfway between ln 200 and ln 50: halfway between log10 10 and log10 100
-    assert xia.step_at_perplexity(steps, ppl, 100.0) == pytest.approx(10 ** 1.5)
+    assert xia.step_at_perplexity(steps, ppl, 100.0) == pytest.approx(10**1.5)
     assert xia.step_at_perplexity(steps, ppl, 55.0) < 100  # the first crossing, not the one after the bump
     assert np.isnan(xia.step_at_perplexity(steps, ppl, 10.0))  # never reached
     assert np.isnan(xia.step_at_perplexity(steps, ppl, 300.0))  # already below at the first step after 0
@@ -85,8 +86,8 @@ def test_step_at_perplexity_interpolates_the_first_crossing():
 
 def test_equal_perplexity_levels_lie_in_every_runs_range():
     steps = np.geomspace(1, 1e4, 30).round()
-    small = 300 * steps ** -0.3 + 20  # a small model: slower, higher floor
-    big = 300 * steps ** -0.5 + 10
+    small = 300 * steps**-0.3 + 20  # a small model: slower, higher floor
+    big = 300 * steps**-0.5 + 10
     df = xia.equal_perplexity({"small": (steps, small), "big": (steps, big)}, n_levels=4)
     assert len(df) == 8 and df["step"].notna().all()
     assert (df["perplexity"] < min(small[0], big[0])).all() and (df["perplexity"] > 20).all()

@@ -4,12 +4,13 @@ y, lam=np.logspace(-3, 3, 11))` rebuilt exactly: pygam's basis plus an intercept
 plus pygam's sqrt(eps) ridge, solved in one PIRLS step (normal/identity), the first lambda minimising GCV `n * RSS /
 (n - 1.4 * edof)**2` kept. The B-splines sum to one, so the intercept folds into the spline coefficients (penalty
 lam * D'D + eps * (I - 11'/26)); every curve of a run shares x, so each lambda is one linear map, GCV closed form."""
+
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import warnings
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -26,8 +27,9 @@ AOA_GRID = 1000  # Chang et al.: AoA on a 1,000-point grid over the log-step ran
 MIN_SIGMOID_POINTS = 5  # a 4-parameter sigmoid needs more points than parameters
 
 
-def pygam_bspline_basis(x: np.ndarray, edge_knots: Sequence[float], n_splines: int = N_SPLINES,
-                        spline_order: int = SPLINE_ORDER) -> np.ndarray:
+def pygam_bspline_basis(
+    x: np.ndarray, edge_knots: Sequence[float], n_splines: int = N_SPLINES, spline_order: int = SPLINE_ORDER
+) -> np.ndarray:
     """B-spline basis [len(x), n_splines], a port of pygam.utils.b_spline_basis (non-periodic, with linear
     extrapolation beyond the edge knots; equally spaced knots over the edges plus `spline_order` beyond each, the last
     nudged by 1e-9), so that knots, edge handling and values are pygam's."""
@@ -47,14 +49,16 @@ def pygam_bspline_basis(x: np.ndarray, edge_knots: Sequence[float], n_splines: i
     prev = bases[-2:]
     for m in range(2, spline_order + 2):
         maxi -= 1
-        left = (xs - knots[:maxi]) * bases[:, :maxi] / (knots[m - 1:maxi + m - 1] - knots[:maxi])
-        right = (knots[m:maxi + m] - xs) * bases[:, 1:maxi + 1] / (knots[m:maxi + m] - knots[1:maxi + 1])
+        left = (xs - knots[:maxi]) * bases[:, :maxi] / (knots[m - 1 : maxi + m - 1] - knots[:maxi])
+        right = (knots[m : maxi + m] - xs) * bases[:, 1 : maxi + 1] / (knots[m : maxi + m] - knots[1 : maxi + 1])
         prev = bases[-2:]
         bases = left + right
     if left_out.any() or right_out.any():
         bases[left_out | right_out] = 0.0
-        grads = spline_order * (prev[:, :-1] / (knots[spline_order:-1] - knots[:-spline_order - 1])
-                                - prev[:, 1:] / (knots[spline_order + 1:] - knots[1:-spline_order]))
+        grads = spline_order * (
+            prev[:, :-1] / (knots[spline_order:-1] - knots[: -spline_order - 1])
+            - prev[:, 1:] / (knots[spline_order + 1 :] - knots[1:-spline_order])
+        )
         bases[left_out] = grads[0] * xs[left_out] + bases[-2]
         bases[right_out] = grads[1] * (xs[right_out] - 1) + bases[-1]
     return bases[:-2]
@@ -80,8 +84,10 @@ class GamSmoother:
         if x_T.ndim != 1 or not np.isfinite(x_T).all():
             raise InputError("x must be a finite 1-D array of log10 steps (drop step 0 first)")
         if len(x_T) < n_splines + 1:
-            raise InputError(f"the GAM smoother ({n_splines} splines) needs at least {n_splines + 1} checkpoints "
-                             f"after step 0; found {len(x_T)}")
+            raise InputError(
+                f"the GAM smoother ({n_splines} splines) needs at least {n_splines + 1} checkpoints "
+                f"after step 0; found {len(x_T)}"
+            )
         edges = (float(x_T.min()), float(x_T.max()))
         b_TxK = pygam_bspline_basis(x_T, edges, n_splines)
         q_TxK, r_KxK = np.linalg.qr(b_TxK)
@@ -94,8 +100,9 @@ class GamSmoother:
             a_KxK = k_KxK @ r_KxK.T  # q coordinates -> coefficients
             s_KxK = r_KxK @ a_KxK  # q coordinates -> fitted values (q coordinates)
             smooth.append(s_KxK), coef.append(a_KxK), edof.append(np.trace(s_KxK))
-        return cls(x_T, np.asarray(lams, np.float64), edges, q_TxK, np.stack(smooth), np.stack(coef),
-                   np.array(edof), n_splines)
+        return cls(
+            x_T, np.asarray(lams, np.float64), edges, q_TxK, np.stack(smooth), np.stack(coef), np.array(edof), n_splines
+        )
 
     def fit(self, y_TxC: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Smooth finite curves (columns). Returns (coef [K, C], chosen lambda index [C], GCV [L, C])."""
@@ -138,7 +145,7 @@ def _first_at_or_below(grid_GxC: np.ndarray, threshold_C: np.ndarray, block: int
     at a time and only the columns not yet found (numpy's argmax down a column is 5x slower)."""
     first_C, todo = np.full(grid_GxC.shape[1], len(grid_GxC)), np.arange(grid_GxC.shape[1])
     for g0 in range(0, len(grid_GxC), block):
-        below = grid_GxC[g0:g0 + block, todo] <= threshold_C[todo]
+        below = grid_GxC[g0 : g0 + block, todo] <= threshold_C[todo]
         hit = below.any(0)
         first_C[todo[hit]] = g0 + below[:, hit].argmax(0)
         todo = todo[~hit]
@@ -147,8 +154,17 @@ def _first_at_or_below(grid_GxC: np.ndarray, threshold_C: np.ndarray, block: int
     return first_C
 
 
-MEASURES = ("final_surprisal", "within_run_var", "gam_lambda", "aoa_gam", "aoa_threshold", "forgettability",
-            "aoa_sigmoid", "gam_min", "unlearned")
+MEASURES = (
+    "final_surprisal",
+    "within_run_var",
+    "gam_lambda",
+    "aoa_gam",
+    "aoa_threshold",
+    "forgettability",
+    "aoa_sigmoid",
+    "gam_min",
+    "unlearned",
+)
 UNLEARNED_PERCENTILE = 95.0  # Chang et al.'s get_unlearned_mask(surprisal_percentile=95.0)
 
 
@@ -187,28 +203,44 @@ class _RunCurves:
             raise InputError(f"run {run}: {s.shape[0]} surprisal rows but {len(steps)} checkpoint steps")
         scored = np.zeros(len(steps), bool)
         for c0 in range(0, s.shape[1], 65536):
-            scored |= np.isfinite(np.asarray(s[:, c0:c0 + 65536])).any(1)
+            scored |= np.isfinite(np.asarray(s[:, c0 : c0 + 65536])).any(1)
         if (~scored).any():
             _note(notes, f"run {run}: {int((~scored).sum())} checkpoint(s) not scored yet (all NaN): left out")
         rows = np.flatnonzero(scored)
         pos = rows[steps[rows] > 0]  # log10 axis: step 0 dropped
         x = np.log10(steps[pos].astype(np.float64))
         if len(rows) < LAST_N:
-            _note(notes, f"run {run}: final surprisal and within-run variability need the last {LAST_N} "
-                         f"checkpoints; only {len(rows)} scored: skipped")
+            _note(
+                notes,
+                f"run {run}: final surprisal and within-run variability need the last {LAST_N} "
+                f"checkpoints; only {len(rows)} scored: skipped",
+            )
         smoother = None
         try:
             smoother = GamSmoother.build(x)
         except ValueError as err:
-            _note(notes, f"run {run}: {err}: smoothed-curve measures (GAM AoA, forgettability, cross-run "
-                         "variability) skipped")
+            _note(
+                notes,
+                f"run {run}: {err}: smoothed-curve measures (GAM AoA, forgettability, cross-run variability) skipped",
+            )
         if sigmoid_fit and len(pos) < MIN_SIGMOID_POINTS:
-            _note(notes, f"run {run}: sigmoid AoA needs {MIN_SIGMOID_POINTS} checkpoints after step 0; "
-                         f"found {len(pos)}: skipped")
+            _note(
+                notes,
+                f"run {run}: sigmoid AoA needs {MIN_SIGMOID_POINTS} checkpoints after step 0; "
+                f"found {len(pos)}: skipped",
+            )
         return cls(run, rows, steps[rows], pos, x, smoother)
 
-    def measure(self, s: np.ndarray, c0: int, out: dict[str, np.ndarray], chance: float, common: np.ndarray | None,
-                sigmoid_fit: bool, notes: list[str]) -> np.ndarray | None:
+    def measure(
+        self,
+        s: np.ndarray,
+        c0: int,
+        out: dict[str, np.ndarray],
+        chance: float,
+        common: np.ndarray | None,
+        sigmoid_fit: bool,
+        notes: list[str],
+    ) -> np.ndarray | None:
         """Fill the measures `out` of tokens c0.. from the run's surprisal chunk s [checkpoints, chunk]; returns the
         smoothed curves at the `common` log steps (NaN for curves not finite), or None."""
         s = np.asarray(s, np.float64)[self.rows]
@@ -216,8 +248,8 @@ class _RunCurves:
         if (~finite_C).any():
             _note(notes, f"run {self.name}: tokens with NaN/inf surprisal at scored checkpoints get NaN measures")
         if len(self.rows) >= LAST_N:
-            out["final_surprisal"][c0:c0 + s.shape[1]] = s[-LAST_N:].mean(0)
-            out["within_run_var"][c0:c0 + s.shape[1]] = s[-LAST_N:].std(0)
+            out["final_surprisal"][c0 : c0 + s.shape[1]] = s[-LAST_N:].mean(0)
+            out["within_run_var"][c0 : c0 + s.shape[1]] = s[-LAST_N:].std(0)
         y = s[np.searchsorted(self.rows, self.pos)][:, finite_C]
         cols = c0 + np.flatnonzero(finite_C)
         smoothed = None
@@ -231,8 +263,9 @@ class _RunCurves:
         return smoothed
 
 
-def _gam_measures(sm: GamSmoother, y_TxC: np.ndarray, out: dict[str, np.ndarray], cols: np.ndarray,
-                  chance: float) -> np.ndarray:
+def _gam_measures(
+    sm: GamSmoother, y_TxC: np.ndarray, out: dict[str, np.ndarray], cols: np.ndarray, chance: float
+) -> np.ndarray:
     """Smooth finite curves y and fill their GAM measures (tokens `cols` of `out`); returns the coefficients."""
     coef_KxC, best_C, _ = sm.fit(y_TxC)
     out["gam_lambda"][cols] = sm.lams[best_C]
@@ -269,9 +302,16 @@ def _common_log_steps(by_run: Mapping[str, _RunCurves], notes: list[str]) -> np.
     return common
 
 
-def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_run: Mapping[str, np.ndarray],
-                           vocab_size: int, *, chunk_size: int = 8192, sigmoid_fit: bool = True,
-                           progress: bool = False, unlearned_percentile: float = UNLEARNED_PERCENTILE) -> CurveResults:
+def compute_curve_measures(
+    surprisal_by_run: Mapping[str, np.ndarray],
+    steps_by_run: Mapping[str, np.ndarray],
+    vocab_size: int,
+    *,
+    chunk_size: int = 8192,
+    sigmoid_fit: bool = True,
+    progress: bool = False,
+    unlearned_percentile: float = UNLEARNED_PERCENTILE,
+) -> CurveResults:
     """All Chang et al. token measures (docs/science.md) of every run, in chunks of `chunk_size` tokens (1M x 221 fits
     in memory). surprisal_by_run[run]: [n_checkpoints, n_tokens] bits (memory-mapped is fine), NaN = not scored.
     Measures that need more checkpoints or runs than given are skipped with a note (and a warning)."""
@@ -285,8 +325,10 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
         raise InputError(f"runs have different numbers of tokens {sorted(n_tokens)}: score the same evaluation set")
     n_tokens = n_tokens.pop()
     notes: list[str] = []
-    by_run = {r: _RunCurves.set_up(r, surprisal_by_run[r], np.asarray(steps_by_run[r], np.int64), sigmoid_fit, notes)
-              for r in runs}  # steps: lists are fine too
+    by_run = {
+        r: _RunCurves.set_up(r, surprisal_by_run[r], np.asarray(steps_by_run[r], np.int64), sigmoid_fit, notes)
+        for r in runs
+    }  # steps: lists are fine too
     common = _common_log_steps(by_run, notes)
     chance = chance_surprisal(vocab_size)
     measures = {r: {m: np.full(n_tokens, np.nan) for m in MEASURES} for r in runs}
@@ -294,8 +336,10 @@ def compute_curve_measures(surprisal_by_run: Mapping[str, np.ndarray], steps_by_
     bar = tqdm(total=n_tokens, desc="curves", unit="tok", disable=not progress)
     for c0 in range(0, n_tokens, chunk_size):
         c1 = min(c0 + chunk_size, n_tokens)
-        smoothed = {r: by_run[r].measure(surprisal_by_run[r][:, c0:c1], c0, measures[r], chance, common,
-                                         sigmoid_fit, notes) for r in runs}
+        smoothed = {
+            r: by_run[r].measure(surprisal_by_run[r][:, c0:c1], c0, measures[r], chance, common, sigmoid_fit, notes)
+            for r in runs
+        }
         at_common = [v for v in smoothed.values() if v is not None]
         if len(at_common) >= 2:
             cross[c0:c1] = np.mean([np.mean(np.square(a - b), 0) for a, b in itertools.combinations(at_common, 2)], 0)
@@ -317,11 +361,10 @@ def partner_ranks(a_TxN: np.ndarray, b_TxN: np.ndarray, block: int = 2048) -> np
     bb = np.square(b).sum(1)
     ranks = np.empty(len(a), np.int64)
     for i0 in range(0, len(a), block):
-        ai = a[i0:i0 + block]
+        ai = a[i0 : i0 + block]
         d = np.square(ai).sum(1)[:, None] + bb[None, :] - 2 * ai @ b.T  # squared distances, up to the 1/T factor
         own = d[np.arange(len(ai)), np.arange(i0, i0 + len(ai))]
-        ranks[i0:i0 + block] = (d < own[:, None] - 1e-9 * np.abs(own[:, None])).sum(1)
+        ranks[i0 : i0 + block] = (d < own[:, None] - 1e-9 * np.abs(own[:, None])).sum(1)
     out = np.full(len(ok), -1, np.int64)
     out[ok] = ranks
     return out
-

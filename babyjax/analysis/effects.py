@@ -2,6 +2,7 @@
 level (occurrences of one type are not independent), per run and pooled over runs, with two-way cluster-bootstrap
 95% intervals that resample token types and sequences together, never single occurrences (docs/science.md,
 "Effects")."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -22,8 +23,15 @@ def _rho(x: np.ndarray, y: np.ndarray, reps: np.ndarray | None = None) -> float:
     return float(np.corrcoef(stats.rankdata(x), stats.rankdata(y))[0, 1])
 
 
-def type_level_effect(measure: np.ndarray, predictor: np.ndarray, types: np.ndarray, seqs: np.ndarray, *,
-                      n_boot: int = N_BOOT, seed: int = 0) -> dict[str, float]:
+def type_level_effect(
+    measure: np.ndarray,
+    predictor: np.ndarray,
+    types: np.ndarray,
+    seqs: np.ndarray,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, float]:
     """Spearman's rho between the per-type means of `measure` and of `predictor` (occurrences where both are finite),
     its p-value over the number of types, and a 95% percentile interval from `n_boot` resamples that draw types and
     sequences with replacement (an occurrence counts as often as its type times its sequence was drawn: a type's
@@ -32,9 +40,15 @@ def type_level_effect(measure: np.ndarray, predictor: np.ndarray, types: np.ndar
 
     ok = np.isfinite(measure) & np.isfinite(predictor)
     if ok.sum() < 3:  # e.g. cross-run variability of a single run: nothing to correlate
-        return {"rho": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan,
-                "n_types": len(np.unique(types[ok])), "n_sequences": len(np.unique(seqs[ok])),
-                "n_occurrences": int(ok.sum())}
+        return {
+            "rho": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "p_value": np.nan,
+            "n_types": len(np.unique(types[ok])),
+            "n_sequences": len(np.unique(seqs[ok])),
+            "n_occurrences": int(ok.sum()),
+        }
     m, x = measure[ok].astype(np.float64), predictor[ok].astype(np.float64)
     uniq_t, t = np.unique(types[ok], return_inverse=True)
     uniq_s, s = np.unique(seqs[ok], return_inverse=True)
@@ -58,8 +72,15 @@ def type_level_effect(measure: np.ndarray, predictor: np.ndarray, types: np.ndar
             boot.append(_rho(bx[keep, j], by[keep, j], wt[keep, j]))
     boot = np.array(boot)
     lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if np.isfinite(boot).any() else (np.nan, np.nan)
-    return {"rho": rho, "ci_low": float(lo), "ci_high": float(hi), "p_value": p, "n_types": len(uniq_t),
-            "n_sequences": len(uniq_s), "n_occurrences": int(ok.sum())}
+    return {
+        "rho": rho,
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "p_value": p,
+        "n_types": len(uniq_t),
+        "n_sequences": len(uniq_s),
+        "n_occurrences": int(ok.sum()),
+    }
 
 
 def verdict(expected: int | None, lo: float, hi: float) -> str:
@@ -74,20 +95,38 @@ def verdict(expected: int | None, lo: float, hi: float) -> str:
     return "as expected" if side == expected else "opposite to expected"
 
 
-def effects_table(measures_by_run: Mapping[str, pd.DataFrame], pooled: pd.DataFrame, predictor: pd.Series,
-                  types: np.ndarray, seqs: np.ndarray, expected: Mapping[str, int], *, n_boot: int = N_BOOT,
-                  seed: int = 0) -> pd.DataFrame:
+def effects_table(
+    measures_by_run: Mapping[str, pd.DataFrame],
+    pooled: pd.DataFrame,
+    predictor: pd.Series,
+    types: np.ndarray,
+    seqs: np.ndarray,
+    expected: Mapping[str, int],
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per measure of `pooled` (the measures averaged over runs, per occurrence): the type-level effect of
     `predictor` pooled and per run, each with its interval, and the verdict on the pooled interval."""
     rows = []
     for m in pooled.columns:
         eff = type_level_effect(pooled[m].to_numpy(), predictor.to_numpy(), types, seqs, n_boot=n_boot, seed=seed)
-        per_run = {r: type_level_effect(df[m].to_numpy(), predictor.to_numpy(), types, seqs, n_boot=n_boot, seed=seed)
-                   for r, df in measures_by_run.items() if m in df}
-        rows.append({"measure": m, "expected": {-1: "-", 1: "+"}.get(expected.get(m), "none stated"), **eff,
-                     "verdict": verdict(expected.get(m), eff["ci_low"], eff["ci_high"]),
-                     "per_run": "; ".join(f"{r}: {e['rho']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]"
-                                          for r, e in per_run.items())})
+        per_run = {
+            r: type_level_effect(df[m].to_numpy(), predictor.to_numpy(), types, seqs, n_boot=n_boot, seed=seed)
+            for r, df in measures_by_run.items()
+            if m in df
+        }
+        rows.append(
+            {
+                "measure": m,
+                "expected": {-1: "-", 1: "+"}.get(expected.get(m), "none stated"),
+                **eff,
+                "verdict": verdict(expected.get(m), eff["ci_low"], eff["ci_high"]),
+                "per_run": "; ".join(
+                    f"{r}: {e['rho']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]" for r, e in per_run.items()
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 

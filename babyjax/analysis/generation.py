@@ -2,6 +2,7 @@
 repetitive text and later longer, more varied text: per step, the continuations' length in words, the share of
 their word 3-grams that repeat an earlier 3-gram of the same continuation, and distinct-1 / distinct-2 (unique
 n-grams over all n-grams of the step's continuations; Li et al. 2016)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -13,11 +14,11 @@ import pandas as pd
 def continuation(prompt: str, text: str) -> list[str]:
     """The words generated after `prompt` (generations.json holds prompt + continuation)."""
     words, head = text.split(), prompt.split()
-    return words[len(head):] if words[:len(head)] == head else words
+    return words[len(head) :] if words[: len(head)] == head else words
 
 
 def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
 def repeated_ngram_rate(words: list[str], n: int = 3) -> float:
@@ -46,10 +47,18 @@ def text_measures(generations: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
         if not isinstance(by_prompt, Mapping) or not str(step).lstrip("-").isdigit():
             continue
         conts = [continuation(p, str(t)) for p, t in by_prompt.items()]
-        rows.append({"step": int(step), "prompts": len(conts),
-                     "mean_words": float(np.mean([len(c) for c in conts])) if conts else np.nan,
-                     "repeated_3gram_rate": float(np.nanmean([repeated_ngram_rate(c) for c in conts]))
-                     if any(len(c) >= 3 for c in conts) else np.nan,
-                     "distinct_1": distinct_n(conts, 1), "distinct_2": distinct_n(conts, 2)})
-    return pd.DataFrame(rows, columns=["step", "prompts", "mean_words", "repeated_3gram_rate", "distinct_1",
-                                       "distinct_2"]).sort_values("step", ignore_index=True)
+        rows.append(
+            {
+                "step": int(step),
+                "prompts": len(conts),
+                "mean_words": float(np.mean([len(c) for c in conts])) if conts else np.nan,
+                "repeated_3gram_rate": float(np.nanmean([repeated_ngram_rate(c) for c in conts]))
+                if any(len(c) >= 3 for c in conts)
+                else np.nan,
+                "distinct_1": distinct_n(conts, 1),
+                "distinct_2": distinct_n(conts, 2),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["step", "prompts", "mean_words", "repeated_3gram_rate", "distinct_1", "distinct_2"]
+    ).sort_values("step", ignore_index=True)

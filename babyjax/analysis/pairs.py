@@ -1,5 +1,6 @@
 """Minimal-pair accuracy (BLiMP, BLiMP supplement, Zorro) from per-token surprisal (docs/science.md, "Minimal
 pairs": ties are counted separately, never as correct)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,18 +1,19 @@
 """Figures for the learning-curve report (matplotlib, Agg backend, PNG files)."""
+
 from __future__ import annotations
 
 import pathlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from babyjax.analysis import curves  # noqa: E402
+from babyjax.analysis import curves
 
 
 def _save(fig: plt.Figure, path: pathlib.Path) -> pathlib.Path:
@@ -22,8 +23,9 @@ def _save(fig: plt.Figure, path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def example_curves(path: pathlib.Path, steps_T: np.ndarray, surprisal_TxK: np.ndarray, labels: Sequence[str],
-                   vocab_size: int) -> pathlib.Path:
+def example_curves(
+    path: pathlib.Path, steps_T: np.ndarray, surprisal_TxK: np.ndarray, labels: Sequence[str], vocab_size: int
+) -> pathlib.Path:
     """Raw curves, the GAM fit (pygam-equivalent) and the GAM AoA with its threshold (Chang et al. Fig. 1 style)."""
     y = np.asarray(surprisal_TxK, np.float64)
     keep = (steps_T > 0) & np.isfinite(y).all(1)  # scored checkpoints on the log axis
@@ -143,8 +145,9 @@ def word_aoa(path: pathlib.Path, words: pd.DataFrame) -> pathlib.Path:
     return _save(fig, path)
 
 
-def bands(path: pathlib.Path, band: pd.DataFrame, *, panel: str, x: str, ylabel: str, logx: bool = False,
-          max_panels: int = 80) -> pathlib.Path:
+def bands(
+    path: pathlib.Path, band: pd.DataFrame, *, panel: str, x: str, ylabel: str, logx: bool = False, max_panels: int = 80
+) -> pathlib.Path:
     """One panel per value of `panel`: per condition, the mean line and the min-max band over its runs (the legend
     gives n runs). band: columns panel, condition, x, mean, min, max, runs."""
     names = list(dict.fromkeys(band[panel]))[:max_panels]
@@ -165,27 +168,37 @@ def bands(path: pathlib.Path, band: pd.DataFrame, *, panel: str, x: str, ylabel:
         ax.set_ylabel(ylabel, fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=5)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     return _save(fig, path)
 
 
-def class_curves(path: pathlib.Path, df: pd.DataFrame | None, hi: float, lo: float,
-                 order: Sequence[str] = ()) -> pathlib.Path:
+def class_curves(
+    path: pathlib.Path, df: pd.DataFrame | None, hi: float, lo: float, order: Sequence[str] = ()
+) -> pathlib.Path:
     """Xia et al.'s class curves: each class's token perplexity against validation perplexity (x, decreasing to the
     right as training goes on), a line per run, colour by condition (in `order`), style by class."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3), squeeze=False)
     styles = {"upward": "-", "downward": "--", "stagnated": ":"}
-    conds = [c for c in order if df is not None and c in set(df["condition"])] if order else (
-        sorted(df["condition"].unique()) if df is not None else [])
+    conds = (
+        [c for c in order if df is not None and c in set(df["condition"])]
+        if order
+        else (sorted(df["condition"].unique()) if df is not None else [])
+    )
     for ax, klass in zip(axes[0], styles):
         d = df[df["class"] == klass] if df is not None else pd.DataFrame(columns=["condition"])
         for i, c in enumerate(conds):
             runs = d[d["condition"] == c].groupby("run")
             for j, (_, g) in enumerate(runs):
                 g = g.sort_values("validation_ppl")
-                ax.plot(g["validation_ppl"], g["class_ppl"], styles[klass], color=f"C{i}", lw=1,
-                        label=f"{c} (n={runs.ngroups})" if j == 0 else None)
+                ax.plot(
+                    g["validation_ppl"],
+                    g["class_ppl"],
+                    styles[klass],
+                    color=f"C{i}",
+                    lw=1,
+                    label=f"{c} (n={runs.ngroups})" if j == 0 else None,
+                )
         ax.set_xscale("log")
         ax.set_xlim(hi, lo)
         ticks = np.geomspace(hi, lo, 5)

@@ -3,6 +3,7 @@
 package index; this one is TextBlob's pattern tagger (a Brill-style lexicon and context-rule tagger shipped inside
 the `textblob` package, Penn Treebank tags, no model download). A token gets the tag of the word it belongs to and
 its place in that word: U (the whole word), B, I or L (first, inner or last piece)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ def tag_rows(rows_NxL: np.ndarray, pieces: Sequence[str], special_ids: Sequence[
     the tag "[SPECIAL]" and splits the text around it, which is tagged run by run."""
     from textblob.en import tag
 
-    special = set(int(i) for i in special_ids)
+    special = {int(i) for i in special_ids}
     tags = np.full(rows_NxL.shape, "[SPECIAL]", dtype=object)
     bilu = np.full(rows_NxL.shape, "U", dtype=object)
     for n, row in enumerate(np.asarray(rows_NxL)):
@@ -41,7 +42,7 @@ def tag_rows(rows_NxL: np.ndarray, pieces: Sequence[str], special_ids: Sequence[
         for a, b in zip(cuts[:-1], cuts[1:]):
             if b - a <= 1:
                 continue
-            words, index = _words([pieces[int(t)] for t in row[a + 1:b]])
+            words, index = _words([pieces[int(t)] for t in row[a + 1 : b]])
             word_tags = [t for _, t in tag(" ".join(w.replace(" ", "_") or "_" for w in words), tokenize=False)]
             counts = np.bincount(index)
             for k, w in enumerate(index):

@@ -4,11 +4,13 @@ log2 probabilities from the run's own training tokens as their `CurveAnnotator.g
 unigram gets the smallest unigram probability among the tokens looked up), predictors clipped to 5 standard
 deviations, rank correlations and OLS. Sequences start with n-1 PADs (-1); n-grams are counted by 64-bit polynomial
 hashes (collision chance about n^2 / 2^65: negligible below 1e8 types)."""
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,8 +26,13 @@ PAD = -1
 PRUNE_FROM_ORDER = 3  # Chang et al.'s annotate_curves.py: prune_minimum=None for n = 1, 2; 2 for n = 3, 4, 5
 CLIP_SD = 5.0  # Chang et al.'s get_features_dataframe(clip_predictors=5.0)
 EXPECTED_SIGNS = {  # Chang et al. (2023): frequent / predictable tokens are learned better on every measure
-    "final_surprisal": -1, "within_run_var": -1, "aoa_gam": -1, "aoa_sigmoid": -1, "forgettability": -1,
-    "cross_run_var": -1}
+    "final_surprisal": -1,
+    "within_run_var": -1,
+    "aoa_gam": -1,
+    "aoa_sigmoid": -1,
+    "forgettability": -1,
+    "cross_run_var": -1,
+}
 
 
 def _hash(cols: Sequence[np.ndarray]) -> np.ndarray:
@@ -116,8 +123,9 @@ class NgramCounts:
 N_SPECIAL = MASK_ID + 1  # PAD, UNK, BOS, EOS, MASK: never counted as co-occurring tokens
 
 
-def contextual_diversity(split: TokenizedSplit, vocab_size: int, window: int = 30,
-                         most_frequent: int = 10_000) -> np.ndarray:
+def contextual_diversity(
+    split: TokenizedSplit, vocab_size: int, window: int = 30, most_frequent: int = 10_000
+) -> np.ndarray:
     """[vocab_size] Chang et al.'s `get_contextual_diversities` + `adjust_contextual_diversities`: the number of
     distinct tokens among the `most_frequent` ids (SentencePiece ids are roughly in frequency order, as theirs) seen in
     the `window` tokens before any occurrence of a token in the training stream (documents never crossed; special
@@ -170,8 +178,11 @@ def token_contexts(tokens: pd.DataFrame, order: int = 5) -> tuple[np.ndarray, in
     was truncated that way."""
     seq, pos = tokens["seq"].to_numpy(), tokens["position"].to_numpy()
     key = dict(zip(zip(seq, pos), tokens["token_id"].to_numpy()))
-    ctx = ngram_contexts(tokens["token_id"].to_numpy(), lambda k: np.array(
-        [key.get((s, p - k), PAD) for s, p in zip(seq, pos)], np.int64), order)
+    ctx = ngram_contexts(
+        tokens["token_id"].to_numpy(),
+        lambda k: np.array([key.get((s, p - k), PAD) for s, p in zip(seq, pos)], np.int64),
+        order,
+    )
     truncated = (ctx[:, :-1] == PAD) & (pos[:, None] - np.arange(order - 1, 0, -1) >= 0)
     return ctx, int(truncated.any(1).sum())
 
@@ -185,12 +196,23 @@ def token_predictors(tokens: pd.DataFrame, counts: NgramCounts, contexts: np.nda
     ctx = token_contexts(tokens, counts.order)[0] if contexts is None else contexts
     uni = counts.logprob_with_backoff(ctx[:, -1:])
     ngram = counts.logprob_with_backoff(ctx)
-    resid = sm.OLS(ngram, sm.add_constant(uni, has_constant="add")).fit().resid if np.ptp(uni) > 0 else \
-        ngram - ngram.mean()
-    ctx_len = tokens["context_length"].to_numpy(np.float64) if "context_length" in tokens else \
-        tokens["position"].to_numpy(np.float64) + 1
-    out = pd.DataFrame({"unigram": uni, f"{counts.order}gram": ngram, "ngram_resid": np.asarray(resid),
-                        "log_context_length": np.log2(np.maximum(ctx_len, 1.0))}, index=tokens.index)
+    resid = (
+        sm.OLS(ngram, sm.add_constant(uni, has_constant="add")).fit().resid if np.ptp(uni) > 0 else ngram - ngram.mean()
+    )
+    ctx_len = (
+        tokens["context_length"].to_numpy(np.float64)
+        if "context_length" in tokens
+        else tokens["position"].to_numpy(np.float64) + 1
+    )
+    out = pd.DataFrame(
+        {
+            "unigram": uni,
+            f"{counts.order}gram": ngram,
+            "ngram_resid": np.asarray(resid),
+            "log_context_length": np.log2(np.maximum(ctx_len, 1.0)),
+        },
+        index=tokens.index,
+    )
     for col in ("unigram", "ngram_resid", "log_context_length"):
         out[col] = clip_sd(out[col])
     return out
@@ -202,8 +224,11 @@ def clip_sd(values: pd.Series) -> pd.Series:
     return values.clip(mu - CLIP_SD * sd, mu + CLIP_SD * sd)
 
 
-def relate(measures: pd.DataFrame, predictors: pd.DataFrame, predictor_cols: Sequence[str] = (
-        "unigram", "ngram_resid", "log_context_length")) -> tuple[pd.DataFrame, pd.DataFrame]:
+def relate(
+    measures: pd.DataFrame,
+    predictors: pd.DataFrame,
+    predictor_cols: Sequence[str] = ("unigram", "ngram_resid", "log_context_length"),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(Spearman table, OLS table): each measure vs each predictor, and measure ~ all predictors (statsmodels OLS,
     standardised predictors). Columns `expected` and `holds` compare the sign with Chang et al.'s findings."""
     import statsmodels.api as sm
@@ -215,12 +240,24 @@ def relate(measures: pd.DataFrame, predictors: pd.DataFrame, predictor_cols: Seq
         for pcol in predictor_cols:
             x = predictors[pcol].to_numpy(np.float64)
             ok = np.isfinite(y) & np.isfinite(x)
-            rho, pv = (np.nan, np.nan) if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0 else \
-                stats.spearmanr(x[ok], y[ok])
+            rho, pv = (
+                (np.nan, np.nan)
+                if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0
+                else stats.spearmanr(x[ok], y[ok])
+            )
             exp = EXPECTED_SIGNS.get(m) if pcol in ("unigram", "ngram_resid") else None
             holds = "" if exp is None or not np.isfinite(rho) else ("yes" if np.sign(rho) == exp else "no")
-            rank_rows.append({"measure": m, "predictor": pcol, "spearman_rho": rho, "p_value": pv, "n": int(ok.sum()),
-                              "expected": {-1: "-", 1: "+"}.get(exp, ""), "holds": holds})
+            rank_rows.append(
+                {
+                    "measure": m,
+                    "predictor": pcol,
+                    "spearman_rho": rho,
+                    "p_value": pv,
+                    "n": int(ok.sum()),
+                    "expected": {-1: "-", 1: "+"}.get(exp, ""),
+                    "holds": holds,
+                }
+            )
         xs = predictors[list(predictor_cols)].to_numpy(np.float64)
         ok = np.isfinite(y) & np.isfinite(xs).all(1)
         if ok.sum() <= len(predictor_cols) + 1:
@@ -229,8 +266,17 @@ def relate(measures: pd.DataFrame, predictors: pd.DataFrame, predictor_cols: Seq
         z = (xs[ok] - xs[ok].mean(0)) / np.where(sd > 0, sd, 1)
         fit = sm.OLS(y[ok], sm.add_constant(z, has_constant="add")).fit()
         for i, pcol in enumerate(predictor_cols):
-            ols_rows.append({"measure": m, "predictor": pcol, "coef_per_sd": fit.params[i + 1], "t": fit.tvalues[i + 1],
-                             "p_value": fit.pvalues[i + 1], "r2": fit.rsquared, "n": int(ok.sum())})
+            ols_rows.append(
+                {
+                    "measure": m,
+                    "predictor": pcol,
+                    "coef_per_sd": fit.params[i + 1],
+                    "t": fit.tvalues[i + 1],
+                    "p_value": fit.pvalues[i + 1],
+                    "r2": fit.rsquared,
+                    "n": int(ok.sum()),
+                }
+            )
     return pd.DataFrame(rank_rows), pd.DataFrame(ols_rows)
 
 
@@ -238,13 +284,14 @@ def training_split(run_dir: str | os.PathLike) -> TokenizedSplit:
     """Exactly the token stream the run trained on: `babyjax.data.pipeline.load_split_tokens` of the train split,
     for the run's config.json data settings and its tokenizer.model (cached beside the prepared dataset). Never
     downloads or prepares the dataset: a DataError says when it is not prepared on this machine."""
+    from babyjax.checkpoints.run import RunDir
     from babyjax.data.pipeline import load_split_tokens
-    from babyjax.run import RunDir
 
     run = RunDir.open(run_dir, what="each run folder of --runs-dir")
     cfg, tok = run.config(), run.tokenizer()
     missing = [k for k in ("track", "max_train_lines", "dir", "tfds_dir") if "data" not in cfg or k not in cfg.data]
     if missing:
-        raise InputError(f"{run.config_path} lacks data.{', data.'.join(missing)}: it must be a babyjax run's "
-                         "config.json")
+        raise InputError(
+            f"{run.config_path} lacks data.{', data.'.join(missing)}: it must be a babyjax run's config.json"
+        )
     return load_split_tokens(cfg.data, tok, "train", prepare=False)

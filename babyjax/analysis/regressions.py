@@ -3,6 +3,7 @@
 likelihood-ratio test of each addition; then all pairwise interactions of the continuous predictors; and the variance
 inflation factors of the predictors. Fitted on the token table averaged over runs, as their
 `get_average_features_dataframe`."""
+
 from __future__ import annotations
 
 import itertools
@@ -23,8 +24,9 @@ def _ols(y: np.ndarray, cols: Sequence[np.ndarray]):
     return sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
 
 
-def sequential_lrts(table: pd.DataFrame, measure: str, predictors: Sequence[str] = ORDER,
-                    categorical: Sequence[str] = CATEGORICAL) -> pd.DataFrame:
+def sequential_lrts(
+    table: pd.DataFrame, measure: str, predictors: Sequence[str] = ORDER, categorical: Sequence[str] = CATEGORICAL
+) -> pd.DataFrame:
     """One row per step of `run_lrts`: the predictor added, adjusted R^2, its gain over the previous model, and the
     likelihood-ratio test p-value (chi^2 of -2 delta log-likelihood on the added degrees of freedom); the
     categorical predictors (part of speech and the token's place in its word) enter together as one step, as theirs
@@ -38,8 +40,12 @@ def sequential_lrts(table: pd.DataFrame, measure: str, predictors: Sequence[str]
     if cats:
         dummies = pd.get_dummies(data[cats].astype(str), drop_first=True, dtype=np.float64)
         steps.append(("+".join(cats), [dummies[c].to_numpy() for c in dummies.columns]))
-    steps.append(("interactions", [data[a].to_numpy(np.float64) * data[b].to_numpy(np.float64)
-                                   for a, b in itertools.combinations(preds, 2)]))
+    steps.append(
+        (
+            "interactions",
+            [data[a].to_numpy(np.float64) * data[b].to_numpy(np.float64) for a, b in itertools.combinations(preds, 2)],
+        )
+    )
     rows, prev, cols = [], None, []
     for name, new in steps:
         cols = cols + new
@@ -47,8 +53,9 @@ def sequential_lrts(table: pd.DataFrame, measure: str, predictors: Sequence[str]
         row = {"measure": measure, "added": name, "adj_r2": fit.rsquared_adj, "n": len(y)}
         if prev is not None:
             lr = -2.0 * (prev.llf - fit.llf)
-            row.update(gain=fit.rsquared_adj - prev.rsquared_adj,
-                       lrt_p=float(stats.chi2.sf(lr, fit.df_model - prev.df_model)))
+            row.update(
+                gain=fit.rsquared_adj - prev.rsquared_adj, lrt_p=float(stats.chi2.sf(lr, fit.df_model - prev.df_model))
+            )
         rows.append(row)
         prev = fit
     return pd.DataFrame(rows)
@@ -61,6 +68,7 @@ def vifs(table: pd.DataFrame, predictors: Sequence[str] = ORDER) -> pd.DataFrame
     from statsmodels.stats.outliers_influence import variance_inflation_factor
 
     preds = [p for p in predictors if p in table]
-    x = sm.add_constant(table[preds].replace([np.inf, -np.inf], np.nan).dropna().to_numpy(np.float64),
-                        has_constant="add")
+    x = sm.add_constant(
+        table[preds].replace([np.inf, -np.inf], np.nan).dropna().to_numpy(np.float64), has_constant="add"
+    )
     return pd.DataFrame({"predictor": preds, "vif": [variance_inflation_factor(x, i + 1) for i in range(len(preds))]})

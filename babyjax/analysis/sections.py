@@ -1,37 +1,43 @@
 """The report's sections about the study rather than the token curves: the runs and evaluation sets described,
 minimal-pair accuracy, training loss and generated text; and the Markdown table every section uses."""
+
 from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from babyjax import model, objectives
 from babyjax.analysis import generation, plots, xia
+from babyjax.checkpoints.run import RunDir
 from babyjax.errors import UserError
-from babyjax.metrics import read_metrics
-from babyjax.run import RunDir
+from babyjax.model import objectives
+from babyjax.model import transformer as model
 from babyjax.score.store import ScoreOutput
+from babyjax.train.metrics import read_metrics
 
 
 def md_table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     if df.empty:
         return "_(empty)_\n"
+
     def cell(v):
-        if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()
-                                                 and abs(v) < 1e15):
+        if isinstance(v, (int, np.integer)) or (
+            isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 1e15
+        ):
             return f"{int(v):,}"
         return floatfmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
+
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for _, r in df.iterrows()]) + "\n"
 
 
 def model_cost(run_dir: pathlib.Path, vocab_size: int) -> tuple[float, int] | None:
     """(training FLOPs per token at its data.seq_len, parameter count) of the run's model in `run_dir`, for the
-    score output's vocabulary size (babyjax.model.flops_per_token, num_params); None if unreadable."""
+    score output's vocabulary size (babyjax.model.transformer.flops_per_token, num_params); None if unreadable."""
     try:
         run = RunDir.open(run_dir, what="each run folder of --runs-dir")
         cfg = run.model_config(vocab_size)
@@ -52,15 +58,25 @@ def pairs_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str
     last = p[p["step"] == p.groupby("run")["step"].transform("max")]
     fin = last.groupby(["suite", "field"], as_index=False)[["correct", "ties", "n"]].sum()
     fin["accuracy"] = fin["correct"] / fin["n"]
-    return md + [f"![minimal-pair accuracy]({f.name})", "", "Final checkpoint, pooled over runs and paradigms "
-                 "(ties counted separately, not as correct):", "", md_table(fin)]
+    return md + [
+        f"![minimal-pair accuracy]({f.name})",
+        "",
+        "Final checkpoint, pooled over runs and paradigms (ties counted separately, not as correct):",
+        "",
+        md_table(fin),
+    ]
 
 
 def babylm2025_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> list[str]:
     """The BabyLM 2025 zero-shot tasks (score outputs of --kind babylm2025; their babylm2025.csv): each task's
     average across training and at each run's last scored checkpoint."""
-    tables = [pd.read_csv(so.path / "babylm2025.csv") for so in outputs if so.meta.get("kind") == "babylm2025"
-              and (so.path / "babylm2025.csv").is_file() and (so.path / "babylm2025.csv").stat().st_size > 1]
+    tables = [
+        pd.read_csv(so.path / "babylm2025.csv")
+        for so in outputs
+        if so.meta.get("kind") == "babylm2025"
+        and (so.path / "babylm2025.csv").is_file()
+        and (so.path / "babylm2025.csv").stat().st_size > 1
+    ]
     avg = pd.concat(tables) if tables else pd.DataFrame()
     avg = avg[avg["block"] == "AVERAGE"] if len(avg) else avg
     if not len(avg):
@@ -72,12 +88,18 @@ def babylm2025_section(outputs: Sequence[ScoreOutput], out: pathlib.Path) -> lis
     f = plots.babylm2025_tasks(out / "babylm2025_tasks.png", curve)
     last = avg[avg["step"] == avg.groupby("run")["step"].transform("max")]
     table = last.pivot_table(index=["run", "step"], columns="subset", values="value").reset_index()
-    return ["## BabyLM 2025 zero-shot tasks (the official pipeline's rules)", "",
-            f"![BabyLM 2025 tasks]({f.name})", "", "Task averages as the pipeline reports them (accuracy in percent, "
-            "macro over UIDs; wug: Spearman rho; reading: R² gain in percent; AoA: Pearson r with children's AoA, "
-            "over the whole series) at each run's last scored checkpoint; every checkpoint's numbers are in the "
-            "score output's babylm2025.csv and its results/ tree (docs/science.md).", "",
-            md_table(table, "{:.2f}")]
+    return [
+        "## BabyLM 2025 zero-shot tasks (the official pipeline's rules)",
+        "",
+        f"![BabyLM 2025 tasks]({f.name})",
+        "",
+        "Task averages as the pipeline reports them (accuracy in percent, "
+        "macro over UIDs; wug: Spearman rho; reading: R² gain in percent; AoA: Pearson r with children's AoA, "
+        "over the whole series) at each run's last scored checkpoint; every checkpoint's numbers are in the "
+        "score output's babylm2025.csv and its results/ tree (docs/science.md).",
+        "",
+        md_table(table, "{:.2f}"),
+    ]
 
 
 def _pair_accuracy(outputs: Sequence[ScoreOutput]) -> pd.DataFrame:
@@ -100,14 +122,20 @@ def equal_perplexity_section(outputs: Sequence[ScoreOutput], out: pathlib.Path, 
             notes.append(f"{so.name}: the runs' validation perplexities share no range: no equal-perplexity table")
             continue
         ok = df["step"].notna()
-        df["tokens_seen"] = [np.interp(st, ck[r]["step"], ck[r]["tokens_seen"]) if o else np.nan
-                             for r, st, o in zip(df["run"], df["step"], ok)]
+        df["tokens_seen"] = [
+            np.interp(st, ck[r]["step"], ck[r]["tokens_seen"]) if o else np.nan
+            for r, st, o in zip(df["run"], df["step"], ok)
+        ]
         df["pair_accuracy"] = [_at_step(acc[acc["run"] == r], st) for r, st in zip(df["run"], df["step"])]
         df.to_csv(out / f"{so.name}_equal_perplexity.csv", index=False)
-        md += [f"Output `{so.name}`: validation perplexity = 2 ** the mean surprisal (bits) of its {len(so.tokens):,} "
-               "held-out tokens at each checkpoint; five levels inside the range every run passes through; the step "
-               "where a run first reaches a level is interpolated in log step, and tokens seen and minimal-pair "
-               "accuracy (pooled over all pairs outputs) at that step.", "", md_table(df, "{:.4g}")]
+        md += [
+            f"Output `{so.name}`: validation perplexity = 2 ** the mean surprisal (bits) of its {len(so.tokens):,} "
+            "held-out tokens at each checkpoint; five levels inside the range every run passes through; the step "
+            "where a run first reaches a level is interpolated in log step, and tokens seen and minimal-pair "
+            "accuracy (pooled over all pairs outputs) at that step.",
+            "",
+            md_table(df, "{:.4g}"),
+        ]
     return md if len(md) > 2 else md + ["_Needs a tokens output with 2+ runs._", ""]
 
 
@@ -140,8 +168,12 @@ def objective_text(config: Any) -> str:
     """'causal LM', 'masked LM (15% whole_word)', 'hybrid (25% causal rows, mntp 30% span)' ..."""
     o = objectives.config_of(config)
     masking = f"{100 * o['mask_rate']:g}% {o['masking']}"
-    return {"causal": "causal LM", "mlm": f"masked LM ({masking})", "mntp": f"masked next token ({masking})",
-            "hybrid": f"hybrid ({100 * o['causal_share']:g}% causal rows, mntp {masking})"}[o["kind"]]
+    return {
+        "causal": "causal LM",
+        "mlm": f"masked LM ({masking})",
+        "mntp": f"masked next token ({masking})",
+        "hybrid": f"hybrid ({100 * o['causal_share']:g}% causal rows, mntp {masking})",
+    }[o["kind"]]
 
 
 def run_row(rd: pathlib.Path, run: str) -> dict:
@@ -151,19 +183,25 @@ def run_row(rd: pathlib.Path, run: str) -> dict:
     last = index[-1] if index else {}
     cost = model_cost(rd / run, int(c.tokenizer.vocab_size))
     limit = int(c.data.get("max_train_lines", 0) or 0)
-    return {"run": run, "corpus": f"BabyLM {c.data.track}" + (f" (first {limit:,} lines)" if limit > 0 else ""),
-            "seed": c.get("seed", ""), "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, "
-            f"{cost[1] / 1e6:.2f}M parameters" if cost else c.model.style,
-            "tokenizer": f"{c.tokenizer.get('model_type', 'unigram')} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
-            "training": f"{objective_text(c)}, {c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} "
-                        f"tokens ({c.data.packing}), {c.optim.get('schedule', '')} lr {c.optim.lr:g}",
-            "words seen": f"{float(last.get('words_seen', 0)):,.0f}",
-            "tokens seen": f"{float(last.get('tokens_seen', 0)):,.0f}",
-            "checkpoints": f"{len(index)} ({c.ckpt.schedule} schedule)"}
+    return {
+        "run": run,
+        "corpus": f"BabyLM {c.data.track}" + (f" (first {limit:,} lines)" if limit > 0 else ""),
+        "seed": c.get("seed", ""),
+        "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, {cost[1] / 1e6:.2f}M parameters"
+        if cost
+        else c.model.style,
+        "tokenizer": f"{c.tokenizer.get('model_type', 'unigram')} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
+        "training": f"{objective_text(c)}, {c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} "
+        f"tokens ({c.data.packing}), {c.optim.get('schedule', '')} lr {c.optim.lr:g}",
+        "words seen": f"{float(last.get('words_seen', 0)):,.0f}",
+        "tokens seen": f"{float(last.get('tokens_seen', 0)):,.0f}",
+        "checkpoints": f"{len(index)} ({c.ckpt.schedule} schedule)",
+    }
 
 
-def study_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_names: Sequence[str],
-                   notes: list[str]) -> list[str]:
+def study_section(
+    outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_names: Sequence[str], notes: list[str]
+) -> list[str]:
     """The study described: each run (from its run folder) and each evaluation set (from its score output)."""
     rows = []
     for r in run_names if rd else []:
@@ -171,23 +209,38 @@ def study_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_n
             rows.append(run_row(rd, r))
         except (UserError, OSError, AttributeError, KeyError, TypeError, ValueError) as err:
             notes.append(f"run {r}: not described: {err}")
-    evals = pd.DataFrame([{"output": so.name, "kind": so.meta.get("kind"), "eval set": so.meta.get("eval_set"),
-                           "tokens scored": so.meta.get("num_tokens"), "sequences": so.meta.get("num_sequences"),
-                           "contexts": ", ".join(f"{k}: {v}" for k, v in so.meta.get("contexts", {}).items())
-                           or "window", "first token": so.meta.get("first_token_policy"),
-                           "scoring": so.meta.get("scoring", "causal")} for so in outputs])
+    evals = pd.DataFrame(
+        [
+            {
+                "output": so.name,
+                "kind": so.meta.get("kind"),
+                "eval set": so.meta.get("eval_set"),
+                "tokens scored": so.meta.get("num_tokens"),
+                "sequences": so.meta.get("num_sequences"),
+                "contexts": ", ".join(f"{k}: {v}" for k, v in so.meta.get("contexts", {}).items()) or "window",
+                "first token": so.meta.get("first_token_policy"),
+                "scoring": so.meta.get("scoring", "causal"),
+            }
+            for so in outputs
+        ]
+    )
     md = ["## The study", ""]
-    md += [md_table(pd.DataFrame(rows))] if rows else [
-        "_Runs not described: " + ("see notes._" if rd else "pass --runs-dir._"), ""]
-    return md + ["Evaluation sets (held out from training; tokens-in-context samples come from the test split). "
-                 "Scoring: causal (log p of each token given the tokens before it), pll_original / "
-                 "pll_within_word_l2r (masked LMs' pseudo-log-likelihood: the token masked, and in the second form "
-                 "the later pieces of its word too), mntp (the masked token read from the position before it):", "",
-                 md_table(evals)]
+    md += (
+        [md_table(pd.DataFrame(rows))]
+        if rows
+        else ["_Runs not described: " + ("see notes._" if rd else "pass --runs-dir._"), ""]
+    )
+    return md + [
+        "Evaluation sets (held out from training; tokens-in-context samples come from the test split). "
+        "Scoring: causal (log p of each token given the tokens before it), pll_original / "
+        "pll_within_word_l2r (masked LMs' pseudo-log-likelihood: the token masked, and in the second form "
+        "the later pieces of its word too), mntp (the masked token read from the position before it):",
+        "",
+        md_table(evals),
+    ]
 
 
-def generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
-                         run_names: Sequence[str]) -> list[str]:
+def generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_names: Sequence[str]) -> list[str]:
     """Text generated at checkpoints (generations*.json of the score outputs and the run directories: greedy and,
     when made, sampled), measured across steps (babyjax.analysis.generation), with a few examples."""
     files = {f"{so.path.name}/{f.name}": f for so in outputs for f in sorted(so.path.glob("generations*.json"))}
@@ -196,10 +249,13 @@ def generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
     md = ["## Generated text at checkpoints", ""]
     if not files:
         return md + ["_No generations.json (format {step: {prompt: text}}) in the score outputs or run folders._", ""]
-    md += ["Per step: mean continuation length in words (generation stops at EOS or after its token budget), the "
-           "share of a continuation's word 3-grams that repeat an earlier one, and distinct-1/2 over all "
-           "continuations of the step. Chang, Tu & Bergen (2023) report short repetitive text early and longer, "
-           "more varied text later.", ""]
+    md += [
+        "Per step: mean continuation length in words (generation stops at EOS or after its token budget), the "
+        "share of a continuation's word 3-grams that repeat an earlier one, and distinct-1/2 over all "
+        "continuations of the step. Chang, Tu & Bergen (2023) report short repetitive text early and longer, "
+        "more varied text later.",
+        "",
+    ]
     for src, f in files.items():
         try:
             by_step = json.loads(f.read_text())
@@ -217,47 +273,121 @@ def generations_section(outputs: Sequence[ScoreOutput], rd: pathlib.Path | None,
 CHANG = "Chang, Tu & Bergen 2023 (TACL 2024)"
 LC = "tylerachang/lm-learning-curves"
 REFERENCES = [  # measure, definition as computed, paper, released code it matches (docs/science.md)
-    ("final_surprisal", "mean surprisal (bits) over the last 11 scored checkpoints", CHANG,
-     f"{LC} utils/annotator.py get_confidence_scores"),
-    ("within_run_var", "standard deviation (bits) of surprisal over the last 11 checkpoints", CHANG,
-     f"{LC} utils/annotator.py get_variability_scores"),
-    ("aoa_gam", "first log10 step on a 1,000-point grid where the GAM (pygam, 25 splines, lambda grid search) is at "
-     "or below halfway between chance and its minimum", CHANG, f"{LC} utils/annotator.py get_gam_aoas"),
-    ("aoa_sigmoid", "crossing of halfway between chance and the raw minimum by a sigmoid fitted as scipy curve_fit "
-     "(MINPACK) fits it", CHANG, f"{LC} utils/formula_utils.py compute_aoa_vals"),
-    ("forgettability", "sum of the GAM curve's increases (bits)", CHANG,
-     f"{LC} utils/annotator.py get_forgettability_scores"),
-    ("cross_run_var", "mean squared difference (bits^2) of two runs' GAM curves, averaged over run pairs", CHANG,
-     f"{LC} utils/annotator.py get_crossrun_variability"),
-    ("unlearned", "GAM minimum above the 95th percentile of all tokens' minima", CHANG,
-     f"{LC} utils/annotator.py get_unlearned_mask"),
-    ("partner rank", "run-b curves closer to a token's run-a curve than its own run-b curve", CHANG,
-     f"{LC} analysis/run_crossrun_similarity.py"),
-    ("unigram, 5-gram", "maximum-likelihood n-gram log2 p from the run's training data, orders 3-5 pruned below 2, "
-     "backoff", CHANG, f"{LC} utils/annotator.py get_ngram_surprisals(_with_backoff), annotate_curves.py"),
-    ("contextual_diversity", "distinct preceding ids (window 30, 10,000 most frequent) minus a GAM on log frequency",
-     CHANG, f"{LC} utils/annotator.py get_contextual_diversities, adjust_contextual_diversities"),
-    ("context_logprob", "mean unigram log2 p of the context tokens", CHANG,
-     f"{LC} utils/annotator.py get_context_ngram_logppls"),
-    ("pos, pos_bilu", "Penn tag of the token's word (TextBlob's pattern tagger; theirs: spaCy) and its place in it",
-     CHANG, f"{LC} utils/annotator.py get_pos_tag_sequences"),
-    ("regressions, VIFs", "predictors added in order, adjusted R^2, likelihood-ratio tests; VIFs", CHANG,
-     f"{LC} analysis/run_regressions.py run_lrts, main"),
-    ("Xia classes", "OLS of ppl / ppl at the window's first checkpoint on ln x, p < 0.05; stagnation bands",
-     "Xia et al. 2023 (ACL)", "xiamengzhou/training_trajectory_analysis utils.py linear_with_statistical_test"),
-    ("equal perplexity", "step, tokens seen and pair accuracy where each run first reaches shared validation "
-     "perplexity levels", "Xia et al. 2023 (ACL)", "the paper's comparisons across sizes (no released code)"),
-    ("word AoA (+ variants)", "sigmoid AoA of a word's mean curve over up to 512 occurrences with 7+ tokens of "
-     "context", "Chang & Bergen 2022 (TACL)",
-     "tylerachang/word-acquisition-language-models lm_code/word_evaluation.py, r_code/tacl_analyses.rmd"),
-    ("type-level effects", "Spearman rho of type means; bootstrap over types and sequences", "this project",
-     "babyjax/analysis/effects.py (docs/science.md, Effects)"),
+    (
+        "final_surprisal",
+        "mean surprisal (bits) over the last 11 scored checkpoints",
+        CHANG,
+        f"{LC} utils/annotator.py get_confidence_scores",
+    ),
+    (
+        "within_run_var",
+        "standard deviation (bits) of surprisal over the last 11 checkpoints",
+        CHANG,
+        f"{LC} utils/annotator.py get_variability_scores",
+    ),
+    (
+        "aoa_gam",
+        "first log10 step on a 1,000-point grid where the GAM (pygam, 25 splines, lambda grid search) is at "
+        "or below halfway between chance and its minimum",
+        CHANG,
+        f"{LC} utils/annotator.py get_gam_aoas",
+    ),
+    (
+        "aoa_sigmoid",
+        "crossing of halfway between chance and the raw minimum by a sigmoid fitted as scipy curve_fit "
+        "(MINPACK) fits it",
+        CHANG,
+        f"{LC} utils/formula_utils.py compute_aoa_vals",
+    ),
+    (
+        "forgettability",
+        "sum of the GAM curve's increases (bits)",
+        CHANG,
+        f"{LC} utils/annotator.py get_forgettability_scores",
+    ),
+    (
+        "cross_run_var",
+        "mean squared difference (bits^2) of two runs' GAM curves, averaged over run pairs",
+        CHANG,
+        f"{LC} utils/annotator.py get_crossrun_variability",
+    ),
+    (
+        "unlearned",
+        "GAM minimum above the 95th percentile of all tokens' minima",
+        CHANG,
+        f"{LC} utils/annotator.py get_unlearned_mask",
+    ),
+    (
+        "partner rank",
+        "run-b curves closer to a token's run-a curve than its own run-b curve",
+        CHANG,
+        f"{LC} analysis/run_crossrun_similarity.py",
+    ),
+    (
+        "unigram, 5-gram",
+        "maximum-likelihood n-gram log2 p from the run's training data, orders 3-5 pruned below 2, backoff",
+        CHANG,
+        f"{LC} utils/annotator.py get_ngram_surprisals(_with_backoff), annotate_curves.py",
+    ),
+    (
+        "contextual_diversity",
+        "distinct preceding ids (window 30, 10,000 most frequent) minus a GAM on log frequency",
+        CHANG,
+        f"{LC} utils/annotator.py get_contextual_diversities, adjust_contextual_diversities",
+    ),
+    (
+        "context_logprob",
+        "mean unigram log2 p of the context tokens",
+        CHANG,
+        f"{LC} utils/annotator.py get_context_ngram_logppls",
+    ),
+    (
+        "pos, pos_bilu",
+        "Penn tag of the token's word (TextBlob's pattern tagger; theirs: spaCy) and its place in it",
+        CHANG,
+        f"{LC} utils/annotator.py get_pos_tag_sequences",
+    ),
+    (
+        "regressions, VIFs",
+        "predictors added in order, adjusted R^2, likelihood-ratio tests; VIFs",
+        CHANG,
+        f"{LC} analysis/run_regressions.py run_lrts, main",
+    ),
+    (
+        "Xia classes",
+        "OLS of ppl / ppl at the window's first checkpoint on ln x, p < 0.05; stagnation bands",
+        "Xia et al. 2023 (ACL)",
+        "xiamengzhou/training_trajectory_analysis utils.py linear_with_statistical_test",
+    ),
+    (
+        "equal perplexity",
+        "step, tokens seen and pair accuracy where each run first reaches shared validation perplexity levels",
+        "Xia et al. 2023 (ACL)",
+        "the paper's comparisons across sizes (no released code)",
+    ),
+    (
+        "word AoA (+ variants)",
+        "sigmoid AoA of a word's mean curve over up to 512 occurrences with 7+ tokens of context",
+        "Chang & Bergen 2022 (TACL)",
+        "tylerachang/word-acquisition-language-models lm_code/word_evaluation.py, r_code/tacl_analyses.rmd",
+    ),
+    (
+        "type-level effects",
+        "Spearman rho of type means; bootstrap over types and sequences",
+        "this project",
+        "babyjax/analysis/effects.py (docs/science.md, Effects)",
+    ),
 ]
 
 
 def references_section() -> list[str]:
     """Markdown: each measure of the report, its definition and the paper and released-code file it matches."""
     df = pd.DataFrame(REFERENCES, columns=["measure", "definition as computed", "paper", "released code matched"])
-    return ["## Measures and their references", "", "Where a paper and its released code differ, the code is "
-            "followed (docs/science.md lists every difference and what was checked).", "", md_table(df)]
-
+    return [
+        "## Measures and their references",
+        "",
+        "Where a paper and its released code differ, the code is "
+        "followed (docs/science.md lists every difference and what was checked).",
+        "",
+        md_table(df),
+    ]

@@ -9,6 +9,7 @@ running after TAIL_AFTER iterations finish in blocks of TAIL_SLOTS. XLA's arithm
 last bits, so which block shape runs a curve's k-th iteration depends on k alone: a curve's numbers never depend on
 the other curves, their number or the machine's core count. tests/test_sigmoid.py checks it against curve_fit on
 smooth, noisy and bumpy curves."""
+
 from __future__ import annotations
 
 import functools
@@ -42,7 +43,7 @@ def _residuals(x_T, y, p):
     |p_k|, sqrt(eps) where p_k = 0), all lmdif needs of J. The residual is Chang et al.'s `start + (end - start) /
     (1 + exp((xmid - x) / scale)) - y`; moving xmid or scale by h rescales exp(...) by exp(h / scale) or
     exp(-w h / (scale + h)) (w = (xmid - x) / scale), a number within 1e-5 of one: one exponential per point."""
-    start, end, xmid, scale = (p[:, i:i + 1] for i in range(4))
+    start, end, xmid, scale = (p[:, i : i + 1] for i in range(4))
     h = _SQRT_EPS * jnp.abs(p)
     h = jnp.where(h == 0, _SQRT_EPS, h)
     w = (xmid - x_T) / scale
@@ -50,11 +51,13 @@ def _residuals(x_T, y, p):
     r = 1.0 / (1.0 + e)
     f = start + (end - start) * r - y
     eps = -w * h[:, 3:] / (scale + h[:, 3:])
-    moved = [(start + h[:, :1]) + (end - (start + h[:, :1])) * r,
-             start + ((end + h[:, 1:2]) - start) * r,
-             start + (end - start) / (1.0 + e * jnp.exp(h[:, 2:3] / scale)),
-             start + (end - start) / (1.0 + e * (1 + eps * (1 + eps / 2 * (1 + eps / 3 * (1 + eps / 4)))))]
-    j = [(m - y - f) * (1.0 / h[:, k:k + 1]) for k, m in enumerate(moved)]
+    moved = [
+        (start + h[:, :1]) + (end - (start + h[:, :1])) * r,
+        start + ((end + h[:, 1:2]) - start) * r,
+        start + (end - start) / (1.0 + e * jnp.exp(h[:, 2:3] / scale)),
+        start + (end - start) / (1.0 + e * (1 + eps * (1 + eps / 2 * (1 + eps / 3 * (1 + eps / 4))))),
+    ]
+    j = [(m - y - f) * (1.0 / h[:, k : k + 1]) for k, m in enumerate(moved)]
     j = [jnp.where(jnp.abs(c) < jnp.inf, c, 0.0) for c in j]  # NaN and infinite entries: 0
     upper = {(a, b): jnp.sum(j[a] * j[b], 1) for a in range(4) for b in range(a, 4)}
     gram = jnp.stack([jnp.stack([upper[min(a, b), max(a, b)] for b in range(4)], 1) for a in range(4)], 1)
@@ -70,7 +73,7 @@ def _rotate(a: dict, v: dict, p: int, q: int) -> None:
     """One Jacobi rotation (Golub & Van Loan, sym.schur2) zeroing a[p, q] of every curve's symmetric 4x4 matrix `a`
     (upper triangle, (i, j) -> [C]) and accumulating it into the eigenvectors `v`. Entries below 1e-20 of the
     diagonal are left alone, so that converged sweeps make no denormals."""
-    get = lambda i, j: a[min(i, j), max(i, j)]  # noqa: E731
+    get = lambda i, j: a[min(i, j), max(i, j)]
     apq = get(p, q)
     act = jnp.abs(apq) > 1e-20 * (jnp.abs(get(p, p)) + jnp.abs(get(q, q)))
     tau = (get(q, q) - get(p, p)) / jnp.where(act, 2.0 * apq, 1.0)
@@ -91,16 +94,20 @@ def _eigh4(m):
     """Eigenvalues [C, 4] and eigenvectors [C, 4, 4] (columns) of symmetric 4x4 matrices m [C, 4, 4] by cyclic
     Jacobi: elementwise over curves, about half of LAPACK's per-matrix cost at this size, as accurate (2e-15
     relative on matrices with condition number 1e14), and exact zero rows stay exactly zero."""
+
     def sweep(_, av):
         a, v = dict(av[0]), dict(av[1])
         for p, q in _PAIRS:
             _rotate(a, v, p, q)
         return a, v
+
     a = {(i, j): m[:, i, j] for i in range(4) for j in range(i, 4)}
     v = {(i, j): jnp.full(m.shape[:1], float(i == j), m.dtype) for i in range(4) for j in range(4)}
     a, v = jax.lax.fori_loop(0, JACOBI_SWEEPS, sweep, (a, v))
-    return (jnp.stack([a[i, i] for i in range(4)], 1),
-            jnp.stack([jnp.stack([v[i, j] for j in range(4)], 1) for i in range(4)], 1))
+    return (
+        jnp.stack([a[i, i] for i in range(4)], 1),
+        jnp.stack([jnp.stack([v[i, j] for j in range(4)], 1) for i in range(4)], 1),
+    )
 
 
 def _lmpar(e, b, delta, par):
@@ -115,8 +122,9 @@ def _lmpar(e, b, delta, par):
     todo = fp > 0.1 * delta
     gauss_newton = ~todo
     safe = jnp.maximum(dxnorm, _DWARF)
-    parl = jnp.where(nonzero.all(1), (fp / delta) / jnp.sum(jnp.square(x / safe[:, None]) / jnp.where(nonzero, e, 1.0),
-                                                              1), 0.0)
+    parl = jnp.where(
+        nonzero.all(1), (fp / delta) / jnp.sum(jnp.square(x / safe[:, None]) / jnp.where(nonzero, e, 1.0), 1), 0.0
+    )
     parl = jnp.where(jnp.isfinite(parl) & todo, parl, 0.0)
     gnorm = jnp.sqrt(jnp.sum(b * b, 1))
     paru = gnorm / delta
@@ -148,19 +156,39 @@ def _new_jacobian(st: dict, mask) -> dict:
     diag = jnp.where(mask[:, None], jnp.maximum(diag, acnorm), diag)
     e, v = _eigh4(gram / (diag[:, :, None] * diag[:, None, :]))
     m2 = mask[:, None]
-    return {**st, "diag": diag, "info": info, "xnorm": jnp.where(first, xnorm0, st["xnorm"]),
-            "delta": jnp.where(first, jnp.where(xnorm0 == 0, FACTOR, FACTOR * xnorm0), st["delta"]),
-            "e": jnp.where(m2, jnp.maximum(e, 0.0), st["e"]), "v": jnp.where(m2[:, :, None], v, st["v"]),
-            "b": jnp.where(m2, jnp.sum(v * (jtf / diag)[:, :, None], 1), st["b"])}
+    return {
+        **st,
+        "diag": diag,
+        "info": info,
+        "xnorm": jnp.where(first, xnorm0, st["xnorm"]),
+        "delta": jnp.where(first, jnp.where(xnorm0 == 0, FACTOR, FACTOR * xnorm0), st["delta"]),
+        "e": jnp.where(m2, jnp.maximum(e, 0.0), st["e"]),
+        "v": jnp.where(m2[:, :, None], v, st["v"]),
+        "b": jnp.where(m2, jnp.sum(v * (jtf / diag)[:, :, None], 1), st["b"]),
+    }
 
 
 def _initial(p0, fnorm, gram, jtf) -> dict:
     """lmdif's state of curves about to start at p0, with the residual norm and J'J, J'f there."""
     n = p0.shape[0]
-    return {"p": p0, "fnorm": fnorm, "gram": gram, "jtf": jtf, "nfev": jnp.full(n, 5), "first": jnp.ones(n, bool),
-            "diag": jnp.zeros((n, 4)), "delta": jnp.zeros(n), "xnorm": jnp.zeros(n), "par": jnp.zeros(n),
-            "info": jnp.zeros(n, jnp.int32), "e": jnp.zeros((n, 4)), "v": jnp.zeros((n, 4, 4)), "b": jnp.zeros((n, 4)),
-            "fresh": jnp.zeros(n, bool), "iters": jnp.zeros(n, jnp.int32)}
+    return {
+        "p": p0,
+        "fnorm": fnorm,
+        "gram": gram,
+        "jtf": jtf,
+        "nfev": jnp.full(n, 5),
+        "first": jnp.ones(n, bool),
+        "diag": jnp.zeros((n, 4)),
+        "delta": jnp.zeros(n),
+        "xnorm": jnp.zeros(n),
+        "par": jnp.zeros(n),
+        "info": jnp.zeros(n, jnp.int32),
+        "e": jnp.zeros((n, 4)),
+        "v": jnp.zeros((n, 4, 4)),
+        "b": jnp.zeros((n, 4)),
+        "fresh": jnp.zeros(n, bool),
+        "iters": jnp.zeros(n, jnp.int32),
+    }
 
 
 def _iterate(x_T, y, tol, st: dict) -> dict:
@@ -179,7 +207,7 @@ def _iterate(x_T, y, tol, st: dict) -> dict:
     actred = jnp.where(0.1 * fnorm1 < fnorm, 1 - jnp.square(fnorm1 / fnorm), -1.0)
     temp1 = jnp.sqrt(jnp.maximum(jnp.sum(jnp.sum(st["gram"] * step[:, None, :], 2) * step, 1), 0)) / fnorm  # |J step|
     temp2 = jnp.sqrt(par) * pnorm / fnorm
-    prered, dirder = temp1 ** 2 + temp2 ** 2 / 0.5, -(temp1 ** 2 + temp2 ** 2)
+    prered, dirder = temp1**2 + temp2**2 / 0.5, -(temp1**2 + temp2**2)
     ratio = jnp.where(prered != 0, actred / prered, 0.0)
     shrink = jnp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
     shrink = jnp.where((0.1 * fnorm1 >= fnorm) | (shrink < 0.1) | ~jnp.isfinite(shrink), 0.1, shrink)
@@ -191,15 +219,29 @@ def _iterate(x_T, y, tol, st: dict) -> dict:
     small = (jnp.abs(actred) <= ftol) & (prered <= ftol) & (0.5 * ratio <= 1)
     tight = delta <= xtol * xnorm
     info = jnp.where(small & tight, 3, jnp.where(tight, 2, jnp.where(small, 1, 0)))
-    fail = jnp.where(delta <= _EPSMCH * xnorm, 7, jnp.where((jnp.abs(actred) <= _EPSMCH) & (prered <= _EPSMCH) &
-                                                             (0.5 * ratio <= 1), 6, jnp.where(nfev >= maxfev, 5, 0)))
+    fail = jnp.where(
+        delta <= _EPSMCH * xnorm,
+        7,
+        jnp.where(
+            (jnp.abs(actred) <= _EPSMCH) & (prered <= _EPSMCH) & (0.5 * ratio <= 1), 6, jnp.where(nfev >= maxfev, 5, 0)
+        ),
+    )
     info = jnp.where(run, jnp.where(info == 0, fail, info), st["info"])
     nfev = nfev + 4 * ok
-    st = {**st, "p": jnp.where(ok[:, None], st["p"] + step, st["p"]), "fnorm": jnp.where(ok, fnorm1, fnorm),
-          "gram": jnp.where(ok[:, None, None], gram1, st["gram"]), "jtf": jnp.where(ok[:, None], jtf1, st["jtf"]),
-          "xnorm": xnorm, "nfev": nfev, "info": info, "first": st["first"] & ~ok, "iters": st["iters"] + run,
-          "delta": jnp.where(run, delta, st["delta"]),
-          "par": jnp.where(run, jnp.where(low, par / shrink, jnp.where(grow, 0.5 * par, par)), st["par"])}
+    st = {
+        **st,
+        "p": jnp.where(ok[:, None], st["p"] + step, st["p"]),
+        "fnorm": jnp.where(ok, fnorm1, fnorm),
+        "gram": jnp.where(ok[:, None, None], gram1, st["gram"]),
+        "jtf": jnp.where(ok[:, None], jtf1, st["jtf"]),
+        "xnorm": xnorm,
+        "nfev": nfev,
+        "info": info,
+        "first": st["first"] & ~ok,
+        "iters": st["iters"] + run,
+        "delta": jnp.where(run, delta, st["delta"]),
+        "par": jnp.where(run, jnp.where(low, par / shrink, jnp.where(grow, 0.5 * par, par)), st["par"]),
+    }
     init = _initial(st["p"], fnorm1, gram1, jtf1)
     st = {k: jnp.where(fresh.reshape((-1,) + (1,) * (v.ndim - 1)), init[k], v) for k, v in st.items()}
     return _new_jacobian(st, (ok & (info == 0)) | fresh)
@@ -213,7 +255,7 @@ def _refill(st: dict, idx, y_B, ptr, y_QxT, p0_Qx4, n_valid, base, most: int):
     new = ptr + jnp.arange(slot.shape[0], dtype=ptr.dtype)
     take = (slot < size) & (new < n_valid)
     slot, new = jnp.where(take, slot, size), jnp.minimum(new, y_QxT.shape[0] - 1)  # slot `size`: dropped
-    put = lambda a, v: a.at[slot].set(v, mode="drop")  # noqa: E731
+    put = lambda a, v: a.at[slot].set(v, mode="drop")
     st = {**st, "p": put(st["p"], p0_Qx4[new]), "info": put(st["info"], 0), "fresh": put(st["fresh"], True)}
     return st, put(idx, base + new), put(y_B, y_QxT[new]), ptr + take.sum(dtype=ptr.dtype)
 
@@ -226,7 +268,7 @@ def _stream(x_T, y_QxT, p0_Qx4, n_valid, base, slots: dict, exit_below, evict_af
     iteration). Stops when the queue is empty and under `exit_below` curves still run. Returns (log: the slots'
     state [Q + B] with idx -1 where unused; slots)."""
     n_log = y_QxT.shape[0] + slots["idx"].shape[0]
-    split = lambda sl: ({k: v for k, v in sl.items() if k not in ("y", "idx")}, sl["idx"], sl["y"])  # noqa: E731
+    split = lambda sl: ({k: v for k, v in sl.items() if k not in ("y", "idx")}, sl["idx"], sl["y"])
     log = {k: jnp.zeros((n_log,) + v.shape[1:], v.dtype) for k, v in slots.items() if k != "y"}
     log["idx"] = log["idx"] - 1
 
@@ -241,8 +283,9 @@ def _stream(x_T, y_QxT, p0_Qx4, n_valid, base, slots: dict, exit_below, evict_af
         at = jnp.where(out, n_out + jnp.cumsum(out) - 1, n_log)
         log = {k: v.at[at].set(idx if k == "idx" else st[k], mode="drop") for k, v in log.items()}
         st["info"] = jnp.where(out, -1, st["info"])  # a free slot is frozen until refilled
-        st, idx, y_B, ptr = _refill(st, jnp.where(out, -1, idx), y_B, ptr, y_QxT, p0_Qx4, n_valid, base,
-                                    min(64, len(out)))
+        st, idx, y_B, ptr = _refill(
+            st, jnp.where(out, -1, idx), y_B, ptr, y_QxT, p0_Qx4, n_valid, base, min(64, len(out))
+        )
         return {**st, "idx": idx, "y": y_B}, log, ptr, n_out + out.sum(dtype=n_out.dtype)
 
     zero = jnp.zeros((), jnp.int32)
@@ -268,8 +311,9 @@ def _fit_group(x_T, y_NxT, p0_Nx4, tol) -> tuple[np.ndarray, np.ndarray]:
     def run(q0, slots, exit_below, evict_after):
         rows = np.arange(q0, min(n, q0 + queue))
         pad = np.r_[rows, np.zeros(queue - len(rows), np.int64)]
-        log, slots = jax.device_get(_stream(x_T, y_NxT[pad], p0_Nx4[pad], len(rows), q0, slots, exit_below,
-                                            evict_after, tol))
+        log, slots = jax.device_get(
+            _stream(x_T, y_NxT[pad], p0_Nx4[pad], len(rows), q0, slots, exit_below, evict_after, tol)
+        )
         done = (log["idx"] >= 0) & (log["info"] != 0)
         params[log["idx"][done]], info[log["idx"][done]] = log["p"][done], log["info"][done]
         tail.extend({k: v[i] for k, v in log.items()} for i in np.flatnonzero((log["idx"] >= 0) & (log["info"] == 0)))
@@ -282,7 +326,7 @@ def _fit_group(x_T, y_NxT, p0_Nx4, tol) -> tuple[np.ndarray, np.ndarray]:
         todo, tail = tail, []
         for b0 in range(0, len(todo), TAIL_SLOTS):
             block = _empty_slots(TAIL_SLOTS, n_points)
-            for i, row in enumerate(todo[b0:b0 + TAIL_SLOTS]):
+            for i, row in enumerate(todo[b0 : b0 + TAIL_SLOTS]):
                 for k, v in row.items():
                     block[k][i] = v
                 block["y"][i] = y_NxT[row["idx"]]
@@ -300,8 +344,9 @@ def _lmdif(x_T: np.ndarray, y_CxT: np.ndarray, p0: np.ndarray, tol: tuple[float,
     return params, info
 
 
-def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, ftol: float = FTOL, xtol: float = XTOL,
-                maxfev: int = MAXFEV) -> tuple[np.ndarray, np.ndarray]:
+def fit_sigmoid(
+    x_T: np.ndarray, y_TxC: np.ndarray, ftol: float = FTOL, xtol: float = XTOL, maxfev: int = MAXFEV
+) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares sigmoid fits of every column of y against x, as Chang et al.'s `run_sigmoid_regression`: from
     p0 = [min y, max y, mean x, 1], MINPACK `lmdif`; curves that fail (MINPACK info 5-8, where curve_fit raises) are
     fitted again from p0 with ftol x 10, until they converge (Chang's loop has no end; this one stops past ftol 100
@@ -322,15 +367,20 @@ def fit_sigmoid(x_T: np.ndarray, y_TxC: np.ndarray, ftol: float = FTOL, xtol: fl
         return params, used
 
 
-def crossing(params_Cx4: np.ndarray, ymin: float, ymax_C: np.ndarray, xmin: float, xmax: float,
-             proportion: float = 0.5) -> np.ndarray:
+def crossing(
+    params_Cx4: np.ndarray, ymin: float, ymax_C: np.ndarray, xmin: float, xmax: float, proportion: float = 0.5
+) -> np.ndarray:
     """Chang et al.'s `get_aoa`: where the fitted (increasing) sigmoid passes `proportion` of the way from ymin to
     ymax, clipped to [xmin, xmax]; xmax when the threshold is above the whole curve, ymin >= ymax, or the sigmoid
     decreases; xmin when the threshold is below the whole curve."""
     start, end, xmid, scale = params_Cx4.T
     thr = ymin * (1 - proportion) + ymax_C * proportion
-    to_max = ((thr >= start) & (thr >= end)) | (ymin >= ymax_C) | ((end < start) & (scale > 0)) | \
-             ((end > start) & (scale < 0))
+    to_max = (
+        ((thr >= start) & (thr >= end))
+        | (ymin >= ymax_C)
+        | ((end < start) & (scale > 0))
+        | ((end > start) & (scale < 0))
+    )
     to_min = ~to_max & (thr <= start) & (thr <= end)
     with np.errstate(divide="ignore", invalid="ignore"):
         cross = xmid - scale * np.log((end - start) / (thr - start) - 1.0)
@@ -338,8 +388,9 @@ def crossing(params_Cx4: np.ndarray, ymin: float, ymax_C: np.ndarray, xmin: floa
     return np.clip(np.where(np.isfinite(aoa), aoa, xmax), xmin, xmax)
 
 
-def sigmoid_aoa(x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float,
-                proportion: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sigmoid_aoa(
+    x_T: np.ndarray, surprisal_TxC: np.ndarray, chance: float, proportion: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chang et al.'s `compute_aoa_vals` for every column: fit the sigmoid to the negated raw curve and take where it
     crosses halfway between chance and the raw curve's minimum surprisal. Returns (aoa [C], threshold [C] in bits,
     params [C, 4] in surprisal units: start, end, xmid, scale)."""

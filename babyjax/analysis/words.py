@@ -1,6 +1,7 @@
 """Word acquisition of Chang & Bergen (2022): word curves, sigmoid AoA and its correlation with children's AoA, over
 whole-word tokens only (docs/science.md, "Word acquisition"); and `word_surprisal`, the surprisal of any scored
 text's words (minicons `word_score`)."""
+
 from __future__ import annotations
 
 import pathlib
@@ -36,8 +37,11 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path} lacks columns {sorted(missing)}: expected the BabyLM 2023 AoA word_list.csv")
     df = df[~df["word_clean"].str.contains(" ")].assign(word=lambda d: d["word_clean"].str.lower())
-    agg = {"child_aoa": ("aoa", "mean"), "lexical_category": ("lexical_category", "first"),
-           "childes_frequency": ("frequency", "first")}
+    agg = {
+        "child_aoa": ("aoa", "mean"),
+        "lexical_category": ("lexical_category", "first"),
+        "childes_frequency": ("frequency", "first"),
+    }
     if "concreteness" in df:
         agg["concreteness"] = ("concreteness", "mean")
     return df.groupby("word", as_index=False).agg(**agg)
@@ -71,8 +75,9 @@ def word_curves(surprisal_TxN: np.ndarray, occurrences: pd.DataFrame) -> tuple[l
     return names, (np.stack(cols, 1) if cols else np.zeros((np.shape(surprisal_TxN)[0], 0)))
 
 
-def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFrame, child: pd.DataFrame,
-             vocab_size: int) -> tuple[pd.DataFrame, dict[str, float]]:
+def word_aoa(
+    surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFrame, child: pd.DataFrame, vocab_size: int
+) -> tuple[pd.DataFrame, dict[str, float]]:
     """Model AoA (log10 step, sigmoid) per CDI word with whole-word occurrences, joined with child AoA; and the Pearson
     / Spearman correlation between them. Occurrences as in `word_occurrences`. Checkpoints unscored for every
     word (all NaN) are dropped first; a word with NaN at some scored checkpoint is fitted over its own finite
@@ -83,19 +88,31 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
     finite_TxW = np.isfinite(curves_TxW)
     scored_T = finite_TxW.any(1) if curves_TxW.shape[1] else np.ones(len(steps_T), bool)
     curves_TxW, finite_TxW, steps_T = curves_TxW[scored_T], finite_TxW[scored_T], steps_T[scored_T]
-    df = pd.DataFrame({"word": names, "n_occurrences": [int((occ["word"] == w).sum()) for w in names],
-                       "token_id": [int(occ.loc[occ["word"] == w, "token_id"].iloc[0]) if "token_id" in occ else -1
-                                    for w in names], "final_surprisal": np.nan,
-                       **{c: np.nan for c in AOA_VARIANTS}})
+    df = pd.DataFrame(
+        {
+            "word": names,
+            "n_occurrences": [int((occ["word"] == w).sum()) for w in names],
+            "token_id": [
+                int(occ.loc[occ["word"] == w, "token_id"].iloc[0]) if "token_id" in occ else -1 for w in names
+            ],
+            "final_surprisal": np.nan,
+            **dict.fromkeys(AOA_VARIANTS, np.nan),
+        }
+    )
     if len(names):
         with warnings.catch_warnings():  # a word unscored at all of the last checkpoints: NaN, silently
             warnings.simplefilter("ignore", RuntimeWarning)
-            df["final_surprisal"] = np.nanmean(curves_TxW[-min(curves.LAST_N, len(curves_TxW)):], 0)
+            df["final_surprisal"] = np.nanmean(curves_TxW[-min(curves.LAST_N, len(curves_TxW)) :], 0)
         _fit_words(curves_TxW, finite_TxW, steps_T, curves.chance_surprisal(vocab_size), df)
     df = df.merge(child, on="word", how="left")
     ok = df["model_aoa"].notna() & df["child_aoa"].notna()
-    corr = {"n_words": int(ok.sum()), "pearson_r": np.nan, "pearson_p": np.nan, "spearman_rho": np.nan,
-            "spearman_p": np.nan}
+    corr = {
+        "n_words": int(ok.sum()),
+        "pearson_r": np.nan,
+        "pearson_p": np.nan,
+        "spearman_rho": np.nan,
+        "spearman_p": np.nan,
+    }
     if ok.sum() >= 3 and df.loc[ok, "model_aoa"].nunique() > 1:
         model_aoa, child_aoa = df.loc[ok, "model_aoa"], df.loc[ok, "child_aoa"]
         corr["pearson_r"], corr["pearson_p"] = map(float, stats.pearsonr(model_aoa, child_aoa))
@@ -103,8 +120,9 @@ def word_aoa(surprisal_TxN: np.ndarray, steps_T: np.ndarray, tokens: pd.DataFram
     return df, corr
 
 
-def _fit_words(curves_TxW: np.ndarray, finite_TxW: np.ndarray, steps_T: np.ndarray, chance: float,
-               df: pd.DataFrame) -> None:
+def _fit_words(
+    curves_TxW: np.ndarray, finite_TxW: np.ndarray, steps_T: np.ndarray, chance: float, df: pd.DataFrame
+) -> None:
     """Fill df's AoA variants, fitting each group of words that share finite checkpoints together (a group needs
     MIN_SIGMOID_POINTS after step 0): `model_aoa` halfway from chance to the curve's minimum (Chang & Bergen's
     default), `model_aoa_max_surprisal` halfway from the curve's maximum instead of chance, `model_aoa_midpoint` the
@@ -121,8 +139,9 @@ def _fit_words(curves_TxW: np.ndarray, finite_TxW: np.ndarray, steps_T: np.ndarr
         neg = np.stack([-params[:, 0], -params[:, 1], params[:, 2], params[:, 3]], 1)  # the fit, increasing
         df.loc[cols, "model_aoa"] = aoa
         df.loc[cols, "model_aoa_max_surprisal"] = [
-            sigmoid.crossing(neg[i:i + 1], -y[:, i].max(), -y[:, i:i + 1].min(0), x.min(), x.max())[0]
-            for i in range(len(cols))]
+            sigmoid.crossing(neg[i : i + 1], -y[:, i].max(), -y[:, i : i + 1].min(0), x.min(), x.max())[0]
+            for i in range(len(cols))
+        ]
         df.loc[cols, "model_aoa_midpoint"] = np.clip(params[:, 2], x.min(), x.max())
 
 
@@ -137,10 +156,16 @@ def word_stats(split: TokenizedSplit, token_ids: Mapping[str, int]) -> pd.DataFr
     sorted_ids = tokens[order]
     rows = []
     for word, tid in token_ids.items():
-        where = order[np.searchsorted(sorted_ids, tid, "left"):np.searchsorted(sorted_ids, tid, "right")]
+        where = order[np.searchsorted(sorted_ids, tid, "left") : np.searchsorted(sorted_ids, tid, "right")]
         docs = np.unique(doc_of[where])
-        rows.append({"word": word, "log_freq": np.log(len(where)) if len(where) else np.nan,
-                     "mlu": float(lengths[docs].mean()) if len(docs) else np.nan, "n_chars": len(word)})
+        rows.append(
+            {
+                "word": word,
+                "log_freq": np.log(len(where)) if len(where) else np.nan,
+                "mlu": float(lengths[docs].mean()) if len(docs) else np.nan,
+                "n_chars": len(word),
+            }
+        )
     return pd.DataFrame(rows, columns=["word", "log_freq", "mlu", "n_chars"])
 
 
@@ -150,8 +175,13 @@ def aoa_regressions(df: pd.DataFrame, aoa: str = "model_aoa") -> tuple[pd.DataFr
     and, when significant, the coefficient's sign. Returns (table, {"n", "adj_r2_log_freq", "adj_r2_all"})."""
     import statsmodels.formula.api as smf
 
-    preds = {"log_freq": "log_freq", "mlu": "mlu", "n_chars": "n_chars", "concreteness": "concreteness",
-             "lexical_class": "C(lexical_category)"}
+    preds = {
+        "log_freq": "log_freq",
+        "mlu": "mlu",
+        "n_chars": "n_chars",
+        "concreteness": "concreteness",
+        "lexical_class": "C(lexical_category)",
+    }
     data = df.dropna(subset=[aoa, "log_freq", "mlu", "n_chars", "concreteness", "lexical_category"])
     if len(data) < len(preds) + 5 or data["lexical_category"].nunique() < 2:
         return pd.DataFrame(), {"n": len(data)}
@@ -164,8 +194,11 @@ def aoa_regressions(df: pd.DataFrame, aoa: str = "model_aoa") -> tuple[pd.DataFr
         sign = "ns" if p >= 0.05 else ("levels" if name == "lexical_class" else "+" if coef > 0 else "-")
         rows.append({"aoa": aoa, "predictor": name, "coef": coef, "lrt_p": p, "sign": sign})
     fit_freq = smf.ols(f"{aoa} ~ log_freq", data).fit()
-    return pd.DataFrame(rows), {"n": len(data), "adj_r2_log_freq": fit_freq.rsquared_adj,
-                                "adj_r2_all": full.rsquared_adj}
+    return pd.DataFrame(rows), {
+        "n": len(data),
+        "adj_r2_log_freq": fit_freq.rsquared_adj,
+        "adj_r2_all": full.rsquared_adj,
+    }
 
 
 def word_surprisal(surprisal: np.ndarray, tokens: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -175,13 +208,14 @@ def word_surprisal(surprisal: np.ndarray, tokens: pd.DataFrame) -> tuple[pd.Data
     seq, pos = tokens["seq"].to_numpy(np.int64), tokens["position"].to_numpy(np.int64)
     pieces = tokens["token"].astype(str).to_numpy()
     if len(seq) == 0:
-        return pd.DataFrame(columns=["seq", "word", "first_index", "num_pieces", "text"]), \
-            np.zeros(np.shape(surprisal)[:-1] + (0,), np.float64)
+        return pd.DataFrame(columns=["seq", "word", "first_index", "num_pieces", "text"]), np.zeros(
+            np.shape(surprisal)[:-1] + (0,), np.float64
+        )
     new_seq = np.r_[True, seq[1:] != seq[:-1]]
     starts = new_seq | np.char.startswith(pieces.astype(str), WORD_MARK) | np.r_[True, pos[1:] != pos[:-1] + 1]
     first = np.flatnonzero(starts)
     counts = np.diff(np.r_[first, len(seq)])
-    texts = ["".join(pieces[a:a + n]).replace(WORD_MARK, " ").strip() for a, n in zip(first, counts)]
+    texts = ["".join(pieces[a : a + n]).replace(WORD_MARK, " ").strip() for a, n in zip(first, counts)]
     words = pd.DataFrame({"seq": seq[first], "first_index": first, "num_pieces": counts, "text": texts})
     words.insert(1, "word", words.groupby("seq").cumcount())
     return words, np.add.reduceat(np.asarray(surprisal, np.float64), first, axis=-1)

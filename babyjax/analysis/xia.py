@@ -1,9 +1,10 @@
 """Per-token trajectory classes of Xia et al. (2023) (docs/science.md, "Trajectory classes"), vectorised over
 tokens: every curve shares the x axis, so one OLS with a t-test per curve is closed form; and the comparison of runs
 at equal validation perplexity."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -44,8 +45,9 @@ def window_start(steps_T: np.ndarray, p: float) -> int:
     return int(np.argmin(np.abs(steps_T - p * steps_T.max())))
 
 
-def trajectory_classes(surprisal_TxC: np.ndarray, steps_T: np.ndarray, x_T: np.ndarray | None = None,
-                       p: float = 0.5, alpha: float = 0.05) -> dict[str, np.ndarray]:
+def trajectory_classes(
+    surprisal_TxC: np.ndarray, steps_T: np.ndarray, x_T: np.ndarray | None = None, p: float = 0.5, alpha: float = 0.05
+) -> dict[str, np.ndarray]:
     """Xia et al. classes (upward, downward, stagnated, other; docs/science.md) of surprisal curves [T, C] in bits
     over the checkpoints from `window_start(steps, p)` on with x > 0; x: step by default, or tokens / words / FLOPs
     seen at each checkpoint, or a validation perplexity (decreasing: its log is negated, so that "upward" still
@@ -57,15 +59,18 @@ def trajectory_classes(surprisal_TxC: np.ndarray, steps_T: np.ndarray, x_T: np.n
     x_T = steps_T if x_T is None else np.asarray(x_T, np.float64)
     window = (np.arange(len(steps_T)) >= window_start(steps_T, p)) & (x_T > 0)
     if window.sum() < 3:
-        raise InputError(f"the Xia window after p={p} holds {int(window.sum())} checkpoint(s) with x > 0; it needs "
-                         "at least 3: lower --xia-p or score more checkpoints")
+        raise InputError(
+            f"the Xia window after p={p} holds {int(window.sum())} checkpoint(s) with x > 0; it needs "
+            "at least 3: lower --xia-p or score more checkpoints"
+        )
     ppl = np.exp2(np.asarray(surprisal_TxC, np.float64)[window])
     log_x = np.log(x_T[window])
     decreasing = len(log_x) > 1 and log_x[-1] < log_x[0]  # a perplexity axis
     slope, pval = ols_slope_pvalues(-log_x if decreasing else log_x, ppl / ppl[0])
     m = np.exp(np.log(ppl).mean(0))
-    stagnated = ((0.95 < m / ppl[0]) & (m / ppl[0] < 1.05) & (0.95 < m / ppl[-1]) & (m / ppl[-1] < 1.05)
-                 & (ppl.var(0) < m))
+    stagnated = (
+        (m / ppl[0] > 0.95) & (m / ppl[0] < 1.05) & (m / ppl[-1] > 0.95) & (m / ppl[-1] < 1.05) & (ppl.var(0) < m)
+    )
     up = (slope > 0) & (pval < alpha)
     down = (slope < 0) & (pval < alpha)
     klass = np.where(up, "upward", np.where(down, "downward", np.where(stagnated, "stagnated", "other")))
@@ -102,8 +107,13 @@ def equal_perplexity(ppl_by_run: Mapping[str, tuple[np.ndarray, np.ndarray]], n_
     if len(first) < len(ppl_by_run) or not first or max(low) >= min(first):
         return pd.DataFrame(columns=["perplexity", "run", "step"])
     levels = np.geomspace(min(first), max(low), n_levels + 2)[1:-1]
-    return pd.DataFrame([{"perplexity": lv, "run": r, "step": step_at_perplexity(steps, ppl, lv)}
-                         for lv in levels for r, (steps, ppl) in ppl_by_run.items()])
+    return pd.DataFrame(
+        [
+            {"perplexity": lv, "run": r, "step": step_at_perplexity(steps, ppl, lv)}
+            for lv in levels
+            for r, (steps, ppl) in ppl_by_run.items()
+        ]
+    )
 
 
 def class_shares(klass_C: np.ndarray) -> dict[str, float]:

@@ -2,6 +2,7 @@
 per line of a release file (`text`, `domain` = file stem, 0-based `line`, whitespace word count `num_words`); empty
 and undecodable lines are skipped, counted in the dataset's metadata and reported. Sources (a local release, the
 packaged sample, the official download) and the per-source prepared folders: docs/architecture.md, "data/babylm.py"."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,17 +32,21 @@ TRACKS = ("strict_small", "strict")
 # The official 2023 release (one zip: babylm_data/{babylm_10M,babylm_100M,babylm_dev,babylm_test}).
 DOWNLOAD_URL = "https://github.com/babylm/babylm.github.io/raw/main/babylm_data.zip"
 # Folder names per layout: (strict_small train, strict train, dev, test).
-LAYOUTS = {"2023": {"strict_small": "babylm_10M", "strict": "babylm_100M", "dev": "babylm_dev", "test": "babylm_test"},
-           "2024+": {"strict_small": "train_10M", "strict": "train_100M", "dev": "dev", "test": "test"}}
+LAYOUTS = {
+    "2023": {"strict_small": "babylm_10M", "strict": "babylm_100M", "dev": "babylm_dev", "test": "babylm_test"},
+    "2024+": {"strict_small": "train_10M", "strict": "train_100M", "dev": "dev", "test": "test"},
+}
 # The folder of prepared data for the downloaded release (its fingerprint is only known once it is downloaded).
 DOWNLOAD_FOLDER = "babylm-download"
 # The packaged sample: the public-domain domains of the release (its licence table), see sample/README.md.
 SAMPLE_ARCHIVE = "sample/babylm_sample.zip"
 SAMPLE_DOMAINS = ("cbt", "children_stories")
 SUFFIXES = {"train": (".train", ".txt"), "dev": (".dev", ".txt"), "test": (".test", ".txt")}
-EXPECTED_LAYOUT = ("expected a BabyLM release folder in the 2023 layout (babylm_10M/ or babylm_100M/, babylm_dev/, "
-                   "babylm_test/, one <domain>.train/.dev/.test file per domain) or the 2024+ layout (train_10M/ or "
-                   "train_100M/, dev/, test/)")
+EXPECTED_LAYOUT = (
+    "expected a BabyLM release folder in the 2023 layout (babylm_10M/ or babylm_100M/, babylm_dev/, "
+    "babylm_test/, one <domain>.train/.dev/.test file per domain) or the 2024+ layout (train_10M/ or "
+    "train_100M/, dev/, test/)"
+)
 
 
 # Capped configs are custom TFDS configs by design: drop TFDS's warning about them.
@@ -64,8 +69,12 @@ def builder_config(track: str, max_train_lines: int = -1) -> BabyLMConfig:
         return BabyLM.builder_configs[track]
     if max_train_lines == 0:
         raise InputError("data.max_train_lines must be positive, or -1 for all lines")
-    return BabyLMConfig(name=f"{track}_lines{max_train_lines}", track=track, max_train_lines=max_train_lines,
-                        description=f"{track}, training text capped to {max_train_lines} lines")
+    return BabyLMConfig(
+        name=f"{track}_lines{max_train_lines}",
+        track=track,
+        max_train_lines=max_train_lines,
+        description=f"{track}, training text capped to {max_train_lines} lines",
+    )
 
 
 def find_release(root: str | os.PathLike, track: str) -> dict[str, list[pathlib.Path]]:
@@ -78,8 +87,10 @@ def find_release(root: str | os.PathLike, track: str) -> dict[str, list[pathlib.
         for layout in LAYOUTS.values():
             folders = {"train": base / layout[track], "dev": base / layout["dev"], "test": base / layout["test"]}
             if all(f.is_dir() for f in folders.values()):
-                files = {s: sorted(p for p in f.iterdir() if p.is_file() and p.name.endswith(SUFFIXES[s]))
-                         for s, f in folders.items()}
+                files = {
+                    s: sorted(p for p in f.iterdir() if p.is_file() and p.name.endswith(SUFFIXES[s]))
+                    for s, f in folders.items()
+                }
                 empty = [str(folders[s]) for s, fs in files.items() if not fs]
                 if empty:
                     raise MissingError(f"no {SUFFIXES['train'][0]} text files in {', '.join(empty)}: {EXPECTED_LAYOUT}")
@@ -137,6 +148,7 @@ def read_lines(path: pathlib.Path, max_lines: int, stats: dict[str, int]) -> Ite
 
 def _unzip_once(archive: str | os.PathLike | IO[bytes], target: pathlib.Path) -> pathlib.Path:
     """Unzip `archive` into the folder `target`, once (TFDS's own extractor needs TensorFlow)."""
+
     def extract(tmp: pathlib.Path) -> None:
         with zipfile.ZipFile(archive) as z:
             z.extractall(tmp)  # zipfile drops absolute and '..' parts of member names
@@ -156,8 +168,10 @@ def sample_release(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
     try:
         return _unzip_once(io.BytesIO(data), target) / "babylm_data"
     except OSError as e:
-        raise DataError(f"cannot unpack the packaged BabyLM sample into {cache} ({e.strerror or e}): set "
-                        "XDG_CACHE_HOME to a writable folder, or point data.dir at a BabyLM release") from e
+        raise DataError(
+            f"cannot unpack the packaged BabyLM sample into {cache} ({e.strerror or e}): set "
+            "XDG_CACHE_HOME to a writable folder, or point data.dir at a BabyLM release"
+        ) from e
 
 
 def build_sample(release: str | os.PathLike, archive: str | os.PathLike) -> None:
@@ -184,10 +198,12 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
     name = "babylm"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {
-        "1.0.0": "One example per line: text, domain, line index, whitespace word count."}
+        "1.0.0": "One example per line: text, domain, line index, whitespace word count."
+    }
     BUILDER_CONFIGS: ClassVar[list[BabyLMConfig]] = [
         BabyLMConfig(name="strict_small", track="strict_small", description="10M-word training set"),
-        BabyLMConfig(name="strict", track="strict", description="100M-word training set")]
+        BabyLMConfig(name="strict", track="strict", description="100M-word training set"),
+    ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"Put (or unzip) an official BabyLM release in the manual folder: {EXPECTED_LAYOUT}."
 
     def __init__(self, *, download_url: str = DOWNLOAD_URL, **kwargs: Any):
@@ -196,11 +212,18 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "text": tfds.features.Text(), "domain": tfds.features.Text(),
-                "line": tfds.features.Scalar(np.int64), "num_words": tfds.features.Scalar(np.int32)}),
-            homepage="https://babylm.github.io/", metadata=tfds.core.MetadataDict(),
-            disable_shuffling=True)  # examples stay in file order: domain by domain, line by line
+            features=tfds.features.FeaturesDict(
+                {
+                    "text": tfds.features.Text(),
+                    "domain": tfds.features.Text(),
+                    "line": tfds.features.Scalar(np.int64),
+                    "num_words": tfds.features.Scalar(np.int32),
+                }
+            ),
+            homepage="https://babylm.github.io/",
+            metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True,
+        )  # examples stay in file order: domain by domain, line by line
 
     def _release_root(self, dl_manager: tfds.download.DownloadManager) -> pathlib.Path:
         try:
@@ -213,8 +236,10 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
                 return _unzip_once(archive, archive.with_name(archive.name + ".extracted"))
             except Exception as e:  # network, HTTP or archive errors: one line that says what to do
                 why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                raise DataError(f"could not download the BabyLM release from {self._download_url} ({why}); point "
-                                f"config.data.dir or BABYJAX_DATA_DIR at a local copy: {EXPECTED_LAYOUT}") from e
+                raise DataError(
+                    f"could not download the BabyLM release from {self._download_url} ({why}); point "
+                    f"config.data.dir or BABYJAX_DATA_DIR at a local copy: {EXPECTED_LAYOUT}"
+                ) from e
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
         cfg: BabyLMConfig = self.builder_config
@@ -236,8 +261,10 @@ class BabyLM(tfds.core.GeneratorBasedBuilder):
                 yield key, {"text": text, "domain": domain, "line": line, "num_words": len(text.split())}
                 key += 1
             if stats["undecodable"] and stats["undecodable"] == stats["lines"] - stats["empty"]:
-                raise DataError(f"{path} is not UTF-8 text ({stats['undecodable']} undecodable lines): "
-                                 "convert it with iconv -t UTF-8 or remove it")
+                raise DataError(
+                    f"{path} is not UTF-8 text ({stats['undecodable']} undecodable lines): "
+                    "convert it with iconv -t UTF-8 or remove it"
+                )
         if key == 0:
             raise DataError(f"the {split} split has no non-empty text lines in {', '.join(map(str, files))}")
         self.info.metadata["line_stats"][split] = split_stats
@@ -249,8 +276,13 @@ def _report(split: str, split_stats: Mapping[str, Mapping[str, int]]) -> None:
     skipped = {f: (s["empty"], s["undecodable"]) for f, s in split_stats.items() if s["empty"] or s["undecodable"]}
     if skipped:
         detail = ", ".join(f"{f}: {e} empty, {u} undecodable" for f, (e, u) in skipped.items())
-        log.warning("BabyLM %s: skipped %d empty and %d undecodable lines (%s)", split,
-                    sum(e for e, _ in skipped.values()), sum(u for _, u in skipped.values()), detail)
+        log.warning(
+            "BabyLM %s: skipped %d empty and %d undecodable lines (%s)",
+            split,
+            sum(e for e, _ in skipped.values()),
+            sum(u for _, u in skipped.values()),
+            detail,
+        )
 
 
 _REPORTED: set[str] = set()
@@ -268,8 +300,14 @@ def read_records(source: Any, indices: Sequence[int]) -> list[tuple[bytes, bytes
     out = []
     for record in raw.__getitems__(idx):
         f = tf_example_pb2.Example.FromString(record).features.feature
-        out.append((f["text"].bytes_list.value[0], f["domain"].bytes_list.value[0],
-                    f["line"].int64_list.value[0], f["num_words"].int64_list.value[0]))
+        out.append(
+            (
+                f["text"].bytes_list.value[0],
+                f["domain"].bytes_list.value[0],
+                f["line"].int64_list.value[0],
+                f["num_words"].int64_list.value[0],
+            )
+        )
     return out
 
 
@@ -301,8 +339,10 @@ def get_builder(data_cfg: Any, *, download_url: str | None = None, prepare: bool
                 _report(split, split_stats)
         return builder
     if not prepare:
-        raise DataError(f"the BabyLM {config.name} dataset is not prepared in {builder.data_dir}: train the run on "
-                        "this machine first (or point data.tfds_dir / BABYJAX_TFDS_DIR at the folder that holds it)")
+        raise DataError(
+            f"the BabyLM {config.name} dataset is not prepared in {builder.data_dir}: train the run on "
+            "this machine first (or point data.tfds_dir / BABYJAX_TFDS_DIR at the folder that holds it)"
+        )
     download_config = tfds.download.DownloadConfig(manual_dir=source) if source else None
     builder.download_and_prepare(download_config=download_config, file_format="array_record")
     _REPORTED.add(str(builder.data_path))  # preparing reported its skipped lines already

@@ -2,13 +2,15 @@
 `evaluation_pipeline/sentence_zero_shot/read_files.py`): BLiMP filtered, the BLiMP supplement, entity tracking and
 the two wug tasks, full or fast sets. Every item is a list of candidate texts whose first is the right one (label 0),
 each with the character where its scored completion starts (docs/science.md, "BabyLM 2025 zero-shot tasks")."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
 import pathlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,20 +20,39 @@ from babyjax.data.tokenizer import Tokenizer
 from babyjax.errors import InputError
 
 # task -> (the pipeline's --task, folder names of the release: full set, fast set)
-TASKS = {"blimp": ("blimp", "blimp_filtered", "blimp_fast"),
-         "supplement": ("blimp", "supplement_filtered", "supplement_fast"),
-         "entity_tracking": ("entity_tracking", "entity_tracking", "entity_tracking_fast"),
-         "wug_adj": ("wug_adj", "wug_adj_nominalization", "wug_adj_nominalization"),
-         "wug_past": ("wug_past", "wug_past_tense", "wug_past_tense"),
-         "reading": ("reading", "reading", "reading"),
-         "aoa": ("AoA_word", "aoa", "aoa")}
+TASKS = {
+    "blimp": ("blimp", "blimp_filtered", "blimp_fast"),
+    "supplement": ("blimp", "supplement_filtered", "supplement_fast"),
+    "entity_tracking": ("entity_tracking", "entity_tracking", "entity_tracking_fast"),
+    "wug_adj": ("wug_adj", "wug_adj_nominalization", "wug_adj_nominalization"),
+    "wug_past": ("wug_past", "wug_past_tense", "wug_past_tense"),
+    "reading": ("reading", "reading", "reading"),
+    "aoa": ("AoA_word", "aoa", "aoa"),
+}
 AOA_CONTEXTS, AOA_CHILDREN = "cdi_childes.json", "cdi_human.csv"
 READING_FILE = "reading_data.csv"
-READING_COLUMNS = ("item", "word", "prev_item", "prev_word", "Subtlex_log10", "length", "context_length", "prev_length",
-                   "RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound", "self_paced_reading_time")
-_NEEDS = {"blimp": ("sentence_good", "sentence_bad"), "supplement": ("sentence_good", "sentence_bad"),
-          "entity_tracking": ("input_prefix", "options", "numops"), "wug_adj": ("sentences", "ratio"),
-          "wug_past": ("sentences", "ratio")}
+READING_COLUMNS = (
+    "item",
+    "word",
+    "prev_item",
+    "prev_word",
+    "Subtlex_log10",
+    "length",
+    "context_length",
+    "prev_length",
+    "RTfirstfix",
+    "RTfirstpass",
+    "RTgopast",
+    "RTrightbound",
+    "self_paced_reading_time",
+)
+_NEEDS = {
+    "blimp": ("sentence_good", "sentence_bad"),
+    "supplement": ("sentence_good", "sentence_bad"),
+    "entity_tracking": ("input_prefix", "options", "numops"),
+    "wug_adj": ("sentences", "ratio"),
+    "wug_past": ("sentences", "ratio"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +77,9 @@ def task_of(folder: str | os.PathLike) -> str:
         if name in (full, fast):
             return task
     names = sorted({n for _, full, fast in TASKS.values() for n in (full, fast)})
-    raise InputError(f"unknown BabyLM 2025 task folder {str(folder)!r}: pass a folder of the release named one of "
-                     f"{', '.join(names)}")
+    raise InputError(
+        f"unknown BabyLM 2025 task folder {str(folder)!r}: pass a folder of the release named one of {', '.join(names)}"
+    )
 
 
 def _records(path: pathlib.Path, task: str) -> list[dict[str, Any]]:
@@ -72,8 +94,10 @@ def _records(path: pathlib.Path, task: str) -> list[dict[str, Any]]:
             raise InputError(f"{path}:{i + 1} is not valid JSON ({e.msg})") from None
         missing = [k for k in _NEEDS[task] if k not in row]
         if missing:
-            raise InputError(f"{path}:{i + 1} lacks {', '.join(missing)}, which the {task} task reads: is it a file "
-                             "of the BabyLM 2025 release?")
+            raise InputError(
+                f"{path}:{i + 1} lacks {', '.join(missing)}, which the {task} task reads: is it a file "
+                "of the BabyLM 2025 release?"
+            )
         rows.append(row)
     return rows
 
@@ -85,12 +109,26 @@ def _item(task: str, subset: str, stem: str, row: dict[str, Any]) -> Item:
         field = row.get("field", "supplement")
         field = "syntax/semantics" if field == "syntax_semantics" else field
         uid = row["UID"] if "field" in row else stem
-        return Item(task, subset, uid, field, row.get("linguistics_term", "supplement") if "field" in row
-                    else "supplement", texts, (0, 0))
+        return Item(
+            task,
+            subset,
+            uid,
+            field,
+            row.get("linguistics_term", "supplement") if "field" in row else "supplement",
+            texts,
+            (0, 0),
+        )
     if task == "entity_tracking":
         prefix = row["input_prefix"]
-        return Item(task, subset, f"{stem}_{row['numops']}_ops", "", "", tuple(prefix + o for o in row["options"]),
-                    (len(prefix),) * len(row["options"]))
+        return Item(
+            task,
+            subset,
+            f"{stem}_{row['numops']}_ops",
+            "",
+            "",
+            tuple(prefix + o for o in row["options"]),
+            (len(prefix),) * len(row["options"]),
+        )
     texts = tuple(row["sentences"].split("\t"))
     return Item(task, subset, task, "", "", texts, (0,) * len(texts), float(row["ratio"]))
 
@@ -132,12 +170,40 @@ def sequences(items: Sequence[Item], tok: Tokenizer) -> tuple[list[list[int]], p
     for i, it in enumerate(items):
         for c, (text, start) in enumerate(zip(it.texts, it.starts)):
             seq_ids, first = completion_start(tok, text, start)
-            rows.append({"seq": len(ids), "item": i, "cand": c, "task": it.task, "subset": it.subset, "uid": it.uid,
-                         "field": it.field, "term": it.term, "start": first, "start_char": start, "ratio": it.ratio,
-                         "text": text})
+            rows.append(
+                {
+                    "seq": len(ids),
+                    "item": i,
+                    "cand": c,
+                    "task": it.task,
+                    "subset": it.subset,
+                    "uid": it.uid,
+                    "field": it.field,
+                    "term": it.term,
+                    "start": first,
+                    "start_char": start,
+                    "ratio": it.ratio,
+                    "text": text,
+                }
+            )
             ids.append(seq_ids)
-    df = pd.DataFrame(rows, columns=["seq", "item", "cand", "task", "subset", "uid", "field", "term", "start",
-                                     "start_char", "ratio", "text"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "seq",
+            "item",
+            "cand",
+            "task",
+            "subset",
+            "uid",
+            "field",
+            "term",
+            "start",
+            "start_char",
+            "ratio",
+            "text",
+        ],
+    )
     df["ratio"] = df["ratio"].astype(np.float64)
     return ids, df
 
@@ -169,28 +235,45 @@ def _word_queries(tok: Tokenizer, sentence: str, word: str) -> list[tuple[list[i
     return queries
 
 
-def reading_sequences(folder: str | os.PathLike, tok: Tokenizer, first_item: int, limit: int = 0) -> tuple[
-        list[list[int]], list[dict]]:
+def reading_sequences(
+    folder: str | os.PathLike, tok: Tokenizer, first_item: int, limit: int = 0
+) -> tuple[list[list[int]], list[dict]]:
     """One sequence per query of the reading task, its last token scored; an item per csv `row` and `which` (pred:
     the word after its context, prev_pred: the previous word after its own)."""
     df = read_reading(folder, limit)
     ids, rows = [], []
     for row, r in df.iterrows():
-        for k, (which, item, word) in enumerate([("pred", r["item"], r["word"]),
-                                                 ("prev_pred", r["prev_item"], r["prev_word"])]):
+        for k, (which, item, word) in enumerate(
+            [("pred", r["item"], r["word"]), ("prev_pred", r["prev_item"], r["prev_word"])]
+        ):
             if not isinstance(item, str):
                 continue  # no previous word: prev_pred is NaN, as in the pipeline
             for c, (q, context) in enumerate(_word_queries(tok, item, str(word))):
-                rows.append({"seq": -1, "item": first_item + 2 * row + k, "cand": c, "task": "reading",
-                             "subset": "reading", "uid": "reading", "field": "", "term": "", "start": len(q) - 1,
-                             "start_char": 0, "ratio": float("nan"), "text": f"{context}|{q[-1]}", "row": row,
-                             "which": which})
+                rows.append(
+                    {
+                        "seq": -1,
+                        "item": first_item + 2 * row + k,
+                        "cand": c,
+                        "task": "reading",
+                        "subset": "reading",
+                        "uid": "reading",
+                        "field": "",
+                        "term": "",
+                        "start": len(q) - 1,
+                        "start_char": 0,
+                        "ratio": float("nan"),
+                        "text": f"{context}|{q[-1]}",
+                        "row": row,
+                        "which": which,
+                    }
+                )
                 ids.append(q)
     return ids, rows
 
 
-def aoa_sequences(folder: str | os.PathLike, tok: Tokenizer, first_item: int, limit: int = 0) -> tuple[
-        list[list[int]], list[dict]]:
+def aoa_sequences(
+    folder: str | os.PathLike, tok: Tokenizer, first_item: int, limit: int = 0
+) -> tuple[list[list[int]], list[dict]]:
     """The AoA task's contexts (cdi_childes.json: words longer than one character, their C4 contexts in order):
     one sequence `context.strip() + " " + word.strip()` each, the word's tokens scored (AoA_word/evaluation_functions.py
     compute_surprisal); `limit` > 0 keeps the first contexts of each word."""
@@ -207,9 +290,24 @@ def aoa_sequences(folder: str | os.PathLike, tok: Tokenizer, first_item: int, li
         for k, context in enumerate(cs[:limit] if limit else cs):
             prefix = context.strip() + " "
             q, first = completion_start(tok, prefix + word.strip(), len(prefix))
-            rows.append({"seq": -1, "item": first_item + len(rows), "cand": 0, "task": "aoa", "subset": "AoA_word",
-                         "uid": word, "field": "", "term": "", "start": first, "start_char": len(prefix),
-                         "ratio": float("nan"), "text": prefix + word.strip(), "context_id": k, "context": context})
+            rows.append(
+                {
+                    "seq": -1,
+                    "item": first_item + len(rows),
+                    "cand": 0,
+                    "task": "aoa",
+                    "subset": "AoA_word",
+                    "uid": word,
+                    "field": "",
+                    "term": "",
+                    "start": first,
+                    "start_char": len(prefix),
+                    "ratio": float("nan"),
+                    "text": prefix + word.strip(),
+                    "context_id": k,
+                    "context": context,
+                }
+            )
             ids.append(q)
     return ids, rows
 
@@ -229,5 +327,6 @@ def load_suite(sources: Sequence[str], tok: Tokenizer, *, limit: int = 0) -> Eva
         files += [pathlib.Path(folder) / n for n in names]
         df = pd.concat([df, pd.DataFrame(more).assign(seq=np.arange(len(ids), len(ids) + len(more_ids)))])
         ids += more_ids
-    return EvalSet("babylm2025", ",".join(map(str, sources)), limited_hash(files, limit), ids,
-                   df.reset_index(drop=True))
+    return EvalSet(
+        "babylm2025", ",".join(map(str, sources)), limited_hash(files, limit), ids, df.reset_index(drop=True)
+    )

@@ -2,6 +2,7 @@
 it came from (`eval_hash`, the identity of a score output): the tokens-in-context sample of Chang, Tu & Bergen (2023)
 (the .npz: docs/architecture.md, "Tokens-in-context sample"; made by `python -m babyjax.data.evalsets tokens`),
 plain text, and minimal pairs (BLiMP, BLiMP supplement, Zorro) as `MinimalPair`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,12 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from babyjax import cli, paths
-from babyjax.errors import ExistsError, InputError, MissingError
+from babyjax import paths
+from babyjax.checkpoints.run import RunDir
+from babyjax.commands import cli
 from babyjax.data import babylm
 from babyjax.data.pipeline import TokenizedSplit, load_split_tokens
 from babyjax.data.tokenizer import EOS_ID, Tokenizer
-from babyjax.run import RunDir
+from babyjax.errors import ExistsError, InputError, MissingError
 
 SUITES = ("blimp", "blimp_supplement", "zorro")
 
@@ -45,8 +47,13 @@ class TokenSample:
         """Write atomically; an existing different file is never overwritten (the same bytes again are fine)."""
         path = pathlib.Path(path)
         buf = io.BytesIO()  # npz members carry a fixed date: the same sample gives the same bytes
-        np.savez(buf, tokens=self.tokens, positions=self.positions, offsets=self.offsets,
-                 meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        np.savez(
+            buf,
+            tokens=self.tokens,
+            positions=self.positions,
+            offsets=self.offsets,
+            meta=np.array(json.dumps(self.meta, sort_keys=True)),
+        )
         data = buf.getvalue()
         if path.is_dir():
             raise InputError(f"--out {path} is a folder: give a file for the sample, e.g. {path / 'tokens.npz'}")
@@ -63,16 +70,26 @@ def load_token_sample(path: str | os.PathLike) -> TokenSample:
         raise MissingError(f"no token sample at {path}: make one with python -m babyjax.data.evalsets tokens")
     try:
         with np.load(path) as z:
-            return TokenSample(tokens=z["tokens"], positions=z["positions"], offsets=z["offsets"],
-                               meta=json.loads(str(z["meta"])))
+            return TokenSample(
+                tokens=z["tokens"], positions=z["positions"], offsets=z["offsets"], meta=json.loads(str(z["meta"]))
+            )
     except (OSError, ValueError, KeyError, EOFError, AttributeError, TypeError) as err:
         why = (str(err).splitlines() or [""])[0][:120]
-        raise InputError(f"{path} is not a token sample ({type(err).__name__}: {why}): make one with python -m "
-                         "babyjax.data.evalsets tokens") from None
+        raise InputError(
+            f"{path} is not a token sample ({type(err).__name__}: {why}): make one with python -m "
+            "babyjax.data.evalsets tokens"
+        ) from None
 
 
-def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num_positions: int, seed: int,
-                  exclude_ids: tuple[int, ...] = (EOS_ID,)) -> TokenSample:
+def sample_tokens(
+    data: TokenizedSplit,
+    *,
+    num_sequences: int,
+    seq_len: int,
+    num_positions: int,
+    seed: int,
+    exclude_ids: tuple[int, ...] = (EOS_ID,),
+) -> TokenSample:
     """Draw `num_sequences` distinct non-overlapping windows of `seq_len` tokens and `num_positions` targets each,
     uniformly among positions 1..seq_len-1 whose token is not in `exclude_ids` (by default the EOS document
     separators are contexts, never targets)."""
@@ -80,8 +97,10 @@ def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num
         raise InputError(f"num_positions must be in [1, seq_len - 1] = [1, {seq_len - 1}], got {num_positions}")
     num_windows = data.num_tokens // seq_len
     if not 0 < num_sequences <= num_windows:
-        raise InputError(f"asked for {num_sequences} sequences of {seq_len} tokens but the split holds "
-                         f"{num_windows}: ask for fewer or shorter sequences")
+        raise InputError(
+            f"asked for {num_sequences} sequences of {seq_len} tokens but the split holds "
+            f"{num_windows}: ask for fewer or shorter sequences"
+        )
     rng = np.random.default_rng(seed)
     offsets = np.sort(rng.choice(num_windows, size=num_sequences, replace=False)).astype(np.int64) * seq_len
     tokens = np.asarray(data.tokens)[offsets[:, None] + np.arange(seq_len)].astype(np.int32)
@@ -92,22 +111,38 @@ def sample_tokens(data: TokenizedSplit, *, num_sequences: int, seq_len: int, num
     if short.size:
         raise InputError(f"{short.size} sequences have fewer than {num_positions} eligible targets: ask for fewer")
     positions = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :num_positions], axis=1).astype(np.int32)
-    meta = {"kind": "tokens", "num_sequences": num_sequences, "seq_len": seq_len, "num_positions": num_positions,
-            "seed": seed, "exclude_ids": list(exclude_ids), "stream": "EOS-separated documents in file order"}
+    meta = {
+        "kind": "tokens",
+        "num_sequences": num_sequences,
+        "seq_len": seq_len,
+        "num_positions": num_positions,
+        "seed": seed,
+        "exclude_ids": list(exclude_ids),
+        "stream": "EOS-separated documents in file order",
+    }
     return TokenSample(tokens=tokens, positions=positions, offsets=offsets, meta=meta)
 
 
-def make_token_sample(data_cfg: Any, tokenizer: Tokenizer, path: str | os.PathLike, *, split: str = "test",
-                      num_sequences: int = 100_000, seq_len: int = 128, num_positions: int = 10, seed: int = 0
-                      ) -> TokenSample:
+def make_token_sample(
+    data_cfg: Any,
+    tokenizer: Tokenizer,
+    path: str | os.PathLike,
+    *,
+    split: str = "test",
+    num_sequences: int = 100_000,
+    seq_len: int = 128,
+    num_positions: int = 10,
+    seed: int = 0,
+) -> TokenSample:
     """Tokens-in-context sample from `split` of the BabyLM dataset of `data_cfg`, saved to `path`."""
     if split not in ("dev", "test"):
         raise InputError(f"tokens in context must come from held-out text: split 'dev' or 'test', not {split!r}")
     data = load_split_tokens(data_cfg, tokenizer, split)
     sample = sample_tokens(data, num_sequences=num_sequences, seq_len=seq_len, num_positions=num_positions, seed=seed)
     config_name = babylm.builder_config(data_cfg.track, data_cfg.max_train_lines).name
-    sample.meta.update(split=split, dataset=f"babylm/{config_name}", tokenizer_sha256=tokenizer.sha256,
-                       vocab_size=tokenizer.vocab_size)
+    sample.meta.update(
+        split=split, dataset=f"babylm/{config_name}", tokenizer_sha256=tokenizer.sha256, vocab_size=tokenizer.vocab_size
+    )
     sample.save(path)
     return sample
 
@@ -175,8 +210,17 @@ def load_jsonl_pairs(path: str | os.PathLike, suite: str = "blimp") -> list[Mini
         for i, r in enumerate(_jsonl(f)):
             paradigm = r.get("UID") or f.stem
             field = r.get("field") or (paradigm if suite == "blimp_supplement" else "")
-            pairs.append(MinimalPair(r["sentence_good"], r["sentence_bad"], suite, paradigm, field,
-                                     r.get("linguistics_term", ""), str(r.get("pairID", i))))
+            pairs.append(
+                MinimalPair(
+                    r["sentence_good"],
+                    r["sentence_bad"],
+                    suite,
+                    paradigm,
+                    field,
+                    r.get("linguistics_term", ""),
+                    str(r.get("pairID", i)),
+                )
+            )
     return pairs
 
 
@@ -188,8 +232,10 @@ def load_zorro(path: str | os.PathLike) -> list[MinimalPair]:
         if len(lines) % 2:
             raise InputError(f"{f} has an odd number of sentences ({len(lines)}): Zorro files hold bad/good pairs")
         phenomenon = f.stem.rsplit("-", 1)[0]
-        pairs += [MinimalPair(lines[j + 1], lines[j], "zorro", f.stem, phenomenon, phenomenon, str(j // 2))
-                  for j in range(0, len(lines), 2)]
+        pairs += [
+            MinimalPair(lines[j + 1], lines[j], "zorro", f.stem, phenomenon, phenomenon, str(j // 2))
+            for j in range(0, len(lines), 2)
+        ]
     return pairs
 
 
@@ -236,8 +282,9 @@ def limited_hash(files: Sequence[pathlib.Path], limit: int) -> str:
     return digest if not limit else hashlib.sha256(f"{digest}|limit={limit}".encode()).hexdigest()
 
 
-def load_text(sources: Sequence[str], tok: Tokenizer, *, unit: str = "line", suffix: str = ".txt",
-              limit: int = 0) -> EvalSet:
+def load_text(
+    sources: Sequence[str], tok: Tokenizer, *, unit: str = "line", suffix: str = ".txt", limit: int = 0
+) -> EvalSet:
     """Held-out text: each non-empty line a sequence (`unit='line'`), or each file one sequence whose lines are
     documents joined by EOS, as in the training token stream (`unit='file'`). `limit` > 0 keeps the first sequences."""
     if unit not in ("line", "file"):
@@ -277,9 +324,21 @@ def load_pair_set(sources: Sequence[str], tok: Tokenizer, *, suite: str | None =
         rank = pd.DataFrame([(pr.suite, pr.paradigm) for pr in pairs]).groupby([0, 1], sort=False).cumcount()
         pairs = [pr for pr, r in zip(pairs, rank) if r < limit]
     ids = tok.encode_batch([s for pr in pairs for s in (pr.good, pr.bad)])
-    rows = [{"seq": 2 * i + j, "pair": i, "which": which, "suite": pr.suite, "paradigm": pr.paradigm,
-             "field": pr.field, "phenomenon": pr.phenomenon, "pair_id": pr.pair_id, "text": text}
-            for i, pr in enumerate(pairs) for j, (which, text) in enumerate((("good", pr.good), ("bad", pr.bad)))]
+    rows = [
+        {
+            "seq": 2 * i + j,
+            "pair": i,
+            "which": which,
+            "suite": pr.suite,
+            "paradigm": pr.paradigm,
+            "field": pr.field,
+            "phenomenon": pr.phenomenon,
+            "pair_id": pr.pair_id,
+            "text": text,
+        }
+        for i, pr in enumerate(pairs)
+        for j, (which, text) in enumerate((("good", pr.good), ("bad", pr.bad)))
+    ]
     return EvalSet("pairs", ",".join(map(str, sources)), limited_hash(files, limit), ids, pd.DataFrame(rows))
 
 
@@ -294,12 +353,19 @@ def load_tokens(path: str, *, limit: int = 0) -> EvalSet:
     n = limit or len(sample.tokens)
     tokens, positions, offsets = sample.tokens[:n], sample.positions[:n], sample.offsets[:n]
     rows = pd.DataFrame({"seq": np.arange(tokens.shape[0]), "offset": offsets, "text": ""})
-    return EvalSet("tokens", str(path), limited_hash([pathlib.Path(path)], limit), tokens.tolist(), rows,
-                   tokenizer_hash=sample.meta.get("tokenizer_sha256"), positions=[p.tolist() for p in positions])
+    return EvalSet(
+        "tokens",
+        str(path),
+        limited_hash([pathlib.Path(path)], limit),
+        tokens.tolist(),
+        rows,
+        tokenizer_hash=sample.meta.get("tokenizer_sha256"),
+        positions=[p.tolist() for p in positions],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; a user error is one line and status 2 (babyjax/cli.py)."""
+    """The command line; a user error is one line and status 2 (babyjax/commands/cli.py)."""
     return cli.run(_main, argv, prog="babyjax.data.evalsets")
 
 
@@ -319,8 +385,16 @@ def _main(argv: Sequence[str] | None = None) -> int:
     config = run.config()
     if "data" not in config:
         raise InputError(f"{run.config_path} has no 'data' section: --workdir must be a babyjax run directory")
-    sample = make_token_sample(config.data, run.tokenizer(), args.out, split=args.split, seed=args.seed,
-                               num_sequences=args.num_sequences, seq_len=args.seq_len, num_positions=args.num_positions)
+    sample = make_token_sample(
+        config.data,
+        run.tokenizer(),
+        args.out,
+        split=args.split,
+        seed=args.seed,
+        num_sequences=args.num_sequences,
+        seq_len=args.seq_len,
+        num_positions=args.num_positions,
+    )
     n, k = sample.positions.shape
     print(f"{n} sequences x {sample.tokens.shape[1]} tokens, {n * k} targets ({args.split}) written to {args.out}")
     return 0

@@ -2,6 +2,7 @@
 stream `[r*L, (r+1)*L)` as inputs and the next token of each as target, so every token is an input once per epoch and
 only the last row is padded; in `pack` mode a document cut by a row boundary continues in the next row as a new
 segment. Each process builds its slice of every global batch: a batch depends only on the seed and global batch size."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,9 @@ from absl import flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from babyjax import paths
-from babyjax.errors import InputError
 from babyjax.data import babylm
 from babyjax.data.tokenizer import EOS_ID, PAD_ID, Tokenizer
+from babyjax.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,13 @@ class TokenizedSplit:
 
     def save(self, directory: pathlib.Path) -> None:
         """Write atomically: a temporary folder renamed into place (an existing cache is kept)."""
+
         def fill(tmp: pathlib.Path) -> None:
             for name in ("tokens", "doc_starts", "words_cum"):
                 np.save(tmp / f"{name}.npy", getattr(self, name))
-            (tmp / "meta.json").write_text(json.dumps({"num_tokens": self.num_tokens, "num_docs": self.num_docs,
-                                                       "num_words": self.num_words}))
+            (tmp / "meta.json").write_text(
+                json.dumps({"num_tokens": self.num_tokens, "num_docs": self.num_docs, "num_words": self.num_words})
+            )
 
         paths.write_folder(directory, fill)
 
@@ -95,12 +98,15 @@ def tokenize_split(source: Any, tokenizer: Tokenizer, cache_dir: pathlib.Path | 
         last = order[-1]
         ids = tokenizer.encode_batch([text.decode("utf-8") for text, *_ in items])
         lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        lengths[start:start + len(items)] = lens + 1
-        words[start:start + len(items)] = [w for *_, w in items]
+        lengths[start : start + len(items)] = lens + 1
+        words[start : start + len(items)] = [w for *_, w in items]
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lens.sum()))
         pieces.append(np.insert(flat, np.cumsum(lens) - lens, EOS_ID))  # EOS before every document
-    data = TokenizedSplit(tokens=np.concatenate(pieces), doc_starts=np.r_[0, np.cumsum(lengths)].astype(np.int64),
-                          words_cum=np.r_[0, np.cumsum(words)].astype(np.int64))
+    data = TokenizedSplit(
+        tokens=np.concatenate(pieces),
+        doc_starts=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+        words_cum=np.r_[0, np.cumsum(words)].astype(np.int64),
+    )
     if cache_dir is not None:
         try:
             data.save(cache_dir)
@@ -139,7 +145,7 @@ class _RowBatcher:
 
     def __call__(self, rows_B: np.ndarray) -> dict[str, np.ndarray]:
         all_B = np.concatenate([rows_B, np.full(self.batch_size - len(rows_B), -1)])
-        rows_B = all_B[self.lo:self.hi]
+        rows_B = all_B[self.lo : self.hi]
         tokens, doc_starts, num_tokens = self.data.tokens, self.data.doc_starts, self.data.num_tokens
         L = self.seq_len
         start_B = rows_B.astype(np.int64) * L
@@ -163,18 +169,36 @@ class _RowBatcher:
         weights = tvalid_BxL
         words_B = self._row_words(all_B)  # every process counts the whole global batch, and keeps its own rows
         totals = np.array([self._row_tokens(all_B).sum(), words_B.astype(np.float64).sum()])
-        return {"inputs": inputs, "targets": targets, "segment_ids": segment_ids.astype(np.int32),
-                "positions": positions.astype(np.int32), "weights": weights.astype(np.float32),
-                "num_words": words_B[self.lo:self.hi], "num_tokens": valid_BxL.sum(1).astype(np.float32),
-                TOTALS: totals}
+        return {
+            "inputs": inputs,
+            "targets": targets,
+            "segment_ids": segment_ids.astype(np.int32),
+            "positions": positions.astype(np.int32),
+            "weights": weights.astype(np.float32),
+            "num_words": words_B[self.lo : self.hi],
+            "num_tokens": valid_BxL.sum(1).astype(np.float32),
+            TOTALS: totals,
+        }
 
 
 class Loader:
     """Iterator of batch dicts (docs/architecture.md) with `get_state()` / `set_state()`; see the module doc."""
 
-    def __init__(self, data: TokenizedSplit, *, seq_len: int, packing: str, global_batch_size: int, seed: int,
-                 shuffle: bool, num_epochs: int, mesh: Mesh | None = None, process_index: int | None = None,
-                 process_count: int | None = None, worker_count: int = 0):
+    def __init__(
+        self,
+        data: TokenizedSplit,
+        *,
+        seq_len: int,
+        packing: str,
+        global_batch_size: int,
+        seed: int,
+        shuffle: bool,
+        num_epochs: int,
+        mesh: Mesh | None = None,
+        process_index: int | None = None,
+        process_count: int | None = None,
+        worker_count: int = 0,
+    ):
         if packing not in PACKING_MODES:
             raise InputError(f"unknown data.packing {packing!r}: use one of {', '.join(PACKING_MODES)}")
         if seq_len <= 0 or global_batch_size <= 0:
@@ -182,24 +206,34 @@ class Loader:
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
         if not 0 <= process_index < process_count or global_batch_size % process_count:
-            raise InputError(f"global_batch_size {global_batch_size} must split evenly over {process_count} "
-                             f"processes (process_index {process_index})")
+            raise InputError(
+                f"global_batch_size {global_batch_size} must split evenly over {process_count} "
+                f"processes (process_index {process_index})"
+            )
         self.mesh, self.global_batch_size, self.seq_len, self.data = mesh, global_batch_size, seq_len, data
         self._shardings = self._make_shardings(mesh, process_count, global_batch_size)
         self.num_rows = math.ceil(data.num_tokens / seq_len)
         self.num_epochs = num_epochs if num_epochs and num_epochs > 0 else None
         self.steps_per_epoch = math.ceil(self.num_rows / global_batch_size)
-        self._fingerprint = {"num_tokens": data.num_tokens, "num_docs": data.num_docs, "seq_len": seq_len,
-                             "packing": packing, "global_batch_size": global_batch_size, "seed": int(seed),
-                             "shuffle": bool(shuffle), "num_epochs": self.num_epochs,
-                             "worker_count": worker_count}  # Grain's state format depends on it
+        self._fingerprint = {
+            "num_tokens": data.num_tokens,
+            "num_docs": data.num_docs,
+            "seq_len": seq_len,
+            "packing": packing,
+            "global_batch_size": global_batch_size,
+            "seed": int(seed),
+            "shuffle": bool(shuffle),
+            "num_epochs": self.num_epochs,
+            "worker_count": worker_count,
+        }  # Grain's state format depends on it
         local = global_batch_size // process_count
         ds = grain.MapDataset.range(self.num_rows)
         if shuffle:
             ds = ds.shuffle(seed=int(seed) % 2**32)
         ds = ds.repeat(self.num_epochs).batch(global_batch_size)
-        ds = ds.map(_RowBatcher(data, seq_len, packing, global_batch_size,
-                                process_index * local, (process_index + 1) * local))
+        ds = ds.map(
+            _RowBatcher(data, seq_len, packing, global_batch_size, process_index * local, (process_index + 1) * local)
+        )
         it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=8))
         if worker_count > 0:
             if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside absl.app (tests, notebooks)
@@ -212,13 +246,17 @@ class Loader:
         if mesh is None:
             return None
         if process_count != jax.process_count():
-            raise InputError(f"global arrays need process_count == jax.process_count() ({jax.process_count()}), "
-                             f"got {process_count}: pass mesh=None to simulate processes")
+            raise InputError(
+                f"global arrays need process_count == jax.process_count() ({jax.process_count()}), "
+                f"got {process_count}: pass mesh=None to simulate processes"
+            )
         axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
         shards = math.prod(mesh.shape[a] for a in axes)
         if global_batch_size % shards:
-            raise InputError(f"global batch size {global_batch_size} must be a multiple of the mesh's batch shards "
-                             f"{ {a: mesh.shape[a] for a in axes} } = {shards}")
+            raise InputError(
+                f"global batch size {global_batch_size} must be a multiple of the mesh's batch shards "
+                f"{ {a: mesh.shape[a] for a in axes} } = {shards}"
+            )
         return NamedSharding(mesh, PartitionSpec(axes))
 
     @property
@@ -238,8 +276,10 @@ class Loader:
         totals = tuple(float(t) for t in batch.pop(TOTALS))
         if self._shardings is None:
             return batch, totals
-        return {k: jax.make_array_from_process_local_data(self._shardings, v, (self.global_batch_size, *v.shape[1:]))
-                for k, v in batch.items()}, totals
+        return {
+            k: jax.make_array_from_process_local_data(self._shardings, v, (self.global_batch_size, *v.shape[1:]))
+            for k, v in batch.items()
+        }, totals
 
     def get_state(self) -> dict[str, Any]:
         """JSON-serialisable position: restoring it yields exactly the next batch."""
@@ -263,15 +303,33 @@ def load_split_tokens(data_cfg: Any, tokenizer: Tokenizer, split: str, *, prepar
     return tokenize_split(builder.as_data_source(split), tokenizer, cache_dir=cache)
 
 
-def make_loader(data_cfg: Any, tokenizer: Tokenizer, *, split: str, global_batch_size: int, seed: int,
-                mesh: Mesh | None = None, process_index: int | None = None, process_count: int | None = None,
-                shuffle: bool | None = None, num_epochs: int | None = None) -> Loader:
+def make_loader(
+    data_cfg: Any,
+    tokenizer: Tokenizer,
+    *,
+    split: str,
+    global_batch_size: int,
+    seed: int,
+    mesh: Mesh | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    shuffle: bool | None = None,
+    num_epochs: int | None = None,
+) -> Loader:
     """A loader over `split` of the BabyLM dataset of `data_cfg` (prepared if needed), tokenized by `tokenizer`. shuffle
     / num_epochs default to data_cfg.shuffle / data_cfg.num_epochs (-1 = forever). For dev loss use shuffle=False,
     num_epochs=1: the last partial batch is padded with rows of weight 0."""
     data = load_split_tokens(data_cfg, tokenizer, split)
-    return Loader(data, seq_len=data_cfg.seq_len, packing=data_cfg.packing, global_batch_size=global_batch_size,
-                  seed=seed, shuffle=data_cfg.shuffle if shuffle is None else shuffle,
-                  num_epochs=data_cfg.num_epochs if num_epochs is None else num_epochs, mesh=mesh,
-                  process_index=process_index, process_count=process_count, worker_count=data_cfg.worker_count)
-
+    return Loader(
+        data,
+        seq_len=data_cfg.seq_len,
+        packing=data_cfg.packing,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        shuffle=data_cfg.shuffle if shuffle is None else shuffle,
+        num_epochs=data_cfg.num_epochs if num_epochs is None else num_epochs,
+        mesh=mesh,
+        process_index=process_index,
+        process_count=process_count,
+        worker_count=data_cfg.worker_count,
+    )

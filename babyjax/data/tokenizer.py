@@ -1,6 +1,7 @@
 """SentencePiece tokenizer (unigram or BPE) trained on the training split and saved inside the run directory, with
 fixed special ids (PAD 0, UNK 1, BOS 2, EOS 3 = end of text, MASK 4) and an exact round trip: identity normalisation,
 whitespace kept, unseen characters as bytes, so `decode(encode(s)) == s` for any text."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,11 +37,15 @@ class Tokenizer:
         self.sp = spm.SentencePieceProcessor(model_proto=self._bytes)
         found = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id(), self.sp.piece_to_id(MASK))
         if found[:4] == (PAD_ID, UNK_ID, BOS_ID, EOS_ID) and found[4] != MASK_ID:
-            raise InputError(f"{self.path} has no {MASK} piece at id {MASK_ID} (masked LMs need one): train a "
-                             "tokenizer with get_tokenizer() (tokenizer.path='')")
+            raise InputError(
+                f"{self.path} has no {MASK} piece at id {MASK_ID} (masked LMs need one): train a "
+                "tokenizer with get_tokenizer() (tokenizer.path='')"
+            )
         if found != (PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID):
-            raise InputError(f"{self.path} has special ids (pad, unk, bos, eos, mask) = {found}, babyjax needs "
-                             f"{(PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID)}: retrain it with get_tokenizer()")
+            raise InputError(
+                f"{self.path} has special ids (pad, unk, bos, eos, mask) = {found}, babyjax needs "
+                f"{(PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID)}: retrain it with get_tokenizer()"
+            )
 
     @property
     def vocab_size(self) -> int:
@@ -78,15 +83,22 @@ def read_texts(source: Any, indices: Sequence[int] | np.ndarray, chunk: int = 81
     from babyjax.data.babylm import read_records
 
     for start in range(0, len(indices), chunk):
-        idx = indices[start:start + chunk]
+        idx = indices[start : start + chunk]
         if hasattr(source, "data_source") or (len(source) and isinstance(source[0], dict)):
             yield from (text.decode("utf-8") for text, *_ in read_records(source, idx))
         else:
             yield from (str(source[int(i)]) for i in idx)
 
 
-def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: str = "unigram",
-          input_sentence_size: int = 2_000_000, seed: int = 0) -> Tokenizer:
+def train(
+    source: Any,
+    path: str | os.PathLike,
+    *,
+    vocab_size: int,
+    model_type: str = "unigram",
+    input_sentence_size: int = 2_000_000,
+    seed: int = 0,
+) -> Tokenizer:
     """Train a SentencePiece model on the lines of `source` and write it atomically to `path`. Deterministic: the
     sampled lines depend only on `seed` (SentencePiece's own sampling and shuffling are off), and training runs on one
     thread."""
@@ -99,12 +111,30 @@ def train(source: Any, path: str | os.PathLike, *, vocab_size: int, model_type: 
     texts = list(read_texts(source, keep))
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
-        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID, user_defined_symbols=[MASK],
-        pad_piece=PAD, unk_piece=UNK, bos_piece=BOS, eos_piece=EOS,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, byte_fallback=True,
-        character_coverage=0.9995, input_sentence_size=0, shuffle_input_sentence=False,
-        max_sentence_length=1 << 16, hard_vocab_limit=True, num_threads=1, minloglevel=2)
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        user_defined_symbols=[MASK],
+        pad_piece=PAD,
+        unk_piece=UNK,
+        bos_piece=BOS,
+        eos_piece=EOS,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        byte_fallback=True,
+        character_coverage=0.9995,
+        input_sentence_size=0,
+        shuffle_input_sentence=False,
+        max_sentence_length=1 << 16,
+        hard_vocab_limit=True,
+        num_threads=1,
+        minloglevel=2,
+    )
     paths.write_atomic(path, model.getvalue())
     log.info("trained a %s tokenizer (vocab %d) on %d lines: %s", model_type, vocab_size, len(texts), path)
     return Tokenizer(path)
@@ -128,5 +158,10 @@ def get_tokenizer(tok_cfg: Any, train_source: Any, workdir: str | os.PathLike | 
         raise InputError("get_tokenizer needs a workdir (or tokenizer.path) to save the tokenizer into")
     if target.exists():
         return Tokenizer(target)
-    return train(train_source, target, vocab_size=tok_cfg.vocab_size, model_type=tok_cfg.model_type,
-                 input_sentence_size=tok_cfg.input_sentence_size)
+    return train(
+        train_source,
+        target,
+        vocab_size=tok_cfg.vocab_size,
+        model_type=tok_cfg.model_type,
+        input_sentence_size=tok_cfg.input_sentence_size,
+    )

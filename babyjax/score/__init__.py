@@ -5,6 +5,7 @@ docs/architecture.md ("score/"); conventions: docs/science.md ("Scoring conventi
 
 The names below are loaded on first use (PEP 562), so importing one module, e.g. `babyjax.score.scorer`, does not
 pull in the job's evaluation sets and their data libraries (TFDS, Grain): the GPU benchmark runs without them."""
+
 import importlib
 
 _WHERE = {
@@ -13,10 +14,27 @@ _WHERE = {
     "babyjax.data.evalsets": ["EvalSet", "files_hash", "load_text", "load_tokens"],
     "babyjax.score.job": ["KINDS", "RunSpec", "Summary", "main", "parse_count", "score_job", "select_checkpoints"],
     "babyjax.score.scorer": ["Scorer", "head_chunks", "score_sequences"],
-    "babyjax.score.store": ["CHECKPOINT_COLUMNS", "PAIR_COLUMNS", "STATUSES", "TOKEN_COLUMNS", "RunTable",
-                            "ScoreFolder", "ScoreOutput", "load_score_output", "load_scores"],
-    "babyjax.score.packing": ["POLICIES", "Packed", "Window", "eval_windows", "layout_hash", "pack", "token_table",
-                              "windows"],
+    "babyjax.score.store": [
+        "CHECKPOINT_COLUMNS",
+        "PAIR_COLUMNS",
+        "STATUSES",
+        "TOKEN_COLUMNS",
+        "RunTable",
+        "ScoreFolder",
+        "ScoreOutput",
+        "load_score_output",
+        "load_scores",
+    ],
+    "babyjax.score.packing": [
+        "POLICIES",
+        "Packed",
+        "Window",
+        "eval_windows",
+        "layout_hash",
+        "pack",
+        "token_table",
+        "windows",
+    ],
 }
 _MODULE = {name: module for module, names in _WHERE.items() for name in names}
 _RENAMED = {"load_pairs": ("babyjax.data.evalsets", "load_pair_set")}

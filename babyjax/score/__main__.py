@@ -6,9 +6,10 @@
 
 Surprisal is -log2 p(token | context), in bits (definitions: docs/science.md; output: docs/architecture.md). A job
 is resumable: run it again to score what is not done yet."""
+
 from absl import flags
 
-from babyjax import cli
+from babyjax.commands import cli
 from babyjax.score import job
 
 if __name__ == "__main__":

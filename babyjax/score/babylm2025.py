@@ -5,6 +5,7 @@ completion's tokens (the first token of a sequence is never scored: babyjax's ex
 first best candidate is chosen, so a tie counts as right; accuracies in percent, macro-averaged over UIDs (entity
 tracking: over operation counts within each split, then over splits); wug: Spearman's rho of the first candidate's
 softmax probability with the human ratio. Writes the pipeline's results tree for each checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ import math
 import os
 import pathlib
 import warnings
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,8 +37,7 @@ def candidate_logprobs(surprisal_T: np.ndarray, tokens: pd.DataFrame, seqs: pd.D
     row of tokens.csv); sequences with the same text get the first one's sum (the pipeline scores them alike)."""
     seq = tokens["seq"].to_numpy(np.int64)
     keep = tokens["position"].to_numpy(np.int64) >= seqs["start"].to_numpy(np.int64)[seq]
-    logp = np.bincount(seq[keep], weights=-np.asarray(surprisal_T, np.float64)[keep] * math.log(2),
-                       minlength=len(seqs))
+    logp = np.bincount(seq[keep], weights=-np.asarray(surprisal_T, np.float64)[keep] * math.log(2), minlength=len(seqs))
     first = seqs.groupby(["item", "text"], sort=False)["seq"].transform("first").to_numpy(np.int64)
     return logp[first]
 
@@ -52,9 +53,12 @@ def verdicts(seqs: pd.DataFrame, logp: np.ndarray) -> pd.DataFrame:
     first = np.flatnonzero(df["cand"].to_numpy() == 0)  # sequences are item-major, candidates in order
     items = df.iloc[first].set_index("item")
     text, start = df["text"].to_numpy(), df["start_char"].to_numpy()
-    pred = [text[r][start[r]:] for r in first + chosen]
-    return items[["task", "subset", "uid", "field", "term", "ratio"]].assign(
-        chosen=chosen, correct=chosen == 0, prob0=prob0, pred=pred).reset_index()
+    pred = [text[r][start[r] :] for r in first + chosen]
+    return (
+        items[["task", "subset", "uid", "field", "term", "ratio"]]
+        .assign(chosen=chosen, correct=chosen == 0, prob0=prob0, pred=pred)
+        .reset_index()
+    )
 
 
 def task_summary(v: pd.DataFrame) -> tuple[dict[str, dict[str, float]], float]:
@@ -65,11 +69,13 @@ def task_summary(v: pd.DataFrame) -> tuple[dict[str, dict[str, float]], float]:
     if task.startswith("wug"):
         rho = float(stats.spearmanr(v["prob0"], v["ratio"])[0])
         return {"UID": {"avg": rho}}, rho
-    pct = lambda key: {k: 100.0 * int(g.sum()) / len(g)  # noqa: E731  (run.py's 100.0 * correct / total, bit for bit)
-                       for k, g in v.groupby(key, sort=False)["correct"]}
-    blocks = {"UID": pct("uid")} if task == "entity_tracking" else \
-        {"FIELD": pct("field"), "UID": pct("uid"), "LINGUISTICS_TERM": pct("term")}
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731  (run.py's arithmetic; the order of UIDs: file names)
+    pct = lambda key: {k: 100.0 * int(g.sum()) / len(g) for k, g in v.groupby(key, sort=False)["correct"]}
+    blocks = (
+        {"UID": pct("uid")}
+        if task == "entity_tracking"
+        else {"FIELD": pct("field"), "UID": pct("uid"), "LINGUISTICS_TERM": pct("term")}
+    )
+    mean = lambda xs: sum(xs) / len(xs)
     if task != "entity_tracking":
         return blocks, mean(list(blocks["UID"].values()))
     splits = {}
@@ -78,8 +84,10 @@ def task_summary(v: pd.DataFrame) -> tuple[dict[str, dict[str, float]], float]:
         if accs:
             splits[split] = mean(accs)
     if not splits:
-        raise InputError(f"entity tracking folder {v['subset'].iloc[0]!r} holds none of the release's files "
-                         f"({', '.join(ET_SPLITS)}.jsonl): the pipeline averages over those splits")
+        raise InputError(
+            f"entity tracking folder {v['subset'].iloc[0]!r} holds none of the release's files "
+            f"({', '.join(ET_SPLITS)}.jsonl): the pipeline averages over those splits"
+        )
     blocks["UID"].update(splits)
     return blocks, mean(list(splits.values()))
 
@@ -99,8 +107,12 @@ def predictions(v: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {}
     wug = v["task"].iloc[0].startswith("wug")
     for uid, g in v.groupby("uid", sort=False):
-        out[uid] = {"predictions": [{"id": f"{uid}_{k}", "pred": p, **({"prob": float(q)} if wug else {})}
-                                    for k, (p, q) in enumerate(zip(g["pred"], g["prob0"]))]}
+        out[uid] = {
+            "predictions": [
+                {"id": f"{uid}_{k}", "pred": p, **({"prob": float(q)} if wug else {})}
+                for k, (p, q) in enumerate(zip(g["pred"], g["prob0"]))
+            ]
+        }
     return out
 
 
@@ -109,7 +121,7 @@ def _r2_gain(df: pd.DataFrame, dv: str, predictors: list[str]) -> float:
     interactions (reading/run.py; each model on the rows it can use)."""
     import statsmodels.formula.api as smf
 
-    terms = " + ".join(predictors + [f"{a}:{b}" for i, a in enumerate(predictors) for b in predictors[i + 1:]])
+    terms = " + ".join(predictors + [f"{a}:{b}" for i, a in enumerate(predictors) for b in predictors[i + 1 :]])
     base = smf.ols(f"{dv} ~ {terms}", df[[dv] + predictors].dropna()).fit().rsquared
     full = smf.ols(f"{dv} ~ {terms} + pred", df[["pred", dv] + predictors].dropna()).fit().rsquared
     return float((full - base) / (1 - base) * 100)
@@ -133,8 +145,10 @@ def write_reading(folder: pathlib.Path, df: pd.DataFrame, eye: float, spr: float
     """reading/report.txt and predictions.json as the pipeline writes them."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.txt").write_text(f"EYE TRACKING SCORE: {eye:.2f}\nSELF-PACED READING SCORE: {spr:.2f}\n")
-    preds = [{"id": int(i), "pred": float(p), "prev_pred": float(q)}
-             for i, p, q in zip(df.index, df["pred"], df["prev_pred"])]
+    preds = [
+        {"id": int(i), "pred": float(p), "prev_pred": float(q)}
+        for i, p, q in zip(df.index, df["pred"], df["prev_pred"])
+    ]
     (folder / "predictions.json").write_text(json.dumps({"reading": {"predictions": preds}}))
 
 
@@ -142,8 +156,11 @@ def aoa_surprisal(seqs: pd.DataFrame, logp: np.ndarray) -> pd.DataFrame:
     """The AoA task's rows at one checkpoint (logp: `candidate_logprobs`): target_word, context_id, context and
     surprisal (nats, the word's tokens summed), in the order of cdi_childes.json."""
     aoa = (seqs["task"] == "aoa").to_numpy()
-    return seqs[aoa][["uid", "context_id", "context"]].rename(columns={"uid": "target_word"}).assign(
-        context_id=lambda d: d["context_id"].astype(int), surprisal=-logp[aoa])
+    return (
+        seqs[aoa][["uid", "context_id", "context"]]
+        .rename(columns={"uid": "target_word"})
+        .assign(context_id=lambda d: d["context_id"].astype(int), surprisal=-logp[aoa])
+    )
 
 
 def _sigmoid_aoa(x: np.ndarray, y: np.ndarray, target: float, p0: list[float], bounds=(-np.inf, np.inf)) -> float:
@@ -154,9 +171,10 @@ def _sigmoid_aoa(x: np.ndarray, y: np.ndarray, target: float, p0: list[float], b
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # OptimizeWarning on flat curves, as the pipeline ignores it
-            (a, b, c, d), _ = curve_fit(lambda x, a, b, c, d: a / (1 + np.exp(-b * (x - c))) + d, x, y, p0=p0,
-                                        bounds=bounds, maxfev=1000)
-    except Exception:  # noqa: BLE001 - the pipeline skips a word whose fit raises anything (too few points too)
+            (a, b, c, d), _ = curve_fit(
+                lambda x, a, b, c, d: a / (1 + np.exp(-b * (x - c))) + d, x, y, p0=p0, bounds=bounds, maxfev=1000
+            )
+    except Exception:
         return float("nan")
     if b <= 0 or a <= 0 or not d < target < a + d:
         return float("nan")
@@ -176,26 +194,41 @@ def curve_fitness(results: pd.DataFrame, children: pd.DataFrame) -> float:
             continue
         props = children[[str(a) for a in ages]].to_numpy(np.float64)[hit[0]]
         ok = ~np.isnan(props)
-        child = _sigmoid_aoa(ages[ok], props[ok], 0.5, [1.0, 0.1, ages[ok].mean(), 0.0],
-                             ([0, 0, ages[ok][0], -0.5], [2.0, 1.0, ages[ok][-1], 0.5])) if ok.sum() >= 3 else np.nan
+        child = (
+            _sigmoid_aoa(
+                ages[ok],
+                props[ok],
+                0.5,
+                [1.0, 0.1, ages[ok].mean(), 0.0],
+                ([0, 0, ages[ok][0], -0.5], [2.0, 1.0, ages[ok][-1], 0.5]),
+            )
+            if ok.sum() >= 3
+            else np.nan
+        )
         if np.isnan(child) or not ages[ok][0] <= child <= ages[ok][-1]:
             continue
         steps, neg = g["word_count"].to_numpy(np.float64), -g["surprisal"].to_numpy(np.float64)
         chance = np.log2(300_000)
         x = np.log10(steps + 1)
-        model = _sigmoid_aoa(x, neg, -(chance - 0.5 * (chance + neg.max())),
-                             [neg.max() - neg.min(), 1.0, x.mean(), neg.min()])
-        if not np.isnan(model) and steps[0] <= 10 ** model - 1 <= steps[-1]:
+        model = _sigmoid_aoa(
+            x, neg, -(chance - 0.5 * (chance + neg.max())), [neg.max() - neg.min(), 1.0, x.mean(), neg.min()]
+        )
+        if not np.isnan(model) and steps[0] <= 10**model - 1 <= steps[-1]:
             pairs.append((model, child))
     return float(stats.pearsonr(*zip(*pairs))[0]) if len(pairs) >= 3 else 0.0
 
 
-def write_aoa(folder: pathlib.Path, model: str, per_step: list[tuple[str, float, pd.DataFrame]],
-              children: pd.DataFrame) -> float:
+def write_aoa(
+    folder: pathlib.Path, model: str, per_step: list[tuple[str, float, pd.DataFrame]], children: pd.DataFrame
+) -> float:
     """AoA_word/surprisal.json as the pipeline writes it (results ordered checkpoint, word, context) and babyjax's
     report.txt with the curve fitness (the pipeline computes it at collation); returns the fitness."""
-    results = pd.concat([df.assign(step=name, word_count=int(count) if float(count).is_integer() else count)
-                         for name, count, df in per_step])
+    results = pd.concat(
+        [
+            df.assign(step=name, word_count=int(count) if float(count).is_integer() else count)
+            for name, count, df in per_step
+        ]
+    )
     fitness = curve_fitness(results, children)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"model_name": model, "use_bos_only": False, "total_steps": len(per_step), "completed_steps": len(per_step)}
@@ -209,14 +242,24 @@ def revisions(index: Iterable[dict], step: int) -> list[str]:
     """The pipeline's names of a checkpoint: chck_<N>M for each words mark it is the first to reach, main for the
     series' last checkpoint, step_<step> when it has neither."""
     entries = sorted(index, key=lambda e: int(e["step"]))
-    names = [f"chck_{m // 1_000_000}M" for m in MARKS
-             if next((int(e["step"]) for e in entries if float(e.get("words_seen", -1)) >= m), None) == step]
+    names = [
+        f"chck_{m // 1_000_000}M"
+        for m in MARKS
+        if next((int(e["step"]) for e in entries if float(e.get("words_seen", -1)) >= m), None) == step
+    ]
     names += ["main"] if entries and int(entries[-1]["step"]) == step else []
     return names or [f"step_{step}"]
 
 
-def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.DataFrame, logp: np.ndarray,
-                     reading: pd.DataFrame | None = None, backend: str = "causal") -> list[dict[str, Any]]:
+def write_checkpoint(
+    root: pathlib.Path,
+    model: str,
+    names: list[str],
+    seqs: pd.DataFrame,
+    logp: np.ndarray,
+    reading: pd.DataFrame | None = None,
+    backend: str = "causal",
+) -> list[dict[str, Any]]:
     """The results tree of one checkpoint (logp: `candidate_logprobs`) under root/<model>/<name>/zero_shot/<backend>/
     <task>/<subset>/ (reading: .../<backend>/reading/) for each of its names; returns the tidy rows (task, subset,
     block, key, value)."""
@@ -226,8 +269,10 @@ def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.
         df, eye, spr = reading_results(seqs[read], logp[read], reading)
         for name in names:
             write_reading(root / model / name / "zero_shot" / backend / "reading", df, eye, spr)
-        rows += [{"task": "reading", "subset": "reading", "block": "AVERAGE", "key": k, "value": x}
-                 for k, x in (("eye_tracking", eye), ("self_paced_reading", spr))]
+        rows += [
+            {"task": "reading", "subset": "reading", "block": "AVERAGE", "key": k, "value": x}
+            for k, x in (("eye_tracking", eye), ("self_paced_reading", spr))
+        ]
     choice = ~(read | (seqs["task"] == "aoa").to_numpy())
     if not choice.any():
         return rows
@@ -241,21 +286,34 @@ def write_checkpoint(root: pathlib.Path, model: str, names: list[str], seqs: pd.
             (folder / "best_temperature_report.txt").write_text(report_text(task, blocks, average))
             (folder / "predictions.json").write_text(json.dumps(predictions(g)))
         rows += [{"task": task, "subset": subset, "block": "AVERAGE", "key": "average", "value": average}]
-        rows += [{"task": task, "subset": subset, "block": b, "key": k, "value": a}
-                 for b, accs in blocks.items() for k, a in accs.items()]
+        rows += [
+            {"task": task, "subset": subset, "block": b, "key": k, "value": a}
+            for b, accs in blocks.items()
+            for k, a in accs.items()
+        ]
     return rows
 
 
 def _aoa_steps(index: Sequence[dict], done: list[tuple[int, float, np.ndarray]]) -> list[tuple[str, float, int]]:
     """(name, word count, position in `done`) of the checkpoints the AoA task uses: the pipeline's chck_<N>M ones,
     counted at N million words; a run that reaches no mark uses every scored checkpoint at its words seen."""
-    marked = [(n, float(n[5:-1]) * 1e6, i) for i, (step, _, _) in enumerate(done)
-              for n in revisions(index, step) if n.startswith("chck_")]
+    marked = [
+        (n, float(n[5:-1]) * 1e6, i)
+        for i, (step, _, _) in enumerate(done)
+        for n in revisions(index, step)
+        if n.startswith("chck_")
+    ]
     return marked or [(f"step_{step}", words, i) for i, (step, words, _) in enumerate(done)]
 
 
-def write_results(out: pathlib.Path, runs: Sequence[tuple[str, Sequence[dict], Iterable]], ev: Any,
-                  tokens: pd.DataFrame, limit: int, backend: str = "causal") -> None:
+def write_results(
+    out: pathlib.Path,
+    runs: Sequence[tuple[str, Sequence[dict], Iterable]],
+    ev: Any,
+    tokens: pd.DataFrame,
+    limit: int,
+    backend: str = "causal",
+) -> None:
     """The pipeline's results tree (out/results/<run>/<revision>/zero_shot/<backend>/...) of every checkpoint scored so
     far, the AoA task over them, and babylm2025.csv: one row per run, checkpoint, task folder and number. runs:
     (name, series index, done rows (step, words seen, surprisal)) each. backend: the pipeline's backend whose rules
@@ -268,16 +326,29 @@ def write_results(out: pathlib.Path, runs: Sequence[tuple[str, Sequence[dict], I
         logps = [candidate_logprobs(surprisal_T, tokens, seqs) for _, _, surprisal_T in done]
         for (step, words, _), logp in zip(done, logps):
             names = revisions(index, step)
-            rows += [{"run": name, "step": step, "words_seen": words, "revision": " ".join(names), **row}
-                     for row in write_checkpoint(out / "results", name, names, seqs, logp, reading, backend)]
+            rows += [
+                {"run": name, "step": step, "words_seen": words, "revision": " ".join(names), **row}
+                for row in write_checkpoint(out / "results", name, names, seqs, logp, reading, backend)
+            ]
         if "aoa" in folders and done:
             per_step = [(n, count, aoa_surprisal(seqs, logps[i])) for n, count, i in _aoa_steps(index, done)]
             children = pd.read_csv(pathlib.Path(folders["aoa"]) / data.AOA_CHILDREN)
-            fitness = write_aoa(out / "results" / name / "main" / "zero_shot" / backend / "AoA_word", name, per_step,
-                                children)
-            rows.append({"run": name, "step": done[-1][0], "words_seen": done[-1][1],
-                         "revision": " ".join(revisions(index, done[-1][0])), "task": "aoa", "subset": "AoA_word",
-                         "block": "AVERAGE", "key": "curve_fitness", "value": fitness})
+            fitness = write_aoa(
+                out / "results" / name / "main" / "zero_shot" / backend / "AoA_word", name, per_step, children
+            )
+            rows.append(
+                {
+                    "run": name,
+                    "step": done[-1][0],
+                    "words_seen": done[-1][1],
+                    "revision": " ".join(revisions(index, done[-1][0])),
+                    "task": "aoa",
+                    "subset": "AoA_word",
+                    "block": "AVERAGE",
+                    "key": "curve_fitness",
+                    "value": fitness,
+                }
+            )
     _write_table(out / "babylm2025.csv", pd.DataFrame(rows, columns=TABLE_COLUMNS), [name for name, _, _ in runs])
 
 

@@ -1,5 +1,6 @@
 """Windows and packing: how the tokens of an evaluation set become fixed rows of `seq_len` tokens (first-token
 policies, rolling windows, best-fit packing with segment ids; definitions: docs/science.md, "Scoring conventions")."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -76,8 +77,15 @@ class MaskedCopy:
         return np.asarray([self.start]), np.asarray([self.target]), np.asarray([len(self.tokens) - 1])
 
 
-def masked_copies(seq: int, ids: Sequence[int], method: str, seq_len: int, word_starts: np.ndarray,
-                  scored: Sequence[int] | None = None, context: bool = True) -> list[MaskedCopy]:
+def masked_copies(
+    seq: int,
+    ids: Sequence[int],
+    method: str,
+    seq_len: int,
+    word_starts: np.ndarray,
+    scored: Sequence[int] | None = None,
+    context: bool = True,
+) -> list[MaskedCopy]:
     """The copies that score sequence `seq` by `method` (docs/science.md section 2): 'pll_original' (Salazar et al.
     2020: one token masked), 'pll_within_word_l2r' (Kauf & Ivanova 2023: also the later pieces of its word; a word
     starts at a piece in `word_starts`) or 'mntp' (one token masked, read at the column before). The model reads
@@ -100,7 +108,7 @@ def masked_copies(seq: int, ids: Sequence[int], method: str, seq_len: int, word_
             later = np.flatnonzero((word == word[t]) & (np.arange(full.size) > t))
             masked[later] = MASK_ID
         a = int(np.clip(t - seq_len // 2, 0, max(0, full.size - seq_len)))
-        window = tuple(int(x) for x in masked[a:a + seq_len])
+        window = tuple(int(x) for x in masked[a : a + seq_len])
         out.append(MaskedCopy(seq, p, window, t - a - (method == "mntp"), int(full[t])))
     return out
 
@@ -152,8 +160,15 @@ class Packed:
             return self
         extra = extra or batch_rows
         pad = lambda x: np.concatenate([x, np.zeros((extra, x.shape[1]), x.dtype)])
-        return Packed(pad(self.inputs), pad(self.targets), pad(self.segment_ids), pad(self.positions),
-                      pad(self.weights), self.token_index, None if self.cols is None else pad(self.cols))
+        return Packed(
+            pad(self.inputs),
+            pad(self.targets),
+            pad(self.segment_ids),
+            pad(self.positions),
+            pad(self.weights),
+            self.token_index,
+            None if self.cols is None else pad(self.cols),
+        )
 
     def compact(self, multiple: int = 8) -> Packed:
         """The same rows, read only at their scored columns: `cols` [rows, K], K the most scored columns of any row
@@ -176,19 +191,23 @@ class Packed:
         live = self.segment_ids > 0
         starts = np.zeros_like(live)
         starts[:, 0] = live[:, 0]
-        starts[:, 1:] = live[:, 1:] & ((self.segment_ids[:, 1:] != self.segment_ids[:, :-1]) |
-                                       (self.inputs[:, 1:] == EOS_ID))
+        starts[:, 1:] = live[:, 1:] & (
+            (self.segment_ids[:, 1:] != self.segment_ids[:, :-1]) | (self.inputs[:, 1:] == EOS_ID)
+        )
         col = np.arange(self.inputs.shape[1])
         first = np.maximum.accumulate(np.where(starts, col, 0), axis=1)
-        return dataclasses.replace(self, segment_ids=np.where(live, np.cumsum(starts, 1), 0).astype(np.int32),
-                                   positions=np.where(live, col - first, 0).astype(np.int32))
+        return dataclasses.replace(
+            self,
+            segment_ids=np.where(live, np.cumsum(starts, 1), 0).astype(np.int32),
+            positions=np.where(live, col - first, 0).astype(np.int32),
+        )
 
     def batches(self, batch_rows: int) -> Iterable[dict[str, np.ndarray]]:
         """Consecutive batches of `batch_rows` rows (the row count must be a multiple: see `padded`)."""
         names = ("inputs", "targets", "segment_ids", "positions", "weights")
         names += ("cols",) if self.cols is not None else ()
         for r in range(0, self.num_rows, batch_rows):
-            yield {k: getattr(self, k)[r:r + batch_rows] for k in names}
+            yield {k: getattr(self, k)[r : r + batch_rows] for k in names}
 
 
 MASKED_COPIES_PER_ROW = 8  # see `pack`
@@ -237,10 +256,10 @@ def pack(wins: Sequence[Window | MaskedCopy], seq_len: int) -> Packed:
     for i, w in enumerate(wins):
         row, col, m = row_of[i], col_of[i], int(lengths[i])
         segment_inputs, segment_targets, scored_cols = w.row()
-        inputs[row, col:col + m] = segment_inputs
-        targets[row, col:col + m] = segment_targets
-        segment_ids[row, col:col + m] = seg_of[i]
-        positions[row, col:col + m] = np.arange(m)
+        inputs[row, col : col + m] = segment_inputs
+        targets[row, col : col + m] = segment_targets
+        segment_ids[row, col : col + m] = seg_of[i]
+        positions[row, col : col + m] = np.arange(m)
         cols = col + scored_cols
         weights[row, cols] = 1.0
         token_index.append(row * seq_len + cols)
@@ -259,7 +278,9 @@ def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = No
         last = max(pos)
         if last > seq_len:
             raise InputError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
-        out.append(Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1:last + 1]), tuple(int(p) - 1 for p in pos)))
+        out.append(
+            Window(s, 1, (int(ids[0]),), tuple(int(i) for i in ids[1 : last + 1]), tuple(int(p) - 1 for p in pos))
+        )
     return out
 
 
@@ -280,8 +301,11 @@ def eval_copies(ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray)
     last = max((max(pos) for pos in ev.positions or [] if pos), default=0)
     if last >= seq_len:
         raise InputError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
-    return [c for s, (ids, pos) in enumerate(zip(ev.token_ids, ev.positions or []))
-            for c in masked_copies(s, ids[:seq_len], method, seq_len, word_starts, scored=pos, context=False)]
+    return [
+        c
+        for s, (ids, pos) in enumerate(zip(ev.token_ids, ev.positions or []))
+        for c in masked_copies(s, ids[:seq_len], method, seq_len, word_starts, scored=pos, context=False)
+    ]
 
 
 def token_table(wins: Sequence[Window | MaskedCopy], tok: Tokenizer) -> pd.DataFrame:
@@ -297,8 +321,16 @@ def token_table(wins: Sequence[Window | MaskedCopy], tok: Tokenizer) -> pd.DataF
     cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros((0,), np.int64)
     ids = cat(token_id)
     pieces = np.array([tok.id_to_piece(i) for i in range(tok.vocab_size)], dtype=object)
-    return pd.DataFrame({"index": np.arange(ids.shape[0]), "seq": cat(seq), "position": cat(position),
-                         "token_id": ids, "token": pieces[ids] if ids.size else [], "context_length": cat(context)})
+    return pd.DataFrame(
+        {
+            "index": np.arange(ids.shape[0]),
+            "seq": cat(seq),
+            "position": cat(position),
+            "token_id": ids,
+            "token": pieces[ids] if ids.size else [],
+            "context_length": cat(context),
+        }
+    )
 
 
 def layout_hash(tokens: pd.DataFrame) -> str:

@@ -1,5 +1,6 @@
 """The jitted, sharded scoring function: log p(target | context) of every scored token of packed rows (`Scorer`),
 and `score_sequences` for notebooks."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,12 +15,12 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from babyjax import sharding
 from babyjax.errors import InputError
-from babyjax.layers import take_cols
-from babyjax.model import ModelConfig, Transformer
+from babyjax.model import sharding
+from babyjax.model.layers import take_cols
+from babyjax.model.transformer import ModelConfig, Transformer
+from babyjax.model.xent import head_chunks
 from babyjax.score.packing import Packed, pack, windows
-from babyjax.xent import head_chunks
 
 
 def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Array) -> jax.Array:
@@ -29,15 +30,22 @@ def _head_logprobs(model: Transformer, x_BxLxD: jax.Array, targets_BxL: jax.Arra
     return target_BxL - jax.nn.logsumexp(logits_BxLxV, axis=-1)
 
 
-def _target_logprobs(model: Transformer, batch: Mapping[str, jax.Array], chunks: int = 1,
-                     causal: bool = True) -> jax.Array:
+def _target_logprobs(
+    model: Transformer, batch: Mapping[str, jax.Array], chunks: int = 1, causal: bool = True
+) -> jax.Array:
     """log p(target | context) in nats, float32 [B, L] (or [B, K] at the columns `batch['cols']`, `Packed.compact`); 0
     where the weight is 0. The output projection and log-softmax run over `chunks` slices of the batch in turn (a
     lax.map: the logits of one slice stay in cache, 1.5x faster on CPU than one [B, L, V] pass); slice j holds rows j,
     j + chunks, ..., so every device keeps working on its own rows."""
     cols_BxK = batch.get("cols")  # read the scored columns only (L becomes K below)
-    x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic=True,
-                             causal=causal if model.cfg.encoder else None, cols=cols_BxK)
+    x_BxLxD = model.features(
+        batch["inputs"],
+        batch["segment_ids"],
+        batch["positions"],
+        deterministic=True,
+        causal=causal if model.cfg.encoder else None,
+        cols=cols_BxK,
+    )
     targets_BxL, weights_BxL = (take_cols(batch[k], cols_BxK) for k in ("targets", "weights"))
     if chunks == 1:
         logp_BxL = _head_logprobs(model, x_BxLxD, targets_BxL)
@@ -65,8 +73,9 @@ class Scorer:
     `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators). causal: False for masked LMs (attention both ways
     within each packed segment)."""
 
-    def __init__(self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0,
-                 causal: bool = True):
+    def __init__(
+        self, model_cfg: ModelConfig, mesh: Mesh, batch_rows: int = 0, head_tokens: int = 0, causal: bool = True
+    ):
         cpu = mesh.devices.flat[0].platform == "cpu"
         if not causal and not model_cfg.encoder:
             raise InputError(f"model.style={model_cfg.style!r} is a decoder: it can only be scored causally")
@@ -78,8 +87,9 @@ class Scorer:
             raise InputError("babyjax.score expects a model whose only state is nnx.Param")
         self._rest = rest
         self.param_shardings = sharding.tree_shardings(abstract, mesh)
-        self.abstract_params = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                            abstract, self.param_shardings)
+        self.abstract_params = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, self.param_shardings
+        )
         shards = mesh.shape["data"] * mesh.shape["fsdp"]
         batch_rows = batch_rows or (8 if cpu else 128) * shards
         self.batch_rows = max(1, math.ceil(batch_rows / shards)) * shards
@@ -116,9 +126,17 @@ class Scorer:
         return np.asarray(out.addressable_data(0)).reshape(-1)[packed.token_index]
 
 
-def score_sequences(model: Transformer, token_lists: Sequence[Sequence[int]], *, policy: str = "eot_context",
-                    seq_len: int | None = None, stride: int | None = None, batch_rows: int = 0,
-                    mesh: Mesh | None = None, head_tokens: int = 0) -> list[np.ndarray]:
+def score_sequences(
+    model: Transformer,
+    token_lists: Sequence[Sequence[int]],
+    *,
+    policy: str = "eot_context",
+    seq_len: int | None = None,
+    stride: int | None = None,
+    batch_rows: int = 0,
+    mesh: Mesh | None = None,
+    head_tokens: int = 0,
+) -> list[np.ndarray]:
     """Natural-log probabilities of the scored tokens of each sequence (a notebook helper around `Scorer`). With
     `eot_context` every token of a sequence is scored; with `no_context` all but the first."""
     cfg = model.cfg
@@ -129,6 +147,7 @@ def score_sequences(model: Transformer, token_lists: Sequence[Sequence[int]], *,
     packed, device_batches = scorer.place(pack(wins, seq_len))
     params = jax.device_put(nnx.state(model, nnx.Param), scorer.param_shardings)  # into the scorer's layout
     logp = scorer.logprobs(params, packed, device_batches)
-    counts = np.bincount([w.seq for w in wins], weights=[len(w.target_ids) for w in wins],
-                         minlength=len(token_lists)).astype(np.int64)
+    counts = np.bincount(
+        [w.seq for w in wins], weights=[len(w.target_ids) for w in wins], minlength=len(token_lists)
+    ).astype(np.int64)
     return np.split(logp, np.cumsum(counts)[:-1]) if len(token_lists) else []

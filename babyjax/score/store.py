@@ -1,6 +1,7 @@
 """The score output format (docs/architecture.md, "Score output"): its one writer (`ScoreFolder`, `RunTable`) and
 its one reader (`load_score_output`, or `load_scores` for one run). Every file is written atomically; a row of a
 matrix is flushed before its checkpoint is marked `done`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,17 @@ REQUIRED_TOKEN_COLUMNS = ("seq", "position", "token_id", "token")
 REQUIRED_CHECKPOINT_COLUMNS = ("step", "tokens_seen", "words_seen")
 REQUIRED_PAIR_COLUMNS = ("run", "step", "suite", "field", "n", "correct", "ties")
 # meta.json keys that identify what is scored: a folder is only continued by a job that scores the same thing.
-IDENTITY = ("kind", "eval_hash", "layout_hash", "first_token_policy", "tokenizer_hash", "log_base", "seq_len", "stride",
-            "scoring")
+IDENTITY = (
+    "kind",
+    "eval_hash",
+    "layout_hash",
+    "first_token_policy",
+    "tokenizer_hash",
+    "log_base",
+    "seq_len",
+    "stride",
+    "scoring",
+)
 IDENTITY_DEFAULTS = {"scoring": "causal"}  # outputs written before masked scoring existed
 
 
@@ -39,8 +49,12 @@ def _write_csv(path: pathlib.Path, df: pd.DataFrame) -> None:
 def read_checkpoints(path: pathlib.Path, *, exact: bool = True) -> pd.DataFrame:
     """A checkpoints.csv (params_hash and status as strings; empty numbers are NaN). exact: refuse other columns
     (the job continues only its own tables); else only the columns the analysis needs are required."""
-    df = pd.read_csv(path, dtype={"params_hash": str, "status": str}, keep_default_na=False,
-                     na_values={c: [""] for c in ("tokens_seen", "words_seen", "wall_time")})
+    df = pd.read_csv(
+        path,
+        dtype={"params_hash": str, "status": str},
+        keep_default_na=False,
+        na_values={c: [""] for c in ("tokens_seen", "words_seen", "wall_time")},
+    )
     if not exact:
         _require(path, df.columns, REQUIRED_CHECKPOINT_COLUMNS)
     elif tuple(df.columns) != CHECKPOINT_COLUMNS:
@@ -64,12 +78,18 @@ class RunTable:
             self.rows = read_checkpoints(self.table_path)
             self.matrix = open_matrix(self.matrix_path, mode="r+")
             if self.matrix.shape != (len(self.rows), num_tokens) or self.matrix.dtype != np.float32:
-                raise InputError(f"{self.matrix_path} has shape {self.matrix.shape}, but {self.table_path} lists "
-                                 f"{len(self.rows)} checkpoints of {num_tokens} tokens: the folder was changed by "
-                                 "hand; use a new --out")
+                raise InputError(
+                    f"{self.matrix_path} has shape {self.matrix.shape}, but {self.table_path} lists "
+                    f"{len(self.rows)} checkpoints of {num_tokens} tokens: the folder was changed by "
+                    "hand; use a new --out"
+                )
         else:
-            self.rows = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-                CHECKPOINT_COLUMNS, ("int64", "float64", "float64", "float64", "str", "str"))})
+            self.rows = pd.DataFrame(
+                {
+                    c: pd.Series(dtype=t)
+                    for c, t in zip(CHECKPOINT_COLUMNS, ("int64", "float64", "float64", "float64", "str", "str"))
+                }
+            )
             self.matrix = None
 
     def _recover(self) -> None:
@@ -88,9 +108,18 @@ class RunTable:
         if not new and self.matrix is not None:
             return
         floats = ("tokens_seen", "words_seen", "wall_time")
-        added = pd.DataFrame([{"step": int(e["step"]), **{k: float(e.get(k, np.nan)) for k in floats},
-                               "params_hash": str(e.get("params_hash", "")), "status": "pending"} for e in new],
-                             columns=list(CHECKPOINT_COLUMNS))
+        added = pd.DataFrame(
+            [
+                {
+                    "step": int(e["step"]),
+                    **{k: float(e.get(k, np.nan)) for k in floats},
+                    "params_hash": str(e.get("params_hash", "")),
+                    "status": "pending",
+                }
+                for e in new
+            ],
+            columns=list(CHECKPOINT_COLUMNS),
+        )
         rows = pd.concat([self.rows, added], ignore_index=True) if len(self.rows) else added
         rows = rows.sort_values("step", kind="stable").reset_index(drop=True)
         old_at = {int(s): i for i, s in enumerate(self.rows["step"])}
@@ -136,11 +165,15 @@ def _refuse_foreign_folder(out: pathlib.Path) -> None:
         raise InputError(f"--out {out} is a file: give a folder for the scores")
     if not out.is_dir() or (out / "meta.json").exists():
         return
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in ("tokens.csv", "sequences.csv", "runs")
-                     and not p.name.startswith("."))
+    foreign = sorted(
+        p.name
+        for p in out.iterdir()
+        if p.name not in ("tokens.csv", "sequences.csv", "runs") and not p.name.startswith(".")
+    )
     if foreign:
-        raise InputError(f"--out {out} holds other files ({', '.join(foreign[:3])}) and no score output: give a new "
-                         "or empty folder")
+        raise InputError(
+            f"--out {out} holds other files ({', '.join(foreign[:3])}) and no score output: give a new or empty folder"
+        )
 
 
 class ScoreFolder:
@@ -161,19 +194,30 @@ class ScoreFolder:
             stored = json.loads(meta_path.read_text())
             for key in IDENTITY:
                 if stored.get(key, IDENTITY_DEFAULTS.get(key)) != meta.get(key):
-                    raise InputError(f"{out} holds scores of another evaluation ({key}: stored {stored.get(key)!r}, "
-                                     f"now {meta.get(key)!r}); use a new --out")
+                    raise InputError(
+                        f"{out} holds scores of another evaluation ({key}: stored {stored.get(key)!r}, "
+                        f"now {meta.get(key)!r}); use a new --out"
+                    )
             for run, wd in meta["run_workdirs"].items():
                 if stored["run_workdirs"].get(run, wd) != wd:
-                    raise InputError(f"{out} holds run {run!r} from {stored['run_workdirs'][run]}, not {wd}: "
-                                     "give this run another name")
+                    raise InputError(
+                        f"{out} holds run {run!r} from {stored['run_workdirs'][run]}, not {wd}: "
+                        "give this run another name"
+                    )
                 was = stored.get("contexts", {}).get(run, "window")  # outputs before 2026-12: one window per row
                 if run in stored["run_workdirs"] and was != meta["contexts"][run]:
-                    raise InputError(f"{out} holds run {run!r} scored in {was} contexts; it is now scored in "
-                                     f"{meta['contexts'][run]} contexts (as it was trained): use a new --out")
+                    raise InputError(
+                        f"{out} holds run {run!r} scored in {was} contexts; it is now scored in "
+                        f"{meta['contexts'][run]} contexts (as it was trained): use a new --out"
+                    )
             merged = {**stored["run_workdirs"], **meta["run_workdirs"]}
-            self.meta = {**meta, "runs": sorted(merged), "run_workdirs": merged, "created": stored.get("created"),
-                         "contexts": {**stored.get("contexts", {}), **meta["contexts"]}}
+            self.meta = {
+                **meta,
+                "runs": sorted(merged),
+                "run_workdirs": merged,
+                "created": stored.get("created"),
+                "contexts": {**stored.get("contexts", {}), **meta["contexts"]},
+            }
         else:
             out.mkdir(parents=True, exist_ok=True)
             _write_csv(out / "tokens.csv", tokens)
@@ -192,8 +236,9 @@ class ScoreFolder:
         words_seen = float(table.rows.at[table.row_of(step), "words_seen"])
         self.pairs[(run, step)] = df = rows.assign(run=run, step=step, words_seen=words_seen)[list(PAIR_COLUMNS)]
         if write:
-            _write_csv(self.out / "pairs.csv", pd.concat([self.pairs[k] for k in sorted(self.pairs)],
-                                                         ignore_index=True))
+            _write_csv(
+                self.out / "pairs.csv", pd.concat([self.pairs[k] for k in sorted(self.pairs)], ignore_index=True)
+            )
         return df
 
 
@@ -202,7 +247,7 @@ def validation_perplexity(surprisal_TxC: np.ndarray) -> np.ndarray:
     surprisal in bits) [T]; NaN where a checkpoint has no finite score."""
     total, count = np.zeros(np.shape(surprisal_TxC)[0]), np.zeros(np.shape(surprisal_TxC)[0])
     for c0 in range(0, np.shape(surprisal_TxC)[1], 65536):  # a memory-mapped 1M-token matrix, in chunks
-        s = np.asarray(surprisal_TxC[:, c0:c0 + 65536], np.float64)
+        s = np.asarray(surprisal_TxC[:, c0 : c0 + 65536], np.float64)
         ok = np.isfinite(s)
         total += np.where(ok, s, 0).sum(1)
         count += ok.sum(1)
@@ -216,16 +261,20 @@ def open_matrix(path: pathlib.Path, mode: str = "r") -> np.ndarray:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(f)
             need = f.tell() + math.prod(shape) * dtype.itemsize
     except (OSError, ValueError) as err:
-        raise InputError(f"{path} is not a readable .npy matrix ({err}): the score output was damaged; score into a "
-                         "new --out") from None
+        raise InputError(
+            f"{path} is not a readable .npy matrix ({err}): the score output was damaged; score into a new --out"
+        ) from None
     if path.stat().st_size < need:
-        raise InputError(f"{path} is truncated ({path.stat().st_size:,} of {need:,} bytes): the score output was "
-                         "damaged; score into a new --out")
+        raise InputError(
+            f"{path} is truncated ({path.stat().st_size:,} of {need:,} bytes): the score output was "
+            "damaged; score into a new --out"
+        )
     return np.lib.format.open_memmap(path, mode=mode)
 
 
@@ -262,15 +311,18 @@ def _require(where: pathlib.Path, have: Iterable[str], needed: tuple[str, ...]) 
     """One-line InputError naming what a score output file lacks."""
     missing = [k for k in needed if k not in set(have)]
     if missing:
-        raise InputError(f"{where} lacks {', '.join(missing)}: it is not a complete babyjax.score output "
-                         "(re-run python -m babyjax.score)")
+        raise InputError(
+            f"{where} lacks {', '.join(missing)}: it is not a complete babyjax.score output "
+            "(re-run python -m babyjax.score)"
+        )
 
 
 def _read_meta(path: pathlib.Path) -> dict:
     meta_path = path / "meta.json"
     if not meta_path.is_file():
-        raise MissingError(f"{meta_path} not found: {path} is not a babyjax score output "
-                           "(run python -m babyjax.score first)")
+        raise MissingError(
+            f"{meta_path} not found: {path} is not a babyjax score output (run python -m babyjax.score first)"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
@@ -288,8 +340,9 @@ def _read_tokens(path: pathlib.Path) -> pd.DataFrame | None:
     return tokens
 
 
-def _read_run(path: pathlib.Path, meta: dict, run: str,
-              num_tokens: int | None) -> tuple[np.ndarray, pd.DataFrame] | None:
+def _read_run(
+    path: pathlib.Path, meta: dict, run: str, num_tokens: int | None
+) -> tuple[np.ndarray, pd.DataFrame] | None:
     """(surprisal in bits, checkpoints table) of one run; None for a pairs output without the run's matrix."""
     run_dir = path / "runs" / run
     s_path, c_path = run_dir / "surprisal.npy", run_dir / "checkpoints.csv"

@@ -7,16 +7,17 @@ finished work. Flags after `--` go to the launcher (slurm: launch/slurm/submit.s
 --gpus-per-node=1 --time=12:00:00; tpu: launch/tpu/babysit.sh flags such as --zone=... --accelerator-type=v4-8
 --spot).
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 
-from babyjax import cli
+from babyjax.commands import cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; a user error is one line and status 2 (babyjax/cli.py)."""
+    """The command line; a user error is one line and status 2 (babyjax/commands/cli.py)."""
     return cli.run(_main, argv, prog="babyjax.study")
 
 
@@ -27,10 +28,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--config", required=True, help="study config (configs/studies/*.py)")
     ap.add_argument("--workdir", required=True, help="the study folder (created, or continued)")
     ap.add_argument("--launcher", choices=LAUNCHERS, default="local", help="where the runs train")
-    ap.add_argument("--parallel", type=int, default=1, help="runs training at once (local), array tasks at once "
-                    "(slurm; 0 = no limit)")
-    ap.add_argument("--devices-per-run", type=int, default=0, help="local, --parallel > 1 on GPUs: CUDA devices "
-                    "each run gets")
+    ap.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="runs training at once (local), array tasks at once (slurm; 0 = no limit)",
+    )
+    ap.add_argument(
+        "--devices-per-run", type=int, default=0, help="local, --parallel > 1 on GPUs: CUDA devices each run gets"
+    )
     ap.add_argument("--no-wait", action="store_true", help="slurm: submit, then return; run again later to go on")
     ap.add_argument("--resubmit", action="store_true", help="slurm: submit again the runs that failed")
     ap.add_argument("--poll", type=float, default=60.0, help="seconds between looks at cluster runs")
@@ -44,8 +50,15 @@ def _main(argv: list[str] | None = None) -> int:
     from babyjax.study import launchers, runner, spec
 
     study = runner.Study(spec.load(args.config), args.workdir, progress=not args.no_progress)
-    opts = launchers.LaunchOptions(args.launcher, args.parallel, args.devices_per_run, not args.no_wait,
-                                   args.resubmit, args.poll, tuple(args.launcher_args))
+    opts = launchers.LaunchOptions(
+        args.launcher,
+        args.parallel,
+        args.devices_per_run,
+        not args.no_wait,
+        args.resubmit,
+        args.poll,
+        tuple(args.launcher_args),
+    )
     with study.locked():
         study.shared_inputs()
         if not launchers.train_runs(study, opts):

@@ -3,6 +3,7 @@
 runs the same `launch/train.py` command line per run (Study.train_command); the study waits for the runs, or, with
 `wait=False`, returns and is run again later. A run that failed is reported by name with its log.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,8 +79,9 @@ def _local(study: Study, pending: Sequence[str], opts: LaunchOptions) -> None:
                     for other, _ in running.values():
                         other.kill()
                     path = study.log_path("train", name)
-                    raise StageError(f"training run {name} failed (exit {proc.returncode}): {last_error(path)}; "
-                                     f"see {path}")
+                    raise StageError(
+                        f"training run {name} failed (exit {proc.returncode}): {last_error(path)}; see {path}"
+                    )
                 study.mark_done("train", name)
 
 
@@ -103,8 +105,9 @@ class _Cluster:
         else:
             failed = self.failures(pending)
             if failed and not self.opts.resubmit:
-                raise StageError("; ".join(failed.values()) + " -- fix the cause, then run the study again with "
-                                 "--resubmit")
+                raise StageError(
+                    "; ".join(failed.values()) + " -- fix the cause, then run the study again with --resubmit"
+                )
             fresh = [n for n in pending if n not in self.state["runs"] or n in failed]
             if fresh:
                 self._submit_slurm(fresh)
@@ -123,8 +126,11 @@ class _Cluster:
                 hint = "run the study again with --resubmit" if self.opts.launcher == "slurm" else "run it again"
                 raise StageError("; ".join(failed.values()) + f" -- fix the cause, then {hint}")
             if not self.opts.wait:
-                log.info("study: %d run(s) still training on %s; run the same command later to go on", len(waiting),
-                         self.opts.launcher)
+                log.info(
+                    "study: %d run(s) still training on %s; run the same command later to go on",
+                    len(waiting),
+                    self.opts.launcher,
+                )
                 return False
             self._sleep()
 
@@ -151,9 +157,15 @@ class _Cluster:
             argv = self.study.train_command(name)[2:]  # after python launch/train.py
             paths.write_atomic(args_dir / f"{i}.args", "\n".join(argv) + "\n")
         job_name = f"babyjax-study-{self.study.dir.name}"
-        cmd = ["bash", str(spec_lib.ROOT / "launch" / "slurm" / "submit.sh"), f"--array-args={args_dir}",
-               f"--array-tasks={len(names)}", f"--array-parallel={self.opts.parallel}", f"--job-name={job_name}",
-               *self.opts.extra]
+        cmd = [
+            "bash",
+            str(spec_lib.ROOT / "launch" / "slurm" / "submit.sh"),
+            f"--array-args={args_dir}",
+            f"--array-tasks={len(names)}",
+            f"--array-parallel={self.opts.parallel}",
+            f"--job-name={job_name}",
+            *self.opts.extra,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=spec_lib.ROOT)
         if out.returncode:
             raise StageError(f"submitting the study's job array failed: {error_line(out.stderr or out.stdout)}")
@@ -170,8 +182,11 @@ class _Cluster:
     def _slurm_states(self) -> dict[str, tuple[str, str]]:
         """sacct: task id (JOB_i) -> (state, exit code)."""
         jobs = ",".join(self.state.get("jobs", []))
-        out = subprocess.run(["sacct", "-j", jobs, "--format=JobID,State,ExitCode", "--parsable2", "--noheader"],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["sacct", "-j", jobs, "--format=JobID,State,ExitCode", "--parsable2", "--noheader"],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode:
             raise StageError(f"sacct failed: {error_line(out.stderr)}; is this a SLURM login node?")
         states = {}
@@ -187,8 +202,14 @@ class _Cluster:
         for name in names:
             argv = self.study.train_command(name)[2:]
             slice_name = f"bj-{self.study.dir.name}-{name}".lower().replace("_", "-").replace(".", "-")[:60]
-            cmd = ["bash", str(spec_lib.ROOT / "launch" / "tpu" / "babysit.sh"), f"--name={slice_name}",
-                   "--delete-when-done", *self.opts.extra, *argv]
+            cmd = [
+                "bash",
+                str(spec_lib.ROOT / "launch" / "tpu" / "babysit.sh"),
+                f"--name={slice_name}",
+                "--delete-when-done",
+                *self.opts.extra,
+                *argv,
+            ]
             log_path = self.study.log_path("tpu", name)
             self.procs[name] = start_child(cmd, log_path)
             self.state["runs"][name] = {"slice": slice_name, "log": str(log_path), "pid": self.procs[name].pid}
@@ -208,13 +229,16 @@ class _Cluster:
                 rec = self.state["runs"][n]
                 state, code = states.get(rec["job"], ("", ""))
                 if state in _ENDED:
-                    out[n] = (f"run {n} failed on the cluster (job {rec['job']}, {state}, exit {code}), "
-                              f"log: {rec['log']}")
+                    out[n] = (
+                        f"run {n} failed on the cluster (job {rec['job']}, {state}, exit {code}), log: {rec['log']}"
+                    )
         else:
             for n in launched:
                 rec, proc = self.state["runs"][n], self.procs[n]
                 rc = proc.poll()
                 if rc is not None:
-                    out[n] = (f"run {n} failed on TPU slice {rec['slice']} (babysitter exit {rc}: "
-                              f"{last_error(pathlib.Path(rec['log']))}), log: {rec['log']}")
+                    out[n] = (
+                        f"run {n} failed on TPU slice {rec['slice']} (babysitter exit {rc}: "
+                        f"{last_error(pathlib.Path(rec['log']))}), log: {rec['log']}"
+                    )
         return out

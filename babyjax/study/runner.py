@@ -5,7 +5,7 @@ generate -> analyze. The study folder:
                                   config is refused)
     <dir>/tokenizer.model         one SentencePiece model, shared by every run
     <dir>/token_sample.npz        one tokens-in-context sample, scored for every run
-    <dir>/runs/<run>/             the training runs (babyjax.run.RunDir)
+    <dir>/runs/<run>/             the training runs (babyjax.checkpoints.run.RunDir)
     <dir>/scores/<eval>[-<objective>]/   score outputs (python -m babyjax.score), one per evaluation set
     <dir>/report/                 report.md, figures and CSVs (python -m babyjax.analyze), renamed into place whole
     <dir>/logs/<stage>-<what>.log every child command's output
@@ -15,6 +15,7 @@ Every stage but the tokenizer and the sample runs as a child command (the same o
 with the study when the study is killed; a stage that was interrupted is simply run again, and the commands
 themselves resume (training from its resume checkpoint, scoring from its done checkpoints).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,9 +35,10 @@ from collections.abc import Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from babyjax import objectives, paths
+from babyjax import paths
+from babyjax.checkpoints.run import RunDir, first_difference
 from babyjax.errors import InputError, TrainingError, UserError
-from babyjax.run import RunDir, first_difference
+from babyjax.model import objectives
 from babyjax.study import spec as spec_lib
 
 log = logging.getLogger("babyjax")
@@ -57,9 +59,14 @@ def start_child(cmd: Sequence[str], log_path: pathlib.Path, env: dict | None = N
     with open(log_path, "ab") as f:
         f.write(f"\n$ {' '.join(map(str, cmd))}\n".encode())
         f.flush()
-        return subprocess.Popen([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=spec_lib.ROOT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        return subprocess.Popen(
+            [str(c) for c in cmd],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=spec_lib.ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
 
 
 def error_line(text: str) -> str:
@@ -83,8 +90,9 @@ def _check_eval_paths(study: ml_collections.ConfigDict) -> None:
     for group in ("pairs", "text"):
         for name, path in study[group].items():
             if "://" not in str(path) and not os.path.exists(str(path)):
-                raise InputError(f"study.{group}.{name}: {path} does not exist: fix the study config (nothing was "
-                                 "trained)")
+                raise InputError(
+                    f"study.{group}.{name}: {path} does not exist: fix the study config (nothing was trained)"
+                )
 
 
 class Study:
@@ -92,9 +100,11 @@ class Study:
 
     def __init__(self, study: ml_collections.ConfigDict, workdir: paths.PathLike, *, progress: bool = True):
         if "://" in os.fspath(workdir):
-            raise InputError(f"--workdir {workdir}: a study folder is a file-system path (it is locked and its runs "
-                             "are followed there); for SLURM or TPU runs, put it on storage every node mounts at the "
-                             "same path (NFS, Filestore, a gcsfuse mount of the bucket)")
+            raise InputError(
+                f"--workdir {workdir}: a study folder is a file-system path (it is locked and its runs "
+                "are followed there); for SLURM or TPU runs, put it on storage every node mounts at the "
+                "same path (NFS, Filestore, a gcsfuse mount of the bucket)"
+            )
         self.study = study
         _check_eval_paths(study)
         self.dir = pathlib.Path(os.path.abspath(os.fspath(workdir)))
@@ -132,8 +142,9 @@ class Study:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                raise InputError(f"another study command is working in {self.dir}: wait for it, or stop it "
-                                 "first") from None
+                raise InputError(
+                    f"another study command is working in {self.dir}: wait for it, or stop it first"
+                ) from None
             self.pin()
             yield self
 
@@ -148,20 +159,29 @@ class Study:
                 raise InputError(f"{path} is damaged: it must be a babyjax study.json; use a new --workdir") from None
             if stored.get("sha256") != current["sha256"]:
                 why = first_difference(stored, current, ignore=("sha256",), what="study")
-                raise InputError(f"{self.dir} holds another study ({why}): use a new --workdir, or the study config it "
-                                 "was made with")
+                raise InputError(
+                    f"{self.dir} holds another study ({why}): use a new --workdir, or the study config it was made with"
+                )
             return
         if any(not p.name.startswith(".") and p.name != "runs.json" for p in self.dir.iterdir()):
             raise InputError(f"{self.dir} is not empty and holds no study.json: give a new or empty --workdir")
-        paths.write_atomic(self.dir / "runs.json", json.dumps(
-            {r.name: {"labels": r.labels, "condition": r.condition(), "overrides": list(r.overrides)}
-             for r in self.runs}, indent=1))
+        paths.write_atomic(
+            self.dir / "runs.json",
+            json.dumps(
+                {
+                    r.name: {"labels": r.labels, "condition": r.condition(), "overrides": list(r.overrides)}
+                    for r in self.runs
+                },
+                indent=1,
+            ),
+        )
         paths.write_atomic(path, json.dumps(current, indent=1, sort_keys=True))  # last: the study is pinned
 
     # -- shared inputs -------------------------------------------------------------------------------------------------
     def shared_inputs(self) -> None:
         """The one tokenizer (trained on the first run's corpus) and the one token sample, in-process."""
-        from babyjax.data import babylm, evalsets, tokenizer as tokenizer_lib
+        from babyjax.data import babylm, evalsets
+        from babyjax.data import tokenizer as tokenizer_lib
 
         first = self.configs[self.runs[0].name]
         if not self.tokenizer_path.exists() or (self.study.tokens.num_sequences and not self.sample_path.exists()):
@@ -170,9 +190,16 @@ class Study:
             tok = tokenizer_lib.get_tokenizer(first.tokenizer, train_split, self.dir)
             t = self.study.tokens
             if t.num_sequences and not self.sample_path.exists():
-                evalsets.make_token_sample(first.data, tok, self.sample_path, split=t.split, seed=t.seed,
-                                           num_sequences=t.num_sequences, seq_len=t.seq_len,
-                                           num_positions=t.num_positions)
+                evalsets.make_token_sample(
+                    first.data,
+                    tok,
+                    self.sample_path,
+                    split=t.split,
+                    seed=t.seed,
+                    num_sequences=t.num_sequences,
+                    seq_len=t.seq_len,
+                    num_positions=t.num_positions,
+                )
                 log.info("study: token sample of %d x %d targets written", t.num_sequences, t.num_positions)
 
     # -- training ------------------------------------------------------------------------------------------------------
@@ -252,14 +279,29 @@ class Study:
 
     def generate(self) -> None:
         n = int(self.study.generate.heldout_prompts)
-        names = [r.name for r in self.runs if n and not self.done("generate", r.name)
-                 and objectives.config_of(self.configs[r.name])["kind"] in ("causal", "hybrid")]
+        names = [
+            r.name
+            for r in self.runs
+            if n
+            and not self.done("generate", r.name)
+            and objectives.config_of(self.configs[r.name])["kind"] in ("causal", "hybrid")
+        ]
         with tqdm(total=len(names), desc="generate", unit="run", disable=not self.progress or not names) as bar:
             for name in names:
                 bar.set_postfix_str(name)
-                self.child([sys.executable, "-m", "babyjax.generate", f"--workdir={self.run_dir(name)}",
-                            f"--heldout_prompts={n}", f"--max_new_tokens={self.study.generate.max_new_tokens}"],
-                           "generate", name, bar)
+                self.child(
+                    [
+                        sys.executable,
+                        "-m",
+                        "babyjax.generate",
+                        f"--workdir={self.run_dir(name)}",
+                        f"--heldout_prompts={n}",
+                        f"--max_new_tokens={self.study.generate.max_new_tokens}",
+                    ],
+                    "generate",
+                    name,
+                    bar,
+                )
                 self.mark_done("generate", name)
                 bar.update(1)
 
@@ -271,10 +313,19 @@ class Study:
         tmp = self.dir / ".report.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         a = self.study.analysis
-        cmd = [sys.executable, "-m", "babyjax.analyze", *[str(self.dir / "scores" / j[0]) for j in self.score_jobs()],
-               f"--runs-dir={self.dir / 'runs'}", f"--study={self.dir / 'runs.json'}", f"--out={tmp}",
-               f"--xia-p={a.xia_p}", f"--x-axis={a.x_axis}", *([f"--aoa-words={a.aoa_words}"] if a.aoa_words else []),
-               *([] if self.progress else ["--no-progress"])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "babyjax.analyze",
+            *[str(self.dir / "scores" / j[0]) for j in self.score_jobs()],
+            f"--runs-dir={self.dir / 'runs'}",
+            f"--study={self.dir / 'runs.json'}",
+            f"--out={tmp}",
+            f"--xia-p={a.xia_p}",
+            f"--x-axis={a.x_axis}",
+            *([f"--aoa-words={a.aoa_words}"] if a.aoa_words else []),
+            *([] if self.progress else ["--no-progress"]),
+        ]
         with tqdm(total=1, desc="analyze", unit="report", disable=not self.progress) as bar:
             self.child(cmd, "analyze", "report", bar)
             shutil.rmtree(report, ignore_errors=True)

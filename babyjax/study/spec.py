@@ -16,6 +16,7 @@ A study config is an ml_collections file like a run config. Its keys (all in `ba
 Overrides are parsed by ml_collections' own flag parser, so a run trained by the study has exactly the config that
 `launch/train.py --config BASE --config.key=value ...` gives, and a cluster job runs that very command line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,8 +52,11 @@ def over(key: str, values: Iterable[Any], name: str | None = None) -> dict:
     """An axis over one config key: `over("seed", [0, 1, 2])` -> labels seed0, seed1, seed2."""
     name = name or key.rsplit(".", 1)[-1]
     values = list(values)
-    return {"name": name, "labels": tuple(f"{name}{v:g}" if isinstance(v, float) else f"{name}{v}" for v in values),
-            "overrides": tuple((f"{key}={v}",) for v in values)}
+    return {
+        "name": name,
+        "labels": tuple(f"{name}{v:g}" if isinstance(v, float) else f"{name}{v}" for v in values),
+        "overrides": tuple((f"{key}={v}",) for v in values),
+    }
 
 
 def base_study() -> ml_collections.ConfigDict:
@@ -61,12 +65,14 @@ def base_study() -> ml_collections.ConfigDict:
     s.base = "configs/tiny.py"
     s.overrides = ()
     s.axes = ()
-    s.tokens = ml_collections.ConfigDict(dict(num_sequences=0, num_positions=10, seq_len=128, split="test", seed=0))
+    s.tokens = ml_collections.ConfigDict(
+        {"num_sequences": 0, "num_positions": 10, "seq_len": 128, "split": "test", "seed": 0}
+    )
     s.pairs = ml_collections.ConfigDict()
     s.pairs_limit = 0  # pairs per paradigm (0 = all)
     s.text = ml_collections.ConfigDict()
-    s.generate = ml_collections.ConfigDict(dict(heldout_prompts=0, max_new_tokens=40))
-    s.analysis = ml_collections.ConfigDict(dict(xia_p="0.1,0.3,0.5,0.7", x_axis="step", aoa_words=""))
+    s.generate = ml_collections.ConfigDict({"heldout_prompts": 0, "max_new_tokens": 40})
+    s.analysis = ml_collections.ConfigDict({"xia_p": "0.1,0.3,0.5,0.7", "x_axis": "step", "aoa_words": ""})
     return s
 
 
@@ -92,11 +98,15 @@ def expand(study: ml_collections.ConfigDict) -> list[RunPlan]:
     for a in axes:
         labels, overrides = tuple(a.get("labels", ())), tuple(a.get("overrides", ()))
         if not labels or len(labels) != len(overrides):
-            raise InputError(f"study axis {a.get('name')!r} needs labels and one overrides tuple per label: write it "
-                             "with babyjax.study.spec.axis() or over()")
+            raise InputError(
+                f"study axis {a.get('name')!r} needs labels and one overrides tuple per label: write it "
+                "with babyjax.study.spec.axis() or over()"
+            )
         if len(set(labels)) != len(labels) or not all(_LABEL.match(str(x)) for x in labels):
-            raise InputError(f"study axis {a['name']!r}: labels {list(labels)} must be distinct and hold only "
-                             "letters, digits, '.' and '-'")
+            raise InputError(
+                f"study axis {a['name']!r}: labels {list(labels)} must be distinct and hold only "
+                "letters, digits, '.' and '-'"
+            )
         for ov in itertools.chain.from_iterable(overrides):
             _check_override(ov, a["name"])
     common = tuple(study.overrides)
@@ -117,8 +127,10 @@ def _check_override(ov: str, where: str) -> None:
     if any(key == k or key.startswith(k + ".") for k in STUDY_KEYS):
         raise InputError(f"study {where}: {key} is set by the study itself (one tokenizer for all runs); remove it")
     if where != "overrides" and any(key == k or key.startswith(k + ".") for k in SHARED_KEYS):
-        raise InputError(f"study axis {where!r} varies {key}: every run must read the same corpus and tokenizer "
-                         "(put it in the study's overrides instead)")
+        raise InputError(
+            f"study axis {where!r} varies {key}: every run must read the same corpus and tokenizer "
+            "(put it in the study's overrides instead)"
+        )
 
 
 def base_path(study: ml_collections.ConfigDict) -> pathlib.Path:
@@ -126,8 +138,10 @@ def base_path(study: ml_collections.ConfigDict) -> pathlib.Path:
     p = pathlib.Path(study.base)
     p = p if p.is_absolute() else ROOT / p
     if not p.is_file():
-        raise InputError(f"study base config {study.base} not found: give a configs/*.py path relative to the "
-                         f"checkout ({ROOT}) or an absolute path")
+        raise InputError(
+            f"study base config {study.base} not found: give a configs/*.py path relative to the "
+            f"checkout ({ROOT}) or an absolute path"
+        )
     return p
 
 
@@ -153,7 +167,8 @@ def run_config(study: ml_collections.ConfigDict, run: RunPlan, extra: Sequence[s
     except flags.Error as e:
         raise InputError(f"run {run.name}: {str(e).splitlines()[0]}") from None
     except (AttributeError, KeyError) as e:  # as launch/train.py says it: the key, and the closest one
-        from babyjax.cli import _unknown_key
+        from babyjax.commands.cli import _unknown_key
+
         raise InputError(f"run {run.name}: {_unknown_key(argv, e)}") from None
     except (ValueError, TypeError) as e:
         raise InputError(f"run {run.name}: bad override value ({str(e).splitlines()[0]})") from None
@@ -163,7 +178,7 @@ def run_config(study: ml_collections.ConfigDict, run: RunPlan, extra: Sequence[s
 def fingerprint(study: ml_collections.ConfigDict, configs: dict[str, ml_collections.ConfigDict]) -> dict:
     """What defines a study's outputs: the study config and each run's resolved training config (where its data
     lives left out, as for runs)."""
-    from babyjax.run import LOCATIONS
+    from babyjax.checkpoints.run import LOCATIONS
 
     runs = {}
     for name, c in configs.items():
@@ -199,7 +214,7 @@ def load(path: str) -> ml_collections.ConfigDict:
     unknown = sorted(set(given.keys()) - set(study.keys()))
     if unknown:
         raise InputError(f"study config {path}: unknown keys {unknown}; the keys are listed in babyjax/study/spec.py")
-    for key in given.keys():
+    for key in given:
         value = given[key]
         if isinstance(study[key], ml_collections.ConfigDict) and key in ("tokens", "generate", "analysis"):
             study[key].update(value)

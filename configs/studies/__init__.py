@@ -1,4 +1,5 @@
 """Study configs (python -m babyjax.study --config configs/studies/NAME.py): see babyjax/study/spec.py for the keys."""
+
 import os
 import pathlib
 

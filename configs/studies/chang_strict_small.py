@@ -11,6 +11,7 @@ Hardware:  one GPU per run (A100/H100 class); scoring and analysis run where the
 Time:      estimated: each run under 1 hour on an H100 (configs/strict_small.py), scoring 1M tokens x ~200 checkpoints
            x 5 runs a few hours on one GPU; not yet measured on this project's hardware.
 """
+
 from babyjax.study import base_study, over
 from configs.studies import shared_data
 

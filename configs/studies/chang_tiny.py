@@ -11,6 +11,7 @@ Time:      12 min 13 s to 15 min 28 s wall in a fresh clone and HOME with the da
            process 1.02-1.04 GB RSS; 2 idle cores, /usr/bin/time -v, measured 2026-12-02 on two machines.
 Runs:      seed0, seed1, seed2 (one condition); 600 steps each, 115 checkpoints.
 """
+
 from babyjax.study import base_study, over
 from configs.studies import shared_data
 

@@ -8,20 +8,22 @@ Hardware:  one GPU per run (A100/H100 class); or TPU slices (--launcher tpu -- -
 Time:      estimated: the largest size about 2 hours per run on an H100; not yet measured on this project's hardware.
 Runs:      {xs, s, m, l} x {seed0, seed1}.
 """
+
 from babyjax.study import axis, base_study, over
 from configs.studies import shared_data
 
 
 def _size(layers: int, d: int, heads: int) -> tuple[str, ...]:
-    return (f"model.num_layers={layers}", f"model.d_model={d}", f"model.num_heads={heads}",
-            f"model.mlp_dim={2 * d}")
+    return (f"model.num_layers={layers}", f"model.d_model={d}", f"model.num_heads={heads}", f"model.mlp_dim={2 * d}")
 
 
 def get_config():
     s = base_study()
     s.base = "configs/strict_small.py"
-    s.axes = (axis("size", xs=_size(4, 256, 4), s=_size(8, 384, 6), m=_size(16, 512, 8), l=_size(16, 768, 12)),
-              over("seed", [0, 1]))
+    s.axes = (
+        axis("size", xs=_size(4, 256, 4), s=_size(8, 384, 6), m=_size(16, 512, 8), l=_size(16, 768, 12)),
+        over("seed", [0, 1]),
+    )
     s.tokens.num_sequences = 100_000
     s.tokens.num_positions = 10
     s.pairs = {"blimp": shared_data("blimp")}

@@ -9,6 +9,7 @@ Time:      12 min 25 s wall on 2 idle cores with the data already prepared (trai
            analysis 41 s), largest process 1.25 GB RSS; /usr/bin/time -v, measured 2026-12-02.
 Runs:      d64_seed0, d128_seed0, d256_seed0.
 """
+
 from babyjax.study import axis, base_study, over
 from configs.studies import shared_data
 

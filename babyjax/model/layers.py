@@ -1,6 +1,7 @@
-"""The primitives every model of babyjax is built from (babyjax/model.py, babyjax/ltg.py): float32 parameters with
-logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py), the norm, dropout, and reading a
-few columns of each row (`take_cols`)."""
+"""The primitives every model of babyjax is built from (babyjax/model/transformer.py, babyjax/model/ltg.py): float32
+parameters with logical axis names (babyjax/model/sharding.py) and a weight-decay tag (babyjax/train/optim.py), the
+norm, dropout, and reading a few columns of each row (`take_cols`)."""
+
 from __future__ import annotations
 
 import jax
@@ -10,11 +11,18 @@ from flax import nnx
 from babyjax.errors import InputError
 
 INIT_STD = 0.02
-DECAY_TAG = "decay"  # nnx metadata key: True for parameters that get weight decay (babyjax.optim.decay_mask)
+DECAY_TAG = "decay"  # nnx metadata key: True for parameters that get weight decay (babyjax.train.optim.decay_mask)
 
 
-def param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...], std: float | None, *,
-          decay: bool, truncated: bool = False) -> nnx.Param:
+def param(
+    rngs: nnx.Rngs,
+    shape: tuple[int, ...],
+    names: tuple[str | None, ...],
+    std: float | None,
+    *,
+    decay: bool,
+    truncated: bool = False,
+) -> nnx.Param:
     """A float32 Param: normal(std) (cut at +-2 std when `truncated`, as LTG-BERT), ones with std None (norm scales),
     zeros with std 0 (biases). names: logical axis names (sharding); decay: whether weight decay applies (kernels and
     embedding tables; not biases, norm scales or position tables)."""
@@ -24,7 +32,7 @@ def param(rngs: nnx.Rngs, shape: tuple[int, ...], names: tuple[str | None, ...],
         value = std * noise.astype(jnp.float32)
     else:
         value = jnp.full(shape, 1.0 if std is None else 0.0, jnp.float32)
-    # Sharding is applied by jit out_shardings at init (babyjax/step.py), not eagerly at creation.
+    # Sharding is applied by jit out_shardings at init (babyjax/train/step.py), not eagerly at creation.
     return nnx.Param(value, out_sharding=names, eager_sharding=False, **{DECAY_TAG: decay})
 
 
@@ -58,6 +66,7 @@ def take_cols(x_BxLx_: jax.Array, cols_BxK: jax.Array | None, axis: int = 1) -> 
     """x at the columns `cols_BxK` along `axis` (x itself when cols is None): [B, L, ...] -> [B, K, ...]."""
     if cols_BxK is None:
         return x_BxLx_
-    index = cols_BxK.reshape(cols_BxK.shape[:1] + (1,) * (axis - 1) + cols_BxK.shape[1:] +
-                             (1,) * (x_BxLx_.ndim - axis - 1))
+    index = cols_BxK.reshape(
+        cols_BxK.shape[:1] + (1,) * (axis - 1) + cols_BxK.shape[1:] + (1,) * (x_BxLx_.ndim - axis - 1)
+    )
     return jnp.take_along_axis(x_BxLx_, index, axis=axis)

@@ -1,4 +1,4 @@
-"""PyTorch modelling code for babyjax's LTG-BERT-style models (model.style 'ltg_bert', babyjax/ltg.py), shipped in
+"""PyTorch modelling code for babyjax's LTG-BERT-style models (model.style 'ltg_bert', babyjax/model/ltg.py), shipped in
 every exported folder as `modeling_ltg_bert.py` and loaded with `trust_remote_code=True`:
 
     AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)   # attention both ways (mlm, mntp)
@@ -9,6 +9,7 @@ predicts token i + 1 (the BabyLM 2025 pipeline's mntp backend reads position i -
 start at 0 at its first token; padding (attention_mask 0) is never attended to. Written for babyjax (not a copy of
 ltgoslo's files); works with transformers 4.4x-4.5x and 5.x. Needs only torch and transformers.
 """
+
 import math
 
 import torch
@@ -22,9 +23,18 @@ MAX_POSITION = 512
 class LtgBertConfig(PretrainedConfig):
     model_type = "babyjax_ltg_bert"
 
-    def __init__(self, vocab_size=16384, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=2048, position_bucket_size=32, layer_norm_eps=1e-5, max_position_embeddings=512,
-                 **kwargs):
+    def __init__(
+        self,
+        vocab_size=16384,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=2048,
+        position_bucket_size=32,
+        layer_norm_eps=1e-5,
+        max_position_embeddings=512,
+        **kwargs,
+    ):
         self.vocab_size, self.hidden_size, self.num_hidden_layers = vocab_size, hidden_size, num_hidden_layers
         self.num_attention_heads, self.intermediate_size = num_attention_heads, intermediate_size
         self.position_bucket_size, self.layer_norm_eps = position_bucket_size, layer_norm_eps
@@ -48,8 +58,11 @@ def _norm(x, eps, weight=None, bias=None):
 class Attention(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.heads, self.head_dim, self.eps = c.num_attention_heads, c.hidden_size // c.num_attention_heads, \
-            c.layer_norm_eps
+        self.heads, self.head_dim, self.eps = (
+            c.num_attention_heads,
+            c.hidden_size // c.num_attention_heads,
+            c.layer_norm_eps,
+        )
         self.in_proj_qk = nn.Linear(c.hidden_size, 2 * c.hidden_size)  # rows: q (head-major), then k
         self.in_proj_v = nn.Linear(c.hidden_size, c.hidden_size)
         self.out_proj = nn.Linear(c.hidden_size, c.hidden_size)

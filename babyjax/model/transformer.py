@@ -2,9 +2,10 @@
 llama) and encoders (roberta, ltg_bert), which attend both ways or causally as each row of a batch says.
 
 `model.style` is a preset of features: the ModelConfig properties, the only code that reads it. Parameters are
-float32 with logical axis names (babyjax/sharding.py) and a weight-decay tag (babyjax/optim.py); compute runs in
-`cfg.dtype`, logits come back in float32. Attention stays within packed segments (id 0: padding).
+float32 with logical axis names (babyjax/model/sharding.py) and a weight-decay tag (babyjax/train/optim.py); compute
+runs in `cfg.dtype`, logits come back in float32. Attention stays within packed segments (id 0: padding).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,13 +16,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from babyjax import layers, ltg
 from babyjax.errors import InputError
-from babyjax.layers import INIT_STD
-from babyjax.layers import dropout as _dropout
-from babyjax.layers import param as _param
-from babyjax.layers import take_cols
-from babyjax.sharding import constrain
+from babyjax.model import layers, ltg
+from babyjax.model.layers import INIT_STD, take_cols
+from babyjax.model.layers import dropout as _dropout
+from babyjax.model.layers import param as _param
+from babyjax.model.sharding import constrain
 
 STYLES = ("gpt2", "llama", "roberta", "ltg_bert")
 ENCODERS = ("roberta", "ltg_bert")  # styles whose attention may look both ways
@@ -67,8 +67,11 @@ class ModelConfig:
     @classmethod
     def from_config(cls, model_cfg: Any, vocab_size: int) -> ModelConfig:
         """From the `config.model` ConfigDict (num_kv_heads=-1 means num_heads), each value cast to its field's type."""
-        values = {f.name: type(f.default)(model_cfg.get(f.name, f.default))  # keys added later keep their default
-                  for f in dataclasses.fields(cls) if f.name != "vocab_size"}
+        values = {
+            f.name: type(f.default)(model_cfg.get(f.name, f.default))  # keys added later keep their default
+            for f in dataclasses.fields(cls)
+            if f.name != "vocab_size"
+        }
         if values["num_kv_heads"] == -1:
             values["num_kv_heads"] = values["num_heads"]
         return cls(vocab_size=int(vocab_size), **values)
@@ -77,7 +80,7 @@ class ModelConfig:
     @property
     def position(self) -> str:
         """'learned' (a position table of max_len rows: GPT-2, RoBERTa), 'rope' (rotary, on per-segment positions:
-        Llama) or 'relative' (LTG-BERT's bucketed relative positions, babyjax/ltg.py)."""
+        Llama) or 'relative' (LTG-BERT's bucketed relative positions, babyjax/model/ltg.py)."""
         return {"llama": "rope", "ltg_bert": "relative"}.get(self.style, "learned")
 
     @property
@@ -167,8 +170,9 @@ def attention_mask(segment_ids_BxL: jax.Array, causal: bool | jax.Array = True) 
 CAUSAL_BLOCKS = 4  # query blocks of causal attention at inference (2: 1.2x, 4: 1.4x, 8: 1.25x scoring, tiny, CPU)
 
 
-def attend(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array, mask_Bx1xLxL: jax.Array,
-           blocks: int = 1) -> jax.Array:
+def attend(
+    q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array, mask_Bx1xLxL: jax.Array, blocks: int = 1
+) -> jax.Array:
     """softmax(q k^T, masked) v, the scores in float32. blocks > 1 (a causal mask only): the queries in `blocks`
     blocks, each scored against the keys up to its own last query, so the keys every query of a block is masked
     from are never scored (37% fewer scores and exponentials with 4 blocks; the same numbers, as masked keys add exact
@@ -180,9 +184,10 @@ def attend(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array, mas
     outs, n = [], length // blocks
     for i in range(blocks):
         lo, hi = i * n, (i + 1) * n if blocks > 1 else k_BxLxHxK.shape[1]
-        s_BxHxNxM = jnp.einsum("blhk,bmhk->bhlm", q_BxLxHxK[:, lo:lo + n], k_BxLxHxK[:, :hi],
-                               preferred_element_type=jnp.float32)
-        s_BxHxNxM = jnp.where(mask_Bx1xLxL[:, :, lo:lo + n, :hi], s_BxHxNxM, jnp.finfo(jnp.float32).min)
+        s_BxHxNxM = jnp.einsum(
+            "blhk,bmhk->bhlm", q_BxLxHxK[:, lo : lo + n], k_BxLxHxK[:, :hi], preferred_element_type=jnp.float32
+        )
+        s_BxHxNxM = jnp.where(mask_Bx1xLxL[:, :, lo : lo + n, :hi], s_BxHxNxM, jnp.finfo(jnp.float32).min)
         p_BxHxNxM = jax.nn.softmax(s_BxHxNxM, axis=-1).astype(dt)
         outs.append(jnp.einsum("bhlm,bmhk->blhk", p_BxHxNxM, v_BxLxHxK[:, :hi]))
     return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=1)
@@ -205,8 +210,14 @@ class Attention(nnx.Module):
             self.bv = _param(rngs, (g, k), ("kv_heads", "kv"), 0.0, decay=False)
             self.bo = _param(rngs, (d,), ("norm",), 0.0, decay=False)
 
-    def __call__(self, x_BxLxD: jax.Array, mask_Bx1xLxL: jax.Array, positions_BxL: jax.Array,
-                 inference: bool = False, cols_BxK: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x_BxLxD: jax.Array,
+        mask_Bx1xLxL: jax.Array,
+        positions_BxL: jax.Array,
+        inference: bool = False,
+        cols_BxK: jax.Array | None = None,
+    ) -> jax.Array:
         """inference (no dropout: scoring, evaluation, generation): causal attention in query blocks (`attend`),
         1.4x faster scoring of the tiny model on CPU; training keeps one block, as fast there and simpler to
         differentiate. cols_BxK: queries at these columns only (keys and values at all), output [B, K, D]."""
@@ -278,8 +289,15 @@ class Block(nnx.Module):
         self.norm_attn, self.attn = _norm(cfg, rngs=rngs), Attention(cfg, rngs=rngs)
         self.norm_mlp, self.mlp = _norm(cfg, rngs=rngs), Mlp(cfg, rngs=rngs)
 
-    def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, positions_BxL: jax.Array, deterministic: bool,
-                 rngs: nnx.Rngs | None, cols_BxK: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x_BxLxD: jax.Array,
+        mask: jax.Array,
+        positions_BxL: jax.Array,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
+        cols_BxK: jax.Array | None = None,
+    ) -> jax.Array:
         attn = lambda x: self.attn(x, mask, positions_BxL, deterministic, cols_BxK)
         for i, (norm, f) in enumerate(((self.norm_attn, attn), (self.norm_mlp, self.mlp))):
             residual = take_cols(x_BxLxD, cols_BxK) if i == 0 else x_BxLxD
@@ -317,22 +335,25 @@ class Transformer(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg, relative = cfg, cfg.position == "relative"
         std = ltg.init_std(cfg) if relative else INIT_STD
-        self.embed = _param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), std, decay=True,
-                            truncated=relative)
+        self.embed = _param(
+            rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), std, decay=True, truncated=relative
+        )
         if cfg.position == "learned":  # a position table: no weight decay (as GPT-2/nanoGPT)
             self.pos_embed = _param(rngs, (cfg.max_len, cfg.d_model), (None, "embed"), INIT_STD, decay=False)
         if relative:
             self.relative = ltg.RelativePositions(cfg, rngs=rngs)
-        self.blocks = nnx.List([ltg.LtgBlock(cfg, i, rngs=rngs) if relative else Block(cfg, rngs=rngs)
-                                for i in range(cfg.num_layers)])
+        self.blocks = nnx.List(
+            [ltg.LtgBlock(cfg, i, rngs=rngs) if relative else Block(cfg, rngs=rngs) for i in range(cfg.num_layers)]
+        )
         self.norm_out = _norm(cfg, rngs=rngs, affine=not relative)  # embed_norm models: the norm of the embeddings
         if cfg.mlm_head:
             self.mlm = MlmHead(cfg, rngs=rngs)
         if not cfg.tie_embeddings:
             self.head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), INIT_STD, decay=True)
 
-    def _embed(self, inputs_BxL: jax.Array, positions_BxL: jax.Array, deterministic: bool,
-               rngs: nnx.Rngs | None) -> jax.Array:
+    def _embed(
+        self, inputs_BxL: jax.Array, positions_BxL: jax.Array, deterministic: bool, rngs: nnx.Rngs | None
+    ) -> jax.Array:
         cfg = self.cfg
         # gather from tables whose model dimension is all-gathered (FSDP), so the rows land batch-sharded
         embed_VxD = constrain(self.embed[...], ("vocab", None))
@@ -344,9 +365,16 @@ class Transformer(nnx.Module):
             x_BxLxD = self.norm_out(x_BxLxD)
         return constrain(_dropout(x_BxLxD, cfg.dropout, deterministic, rngs), ("batch", "length", "embed"))
 
-    def features(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None,
-                 causal: bool | jax.Array | None = None, cols: jax.Array | None = None) -> jax.Array:
+    def features(
+        self,
+        inputs_BxL: jax.Array,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+        causal: bool | jax.Array | None = None,
+        cols: jax.Array | None = None,
+    ) -> jax.Array:
         """The input of the output projection x_BxLxD (compute dtype): the final hidden states, normed (pre-norm
         models) or through the MLM head's transform (encoders). cols (int32 [B, K]): x_BxKxD at these columns only;
         the last block computes only their queries and what follows (its keys and values at every column), the rest
@@ -389,9 +417,15 @@ class Transformer(nnx.Module):
             logits_BxLxV += self.head_bias_V()
         return constrain(logits_BxLxV, ("batch", "length", "vocab"))
 
-    def __call__(self, inputs_BxL: jax.Array, segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None,
-                 causal: bool | jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        inputs_BxL: jax.Array,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+        causal: bool | jax.Array | None = None,
+    ) -> jax.Array:
         return self.logits(self.features(inputs_BxL, segment_ids, positions, deterministic, rngs, causal))
 
 
@@ -417,7 +451,7 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, *, backward: bool = True, he
     the content-to-position and position-to-content scores); `backward=True` (training, the default) counts 3
     forwards, `False` one. head_fraction: the share of positions that reach the output projection (and the MLM head's
     transform, and all of the last block but its keys and values: `Transformer.features`' cols): masked objectives
-    read only their chosen columns (babyjax.objectives.Objective.capacity)."""
+    read only their chosen columns (babyjax.model.objectives.Objective.capacity)."""
     d, f, h, k = cfg.d_model, cfg.mlp_dim, cfg.num_heads, cfg.head_dim
     head = d * cfg.vocab_size + (d * d if cfg.mlm_head else 0)
     last_block = 2 * d * h * k + (3 if cfg.mlp in ("swiglu", "geglu") else 2) * d * f  # queries, output, MLP

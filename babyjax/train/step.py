@@ -2,6 +2,7 @@
 (state, batch) with explicit in/out shardings, the train state donated. Gradient accumulation scans over micro-batches
 and sums token-weighted gradients: k micro-batches give exactly the update of one batch k times larger.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,12 +16,12 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from babyjax.errors import InputError
-from babyjax.layers import take_cols
-from babyjax.model import ModelConfig, Transformer
-from babyjax.objectives import Objective
-from babyjax.optim import make_optimizer
-from babyjax.sharding import constrain, logical_to_spec, tree_shardings
-from babyjax.xent import xent_sums
+from babyjax.model.layers import take_cols
+from babyjax.model.objectives import Objective
+from babyjax.model.sharding import constrain, logical_to_spec, tree_shardings
+from babyjax.model.transformer import ModelConfig, Transformer
+from babyjax.model.xent import xent_sums
+from babyjax.train.optim import make_optimizer
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -34,7 +35,7 @@ class TrainState(flax.struct.PyTreeNode):
     params: nnx.State  # the nnx.Param state (float32)
     opt_state: optax.OptState
     rng: jax.Array  # uint32[2] raw PRNG key for dropout (folded with the step)
-    rest: nnx.State  # any non-Param nnx state of the model (empty for babyjax.model)
+    rest: nnx.State  # any non-Param nnx state of the model (empty for babyjax.model.transformer)
 
 
 def init_train_state(
@@ -47,8 +48,9 @@ def init_train_state(
     def init() -> TrainState:
         model = Transformer(model_cfg, rngs=nnx.Rngs(params=params_key))
         _, params, rest = nnx.split(model, nnx.Param, ...)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=dropout_key,
-                          rest=rest)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=dropout_key, rest=rest
+        )
 
     graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: Transformer(model_cfg, rngs=nnx.Rngs(0))), nnx.Param, ...)
     state_shardings = tree_shardings(jax.eval_shape(init), mesh)
@@ -59,6 +61,7 @@ def init_train_state(
 
 def _split_micro(batch: Batch, k: int) -> Batch:
     """[B, ...] -> [k, B/k, ...] with micro-batch j = rows j, j+k, ... so each device's rows feed every micro-batch."""
+
     def split(x: jax.Array) -> jax.Array:
         if x.shape[0] % k:
             raise InputError(f"batch size {x.shape[0]} is not divisible by optim.grad_accum_steps={k}")
@@ -68,16 +71,18 @@ def _split_micro(batch: Batch, k: int) -> Batch:
     return {key: split(x) for key, x in batch.items()}
 
 
-def _loss_sums(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Batch, deterministic: bool,
-               rng: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+def _loss_sums(
+    graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Batch, deterministic: bool, rng: jax.Array
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """(sum over tokens of weight * cross-entropy, (sum of weights, weighted count of right argmax predictions)),
     float32; the accuracy sum is computed for masked objectives only (batches with a 'causal' entry, else 0)."""
     model = nnx.merge(graphdef, params, rest)
     rngs = None if deterministic else nnx.Rngs(dropout=rng)
     causal = batch.get("causal", True) if model.cfg.encoder else None
     cols_BxK = batch.get("cols")  # masked objectives: the last block and the projection at chosen columns only
-    x_BxLxD = model.features(batch["inputs"], batch["segment_ids"], batch["positions"], deterministic, rngs, causal,
-                             cols=cols_BxK)
+    x_BxLxD = model.features(
+        batch["inputs"], batch["segment_ids"], batch["positions"], deterministic, rngs, causal, cols=cols_BxK
+    )
     targets_BxL, weights_BxL = (take_cols(batch[k], cols_BxK) for k in ("targets", "weights"))
     weights_BxL = weights_BxL.astype(jnp.float32)
     accuracy = "causal" in batch and model.cfg.encoder
@@ -93,8 +98,9 @@ def _batch_shardings(mesh: Mesh) -> NamedSharding:
 _MASK_STREAM = 0x6D61736B  # folded into the step key for the objective's masks (dropout keeps the step key itself)
 
 
-def _grads(graphdef: nnx.GraphDef, state: TrainState, batch: Batch, rng: jax.Array,
-           grad_accum_steps: int) -> tuple[tuple[jax.Array, tuple[jax.Array, jax.Array]], nnx.State]:
+def _grads(
+    graphdef: nnx.GraphDef, state: TrainState, batch: Batch, rng: jax.Array, grad_accum_steps: int
+) -> tuple[tuple[jax.Array, tuple[jax.Array, jax.Array]], nnx.State]:
     """((loss sum, (weight sum, correct sum)), summed gradients) of one batch, over micro-batches when k > 1."""
     grad_fn = jax.value_and_grad(_loss_sums, argnums=1, has_aux=True)
     if grad_accum_steps == 1:
@@ -116,9 +122,15 @@ def _loss_rows(batch: Batch, objective: Objective | None, key: jax.Array) -> Bat
     return fields if objective is None else objective(fields, key)
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lr_schedule: optax.Schedule,
-                    mesh: Mesh, state_shardings: TrainState, grad_accum_steps: int = 1,
-                    objective: Objective | None = None) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    lr_schedule: optax.Schedule,
+    mesh: Mesh,
+    state_shardings: TrainState,
+    grad_accum_steps: int = 1,
+    objective: Objective | None = None,
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """A jitted `train_step(state, batch) -> (state, metrics)`, the input state donated. metrics: loss (token-weighted
     mean over the scored positions), grad_norm (before clipping), lr (of this step), num_tokens (scored positions:
     every target for causal LMs, the masked ones for masked LMs), num_words (sum of batch['num_words']), and for
@@ -136,27 +148,37 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lr
             grads = jax.tree.map(lambda g: g * scale, grads)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            metrics = {"loss": loss_sum * scale, "grad_norm": optax.tree.norm(grads),
-                       "lr": jnp.asarray(lr_schedule(state.step), jnp.float32), "num_tokens": weight_sum,
-                       "num_words": jnp.sum(batch["num_words"].astype(jnp.float32))}
+            metrics = {
+                "loss": loss_sum * scale,
+                "grad_norm": optax.tree.norm(grads),
+                "lr": jnp.asarray(lr_schedule(state.step), jnp.float32),
+                "num_tokens": weight_sum,
+                "num_words": jnp.sum(batch["num_words"].astype(jnp.float32)),
+            }
             if masked:
                 metrics["accuracy"] = correct * scale
             return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    return jax.jit(train_step, in_shardings=(state_shardings, _batch_shardings(mesh)),
-                   out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=(0,))
+    return jax.jit(
+        train_step,
+        in_shardings=(state_shardings, _batch_shardings(mesh)),
+        out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())),
+        donate_argnums=(0,),
+    )
 
 
-def make_eval_step(graphdef: nnx.GraphDef, mesh: Mesh, state_shardings: TrainState,
-                   objective: Objective | None = None) -> Callable[[TrainState, Batch], tuple[jax.Array, jax.Array]]:
+def make_eval_step(
+    graphdef: nnx.GraphDef, mesh: Mesh, state_shardings: TrainState, objective: Objective | None = None
+) -> Callable[[TrainState, Batch], tuple[jax.Array, jax.Array]]:
     """A jitted `eval_step(state, batch) -> (sum of weighted token losses, sum of weights)`; deterministic: masks
     depend on the run's key and the batch's tokens only, so every checkpoint sees the same masked dev rows."""
 
     def eval_step(state: TrainState, batch: Batch) -> tuple[jax.Array, jax.Array]:
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             key = jax.random.fold_in(jax.random.fold_in(state.rng, _MASK_STREAM), jnp.sum(batch["inputs"]))
-            loss_sum, (weight_sum, _) = _loss_sums(graphdef, state.params, state.rest,
-                                                   _loss_rows(batch, objective, key), True, state.rng)
+            loss_sum, (weight_sum, _) = _loss_sums(
+                graphdef, state.params, state.rest, _loss_rows(batch, objective, key), True, state.rng
+            )
             return loss_sum, weight_sum
 
     replicated = NamedSharding(mesh, PartitionSpec())

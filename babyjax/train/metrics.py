@@ -1,20 +1,22 @@
 """Metric writers (TensorBoard event files + JSONL, process 0 only), the measured matmul peak used for MFU, and the
 matmul floor of a jitted function (what its matrix products alone take)."""
+
 from __future__ import annotations
 
 import collections
 import dataclasses
 import json
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
+from babyjax.checkpoints.run import RunDir
 from babyjax.errors import InputError
-from babyjax.run import RunDir
 
 
 class MetricWriter:
@@ -116,8 +118,14 @@ def _dot_generals(jaxpr: Any, times: int, found: collections.Counter) -> None:
         name = eqn.primitive.name
         if name == "dot_general":
             a, b = (v.aval for v in eqn.invars[:2])
-            key = (a.shape, a.dtype.name, b.shape, b.dtype.name, eqn.params["dimension_numbers"],
-                   eqn.params.get("preferred_element_type"))
+            key = (
+                a.shape,
+                a.dtype.name,
+                b.shape,
+                b.dtype.name,
+                eqn.params["dimension_numbers"],
+                eqn.params.get("preferred_element_type"),
+            )
             found[key] += times
         if name in ("while", "cond"):
             raise ValueError(f"matmul_floor: a {name} in the call: its trip count or branch is not known statically")

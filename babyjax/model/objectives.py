@@ -17,6 +17,7 @@ piece with SentencePiece's '▁' or after a special token), 'span' (SpanBERT: sp
 lengths, mean `span_mean`, at most `span_max` words, started at a rate that masks `mask_rate` of the tokens on
 average). Definitions: docs/science.md, "Masked and hybrid LMs".
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,15 @@ from babyjax.errors import InputError
 KINDS = ("causal", "mlm", "mntp", "hybrid")
 MASKINGS = ("token", "whole_word", "span")
 FIRST_ORDINARY = MASK_ID + 1  # ids below are special: <pad> <unk> <s> </s> <mask>
-DEFAULT = {"kind": "causal", "mask_rate": 0.15, "replace": (0.8, 0.1, 0.1), "masking": "token", "span_mean": 3.0,
-           "span_max": 10, "causal_share": 0.0}
+DEFAULT = {
+    "kind": "causal",
+    "mask_rate": 0.15,
+    "replace": (0.8, 0.1, 0.1),
+    "masking": "token",
+    "span_mean": 3.0,
+    "span_max": 10,
+    "causal_share": 0.0,
+}
 
 
 def config_of(config: Any) -> dict:
@@ -68,13 +76,17 @@ class Objective:
         if not 0.0 < self.mask_rate < 1.0:
             raise InputError(f"objective.mask_rate={self.mask_rate} must be in (0, 1), e.g. 0.15 (BERT) or 0.4")
         if len(self.replace) != 3 or min(self.replace) < 0 or abs(sum(self.replace) - 1.0) > 1e-6:
-            raise InputError(f"objective.replace={tuple(self.replace)} must be three shares (mask, random, keep) "
-                             "that sum to 1, e.g. (0.8, 0.1, 0.1)")
+            raise InputError(
+                f"objective.replace={tuple(self.replace)} must be three shares (mask, random, keep) "
+                "that sum to 1, e.g. (0.8, 0.1, 0.1)"
+            )
         if not 0.0 <= self.causal_share <= 1.0:
             raise InputError(f"objective.causal_share={self.causal_share} must be in [0, 1]")
         if self.masking != "token" and self.word_starts is None:
-            raise InputError(f"objective.masking={self.masking!r} needs the tokenizer's word starts: build the "
-                             "objective with Objective.from_config")
+            raise InputError(
+                f"objective.masking={self.masking!r} needs the tokenizer's word starts: build the "
+                "objective with Objective.from_config"
+            )
         if self.masking == "span" and not (1.0 <= self.span_mean <= self.span_max):
             raise InputError(f"objective.span_mean={self.span_mean} must be in [1, span_max={self.span_max}]")
 
@@ -83,13 +95,22 @@ class Objective:
         """The objective of a run config (`config.objective`) for a model that is an `encoder` or a decoder."""
         c = config_of(config)
         if c["kind"] != "causal" and not encoder:
-            raise InputError(f"objective.kind={c['kind']!r} needs an encoder: set model.style to roberta or "
-                             "ltg_bert (decoders attend causally only)")
+            raise InputError(
+                f"objective.kind={c['kind']!r} needs an encoder: set model.style to roberta or "
+                "ltg_bert (decoders attend causally only)"
+            )
         starts = tokenizer.word_starts()
-        return cls(kind=c["kind"], vocab_size=tokenizer.vocab_size, mask_rate=float(c["mask_rate"]),
-                   replace=tuple(float(x) for x in c["replace"]), masking=c["masking"],
-                   span_mean=float(c["span_mean"]), span_max=int(c["span_max"]),
-                   causal_share=float(c["causal_share"]), word_starts=starts)
+        return cls(
+            kind=c["kind"],
+            vocab_size=tokenizer.vocab_size,
+            mask_rate=float(c["mask_rate"]),
+            replace=tuple(float(x) for x in c["replace"]),
+            masking=c["masking"],
+            span_mean=float(c["span_mean"]),
+            span_max=int(c["span_max"]),
+            causal_share=float(c["causal_share"]),
+            word_starts=starts,
+        )
 
     @property
     def masked(self) -> bool:
@@ -120,18 +141,33 @@ class Objective:
             chosen_BxL &= jnp.cumsum(chosen_BxL, axis=1) <= self.capacity(length)
         inputs_BxL = self.replace_chosen(batch["inputs"], chosen_BxL, k_replace)
         if self.kind == "mlm":
-            return self._compacted({**batch, "inputs": inputs_BxL, "targets": batch["inputs"],
-                                    "weights": chosen_BxL.astype(jnp.float32), "causal": jnp.zeros((rows,), jnp.bool_)})
+            return self._compacted(
+                {
+                    **batch,
+                    "inputs": inputs_BxL,
+                    "targets": batch["inputs"],
+                    "weights": chosen_BxL.astype(jnp.float32),
+                    "causal": jnp.zeros((rows,), jnp.bool_),
+                }
+            )
         # mntp: the output at i predicts the token at i + 1, scored when that token was chosen
         next_chosen_BxL = jnp.pad(chosen_BxL[:, 1:], ((0, 0), (0, 1)))
-        mntp = {**batch, "inputs": inputs_BxL, "weights": jnp.where(next_chosen_BxL, batch["weights"], 0.0),
-                "causal": jnp.zeros((rows,), jnp.bool_)}
+        mntp = {
+            **batch,
+            "inputs": inputs_BxL,
+            "weights": jnp.where(next_chosen_BxL, batch["weights"], 0.0),
+            "causal": jnp.zeros((rows,), jnp.bool_),
+        }
         if self.kind == "mntp":
             return self._compacted(mntp)
         causal_B = jnp.arange(rows) < round(self.causal_share * rows)  # rows are shuffled: the first ones will do
         pick = lambda causal_row, masked_row: jnp.where(causal_B[:, None], causal_row, masked_row)
-        return {**mntp, "inputs": pick(batch["inputs"], inputs_BxL), "weights": pick(batch["weights"], mntp["weights"]),
-                "causal": causal_B}
+        return {
+            **mntp,
+            "inputs": pick(batch["inputs"], inputs_BxL),
+            "weights": pick(batch["weights"], mntp["weights"]),
+            "causal": causal_B,
+        }
 
     def _compacted(self, rows: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """`cols` [B, capacity]: the scored columns of each row first, in column order (the loss reads only these)."""

@@ -11,6 +11,7 @@
 Every stage opens runs through `RunDir` (local or gs://... through etils.epath). The series index is a cache of the
 committed checkpoints' meta items, rebuilt (read-only here) from them when series.json is missing or damaged.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,17 +22,27 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
-from babyjax import objectives, paths
+from babyjax import paths
 from babyjax.data.tokenizer import MODEL_FILE, Tokenizer
 from babyjax.errors import CheckpointError, InputError, MissingError, TrainingError
-from babyjax.model import ModelConfig
+from babyjax.model import objectives
+from babyjax.model.transformer import ModelConfig
 
 log = logging.getLogger("babyjax")
 
 
 # Config sections that define the run: a restarted run must use the same values (logging and bookkeeping may differ).
-RUN_DEFINING = ("seed", "data", "tokenizer", "model", "objective", "optim", "train.batch_size", "train.num_steps",
-                "ckpt.schedule")
+RUN_DEFINING = (
+    "seed",
+    "data",
+    "tokenizer",
+    "model",
+    "objective",
+    "optim",
+    "train.batch_size",
+    "train.num_steps",
+    "ckpt.schedule",
+)
 # Where the data lives is not what the run is: a moved release folder is fine (its prepared data is found by the
 # source's fingerprint, babyjax/data/babylm.py).
 LOCATIONS = ("data.dir", "data.tfds_dir")
@@ -71,14 +82,16 @@ class RunDir:
         try:
             return ml_collections.ConfigDict(json.loads(self.config_path.read_text()))
         except json.JSONDecodeError as e:
-            raise InputError(f"{self.config_path} is not valid JSON ({e.msg}): it must be a babyjax run's "
-                             "config.json") from None
+            raise InputError(
+                f"{self.config_path} is not valid JSON ({e.msg}): it must be a babyjax run's config.json"
+            ) from None
 
     def tokenizer(self) -> Tokenizer:
         """The run's SentencePiece tokenizer."""
         if not self.tokenizer_path.is_file():
-            raise MissingError(f"{self.tokenizer_path} not found: {self.path} is not a (complete) babyjax run "
-                               "directory")
+            raise MissingError(
+                f"{self.tokenizer_path} not found: {self.path} is not a (complete) babyjax run directory"
+            )
         return Tokenizer(self.tokenizer_path)
 
     def model_config(self, vocab_size: int | None = None) -> ModelConfig:
@@ -112,8 +125,10 @@ class RunDir:
         for key in RUN_DEFINING:
             a, b = _lookup(stored, key), _lookup(current, key)
             if a != b:
-                raise TrainingError(f"{self.path} holds a run with another config ({first_difference(a, b, key)}); "
-                                    "use a new --workdir, or the run's own config")
+                raise TrainingError(
+                    f"{self.path} holds a run with another config ({first_difference(a, b, key)}); "
+                    "use a new --workdir, or the run's own config"
+                )
 
 
 def _lookup(d: dict, dotted: str) -> Any:
@@ -125,8 +140,9 @@ def _lookup(d: dict, dotted: str) -> Any:
 _MISSING = object()
 
 
-def first_difference(stored: Any, current: Any, prefix: str = "", ignore: tuple[str, ...] = (),
-                     what: str = "run") -> str:
+def first_difference(
+    stored: Any, current: Any, prefix: str = "", ignore: tuple[str, ...] = (), what: str = "run"
+) -> str:
     """The first key where two nested dicts differ (keys in `ignore` skipped): 'optim.lr: stored 0.001, now 0.003',
     or 'runs.seed2: only in this config' / '... only in the stored run' (`what`) when one side lacks the key."""
     if isinstance(stored, dict) and isinstance(current, dict):
@@ -150,8 +166,10 @@ def read_index_file(path: epath.Path) -> list[dict]:
         if not isinstance(entries, list) or not all(isinstance(e, dict) and "step" in e for e in entries):
             raise InputError("not a list of {step, ...} objects")
     except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"series index {path} is damaged ({e}); it is rebuilt from the checkpoints when the "
-                              "run restarts, or delete it and call load_series_index again") from e
+        raise CheckpointError(
+            f"series index {path} is damaged ({e}); it is rebuilt from the checkpoints when the "
+            "run restarts, or delete it and call load_series_index again"
+        ) from e
     return entries
 
 
@@ -160,7 +178,7 @@ def read_meta(step_dir: epath.Path) -> dict:
     checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(meta=ocp.JsonCheckpointHandler()))
     try:
         return dict(checkpointer.restore(step_dir, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-    except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged directory
+    except Exception as e:
         raise CheckpointError(f"checkpoint {step_dir} is corrupt or incomplete: cannot read its meta ({e})") from e
     finally:
         checkpointer.close()
@@ -193,6 +211,7 @@ def load_series_index(workdir: paths.PathLike) -> list[dict]:
             log.warning("%s; reading the checkpoints' meta instead", e)
     entries = index_from_disk(run, [])
     if not entries:
-        raise CheckpointError(f"no series checkpoints in {run.path} (expected {run.series_dir}/<step>/); "
-                              "is this a babyjax run directory?")
+        raise CheckpointError(
+            f"no series checkpoints in {run.path} (expected {run.series_dir}/<step>/); is this a babyjax run directory?"
+        )
     return entries

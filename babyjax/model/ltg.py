@@ -1,12 +1,14 @@
 """LTG-BERT's layers (Samuel et al. 2023, github.com/ltgoslo/ltg-bert `babylm/train/model.py`; GPT-BERT, Charpentier &
 Samuel 2024, trains the same network on a hybrid objective): relative-position attention with DeBERTa-style
 content-to-position and position-to-content terms over log-spaced position buckets, the extra parameter-free layer
-norms, and a GEGLU feed-forward with a norm inside. `cfg` is a babyjax.model.ModelConfig of style 'ltg_bert'.
+norms, and a GEGLU feed-forward with a norm inside. `cfg` is a babyjax.model.transformer.ModelConfig of style
+'ltg_bert'.
 
 Where babyjax differs from the reference on purpose: relative positions restart in every packed segment (babyjax's
 per-segment positions), and there is no dropout on attention probabilities. GPT-BERT's `model_extra.py` additions (a
 GELU gate on the attention output and DenseFormer's depth-weighted averages) are not built.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from babyjax.layers import Norm, dropout, param, take_cols
-from babyjax.sharding import constrain
+from babyjax.model.layers import Norm, dropout, param, take_cols
+from babyjax.model.sharding import constrain
 
 MAX_POSITION = 512  # LTG-BERT's max_position_embeddings: offsets beyond share the last bucket
 
@@ -56,9 +58,15 @@ class RelativeAttention(nnx.Module):
         self.b_o = param(rngs, (d,), ("norm",), 0.0, decay=False)
         self.norm_out = Norm(d, cfg.norm_eps, rngs=rngs)
 
-    def __call__(self, x_BxLxD: jax.Array, mask_Bx1xLxL: jax.Array, buckets_BxLxL: jax.Array,
-                 rel_RxD: jax.Array, cols_BxK: jax.Array | None = None) -> jax.Array:
-        """cols_BxK: queries at these columns only (babyjax.layers.take_cols), output [B, K, D]; else L = K."""
+    def __call__(
+        self,
+        x_BxLxD: jax.Array,
+        mask_Bx1xLxL: jax.Array,
+        buckets_BxLxL: jax.Array,
+        rel_RxD: jax.Array,
+        cols_BxK: jax.Array | None = None,
+    ) -> jax.Array:
+        """cols_BxK: queries at these columns only (babyjax.model.layers.take_cols), output [B, K, D]; else L = K."""
         dt = x_BxLxD.dtype
         h_BxLxD = self.norm_in(x_BxLxD)
         w_qk, b_qk = self.w_qk[...].astype(dt), self.b_qk[...].astype(dt)
@@ -111,9 +119,17 @@ class LtgBlock(nnx.Module):
         self.dropout = cfg.dropout
         self.attn, self.mlp = RelativeAttention(cfg, rngs=rngs), Geglu(cfg, layer, rngs=rngs)
 
-    def __call__(self, x_BxLxD: jax.Array, mask: jax.Array, buckets_BxLxL: jax.Array, rel_RxD: jax.Array,
-                 deterministic: bool, rngs: nnx.Rngs | None, cols_BxK: jax.Array | None = None) -> jax.Array:
-        """cols_BxK: the block's output at these columns only (babyjax.model.Block)."""
+    def __call__(
+        self,
+        x_BxLxD: jax.Array,
+        mask: jax.Array,
+        buckets_BxLxL: jax.Array,
+        rel_RxD: jax.Array,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
+        cols_BxK: jax.Array | None = None,
+    ) -> jax.Array:
+        """cols_BxK: the block's output at these columns only (babyjax.model.transformer.Block)."""
         attn_BxKxD = self.attn(x_BxLxD, mask, buckets_BxLxL, rel_RxD, cols_BxK)
         x_BxLxD = take_cols(x_BxLxD, cols_BxK) + dropout(attn_BxKxD, self.dropout, deterministic, rngs)
         x_BxLxD = x_BxLxD + dropout(self.mlp(x_BxLxD), self.dropout, deterministic, rngs)
@@ -126,8 +142,9 @@ class RelativePositions(nnx.Module):
 
     def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
         self.buckets = cfg.position_buckets
-        self.table = param(rngs, (2 * self.buckets - 1, cfg.d_model), (None, "embed"), init_std(cfg), decay=True,
-                           truncated=True)
+        self.table = param(
+            rngs, (2 * self.buckets - 1, cfg.d_model), (None, "embed"), init_std(cfg), decay=True, truncated=True
+        )
         self.norm = Norm(cfg.d_model, cfg.norm_eps, rngs=rngs)
 
     def __call__(self, positions_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:

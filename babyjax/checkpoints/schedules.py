@@ -5,6 +5,7 @@ Every schedule includes step 0 (the initialisation, the left end of every learni
 the final step. Step `s` means "the parameters after `s` optimizer updates"; `words_seen_before`/`words_seen_after`
 are the cumulative words consumed by updates 1..s-1 and 1..s.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -88,8 +89,9 @@ class StepSchedule:
     steps: tuple[int, ...]
     needs_words: bool = dataclasses.field(default=False, init=False)
 
-    def should_save(self, step: int, words_seen_before: float | None = None,
-                    words_seen_after: float | None = None) -> bool:
+    def should_save(
+        self, step: int, words_seen_before: float | None = None, words_seen_after: float | None = None
+    ) -> bool:
         i = bisect.bisect_left(self.steps, step)
         return i < len(self.steps) and self.steps[i] == step
 
@@ -114,8 +116,7 @@ class WordsSchedule:
         hi = bisect.bisect_right(self.marks, words_seen_after)
         return list(self.marks[lo:hi])
 
-    def should_save(self, step: int, words_seen_before: float | None,
-                    words_seen_after: float | None) -> bool:
+    def should_save(self, step: int, words_seen_before: float | None, words_seen_after: float | None) -> bool:
         i = bisect.bisect_left(self.always_steps, step)
         if i < len(self.always_steps) and self.always_steps[i] == step:
             return True
@@ -148,10 +149,12 @@ def series_schedule(ckpt_cfg: ml_collections.ConfigDict, num_steps: int) -> Step
             raise InputError(f"ckpt.steps must be whole steps in 0..train.num_steps={num_steps}; got {bad[:5]}")
         steps = [int(s) for s in ckpt_cfg.steps]
     elif name in ("words", "chang_words"):  # chang_words: Chang's dense series plus the BabyLM words marks
-        dense = [] if name == "words" else chang_steps(num_steps, ckpt_cfg.chang_s0, ckpt_cfg.chang_s1,
-                                                        ckpt_cfg.chang_t1)
-        return WordsSchedule(marks=tuple(words_marks(ckpt_cfg.words_marks_max)),
-                             always_steps=_with_ends(dense, num_steps))
+        dense = (
+            [] if name == "words" else chang_steps(num_steps, ckpt_cfg.chang_s0, ckpt_cfg.chang_s1, ckpt_cfg.chang_t1)
+        )
+        return WordsSchedule(
+            marks=tuple(words_marks(ckpt_cfg.words_marks_max)), always_steps=_with_ends(dense, num_steps)
+        )
     elif name == "none":
         return StepSchedule(steps=())
     else:

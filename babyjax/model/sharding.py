@@ -3,6 +3,7 @@ activations ('batch', 'embed', 'vocab', ...) onto the mesh axes ('data', 'fsdp',
 mesh config, never the model. A mesh axis is used at most once per array (first dimension wins: an activation
 ('batch', 'length', 'embed') puts 'fsdp' on the batch) and is dropped where it does not divide the dimension.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,9 @@ LOGICAL_RULES: tuple[tuple[str, tuple[str, ...] | str | None], ...] = (
     ("mlp", "tensor"),
     ("norm", None),  # norm scales and biases of width d_model
 )
-_RULES: dict[str, tuple[str, ...]] = {name: () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
-                                      for name, axes in LOGICAL_RULES}
+_RULES: dict[str, tuple[str, ...]] = {
+    name: () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes)) for name, axes in LOGICAL_RULES
+}
 
 LogicalNames = Sequence[str | None]
 
@@ -50,8 +52,10 @@ def make_mesh(mesh_cfg: Any, devices: Sequence[jax.Device] | None = None) -> Mes
             raise InputError(f"mesh {described} does not fit {n} devices: the fixed axes ({known}) must divide {n}")
         sizes[sizes.index(-1)] = n // known
     elif known != n:
-        raise InputError(f"mesh {described} needs {known} devices but {n} are available: "
-                         f"choose sizes whose product is {n} (e.g. --config.mesh.data=-1)")
+        raise InputError(
+            f"mesh {described} needs {known} devices but {n} are available: "
+            f"choose sizes whose product is {n} (e.g. --config.mesh.data=-1)"
+        )
     auto = (AxisType.Auto,) * len(MESH_AXES)
     if devices == list(jax.devices())[:n]:
         return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=auto, devices=devices)
@@ -64,7 +68,7 @@ def logical_to_spec(names: LogicalNames, shape: Sequence[int] | None = None, mes
     spec: list[tuple[str, ...] | str | None] = []
     for i, name in enumerate(names):
         if name is not None and name not in _RULES:
-            raise ValueError(f"unknown logical axis {name!r}: add it to babyjax.sharding.LOGICAL_RULES")
+            raise ValueError(f"unknown logical axis {name!r}: add it to babyjax.model.sharding.LOGICAL_RULES")
         axes = [a for a in _RULES.get(name, ()) if a not in used] if name else []
         if shape is not None and mesh is not None:
             kept, size = [], 1

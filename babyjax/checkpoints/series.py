@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a run (layout: babyjax/run.py): the dense series of parameters (all kept) and resume
+"""Orbax checkpoints of a run (layout: babyjax/checkpoints/run.py): the dense series of parameters (all kept) and resume
 checkpoints (full train state + data-iterator state, the latest few).
 
 Saves are asynchronous (Orbax copies the arrays to host memory, then writes in the background, so the caller may
@@ -7,6 +7,7 @@ Orbax has committed it and is rebuilt from the checkpoints' meta items when miss
 records step, tokens and words seen, wall time and a sha256 of the parameters (Pythia's published branches were found
 to hold duplicated weights; the hash makes that detectable).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,9 +26,16 @@ from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
 
 from babyjax import paths
+from babyjax.checkpoints.run import (
+    RunDir,
+    committed_steps,
+    index_from_disk,
+    is_committed,
+    load_series_index,
+    read_index_file,
+)
+from babyjax.checkpoints.schedules import StepSchedule, WordsSchedule, series_schedule
 from babyjax.errors import CheckpointError, InputError
-from babyjax.run import RunDir, committed_steps, index_from_disk, is_committed, load_series_index, read_index_file
-from babyjax.series_schedules import StepSchedule, WordsSchedule, series_schedule
 
 log = logging.getLogger("babyjax")
 
@@ -99,21 +107,25 @@ def _series_step_dir(workdir: epath.Path, step: int) -> epath.Path:
         have = committed_steps(run.series_dir)
         if not have:
             raise CheckpointError(f"no series checkpoints in {run.path} (expected {run.series_dir}/<step>/)")
-        raise CheckpointError(f"no committed series checkpoint at step {step} in {workdir}; "
-                              f"{len(have)} steps exist, from {have[0]} to {have[-1]}")
+        raise CheckpointError(
+            f"no committed series checkpoint at step {step} in {workdir}; "
+            f"{len(have)} steps exist, from {have[0]} to {have[-1]}"
+        )
     return step_dir
 
 
-def restore_params(workdir: str | os.PathLike, step: int, abstract_params: Any = None, *,
-                   verify: bool = True, host: bool = False) -> Any:
+def restore_params(
+    workdir: str | os.PathLike, step: int, abstract_params: Any = None, *, verify: bool = True, host: bool = False
+) -> Any:
     """The parameters of series step `step`, into `abstract_params` (jax.ShapeDtypeStructs with `.sharding`: that
     structure and layout, any mesh) or, when None, as the stored tree of dicts on the default device. verify: check
     them against the sha256 in the checkpoint's meta (restore in the stored dtypes then). host: numpy arrays of that
     structure, shapes and dtypes instead, no device touched (safe beside a running program; one process only)."""
     workdir = RunDir(workdir).path
     step_dir = _series_step_dir(workdir, step)
-    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(
-        params=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler()))
+    checkpointer = ocp.Checkpointer(
+        ocp.CompositeCheckpointHandler(params=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler())
+    )
     try:
         if abstract_params is None:
             tree = checkpointer.metadata(step_dir).item_metadata["params"].tree
@@ -121,19 +133,25 @@ def restore_params(workdir: str | os.PathLike, step: int, abstract_params: Any =
             abstract_params = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
         if host:
             abstract_params = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), abstract_params)
-        restored = checkpointer.restore(step_dir, args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_params), meta=ocp.args.JsonRestore()))
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"checkpoint {step_dir} is corrupt, incomplete or does not match abstract_params "
-                              f"({type(e).__name__}: {str(e)[:300]})") from e
+        restored = checkpointer.restore(
+            step_dir,
+            args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params), meta=ocp.args.JsonRestore()),
+        )
+    except Exception as e:
+        raise CheckpointError(
+            f"checkpoint {step_dir} is corrupt, incomplete or does not match abstract_params "
+            f"({type(e).__name__}: {str(e)[:300]})"
+        ) from e
     finally:
         checkpointer.close()
     params = restored["params"]
     if verify:
         expected = restored["meta"].get("params_hash")
         if expected and params_hash(params) != expected:
-            raise CheckpointError(f"parameters of {step_dir} do not match their recorded hash: the checkpoint is "
-                                  "corrupt (or was restored in other dtypes; pass verify=False then)")
+            raise CheckpointError(
+                f"parameters of {step_dir} do not match their recorded hash: the checkpoint is "
+                "corrupt (or was restored in other dtypes; pass verify=False then)"
+            )
     return params
 
 
@@ -183,8 +201,10 @@ class RunCheckpoints:
 
     def __init__(self, workdir: str | os.PathLike, ckpt_cfg: ml_collections.ConfigDict, *, num_steps: int) -> None:
         if ckpt_cfg.resume_every <= 0 or ckpt_cfg.resume_keep <= 0:
-            raise InputError(f"ckpt.resume_every and ckpt.resume_keep must be >= 1; got {ckpt_cfg.resume_every}, "
-                             f"{ckpt_cfg.resume_keep}")
+            raise InputError(
+                f"ckpt.resume_every and ckpt.resume_keep must be >= 1; got {ckpt_cfg.resume_every}, "
+                f"{ckpt_cfg.resume_keep}"
+            )
         self.run = RunDir(workdir)
         self.workdir = self.run.path
         self.schedule: StepSchedule | WordsSchedule = series_schedule(ckpt_cfg, num_steps)
@@ -192,22 +212,35 @@ class RunCheckpoints:
         self._series = ocp.CheckpointManager(
             self.run.series_dir,
             # Without OCDBT a small checkpoint costs about 25% less to write (benchmarks/bench_checkpoints.py).
-            item_handlers={"params": ocp.StandardCheckpointHandler(use_ocdbt=False),
-                           "meta": ocp.JsonCheckpointHandler()},
+            item_handlers={
+                "params": ocp.StandardCheckpointHandler(use_ocdbt=False),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
             options=ocp.CheckpointManagerOptions(
                 # The schedule (which may need words seen, unknown to orbax's DecisionContext) decides in the loop;
                 # every save_series call is an explicit request.
-                preservation_policy=preservation_policy.PreserveAll(), multiprocessing_options=_barriers("series"),
-                enable_async_checkpointing=True, cleanup_tmp_directories=True, lightweight_initialize=True))
+                preservation_policy=preservation_policy.PreserveAll(),
+                multiprocessing_options=_barriers("series"),
+                enable_async_checkpointing=True,
+                cleanup_tmp_directories=True,
+                lightweight_initialize=True,
+            ),
+        )
         self._resume = ocp.CheckpointManager(
             self.run.resume_dir,
-            item_handlers={"state": ocp.StandardCheckpointHandler(), "data": grain_ckpt.CheckpointHandler(),
-                           "meta": ocp.JsonCheckpointHandler()},
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "data": grain_ckpt.CheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
             options=ocp.CheckpointManagerOptions(
                 save_decision_policy=save_decision_policy.FixedIntervalPolicy(ckpt_cfg.resume_every),
                 preservation_policy=preservation_policy.LatestN(ckpt_cfg.resume_keep),
-                multiprocessing_options=_barriers("resume"), enable_async_checkpointing=True,
-                cleanup_tmp_directories=True))
+                multiprocessing_options=_barriers("resume"),
+                enable_async_checkpointing=True,
+                cleanup_tmp_directories=True,
+            ),
+        )
         self._index: dict[int, dict] = {}
         self._pending: dict[int, dict] = {}  # series saves started, not yet known to be committed
         self._last_hash: tuple[tuple[int, int], str] | None = None
@@ -270,21 +303,27 @@ class RunCheckpoints:
         if step in self._index or step in self._pending:
             stored = (self._index.get(step) or self._pending[step])["params_hash"]
             if self._hash(step, params) != stored:
-                log.warning("series step %d already exists with other parameters (hash %s..., now %s...): kept the "
-                            "stored one; the resumed run is not bit-identical", step, stored[:12],
-                            self._hash(step, params)[:12])
+                log.warning(
+                    "series step %d already exists with other parameters (hash %s..., now %s...): kept the "
+                    "stored one; the resumed run is not bit-identical",
+                    step,
+                    stored[:12],
+                    self._hash(step, params)[:12],
+                )
             return False
         entry = self._meta(step, meta, self._hash(step, params))
-        self._series.save(step, args=ocp.args.Composite(
-            params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(entry)), force=True)
+        self._series.save(
+            step,
+            args=ocp.args.Composite(params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(entry)),
+            force=True,
+        )
         self._pending[step] = entry
         self._flush_index()
         return True
 
     # -- resume ------------------------------------------------------------------------------------------------------
 
-    def save_resume(self, step: int, state: Any, data_iter: Any, meta: Mapping[str, Any],
-                    force: bool = False) -> bool:
+    def save_resume(self, step: int, state: Any, data_iter: Any, meta: Mapping[str, Any], force: bool = False) -> bool:
         """Asynchronously save the full train state, this process's data-iterator state and meta, when `step` is a
         multiple of ckpt.resume_every or `force` (SIGTERM, the end), never twice; keeps the latest ckpt.resume_keep."""
         self._flush_index()
@@ -316,16 +355,24 @@ class RunCheckpoints:
         step_dir = self.run.resume_dir / str(step)
         try:
             restored = self._resume.restore(step, args=ocp.args.Composite(**items))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             n = jax.process_count()
-            hint = (f"; the data-iterator state has no file for process {jax.process_index()} of {n} (was the run "
-                    "saved with another number of processes?)" if "process_" in str(e) else "")
-            raise CheckpointError(f"cannot restore resume checkpoint {step_dir}: corrupt, incomplete or saved for "
-                                  f"another model/optimizer ({type(e).__name__}: {str(e)[:300]}){hint}") from e
+            hint = (
+                f"; the data-iterator state has no file for process {jax.process_index()} of {n} (was the run "
+                "saved with another number of processes?)"
+                if "process_" in str(e)
+                else ""
+            )
+            raise CheckpointError(
+                f"cannot restore resume checkpoint {step_dir}: corrupt, incomplete or saved for "
+                f"another model/optimizer ({type(e).__name__}: {str(e)[:300]}){hint}"
+            ) from e
         meta = dict(restored["meta"])
         if meta.get("params_hash") and params_hash(_params_of(restored["state"])) != meta["params_hash"]:
-            raise CheckpointError(f"resume checkpoint {step_dir}: parameters do not match their recorded hash "
-                                  f"(corrupt); delete {step_dir} to resume from the previous one")
+            raise CheckpointError(
+                f"resume checkpoint {step_dir}: parameters do not match their recorded hash "
+                f"(corrupt); delete {step_dir} to resume from the previous one"
+            )
         return restored["state"], meta
 
     # -- lifetime ----------------------------------------------------------------------------------------------------
@@ -345,7 +392,7 @@ class RunCheckpoints:
         self._resume.close()
         self._closed = True
 
-    def __enter__(self) -> "RunCheckpoints":
+    def __enter__(self) -> RunCheckpoints:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -3,6 +3,7 @@
 bad flag or a bad `--config.key=value` override prints one line, `error: ...` (argparse commands prefix their name),
 and exits with status 2; any other exception is a bug: it keeps its traceback and exits with status 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,9 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *,
-        prog: str | None = None) -> int:
+def run(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *, prog: str | None = None
+) -> int:
     """Set up logging and call `main(argv)`; a UserError is reported in one line and gives 2, anything else
     propagates (traceback)."""
     setup_logging()
@@ -95,14 +97,27 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def _config_file_error(argv: Sequence[str], e: BaseException) -> str:
     """'cannot load the config file X: <the first cause>; ...' for a missing file, a syntax error, no get_config."""
-    path = next((a.split("=", 1)[1] if "=" in a else argv[i + 1] for i, a in enumerate(argv)
-                 if a.split("=", 1)[0] == "--config" and ("=" in a or i + 1 < len(argv))), "--config")
+    path = next(
+        (
+            a.split("=", 1)[1] if "=" in a else argv[i + 1]
+            for i, a in enumerate(argv)
+            if a.split("=", 1)[0] == "--config" and ("=" in a or i + 1 < len(argv))
+        ),
+        "--config",
+    )
     while e.__cause__ is not None or e.__context__ is not None:
         e = e.__cause__ or e.__context__
-    why = "no such file" if not os.path.exists(path) else "it defines no get_config()" if "get_config" in str(e) \
+    why = (
+        "no such file"
+        if not os.path.exists(path)
+        else "it defines no get_config()"
+        if "get_config" in str(e)
         else f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
-    return (f"cannot load the config file {path}: {why}; give a Python file whose get_config() returns the config "
-            "(configs/tiny.py)")
+    )
+    return (
+        f"cannot load the config file {path}: {why}; give a Python file whose get_config() returns the config "
+        "(configs/tiny.py)"
+    )
 
 
 def _unknown_key(argv: Sequence[str], e: Exception) -> str:

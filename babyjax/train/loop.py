@@ -1,9 +1,10 @@
 """The training loop: BabyLM batches -> sharded jitted train step -> a dense checkpoint series and resume checkpoints.
 
 `train(config, workdir)`, behind `launch/train.py`: `_set_up`, `_restore_or_init`, then `_loop`, whose per-step
-concerns are hooks (babyjax/hooks.py) fed by one host-side `Progress` record. Running it again on the same workdir
+concerns are hooks (babyjax/train/hooks.py) fed by one host-side `Progress` record. Running it again on the same workdir
 continues from the latest resume checkpoint and reproduces the losses and parameters of an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,12 +20,17 @@ import ml_collections
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from babyjax import distributed, hooks, metrics as metrics_lib, model as model_lib, objectives, sharding
-from babyjax import step as step_lib
-from babyjax.checkpoints import RunCheckpoints
-from babyjax.data import babylm, pipeline, tokenizer as tokenizer_lib
-from babyjax.run import RunDir
+from babyjax import distributed
+from babyjax.checkpoints.run import RunDir
+from babyjax.checkpoints.series import RunCheckpoints
+from babyjax.data import babylm, pipeline
+from babyjax.data import tokenizer as tokenizer_lib
 from babyjax.errors import InputError
+from babyjax.model import objectives, sharding
+from babyjax.model import transformer as model_lib
+from babyjax.train import hooks
+from babyjax.train import metrics as metrics_lib
+from babyjax.train import step as step_lib
 
 log = logging.getLogger("babyjax")
 
@@ -86,32 +92,62 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
     run.path.mkdir(parents=True, exist_ok=True)
     run.pin_config(config, primary=jax.process_index() == 0)
     mesh = sharding.make_mesh(config.mesh)
-    log.info("processes: %d, devices: %d (local %d), mesh: %s", jax.process_count(), jax.device_count(),
-             jax.local_device_count(), dict(mesh.shape))
+    log.info(
+        "processes: %d, devices: %d (local %d), mesh: %s",
+        jax.process_count(),
+        jax.device_count(),
+        jax.local_device_count(),
+        dict(mesh.shape),
+    )
     tok = _prepare_tokenizer(config, run)
     model_cfg = model_lib.ModelConfig.from_config(config.model, tok.vocab_size)
     model_cfg.check_length(config.data.seq_len)
     objective = objectives.Objective.from_config(config, tok, model_cfg.encoder)
-    log.info("model: %s, %.2fM parameters; objective: %s", model_cfg.style, model_lib.num_params(model_cfg) / 1e6,
-             objective.kind)
+    log.info(
+        "model: %s, %.2fM parameters; objective: %s",
+        model_cfg.style,
+        model_lib.num_params(model_cfg) / 1e6,
+        objective.kind,
+    )
     tc = config.train
     graphdef, state, shardings, tx, lr_schedule = step_lib.init_train_state(
-        model_cfg, config.optim, tc.num_steps, mesh, config.seed)
-    train_step = step_lib.make_train_step(graphdef, tx, lr_schedule, mesh, shardings,
-                                         grad_accum_steps=config.optim.grad_accum_steps, objective=objective)
+        model_cfg, config.optim, tc.num_steps, mesh, config.seed
+    )
+    train_step = step_lib.make_train_step(
+        graphdef, tx, lr_schedule, mesh, shardings, grad_accum_steps=config.optim.grad_accum_steps, objective=objective
+    )
     eval_step = step_lib.make_eval_step(graphdef, mesh, shardings, objective)
     data_seed = config.seed if config.data.shuffle_seed < 0 else config.data.shuffle_seed
-    loader = pipeline.make_loader(config.data, tok, split="train", global_batch_size=tc.batch_size, seed=data_seed,
-                                  mesh=mesh)
+    loader = pipeline.make_loader(
+        config.data, tok, split="train", global_batch_size=tc.batch_size, seed=data_seed, mesh=mesh
+    )
 
     def dev_loader():
-        return pipeline.make_loader(config.data, tok, split=config.data.dev_split, global_batch_size=tc.batch_size,
-                                    seed=data_seed, mesh=mesh, shuffle=False, num_epochs=1)
+        return pipeline.make_loader(
+            config.data,
+            tok,
+            split=config.data.dev_split,
+            global_batch_size=tc.batch_size,
+            seed=data_seed,
+            mesh=mesh,
+            shuffle=False,
+            num_epochs=1,
+        )
 
-    return _Session(config, run, model_cfg, state, shardings, train_step,
-                    lambda s: evaluate(eval_step, s, dev_loader, tc.eval_batches), loader,
-                    RunCheckpoints(run.path, config.ckpt, num_steps=tc.num_steps), metrics_lib.MetricWriter(run.path),
-                    int(tc.num_steps), objective.head_fraction(config.data.seq_len))
+    return _Session(
+        config,
+        run,
+        model_cfg,
+        state,
+        shardings,
+        train_step,
+        lambda s: evaluate(eval_step, s, dev_loader, tc.eval_batches),
+        loader,
+        RunCheckpoints(run.path, config.ckpt, num_steps=tc.num_steps),
+        metrics_lib.MetricWriter(run.path),
+        int(tc.num_steps),
+        objective.head_fraction(config.data.seq_len),
+    )
 
 
 def _restore_or_init(s: _Session) -> hooks.Progress:
@@ -126,15 +162,20 @@ def _restore_or_init(s: _Session) -> hooks.Progress:
     # Copy the restored arrays into buffers XLA allocated itself: on CPU, the alignment of host-allocated
     # buffers can change the summation order of the first step and break bit-exact resumption.
     s.state = jax.jit(lambda t: jax.tree.map(lambda x: x.copy(), t), out_shardings=s.state_shardings)(state)
-    progress = hooks.Progress(step=int(jax.device_get(s.state.step)), tokens_seen=float(meta["tokens_seen"]),
-                              words_seen=float(meta["words_seen"]), wall_time=float(meta.get("wall_time", 0.0)))
-    log.info("resumed from step %d (%.0f tokens, %.0f words seen)", progress.step, progress.tokens_seen,
-             progress.words_seen)
+    progress = hooks.Progress(
+        step=int(jax.device_get(s.state.step)),
+        tokens_seen=float(meta["tokens_seen"]),
+        words_seen=float(meta["words_seen"]),
+        wall_time=float(meta.get("wall_time", 0.0)),
+    )
+    log.info(
+        "resumed from step %d (%.0f tokens, %.0f words seen)", progress.step, progress.tokens_seen, progress.words_seen
+    )
     return progress
 
 
 def _make_hooks(s: _Session, progress_bar: Any) -> list:
-    """The per-step hooks, in the order they run (babyjax/hooks.py)."""
+    """The per-step hooks, in the order they run (babyjax/train/hooks.py)."""
     tc, lock = s.config.train, threading.Lock()
     peak = metrics_lib.measure_matmul_peak(s.config.model.dtype) * jax.device_count()
     seq_len = s.config.data.seq_len
@@ -142,8 +183,12 @@ def _make_hooks(s: _Session, progress_bar: Any) -> list:
     metrics = hooks.MetricsLog(s.writer, tc.log_every, flops, peak, s.ckpt.latest_resume_step, progress_bar)
     copy = jax.jit(lambda p: jax.tree.map(lambda x: x.copy(), p), out_shardings=s.state_shardings.params)
     series = hooks.SeriesSaves(s.ckpt, lock, copy)
-    return [metrics, hooks.DevEval(s.evaluate, tc.eval_every, s.writer, metrics), series,
-            hooks.ResumeSaves(s.ckpt, lock, s.loader, s.config.ckpt.resume_every, metrics, series)]
+    return [
+        metrics,
+        hooks.DevEval(s.evaluate, tc.eval_every, s.writer, metrics),
+        series,
+        hooks.ResumeSaves(s.ckpt, lock, s.loader, s.config.ckpt.resume_every, metrics, series),
+    ]
 
 
 def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Progress, bool, float]:
@@ -161,8 +206,9 @@ def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Pro
             for hook in steps:
                 hook(progress, s.state, stop)
             if stop:
-                log.warning("SIGTERM: saved a resume checkpoint at step %d; run the same command to continue",
-                            progress.step)
+                log.warning(
+                    "SIGTERM: saved a resume checkpoint at step %d; run the same command to continue", progress.step
+                )
                 return progress, True, t0
             if not progress.final:
                 batch, totals = s.loader.next_with_totals()
@@ -187,10 +233,12 @@ def train(config: ml_collections.ConfigDict, workdir: Any) -> TrainResult:
         progress, preempted, t0 = _loop(s, progress, steps)
         metrics.drain()
         series.flush()
-        log.info("series checkpoints: %.1f s of saving, the loop waited %.1f s for them", series.busy_s,
-                 series.waited_s)
-        log.info("loop: %.2f s from the first step to the last save (%d steps)", time.time() - t0,
-                 progress.step - first)
+        log.info(
+            "series checkpoints: %.1f s of saving, the loop waited %.1f s for them", series.busy_s, series.waited_s
+        )
+        log.info(
+            "loop: %.2f s from the first step to the last save (%d steps)", time.time() - t0, progress.step - first
+        )
     finally:
         series.close()
         s.ckpt.close()

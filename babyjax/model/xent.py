@@ -6,6 +6,7 @@ slice at a time, so its logits stay in cache. Under `jax.grad` the forward pass 
 (softmax - one-hot, weighted, times the projection and its input: one exponential per logit and three matmuls, where
 autodiff of the plain loss makes two exponentials, a broadcast one-hot and re-reads the whole logits), and the
 backward pass only scales them. Same numbers as the plain loss in float32 up to rounding (tests/test_xent.py)."""
+
 from __future__ import annotations
 
 import functools
@@ -13,7 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from babyjax.sharding import constrain
+from babyjax.model.sharding import constrain
 
 Sums = tuple[jax.Array, jax.Array]  # (sum of weight * cross-entropy, sum of weight * [argmax == target])
 
@@ -80,16 +81,20 @@ def _slice_sums(x_BxLxD, w_DxV, b_V, targets_BxL, weights_BxL, accuracy: bool, g
 def _scan(x, w, b, targets, weights, chunks: int, accuracy: bool, grads: bool):
     """Every slice in turn: the sums, and with `grads` the gradients (x's rows back in order, w's and b's summed)."""
     f32 = jnp.float32
-    zeros = (f32(0), f32(0), jnp.zeros(w.shape, f32) if grads else None,
-             None if b is None or not grads else jnp.zeros(b.shape, f32))
+    zeros = (
+        f32(0),
+        f32(0),
+        jnp.zeros(w.shape, f32) if grads else None,
+        None if b is None or not grads else jnp.zeros(b.shape, f32),
+    )
 
     def body(carry, xs):
         loss, correct, dw, db = carry
         x_s, targets_s, weights_s = xs
-        (l, c), g = _slice_sums(x_s, w, b, targets_s, weights_s, accuracy, grads)
+        (s_loss, c), g = _slice_sums(x_s, w, b, targets_s, weights_s, accuracy, grads)
         if g is None:
-            return (loss + l, correct + c, dw, db), None
-        return (loss + l, correct + c, dw + g[1], None if db is None else db + g[2]), g[0]
+            return (loss + s_loss, correct + c, dw, db), None
+        return (loss + s_loss, correct + c, dw + g[1], None if db is None else db + g[2]), g[0]
 
     xs = tuple(_slices(a, chunks) for a in (x, targets, weights))
     (loss, correct, dw, db), dx = jax.lax.scan(body, zeros, xs)
@@ -109,15 +114,22 @@ def _xent_fwd(x, w, b, targets, weights, chunks, accuracy):
 def _xent_bwd(chunks, accuracy, res, g):
     dx, dw, db, targets, weights = res
     scale = g[0]  # the correct count has no gradient
-    return (dx * scale.astype(dx.dtype), dw * scale, None if db is None else db * scale, None,
-            jnp.zeros_like(weights))
+    return (dx * scale.astype(dx.dtype), dw * scale, None if db is None else db * scale, None, jnp.zeros_like(weights))
 
 
 _xent.defvjp(_xent_fwd, _xent_bwd)
 
 
-def xent_sums(x_BxLxD: jax.Array, w_DxV: jax.Array, b_V: jax.Array | None, targets_BxL: jax.Array,
-              weights_BxL: jax.Array, *, accuracy: bool = False, chunks: int = 0) -> Sums:
+def xent_sums(
+    x_BxLxD: jax.Array,
+    w_DxV: jax.Array,
+    b_V: jax.Array | None,
+    targets_BxL: jax.Array,
+    weights_BxL: jax.Array,
+    *,
+    accuracy: bool = False,
+    chunks: int = 0,
+) -> Sums:
     """(sum of weight * cross-entropy of softmax(x @ w + b) against the targets, sum of weight * [argmax == target]
     (0 unless `accuracy`)), float32; the logits in float32. chunks: slices of the rows (0 = `default_chunks`).
     Differentiable in x, w and b; the weights are constants."""

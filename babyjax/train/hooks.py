@@ -1,10 +1,11 @@
-"""What happens around each training step: hooks fed by one host-side `Progress` record (babyjax/train.py).
+"""What happens around each training step: hooks fed by one host-side `Progress` record (babyjax/train/loop.py).
 
 After dispatching step t the loop builds its `Progress` (tokens and words seen counted on the host, step t's device
 metrics not read yet) and calls each hook with it and the new state, before step t+1 donates that state. Every
 collective (the gather behind a parameter hash, Orbax's multi-process save) runs on the main thread: with one process
 the series is saved from a background thread, which then needs none; with several, from the main thread.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from babyjax.checkpoints import RunCheckpoints
+from babyjax.checkpoints.series import RunCheckpoints
 from babyjax.errors import TrainingError
-from babyjax.metrics import MetricWriter
+from babyjax.train.metrics import MetricWriter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +43,25 @@ class Progress:
 
     def after(self, tokens: float, words: float, metrics: dict, wall_time: float, num_steps: int) -> Progress:
         """The record after one more step that consumed `tokens` tokens and `words` words."""
-        return Progress(self.step + 1, self.tokens_seen + tokens, self.words_seen + words, wall_time,
-                        words_before=self.words_seen, step_tokens=tokens, metrics=metrics,
-                        final=self.step + 1 == num_steps)
+        return Progress(
+            self.step + 1,
+            self.tokens_seen + tokens,
+            self.words_seen + words,
+            wall_time,
+            words_before=self.words_seen,
+            step_tokens=tokens,
+            metrics=metrics,
+            final=self.step + 1 == num_steps,
+        )
 
     def meta(self) -> dict:
         """What a checkpoint records about its step."""
-        return {"step": self.step, "tokens_seen": self.tokens_seen, "words_seen": self.words_seen,
-                "wall_time": self.wall_time}
+        return {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "words_seen": self.words_seen,
+            "wall_time": self.wall_time,
+        }
 
 
 class Preemption:
@@ -85,8 +97,15 @@ class MetricsLog:
     """Reads each step's device metrics one step late, stops on a non-finite loss, writes a log line every
     `log_every` steps (JSONL + TensorBoard through `writer`) and moves the progress bar."""
 
-    def __init__(self, writer: MetricWriter, log_every: int, flops_per_token: float, peak_flops: float,
-                 last_good: Callable[[], int | None], progress_bar: Any = None):
+    def __init__(
+        self,
+        writer: MetricWriter,
+        log_every: int,
+        flops_per_token: float,
+        peak_flops: float,
+        last_good: Callable[[], int | None],
+        progress_bar: Any = None,
+    ):
         self.writer, self.log_every, self.bar = writer, log_every, progress_bar
         self.flops_per_token, self.peak_flops, self.last_good = flops_per_token, peak_flops, last_good
         self.pending: list[tuple[int, dict]] = []  # dispatched steps whose metrics were not read yet
@@ -95,8 +114,14 @@ class MetricsLog:
 
     def restart_window(self) -> None:
         """Start a new averaging window (after a dev evaluation, whose time is not training time)."""
-        self.window: dict[str, Any] = {"loss": [], "grad_norm": [], "accuracy": [], "lr": 0.0, "tokens": 0.0,
-                                       "t0": time.perf_counter()}
+        self.window: dict[str, Any] = {
+            "loss": [],
+            "grad_norm": [],
+            "accuracy": [],
+            "lr": 0.0,
+            "tokens": 0.0,
+            "t0": time.perf_counter(),
+        }
 
     def drain(self, keep: int = 0) -> None:
         """Read the metrics of every dispatched step but the newest `keep`, oldest first."""
@@ -107,7 +132,8 @@ class MetricsLog:
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss ({loss}) at step {step}; training stopped. The last good resume checkpoint is "
-                    f"step {self.last_good()}, the series is intact; lower --config.optim.lr or check the data")
+                    f"step {self.last_good()}, the series is intact; lower --config.optim.lr or check the data"
+                )
             self.last_loss = loss
             self.window["loss"].append(loss)
             self.window["grad_norm"].append(float(m["grad_norm"]))
@@ -128,10 +154,15 @@ class MetricsLog:
 
     def _write(self, p: Progress) -> None:
         tps = self.window["tokens"] / (time.perf_counter() - self.window["t0"])
-        scalars = {"loss": float(np.mean(self.window["loss"])), "lr": self.window["lr"],
-                   "grad_norm": float(np.mean(self.window["grad_norm"])), "tokens_per_s": tps,
-                   "tokens_seen": p.tokens_seen, "words_seen": p.words_seen,
-                   "mfu": tps * self.flops_per_token / self.peak_flops}
+        scalars = {
+            "loss": float(np.mean(self.window["loss"])),
+            "lr": self.window["lr"],
+            "grad_norm": float(np.mean(self.window["grad_norm"])),
+            "tokens_per_s": tps,
+            "tokens_seen": p.tokens_seen,
+            "words_seen": p.words_seen,
+            "mfu": tps * self.flops_per_token / self.peak_flops,
+        }
         if self.window["accuracy"]:
             scalars["accuracy"] = float(np.mean(self.window["accuracy"]))
         self.writer.write(p.step, scalars)
@@ -193,7 +224,7 @@ class SeriesSaves:
             try:
                 if self._error is None:
                     self._save(*item)
-            except BaseException as e:  # noqa: BLE001 - re-raised in the loop's thread by flush()
+            except BaseException as e:
                 self._error = e
             finally:
                 self._queue.task_done()
@@ -219,8 +250,15 @@ class ResumeSaves:
     """Full train state + data-iterator state every `resume_every` steps, at the end and when preempted; first every
     earlier loss is checked (a non-finite one stops training) and every series save is with Orbax (never lags)."""
 
-    def __init__(self, ckpt: RunCheckpoints, lock: threading.Lock, loader: Any, resume_every: int,
-                 metrics: MetricsLog, series: SeriesSaves):
+    def __init__(
+        self,
+        ckpt: RunCheckpoints,
+        lock: threading.Lock,
+        loader: Any,
+        resume_every: int,
+        metrics: MetricsLog,
+        series: SeriesSaves,
+    ):
         self.ckpt, self.lock, self.loader, self.every = ckpt, lock, loader, resume_every
         self.metrics, self.series = metrics, series
 
@@ -230,4 +268,3 @@ class ResumeSaves:
             self.series.flush()
             with self.lock:
                 self.ckpt.save_resume(p.step, state, self.loader, p.meta(), force=stop or p.final)
-

@@ -1,6 +1,7 @@
 """Optax AdamW with linear warmup then cosine | linear | constant | wsd decay, global-norm clipping and a weight-decay
-mask. Gradient accumulation lives in the train step (babyjax/step.py): one `tx.update` per optimizer step.
+mask. Gradient accumulation lives in the train step (babyjax/train/step.py): one `tx.update` per optimizer step.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +11,7 @@ import optax
 from flax import nnx
 
 from babyjax.errors import InputError
-from babyjax.layers import DECAY_TAG
+from babyjax.model.layers import DECAY_TAG
 
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
 
@@ -37,8 +38,9 @@ def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
         if not 0.0 < fraction <= 1.0:
             raise InputError(f"optim.wsd_decay_fraction={fraction} must be in (0, 1]")
         cool = max(1, min(decay_steps, round(fraction * num_steps)))
-        decay = optax.join_schedules([optax.constant_schedule(lr), optax.linear_schedule(lr, lr * end, cool)],
-                                     [decay_steps - cool])
+        decay = optax.join_schedules(
+            [optax.constant_schedule(lr), optax.linear_schedule(lr, lr * end, cool)], [decay_steps - cool]
+        )
     if warmup == 0:
         return decay
     # Step k of warmup (k = 0, 1, ...) uses lr * (k + 1) / warmup: the first update is not zero, so the checkpoint
@@ -47,8 +49,9 @@ def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
 
 
 def decay_mask(params: Any) -> Any:
-    """True for parameters that get weight decay, as the model tagged them (`decay` metadata, babyjax.model._param),
-    never from their logical axis names; arrays and Variables without the tag: decayed when ndim >= 2."""
+    """True for parameters that get weight decay, as the model tagged them (`decay` metadata,
+    babyjax.model.transformer._param), never from their logical axis names; arrays and Variables without the tag:
+    decayed when ndim >= 2."""
 
     def decays(x: Any) -> Any:
         if not isinstance(x, nnx.Variable):
@@ -62,7 +65,13 @@ def decay_mask(params: Any) -> Any:
 def make_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """(AdamW chained after global-norm clipping, the lr schedule). `optim_cfg` is `config.optim`."""
     schedule = make_schedule(optim_cfg, num_steps)
-    adamw = optax.adamw(schedule, b1=float(optim_cfg.b1), b2=float(optim_cfg.b2), eps=float(optim_cfg.eps),
-                        weight_decay=float(optim_cfg.weight_decay), mask=decay_mask)
+    adamw = optax.adamw(
+        schedule,
+        b1=float(optim_cfg.b1),
+        b2=float(optim_cfg.b2),
+        eps=float(optim_cfg.eps),
+        weight_decay=float(optim_cfg.weight_decay),
+        mask=decay_mask,
+    )
     clip = float(optim_cfg.grad_clip)
     return (optax.chain(optax.clip_by_global_norm(clip), adamw) if clip > 0 else adamw), schedule
