@@ -1,6 +1,6 @@
 """`python -m babyjax.analyze`: the command lives in babyjax/commands/analyze.py."""
 
 if __name__ == "__main__":
-    import runpy
+    from babyjax.commands import analyze
 
-    runpy.run_module("babyjax.commands.analyze", run_name="__main__", alter_sys=True)
+    analyze.main()

@@ -1,4 +1,5 @@
-"""Multi-process JAX set-up shared by `launch/train.py` and `python -m babyjax.score` (imports nothing above it):
+"""Multi-process JAX set-up shared by training and scoring (imports nothing above it; the flags are in
+babyjax/commands/multiprocess.py):
 `jax.distributed` detects TPU pods and SLURM jobs itself; elsewhere pass the coordinator address, process count and
 id. On CPU, collectives go over gloo (how the multi-process tests run on 127.0.0.1).
 """
@@ -15,28 +16,11 @@ import time
 
 import jax
 import numpy as np
-from absl import flags
 from jax.experimental import multihost_utils
 
 from babyjax.errors import DistributedError
 
 log = logging.getLogger("babyjax")
-
-
-def define_flags() -> None:
-    flags.DEFINE_enum(
-        "distributed",
-        "auto",
-        ["auto", "on", "off"],
-        "Initialise jax.distributed: auto = when a coordinator is given or a TPU pod / SLURM job with "
-        "several tasks is detected.",
-    )
-    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (explicit multi-process runs).")
-    flags.DEFINE_integer("num_processes", None, "Number of processes (explicit multi-process runs).")
-    flags.DEFINE_integer("process_id", None, "This process's id, 0..num_processes-1 (explicit multi-process runs).")
-    flags.DEFINE_integer(
-        "distributed_timeout", 120, "Seconds to wait for every process to reach the coordinator before giving up."
-    )
 
 
 def cluster_detected() -> bool:
@@ -119,11 +103,6 @@ def _join_error(where: str, timeout_s: float, why: str) -> DistributedError:
         f"could not join the distributed job at {where} within {timeout_s}s ({why}); check that "
         "every process runs with the same coordinator address and that process 0 is up"
     )
-
-
-def initialize_from_flags() -> bool:
-    f = flags.FLAGS
-    return initialize(f.coordinator_address, f.num_processes, f.process_id, f.distributed, f.distributed_timeout)
 
 
 def check_same_everywhere(text: str, what: str) -> None:

@@ -1,6 +1,6 @@
-"""`python -m babyjax.export`: the command lives in babyjax/interop/export.py."""
+"""`python -m babyjax.export`: the command lives in babyjax/commands/export.py."""
 
 if __name__ == "__main__":
-    import runpy
+    from babyjax.commands import export
 
-    runpy.run_module("babyjax.interop.export", run_name="__main__", alter_sys=True)
+    export.main()

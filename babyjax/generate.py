@@ -1,6 +1,6 @@
-"""`python -m babyjax.generate`: the command lives in babyjax/score/generate.py."""
+"""`python -m babyjax.generate`: the command lives in babyjax/commands/generate.py."""
 
 if __name__ == "__main__":
-    import runpy
+    from babyjax.commands import generate
 
-    runpy.run_module("babyjax.score.generate", run_name="__main__", alter_sys=True)
+    generate.main()

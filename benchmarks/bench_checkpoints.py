@@ -3,7 +3,7 @@
 For parameter trees of a few sizes (float32, sharded over all local devices like a train state), measures:
   hash      params_hash (device-to-host copy + sha256), paid synchronously by every save
   blocking  time save_series() holds its caller (hash + orbax's host copy and dispatch), mean over the series; in
-            training that is the series thread of a one-process run (hooks.SeriesSaves), the loop with several
+            training the loop waits that long at every series step (babyjax/train/hooks.py, SeriesSaves)
   written   wall time of the whole series including the background writes (back-to-back saves, then wait())
   restore   restore_params() onto the default device, with hash verification
 Prints the machine, every round, then per size each column's median (min-max over the rounds).

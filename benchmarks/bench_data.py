@@ -1,10 +1,10 @@
 """Input pipeline throughput alone (no model): tokens/s of batches from the Grain loader, on this machine.
 
 Prepares the BabyLM sample (TFDS, ArrayRecord), trains the bench tokenizer (16,384 pieces), tokenizes the train
-split once (cached) and then times batches of 32 x 128 tokens, the bench config of ../shared/docs/benchmarks.md:
+split once (cached) and then times batches of 32 x 128 tokens, the bench config (configs/bench.py, docs/benchmarks.md):
 numpy batches in both packing modes, and global jax.Arrays on a one-device mesh. Prints the machine, then per pipeline
 the median (min-max) over repeats; the last column is the median's ratio to the rate the bench model's train step
-consumes tokens (--consume, about 3,000 tokens/s here).
+consumes tokens (--consume, about 3,000 tokens/s on a 2-core CPU).
 
   python benchmarks/bench_data.py [--data ../shared/data/babylm_sample] [--batches 300] [--repeats 5]
 """
@@ -26,6 +26,32 @@ from benchmarks import common
 
 
 def main() -> None:
+    args = _parse_args()
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh
+
+    c, tok = _prepare(args)
+    mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ("data", "fsdp", "tensor"))
+    cases = {
+        "pack, numpy": {"packing": "pack"},
+        "chunk, numpy": {"packing": "chunk"},
+        "pack, global jax.Array": {"packing": "pack", "mesh": mesh},
+    }
+    print(f"\nbatches of {args.batch} x {args.seq_len} tokens, {args.batches} batches x {args.repeats} repeats")
+    print(f"{'pipeline':<26}{'tokens/s: median (min-max over repeats)':>48}{'ms / batch':>12}{'x train step':>14}")
+    for name, kw in cases.items():
+        cfg = c.copy_and_resolve_references()
+        cfg.packing = kw["packing"]
+        rates = _rates(cfg, tok, args, kw.get("mesh"))
+        rate = statistics.median(rates)
+        print(
+            f"{name:<26}{common.spread(rates, '{:,.0f}'):>48}{1e3 * args.batch * args.seq_len / rate:>12.2f}"
+            f"{rate / args.consume:>14,.0f}"
+        )
+
+
+def _parse_args() -> argparse.Namespace:
     root = pathlib.Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(root.parent / "shared" / "data" / "babylm_sample"))
@@ -36,11 +62,13 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--consume", type=float, default=3000.0, help="tokens/s the bench model's train step consumes")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The one-off work, timed and printed with the machine: prepare the data, train the tokenizer, tokenize and
+    cache the train split. Returns (the data config, the tokenizer)."""
     import jax
-    import numpy as np
-    from jax.sharding import Mesh
 
     from babyjax.data import babylm, pipeline
     from babyjax.data import tokenizer as T
@@ -71,24 +99,7 @@ def main() -> None:
         f"one-off: prepare {t_prepare:.1f} s (reused if already there), tokenizer {t_tok:.1f} s, "
         f"tokenize + cache the split {t_stream:.1f} s ({data.num_tokens / t_stream:,.0f} tokens/s)"
     )
-
-    mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ("data", "fsdp", "tensor"))
-    cases = {
-        "pack, numpy": {"packing": "pack"},
-        "chunk, numpy": {"packing": "chunk"},
-        "pack, global jax.Array": {"packing": "pack", "mesh": mesh},
-    }
-    print(f"\nbatches of {args.batch} x {args.seq_len} tokens, {args.batches} batches x {args.repeats} repeats")
-    print(f"{'pipeline':<26}{'tokens/s: median (min-max over repeats)':>48}{'ms / batch':>12}{'x train step':>14}")
-    for name, kw in cases.items():
-        cfg = c.copy_and_resolve_references()
-        cfg.packing = kw["packing"]
-        rates = _rates(cfg, tok, args, kw.get("mesh"))
-        rate = statistics.median(rates)
-        print(
-            f"{name:<26}{common.spread(rates, '{:,.0f}'):>48}{1e3 * args.batch * args.seq_len / rate:>12.2f}"
-            f"{rate / args.consume:>14,.0f}"
-        )
+    return c, tok
 
 
 def _rates(cfg: Any, tok: Any, args: argparse.Namespace, mesh: Any) -> list[float]:

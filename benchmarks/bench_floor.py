@@ -1,4 +1,4 @@
-"""Where the time goes: the matmul floor of babyjax's two hot calls, against their measured time (issue 13's ceilings).
+"""Where the time goes: the matmul floor of babyjax's two hot calls, against their measured time (docs/benchmarks.md).
 
 The floor of a call (babyjax.train.metrics.matmul_floor) is what its matrix products take, each timed alone with the
 same shapes on this machine: the call cannot run faster than that unless it does fewer products or XLA's matmul kernels

@@ -1,15 +1,14 @@
-"""GPU figures (issue 13, item 4), one prepared script: a GPT-2-small-shape model in bfloat16, babyjax against Hugging
-Face transformers + torch on the same GPU, side by side.
+"""GPU figures, one prepared script: a GPT-2-small-shape model in bfloat16, babyjax against Hugging Face transformers +
+torch on the same GPU, side by side (docs/benchmarks.md).
 
 Model: 12 layers, d_model 768, 12 heads, MLP 3072, vocab 50,304, context 1,024, tied embeddings, no dropout (124M
 parameters); batch 16 x 1,024 tokens; AdamW (b2 0.95, weight decay 0.1), global-norm clipping 1.0; float32
 parameters and optimizer state, bfloat16 compute on both sides (babyjax `model.dtype=bfloat16`; `torch.autocast`).
 Every side trains on the same random token batch and scores the same random text (rows of 1,024 tokens, all but the
-first scored). Measured
-in every round, the sides alternating, each in its own process (benchmarks/common.py):
+first scored). Measured in every round, the sides alternating, each in its own process (benchmarks/common.py):
   - training tokens/s and MFU: babyjax.model.transformer.flops_per_token (the one definition) x tokens/s over the best
-  bfloat16 matmul peak seen (8192^3, measured in babyjax's process every round); HF eager + AdamW(fused), and HF under
-    torch.compile + AdamW(fused); the faster HF one is the peer of the round;
+    bfloat16 matmul peak seen (8192^3, measured in babyjax's process every round); HF eager + AdamW(fused), and HF
+    under torch.compile + AdamW(fused); the faster HF one is the peer of the round;
   - scoring tokens/s: every token's log-probability of the packed text; babyjax's Scorer against the HF forward and a
     float32 log-softmax gathered at the targets under torch.inference_mode.
 The two sides start from their own random weights: a speed comparison only (agreement of the numbers is
@@ -19,10 +18,9 @@ side finds (a check that the script runs, on CPU too; its numbers mean nothing).
 
   python benchmarks/bench_gpu.py [--rounds 3] [--steps 10] [--smoke]
 
-On the lent H200 (/work/.library/device/): its python3 has JAX with CUDA, flax, optax, orbax, torch and transformers;
-this script's imports also need ml-collections (pure Python: `pip download --no-deps ml-collections==1.1.0 -d .whl`),
-carried as a wheel; run from the repository root with PYTHONPATH=.
-Not yet run on a GPU (no session has been lent one): no GPU figure exists.
+Needs one NVIDIA GPU with bfloat16 support (A100 or H100 class: both sides share its memory, JAX 45% and torch the
+rest) and one environment with babyjax, JAX for CUDA and the peers, from the repository root:
+  pip install -e '.[peers]' 'jax[cuda12]'
 """
 
 from __future__ import annotations
@@ -120,14 +118,13 @@ def babyjax_side(args) -> dict:
     }
 
 
-def torch_side(args) -> dict:
-    """HF GPT2LMHeadModel, eager and compiled, AdamW(fused), bfloat16 autocast; scoring under inference_mode."""
+def hf_gpt2(s: dict, dev: str):
+    """HF GPT2LMHeadModel of this shape on `dev`, seed 0, no dropout, tied embeddings."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    s, dev = shape(args), "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    hf = GPT2LMHeadModel(
+    return GPT2LMHeadModel(
         GPT2Config(
             vocab_size=s["vocab"],
             n_positions=s["seq_len"],
@@ -141,6 +138,14 @@ def torch_side(args) -> dict:
             tie_word_embeddings=True,
         )
     ).to(dev)
+
+
+def torch_side(args) -> dict:
+    """HF GPT2LMHeadModel, eager and compiled, AdamW(fused), bfloat16 autocast; scoring under inference_mode."""
+    import torch
+
+    s, dev = shape(args), "cuda" if torch.cuda.is_available() else "cpu"
+    hf = hf_gpt2(s, dev)
     opt = torch.optim.AdamW(hf.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     inputs = torch.from_numpy(token_rows(s, s["batch"], 0)[:, :-1]).long().to(dev)
     text = torch.from_numpy(token_rows(s, s["score_rows"], 1)[:, :-1]).long().to(dev)  # the rows babyjax scores

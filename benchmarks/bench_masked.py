@@ -1,4 +1,4 @@
-"""Masked LMs side by side in one run (issue 11): babyjax against Hugging Face and minicons on the same work.
+"""Masked LMs side by side in one run: babyjax against Hugging Face and minicons on the same work (docs/benchmarks.md).
 
     python benchmarks/bench_masked.py                      # both parts, 5 rounds each
     python benchmarks/bench_masked.py --part train --rounds 7

@@ -213,7 +213,11 @@ def seconds_per_checkpoint(args: argparse.Namespace, workdir: pathlib.Path, sent
         out = workdir / "score_out"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        s = score.score_job(run, out, kind="text", eval_paths=[str(sent_file)], steps=steps, batch_rows=args.batch_rows)
+        s = score.score_job(
+            score.ScoreConfig(
+                run=run, out=out, kind="text", eval=[str(sent_file)], steps=steps, batch_rows=args.batch_rows
+            )
+        )
         assert len(s.scored) == len(steps), s
         return time.perf_counter() - t0
 
@@ -224,16 +228,7 @@ def seconds_per_checkpoint(args: argparse.Namespace, workdir: pathlib.Path, sent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "babyjax_bench_score"))
-    ap.add_argument("--sentences", type=int, default=2000)
-    ap.add_argument("--peer_batch", type=int, default=64)
-    ap.add_argument("--batch_rows", type=int, default=0, help="0: babyjax.score's default (8 rows on CPU)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--checkpoints", type=int, default=5)
-    ap.add_argument("--text_windows", type=int, default=256, help="128-token windows of held-out text")
-    ap.add_argument("--side", choices=["minicons"], help=argparse.SUPPRESS)  # the peer's own process
-    args = ap.parse_args()
+    args = _parse_args()
     if args.side:
         return common.serve(minicons_side(args))
 
@@ -252,11 +247,28 @@ def main() -> None:
     params = checkpoints.restore_params(workdir, 0, scorer.abstract_params)
     print(f"machine: {common.machine('torch', 'transformers', 'minicons')}", flush=True)
     r = sentences_vs_minicons(args, scorer, params, sentences, tok, seq_len)
-    n_tokens = r["n_tokens"]
     r.update(packed_text(args, scorer, params, tok, cfg, seq_len))
     per_ckpt = seconds_per_checkpoint(args, workdir, sentences)
     r["checkpoints_per_min"] = 60 / per_ckpt
+    print_results(r, cfg, len(sentences), per_ckpt, args.repeats)
 
+
+def _parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "babyjax_bench_score"))
+    ap.add_argument("--sentences", type=int, default=2000)
+    ap.add_argument("--peer_batch", type=int, default=64)
+    ap.add_argument("--batch_rows", type=int, default=0, help="0: babyjax.score's default (8 rows on CPU)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--checkpoints", type=int, default=5)
+    ap.add_argument("--text_windows", type=int, default=256, help="128-token windows of held-out text")
+    ap.add_argument("--side", choices=["minicons"], help=argparse.SUPPRESS)  # the peer's own process
+    return ap.parse_args()
+
+
+def print_results(r: dict, cfg: ModelConfig, num_sentences: int, per_ckpt: float, repeats: int) -> None:
+    """The table of (a), (b) and (c), the run's settings, and every figure as one line of JSON."""
+    n_tokens = r["n_tokens"]
     rows = [
         (
             "short sentences (aochildes, eot_context)",
@@ -280,8 +292,8 @@ def main() -> None:
     print(
         f"\ndevice: {jax.devices()[0].device_kind} x {jax.device_count()}, "
         f"minicons' torch threads per round (the faster of 1, 2): {r['minicons_threads']}, "
-        f"model {cfg.style} {cfg.num_layers}x{cfg.d_model} vocab {cfg.vocab_size}, {len(sentences)} sentences, "
-        f"{n_tokens} tokens; matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; medians of {args.repeats}"
+        f"model {cfg.style} {cfg.num_layers}x{cfg.d_model} vocab {cfg.vocab_size}, {num_sentences} sentences, "
+        f"{n_tokens} tokens; matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; medians of {repeats}"
     )
     print(f"babyjax vs minicons surprisal: max |difference| {r['max_abs_diff_bits']:.2e} bits")
     print(f"{'what':48s} {'babyjax':>16s} {'peer / detail':>34s}  ratio")

@@ -1,4 +1,4 @@
-"""What a dense checkpoint series costs, and what scoring it costs, on the tiny run (issue 13's two questions).
+"""What a dense checkpoint series costs, and what scoring it costs, on the tiny run (docs/benchmarks.md).
 
 Each round trains the tiny run twice with the same `launch/train.py --config configs/tiny.py` command (same data,
 tokenizer, steps and resume checkpoints), once with no series (`ckpt.schedule=none`, the final step only) and once with
@@ -157,7 +157,7 @@ def main() -> None:
     print(
         "scoring the series / training it, whole commands:",
         common.spread([r["score"][0] / r["chang"][0] for r in rows]),
-        "x (issue 13's goal: < 0.25)",
+        "x",
     )
     print(
         "scoring / training, in-process (score job / train loop):",

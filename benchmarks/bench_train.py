@@ -1,8 +1,8 @@
 """Training throughput, side by side in one run: babyjax against Hugging Face GPT2LMHeadModel + torch AdamW, three ways.
 
-Bench config of ../shared/docs/benchmarks.md (4 layers, d_model 256, 4 heads, MLP 1024, vocab 16,384, context 128,
-tied embeddings, no dropout, batch 32, float32, AdamW with global-norm clipping 1.0). Every side trains on the same
-random token batch. Peers:
+The bench config (configs/bench.py, docs/benchmarks.md: 4 layers, d_model 256, 4 heads, MLP 1024, vocab 16,384,
+context 128, tied embeddings, no dropout, batch 32, float32, AdamW with global-norm clipping 1.0). Every side trains on
+the same random token batch. Peers:
   - HF eager, AdamW (foreach, torch's default), with 1 and with 2 torch threads (the faster counts in each round);
   - HF eager, AdamW(fused=True), 2 threads;
   - HF under torch.compile (inductor), AdamW with the faster of foreach and fused (chosen at warm-up), 2 threads.

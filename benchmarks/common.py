@@ -47,8 +47,8 @@ def in_turn(calls: dict[str, Callable[[], Any]], round_index: int) -> dict[str, 
 
 
 # -- each side of a benchmark in its own process ------------------------------------------------------------------
-# A process that ran JAX keeps XLA's CPU thread pool, and torch keeps its own: side by side in one process, a peer ran
-# 10-20% slower after babyjax than alone (bench_masked, 2026-12-02). Each side now lives in its own process, built and
+# A process that ran JAX keeps XLA's CPU thread pool, and torch keeps its own: a peer that shares a process with
+# babyjax runs slower than alone (docs/benchmarks.md, "Method"). So each side lives in its own process, built and
 # warmed up once, and the parent asks the sides for their timed calls in turn, so only one side works at a time.
 _REPLY = "@@bench "  # the prefix of the side's answers on stdout (anything else a library prints is skipped)
 

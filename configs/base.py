@@ -4,10 +4,15 @@ Not meant to be trained as is (it is sized like `strict_small`); use one of:
   python launch/train.py --config configs/tiny.py --workdir runs/tiny             # CPU, ~2 min, sample data
   python launch/train.py --config configs/strict_small.py --workdir runs/ss       # 1 GPU, BabyLM 10M words
   python launch/train.py --config configs/strict.py --workdir runs/strict         # TPU slice / GPUs, 100M words
-Any key can be overridden on the command line: --config.optim.lr=1e-3.
+Any key can be overridden on the command line: --config.optim.lr=1e-3. The model and objective keys take their
+defaults from the package (babyjax/model/transformer.py ModelConfig, babyjax/model/objectives.py Objective), written
+there once; print them all with: python -c "from configs import base; print(base.get_config())".
 """
 
 import ml_collections
+
+from babyjax.model import objectives
+from babyjax.model.transformer import ModelConfig
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -47,37 +52,40 @@ def _data_tokenizer(c: ml_collections.ConfigDict) -> None:
 
 
 def _model_mesh(c: ml_collections.ConfigDict) -> None:
-    # ---- model (babyjax/model/transformer.py) ----
+    # ---- model (babyjax/model/transformer.py; the defaults are ModelConfig's) ----
+    model = ModelConfig.defaults()
     c.model = ml_collections.ConfigDict()
     # gpt2 (learned positions, LayerNorm, GELU; also OPT) | llama (RoPE, RMSNorm, SwiGLU) | roberta (encoder:
     # learned positions, post-LayerNorm, erf GELU, BERT's MLM head) | ltg_bert (encoder: relative positions, extra
     # norms, GEGLU; LTG-BERT, and GPT-BERT with objective.kind = hybrid)
-    c.model.style = "gpt2"
-    c.model.num_layers = 12
-    c.model.d_model = 768
-    c.model.num_heads = 12
-    c.model.num_kv_heads = -1  # -1 = num_heads (llama style may use fewer: grouped-query attention)
-    c.model.mlp_dim = 3072
-    c.model.max_len = 128  # learned position table size (gpt2) / RoPE has no table
-    c.model.tie_embeddings = True
-    c.model.dropout = 0.1
-    c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters are always float32)
-    c.model.rope_theta = 10000.0
-    c.model.norm_eps = 1e-5
-    c.model.remat = False  # rematerialise each block (saves activation memory)
-    c.model.position_buckets = 32  # ltg_bert: relative positions in 2 * position_buckets - 1 log-spaced buckets
+    c.model.style = model["style"]
+    c.model.num_layers = model["num_layers"]
+    c.model.d_model = model["d_model"]  # width of the residual stream
+    c.model.num_heads = model["num_heads"]
+    c.model.num_kv_heads = model["num_kv_heads"]  # -1 = num_heads (llama style may use fewer: grouped-query attention)
+    c.model.mlp_dim = model["mlp_dim"]  # hidden width of each block's MLP
+    c.model.max_len = model["max_len"]  # learned position table size (gpt2, roberta) / RoPE has no table
+    c.model.tie_embeddings = model["tie_embeddings"]  # the output projection is the input embedding
+    c.model.dropout = model["dropout"]
+    c.model.dtype = model["dtype"]  # compute dtype: float32 | bfloat16 (parameters are always float32)
+    c.model.rope_theta = model["rope_theta"]  # llama: RoPE base
+    c.model.norm_eps = model["norm_eps"]
+    c.model.remat = model["remat"]  # rematerialise each block (saves activation memory)
+    c.model.position_buckets = model["position_buckets"]  # ltg_bert: 2 * position_buckets - 1 log-spaced buckets
 
-    # ---- objective (babyjax/model/objectives.py): what the rows teach ----
+    # ---- objective (babyjax/model/objectives.py; the defaults are objectives.DEFAULT): what the rows teach ----
+    objective = objectives.DEFAULT
     c.objective = ml_collections.ConfigDict()
-    c.objective.kind = (
-        "causal"  # causal | mlm (masked LM) | mntp (masked next token) | hybrid (GPT-BERT: causal + mntp)
-    )
-    c.objective.mask_rate = 0.15  # share of ordinary tokens chosen (mlm, mntp, hybrid); BabyLM entries use 0.15-0.4
-    c.objective.replace = (0.8, 0.1, 0.1)  # chosen tokens -> <mask> / a random token / kept (BERT's 80/10/10)
-    c.objective.masking = "token"  # token | whole_word | span (SpanBERT-style spans of whole words)
-    c.objective.span_mean = 3.0  # span: mean span length in words (geometric)
-    c.objective.span_max = 10  # span: longest span in words
-    c.objective.causal_share = 0.0  # hybrid: share of each batch's rows trained causally (the rest mntp)
+    # causal | mlm (masked LM) | mntp (masked next token) | hybrid (GPT-BERT: causal + mntp)
+    c.objective.kind = objective["kind"]
+    # share of ordinary tokens chosen (mlm, mntp, hybrid); BabyLM entries use 0.15-0.4
+    c.objective.mask_rate = objective["mask_rate"]
+    c.objective.replace = objective["replace"]  # chosen tokens -> <mask> / a random token / kept (BERT's 80/10/10)
+    c.objective.masking = objective["masking"]  # token | whole_word | span (SpanBERT-style spans of whole words)
+    c.objective.span_mean = objective["span_mean"]  # span: mean span length in words (geometric)
+    c.objective.span_max = objective["span_max"]  # span: longest span in words
+    # hybrid: share of each batch's rows trained causally (the rest mntp)
+    c.objective.causal_share = objective["causal_share"]
 
     # ---- mesh and sharding (babyjax/model/sharding.py) ----
     c.mesh = ml_collections.ConfigDict()

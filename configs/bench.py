@@ -1,9 +1,9 @@
-"""The "bench" reference model of ../shared/docs/benchmarks.md, for side-by-side throughput against the peers.
+"""The "bench" reference model of docs/benchmarks.md, for side-by-side throughput against the peers.
 
 GPT-2 style, 4 layers, d_model 256, 4 heads, MLP 1024, vocab 16,384, context 128, tied embeddings, no dropout,
 batch 32, float32: about 7.4M parameters.
 Command:   python benchmarks/bench_train.py      (uses this config; training it is possible but not its purpose)
-Hardware:  the 2-core CPU machine; numbers in the README.
+Hardware:  any; its figures on a 2-core CPU are in docs/benchmarks.md.
 Time:      a benchmark run takes a few minutes (compile + warm-up + timed steps, both frameworks).
 """
 

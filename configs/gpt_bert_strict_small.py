@@ -10,9 +10,8 @@ Objective: hybrid, masked-focus: 1/16 of each batch's rows causal, the rest mntp
            rate from 0.30 to 0.15, babyjax holds its mean, 0.225. Score with --scoring mntp (default) or causal.
 Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens.
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
-Time:      not measured on this project's hardware (no GPU was available); estimate from FLOPs (4.9e16): about 5 minutes
-           on one H100 at 25% of its bf16 peak.
-Expected:  not measured here; the BabyLM 2025 GPT-BERT baselines report BLiMP ~70-80% on strict-small.
+Time:      not measured; estimated from FLOPs (4.9e16): about 5 minutes on one H100 at 25% of its bf16 peak.
+Expected:  not measured; the BabyLM 2025 GPT-BERT baselines report BLiMP ~70-80% on strict-small.
 """
 
 from configs import ltg_bert_strict_small

@@ -6,7 +6,8 @@ Model:     as configs/ltg_bert_tiny.py; objective hybrid: a quarter of each batc
            every next token), the rest masked next-token prediction (spans, 22.5%, 80/10/10).
 Data:      the public-domain sample shipped in the package (as configs/tiny.py), packed rows of 128 tokens.
 Hardware:  a 2-core CPU (the project's CI machine).
-Time:      2 min 22 s wall on 2 idle cores (600 steps, 115 series checkpoints; measured 2026-12-02), peak RSS 1.33 GB.
+Time:      about 2.5 min wall on 2 idle cores (600 steps, 115 series checkpoints), peak RSS 1.33 GB
+           (docs/benchmarks.md).
 Expected:  the loss mixes both objectives: train 4.87, dev 4.79 nats.
 """
 

@@ -8,9 +8,8 @@ Objective: masked LM on spans of whole words (15%, mean 3 words), 80/10/10. LTG-
            lengthens sequences to 512 for the last 10% of steps; babyjax uses AdamW and one length.
 Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens.
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
-Time:      not measured on this project's hardware (no GPU was available); estimate from FLOPs (4.4e16): about 5 minutes
-           on one H100 at 25% of its bf16 peak.
-Expected:  not measured here; LTG-BERT reported BLiMP ~85% on strict-small (with its own tokenizer and schedule).
+Time:      not measured; estimated from FLOPs (4.4e16): about 5 minutes on one H100 at 25% of its bf16 peak.
+Expected:  not measured; LTG-BERT reported BLiMP ~85% on strict-small (with its own tokenizer and schedule).
 """
 
 from configs import base

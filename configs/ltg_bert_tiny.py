@@ -5,7 +5,8 @@ Model:     LTG-BERT style (relative positions in 32 buckets, parameter-free extr
            4 heads, GEGLU 512, vocab 4096; masked LM on spans of whole words (15%, 80/10/10), dynamic masks.
 Data:      the public-domain sample shipped in the package (as configs/tiny.py), packed rows of 128 tokens.
 Hardware:  a 2-core CPU (the project's CI machine).
-Time:      2 min 27 s wall on 2 idle cores (600 steps, 115 series checkpoints; measured 2026-12-02), peak RSS 1.25 GB.
+Time:      about 2.5 min wall on 2 idle cores (600 steps, 115 series checkpoints), peak RSS 1.25 GB
+           (docs/benchmarks.md).
 Expected:  masked-token loss from ~8.3 nats (uniform over 4096) to train 5.33, dev 5.19.
 """
 

@@ -7,9 +7,9 @@ Model:     RoBERTa style (learned positions, post-LayerNorm, erf GELU, tied MLM 
 Objective: masked LM, 15% of tokens, 80/10/10, dynamic masks (RoBERTa); AdamW b2 0.98, lr 6e-4, 0.01 weight decay.
 Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens.
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
-Time:      not measured on this project's hardware (no GPU was available); estimate from FLOPs (6 x 98M x 262M tokens
-           = 1.5e17): about 15 minutes on one H100 at 25% of its bf16 peak.
-Expected:  not measured here; the BabyLM 2023 organisers' RoBERTa-base reached BLiMP ~70% on strict-small.
+Time:      not measured; estimated from FLOPs (6 x 98M x 262M tokens = 1.5e17): about 15 minutes on one H100 at 25%
+           of its bf16 peak.
+Expected:  not measured; the BabyLM 2023 organisers' RoBERTa-base reached BLiMP ~70% on strict-small.
 """
 
 from configs import base

@@ -5,7 +5,8 @@ Model:     RoBERTa style (learned positions, post-LayerNorm, erf GELU, BERT's ML
            2 layers, d_model 128, 4 heads, MLP 512, vocab 4096; masked LM, 15% of tokens, 80/10/10, dynamic masks.
 Data:      the public-domain sample shipped in the package (as configs/tiny.py), packed rows of 128 tokens.
 Hardware:  a 2-core CPU (the project's CI machine).
-Time:      1 min 53 s wall on 2 idle cores (600 steps, 115 series checkpoints; measured 2026-12-02), peak RSS 1.13 GB.
+Time:      about 2 min wall on 2 idle cores (600 steps, 115 series checkpoints), peak RSS 1.13 GB
+           (docs/benchmarks.md).
 Expected:  masked-token loss from ~8.3 nats (uniform over 4096) to train 6.22, dev 6.14.
 """
 

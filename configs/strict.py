@@ -6,9 +6,9 @@ Model:     GPT-2 style, 12 layers, d_model 768, 12 heads, MLP 3072, vocab 32k un
            context 128 (~110M params).
 Data:      ~130M tokens per epoch; 10 epochs = 40,000 steps of 256 x 128 tokens (1B words seen; BabyLM 2025 marks).
 Hardware:  a TPU v4-8 / v5e-8 slice or 8 GPUs (data parallel; FSDP with --config.mesh.fsdp=N), bfloat16 compute.
-Time:      estimated 6-10 hours on a v4-8 (not yet measured on this project's hardware).
-Expected:  final dev loss not yet measured here; Chang et al.'s GPT-2 small runs on ~100M words ended near 3.3 nats
-           (estimate from the paper's setting, to be replaced by a measured figure).
+Time:      not measured; estimated 6-10 hours on a v4-8.
+Expected:  not measured; Chang et al.'s GPT-2 small runs on ~100M words ended near 3.3 nats (an estimate from the
+           paper's setting).
 """
 
 from configs import base

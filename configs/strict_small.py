@@ -7,9 +7,9 @@ Model:     Llama style (RoPE, RMSNorm, SwiGLU), 16 layers, d_model 512, 8 heads,
            input and output embeddings tied (base.py); BabyLlama's 58M count them apart (model.tie_embeddings=False).
 Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens (~200M words seen).
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
-Time:      estimated under 1 hour on one H100 (not yet measured on this project's hardware).
-Expected:  final dev loss not yet measured here; BabyLM 2023 strict-small decoders reach a dev loss of roughly 3.0-3.5
-           nats with a 16k vocabulary (estimate from the literature, to be replaced by a measured figure).
+Time:      not measured; estimated under 1 hour on one H100.
+Expected:  not measured; BabyLM 2023 strict-small decoders reach a dev loss of roughly 3.0-3.5 nats with a 16k
+           vocabulary (an estimate from the literature).
 """
 
 from configs import base

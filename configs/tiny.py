@@ -5,10 +5,10 @@ Data:      the public-domain sample shipped in the package (babyjax/data/sample:
            Stories, 655k words, official 2023 layout; unpacked once by babylm.sample_release()) unless data.dir /
            BABYJAX_DATA_DIR names a BabyLM release folder. Needs no network and nothing beside the checkout.
 Hardware:  a 2-core CPU (the project's CI machine).
-Time:      1 min 24 s to 2 min 13 s wall on 2 idle cores in a fresh clone with nothing beside it, depending on the
-           machine (unpack + prepare + tokenizer ~10 s, compile ~10 s, 600 steps with 115 series checkpoints; measured
-           2026-12-02 on two machines of the same kind).
-Expected:  final train loss about 4.37 nats, dev loss about 4.31 (vocab 4096; 1.2M tokens seen), peak RSS 0.86-1.05 GB.
+Time:      1.5 to 2.5 min wall on 2 idle cores in a fresh clone with nothing beside it, depending on the machine
+           (unpack + prepare + tokenizer ~10 s, compile ~10 s, 600 steps with 115 series checkpoints;
+           docs/benchmarks.md).
+Expected:  final train loss about 4.37 nats, dev loss about 4.31 (vocab 4096; 1.2M tokens seen), peak RSS about 1 GB.
 """
 
 import os

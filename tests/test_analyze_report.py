@@ -238,16 +238,29 @@ def test_report_end_to_end(study, capsys):
     assert len(wdf) and (wdf["n_occurrences"] >= 8).all() and wdf["model_aoa"].notna().any()
 
 
-def test_param_count_is_the_models(tmp_path):
-    from babyjax.analysis import report
+def test_model_cost_counts_the_runs_model(tmp_path):
+    """The report's x axis in FLOPs: a run's parameters, counted by hand and in its initialised model, and its
+    training FLOPs per token, PaLM's appendix B by hand: 6 x the matmul parameters + 12 x layers x d_attn x context."""
+    import jax
+    from flax import nnx
+
+    from babyjax.analysis.sections import model_cost
     from babyjax.model import transformer as model
 
     cfg = importlib.import_module("configs.base").get_config()
-    cfg.model.style, cfg.model.tie_embeddings, cfg.model.num_kv_heads = "llama", False, 4
-    run = tmp_path
-    (run / "config.json").write_text(cfg.to_json_best_effort())
-    assert report.model_cost(run, 1000)[1] == model.num_params(model.ModelConfig.from_config(cfg.model, 1000))
-    assert report.model_cost(run / "missing", 1000) is None
+    cfg.model.style, cfg.model.tie_embeddings, cfg.data.seq_len = "llama", False, 48
+    cfg.model.num_layers, cfg.model.d_model, cfg.model.mlp_dim = 2, 64, 96
+    cfg.model.num_heads, cfg.model.num_kv_heads = 8, 4
+    (tmp_path / "config.json").write_text(cfg.to_json_best_effort())
+    vocab, layers, d, heads, kv_heads, head_dim, mlp, context = 1000, 2, 64, 8, 4, 8, 96, 48
+    matmuls = d * heads * head_dim * 2 + d * kv_heads * head_dim * 2 + 3 * d * mlp  # q, o; k, v; gate, up, down
+    norms = 2 * d  # RMSNorm scales before attention and before the MLP
+    per_token, num_params = model_cost(tmp_path, vocab)
+    assert num_params == vocab * d + layers * (matmuls + norms) + d + d * vocab  # embed, blocks, final norm, head
+    real = model.Transformer(model.ModelConfig.from_config(cfg.model, vocab), rngs=nnx.Rngs(0))
+    assert num_params == sum(x.size for x in jax.tree.leaves(nnx.state(real, nnx.Param)))
+    assert per_token == pytest.approx(6 * (layers * matmuls + d * vocab) + 12 * layers * heads * head_dim * context)
+    assert model_cost(tmp_path / "missing", vocab) is None
 
 
 def test_word_occurrences_follow_chang_bergen():

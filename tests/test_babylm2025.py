@@ -170,13 +170,15 @@ def test_matches_the_pipelines_rules_on_an_exported_checkpoint(tmp_path, tok, sh
     folders = [shared_data / "babylm_eval_2025" / d for d in TASK_DIRS]
     out = tmp_path / "scores"
     score.score_job(
-        [score.RunSpec("tiny", workdir)],
-        out,
-        kind="babylm2025",
-        eval_paths=[str(f) for f in folders],
-        steps=[0, 10],
-        seq_len=1024,
-        limit=LIMIT,
+        score.ScoreConfig(
+            run=[score.RunSpec("tiny", workdir)],
+            out=out,
+            kind="babylm2025",
+            eval=[str(f) for f in folders],
+            steps=[0, 10],
+            seq_len=1024,
+            limit=LIMIT,
+        )
     )
     table = pd.read_csv(out / "babylm2025.csv")
     assert set(table["revision"]) == {"step_0", "main"}  # no words mark reached: step_<n>, and main for the last
@@ -236,11 +238,13 @@ def test_report_section_across_training(tmp_path, tok, shared_data):
     out = tmp_path / "scores"
     root = shared_data / "babylm_eval_2025"
     score.score_job(
-        [score.RunSpec("tiny", workdir)],
-        out,
-        kind="babylm2025",
-        limit=40,
-        eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+        score.ScoreConfig(
+            run=[score.RunSpec("tiny", workdir)],
+            out=out,
+            kind="babylm2025",
+            limit=40,
+            eval=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+        )
     )
     from babyjax.commands import analyze
 
@@ -253,22 +257,26 @@ def test_report_section_across_training(tmp_path, tok, shared_data):
     assert sorted(p.name for p in tree.iterdir()) == ["main", "step_0", "step_10"]
     # a second job continues the same output: nothing scored twice, nothing lost
     again = score.score_job(
-        [score.RunSpec("tiny", workdir)],
-        out,
-        kind="babylm2025",
-        limit=40,
-        eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+        score.ScoreConfig(
+            run=[score.RunSpec("tiny", workdir)],
+            out=out,
+            kind="babylm2025",
+            limit=40,
+            eval=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+        )
     )
     assert again.already_done == 3 and not again.scored
     assert len(pd.read_csv(out / "babylm2025.csv")["step"].unique()) == 3
     # another run scored into the same folder later: the first run's rows stay in babylm2025.csv
     make_run(tmp_path / "run2", tok, steps=(0, 10), max_len=256, seed=1)
     score.score_job(
-        [score.RunSpec("other", tmp_path / "run2")],
-        out,
-        kind="babylm2025",
-        limit=40,
-        eval_paths=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+        score.ScoreConfig(
+            run=[score.RunSpec("other", tmp_path / "run2")],
+            out=out,
+            kind="babylm2025",
+            limit=40,
+            eval=[str(root / "supplement_filtered"), str(root / "wug_past_tense"), str(root / "reading")],
+        )
     )
     table = pd.read_csv(out / "babylm2025.csv")
     assert table.groupby("run")["step"].nunique().to_dict() == {"other": 2, "tiny": 3}
@@ -280,13 +288,15 @@ def test_reading_matches_the_pipelines_rules(tmp_path, tok, shared_data):
     out = tmp_path / "scores"
     n = 250
     score.score_job(
-        [score.RunSpec("tiny", workdir)],
-        out,
-        kind="babylm2025",
-        eval_paths=[str(folder)],
-        steps=[10],
-        seq_len=256,
-        limit=n,
+        score.ScoreConfig(
+            run=[score.RunSpec("tiny", workdir)],
+            out=out,
+            kind="babylm2025",
+            eval=[str(folder)],
+            steps=[10],
+            seq_len=256,
+            limit=n,
+        )
     )
     pred, prev, eye, spr = reference_reading(model, hf_tok, folder / "reading_data.csv", n)
     got = out / "results" / "tiny" / "main" / "zero_shot" / "causal" / "reading"
@@ -354,7 +364,9 @@ def test_aoa_task_matches_the_pipelines_rules(tmp_path, tok, shared_data):
     folder = shared_data / "babylm_eval_2025" / "aoa"
     out = tmp_path / "scores"
     score.score_job(
-        [score.RunSpec("tiny", workdir)], out, kind="babylm2025", eval_paths=[str(folder)], limit=2, seq_len=1024
+        score.ScoreConfig(
+            run=[score.RunSpec("tiny", workdir)], out=out, kind="babylm2025", eval=[str(folder)], limit=2, seq_len=1024
+        )
     )
     got = json.loads(
         (out / "results" / "tiny" / "main" / "zero_shot" / "causal" / "AoA_word" / "surprisal.json").read_text()

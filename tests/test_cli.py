@@ -3,14 +3,18 @@ traceback and exits with status 1; bad flags and config overrides are one line t
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from subprocess import PIPE
 
 import pytest
+from absl import flags
 
-from babyjax.commands import cli
+from babyjax.commands import analyze, cli, evalsets, export, generate, study
 from babyjax.errors import DataError, InputError, UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -79,13 +83,114 @@ def test_absl_bad_flag_and_stray_argument(script):
     assert r.returncode == 2 and r.stderr == "error: unexpected arguments stray: every option is a --flag\n"
 
 
-@pytest.mark.parametrize("module", ["babyjax.generate", "babyjax.analyze", "babyjax.data.evalsets", "babyjax.study"])
-def test_argparse_commands_give_a_bad_option_in_one_line(module):
-    r = _run("-m", module, "--bogus=1")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert r.stderr.startswith(f"python -m {module}: error: ") and r.stderr.endswith("(see --help)\n"), r.stderr
-    r = _run("-m", module, "--help")
-    assert r.returncode == 0 and r.stdout.startswith(f"usage: python -m {module}")
+# every entry point: how it is started, the start of its --help, the prefix of its error lines, some of its flags
+COMMANDS = {
+    "train": (["launch/train.py"], "usage: python launch/train.py", "", ["--config", "--workdir", "--distributed"]),
+    "score": (
+        ["-m", "babyjax.score"],
+        "usage: python -m babyjax.score",
+        "",
+        ["--run", "--kind", "--eval", "--out", "--steps"],
+    ),
+    "export": (["-m", "babyjax.export"], "usage: python -m babyjax.export", "", ["--workdir", "--[no]series"]),
+    "generate": (["-m", "babyjax.generate"], "usage: python -m babyjax.generate", "babyjax.generate: ", ["--prompt"]),
+    "analyze": (["-m", "babyjax.analyze"], "usage: python -m babyjax.analyze", "babyjax.analyze: ", ["--runs-dir"]),
+    "evalsets": (
+        ["-m", "babyjax.data.evalsets"],
+        "usage: python -m babyjax.data.evalsets tokens",
+        "babyjax.data.evalsets: ",
+        ["--workdir", "--num_sequences", "--split"],
+    ),
+    "study": (["-m", "babyjax.study"], "usage: python -m babyjax.study", "babyjax.study: ", ["--config", "--[no]wait"]),
+}
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_lists_its_flags_and_gives_a_bad_flag_in_one_line(name):
+    start, usage, prefix, some_flags = COMMANDS[name]
+    runs = [
+        subprocess.Popen([sys.executable, *start, arg], stdout=PIPE, stderr=PIPE, text=True, cwd=ROOT)
+        for arg in ("--help", "--bogus=1")
+    ]
+    (out, err), (_, bad) = (p.communicate(timeout=180) for p in runs)
+    assert runs[0].returncode == 0 and out.startswith(usage), (out[:500], err[-2000:])
+    assert all(f"\n  {flag}: " in out for flag in some_flags), out
+    assert runs[1].returncode == 2 and bad.count("\n") == 1, bad
+    assert bad.startswith(f"{prefix}error: Unknown command line flag 'bogus'") and bad.endswith(
+        "--help to list the flags\n"
+    )
+
+
+def _keep(got: dict, *names: str) -> Callable[[flags.FlagValues, list[str]], int]:
+    """A command's main that keeps its parsed flags and positional arguments."""
+
+    def main(f: flags.FlagValues, args: list[str]) -> int:
+        got.update({n: f[n].value for n in names}, args=args)
+        return 0
+
+    return main
+
+
+def test_the_argparse_spellings_still_read():
+    got: dict = {}
+    command = dataclasses.replace(analyze.main, main=_keep(got, "out", "runs-dir", "xia-p", "x-axis", "progress"))
+    argv = ["s1", "--runs-dir", "runs", "--xia-p=0.5", "s2", "--x-axis", "words", "--no-progress", "--out", "rep"]
+    assert command(argv) == 0
+    assert got == {
+        "out": "rep",
+        "runs-dir": "runs",
+        "xia-p": "0.5",
+        "x-axis": "words",
+        "progress": False,
+        "args": ["s1", "s2"],
+    }
+    # argparse's unique prefixes, absl's underscores and --noflag; nothing after -- read as a flag
+    assert command(["s1", "--ou=rep", "--runs_dir=r2", "--x_axis=tokens", "--noprogress", "--", "--s3"]) == 0
+    assert (got["out"], got["runs-dir"], got["x-axis"], got["progress"], got["args"]) == (
+        "rep",
+        "r2",
+        "tokens",
+        False,
+        ["s1", "--s3"],
+    )
+    assert command(["s1", "--out=rep", "--progress"]) == 0 and got["progress"] is True
+    generate_command = dataclasses.replace(generate.main, main=_keep(got, "prompt", "max_new_tokens", "steps"))
+    assert generate_command(["--workdir", "w", "--prompt", "the little", "--prompt=do you", "--max_new=5"]) == 0
+    assert (got["prompt"], got["max_new_tokens"], got["steps"], got["args"]) == (["the little", "do you"], 5, "", [])
+
+
+def test_the_study_reads_its_config_overrides_and_passes_launcher_flags_on(capsys):
+    got: dict = {}
+    command = dataclasses.replace(study.main, main=_keep(got, "config", "wait", "devices-per-run", "launcher"))
+    config = "configs/studies/chang_tiny.py"
+    argv = [f"--config={config}", "--workdir=w", "--config.pairs_limit=3", "--no-wait", "--devices-per-run", "2"]
+    assert command([*argv, "--launcher=slurm", "--", "--partition=gpu", "--gpus-per-node=1"]) == 0
+    assert got["config"].pairs_limit == 3 and got["config"].base == "configs/tiny.py"
+    assert (got["wait"], got["devices-per-run"], got["args"]) == (False, 2, ["--partition=gpu", "--gpus-per-node=1"])
+    with pytest.raises(SystemExit) as e:
+        command([f"--config={config}", "--workdir=w", "--config.pairs_limitt=3"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        "babyjax.study: error: unknown config key in --config.pairs_limitt=3 (did you mean pairs_limit?): every key is "
+        "listed in babyjax/study/spec.py\n"
+    )
+    with pytest.raises(SystemExit) as e:
+        command(["--config=nope.py", "--workdir=w"])
+    assert e.value.code == 2 and capsys.readouterr().err.startswith(
+        "babyjax.study: error: cannot load the config file nope.py: no such file; give a Python file whose "
+        "get_config() returns the config (configs/studies/chang_tiny.py)"
+    )
+
+
+def test_positional_arguments_only_where_a_command_takes_them(capsys):
+    assert evalsets.main(["--workdir=w", "--out=o.npz"]) == 2
+    assert capsys.readouterr().err == (
+        "babyjax.data.evalsets: error: give the set to build, one of tokens (none given): see --help\n"
+    )
+    assert analyze.main(["--out=o"]) == 2
+    assert capsys.readouterr().err.startswith("babyjax.analyze: error: no score folder: ")
+    assert export.main(["--workdir=w", "--out=o", "stray"]) == 2
+    assert capsys.readouterr().err == "error: unexpected arguments stray: every option is a --flag\n"
 
 
 def test_unknown_config_key_names_the_override_and_the_closest_key(tmp_path):

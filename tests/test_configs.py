@@ -50,3 +50,16 @@ def test_config_keys_are_base_keys(name):
 def test_strict_configs_read_a_release_or_download(name, monkeypatch):
     monkeypatch.delenv("BABYJAX_DATA_DIR", raising=False)
     assert importlib.import_module(f"configs.{name}").get_config().data.dir == ""  # never the packaged sample
+
+
+def test_base_model_and_objective_sections_are_the_packages_defaults():
+    """configs/base.py reads the model and objective defaults from the package (written once there): same keys, same
+    values, same types (a ConfigDict override is cast to the type of the default)."""
+    from babyjax.model import objectives
+    from babyjax.model.transformer import ModelConfig
+
+    base = importlib.import_module("configs.base").get_config()
+    typed = lambda d: {k: (type(v), v) for k, v in d.items()}
+    assert typed(base.model.to_dict()) == typed(ModelConfig.defaults())
+    assert typed(base.objective.to_dict()) == typed(objectives.DEFAULT)
+    assert base.objective.kind == "causal" and base.model.num_kv_heads == -1  # the spellings a user reads and sets

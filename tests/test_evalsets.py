@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from babyjax.commands import evalsets as evalsets_command
 from babyjax.data import babylm, evalsets, pipeline
 from babyjax.data import tokenizer as T
 from configs.base import get_config
@@ -81,7 +82,7 @@ def test_tokens_command_line(setup, tmp_path, capsys):
         "--seed",
         "3",
     ]
-    assert evalsets.main([*args, "--out", str(tmp_path / "s.npz")]) == 0
+    assert evalsets_command.main([*args, "--out", str(tmp_path / "s.npz")]) == 0
     s = evalsets.load_token_sample(tmp_path / "s.npz")
     ref = evalsets.make_token_sample(
         c, tok, tmp_path / "ref.npz", split="dev", num_sequences=20, seq_len=32, num_positions=4, seed=3
@@ -98,15 +99,15 @@ def test_tokens_command_line(setup, tmp_path, capsys):
         "too many sequences": [*args[:3], "--num_sequences", "1000000", "--out", str(tmp_path / "x.npz")],
     }
     for why, argv in bad.items():
-        assert evalsets.main(argv) == 2, why
+        assert evalsets_command.main(argv) == 2, why
         err = capsys.readouterr().err
         assert err.startswith("babyjax.data.evalsets: error: ") and err.count("\n") == 1, (why, err)
     assert (tmp_path / "s.npz").read_bytes() == before and not (tmp_path / "x.npz").exists()
     (run / "config.json").write_text("{not json")
-    assert evalsets.main([*args, "--out", str(tmp_path / "y.npz")]) == 2
+    assert evalsets_command.main([*args, "--out", str(tmp_path / "y.npz")]) == 2
     assert "not valid JSON" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:  # argparse: a training split is refused before anything is read
-        evalsets.main(["tokens", "--workdir", str(run), "--out", str(tmp_path / "z.npz"), "--split", "train"])
+    with pytest.raises(SystemExit) as e:  # a bad flag value: refused before anything is read
+        evalsets_command.main(["tokens", "--workdir", str(run), "--out", str(tmp_path / "z.npz"), "--split", "train"])
     assert e.value.code == 2
 
 

@@ -18,7 +18,7 @@ from minicons import scorer as minicons_scorer
 from babyjax import errors, score
 from babyjax.checkpoints import series as checkpoints
 from babyjax.data.tokenizer import EOS_ID
-from babyjax.interop import export
+from babyjax.interop import export, hf_config
 from tests.test_score import ROOT, make_run, mesh_of, tiny_model_cfg, train_tiny_tokenizer
 
 
@@ -157,13 +157,13 @@ def test_export_command_line(tmp_path, tok):
 
 
 def test_hf_class_follows_the_model_features():
-    assert export.hf_class_name(tiny_model_cfg("gpt2")) == "GPT2LMHeadModel"
-    assert export.hf_class_name(tiny_model_cfg("llama")) == "LlamaForCausalLM"
+    assert hf_config.hf_class_name(tiny_model_cfg("gpt2")) == "GPT2LMHeadModel"
+    assert hf_config.hf_class_name(tiny_model_cfg("llama")) == "LlamaForCausalLM"
     with pytest.raises(ValueError, match="grouped-query"):
-        export.hf_class_name(tiny_model_cfg("gpt2", num_kv_heads=2))
+        hf_config.hf_class_name(tiny_model_cfg("gpt2", num_kv_heads=2))
     neither = types.SimpleNamespace(position="rope", norm="layernorm", mlp="gelu", biases=True, attention="mha")
     with pytest.raises(ValueError, match="no Hugging Face class has position=rope"):
-        export.hf_class_name(neither)
+        hf_config.hf_class_name(neither)
 
 
 def test_series_as_one_git_repository_with_a_branch_per_checkpoint(tmp_path, tok, babylm_sample):

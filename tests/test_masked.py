@@ -1,4 +1,4 @@
-"""Masked and hybrid LMs (issue 11): bidirectional attention within packed segments, the masking rules' rates, masked
+"""Masked and hybrid LMs: bidirectional attention within packed segments, the masking rules' rates, masked
 training equal on every mesh, PLL and MNTP scores equal to a float64 numpy reference and invariant to batching and
 devices, the RoBERTa export read by transformers and minicons like babyjax, and the errors a user can cause."""
 
@@ -154,6 +154,45 @@ def test_mntp_reads_the_column_before_and_hybrid_keeps_causal_rows(tok, babylm_s
 def test_bad_objectives_are_one_line_errors(kw, match):
     with pytest.raises(InputError, match=match):
         Objective(**{"kind": "mlm", "vocab_size": 97, **kw})
+
+
+@pytest.mark.parametrize(
+    "kind,scorings,causal_capable,needs_encoder",
+    [
+        ("causal", ("causal",), True, False),
+        ("mlm", ("pll_original", "pll_within_word_l2r"), False, True),
+        ("mntp", ("mntp",), False, True),
+        ("hybrid", ("mntp", "causal"), True, True),
+    ],
+)
+def test_objective_features_of_every_kind(kind, scorings, causal_capable, needs_encoder):
+    """What each objective allows downstream: its scoring methods (the first is 'auto'), whether it scores causally
+    and generates text, whether it needs an encoder."""
+    f = objectives.features({"objective": {"kind": kind}})
+    assert (f.kind, f.scorings, f.default_scoring) == (kind, scorings, scorings[0])
+    assert (f.causal_capable, f.needs_encoder) == (causal_capable, needs_encoder)
+    assert set(f.scorings) <= {"causal", *packing.MASKED_METHODS} and set(objectives.FEATURES) == set(objectives.KINDS)
+
+
+def test_objective_of_a_config_in_words_and_its_defaults():
+    assert objectives.features({}).kind == "causal" and objectives.describe({}) == "causal LM"  # made before objectives
+    described = {
+        "masked LM (30% whole_word)": {"kind": "mlm", "mask_rate": 0.3, "masking": "whole_word"},
+        "masked next token (15% token)": {"kind": "mntp"},
+        "hybrid (25% causal rows, mntp 30% span)": {
+            "kind": "hybrid",
+            "mask_rate": 0.3,
+            "masking": "span",
+            "causal_share": 0.25,
+        },
+    }
+    for text, section in described.items():
+        assert objectives.describe({"objective": section}) == text
+    with pytest.raises(InputError, match="objective.kind='bert': use one of causal, mlm, mntp, hybrid"):
+        objectives.features({"objective": {"kind": "bert"}})
+    fields = {f.name: f.default for f in dataclasses.fields(Objective)}
+    assert {k: fields[k] for k in objectives.SECTION[1:]} == {k: objectives.DEFAULT[k] for k in objectives.SECTION[1:]}
+    assert list(objectives.DEFAULT) == list(objectives.SECTION) and objectives.DEFAULT["kind"] == "causal"
 
 
 def test_decoder_with_a_masked_objective_is_refused(tok):
@@ -358,32 +397,46 @@ def test_score_job_follows_the_objective_and_refuses_the_wrong_kind(tmp_path, to
     make_run(tmp_path / "hybrid", tok, style="roberta", steps=(0, 10), objective="hybrid")
     make_run(tmp_path / "causal", tok, style="gpt2", steps=(0, 10))
     mlm = [score.RunSpec("mlm", tmp_path / "mlm")]
-    summary = score.score_job(mlm, tmp_path / "pll", kind="pairs", eval_paths=blimp, limit=5)
+    summary = score.score_job(score.ScoreConfig(run=mlm, out=tmp_path / "pll", kind="pairs", eval=blimp, limit=5))
     out = score.load_score_output(tmp_path / "pll")
     assert out.meta["scoring"] == "pll_original" and len(summary.scored) == 2
     tokens = pd.read_csv(tmp_path / "pll" / "tokens.csv")
     assert (tokens.groupby("seq")["position"].min() == 0).all()  # a masked LM scores every token, the first too
     pairs = pd.read_csv(tmp_path / "pll" / "pairs.csv")
     assert set(pairs["step"]) == {0, 10} and (pairs["n"] == 5).all()
-    score.score_job(mlm, tmp_path / "l2r", kind="pairs", eval_paths=blimp, limit=5, scoring="pll_within_word_l2r")
+    score.score_job(
+        score.ScoreConfig(
+            run=mlm, out=tmp_path / "l2r", kind="pairs", eval=blimp, limit=5, scoring="pll_within_word_l2r"
+        )
+    )
     hybrid = [score.RunSpec("hybrid", tmp_path / "hybrid")]
-    score.score_job(hybrid, tmp_path / "mntp", kind="pairs", eval_paths=blimp, limit=5)
+    score.score_job(score.ScoreConfig(run=hybrid, out=tmp_path / "mntp", kind="pairs", eval=blimp, limit=5))
     assert score.load_score_output(tmp_path / "mntp").meta["scoring"] == "mntp"
-    score.score_job(hybrid, tmp_path / "causal-of-hybrid", kind="pairs", eval_paths=blimp, limit=5, scoring="causal")
+    score.score_job(
+        score.ScoreConfig(
+            run=hybrid, out=tmp_path / "causal-of-hybrid", kind="pairs", eval=blimp, limit=5, scoring="causal"
+        )
+    )
     with pytest.raises(InputError, match="trained with objective 'mlm': --scoring=causal does not apply"):
-        score.score_job(mlm, tmp_path / "x", kind="pairs", eval_paths=blimp, scoring="causal")
+        score.score_job(score.ScoreConfig(run=mlm, out=tmp_path / "x", kind="pairs", eval=blimp, scoring="causal"))
     with pytest.raises(InputError, match="trained with objective 'causal': --scoring=pll_original does not apply"):
         score.score_job(
-            [score.RunSpec("causal", tmp_path / "causal")],
-            tmp_path / "x",
-            kind="pairs",
-            eval_paths=blimp,
-            scoring="pll_original",
+            score.ScoreConfig(
+                run=[score.RunSpec("causal", tmp_path / "causal")],
+                out=tmp_path / "x",
+                kind="pairs",
+                eval=blimp,
+                scoring="pll_original",
+            )
         )
     with pytest.raises(InputError, match="holds scores of another evaluation \\(scoring"):
-        score.score_job(mlm, tmp_path / "pll", kind="pairs", eval_paths=blimp, limit=5, scoring="pll_within_word_l2r")
+        score.score_job(
+            score.ScoreConfig(
+                run=mlm, out=tmp_path / "pll", kind="pairs", eval=blimp, limit=5, scoring="pll_within_word_l2r"
+            )
+        )
     with pytest.raises(InputError, match="different objectives"):
-        score.score_job(mlm + hybrid, tmp_path / "x", kind="pairs", eval_paths=blimp)
+        score.score_job(score.ScoreConfig(run=mlm + hybrid, out=tmp_path / "x", kind="pairs", eval=blimp))
     with pytest.raises(InputError, match="masked LM .* does not generate text"):
         generate.Generator(tmp_path / "mlm")
     done = subprocess.run(

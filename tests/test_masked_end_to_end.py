@@ -1,4 +1,4 @@
-"""End to end for the hybrid path (issue 11), the way a user runs it: train the tiny GPT-BERT config (an LTG-BERT-style
+"""End to end for the hybrid path, the way a user runs it: train the tiny GPT-BERT config (an LTG-BERT-style
 network, a quarter of the rows causal, the rest masked next-token prediction) on the real BabyLM sample with a dense
 series, kill it and resume, sample tokens in context, score them and BLiMP pairs with MNTP (the default) and causally,
 generate text, and write the analysis report."""

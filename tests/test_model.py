@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from babyjax.errors import InputError
 from babyjax.model.sharding import LOGICAL_RULES
 from babyjax.model.transformer import ModelConfig, Transformer, attend, attention_mask, flops_per_token, num_params
 from configs.base import get_config
@@ -205,6 +206,20 @@ def test_style_is_a_preset_of_features(style, features):
 def test_bad_config(overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny(**overrides)
+
+
+def test_model_config_defaults_are_the_dataclass_fields():
+    """configs/base.py's model section is ModelConfig's defaults; num_kv_heads -1 means num_heads wherever it is
+    built; a config.model that lacks a key is refused in one line (RunDir fills in an older run's keys)."""
+    defaults = ModelConfig.defaults()
+    assert set(defaults) == {f for f in ModelConfig.__dataclass_fields__ if f != "vocab_size"}
+    assert ModelConfig.from_config(get_config().model, VOCAB) == ModelConfig(vocab_size=VOCAB)
+    assert defaults["num_kv_heads"] == -1 and ModelConfig(vocab_size=VOCAB, num_heads=4, d_model=32).num_kv_heads == 4
+    assert tiny(num_kv_heads=-1, num_heads=2).attention == "mha"
+    partial = get_config().model
+    del partial["position_buckets"]
+    with pytest.raises(InputError, match="config.model lacks position_buckets: start the config from configs/base.py"):
+        ModelConfig.from_config(partial, VOCAB)
 
 
 def test_too_long_for_learned_positions():

@@ -169,7 +169,7 @@ def test_dev_loader_is_one_padded_pass(setup):
     pad_rows = BATCH * len(batches) - ld.num_rows
     assert pad_rows > 0 and np.all(last["weights"][BATCH - pad_rows :] == 0)
     assert np.all(last["num_tokens"][BATCH - pad_rows :] == 0) and np.all(last["segment_ids"][BATCH - pad_rows :] == 0)
-    assert sum(b["num_tokens"].sum() for b in batches) == ld.tokens_per_epoch
+    assert sum(b["num_tokens"].sum() for b in batches) == len(ld.data.tokens)  # each token of the stream once
 
 
 def test_token_cache_is_reused_and_bad_settings_are_refused(setup):
@@ -197,3 +197,39 @@ def test_host_totals_are_the_global_batch_sums_on_every_process(setup, packing):
         assert tokens >= batch["weights"].sum() and words == pytest.approx(batch["num_words"].astype(float).sum())
         for part in parts:
             assert part.next_with_totals()[1] == (tokens, words)
+
+
+WORKERS = """
+import json, sys
+import ml_collections
+import numpy as np
+from absl import flags
+from babyjax.data import pipeline, tokenizer
+
+if __name__ == "__main__":  # Grain's workers start by spawn: they import this file again
+    c = ml_collections.ConfigDict(json.loads(sys.argv[1]))
+    tok = tokenizer.Tokenizer(sys.argv[2])
+    batches = {}
+    for workers in (0, 2):
+        c.worker_count = workers
+        it = pipeline.make_loader(c, tok, split="train", global_batch_size=8, seed=2)
+        batches[workers] = [next(it) for _ in range(3)]
+    assert all(np.array_equal(a[k], b[k]) for a, b in zip(batches[0], batches[2]) for k in a)
+    print(json.dumps({"parsed": flags.FLAGS.is_parsed(), "batches": len(batches[2])}))
+"""
+
+
+def test_worker_processes_load_outside_absl_and_parse_no_flags(setup, tmp_path):
+    """A fresh interpreter that never ran absl.app (a notebook, a test): Grain's worker processes give the same
+    batches as the loader in process, and absl's FLAGS are still unparsed after."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "workers.py"
+    script.write_text(WORKERS)
+    c, tok, _ = setup
+    r = subprocess.run(
+        [sys.executable, str(script), c.to_json(), str(tok.path)], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"parsed": False, "batches": 3}

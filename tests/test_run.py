@@ -13,6 +13,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 from babyjax import paths
 from babyjax.checkpoints import run
 from babyjax.errors import CheckpointError, InputError, MissingError, TrainingError, UserError
+from babyjax.model import objectives
+from babyjax.model.transformer import ModelConfig
 from configs import base
 
 
@@ -59,6 +61,44 @@ def test_same_run_check(tmp_path):
     other.optim.lr = 1.0
     with pytest.raises(TrainingError, match=r"another config \(optim.lr: stored 0.0006, now 1.0\)"):
         r.pin_config(other)
+
+
+def test_a_run_config_carries_the_packages_defaults(tmp_path):
+    """A run started from configs/base.py stores, and reads back, exactly the package's objective and model defaults."""
+    r = run.RunDir(tmp_path / "r")
+    r.pin_config(base.get_config())
+    stored, read = json.loads(r.config_path.read_text()), r.config()
+    assert stored["objective"] == {**objectives.DEFAULT, "replace": list(objectives.DEFAULT["replace"])}
+    assert stored["model"] == ModelConfig.defaults() == read.model.to_dict()
+    assert read.objective.to_dict() == stored["objective"] and objectives.features(read).kind == "causal"
+
+
+def test_an_older_run_config_is_migrated_where_it_is_read_and_continues(tmp_path):
+    """A config.json written before the objective section and model.position_buckets existed reads with today's
+    defaults (a causal run), passes the same-run check against today's config, and stays as it was on disk."""
+    r = run.RunDir(tmp_path / "old")
+    r.path.mkdir()
+    old = json.loads(base.get_config().to_json_best_effort())
+    del old["objective"], old["model"]["position_buckets"]
+    r.config_path.write_text(json.dumps(old))
+    (r.path / "checkpoints").mkdir()
+    written = r.config_path.read_bytes()
+    c = r.config()
+    assert c.objective.to_dict() == objectives.config_of({}) and c.model.position_buckets == 32
+    assert objectives.features(c).kind == "causal" and objectives.describe(c) == "causal LM"
+    r.pin_config(base.get_config())  # the same run: it continues
+    assert r.config_path.read_bytes() == written  # the run's pin is never rewritten
+    masked = base.get_config()
+    masked.objective.kind = "mlm"
+    with pytest.raises(TrainingError, match=r"another config \(objective.kind: stored 'causal', now 'mlm'\)"):
+        r.pin_config(masked)
+    masked = base.get_config()
+    masked.model.position_buckets = 16
+    with pytest.raises(TrainingError, match=r"another config \(model.position_buckets: stored 32, now 16\)"):
+        r.pin_config(masked)
+    r.config_path.write_text("[1, 2]")
+    with pytest.raises(InputError, match="is not a JSON object: it must be a babyjax run's config.json"):
+        r.config()
 
 
 def test_write_atomic_keeps_the_old_file_when_a_write_fails(tmp_path):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from babyjax.checkpoints import series as checkpoints
 from babyjax.checkpoints.run import RunDir
 from babyjax.data import evalsets
 from babyjax.data import tokenizer as tokenizer_lib
+from babyjax.errors import InputError
 from babyjax.model import sharding
 from babyjax.model.transformer import ModelConfig, Transformer
 from configs import base
@@ -320,11 +323,13 @@ def test_pairs_job_layout_and_accuracy(tmp_path, tiny_tokenizer, shared_data):
     pairs_dir = _blimp_file(tmp_path, shared_data)
     out = tmp_path / "out"
     summary = score.score_job(
-        [score.RunSpec.parse(f"seed0={tmp_path / 'r0'}"), score.RunSpec.parse(f"seed1={tmp_path / 'r1'}")],
-        out,
-        kind="pairs",
-        eval_paths=[str(pairs_dir)],
-        batch_rows=8,
+        score.ScoreConfig(
+            run=[score.RunSpec.parse(f"seed0={tmp_path / 'r0'}"), score.RunSpec.parse(f"seed1={tmp_path / 'r1'}")],
+            out=out,
+            kind="pairs",
+            eval=[str(pairs_dir)],
+            batch_rows=8,
+        )
     )
     assert len(summary.scored) == 6 and not summary.skipped
 
@@ -367,9 +372,9 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, tiny_tokenizer, babylm
     text = tmp_path / "held_out.txt"
     text.write_text("\n".join((babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()[:60]))
     run = [score.RunSpec.parse(f"a={tmp_path / 'run'}")]
-    kw = {"kind": "text", "eval_paths": [str(text)], "batch_rows": 4, "seq_len": 16, "stride": 8}
+    kw = {"kind": "text", "eval": [str(text)], "batch_rows": 4, "seq_len": 16, "stride": 8}
     whole = tmp_path / "whole"
-    score.score_job(run, whole, **kw)
+    score.score_job(score.ScoreConfig(run=run, out=whole, **kw))
 
     # Kill the job after two checkpoints were written (inside the write of the third).
     cut = tmp_path / "cut"
@@ -385,18 +390,18 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, tiny_tokenizer, babylm
 
     monkeypatch.setattr(score.RunTable, "write", dying_write)
     with pytest.raises(KeyboardInterrupt):
-        score.score_job(run, cut, **kw)
+        score.score_job(score.ScoreConfig(run=run, out=cut, **kw))
     monkeypatch.setattr(score.RunTable, "write", real_write)
     m, rows = _read_out(cut, "a")
     assert rows["status"].tolist() == ["done", "done", "pending", "pending", "pending"]
     assert np.isnan(m[3:]).all()
 
-    summary = score.score_job(run, cut, **kw)
+    summary = score.score_job(score.ScoreConfig(run=run, out=cut, **kw))
     assert summary.already_done == 2 and [s for _, s in summary.scored] == [10, 20, 40]
     for name in ("tokens.csv", "sequences.csv", "runs/a/checkpoints.csv", "runs/a/surprisal.npy"):
         assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
     # A third run has nothing left to do and changes nothing.
-    assert score.score_job(run, cut, **kw).scored == []
+    assert score.score_job(score.ScoreConfig(run=run, out=cut, **kw)).scored == []
     assert (cut / "runs/a/surprisal.npy").read_bytes() == (whole / "runs/a/surprisal.npy").read_bytes()
 
 
@@ -405,23 +410,24 @@ def test_steps_words_and_growing_series(tmp_path, tiny_tokenizer, babylm_sample)
     text = tmp_path / "t.txt"
     text.write_text("\n".join((babylm_sample / "babylm_dev" / "cbt.dev").read_text().splitlines()[:20]))
     run = [score.RunSpec.parse(f"a={tmp_path / 'run'}")]
-    kw = {"kind": "text", "eval_paths": [str(text)], "batch_rows": 4}
+    kw = {"kind": "text", "eval": [str(text)], "batch_rows": 4}
     out = tmp_path / "out"
-    s = score.score_job(run, out, steps=[20], **kw)
+    s = score.score_job(score.ScoreConfig(run=run, out=out, steps=[20], **kw))
     assert s.scored == [("a", 20)]
-    s = score.score_job(run, out, words=[400, 1000], **kw)  # words seen = 50 * step: first reaching -> 10, 20
+    # words seen = 50 * step: first reaching -> 10, 20
+    s = score.score_job(score.ScoreConfig(run=run, out=out, words=[400, 1000], **kw))
     assert s.scored == [("a", 10)] and s.already_done == 1
     m_partial, rows = _read_out(out, "a")
     assert rows["step"].tolist() == [10, 20]
-    s = score.score_job(run, out, **kw)  # all: rows merged in step order, scored rows kept
+    s = score.score_job(score.ScoreConfig(run=run, out=out, **kw))  # all: rows merged in step order, scored rows kept
     assert [st for _, st in s.scored] == [0, 30] and s.already_done == 2
     m, rows = _read_out(out, "a")
     assert rows["step"].tolist() == [0, 10, 20, 30] and (rows["status"] == "done").all()
     np.testing.assert_array_equal(m[1:3], m_partial)
     with pytest.raises(ValueError, match="no checkpoint at step 7"):
-        score.score_job(run, out, steps=[7], **kw)
+        score.score_job(score.ScoreConfig(run=run, out=out, steps=[7], **kw))
     with pytest.raises(ValueError, match="no checkpoint has seen 1,000,000 words"):
-        score.score_job(run, out, words=[score.parse_count("1M")], **kw)
+        score.score_job(score.ScoreConfig(run=run, out=out, words=[score.parse_count("1M")], **kw))
     assert score.parse_count("2.5M") == 2_500_000 and score.parse_count("500K") == 500_000
 
 
@@ -439,7 +445,9 @@ def test_hash_mismatch_and_corrupt_checkpoints_are_reported_and_skipped(tmp_path
     text = tmp_path / "t.txt"
     text.write_text("\n".join((babylm_sample / "babylm_dev" / "cbt.dev").read_text().splitlines()[:10]))
     out = tmp_path / "out"
-    s = score.score_job([score.RunSpec.parse(f"a={workdir}")], out, kind="text", eval_paths=[str(text)])
+    s = score.score_job(
+        score.ScoreConfig(run=[score.RunSpec.parse(f"a={workdir}")], out=out, kind="text", eval=[str(text)])
+    )
     assert [st for _, st in s.scored] == [0, 30]
     assert [(st, status) for _, st, status, _ in s.skipped] == [(10, "hash_mismatch"), (20, "corrupt")]
     m, rows = _read_out(out, "a")
@@ -459,10 +467,19 @@ def test_bad_inputs_give_clear_errors_and_keep_written_scores(tmp_path, tiny_tok
     (empty / "config.json").write_text((workdir / "config.json").read_text())
     shutil.copy(tiny_tokenizer.path, empty / "tokenizer.model")
     with pytest.raises(checkpoints.CheckpointError, match="has no checkpoints"):
-        score.score_job([score.RunSpec.parse(f"e={empty}")], tmp_path / "o1", kind="text", eval_paths=[str(text)])
+        score.score_job(
+            score.ScoreConfig(
+                run=[score.RunSpec.parse(f"e={empty}")], out=tmp_path / "o1", kind="text", eval=[str(text)]
+            )
+        )
     with pytest.raises(FileNotFoundError, match="babyjax run directory"):
         score.score_job(
-            [score.RunSpec.parse(f"x={tmp_path / 'nowhere'}")], tmp_path / "o1", kind="text", eval_paths=[str(text)]
+            score.ScoreConfig(
+                run=[score.RunSpec.parse(f"x={tmp_path / 'nowhere'}")],
+                out=tmp_path / "o1",
+                kind="text",
+                eval=[str(text)],
+            )
         )
 
     # A token sample made with another tokenizer (its recorded hash differs).
@@ -474,26 +491,32 @@ def test_bad_inputs_give_clear_errors_and_keep_written_scores(tmp_path, tiny_tok
     )
     sample.save(tmp_path / "sample.npz")
     with pytest.raises(ValueError, match="made with another tokenizer"):
-        score.score_job(run, tmp_path / "o2", kind="tokens", eval_paths=[str(tmp_path / "sample.npz")])
+        score.score_job(
+            score.ScoreConfig(run=run, out=tmp_path / "o2", kind="tokens", eval=[str(tmp_path / "sample.npz")])
+        )
 
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(ValueError, match="no minimal pairs"):
-        score.score_job(run, tmp_path / "o3", kind="pairs", eval_paths=[str(tmp_path / "empty.jsonl")])
+        score.score_job(
+            score.ScoreConfig(run=run, out=tmp_path / "o3", kind="pairs", eval=[str(tmp_path / "empty.jsonl")])
+        )
     (tmp_path / "bad.jsonl").write_text('{"sentence_good": "a b", "sentence_bad": "b a"}\n{not json\n')
     with pytest.raises(ValueError, match="not valid JSON"):
-        score.score_job(run, tmp_path / "o3", kind="pairs", eval_paths=[str(tmp_path / "bad.jsonl")])
+        score.score_job(
+            score.ScoreConfig(run=run, out=tmp_path / "o3", kind="pairs", eval=[str(tmp_path / "bad.jsonl")])
+        )
     assert not (tmp_path / "o3").exists() and not (tmp_path / "o2").exists()
 
     # An output folder of another evaluation is refused and left untouched.
     out = tmp_path / "out"
-    score.score_job(run, out, kind="text", eval_paths=[str(text)])
+    score.score_job(score.ScoreConfig(run=run, out=out, kind="text", eval=[str(text)]))
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     text2 = tmp_path / "t2.txt"
     text2.write_text("another text\n")
     with pytest.raises(ValueError, match="another evaluation"):
-        score.score_job(run, out, kind="text", eval_paths=[str(text2)])
+        score.score_job(score.ScoreConfig(run=run, out=out, kind="text", eval=[str(text2)]))
     with pytest.raises(ValueError, match="another evaluation"):
-        score.score_job(run, out, kind="text", eval_paths=[str(text)], policy="no_context")
+        score.score_job(score.ScoreConfig(run=run, out=out, kind="text", eval=[str(text)], policy="no_context"))
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
@@ -510,11 +533,13 @@ def test_token_sample_scores_the_sampled_positions(tmp_path, tiny_tokenizer):
     ).save(tmp_path / "s.npz")
     out = tmp_path / "out"
     score.score_job(
-        [score.RunSpec.parse(f"a={tmp_path / 'run'}")],
-        out,
-        kind="tokens",
-        eval_paths=[str(tmp_path / "s.npz")],
-        batch_rows=2,
+        score.ScoreConfig(
+            run=[score.RunSpec.parse(f"a={tmp_path / 'run'}")],
+            out=out,
+            kind="tokens",
+            eval=[str(tmp_path / "s.npz")],
+            batch_rows=2,
+        )
     )
     m, _ = _read_out(out, "a")
     tok = pd.read_csv(out / "tokens.csv", keep_default_na=False)
@@ -546,11 +571,13 @@ def test_token_sample_is_scored_as_the_run_was_trained(tmp_path, tiny_tokenizer,
     ).save(tmp_path / "s.npz")
     out = tmp_path / "out"
     score.score_job(
-        [score.RunSpec.parse(f"a={tmp_path / 'run'}")],
-        out,
-        kind="tokens",
-        eval_paths=[str(tmp_path / "s.npz")],
-        batch_rows=2,
+        score.ScoreConfig(
+            run=[score.RunSpec.parse(f"a={tmp_path / 'run'}")],
+            out=out,
+            kind="tokens",
+            eval=[str(tmp_path / "s.npz")],
+            batch_rows=2,
+        )
     )
     m, _ = _read_out(out, "a")
     assert json.loads((out / "meta.json").read_text())["contexts"] == {
@@ -568,12 +595,117 @@ def test_token_sample_is_scored_as_the_run_was_trained(tmp_path, tiny_tokenizer,
         stored["contexts"] = {"a": "window" if packing == "pack" else "documents"}
         (out / "meta.json").write_text(json.dumps(stored))
         score.score_job(
-            [score.RunSpec.parse(f"a={tmp_path / 'run'}")],
-            out,
-            kind="tokens",
-            eval_paths=[str(tmp_path / "s.npz")],
-            batch_rows=2,
+            score.ScoreConfig(
+                run=[score.RunSpec.parse(f"a={tmp_path / 'run'}")],
+                out=out,
+                kind="tokens",
+                eval=[str(tmp_path / "s.npz")],
+                batch_rows=2,
+            )
         )
+
+
+def _parsed(argv: list[str]) -> score.ScoreConfig:
+    """The ScoreConfig that `python -m babyjax.score ARGV` builds (its flags, parsed in process)."""
+    from absl import flags
+
+    from babyjax.commands import score as score_command
+
+    values = flags.FlagValues()
+    score_command.define_flags(values)
+    values(["babyjax.score", *argv])
+    return score_command.config_from_flags(values)
+
+
+def test_the_study_and_the_command_line_build_the_same_score_config(tmp_path, shared_data):
+    from babyjax.study import spec
+    from babyjax.study.runner import Study
+    from tests.test_study import write_study
+
+    study = Study(
+        spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds"))), tmp_path / "w", progress=False
+    )
+    jobs = study.score_jobs()
+    assert [(out, names) for out, names, _ in jobs] == [(o, ["seed0", "seed1"]) for o in ("tokens", "zorro")]
+    for _, _, config in jobs:
+        assert _parsed(config.to_argv()) == config
+    zorro = jobs[1][2]
+    runs = [f"--run=seed{i}={tmp_path / 'w' / 'runs' / f'seed{i}'}" for i in (0, 1)]
+    want = [
+        *runs,
+        "--kind=pairs",
+        f"--eval={shared_data / 'zorro'}",
+        "--limit=4",
+        f"--out={tmp_path / 'w/scores/zorro'}",
+    ]
+    assert sorted(zorro.to_argv()) == sorted(want)
+    assert jobs[0][2].kind == "tokens" and jobs[0][2].eval == (str(tmp_path / "w" / "token_sample.npz"),)
+
+
+def test_every_score_option_is_one_flag_and_is_checked(tmp_path):
+    every = score.ScoreConfig(
+        run=["a=/r/a", "/r/b"],
+        kind="pairs",
+        eval=["/e/1", pathlib.Path("/e/2")],
+        out=tmp_path,
+        steps=["0", 10],
+        words=["1M", 500],
+        policy="no_context",
+        scoring="mntp",
+        seq_len=64,
+        stride=32,
+        batch_rows=4,
+        dtype="bfloat16",
+        suite="zorro",
+        text_unit="file",
+        text_suffix=".md",
+        head_tokens=128,
+        limit=3,
+        mesh_data=2,
+        mesh_fsdp=4,
+        mesh_tensor=8,
+        cpu_devices=1,
+    )
+    assert all(getattr(every, f.name) != f.default for f in dataclasses.fields(every))
+    assert every.run == (score.RunSpec("a", pathlib.Path("/r/a")), score.RunSpec("b", pathlib.Path("/r/b")))
+    assert every.steps == (0, 10) and every.words == (1_000_000, 500) and every.out == str(tmp_path)
+    assert dict(every.mesh) == {"data": 2, "fsdp": 4, "tensor": 8}
+    assert _parsed(every.to_argv()) == every and _parsed([]) == score.ScoreConfig()
+    spelled = ["--run", "a=/r/a", "--run=/r/b", "--eval", "/e/1", "--eval=/e/2", "--steps", "0,10", "--words=1M,500"]
+    assert _parsed(spelled) == score.ScoreConfig(run=every.run, eval=every.eval, steps=(0, 10), words=every.words)
+    every.check()
+    for bad, message in [
+        ({"out": None}, "--out is required: the folder the scores go to"),
+        ({"kind": "nope"}, "unknown --kind='nope': use one of tokens, text, pairs, babylm2025"),
+        ({"scoring": "pll"}, "unknown --scoring='pll': use one of auto, causal, pll_original, pll_within_word_l2r"),
+        ({"policy": "x"}, "unknown --policy='x': use one of eot_context, no_context"),
+        ({"suite": "cola"}, "unknown --suite='cola': use one of blimp, blimp_supplement, zorro"),
+        ({"run": []}, "no run to score: pass --run name=workdir"),
+        ({"run": ["a=/r/a", "a=/r/b"]}, "two runs have the same name"),
+        ({"eval": []}, "no evaluation set: pass --eval"),
+    ]:
+        with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+            dataclasses.replace(every, **bad).check()
+    with pytest.raises(ValueError, match="^--steps takes series steps as whole numbers"):
+        score.ScoreConfig(steps=["1", "x"])
+    with pytest.raises(ValueError, match="^run name 'a b' may only hold"):
+        score.ScoreConfig(run=["a b=/r"])
+
+
+def test_help_lists_every_score_option_and_a_bad_flag_is_one_line():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "babyjax.score", *argv]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    helped = run("--help")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: python -m babyjax.score --run NAME=WORKDIR")
+    text = " ".join(helped.stdout.split())
+    for field in dataclasses.fields(score.ScoreConfig):
+        assert f"--{field.name}: " in text and " ".join(field.metadata["help"].split())[:30] in text, field.name
+    bad = run("--kind=nope", "--out=x")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: "), bad.stderr
 
 
 def test_command_line(tmp_path, tiny_tokenizer, babylm_sample):
@@ -638,8 +770,8 @@ def test_two_processes_write_what_one_process_writes(tmp_path, tiny_tokenizer, b
     make_run(tmp_path / "run", tiny_tokenizer, steps=(0, 10, 20), style="llama", num_kv_heads=2)
     text = tmp_path / "t.txt"
     text.write_text("\n".join((babylm_sample / "babylm_dev" / "cbt.dev").read_text().splitlines()[:30]))
-    kw = {"kind": "text", "eval_paths": [str(text)], "batch_rows": 8, "seq_len": 32}
-    score.score_job([score.RunSpec.parse(f"a={tmp_path / 'run'}")], tmp_path / "one", **kw)
+    kw = {"kind": "text", "eval": [str(text)], "batch_rows": 8, "seq_len": 32}
+    score.score_job(score.ScoreConfig(run=[score.RunSpec.parse(f"a={tmp_path / 'run'}")], out=tmp_path / "one", **kw))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -688,7 +820,9 @@ def test_word_surprisal_sums_the_pieces_of_each_word():
         }
     )
     s = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [np.nan, 1, 1, 1, 1, 1, 1]])
-    words, w = score.word_surprisal(s, tokens)
+    from babyjax.analysis.words import word_surprisal
+
+    words, w = word_surprisal(s, tokens)
     assert words["text"].tolist() == ["the", "doggy", "ran", "ab", "c"]
     assert words["word"].tolist() == [0, 1, 2, 0, 1] and words["num_pieces"].tolist() == [1, 2, 1, 2, 1]
     np.testing.assert_array_equal(w[0], [1, 5, 4, 11, 7])

@@ -1,4 +1,4 @@
-"""Every series schedule yields the documented steps (science.md section 3)."""
+"""Every series schedule yields the documented steps (docs/science.md, "Checkpoint schedules")."""
 
 import math
 

@@ -14,10 +14,14 @@ from babyjax.model.sharding import (
     logical_to_spec,
     make_mesh,
     named_sharding,
-    per_device_bytes,
     tree_shardings,
     use_mesh,
 )
+
+
+def per_device_bytes(tree) -> int:
+    """Bytes of the addressable shard on the first device, summed over the arrays of `tree`."""
+    return sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(tree))
 
 
 def mesh_cfg(data: int = -1, fsdp: int = 1, tensor: int = 1) -> ml_collections.ConfigDict:

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from babyjax.model.sharding import make_mesh, per_device_bytes
+from babyjax.model.sharding import make_mesh
 from babyjax.model.transformer import ModelConfig
 from babyjax.train.step import (
     TrainState,
@@ -20,6 +20,7 @@ from babyjax.train.step import (
     memory_analysis_summary,
 )
 from tests.test_score import np_log_softmax
+from tests.test_sharding import per_device_bytes
 
 VOCAB, B, L = 97, 8, 16
 

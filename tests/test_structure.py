@@ -1,20 +1,18 @@
-"""The shape of the code (issue 9): no import cycles inside babyjax/, short functions, modules a reader can hold in
-mind, and a package no bigger than before the redesign for the same features. Counted from the source (ast)."""
+"""The shape of the code: the layers import-linter checks (pyproject.toml), ruff's lint and format, no import cycle
+inside babyjax/, functions that fit on a screen and modules a reader can hold in mind, all counted on formatted code
+(ast)."""
 
 from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "babyjax"
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 500
-MAX_PACKAGE_LINES = 10_300  # 5,969 before the redesign, 6,000 after; issue 10: +1,200 (sigmoid fit and its streaming
-# driver, effects, regressions, runs at equal perplexity); issue 14: +600 (the BabyLM 2025 sentence, reading, AoA
-# tasks); issue 11: +1,200 (encoders, objectives and masking, PLL and MNTP scoring, the masked exports); issue 12:
-# +1,100 (studies: spec, runner, launchers; the cross-run report); stop 22: +100 (one-line refusals of bad input that
-# lost data)
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -77,7 +75,39 @@ def test_functions_fit_on_a_screen():
     assert not long, "functions over 60 lines:\n" + "\n".join(long)
 
 
-def test_modules_and_package_size():
+def test_modules_fit_in_mind():
     sizes = {path.relative_to(ROOT): len(path.read_text().splitlines()) for path in _modules().values()}
     assert not {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES}
-    assert sum(sizes.values()) <= MAX_PACKAGE_LINES, f"babyjax/ holds {sum(sizes.values())} lines"
+
+
+def _tool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_lint_and_format():
+    """`ruff check .` and `ruff format --check .` pass on the whole checkout (settings: pyproject.toml)."""
+    lint = _tool("-m", "ruff", "check", ".")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = _tool("-m", "ruff", "format", "--check", ".")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_layers_hold():
+    """import-linter's contracts (pyproject.toml) are kept, and its layers name every top-level part of babyjax/."""
+    import tomllib
+
+    result = _tool("-c", "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True))")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout, result.stdout
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layered = {
+        part.strip() for c in contracts if c["type"] == "layers" for layer in c["layers"] for part in layer.split("|")
+    }
+    top = {
+        p.stem
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
+    }
+    assert top == layered, (
+        f"parts of babyjax/ outside the layers: {sorted(top - layered)}; unknown: {sorted(layered - top)}"
+    )

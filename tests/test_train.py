@@ -262,3 +262,90 @@ def test_a_start_that_failed_early_does_not_pin_the_workdir(tmp):
     r = _run(workdir, tmp)  # the same command with the right data folder: trains, and the config is replaced
     assert r.returncode == 0, r.stdout[-3000:]
     assert "no_such_release" not in (workdir / "config.json").read_text()
+
+
+# -- the loop's events and the hooks, without training ----------------------------------------------------------------
+
+
+def _progress(step, loss=1.0, final=False):
+    from babyjax.train import hooks
+
+    metrics = {"loss": np.float32(loss), "grad_norm": np.float32(0.5), "lr": np.float32(1e-3)}
+    p = hooks.Progress(step=step - 1, tokens_seen=100.0 * (step - 1), words_seen=80.0 * (step - 1), wall_time=0.0)
+    return p.after(100.0, 80.0, metrics, wall_time=float(step), num_steps=step if final else step + 100)
+
+
+def test_every_hook_sees_every_event_before_the_resume_save():
+    import types
+
+    from babyjax.train import hooks, loop
+
+    events = []
+
+    class Recorder(hooks.Hook):
+        def __init__(self, name):
+            self.name = name
+
+        def on_step(self, progress, state):
+            events.append((self.name, "step", progress.step, state))
+
+        def before_resume_save(self, progress):
+            events.append((self.name, "before_resume_save", progress.step))
+
+    class Checkpoints:
+        def resume_due(self, step, force=False):
+            return force or step % 4 == 0
+
+        def save_resume(self, step, state, loader, meta, force=False):
+            events.append(("ckpt", "save_resume", step, state, loader, meta["words_seen"], force))
+
+    s = types.SimpleNamespace(ckpt=Checkpoints(), state="state", loader="loader")
+    recorders = [Recorder("a"), Recorder("b")]
+    loop._after_step(s, recorders, _progress(3), stop=False)
+    assert events == [("a", "step", 3, "state"), ("b", "step", 3, "state")]
+    events.clear()
+    loop._after_step(s, recorders, _progress(4), stop=False)
+    assert events == [
+        ("a", "step", 4, "state"),
+        ("b", "step", 4, "state"),
+        ("a", "before_resume_save", 4),
+        ("b", "before_resume_save", 4),
+        ("ckpt", "save_resume", 4, "state", "loader", 320.0, False),
+    ]
+    events.clear()
+    loop._after_step(s, recorders, _progress(5), stop=True)  # preempted: a forced resume save
+    assert events[-1] == ("ckpt", "save_resume", 5, "state", "loader", 400.0, True)
+
+
+def test_metrics_log_reads_every_loss_before_a_resume_save(tmp_path):
+    from babyjax.errors import TrainingError
+    from babyjax.train import hooks, metrics
+
+    log = hooks.MetricsLog(metrics.MetricWriter(tmp_path, enabled=False), 10, 1.0, 1.0, lambda: 4)
+    log.on_step(_progress(5), None)
+    log.on_step(_progress(6, loss=float("nan")), None)  # read one step late: not yet
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 6.*resume checkpoint is step 4"):
+        log.before_resume_save(_progress(6))
+
+
+def test_series_saves_keep_the_schedule_and_only_finite_steps(tmp_path):
+    from babyjax.checkpoints import series as checkpoints
+    from babyjax.train import hooks
+    from configs import base
+
+    cfg = base.get_config().ckpt
+    cfg.schedule, cfg.steps = "list", (2, 3)
+    with checkpoints.RunCheckpoints(tmp_path, cfg, num_steps=5) as ckpt:
+        series = hooks.SeriesSaves(ckpt)
+        for step, loss in ((1, 1.0), (2, 1.0), (3, float("nan")), (4, 1.0), (5, 1.0)):
+            series.on_step(_progress(step, loss=loss, final=step == 5), _state(step))
+    index = checkpoints.load_series_index(tmp_path)
+    assert [e["step"] for e in index] == [2, 5]  # 3 had a non-finite loss; 5 is the last step
+    assert index[1]["words_seen"] == 400.0
+    assert index[1]["params_hash"] == checkpoints.params_hash(_state(5).params)
+
+
+def _state(step):
+    import types
+
+    return types.SimpleNamespace(params={"w": np.arange(6.0, dtype=np.float32) + step})

@@ -60,7 +60,7 @@ def cross_run_sections(
     per_run: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[str]:
     """Every cross-run section (empty for a single run); `per_run`: each token output's measures per run and token
-    (the report's `_measures`), by output name."""
+    (token_sections.measures_section), by output name."""
     if len(run_names) < 2:
         return []
     cond, labels = conditions(run_names, study)
@@ -239,6 +239,49 @@ def _share_table(per_run: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     )
 
 
+def _matched_run(
+    so: ScoreOutput,
+    run: str,
+    condition: str,
+    window: tuple[float, float],
+    p: float,
+    with_curves: bool,
+    notes: list[str],
+) -> tuple[dict | None, list[pd.DataFrame]]:
+    """One run's Xia class shares over its checkpoints with validation perplexity in `window` (top, lo) and, if
+    `with_curves`, each class's perplexity against validation perplexity there; (None, []) and a note when the run
+    has under 3 such checkpoints."""
+    s, steps, ppl = so.surprisal[run], so.checkpoints[run]["step"].to_numpy(np.float64), so.perplexity(run)
+    top, lo = window
+    rows, klass = _classes_in(s, steps, ppl, top, lo)
+    if klass is None:
+        notes.append(f"{so.name}: run {run} has {len(rows)} checkpoint(s) in the matched range from p={p:g}: left out")
+        return None, []
+    share = {
+        "p": p,
+        "from_ppl": top,
+        "to_ppl": lo,
+        "run": run,
+        "condition": condition,
+        "checkpoints": len(rows),
+        **xia.class_shares(klass),
+    }
+    curves = [
+        pd.DataFrame(
+            {
+                "run": run,
+                "condition": condition,
+                "class": c,
+                "validation_ppl": ppl[rows],
+                "class_ppl": np.exp2(np.asarray(s[rows][:, klass == c]).mean(1)),
+            }
+        )
+        for c in ("upward", "downward", "stagnated")
+        if with_curves and (klass == c).any()
+    ]
+    return share, curves
+
+
 def xia_matched(
     so: ScoreOutput, cond: Mapping[str, str], out: pathlib.Path, notes: list[str], xia_p: Sequence[float] = (0.5,)
 ) -> list[str]:
@@ -257,38 +300,10 @@ def xia_matched(
     shares, curves_rows = [], []
     for p in xia_p:
         top = hi ** (1 - p) * lo**p
-        for r, s in so.surprisal.items():
-            rows, klass = _classes_in(s, steps[r], ppl[r], top, lo)
-            if klass is None:
-                notes.append(
-                    f"{so.name}: run {r} has {len(rows)} checkpoint(s) in the matched range from p={p:g}: left out"
-                )
-                continue
-            shares.append(
-                {
-                    "p": p,
-                    "from_ppl": top,
-                    "to_ppl": lo,
-                    "run": r,
-                    "condition": cond[r],
-                    "checkpoints": len(rows),
-                    **xia.class_shares(klass),
-                }
-            )
-            if p == main_p:
-                curves_rows += [
-                    pd.DataFrame(
-                        {
-                            "run": r,
-                            "condition": cond[r],
-                            "class": c,
-                            "validation_ppl": ppl[r][rows],
-                            "class_ppl": np.exp2(np.asarray(s[rows][:, klass == c]).mean(1)),
-                        }
-                    )
-                    for c in ("upward", "downward", "stagnated")
-                    if (klass == c).any()
-                ]
+        for r in so.surprisal:
+            share, class_curves = _matched_run(so, r, cond[r], (top, lo), p, p == main_p, notes)
+            shares += [share] if share else []
+            curves_rows += class_curves
     if not shares:
         return head + ["_Not computed: see notes._", ""]
     per_run = pd.DataFrame(shares)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import pathlib
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -164,35 +163,23 @@ def loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib
     return ["## Training loss", "", f"![training loss]({f.name})", ""]
 
 
-def objective_text(config: Any) -> str:
-    """'causal LM', 'masked LM (15% whole_word)', 'hybrid (25% causal rows, mntp 30% span)' ..."""
-    o = objectives.config_of(config)
-    masking = f"{100 * o['mask_rate']:g}% {o['masking']}"
-    return {
-        "causal": "causal LM",
-        "mlm": f"masked LM ({masking})",
-        "mntp": f"masked next token ({masking})",
-        "hybrid": f"hybrid ({100 * o['causal_share']:g}% causal rows, mntp {masking})",
-    }[o["kind"]]
-
-
 def run_row(rd: pathlib.Path, run: str) -> dict:
     """What a reader needs about one run: corpus, model, training and checkpoints (its config.json and series)."""
     d = RunDir.open(rd / run, what="each run folder of --runs-dir")
     c, index = d.config(), d.series_index()
     last = index[-1] if index else {}
     cost = model_cost(rd / run, int(c.tokenizer.vocab_size))
-    limit = int(c.data.get("max_train_lines", 0) or 0)
+    limit = int(c.data.max_train_lines)
     return {
         "run": run,
         "corpus": f"BabyLM {c.data.track}" + (f" (first {limit:,} lines)" if limit > 0 else ""),
-        "seed": c.get("seed", ""),
+        "seed": c.seed,
         "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, {cost[1] / 1e6:.2f}M parameters"
         if cost
         else c.model.style,
-        "tokenizer": f"{c.tokenizer.get('model_type', 'unigram')} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
-        "training": f"{objective_text(c)}, {c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} "
-        f"tokens ({c.data.packing}), {c.optim.get('schedule', '')} lr {c.optim.lr:g}",
+        "tokenizer": f"{c.tokenizer.model_type} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
+        "training": f"{objectives.describe(c)}, {c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} "
+        f"tokens ({c.data.packing}), {c.optim.schedule} lr {c.optim.lr:g}",
         "words seen": f"{float(last.get('words_seen', 0)):,.0f}",
         "tokens seen": f"{float(last.get('tokens_seen', 0)):,.0f}",
         "checkpoints": f"{len(index)} ({c.ckpt.schedule} schedule)",

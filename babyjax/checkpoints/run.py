@@ -76,15 +76,18 @@ class RunDir:
 
     # -- reading ------------------------------------------------------------------------------------------------------
     def config(self) -> ml_collections.ConfigDict:
-        """The run's config.json as a ConfigDict."""
+        """The run's config.json as a ConfigDict, as today's code reads it (`migrated`; the file stays as it is)."""
         if not self.config_path.is_file():
             raise MissingError(f"{self.config_path} not found: {self.path} is not a babyjax run directory")
         try:
-            return ml_collections.ConfigDict(json.loads(self.config_path.read_text()))
+            stored = json.loads(self.config_path.read_text())
         except json.JSONDecodeError as e:
             raise InputError(
                 f"{self.config_path} is not valid JSON ({e.msg}): it must be a babyjax run's config.json"
             ) from None
+        if not isinstance(stored, dict):
+            raise InputError(f"{self.config_path} is not a JSON object: it must be a babyjax run's config.json")
+        return ml_collections.ConfigDict(migrated(stored))
 
     def tokenizer(self) -> Tokenizer:
         """The run's SentencePiece tokenizer."""
@@ -120,8 +123,7 @@ class RunDir:
             for key in LOCATIONS:
                 section, name = key.split(".")
                 d.get(section, {}).pop(name, None)
-        for d in (stored, current):  # runs made before objectives existed are causal
-            d["objective"] = objectives.config_of(d)
+        stored, current = migrated(stored), migrated(current)
         for key in RUN_DEFINING:
             a, b = _lookup(stored, key), _lookup(current, key)
             if a != b:
@@ -129,6 +131,17 @@ class RunDir:
                     f"{self.path} holds a run with another config ({first_difference(a, b, key)}); "
                     "use a new --workdir, or the run's own config"
                 )
+
+
+def migrated(config: dict) -> dict:
+    """An older run's config as today's code reads it: the keys added to the objective and model sections since it was
+    written get their defaults (the package's: objectives.DEFAULT, ModelConfig.defaults), so a run made before them
+    reads as, and continues as, the run it was (runs made before objectives existed are causal). Other sections are
+    kept as they are: every config.json has had their keys from the start."""
+    out = {**config, "objective": objectives.config_of(config)}
+    if isinstance(config.get("model"), dict):
+        out["model"] = {**ModelConfig.defaults(), **config["model"]}
+    return out
 
 
 def _lookup(d: dict, dotted: str) -> Any:

@@ -26,14 +26,15 @@ from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
 
 from babyjax import paths
+from babyjax.checkpoints import orbax_loops
 from babyjax.checkpoints.run import (
     RunDir,
     committed_steps,
     index_from_disk,
     is_committed,
-    load_series_index,
     read_index_file,
 )
+from babyjax.checkpoints.run import load_series_index as load_series_index  # the series' reader, beside its writer
 from babyjax.checkpoints.schedules import StepSchedule, WordsSchedule, series_schedule
 from babyjax.errors import CheckpointError, InputError
 
@@ -44,6 +45,8 @@ META_KEYS = ("step", "tokens_seen", "words_seen", "wall_time", "params_hash")
 
 # Series checkpoints are written without OCDBT (fewer files, less work per save): drop Orbax's note about it.
 logging.getLogger("absl").addFilter(lambda record: "Skipping merge of OCDBT checkpoints" not in record.getMessage())
+# A restore or save that fails (a corrupt checkpoint, a full disk) ends quietly, without tracebacks from TensorStore.
+orbax_loops.install()
 
 
 # -- Parameter hashes -------------------------------------------------------------------------------------------------
@@ -153,14 +156,6 @@ def restore_params(
                 "corrupt (or was restored in other dtypes; pass verify=False then)"
             )
     return params
-
-
-def verify_params(workdir: str | os.PathLike, step: int, params: Any) -> bool:
-    """True when `params` hash to the value the series index records for `step`."""
-    for entry in load_series_index(workdir):
-        if entry["step"] == step:
-            return params_hash(params) == entry["params_hash"]
-    raise CheckpointError(f"step {step} is not in the series index of {workdir}")
 
 
 # -- Writing checkpoints during training ------------------------------------------------------------------------------
@@ -323,11 +318,16 @@ class RunCheckpoints:
 
     # -- resume ------------------------------------------------------------------------------------------------------
 
+    def resume_due(self, step: int, force: bool = False) -> bool:
+        """Whether `save_resume(step, ..., force=force)` writes: `step` is a multiple of ckpt.resume_every or forced,
+        and not saved yet."""
+        return step not in self._resume.all_steps() and (force or self._resume.should_save(step))
+
     def save_resume(self, step: int, state: Any, data_iter: Any, meta: Mapping[str, Any], force: bool = False) -> bool:
         """Asynchronously save the full train state, this process's data-iterator state and meta, when `step` is a
         multiple of ckpt.resume_every or `force` (SIGTERM, the end), never twice; keeps the latest ckpt.resume_keep."""
         self._flush_index()
-        if step in self._resume.all_steps() or not (force or self._resume.should_save(step)):
+        if not self.resume_due(step, force):
             return False
         # The series must never lag behind the resume point: a run killed after this resume checkpoint commits
         # restarts from it and would not save earlier series steps again.

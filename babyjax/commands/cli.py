@@ -1,19 +1,32 @@
-"""The one command-line runner: flag parsing, logging set-up and error reporting for every entry point
-(`launch/train.py`, `python -m babyjax.score`, `.export`, `.generate`, `.analyze`, `.data.evalsets`). A `UserError`, a
-bad flag or a bad `--config.key=value` override prints one line, `error: ...` (argparse commands prefix their name),
-and exits with status 2; any other exception is a bug: it keeps its traceback and exits with status 1.
+"""The one command-line runner of every entry point (`launch/train.py`, `python -m babyjax.score`, `.export`,
+`.generate`, `.analyze`, `.data.evalsets`, `.study`): absl flags, a `--config` file with its `--config.key=value`
+overrides through ml_collections' config_flags, --help (status 0) listing the command's flags, logging set-up and
+error reporting. A `UserError`, a bad flag or a bad override prints one line, `error: ...` (prefixed by the command's
+name where it has one), and exits with status 2; any other exception is a bug: it keeps its traceback and exits with
+status 1.
+
+A command is a `Command` (its flags, defined on a FlagValues, and what it does with them). Run as the program
+(`command()`), it parses the global absl FLAGS under absl's app.run, so absl's own flags (--flagfile, --verbosity,
+...) work as in any absl program; called with an argv (`command([...])`: tests, notebooks) it parses a FlagValues of
+its own and returns the exit status, so it runs any number of times in one process. `run_absl(main)` runs a `main`
+whose flags the caller defined on the global FLAGS itself.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import os
-import re
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 
-from babyjax.errors import UserError
+from absl import flags
+
+from babyjax.commands import quiet
+from babyjax.errors import UserError, disk_full, unknown_config_key
+
+HELP = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
 
 
 def setup_logging() -> None:
@@ -38,64 +51,172 @@ def report(error: UserError, prog: str | None = None) -> None:
     print(f"{prog + ': ' if prog else ''}error: {msg}", file=sys.stderr, flush=True)
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse for the argparse commands, with a bad or missing option as one line (`prog: error: ...`, status 2)
-    instead of the usage block; --help prints the usage as usual."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        report(UserError(f"{message} (see --help)"), self.prog)
-        sys.exit(2)
-
-
 def run(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *, prog: str | None = None
 ) -> int:
-    """Set up logging and call `main(argv)`; a UserError is reported in one line and gives 2, anything else
-    propagates (traceback)."""
+    """Set up logging and call `main(argv)`; a UserError or a full disk (however a library wrapped it) is reported in
+    one line and gives 2, anything else propagates (traceback)."""
     setup_logging()
+    quiet.install()
     try:
         return int(main(argv) or 0)
-    except UserError as e:
-        report(e, prog)
+    except Exception as e:
+        if not isinstance(e, UserError) and disk_full(e) is None:
+            raise
+        report(disk_full(e) or e, prog)
         return 2
 
 
+@dataclasses.dataclass(frozen=True)
+class ConfigFile:
+    """A command's `--config` file (ml_collections' config_flags, with `--config.key=value` overrides)."""
+
+    help: str
+    example: str  # a file to name when the given one cannot be loaded
+    keys: str = "configs/base.py"  # where every key is listed, to name for an unknown override
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command line: `define(fv)` defines its flags on `fv`; `main(fv, args)` runs it with the parsed flags and
+    the positional arguments (refused unless `args`). `spellings` maps other spellings to the flags' (argparse's
+    `--no-progress` to `--noprogress`, `--runs_dir` to `--runs-dir`); with it, a unique prefix of a flag (`--work`)
+    reads as argparse read it.
+    """
+
+    usage: str  # --help's first line: 'python -m babyjax.analyze SCORE_DIR [...] --out REPORT_DIR'
+    doc: str  # --help's text above the flags
+    define: Callable[[flags.FlagValues], None]
+    main: Callable[[flags.FlagValues, list[str]], int | None]
+    prog: str | None = None  # the name before 'error:' in its one-line errors
+    args: bool = False
+    config: ConfigFile | None = None
+    spellings: Mapping[str, str] | None = None
+
+    def __call__(self, argv: Sequence[str] | None = None) -> int:
+        """As the program (argv None: sys.argv, the global FLAGS, absl's app.run; exits), or in-process with `argv`
+        (the arguments after the program's name) on a FlagValues of its own: returns the exit status."""
+        if argv is None:
+            _run_program(self)
+        fv = flags.FlagValues()
+        argv, names = _prepare(self, fv, [self.prog or "babyjax", *argv])
+        return _call(self, fv, parse_flags(argv, fv, self, names))
+
+
 def run_absl(main: Callable[[list[str]], None], prog: str | None = None) -> None:
-    """absl's app.run for `main(argv)` with babyjax's flag parsing, logging and error reporting (see the module doc)."""
+    """absl's app.run for `main(argv)`, its flags defined on the global FLAGS by the caller, with babyjax's --help,
+    flag parsing, logging and error reporting (see the module doc); argv holds no positional argument."""
+    _run_program(Command("", "", lambda fv: None, lambda fv, args: main([sys.argv[0], *args]), prog))
+
+
+def _run_program(command: Command) -> None:
     from absl import app
 
-    def wrapped(argv: list[str]) -> None:
-        if len(argv) > 1:
-            report(UserError(f"unexpected arguments {' '.join(argv[1:])}: every option is a --flag"), prog)
-            sys.exit(2)
-        sys.exit(run(lambda _: main(argv), argv, prog=prog))
+    fv = flags.FLAGS
+    argv, names = _prepare(command, fv, list(sys.argv))
 
-    app.run(wrapped, flags_parser=parse_flags)
+    def wrapped(rest: list[str]) -> None:
+        sys.exit(_call(command, fv, rest))
+
+    app.run(wrapped, argv=argv, flags_parser=lambda a: parse_flags(a, fv, command, names))
+    raise AssertionError("unreachable: app.run exits")
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with a bad flag or `--config.key=value` override reported as one line (exit status 2)."""
-    from absl import flags
+def _prepare(command: Command, fv: flags.FlagValues, argv: list[str]) -> tuple[list[str], list[str]]:
+    """Define the command's flags on `fv`; the argv in absl's spellings, and the names of the command's flags."""
+    before = set(fv)
+    command.define(fv)
+    names = [n for n in fv if n not in before and fv[n].name == n]
+    if command.spellings is not None:
+        argv = respell(argv, command.spellings, ["config", *names] if command.config else names)
+    if command.config:
+        from ml_collections import config_flags
 
+        config_flags.DEFINE_config_file("config", None, command.config.help, flag_values=fv, sys_argv=argv)
+        flags.mark_flag_as_required("config", flag_values=fv)
+        names.insert(0, "config")
+    return argv, names
+
+
+def _call(command: Command, fv: flags.FlagValues, rest: list[str]) -> int:
+    """Run the command on the parsed flags: a user error is one line and 2, a bug keeps its traceback."""
+    if len(rest) > 1 and not command.args:
+        report(UserError(f"unexpected arguments {' '.join(rest[1:])}: every option is a --flag"), command.prog)
+        return 2
+    return run(lambda _: command.main(fv, list(rest[1:])), prog=command.prog)
+
+
+def respell(argv: list[str], spellings: Mapping[str, str], names: Sequence[str]) -> list[str]:
+    """An argparse command line as absl reads it: each spelling of the table (`--no-progress` -> `--noprogress`) and
+    a unique prefix of a flag (`--work=x` -> `--workdir=x`), as argparse took them; nothing after `--` is touched."""
+    options = {f"--{n}": f"--{n}" for n in names} | dict(spellings)
+    out = argv[:1]
+    for i, token in enumerate(argv[1:], 1):
+        if token == "--":
+            return out + argv[i:]
+        flag, eq, value = token.partition("=")
+        if token.startswith("--") and flag not in options:
+            matches = {new for old, new in options.items() if old.startswith(flag)}
+            flag = matches.pop() if len(matches) == 1 else flag
+        out.append(options.get(flag, flag) + eq + value if token.startswith("--") else token)
+    return out
+
+
+def parse_flags(
+    argv: list[str],
+    flag_values: flags.FlagValues | None = None,
+    command: Command | None = None,
+    names: Sequence[str] = (),
+) -> list[str]:
+    """absl flag parsing (the global FLAGS by default) with --help, and a bad flag, config file or
+    `--config.key=value` override reported as one line (exit status 2)."""
+    fv = flags.FLAGS if flag_values is None else flag_values
+    prog, config = (command.prog, command.config) if command else (None, None)
+    if any(a in HELP for a in argv[1 : argv.index("--") if "--" in argv else None]):
+        print(command_help(fv, command, names, full="--helpfull" in argv))
+        sys.exit(0)
     try:
-        rest = flags.FLAGS(argv)
-        if "config" in flags.FLAGS and hasattr(flags.FLAGS["config"], "config_filename"):
-            getattr(flags.FLAGS.config, "keys", None)  # a file that failed to load raises at first use: here
+        rest = fv(argv)
+        if "config" in fv and hasattr(fv["config"], "config_filename"):
+            getattr(fv.config, "keys", None)  # a file that failed to load raises at first use: here
         return rest
     except flags.Error as e:
-        _fail(f"{str(e).splitlines()[0]}; run with --helpfull to list the flags")
+        _fail(f"{str(e).splitlines()[0]}; run with --help to list the flags", prog)
     except (SyntaxError, ImportError, OSError) as e:  # the --config file itself
-        _fail(_config_file_error(argv, e))
+        _fail(_config_file_error(argv, e, config), prog)
     except (AttributeError, KeyError) as e:  # ml_collections: an override names a key the config does not have
         if "get_config" in str(e):
-            _fail(_config_file_error(argv, e))
-        _fail(_unknown_key(argv, e))
+            _fail(_config_file_error(argv, e, config), prog)
+        _fail(unknown_config_key(argv, e, config.keys if config else "configs/base.py"), prog)
     except (ValueError, TypeError) as e:  # a value of the wrong type for a key
-        _fail(f"bad config override: {str(e).splitlines()[0]}")
+        _fail(f"bad config override: {str(e).splitlines()[0]}", prog)
     raise AssertionError("unreachable")
 
 
-def _config_file_error(argv: Sequence[str], e: BaseException) -> str:
+def command_help(fv: flags.FlagValues, command: Command | None, names: Sequence[str], full: bool = False) -> str:
+    """--help: the usage line, the command's doc and its flags (--helpfull: every flag the program knows)."""
+    if command and command.usage:
+        head = f"usage: {command.usage} [flags]\n\n{command.doc.strip()}"
+    else:  # run_absl: the program's own docstring, as absl's help shows it
+        head = (sys.modules["__main__"].__doc__ or "").strip()
+    own = [fv[n] for n in names] or fv.get_key_flags_for_module(sys.argv[0])
+    text = f"{head}\n\nflags:\n" + "\n".join(_describe(f) for f in own)
+    return f"{text}\n\nevery flag:\n{fv.get_help()}" if full else f"{text}\n\n--helpfull lists absl's own flags too."
+
+
+def _describe(flag: flags.Flag) -> str:
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    default = f" (default: {flag.default_as_str})" if flag.default is not None else ""
+    return textwrap.fill(
+        " ".join(f"{name}: {flag.help}{default}".split()),
+        118,
+        initial_indent="  ",
+        subsequent_indent="      ",
+        break_on_hyphens=False,
+    )
+
+
+def _config_file_error(argv: Sequence[str], e: BaseException, config: ConfigFile | None) -> str:
     """'cannot load the config file X: <the first cause>; ...' for a missing file, a syntax error, no get_config."""
     path = next(
         (
@@ -114,25 +235,13 @@ def _config_file_error(argv: Sequence[str], e: BaseException) -> str:
         if "get_config" in str(e)
         else f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
     )
+    example = config.example if config else "configs/tiny.py"
     return (
         f"cannot load the config file {path}: {why}; give a Python file whose get_config() returns the config "
-        "(configs/tiny.py)"
+        f"({example})"
     )
 
 
-def _unknown_key(argv: Sequence[str], e: Exception) -> str:
-    """'unknown config key in --config.optim.lrr=1 (did you mean lr?): ...' from ml_collections' nested error."""
-    inner: object = e
-    while isinstance(inner, BaseException) and inner.args:
-        inner = inner.args[0]
-    lines = str(inner).splitlines() or [""]
-    key = lines[0].strip().strip("\"'")
-    culprit = next((a for a in argv if a.startswith("--config.") and key in a.split("=", 1)[0]), key)
-    close = re.search(r'Did you mean "([^"]+)"', str(inner))
-    hint = f" (did you mean {close.group(1)}?)" if close else ""
-    return f"unknown config key in {culprit}{hint}: every key is listed in configs/base.py"
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+def _fail(message: str, prog: str | None = None) -> None:
+    print(f"{prog + ': ' if prog else ''}error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -27,6 +27,9 @@ from babyjax.errors import InputError
 log = logging.getLogger(__name__)
 
 PACKING_MODES = ("pack", "chunk")
+# The absl flag Grain reads when it starts worker processes: grain 0.2.18 reads it even when no command line was
+# parsed (tests, notebooks), and that read fails.
+GRAIN_WORKER_FLAG = "grain_enable_multiprocess_worker_profiling"
 BATCH_AXES = ("data", "fsdp")
 _CHUNK = 65_536  # examples read and tokenized at a time
 TOTALS = "_global_totals"  # batch key of the host-side totals, popped by the Loader
@@ -236,8 +239,7 @@ class Loader:
         )
         it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=8))
         if worker_count > 0:
-            if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside absl.app (tests, notebooks)
-                flags.FLAGS.mark_as_parsed()
+            _let_grain_read_its_worker_flag()
             it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
         self._iter = iter(it_ds)
 
@@ -258,10 +260,6 @@ class Loader:
                 f"{ {a: mesh.shape[a] for a in axes} } = {shards}"
             )
         return NamedSharding(mesh, PartitionSpec(axes))
-
-    @property
-    def tokens_per_epoch(self) -> int:
-        return self.data.num_tokens
 
     def __iter__(self) -> Loader:
         return self
@@ -301,6 +299,13 @@ def load_split_tokens(data_cfg: Any, tokenizer: Tokenizer, split: str, *, prepar
     builder = babylm.get_builder(data_cfg, prepare=prepare)
     cache = pathlib.Path(str(builder.data_path)) / "babyjax_tokens" / f"{split}-{tokenizer.sha256[:16]}"
     return tokenize_split(builder.as_data_source(split), tokenizer, cache_dir=cache)
+
+
+def _let_grain_read_its_worker_flag() -> None:
+    """Outside a parsed command line (tests, notebooks), mark Grain's worker flag as given at its default, so that
+    Grain can read it; every other flag, and whether absl's FLAGS are parsed, stay as they are."""
+    if not flags.FLAGS.is_parsed() and GRAIN_WORKER_FLAG in flags.FLAGS:
+        flags.FLAGS[GRAIN_WORKER_FLAG].present = True
 
 
 def make_loader(

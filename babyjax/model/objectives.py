@@ -34,22 +34,62 @@ from babyjax.errors import InputError
 KINDS = ("causal", "mlm", "mntp", "hybrid")
 MASKINGS = ("token", "whole_word", "span")
 FIRST_ORDINARY = MASK_ID + 1  # ids below are special: <pad> <unk> <s> </s> <mask>
-DEFAULT = {
-    "kind": "causal",
-    "mask_rate": 0.15,
-    "replace": (0.8, 0.1, 0.1),
-    "masking": "token",
-    "span_mean": 3.0,
-    "span_max": 10,
-    "causal_share": 0.0,
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """What an objective allows a trained run downstream, so that no other module reads the kind's name.
+    `scorings`: how the run can be scored (babyjax/score), the first being the default ('auto')."""
+
+    kind: str
+    scorings: tuple[str, ...]
+    needs_encoder: bool
+
+    @property
+    def default_scoring(self) -> str:
+        return self.scorings[0]
+
+    @property
+    def causal_capable(self) -> bool:
+        """Whether the run predicts the next token causally: it can be scored causally and generate text."""
+        return "causal" in self.scorings
+
+
+FEATURES = {
+    "causal": Features("causal", ("causal",), needs_encoder=False),
+    "mlm": Features("mlm", ("pll_original", "pll_within_word_l2r"), needs_encoder=True),
+    "mntp": Features("mntp", ("mntp",), needs_encoder=True),
+    "hybrid": Features("hybrid", ("mntp", "causal"), needs_encoder=True),
 }
 
 
+def features(config: Any) -> Features:
+    """The features of a run config's objective (a config without an objective section is causal)."""
+    kind = config_of(config)["kind"]
+    if kind not in FEATURES:
+        raise InputError(f"objective.kind={kind!r}: use one of {', '.join(KINDS)}")
+    return FEATURES[kind]
+
+
 def config_of(config: Any) -> dict:
-    """A run config's objective section with defaults (runs made before objectives existed are causal)."""
+    """A run config's objective section with the package's defaults for the keys it lacks (runs made before
+    objectives existed are causal); `replace` as a list of floats, as JSON keeps it."""
     section = config.get("objective") if hasattr(config, "get") else None
     out = {**DEFAULT, **(dict(section) if section else {})}
-    return {**out, "replace": [float(x) for x in out["replace"]]}  # JSON keeps lists: compare like with like
+    return {**out, "replace": [float(x) for x in out["replace"]]}
+
+
+def describe(config: Any) -> str:
+    """A run config's objective in words: 'causal LM', 'masked LM (15% whole_word)', 'hybrid (25% causal rows, mntp
+    30% span)' ..."""
+    o = config_of(config)
+    masking = f"{100 * o['mask_rate']:g}% {o['masking']}"
+    return {
+        "causal": "causal LM",
+        "mlm": f"masked LM ({masking})",
+        "mntp": f"masked next token ({masking})",
+        "hybrid": f"hybrid ({100 * o['causal_share']:g}% causal rows, mntp {masking})",
+    }[features(config).kind]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -57,8 +97,9 @@ class Objective:
     """One objective (see the module docstring); `objective(batch, key)` turns loader rows into loss rows: inputs
     (masked), targets, weights (the scored positions) and causal (bool[B], attention of each row)."""
 
-    kind: str
+    kind: str  # a config without objective.kind is causal (DEFAULT)
     vocab_size: int
+    # The config.objective keys' one default each: DEFAULT, and through it configs/base.py, reads them from here.
     mask_rate: float = 0.15
     replace: tuple[float, float, float] = (0.8, 0.1, 0.1)
     masking: str = "token"
@@ -94,7 +135,7 @@ class Objective:
     def from_config(cls, config: Any, tokenizer: Tokenizer, encoder: bool) -> Objective:
         """The objective of a run config (`config.objective`) for a model that is an `encoder` or a decoder."""
         c = config_of(config)
-        if c["kind"] != "causal" and not encoder:
+        if features(config).needs_encoder and not encoder:
             raise InputError(
                 f"objective.kind={c['kind']!r} needs an encoder: set model.style to roberta or "
                 "ltg_bert (decoders attend causally only)"
@@ -215,6 +256,10 @@ class Objective:
         out = jnp.where(r_BxL < p_mask + p_random, random_BxL, inputs_BxL)
         out = jnp.where(r_BxL < p_mask, jnp.asarray(MASK_ID, inputs_BxL.dtype), out)
         return jnp.where(chosen_BxL, out, inputs_BxL)
+
+
+SECTION = ("kind", "mask_rate", "replace", "masking", "span_mean", "span_max", "causal_share")  # config.objective
+DEFAULT = {"kind": "causal"} | {f.name: f.default for f in dataclasses.fields(Objective) if f.name in SECTION[1:]}
 
 
 def span_start_rate(mask_rate: float, span_mean: float, span_max: int) -> float:

@@ -111,8 +111,3 @@ def constrain(x: jax.Array, names: LogicalNames) -> jax.Array:
 def use_mesh(mesh: Mesh) -> Any:
     """Context manager making `mesh` current, so `constrain` works inside jit: `with use_mesh(mesh): ...`."""
     return jax.set_mesh(mesh)
-
-
-def per_device_bytes(tree: Any) -> int:
-    """Bytes of the addressable shard on the first device, summed over the arrays of `tree`."""
-    return sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(tree))

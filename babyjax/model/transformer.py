@@ -30,14 +30,15 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Everything the model needs; built from `config.model` with `ModelConfig.from_config`."""
+    """Everything the model needs; built from `config.model` with `ModelConfig.from_config`. The fields after
+    vocab_size are the config.model keys, each with its one default (configs/base.py reads `defaults()`)."""
 
     vocab_size: int
     style: str = "gpt2"
     num_layers: int = 12
     d_model: int = 768
     num_heads: int = 12
-    num_kv_heads: int = 12
+    num_kv_heads: int = -1  # -1 = num_heads (set in __post_init__)
     mlp_dim: int = 3072
     max_len: int = 128
     tie_embeddings: bool = True
@@ -49,6 +50,8 @@ class ModelConfig:
     position_buckets: int = 32  # relative positions (ltg_bert): 2 * position_buckets - 1 buckets
 
     def __post_init__(self) -> None:
+        if self.num_kv_heads == -1:
+            object.__setattr__(self, "num_kv_heads", self.num_heads)
         if self.style not in STYLES:
             raise InputError(f"model.style={self.style!r}: use one of {STYLES}")
         if self.dtype not in DTYPES:
@@ -65,16 +68,18 @@ class ModelConfig:
             raise InputError("vocab_size, model.num_layers, model.mlp_dim and model.max_len must be positive")
 
     @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every config.model key with its default."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.name != "vocab_size"}
+
+    @classmethod
     def from_config(cls, model_cfg: Any, vocab_size: int) -> ModelConfig:
-        """From the `config.model` ConfigDict (num_kv_heads=-1 means num_heads), each value cast to its field's type."""
-        values = {
-            f.name: type(f.default)(model_cfg.get(f.name, f.default))  # keys added later keep their default
-            for f in dataclasses.fields(cls)
-            if f.name != "vocab_size"
-        }
-        if values["num_kv_heads"] == -1:
-            values["num_kv_heads"] = values["num_heads"]
-        return cls(vocab_size=int(vocab_size), **values)
+        """From the `config.model` ConfigDict (a run directory's, RunDir.config, has every key: missing ones in an older
+        run's config.json are filled in there), each value cast to its field's type."""
+        missing = [k for k in cls.defaults() if k not in model_cfg]
+        if missing:
+            raise InputError(f"config.model lacks {', '.join(missing)}: start the config from configs/base.py")
+        return cls(vocab_size=int(vocab_size), **{k: type(v)(model_cfg[k]) for k, v in cls.defaults().items()})
 
     # -- features: the rest of babyjax asks for these, never for the style name ------------------------------------
     @property
@@ -167,7 +172,7 @@ def attention_mask(segment_ids_BxL: jax.Array, causal: bool | jax.Array = True) 
     return (causal_LxL & same_BxLxL)[:, None]
 
 
-CAUSAL_BLOCKS = 4  # query blocks of causal attention at inference (2: 1.2x, 4: 1.4x, 8: 1.25x scoring, tiny, CPU)
+CAUSAL_BLOCKS = 4  # query blocks of causal attention at inference: the fastest count for scoring on CPU
 
 
 def attend(
@@ -219,7 +224,7 @@ class Attention(nnx.Module):
         cols_BxK: jax.Array | None = None,
     ) -> jax.Array:
         """inference (no dropout: scoring, evaluation, generation): causal attention in query blocks (`attend`),
-        1.4x faster scoring of the tiny model on CPU; training keeps one block, as fast there and simpler to
+        which skip the scores of keys after the block; training keeps one block, as fast there and simpler to
         differentiate. cols_BxK: queries at these columns only (keys and values at all), output [B, K, D]."""
         cfg, dt = self.cfg, x_BxLxD.dtype
         q_BxLxHxK = jnp.einsum("bld,dhk->blhk", take_cols(x_BxLxD, cols_BxK), self.wq[...].astype(dt))
@@ -239,7 +244,7 @@ class Attention(nnx.Module):
         if cfg.attention == "gqa":  # grouped-query: query head i reads key/value head i // (H / G)
             k_BxLxHxK = jnp.repeat(k_BxLxGxK, cfg.num_heads // cfg.num_kv_heads, axis=2)
             v_BxLxHxK = jnp.repeat(v_BxLxGxK, cfg.num_heads // cfg.num_kv_heads, axis=2)
-        # plain einsums: on CPU at these lengths as fast as jax.nn.dot_product_attention (measured), and exact
+        # plain einsums: on CPU at these lengths no slower than jax.nn.dot_product_attention, and exact
         q_BxLxHxK = q_BxLxHxK * jnp.asarray(cfg.head_dim**-0.5, dt)
         blocks = CAUSAL_BLOCKS if inference and not cfg.encoder else 1
         o_BxLxHxK = attend(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, take_cols(mask_Bx1xLxL, cols_BxK, axis=2), blocks)

@@ -29,9 +29,9 @@ def head_chunks(rows_per_shard: int, seq_len: int, tokens_per_chunk: int) -> int
 
 
 def default_chunks(rows: int, length: int) -> int:
-    """Slices for a [rows, length] batch under the current mesh: ~512 tokens per device on CPU (the bench model's train
-    step measured 1.3-1.6x faster than unsliced with 256-1,024; 512 was fastest), ~16k on accelerators (one slice for
-    most batches)."""
+    """Slices for a [rows, length] batch under the current mesh: ~512 tokens per device on CPU (slices that stay in
+    cache: the fastest size for the bench model's train step, docs/benchmarks.md), ~16k on accelerators (one slice
+    for most batches)."""
     mesh = jax.sharding.get_abstract_mesh()
     shards = 1 if mesh.empty else mesh.shape.get("data", 1) * mesh.shape.get("fsdp", 1)
     cpu = jax.devices()[0].platform == "cpu"

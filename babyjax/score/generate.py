@@ -19,7 +19,6 @@ import itertools
 import json
 import math
 import os
-import sys
 import zlib
 from collections.abc import Sequence
 
@@ -32,7 +31,6 @@ from flax import nnx
 from babyjax import paths
 from babyjax.checkpoints import series as checkpoints
 from babyjax.checkpoints.run import RunDir
-from babyjax.commands import cli
 from babyjax.data.tokenizer import EOS_ID, PAD_ID
 from babyjax.errors import InputError
 from babyjax.model import objectives
@@ -120,10 +118,10 @@ class Generator:
         self.workdir, self.tokenizer = self.run.path, self.run.tokenizer()
         self.steps = [int(e["step"]) for e in self.run.series_index()]
         self.model_cfg = dataclasses.replace(self.run.model_config(self.tokenizer.vocab_size), dropout=0.0, remat=False)
-        kind = objectives.config_of(self.run.config())["kind"]
-        if kind in ("mlm", "mntp"):
+        objective = objectives.features(self.run.config())
+        if not objective.causal_capable:
             raise InputError(
-                f"run {self.run.name} is a masked LM (objective {kind!r}): it does not generate text; "
+                f"run {self.run.name} is a masked LM (objective {objective.kind!r}): it does not generate text; "
                 "babyjax.generate needs a causal or hybrid run"
             )
         abstract_model = nnx.eval_shape(lambda: Transformer(self.model_cfg, rngs=nnx.Rngs(0)))
@@ -284,62 +282,3 @@ def _refuse_other_file(path: epath.Path) -> None:
         raise InputError(
             f"--out {path} exists and is not a generations file: choose another path (it is not overwritten)"
         )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; a user error is one line and status 2 (babyjax/commands/cli.py)."""
-    return cli.run(_main, argv, prog="babyjax.generate")
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    ap = cli.ArgumentParser(
-        prog="python -m babyjax.generate",
-        description="Generate text from fixed prompts at checkpoints of a run's series.",
-    )
-    ap.add_argument("--workdir", required=True, help="babyjax run directory")
-    ap.add_argument("--steps", default="", help="comma-separated series steps (default: ~6 spread over log-step)")
-    ap.add_argument(
-        "--prompt",
-        action="append",
-        default=None,
-        help=f"a prompt (repeatable; default: a few child-directed openings: {', '.join(DEFAULT_PROMPTS)})",
-    )
-    ap.add_argument(
-        "--heldout_prompts",
-        type=int,
-        default=0,
-        help="N prompts from the run's own dev text instead (the first 3 words of N documents, seeded)",
-    )
-    ap.add_argument("--max_new_tokens", type=int, default=40)
-    ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    ap.add_argument("--top_k", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None, help="output JSON (default: <workdir>/generations.json)")
-    args = ap.parse_args(argv)
-    try:
-        steps = [int(s) for s in args.steps.split(",") if s.strip()] or None
-    except ValueError:
-        raise InputError(f"--steps={args.steps!r}: give comma-separated integers") from None
-    prompts = args.prompt or DEFAULT_PROMPTS
-    if args.heldout_prompts != 0:
-        prompts = heldout_prompts(args.workdir, args.heldout_prompts, seed=args.seed)
-    path = write_generations(
-        args.workdir,
-        steps,
-        prompts,
-        args.out,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        seed=args.seed,
-    )
-    for step, texts in json.loads(path.read_text()).items():
-        print(f"step {step}")
-        for prompt, text in texts.items():
-            print(f"  {prompt!r} -> {text!r}")
-    print(f"generations written to {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

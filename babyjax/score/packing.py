@@ -86,12 +86,12 @@ def masked_copies(
     scored: Sequence[int] | None = None,
     context: bool = True,
 ) -> list[MaskedCopy]:
-    """The copies that score sequence `seq` by `method` (docs/science.md section 2): 'pll_original' (Salazar et al.
-    2020: one token masked), 'pll_within_word_l2r' (Kauf & Ivanova 2023: also the later pieces of its word; a word
-    starts at a piece in `word_starts`) or 'mntp' (one token masked, read at the column before). The model reads
-    `</s>` and the sequence (context=False: the sequence alone, whose first token then has no column before it
-    under mntp); longer sequences are read in a window of `seq_len` tokens around each scored token. scored: the
-    positions of `ids` to score (default all)."""
+    """The copies that score sequence `seq` by `method` (docs/science.md, "Masked and hybrid LMs"): 'pll_original'
+    (Salazar et al. 2020: one token masked), 'pll_within_word_l2r' (Kauf & Ivanova 2023: also the later pieces of
+    its word; a word starts at a piece in `word_starts`) or 'mntp' (one token masked, read at the column before).
+    The model reads `</s>` and the sequence (context=False: the sequence alone, whose first token then has no column
+    before it under mntp); longer sequences are read in a window of `seq_len` tokens around each scored token.
+    scored: the positions of `ids` to score (default all)."""
     if method not in MASKED_METHODS:
         raise InputError(f"unknown masked scoring method {method!r}: use one of {', '.join(MASKED_METHODS)}")
     full = np.asarray(([EOS_ID] if context else []) + [int(i) for i in ids], np.int64)
@@ -286,8 +286,7 @@ def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = No
 
 def row_length(units: Sequence[Window | MaskedCopy], seq_len: int) -> int:
     """The packed row length: `seq_len` for causal windows; for masked copies (read both ways) the shortest multiple of
-    16 from 64 up that holds the longest copy, since attention over a row costs its length per token (BLiMP: 64 rows
-    score 1.2x faster than 128)."""
+    16 from 64 up that holds the longest copy, since attention over a row costs its length per token."""
     if not units or not isinstance(units[0], MaskedCopy):
         return seq_len
     return min(seq_len, max(64, -(-max(u.length for u in units) // 16) * 16))

@@ -35,7 +35,7 @@ def _target_logprobs(
 ) -> jax.Array:
     """log p(target | context) in nats, float32 [B, L] (or [B, K] at the columns `batch['cols']`, `Packed.compact`); 0
     where the weight is 0. The output projection and log-softmax run over `chunks` slices of the batch in turn (a
-    lax.map: the logits of one slice stay in cache, 1.5x faster on CPU than one [B, L, V] pass); slice j holds rows j,
+    lax.map: the logits of one slice stay in cache, faster on CPU than one [B, L, V] pass); slice j holds rows j,
     j + chunks, ..., so every device keeps working on its own rows."""
     cols_BxK = batch.get("cols")  # read the scored columns only (L becomes K below)
     x_BxLxD = model.features(
@@ -68,7 +68,7 @@ class Scorer:
     """The jitted, sharded scoring function for one model shape on one mesh: parameters laid out by their logical axes,
     batches split over ('data', 'fsdp') (the padded last batch fixed before any checkpoint: docs/science.md,
     "Packing"), log-probabilities returned replicated to every process. batch_rows (0 = 8 per data-parallel device on
-    CPU, where small batches stay in cache and run ~1.8x faster than 32, or 128 on accelerators) is rounded up to a
+    CPU, where small batches stay in cache and run faster than 32, or 128 on accelerators) is rounded up to a
     multiple of the data-parallel devices. head_tokens: tokens per device in each slice of the output projection (see
     `_target_logprobs`; 0 = 256 on CPU, 16,384 on accelerators). causal: False for masked LMs (attention both ways
     within each packed segment)."""
@@ -104,8 +104,8 @@ class Scorer:
                 model = nnx.merge(self.graphdef, params, self._rest)
                 return jax.lax.map(lambda batch: _target_logprobs(model, batch, chunks, causal), batches)
 
-        # one call per checkpoint, the batches looped over inside: a call per batch cost ~2 ms of host time each on
-        # CPU (the tiny model's 42 batches: ~90 ms a checkpoint, taken from the same 2 cores as the compute)
+        # one call per checkpoint, the batches looped over inside: a call per batch costs host time that, on CPU, is
+        # taken from the same cores as the compute
         self._fn = jax.jit(logprobs, in_shardings=(self.param_shardings, self.batch_sharding), out_shardings=replicated)
 
     def place(self, packed: Packed) -> tuple[Packed, dict[str, jax.Array] | None]:

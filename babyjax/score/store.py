@@ -5,6 +5,7 @@ matrix is flushed before its checkpoint is marked `done`."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -124,7 +125,7 @@ class RunTable:
         rows = rows.sort_values("step", kind="stable").reset_index(drop=True)
         old_at = {int(s): i for i, s in enumerate(self.rows["step"])}
         tmp = self.dir / ".surprisal.npy.grow"
-        grown = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), self.num_tokens))
+        grown = _new_matrix(tmp, (len(rows), self.num_tokens))
         for i, s in enumerate(rows["step"]):
             grown[i] = self.matrix[old_at[int(s)]] if int(s) in old_at else np.nan
         grown.flush()
@@ -204,7 +205,9 @@ class ScoreFolder:
                         f"{out} holds run {run!r} from {stored['run_workdirs'][run]}, not {wd}: "
                         "give this run another name"
                     )
-                was = stored.get("contexts", {}).get(run, "window")  # outputs before 2026-12: one window per row
+                was = stored.get("contexts", {}).get(
+                    run, "window"
+                )  # an output whose meta.json records no contexts: one window per row
                 if run in stored["run_workdirs"] and was != meta["contexts"][run]:
                     raise InputError(
                         f"{out} holds run {run!r} scored in {was} contexts; it is now scored in "
@@ -253,6 +256,28 @@ def validation_perplexity(surprisal_TxC: np.ndarray) -> np.ndarray:
         count += ok.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, np.exp2(total / count), np.nan)
+
+
+def _new_matrix(path: pathlib.Path, shape: tuple[int, int]) -> np.ndarray:
+    """A new float32 .npy matrix, memory-mapped, its disk space allocated first: a full disk is then an OSError here
+    (the file removed) instead of a SIGBUS, a crash, at the first write into a page the disk has no room for."""
+    matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    if not hasattr(os, "posix_fallocate"):  # macOS
+        return matrix
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot allocate ahead
+                raise
+        finally:
+            os.close(fd)
+    except BaseException:
+        del matrix
+        path.unlink(missing_ok=True)
+        raise
+    return matrix
 
 
 def open_matrix(path: pathlib.Path, mode: str = "r") -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import json
 import logging
@@ -37,8 +38,9 @@ from tqdm.auto import tqdm
 
 from babyjax import paths
 from babyjax.checkpoints.run import RunDir, first_difference
-from babyjax.errors import InputError, TrainingError, UserError
+from babyjax.errors import DiskFullError, InputError, TrainingError, UserError, disk_full, writing_to
 from babyjax.model import objectives
+from babyjax.score.config import RunSpec, ScoreConfig
 from babyjax.study import spec as spec_lib
 
 log = logging.getLogger("babyjax")
@@ -77,11 +79,24 @@ def error_line(text: str) -> str:
 
 
 def last_error(log_path: pathlib.Path) -> str:
-    """`error_line` of a child's log ('' when it cannot be read)."""
+    """`error_line` of a failed child's log ('' when it cannot be read). A child that could not even write its error
+    line, the log's disk having no room left, is said to have met a full disk, in the words a child uses for it."""
     try:
-        return error_line(log_path.read_text(errors="replace"))
+        line = error_line(log_path.read_text(errors="replace"))
     except OSError:
-        return ""
+        line = ""
+    if disk_full(Exception(line)) is None and _no_room(log_path.parent):
+        line = f"error: {DiskFullError(str(log_path.parent.parent), os.strerror(errno.ENOSPC))}"
+    return line
+
+
+def _no_room(folder: pathlib.Path) -> bool:
+    """Whether the disk holding `folder` has less than 1 MiB left for this user."""
+    try:
+        disk = os.statvfs(folder)
+    except OSError:
+        return False
+    return disk.f_bavail * disk.f_frsize < 1 << 20
 
 
 def _check_eval_paths(study: ml_collections.ConfigDict) -> None:
@@ -145,8 +160,9 @@ class Study:
                 raise InputError(
                     f"another study command is working in {self.dir}: wait for it, or stop it first"
                 ) from None
-            self.pin()
-            yield self
+            with writing_to(self.dir):
+                self.pin()
+                yield self
 
     def pin(self) -> None:
         """Write study.json at the first start; refuse a study config whose runs or evaluations differ."""
@@ -231,25 +247,24 @@ class Study:
         return [r.name for r in self.runs if not (self.done("train", r.name) and self.finished(r.name))]
 
     # -- scoring, generation, analysis ---------------------------------------------------------------------------------
-    def score_jobs(self) -> list[tuple[str, list[str], list[str]]]:
-        """(output name, its runs, the score command's flags) for every evaluation set and objective."""
+    def score_jobs(self) -> list[tuple[str, list[str], ScoreConfig]]:
+        """(output name, its runs, its score config) for every evaluation set and objective."""
         by_kind: dict[str, list[str]] = {}
         for r in self.runs:
-            by_kind.setdefault(objectives.config_of(self.configs[r.name])["kind"], []).append(r.name)
-        evals = []
+            by_kind.setdefault(objectives.features(self.configs[r.name]).kind, []).append(r.name)
+        evals: list[tuple[str, dict]] = []
         if self.study.tokens.num_sequences:
-            evals.append(("tokens", ["--kind=tokens", f"--eval={self.sample_path}"]))
+            evals.append(("tokens", {"kind": "tokens", "eval": self.sample_path}))
         for name, path in sorted(self.study.pairs.items()):
-            limit = [f"--limit={self.study.pairs_limit}"] if self.study.pairs_limit else []
-            evals.append((name, ["--kind=pairs", f"--eval={path}", *limit]))
+            evals.append((name, {"kind": "pairs", "eval": path, "limit": self.study.pairs_limit}))
         for name, path in sorted(self.study.text.items()):
-            evals.append((name, ["--kind=text", f"--eval={path}"]))
+            evals.append((name, {"kind": "text", "eval": path}))
         jobs = []
-        for ev, flags in evals:
+        for ev, options in evals:
             for kind, names in sorted(by_kind.items()):
                 out = ev if len(by_kind) == 1 else f"{ev}-{kind}"
-                runs = [f"--run={n}={self.run_dir(n)}" for n in names]
-                jobs.append((out, names, [*runs, *flags, f"--out={self.dir / 'scores' / out}"]))
+                runs = [RunSpec(n, self.run_dir(n)) for n in names]
+                jobs.append((out, names, ScoreConfig(run=runs, out=self.dir / "scores" / out, **options)))
         return jobs
 
     def child(self, cmd: Sequence[str], stage: str, what: str, bar: tqdm | None = None) -> None:
@@ -271,9 +286,9 @@ class Study:
     def score(self) -> None:
         jobs = [j for j in self.score_jobs() if not self.done("score", j[0])]
         with tqdm(total=len(jobs), desc="score", unit="output", disable=not self.progress or not jobs) as bar:
-            for out, runs, flags in jobs:
+            for out, runs, config in jobs:
                 bar.set_postfix_str(f"{out}: {', '.join(runs)}")
-                self.child([sys.executable, "-m", "babyjax.score", *flags], "score", out, bar)
+                self.child([sys.executable, "-m", "babyjax.score", *config.to_argv()], "score", out, bar)
                 self.mark_done("score", out)
                 bar.update(1)
 
@@ -282,9 +297,7 @@ class Study:
         names = [
             r.name
             for r in self.runs
-            if n
-            and not self.done("generate", r.name)
-            and objectives.config_of(self.configs[r.name])["kind"] in ("causal", "hybrid")
+            if n and not self.done("generate", r.name) and objectives.features(self.configs[r.name]).causal_capable
         ]
         with tqdm(total=len(names), desc="generate", unit="run", disable=not self.progress or not names) as bar:
             for name in names:
@@ -324,7 +337,7 @@ class Study:
             f"--xia-p={a.xia_p}",
             f"--x-axis={a.x_axis}",
             *([f"--aoa-words={a.aoa_words}"] if a.aoa_words else []),
-            *([] if self.progress else ["--no-progress"]),
+            *([] if self.progress else ["--noprogress"]),
         ]
         with tqdm(total=1, desc="analyze", unit="report", disable=not self.progress) as bar:
             self.child(cmd, "analyze", "report", bar)

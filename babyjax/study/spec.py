@@ -31,7 +31,7 @@ from typing import Any
 
 import ml_collections
 
-from babyjax.errors import InputError
+from babyjax.errors import InputError, unknown_config_key
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # the checkout (launch/, configs/)
 # Keys an axis may not vary: every run must read the same corpus through the same tokenizer, so that the runs score
@@ -167,9 +167,7 @@ def run_config(study: ml_collections.ConfigDict, run: RunPlan, extra: Sequence[s
     except flags.Error as e:
         raise InputError(f"run {run.name}: {str(e).splitlines()[0]}") from None
     except (AttributeError, KeyError) as e:  # as launch/train.py says it: the key, and the closest one
-        from babyjax.commands.cli import _unknown_key
-
-        raise InputError(f"run {run.name}: {_unknown_key(argv, e)}") from None
+        raise InputError(f"run {run.name}: {unknown_config_key(argv, e)}") from None
     except (ValueError, TypeError) as e:
         raise InputError(f"run {run.name}: bad override value ({str(e).splitlines()[0]})") from None
     return fv.config
@@ -210,7 +208,13 @@ def load(path: str) -> ml_collections.ConfigDict:
         sys.path.remove(str(ROOT))
     if not hasattr(module, "get_config"):
         raise InputError(f"study config {path} has no get_config()")
-    study, given = base_study(), module.get_config()
+    return merge(module.get_config(), path)
+
+
+def merge(given: ml_collections.ConfigDict, path: str) -> ml_collections.ConfigDict:
+    """A study config's keys (read from `path`) over base_study()'s defaults (unknown keys refused), its axes
+    checked."""
+    study = base_study()
     unknown = sorted(set(given.keys()) - set(study.keys()))
     if unknown:
         raise InputError(f"study config {path}: unknown keys {unknown}; the keys are listed in babyjax/study/spec.py")

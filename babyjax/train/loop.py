@@ -1,8 +1,9 @@
 """The training loop: BabyLM batches -> sharded jitted train step -> a dense checkpoint series and resume checkpoints.
 
-`train(config, workdir)`, behind `launch/train.py`: `_set_up`, `_restore_or_init`, then `_loop`, whose per-step
-concerns are hooks (babyjax/train/hooks.py) fed by one host-side `Progress` record. Running it again on the same workdir
-continues from the latest resume checkpoint and reproduces the losses and parameters of an uninterrupted run.
+`train(config, workdir)`, behind `launch/train.py`: `_set_up`, `_restore_or_init`, then `_loop`, which dispatches each
+step, hands its host-side `Progress` to the hooks (babyjax/train/hooks.py) and writes the resume checkpoints. Running
+it again on the same workdir continues from the latest resume checkpoint and reproduces the losses and parameters of
+an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +25,7 @@ from babyjax.checkpoints.run import RunDir
 from babyjax.checkpoints.series import RunCheckpoints
 from babyjax.data import babylm, pipeline
 from babyjax.data import tokenizer as tokenizer_lib
-from babyjax.errors import InputError
+from babyjax.errors import InputError, writing_to
 from babyjax.model import objectives, sharding
 from babyjax.model import transformer as model_lib
 from babyjax.train import hooks
@@ -62,6 +62,29 @@ class _Session:
     head_fraction: float  # share of positions the output projection reads (masked objectives: their capacity)
 
 
+def _open_run(config: ml_collections.ConfigDict, workdir: Any) -> RunDir:
+    """The run directory, created and pinned to `config` (the same config on every process)."""
+    distributed.check_same_everywhere(config.to_json_best_effort(sort_keys=True), "config")
+    run = RunDir(workdir)
+    if run.path.exists() and not run.path.is_dir():
+        raise InputError(f"--workdir {run.path} is a file: give a folder for the run")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.pin_config(config, primary=jax.process_index() == 0)
+    return run
+
+
+def _make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+    mesh = sharding.make_mesh(config.mesh)
+    log.info(
+        "processes: %d, devices: %d (local %d), mesh: %s",
+        jax.process_count(),
+        jax.device_count(),
+        jax.local_device_count(),
+        dict(mesh.shape),
+    )
+    return mesh
+
+
 def _prepare_tokenizer(config: ml_collections.ConfigDict, run: RunDir) -> tokenizer_lib.Tokenizer:
     """Dataset and tokenizer; with several processes, process 0 prepares first and the others then reuse its work."""
 
@@ -83,22 +106,33 @@ def evaluate(eval_step, state, loader_factory, max_batches: int) -> float:
     return total / weight if weight > 0 else float("nan")
 
 
+def _loaders(config: ml_collections.ConfigDict, tok: tokenizer_lib.Tokenizer, mesh) -> tuple[pipeline.Loader, Any]:
+    """The training split's loader, and a factory of one pass over the dev split."""
+    data_seed = config.seed if config.data.shuffle_seed < 0 else config.data.shuffle_seed
+    batch_size = config.train.batch_size
+    loader = pipeline.make_loader(
+        config.data, tok, split="train", global_batch_size=batch_size, seed=data_seed, mesh=mesh
+    )
+
+    def dev_loader() -> pipeline.Loader:
+        return pipeline.make_loader(
+            config.data,
+            tok,
+            split=config.data.dev_split,
+            global_batch_size=batch_size,
+            seed=data_seed,
+            mesh=mesh,
+            shuffle=False,
+            num_epochs=1,
+        )
+
+    return loader, dev_loader
+
+
 def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
     """Run directory, mesh, data, tokenizer, model, optimizer, steps, loaders, checkpoints and metric writer."""
-    distributed.check_same_everywhere(config.to_json_best_effort(sort_keys=True), "config")
-    run = RunDir(workdir)
-    if run.path.exists() and not run.path.is_dir():
-        raise InputError(f"--workdir {run.path} is a file: give a folder for the run")
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.pin_config(config, primary=jax.process_index() == 0)
-    mesh = sharding.make_mesh(config.mesh)
-    log.info(
-        "processes: %d, devices: %d (local %d), mesh: %s",
-        jax.process_count(),
-        jax.device_count(),
-        jax.local_device_count(),
-        dict(mesh.shape),
-    )
+    run = _open_run(config, workdir)
+    mesh = _make_mesh(config)
     tok = _prepare_tokenizer(config, run)
     model_cfg = model_lib.ModelConfig.from_config(config.model, tok.vocab_size)
     model_cfg.check_length(config.data.seq_len)
@@ -117,23 +151,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
         graphdef, tx, lr_schedule, mesh, shardings, grad_accum_steps=config.optim.grad_accum_steps, objective=objective
     )
     eval_step = step_lib.make_eval_step(graphdef, mesh, shardings, objective)
-    data_seed = config.seed if config.data.shuffle_seed < 0 else config.data.shuffle_seed
-    loader = pipeline.make_loader(
-        config.data, tok, split="train", global_batch_size=tc.batch_size, seed=data_seed, mesh=mesh
-    )
-
-    def dev_loader():
-        return pipeline.make_loader(
-            config.data,
-            tok,
-            split=config.data.dev_split,
-            global_batch_size=tc.batch_size,
-            seed=data_seed,
-            mesh=mesh,
-            shuffle=False,
-            num_epochs=1,
-        )
-
+    loader, dev_loader = _loaders(config, tok, mesh)
     return _Session(
         config,
         run,
@@ -174,24 +192,31 @@ def _restore_or_init(s: _Session) -> hooks.Progress:
     return progress
 
 
-def _make_hooks(s: _Session, progress_bar: Any) -> list:
-    """The per-step hooks, in the order they run (babyjax/train/hooks.py)."""
-    tc, lock = s.config.train, threading.Lock()
+def _make_hooks(s: _Session, progress_bar: Any) -> list[hooks.Hook]:
+    """The hooks, in the order they see each event (babyjax/train/hooks.py)."""
+    tc = s.config.train
     peak = metrics_lib.measure_matmul_peak(s.config.model.dtype) * jax.device_count()
-    seq_len = s.config.data.seq_len
-    flops = model_lib.flops_per_token(s.model_cfg, seq_len, head_fraction=s.head_fraction)
-    metrics = hooks.MetricsLog(s.writer, tc.log_every, flops, peak, s.ckpt.latest_resume_step, progress_bar)
-    copy = jax.jit(lambda p: jax.tree.map(lambda x: x.copy(), p), out_shardings=s.state_shardings.params)
-    series = hooks.SeriesSaves(s.ckpt, lock, copy)
+    flops = model_lib.flops_per_token(s.model_cfg, s.config.data.seq_len, head_fraction=s.head_fraction)
     return [
-        metrics,
-        hooks.DevEval(s.evaluate, tc.eval_every, s.writer, metrics),
-        series,
-        hooks.ResumeSaves(s.ckpt, lock, s.loader, s.config.ckpt.resume_every, metrics, series),
+        hooks.MetricsLog(s.writer, tc.log_every, flops, peak, s.ckpt.latest_resume_step, progress_bar),
+        hooks.DevEval(s.evaluate, tc.eval_every, s.writer),
+        hooks.SeriesSaves(s.ckpt),
     ]
 
 
-def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Progress, bool, float]:
+def _after_step(s: _Session, hook_list: list[hooks.Hook], progress: hooks.Progress, stop: bool) -> None:
+    """A dispatched step's events: every hook sees it; at a resume point (every ckpt.resume_every steps, the last
+    step, a preemption) every hook is told, then the full state and the loader's position are saved."""
+    for hook in hook_list:
+        hook.on_step(progress, s.state)
+    force = stop or progress.final
+    if s.ckpt.resume_due(progress.step, force=force):
+        for hook in hook_list:
+            hook.before_resume_save(progress)
+        s.ckpt.save_resume(progress.step, s.state, s.loader, progress.meta(), force=force)
+
+
+def _loop(s: _Session, progress: hooks.Progress, hook_list: list[hooks.Hook]) -> tuple[hooks.Progress, bool, float]:
     """Dispatch a step, hand its `Progress` to the hooks, fetch the next batch; until done or preempted. Returns
     where it stopped, whether preempted, and the time.time() of the first step's dispatch (after compiling)."""
     batch, totals = s.loader.next_with_totals()
@@ -203,8 +228,7 @@ def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Pro
             s.state, metrics = compiled(s.state, batch)
             progress = progress.after(*totals, metrics, wall_before + time.time() - t0, s.num_steps)
             stop = preemption.should_stop(progress.step)
-            for hook in steps:
-                hook(progress, s.state, stop)
+            _after_step(s, hook_list, progress, stop)
             if stop:
                 log.warning(
                     "SIGTERM: saved a resume checkpoint at step %d; run the same command to continue", progress.step
@@ -216,33 +240,35 @@ def _loop(s: _Session, progress: hooks.Progress, steps: list) -> tuple[hooks.Pro
 
 
 def train(config: ml_collections.ConfigDict, workdir: Any) -> TrainResult:
-    """Trains (or resumes) the run in `workdir` as `config` says. Returns where it stopped."""
+    """Trains (or resumes) the run in `workdir` as `config` says. Returns where it stopped. A full disk stops it as
+    a resumable failure reported for `workdir` (errors.disk_full)."""
+    with writing_to(workdir):
+        return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: Any) -> TrainResult:
+    """`train` within its folder: set up, restore or start, loop, then close the checkpoints and the writers."""
     s = _set_up(config, workdir)
-    progress = _restore_or_init(s)
-    if progress.step >= s.num_steps:
-        log.info("run already finished at step %d (train.num_steps=%d): nothing to do", progress.step, s.num_steps)
-        s.ckpt.close()
-        s.writer.close()
-        return TrainResult(progress.step, progress.tokens_seen, progress.words_seen, None, preempted=False)
-    show_bar = config.train.progress_bar and jax.process_index() == 0
-    bar = tqdm(total=s.num_steps, initial=progress.step, unit="step", dynamic_ncols=True) if show_bar else None
-    steps = _make_hooks(s, bar)
-    metrics, series = steps[0], steps[2]
+    bar = None
     try:
-        first = progress.step
-        progress, preempted, t0 = _loop(s, progress, steps)
-        metrics.drain()
-        series.flush()
-        log.info(
-            "series checkpoints: %.1f s of saving, the loop waited %.1f s for them", series.busy_s, series.waited_s
-        )
-        log.info(
-            "loop: %.2f s from the first step to the last save (%d steps)", time.time() - t0, progress.step - first
-        )
+        progress = first = _restore_or_init(s)
+        if progress.step >= s.num_steps:
+            log.info("run already finished at step %d (train.num_steps=%d): nothing to do", progress.step, s.num_steps)
+            return TrainResult(progress.step, progress.tokens_seen, progress.words_seen, None, preempted=False)
+        if config.train.progress_bar and jax.process_index() == 0:
+            bar = tqdm(total=s.num_steps, initial=progress.step, unit="step", dynamic_ncols=True)
+        hook_list = _make_hooks(s, bar)
+        progress, preempted, t0 = _loop(s, progress, hook_list)
+        for hook in hook_list:
+            hook.on_stop(progress)
+        steps = progress.step - first.step
+        log.info("loop: %.2f s from the first step to the last save (%d steps)", time.time() - t0, steps)
     finally:
-        series.close()
-        s.ckpt.close()
-        s.writer.close()
-        if bar is not None:
-            bar.close()
-    return TrainResult(progress.step, progress.tokens_seen, progress.words_seen, metrics.last_loss, preempted)
+        try:
+            s.ckpt.close()
+        finally:  # a full disk fails both closes: the writer must still stop its thread
+            s.writer.close()
+            if bar is not None:
+                bar.close()
+    last_loss = float(jax.device_get(progress.metrics["loss"])) if progress.metrics else None
+    return TrainResult(progress.step, progress.tokens_seen, progress.words_seen, last_loss, preempted)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
+from babyjax import paths
 from babyjax.checkpoints.run import RunDir
 from babyjax.errors import InputError
 
@@ -30,6 +31,7 @@ class MetricWriter:
             return
         run = RunDir(workdir)
         run.path.mkdir(parents=True, exist_ok=True)
+        _drop_unfinished_line(run.metrics_path)
         self._jsonl = run.metrics_path.open("a")
         try:
             from tensorboardX import SummaryWriter
@@ -53,10 +55,43 @@ class MetricWriter:
             self._tb.flush()
 
     def close(self) -> None:
-        for f in (self._jsonl, self._tb):
-            if f is not None:
-                f.close()
-        self._jsonl = self._tb = None
+        """Close both files. A final flush that fails (a full disk) still stops TensorBoard's writer thread, which
+        would fail again at exit, then raises."""
+        jsonl, tb, self._jsonl, self._tb = self._jsonl, self._tb, None, None
+        try:
+            if jsonl is not None:
+                jsonl.close()
+        finally:
+            if tb is not None:
+                try:
+                    tb.close()
+                except OSError:
+                    _stop_tensorboard(tb)
+                    raise
+
+
+def _drop_unfinished_line(path: epath.Path) -> None:
+    """Cut the last line of a local JSONL file if a failed or killed write left it unfinished, so that the next line
+    starts on a line of its own."""
+    if paths.is_cloud(path) or not path.exists():
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+        if tail and not tail.endswith(b"\n") and (b"\n" in tail or size <= 65536):
+            f.truncate(size - len(tail) + tail.rfind(b"\n") + 1)
+
+
+def _stop_tensorboard(writer: Any) -> None:
+    """Stop the writer threads of a tensorboardX SummaryWriter whose close failed, and mark them closed (their exit
+    handler would flush again)."""
+    for file_writer in (getattr(writer, "all_writers", None) or {}).values():
+        events = file_writer.event_writer
+        worker = getattr(events, "_worker", None)
+        if worker is not None and not getattr(events, "_closed", True):
+            events._closed = True
+            worker.stop()
 
 
 def _to_float(v: Any) -> float | None:

@@ -9,7 +9,7 @@ Command:   python -m babyjax.study --config configs/studies/chang_strict_small.p
 Hardware:  one GPU per run (A100/H100 class); scoring and analysis run where the study command runs (a GPU node:
            submit the study command itself as a job, or run it there after the array finishes).
 Time:      estimated: each run under 1 hour on an H100 (configs/strict_small.py), scoring 1M tokens x ~200 checkpoints
-           x 5 runs a few hours on one GPU; not yet measured on this project's hardware.
+           x 5 runs a few hours on one GPU; not measured.
 """
 
 from babyjax.study import base_study, over

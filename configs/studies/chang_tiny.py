@@ -6,9 +6,8 @@ Command:   python -m babyjax.study --config configs/studies/chang_tiny.py --work
 Data:      the packaged sample (or BABYJAX_DATA_DIR); BLiMP, Zorro and children's AoA from ../shared/data (or
            BABYJAX_SHARED_DATA).
 Hardware:  a 2-core CPU.
-Time:      12 min 13 s to 15 min 28 s wall in a fresh clone and HOME with the dataset prepared, depending on the
-           machine (the slower: training 5 min 38 s, scoring 8 min 34 s, generation 15 s, analysis 53 s), largest
-           process 1.02-1.04 GB RSS; 2 idle cores, /usr/bin/time -v, measured 2026-12-02 on two machines.
+Time:      12 to 16 min wall on 2 idle cores with the dataset prepared, depending on the machine; largest process
+           about 1 GB RSS (docs/benchmarks.md).
 Runs:      seed0, seed1, seed2 (one condition); 600 steps each, 115 checkpoints.
 """
 

@@ -5,7 +5,7 @@ at equal validation perplexity (trajectory classes over the shared perplexity ra
 Command:   python -m babyjax.study --config configs/studies/scale_strict_small.py --workdir /shared/studies/scale_ss \
              --launcher slurm --parallel 8 -- --partition=gpu --gpus-per-node=1 --time=12:00:00
 Hardware:  one GPU per run (A100/H100 class); or TPU slices (--launcher tpu -- --zone=... --accelerator-type=v4-8).
-Time:      estimated: the largest size about 2 hours per run on an H100; not yet measured on this project's hardware.
+Time:      estimated: the largest size about 2 hours per run on an H100; not measured.
 Runs:      {xs, s, m, l} x {seed0, seed1}.
 """
 

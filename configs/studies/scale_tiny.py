@@ -5,8 +5,8 @@ perplexity range all sizes pass through, with perplexity on the x axis.
 
 Command:   python -m babyjax.study --config configs/studies/scale_tiny.py --workdir studies/scale_tiny
 Hardware:  a 2-core CPU.
-Time:      12 min 25 s wall on 2 idle cores with the data already prepared (training 7 min 03 s, scoring 4 min 33 s,
-           analysis 41 s), largest process 1.25 GB RSS; /usr/bin/time -v, measured 2026-12-02.
+Time:      about 12.5 min wall on 2 idle cores with the data already prepared, largest process 1.25 GB RSS
+           (docs/benchmarks.md).
 Runs:      d64_seed0, d128_seed0, d256_seed0.
 """
 

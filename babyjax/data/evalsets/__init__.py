@@ -11,7 +11,6 @@ import io
 import json
 import os
 import pathlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +18,6 @@ import numpy as np
 import pandas as pd
 
 from babyjax import paths
-from babyjax.checkpoints.run import RunDir
-from babyjax.commands import cli
 from babyjax.data import babylm
 from babyjax.data.pipeline import TokenizedSplit, load_split_tokens
 from babyjax.data.tokenizer import EOS_ID, Tokenizer
@@ -362,43 +359,3 @@ def load_tokens(path: str, *, limit: int = 0) -> EvalSet:
         tokenizer_hash=sample.meta.get("tokenizer_sha256"),
         positions=[p.tolist() for p in positions],
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; a user error is one line and status 2 (babyjax/commands/cli.py)."""
-    return cli.run(_main, argv, prog="babyjax.data.evalsets")
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    ap = cli.ArgumentParser(prog="python -m babyjax.data.evalsets", description="Build evaluation sets.")
-    sub = ap.add_subparsers(dest="kind", required=True)
-    tokens = sub.add_parser("tokens", help="tokens-in-context sample (Chang et al.) of a run's held-out text")
-    tokens.add_argument("--workdir", required=True, help="babyjax run directory (config.json, tokenizer.model)")
-    tokens.add_argument("--out", required=True, help="output .npz (never overwritten by a different sample)")
-    tokens.add_argument("--split", choices=("dev", "test"), default="test")
-    tokens.add_argument("--num_sequences", type=int, default=1000)
-    tokens.add_argument("--seq_len", type=int, default=128)
-    tokens.add_argument("--num_positions", type=int, default=10, help="target positions per sequence")
-    tokens.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    run = RunDir.open(args.workdir, what="--workdir")
-    config = run.config()
-    if "data" not in config:
-        raise InputError(f"{run.config_path} has no 'data' section: --workdir must be a babyjax run directory")
-    sample = make_token_sample(
-        config.data,
-        run.tokenizer(),
-        args.out,
-        split=args.split,
-        seed=args.seed,
-        num_sequences=args.num_sequences,
-        seq_len=args.seq_len,
-        num_positions=args.num_positions,
-    )
-    n, k = sample.positions.shape
-    print(f"{n} sequences x {sample.tokens.shape[1]} tokens, {n * k} targets ({args.split}) written to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
