@@ -30,7 +30,9 @@ def _data_tokenizer(c: ml_collections.ConfigDict) -> None:
     # Folder holding an official BabyLM release (2023 or 2024+ layout). '' means: the environment variable
     # BABYJAX_DATA_DIR, else download the official release (where the network allows).
     c.data.dir = ""
-    c.data.track = "strict_small"  # TFDS builder config: strict_small (10M words) | strict (100M words)
+    # The BabyLM track: its training set (the TFDS builder config) and its cap on words seen, checked before the
+    # first step (babyjax/data/tracks.py): strict_small (10M words, at most 100M seen) | strict (100M, 1B seen)
+    c.data.track = "strict_small"
     # Root of the prepared ArrayRecord files, one folder per source (babylm-<fingerprint>/); '' = BABYJAX_TFDS_DIR,
     # else TFDS's default (~/tensorflow_datasets).
     c.data.tfds_dir = ""
@@ -117,6 +119,9 @@ def _optim_train_ckpt(c: ml_collections.ConfigDict) -> None:
     c.train.eval_every = 1000
     c.train.eval_batches = 20
     c.train.progress_bar = True
+    # Train past the track's cap on words seen (data.track), a deliberate departure from its rules; not part of
+    # what defines a run, so a run begun over the cap can be continued with it
+    c.train.allow_over_cap = False
 
     # ---- checkpoints (babyjax/checkpoints/series.py, babyjax/checkpoints/schedules.py) ----
     c.ckpt = ml_collections.ConfigDict()

@@ -5,9 +5,11 @@ Command:   python launch/train.py --config configs/roberta_strict_small.py --wor
 Model:     RoBERTa style (learned positions, post-LayerNorm, erf GELU, tied MLM head), 12 layers, d_model 768, 12 heads,
            MLP 3072 (the shape of roberta-base, 98M parameters with a 16k vocabulary), context 128.
 Objective: masked LM, 15% of tokens, 80/10/10, dynamic masks (RoBERTa); AdamW b2 0.98, lr 6e-4, 0.01 weight decay.
-Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens.
+Data:      ~13M tokens per epoch (an estimate: the real corpus is not measured here); 3,800 steps of 256 x 128
+           tokens = ~9.5 epochs, ~95M words seen, within the strict-small cap of 100M (checked before the first
+           step on the prepared corpus; its log line gives the planned words and epochs).
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
-Time:      not measured; estimated from FLOPs (6 x 98M x 262M tokens = 1.5e17): about 15 minutes on one H100 at 25%
+Time:      not measured; estimated from FLOPs (6 x 98M x 125M tokens = 7.3e16): about 7 minutes on one H100 at 25%
            of its bf16 peak.
 Expected:  not measured; the BabyLM 2023 organisers' RoBERTa-base reached BLiMP ~70% on strict-small.
 """
@@ -36,10 +38,13 @@ def get_config():
     c.optim.weight_decay = 0.01
     c.optim.warmup_steps = 500
     c.train.batch_size = 256
-    c.train.num_steps = 8000
+    c.train.num_steps = 3800
     c.train.eval_every = 500
-    c.ckpt.schedule = "chang"
-    c.ckpt.chang_s0 = 2.0
-    c.ckpt.chang_s1 = 200.0
-    c.ckpt.chang_t1 = 8000.0
+    # BabyLM 2025/2026 strict-small: at most 100M words seen (configs/base.py data.track), and the fast evaluation's
+    # chck_<N>M marks (1M..10M by 1M, 20M..100M by 10M) saved beside Chang et al.'s dense series.
+    c.ckpt.schedule = "chang_words"
+    c.ckpt.chang_s0 = 1.0
+    c.ckpt.chang_s1 = 100.0
+    c.ckpt.chang_t1 = 3800.0
+    c.ckpt.words_marks_max = 100_000_000
     return c

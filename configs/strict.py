@@ -4,7 +4,8 @@ Command:   python launch/train.py --config configs/strict.py --workdir gs://BUCK
            (TPU: launch/tpu/run.sh)
 Model:     GPT-2 style, 12 layers, d_model 768, 12 heads, MLP 3072, vocab 32k unigram SentencePiece,
            context 128 (~110M params).
-Data:      ~130M tokens per epoch; 10 epochs = 40,000 steps of 256 x 128 tokens (1B words seen; BabyLM 2025 marks).
+Data:      ~130M tokens per epoch (an estimate); 38,000 steps of 256 x 128 tokens = ~9.6 epochs, ~960M words seen,
+           within the strict cap of 1B (checked before the first step); BabyLM 2025 marks.
 Hardware:  a TPU v4-8 / v5e-8 slice or 8 GPUs (data parallel; FSDP with --config.mesh.fsdp=N), bfloat16 compute.
 Time:      not measured; estimated 6-10 hours on a v4-8.
 Expected:  not measured; Chang et al.'s GPT-2 small runs on ~100M words ended near 3.3 nats (an estimate from the
@@ -30,15 +31,15 @@ def get_config():
     c.optim.lr = 6e-4
     c.optim.warmup_steps = 1000
     c.train.batch_size = 256
-    c.train.num_steps = 40_000
+    c.train.num_steps = 38_000
     c.train.eval_every = 1000
-    # Learning curves need Chang et al.'s dense series (their schedule scaled from 1M to 40,000 steps: 222 steps and
-    # the last, 223 saves, the last 11 over the last 22% of training); the 28 BabyLM 2025 words marks (chck_1M ...
-    # chck_1000M) are added to it.
+    # Learning curves need Chang et al.'s dense series (their schedule scaled from 1M to 38,000 steps: 220 steps and
+    # the last, 221 saves, the last 10 over the last 22% of training); the BabyLM 2025 words marks it reaches (chck_1M
+    # ... chck_900M; chck_1000M only at a full 1B words) are added to it.
     c.ckpt.schedule = "chang_words"
     c.ckpt.chang_s0 = 4.0
-    c.ckpt.chang_s1 = 1000.0
-    c.ckpt.chang_t1 = 40_000.0
+    c.ckpt.chang_s1 = 950.0
+    c.ckpt.chang_t1 = 38_000.0
     c.ckpt.words_marks_max = 1_000_000_000
     c.ckpt.resume_every = 1000
     return c

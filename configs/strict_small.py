@@ -1,13 +1,16 @@
-"""BabyLM strict-small (10M words): a Llama-style model in the BabyLlama shape, Chang et al. series.
+"""BabyLM strict-small (10M words): a Llama-style model in the BabyLlama shape, Chang et al. series
+plus the BabyLM chck_<N>M marks.
 
 Command:   python launch/train.py --config configs/strict_small.py --workdir runs/strict_small
            (data: an official BabyLM release folder via --config.data.dir=... or BABYJAX_DATA_DIR; else downloaded)
 Model:     Llama style (RoPE, RMSNorm, SwiGLU), 16 layers, d_model 512, 8 heads, MLP 1024, vocab 16k
            unigram SentencePiece; context 128 (BabyLlama: Timiryasov & Tastet 2023). 50.3M parameters with the
            input and output embeddings tied (base.py); BabyLlama's 58M count them apart (model.tie_embeddings=False).
-Data:      ~13M tokens per epoch; 20 epochs = 8,000 steps of 256 x 128 tokens (~200M words seen).
+Data:      ~13M tokens per epoch (an estimate: the real corpus is not measured here); 3,800 steps of 256 x 128
+           tokens = ~9.5 epochs, ~95M words seen, within the strict-small cap of 100M (checked before the first
+           step on the prepared corpus; its log line gives the planned words and epochs).
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
-Time:      not measured; estimated under 1 hour on one H100.
+Time:      not measured; estimated under 30 minutes on one H100.
 Expected:  not measured; BabyLM 2023 strict-small decoders reach a dev loss of roughly 3.0-3.5 nats with a 16k
            vocabulary (an estimate from the literature).
 """
@@ -32,13 +35,16 @@ def get_config():
     c.optim.warmup_steps = 300
     c.optim.schedule = "cosine"
     c.train.batch_size = 256
-    c.train.num_steps = 8000
+    c.train.num_steps = 3800
     c.train.log_every = 50
     c.train.eval_every = 500
-    # Chang et al. exponential series, scaled to 8k steps: 187 steps and the last, 188 checkpoints.
-    c.ckpt.schedule = "chang"
-    c.ckpt.chang_s0 = 2.0
-    c.ckpt.chang_s1 = 200.0
-    c.ckpt.chang_t1 = 8000.0
+    # BabyLM 2025/2026 strict-small: at most 100M words seen (configs/base.py data.track), and the fast evaluation's
+    # chck_<N>M marks (1M..10M by 1M, 20M..100M by 10M) saved beside Chang et al.'s dense series.
+    # Chang et al. exponential series, scaled to 3,800 steps: 177 steps and the last.
+    c.ckpt.schedule = "chang_words"
+    c.ckpt.chang_s0 = 1.0
+    c.ckpt.chang_s1 = 100.0
+    c.ckpt.chang_t1 = 3800.0
+    c.ckpt.words_marks_max = 100_000_000
     c.ckpt.resume_every = 500
     return c

@@ -238,6 +238,62 @@ def test_report_end_to_end(study, capsys):
     assert len(wdf) and (wdf["n_occurrences"] >= 8).all() and wdf["model_aoa"].notna().any()
 
 
+def test_corpus_named_by_its_folder_and_release_layout(tmp_path, babylm_sample):
+    import ml_collections
+
+    from babyjax.analysis import sections
+    from babyjax.analysis.sections import corpus_text
+    from babyjax.data import babylm
+
+    def data(folder, lines=-1, track="strict_small"):
+        return ml_collections.ConfigDict({"dir": str(folder), "track": track, "max_train_lines": lines})
+
+    def laid_out(root, train, dev, test, domains):
+        for sub, suffix in ((train, "train"), (dev, "dev"), (test, "test")):
+            (root / sub).mkdir(parents=True)
+            for d in domains:
+                (root / sub / f"{d}.{suffix}").write_text("a line\n")
+
+    r24 = tmp_path / "babylm_2025"
+    domains24 = ["bnc_spoken", "childes", "gutenberg", "open_subtitles", "simple_wiki", "switchboard"]
+    laid_out(r24, "train_10M", "dev", "test", domains24)
+    assert corpus_text(data(r24)) == f"BabyLM 2024+ strict_small (folder {r24})"
+    r23 = tmp_path / "babylm_2023"  # the 2023 zip unpacks into babylm_data/, found one level below the folder named
+    domains23 = ["aochildes", "bnc_spoken", "cbt", "children_stories", "gutenberg", "open_subtitles", "qed"]
+    domains23 += ["simple_wikipedia", "switchboard", "wikipedia"]
+    laid_out(r23 / "babylm_data", "babylm_10M", "babylm_dev", "babylm_test", domains23)
+    assert corpus_text(data(r23, 3000)) == f"BabyLM 2023 strict_small, first 3,000 lines (folder {r23})"
+    other = tmp_path / "held_out"  # another corpus laid out as a release
+    laid_out(other, "train_10M", "dev", "test", ["novels"])
+    assert (
+        corpus_text(data(other)) == f"folder {other}: strict_small in the BabyLM 2024+ layout, not a release (novels)"
+    )
+    # the report's study table: a run trained on the shared sample (2023 layout, 4 domains) is not called a release
+    cfg = importlib.import_module("configs.base").get_config()
+    cfg.data.dir, cfg.data.max_train_lines = str(babylm_sample), 3000
+    run = tmp_path / "runs" / "seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(cfg.to_json_best_effort())
+    (run / "checkpoints" / "series.json").write_text(json.dumps([{"step": 10, "words_seen": 5e3, "tokens_seen": 7e3}]))
+    notes = []
+    table = "\n".join(sections.study_section([], tmp_path / "runs", ["seed0"], notes))
+    corpus = f"folder {babylm_sample}: strict_small in the BabyLM 2023 layout, not a release "
+    assert f"| seed0 | {corpus}(aochildes, cbt, children_stories, switchboard), first 3,000 lines |" in table
+    assert "BabyLM strict_small" not in table and not notes
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.txt").write_text("some text\n")
+    for folder, track in ((plain, "strict_small"), (tmp_path / "gone", "strict_small"), (r24, "strict")):
+        assert corpus_text(data(folder, track=track)) == (
+            f"{track} text of folder {folder} (no BabyLM release layout found there now)"
+        )
+    sample = babylm.sample_release(tmp_path / "cache")
+    assert corpus_text(data(sample)) == f"packaged BabyLM sample, 2023 layout (cbt, children_stories) (folder {sample})"
+    assert corpus_text(data("")) == (
+        "strict_small of $BABYJAX_DATA_DIR at training, else the official BabyLM 2023 download (no data.dir)"
+    )
+
+
 def test_model_cost_counts_the_runs_model(tmp_path):
     """The report's x axis in FLOPs: a run's parameters, counted by hand and in its initialised model, and its
     training FLOPs per token, PaLM's appendix B by hand: 6 x the matmul parameters + 12 x layers x d_attn x context."""

@@ -1,6 +1,7 @@
 """Every config overrides only keys that base.py defines, documents how to run it, and finds its data."""
 
 import importlib
+import math
 import pathlib
 import sys
 
@@ -63,3 +64,60 @@ def test_base_model_and_objective_sections_are_the_packages_defaults():
     assert typed(base.model.to_dict()) == typed(ModelConfig.defaults())
     assert typed(base.objective.to_dict()) == typed(objectives.DEFAULT)
     assert base.objective.kind == "causal" and base.model.num_kv_heads == -1  # the spellings a user reads and sets
+
+
+# The strict-small corpus as the configs' docstrings estimate it (the real 10M-word release is not on this machine):
+# 10M words, ~13.1M tokens with a 16k unigram vocabulary and an EOS per document.
+_SS_WORDS, _SS_TOKENS = 10_000_000, 13_100_000
+
+
+def test_a_plan_over_the_strict_small_cap_is_a_one_line_error():
+    from babyjax.data import tracks
+    from babyjax.errors import InputError
+
+    base = importlib.import_module("configs.base").get_config()
+    assert base.train.allow_over_cap is False
+    planned = tracks.planned_words(_SS_WORDS, rows_per_epoch=1000, rows_planned=20_000, num_epochs=None)
+    assert planned == 200_000_000  # 20 epochs, as configs/strict_small.py planned before the 2025 rules
+    with pytest.raises(InputError) as e:
+        tracks.check_words_cap(base.data.track, planned, base.train.allow_over_cap)
+    line = str(e.value)
+    assert "\n" not in line and "200.0M" in line and "100M" in line and "train.allow_over_cap" in line
+    tracks.check_words_cap("strict_small", planned, allow_over_cap=True)  # a deliberate departure
+    tracks.check_words_cap("strict_small", 100_000_000, allow_over_cap=False)  # the cap itself is allowed
+    assert tracks.planned_words(_SS_WORDS, 1000, 20_000, num_epochs=10) == 100_000_000  # the loader stops at 10
+
+
+@pytest.mark.parametrize(
+    "name, cap",
+    [
+        ("strict_small", 100_000_000),
+        ("roberta_strict_small", 100_000_000),
+        ("ltg_bert_strict_small", 100_000_000),
+        ("gpt_bert_strict_small", 100_000_000),
+        ("strict", 1_000_000_000),
+    ],
+)
+def test_track_configs_plan_within_the_cap_and_save_the_chck_marks(name, cap):
+    from babyjax.checkpoints import schedules
+    from babyjax.data import tracks
+
+    c = importlib.import_module(f"configs.{name}").get_config()
+    assert tracks.WORDS_CAPS[c.data.track] == cap and not c.train.allow_over_cap
+    scale = 10 if c.data.track == "strict" else 1  # strict: 100M words, ~131M tokens
+    rows_per_epoch = _SS_TOKENS * scale // c.data.seq_len
+    planned = tracks.planned_words(_SS_WORDS * scale, rows_per_epoch, c.train.num_steps * c.train.batch_size, None)
+    assert 0.9 * cap <= planned <= cap
+    tracks.check_words_cap(c.data.track, planned, c.train.allow_over_cap)
+    schedule = schedules.series_schedule(c.ckpt, c.train.num_steps)
+    assert c.ckpt.schedule == "chang_words" and c.ckpt.words_marks_max == cap
+    assert len(schedule.always_steps) > 150  # Chang et al.'s dense series is kept
+    if c.data.track == "strict_small":
+        names = [schedules.words_mark_name(m) for m in schedule.marks]
+        assert names == [f"chck_{n}M" for n in (*range(1, 10), *range(10, 101, 10))]
+    # A short run of the schedule at the planned words per step: every mark the plan reaches is saved at the step
+    # that crosses it, beside the dense series.
+    per_step = planned / c.train.num_steps
+    saved = [s for s in range(c.train.num_steps + 1) if schedule.should_save(s, (s - 1) * per_step, s * per_step)]
+    crossed = {math.ceil(m / per_step) for m in schedule.marks if m <= planned}
+    assert crossed and crossed <= set(saved) and set(schedule.always_steps) <= set(saved)

@@ -8,6 +8,7 @@ import pytest
 from babyjax.commands import evalsets as evalsets_command
 from babyjax.data import babylm, evalsets, pipeline
 from babyjax.data import tokenizer as T
+from babyjax.score.pairs import pair_table
 from configs.base import get_config
 
 
@@ -115,8 +116,14 @@ def test_blimp(shared_data):
     pairs = evalsets.load_pairs(shared_data / "blimp")
     assert len(pairs) == 67_000 and {p.suite for p in pairs} == {"blimp"}
     assert len({p.paradigm for p in pairs}) == 67
-    # Fields are kept as the files spell them (BLiMP writes both syntax_semantics and syntax/semantics).
-    assert {p.field for p in pairs} == {"morphology", "syntax", "semantics", "syntax_semantics", "syntax/semantics"}
+    # BLiMP's files spell one field both ways; it is read as one, spelled as the official pipeline spells it.
+    raw = {json.loads(line)["field"] for f in (shared_data / "blimp").glob("*.jsonl") for line in f.open()}
+    assert {"syntax_semantics", "syntax/semantics"} <= raw
+    assert {p.field for p in pairs} == {"morphology", "syntax", "semantics", "syntax/semantics"}
+    paradigms: dict[str, set[str]] = {}
+    for p in pairs:
+        paradigms.setdefault(p.field, set()).add(p.paradigm)
+    assert len(paradigms["syntax/semantics"]) == 14 and sum(map(len, paradigms.values())) == 67
     first = json.loads((shared_data / "blimp" / "wh_island.jsonl").read_text().splitlines()[5])
     p = [p for p in pairs if p.paradigm == "wh_island"][5]
     assert (p.good, p.bad, p.phenomenon, p.pair_id) == (
@@ -125,6 +132,18 @@ def test_blimp(shared_data):
         first["linguistics_term"],
         str(first["pairID"]),
     )
+
+
+def test_blimp_field_is_one_in_the_scored_pair_table(setup, shared_data):
+    # 60 pairs per paradigm: 60 spelled `syntax/semantics` and 780 `syntax_semantics` in the files, one field of 840.
+    _, tok = setup
+    ev = evalsets.load_pair_set([str(shared_data / "blimp")], tok, limit=60)
+    seq = np.concatenate([np.full(len(ids), i) for i, ids in enumerate(ev.token_ids)])
+    surprisal = (seq % 2).astype(np.float32)  # every good sentence scores lower: 0 bits against 1 a token
+    table = pair_table(surprisal, seq, ev.sequences)
+    fields = table.groupby("field")["n"].sum()
+    assert fields.to_dict() == {"morphology": 1080, "semantics": 540, "syntax": 1560, "syntax/semantics": 840}
+    assert set(ev.sequences["field"]) == set(fields.index) and (table["correct"] == table["n"]).all()
 
 
 def test_zorro_odd_lines_bad_even_lines_good(shared_data, tmp_path):

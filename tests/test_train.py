@@ -349,3 +349,16 @@ def _state(step):
     import types
 
     return types.SimpleNamespace(params={"w": np.arange(6.0, dtype=np.float32) + step})
+
+
+def test_a_plan_over_the_track_cap_stops_before_the_first_step(tmp):
+    """10M steps of 8 rows over the capped sample plan billions of words: refused after the data is prepared (the
+    planned words come from the prepared split) and before the step 0 checkpoint or any step."""
+    workdir = tmp / "over_cap"
+    r = _run(workdir, tmp, ["--config.train.num_steps=10000000"])
+    line = _one_line_error(r)
+    assert "strict_small cap of 100M" in line and "train.allow_over_cap" in line, line
+    planned = float(re.search(r"plans ([\d,.]+)M words", line).group(1).replace(",", ""))
+    assert planned > 100
+    assert not (workdir / "checkpoints").exists() and not (workdir / "metrics.jsonl").exists()
+    assert (workdir / "tokenizer.model").exists()  # the data and tokenizer were prepared first

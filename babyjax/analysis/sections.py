@@ -163,16 +163,58 @@ def loss_section(rd: pathlib.Path | None, run_names: Sequence[str], out: pathlib
     return ["## Training loss", "", f"![training loss]({f.name})", ""]
 
 
+# The training domains of the official releases, per layout (file stems of babylm_10M/ or train_10M/): a folder in a
+# release layout holding other domains (a sample, another corpus laid out the same way) is not called a release.
+RELEASE_DOMAINS = {
+    "2023": {
+        "aochildes",
+        "bnc_spoken",
+        "cbt",
+        "children_stories",
+        "gutenberg",
+        "open_subtitles",
+        "qed",
+        "simple_wikipedia",
+        "switchboard",
+        "wikipedia",
+    },
+    "2024+": {"bnc_spoken", "childes", "gutenberg", "open_subtitles", "simple_wiki", "switchboard"},
+}
+
+
+def corpus_text(data) -> str:
+    """A run's training corpus (its config.data) as the report names it: the folder and the release layout that
+    babyjax.data.babylm finds there (2023 or 2024+), the packaged sample, or the official download."""
+    from babyjax.data import babylm  # here: it loads TensorFlow Datasets, which the rest of the analysis never needs
+
+    track, folder = str(data.track), str(data.dir or "")
+    limit = int(data.max_train_lines)
+    lines = f", first {limit:,} lines" if limit > 0 else ""
+    if not folder:  # babylm.get_builder: $BABYJAX_DATA_DIR at training time (not recorded), else the download
+        return f"{track}{lines} of $BABYJAX_DATA_DIR at training, else the official BabyLM 2023 download (no data.dir)"
+    try:
+        files = babylm.find_release(folder, track)
+    except (UserError, OSError):  # moved, removed, or never laid out as a release: name only what the config says
+        return f"{track} text{lines} of folder {folder} (no BabyLM release layout found there now)"
+    train = files["train"][0].parent
+    layout = next(k for k, names in babylm.LAYOUTS.items() if names[track] == train.name)
+    domains = sorted({p.name.rsplit(".", 1)[0] for p in files["train"]})
+    if any(q.name.startswith("babylm_sample-") for q in train.parents[:2]):  # where babylm.sample_release unpacks
+        return f"packaged BabyLM sample, {layout} layout ({', '.join(domains)}){lines} (folder {folder})"
+    if set(domains) == RELEASE_DOMAINS[layout]:
+        return f"BabyLM {layout} {track}{lines} (folder {folder})"
+    return f"folder {folder}: {track} in the BabyLM {layout} layout, not a release ({', '.join(domains)}){lines}"
+
+
 def run_row(rd: pathlib.Path, run: str) -> dict:
     """What a reader needs about one run: corpus, model, training and checkpoints (its config.json and series)."""
     d = RunDir.open(rd / run, what="each run folder of --runs-dir")
     c, index = d.config(), d.series_index()
     last = index[-1] if index else {}
     cost = model_cost(rd / run, int(c.tokenizer.vocab_size))
-    limit = int(c.data.max_train_lines)
     return {
         "run": run,
-        "corpus": f"BabyLM {c.data.track}" + (f" (first {limit:,} lines)" if limit > 0 else ""),
+        "corpus": corpus_text(c.data),
         "seed": c.seed,
         "model": f"{c.model.style}, {c.model.num_layers} layers x {c.model.d_model}, {cost[1] / 1e6:.2f}M parameters"
         if cost

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from babyjax import distributed
 from babyjax.checkpoints.run import RunDir
 from babyjax.checkpoints.series import RunCheckpoints
-from babyjax.data import babylm, pipeline
+from babyjax.data import babylm, pipeline, tracks
 from babyjax.data import tokenizer as tokenizer_lib
 from babyjax.errors import InputError, writing_to
 from babyjax.model import objectives, sharding
@@ -129,11 +129,24 @@ def _loaders(config: ml_collections.ConfigDict, tok: tokenizer_lib.Tokenizer, me
     return loader, dev_loader
 
 
+def _check_track(config: ml_collections.ConfigDict, loader: pipeline.Loader) -> None:
+    """The run's planned words seen (every step's rows of the prepared training split) within its track's cap."""
+    tc = config.train
+    planned = tracks.planned_words(
+        loader.data.num_words, loader.num_rows, tc.num_steps * tc.batch_size, loader.num_epochs
+    )
+    epochs = planned / max(loader.data.num_words, 1)
+    log.info("planned words seen: %.1fM, %.2f epochs (data.track %s)", planned / 1e6, epochs, config.data.track)
+    tracks.check_words_cap(config.data.track, planned, tc.allow_over_cap)
+
+
 def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
     """Run directory, mesh, data, tokenizer, model, optimizer, steps, loaders, checkpoints and metric writer."""
     run = _open_run(config, workdir)
     mesh = _make_mesh(config)
     tok = _prepare_tokenizer(config, run)
+    loader, dev_loader = _loaders(config, tok, mesh)
+    _check_track(config, loader)
     model_cfg = model_lib.ModelConfig.from_config(config.model, tok.vocab_size)
     model_cfg.check_length(config.data.seq_len)
     objective = objectives.Objective.from_config(config, tok, model_cfg.encoder)
@@ -151,7 +164,6 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
         graphdef, tx, lr_schedule, mesh, shardings, grad_accum_steps=config.optim.grad_accum_steps, objective=objective
     )
     eval_step = step_lib.make_eval_step(graphdef, mesh, shardings, objective)
-    loader, dev_loader = _loaders(config, tok, mesh)
     return _Session(
         config,
         run,

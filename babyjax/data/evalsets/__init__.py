@@ -198,15 +198,22 @@ def _jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
     return rows
 
 
+# BLiMP's files spell one field two ways (1 paradigm `syntax/semantics`, 13 `syntax_semantics`); the official
+# pipeline (evaluation-pipeline-2025, sentence_zero_shot/read_files.py decode_blimp) reports them as one field,
+# `syntax/semantics`, and so does every table and figure here.
+BLIMP_FIELD_SPELLINGS = {"syntax_semantics": "syntax/semantics"}
+
+
 def load_jsonl_pairs(path: str | os.PathLike, suite: str = "blimp") -> list[MinimalPair]:
     """BLiMP (Warstadt et al. 2020) or the BLiMP supplement (BabyLM 2023): a .jsonl file of sentence_good /
     sentence_bad or a folder of them. The paradigm is the UID, else the file stem; a supplement's field is its own,
-    else the paradigm."""
+    else the paradigm; `syntax_semantics` is read as `syntax/semantics` (`BLIMP_FIELD_SPELLINGS`)."""
     pairs = []
     for f in _files(path, ".jsonl"):
         for i, r in enumerate(_jsonl(f)):
             paradigm = r.get("UID") or f.stem
             field = r.get("field") or (paradigm if suite == "blimp_supplement" else "")
+            field = BLIMP_FIELD_SPELLINGS.get(field, field)
             pairs.append(
                 MinimalPair(
                     r["sentence_good"],
