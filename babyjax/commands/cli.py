@@ -61,9 +61,10 @@ def run(
     try:
         return int(main(argv) or 0)
     except Exception as e:
-        if not isinstance(e, UserError) and disk_full(e) is None:
+        full = disk_full(e)
+        if full is None and not isinstance(e, UserError):
             raise
-        report(disk_full(e) or e, prog)
+        report(full or e, prog)
         return 2
 
 
