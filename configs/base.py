@@ -41,6 +41,9 @@ def _data_tokenizer(c: ml_collections.ConfigDict) -> None:
     c.data.shuffle = True
     c.data.shuffle_seed = -1  # -1 = use c.seed
     c.data.num_epochs = -1  # -1 = repeat forever (training length is set by train.num_steps)
+    # Words an epoch of the training split counts as, for words seen (marks, the track's cap): 0 = the words its files
+    # hold; the BabyLM rules count each epoch as the release's nominal 10M (strict-small) or 100M (strict)
+    c.data.words_per_epoch = 0
     c.data.worker_count = 0  # grain worker processes (0 = in process)
     c.data.dev_split = "dev"  # split used for dev loss
     c.data.max_train_lines = -1  # -1 = all; cap for quick experiments and tests
@@ -114,7 +117,7 @@ def _optim_train_ckpt(c: ml_collections.ConfigDict) -> None:
     # ---- training loop (babyjax/train/loop.py) ----
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 32  # global batch, in rows of data.seq_len tokens
-    c.train.num_steps = 20_000
+    c.train.num_steps = 20_000  # 0 = the steps that read data.num_epochs epochs of the prepared split (plan.json)
     c.train.log_every = 50
     c.train.eval_every = 1000
     c.train.eval_batches = 20

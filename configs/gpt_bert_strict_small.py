@@ -8,9 +8,8 @@ Model:     LTG-BERT style, GPT-BERT small's shape: 12 layers, d_model 384, 6 hea
            built.)
 Objective: hybrid, masked-focus: 1/16 of each batch's rows causal, the rest mntp on spans; GPT-BERT decays the mask
            rate from 0.30 to 0.15, babyjax holds its mean, 0.225. Score with --scoring mntp (default) or causal.
-Data:      ~13M tokens per epoch (an estimate: the real corpus is not measured here); 3,800 steps of 256 x 128
-           tokens = ~9.5 epochs, ~95M words seen, within the strict-small cap of 100M (checked before the first
-           step on the prepared corpus; its log line gives the planned words and epochs).
+Data:      configs/ltg_bert_strict_small.py's: 10 epochs of the release's nominal 10M words, 100M words seen (the
+           cap), steps derived from the prepared corpus (about 4,000 of 256 x 128 tokens).
            Checkpoints: configs/ltg_bert_strict_small.py's (Chang et al.'s series and the chck_<N>M marks).
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
 Time:      not measured; estimated from FLOPs (2.3e16): about 3 minutes on one H100 at 25% of its bf16 peak.

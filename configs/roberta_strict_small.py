@@ -5,9 +5,10 @@ Command:   python launch/train.py --config configs/roberta_strict_small.py --wor
 Model:     RoBERTa style (learned positions, post-LayerNorm, erf GELU, tied MLM head), 12 layers, d_model 768, 12 heads,
            MLP 3072 (the shape of roberta-base, 98M parameters with a 16k vocabulary), context 128.
 Objective: masked LM, 15% of tokens, 80/10/10, dynamic masks (RoBERTa); AdamW b2 0.98, lr 6e-4, 0.01 weight decay.
-Data:      ~13M tokens per epoch (an estimate: the real corpus is not measured here); 3,800 steps of 256 x 128
-           tokens = ~9.5 epochs, ~95M words seen, within the strict-small cap of 100M (checked before the first
-           step on the prepared corpus; its log line gives the planned words and epochs).
+Data:      10 epochs of the release, each counted as its nominal 10M words as the rules count them: 100M words
+           seen, the strict-small cap (checked before the first step). The steps are derived from the prepared
+           corpus (train.num_steps=0: about 4,000 of 256 x 128 tokens at an estimated 13M tokens per epoch; the run's
+           plan.json and log line give them); the last step is chck_100M.
 Hardware:  one GPU (A100/H100 class), bfloat16 compute.
 Time:      not measured; estimated from FLOPs (6 x 98M x 125M tokens = 7.3e16): about 7 minutes on one H100 at 25%
            of its bf16 peak.
@@ -38,7 +39,11 @@ def get_config():
     c.optim.weight_decay = 0.01
     c.optim.warmup_steps = 500
     c.train.batch_size = 256
-    c.train.num_steps = 3800
+    # 10 epochs of the release's nominal 10M words (the rules' count, whatever a word count of its files gives): the
+    # steps are derived from the prepared corpus, and the last one reaches chck_100M
+    c.data.num_epochs = 10
+    c.data.words_per_epoch = 10_000_000
+    c.train.num_steps = 0
     c.train.eval_every = 500
     # BabyLM 2025/2026 strict-small: at most 100M words seen (configs/base.py data.track), and the fast evaluation's
     # chck_<N>M marks (1M..10M by 1M, 20M..100M by 10M) saved beside Chang et al.'s dense series.

@@ -104,20 +104,25 @@ def test_track_configs_plan_within_the_cap_and_save_the_chck_marks(name, cap):
 
     c = importlib.import_module(f"configs.{name}").get_config()
     assert tracks.WORDS_CAPS[c.data.track] == cap and not c.train.allow_over_cap
-    scale = 10 if c.data.track == "strict" else 1  # strict: 100M words, ~131M tokens
-    rows_per_epoch = _SS_TOKENS * scale // c.data.seq_len
-    planned = tracks.planned_words(_SS_WORDS * scale, rows_per_epoch, c.train.num_steps * c.train.batch_size, None)
-    assert 0.9 * cap <= planned <= cap
-    tracks.check_words_cap(c.data.track, planned, c.train.allow_over_cap)
-    schedule = schedules.series_schedule(c.ckpt, c.train.num_steps)
+    # 10 epochs, each counted as the release's nominal words, the steps derived from the prepared corpus
+    assert c.train.num_steps == 0 and c.data.num_epochs == 10 and c.data.words_per_epoch * 10 == cap
     assert c.ckpt.schedule == "chang_words" and c.ckpt.words_marks_max == cap
-    assert len(schedule.always_steps) > 150  # Chang et al.'s dense series is kept
+    scale = 10 if c.data.track == "strict" else 1  # strict: 100M words, ~131M tokens
+    for tokens in (_SS_TOKENS * scale, int(_SS_TOKENS * scale * 0.87)):  # the estimate, and a corpus 13% smaller
+        rows = math.ceil(tokens / c.data.seq_len)
+        num_steps = math.ceil(c.data.num_epochs * rows / c.train.batch_size)  # train/loop.py's _plan
+        planned = tracks.planned_words(c.data.words_per_epoch, rows, num_steps * c.train.batch_size, 10)
+        assert planned == cap
+        tracks.check_words_cap(c.data.track, planned, c.train.allow_over_cap)
+        schedule = schedules.series_schedule(c.ckpt, num_steps)
+        assert len(schedule.always_steps) > 150  # Chang et al.'s dense series is kept
+        # the schedule run at the loader's words per step (a step's rows times an epoch's words per row; the last
+        # batch padded): every mark up to the cap saved, at the step that crosses it, the cap at the last step
+        words = lambda s, rows=rows: min(s * c.train.batch_size, 10 * rows) * c.data.words_per_epoch / rows
+        saved = [s for s in range(num_steps + 1) if schedule.should_save(s, words(s - 1), words(s))]
+        crossing = {m: next(s for s in range(num_steps + 1) if round(words(s)) >= m) for m in schedule.marks}
+        assert set(crossing.values()) <= set(saved) and set(schedule.always_steps) <= set(saved)
+        assert crossing[cap] == num_steps and sorted(crossing.values()) == list(crossing.values())
     if c.data.track == "strict_small":
         names = [schedules.words_mark_name(m) for m in schedule.marks]
         assert names == [f"chck_{n}M" for n in (*range(1, 10), *range(10, 101, 10))]
-    # A short run of the schedule at the planned words per step: every mark the plan reaches is saved at the step
-    # that crosses it, beside the dense series.
-    per_step = planned / c.train.num_steps
-    saved = [s for s in range(c.train.num_steps + 1) if schedule.should_save(s, (s - 1) * per_step, s * per_step)]
-    crossed = {math.ceil(m / per_step) for m in schedule.marks if m <= planned}
-    assert crossed and crossed <= set(saved) and set(schedule.always_steps) <= set(saved)

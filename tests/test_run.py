@@ -74,17 +74,19 @@ def test_a_run_config_carries_the_packages_defaults(tmp_path):
 
 
 def test_an_older_run_config_is_migrated_where_it_is_read_and_continues(tmp_path):
-    """A config.json written before the objective section and model.position_buckets existed reads with today's
-    defaults (a causal run), passes the same-run check against today's config, and stays as it was on disk."""
+    """A config.json written before the objective section, model.position_buckets and data.words_per_epoch existed
+    reads with today's defaults (a causal run), passes the same-run check against today's config, and stays as it was
+    on disk."""
     r = run.RunDir(tmp_path / "old")
     r.path.mkdir()
     old = json.loads(base.get_config().to_json_best_effort())
-    del old["objective"], old["model"]["position_buckets"]
+    del old["objective"], old["model"]["position_buckets"], old["data"]["words_per_epoch"]
     r.config_path.write_text(json.dumps(old))
     (r.path / "checkpoints").mkdir()
     written = r.config_path.read_bytes()
     c = r.config()
     assert c.objective.to_dict() == objectives.config_of({}) and c.model.position_buckets == 32
+    assert c.data.words_per_epoch == 0 and r.num_steps() == base.get_config().train.num_steps
     assert objectives.features(c).kind == "causal" and objectives.describe(c) == "causal LM"
     r.pin_config(base.get_config())  # the same run: it continues
     assert r.config_path.read_bytes() == written  # the run's pin is never rewritten
@@ -92,6 +94,10 @@ def test_an_older_run_config_is_migrated_where_it_is_read_and_continues(tmp_path
     masked.objective.kind = "mlm"
     with pytest.raises(TrainingError, match=r"another config \(objective.kind: stored 'causal', now 'mlm'\)"):
         r.pin_config(masked)
+    nominal = base.get_config()
+    nominal.data.words_per_epoch = 10_000_000
+    with pytest.raises(TrainingError, match=r"another config \(data.words_per_epoch: stored 0, now 10000000\)"):
+        r.pin_config(nominal)
     masked = base.get_config()
     masked.model.position_buckets = 16
     with pytest.raises(TrainingError, match=r"another config \(model.position_buckets: stored 32, now 16\)"):

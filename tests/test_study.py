@@ -527,3 +527,35 @@ def test_an_evaluation_set_that_does_not_exist_is_refused_before_training(tmp_pa
     with pytest.raises(InputError, match=r"study.pairs.blimp_typo: .*no_such_blimp does not exist: fix the study"):
         Study(study, tmp_path / "study")
     assert not (tmp_path / "study").exists()
+
+
+def test_a_fast_babylm2025_evaluation_reads_the_organisers_fast_sets(tmp_path, shared_data, caplog):
+    study = spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds", pairs=False)))
+    release = shared_data / "babylm_eval_2025"
+    study.babylm2025.update({"sets": "fast", "dir": str(release)})
+    jobs = {out: config for out, _, config in Study(study, tmp_path / "w", progress=False).score_jobs()}
+    fast = jobs["babylm2025_fast"]
+    assert fast.kind == "babylm2025" and fast.limit == 0  # the released files whole, not the first rows
+    assert [pathlib.Path(e).name for e in fast.eval] == [
+        "blimp_fast",
+        "supplement_fast",
+        "ewok_fast.zip",
+        "entity_tracking_fast",
+        "wug_adj_nominalization",
+        "wug_past_tense",
+        "reading",
+    ]
+    assert sum(a.startswith("--eval=") for a in fast.to_argv()) == 7  # what the score child is given
+    # the full sets: EWoK full and COMPS come from the user's download, left out with a warning when absent
+    study.babylm2025.sets = "full"
+    with caplog.at_level("WARNING", logger="babyjax"):
+        jobs = {out: config for out, _, config in Study(study, tmp_path / "w2", progress=False).score_jobs()}
+    assert "['ewok_filtered', 'comps'] not in" in caplog.text
+    assert [pathlib.Path(e).name for e in jobs["babylm2025_full"].eval][-2:] == ["reading", "aoa"]
+    study.babylm2025.dir = str(tmp_path)
+    with pytest.raises(InputError, match=r"babylm2025.dir=.* lacks blimp_filtered: give the release's evaluation"):
+        Study(study, tmp_path / "w3")
+    study.babylm2025.sets = "quick"
+    with pytest.raises(InputError, match=r"babylm2025.sets='quick': use 'fast'"):
+        Study(study, tmp_path / "w3")
+    assert not (tmp_path / "w3").exists()

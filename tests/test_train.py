@@ -362,3 +362,33 @@ def test_a_plan_over_the_track_cap_stops_before_the_first_step(tmp):
     assert planned > 100
     assert not (workdir / "checkpoints").exists() and not (workdir / "metrics.jsonl").exists()
     assert (workdir / "tokenizer.model").exists()  # the data and tokenizer were prepared first
+
+
+def test_a_run_of_whole_epochs_counted_as_nominal_words_ends_at_its_last_mark(tmp):
+    """train.num_steps=0 derives the steps from data.num_epochs on the prepared split (the last batch padded), and
+    data.words_per_epoch counts each epoch as the release's nominal words, as the BabyLM rules count them: the last
+    step is exactly the last mark (chck_6M here), whatever a word count of the files gives."""
+    from babyjax.checkpoints import schedules
+
+    workdir = tmp / "epochs"
+    extra = [
+        "--config.data.max_train_lines=1500",
+        "--config.data.num_epochs=2",
+        "--config.data.words_per_epoch=3000000",
+        "--config.train.num_steps=0",
+        "--config.ckpt.schedule=words",
+        "--config.ckpt.words_marks_max=6000000",
+    ]
+    r = _run(workdir, tmp, extra)
+    assert r.returncode == 0, r.stdout[-3000:]
+    plan = json.loads((workdir / "plan.json").read_text())
+    assert plan["words_planned"] == pytest.approx(6e6) and plan["epochs"] == pytest.approx(2.0)
+    index = json.loads((workdir / "checkpoints" / "series.json").read_text())
+    steps = [int(e["step"]) for e in index]
+    assert steps[-1] == plan["num_steps"] > 10 and round(index[-1]["words_seen"]) == 6_000_000
+    names = schedules.words_checkpoint_names(index, 6e6)
+    assert list(names) == [f"chck_{n}M" for n in range(1, 7)] and names["chck_6M"] == steps[-1]
+    # chck_3M is the step that reads the last row of epoch 1: ceil(rows / 8), while the run is ceil(2 rows / 8)
+    assert 2 * names["chck_3M"] - 1 <= steps[-1] <= 2 * names["chck_3M"]
+    again = _run(workdir, tmp, extra)  # the same command: the same derived steps, the run is finished
+    assert again.returncode == 0 and "run already finished" in again.stdout, again.stdout[-2000:]

@@ -220,7 +220,7 @@ def run_row(rd: pathlib.Path, run: str) -> dict:
         if cost
         else c.model.style,
         "tokenizer": f"{c.tokenizer.model_type} SentencePiece, vocab {c.tokenizer.vocab_size:,}",
-        "training": f"{objectives.describe(c)}, {c.train.num_steps:,} steps x {c.train.batch_size} x {c.data.seq_len} "
+        "training": f"{objectives.describe(c)}, {d.num_steps():,} steps x {c.train.batch_size} x {c.data.seq_len} "
         f"tokens ({c.data.packing}), {c.optim.schedule} lr {c.optim.lr:g}",
         "words seen": f"{float(last.get('words_seen', 0)):,.0f}",
         "tokens seen": f"{float(last.get('tokens_seen', 0)):,.0f}",

@@ -1,6 +1,8 @@
 """A run directory: the one place that knows what a training run leaves behind, and how to read it back.
 
     <run>/config.json                 the full config (written at the first start, checked at every restart)
+    <run>/plan.json                   the steps (derived from data.num_epochs when train.num_steps is 0) and planned
+                                      words seen, written at every start
     <run>/tokenizer.model             the SentencePiece model (a run is self-contained)
     <run>/checkpoints/series/<step>/  Orbax: parameters at every step of the series schedule (all kept)
     <run>/checkpoints/series.json     index: [{step, tokens_seen, words_seen, wall_time, params_hash}, ...]
@@ -62,6 +64,7 @@ class RunDir:
         self.series_dir = self.path / "checkpoints" / "series"
         self.resume_dir = self.path / "checkpoints" / "resume"
         self.index_path = self.path / "checkpoints" / "series.json"
+        self.plan_path = self.path / "plan.json"
 
     @classmethod
     def open(cls, path: paths.PathLike, what: str = "--workdir") -> RunDir:
@@ -102,6 +105,17 @@ class RunDir:
         vocab = self.tokenizer().vocab_size if vocab_size is None else vocab_size
         return ModelConfig.from_config(self.config().model, vocab)
 
+    def write_plan(self, plan: dict) -> None:
+        paths.write_atomic(self.plan_path, json.dumps(plan, indent=2))
+
+    def num_steps(self) -> int:
+        """The steps the run trains: its config's train.num_steps, or the ones its start derived (plan.json); 0 when
+        they were to be derived and no start has yet."""
+        steps = int(self.config().train.num_steps)
+        if steps or not self.plan_path.is_file():
+            return steps
+        return int(json.loads(self.plan_path.read_text())["num_steps"])
+
     def series_index(self) -> list[dict]:
         """The series as meta dicts sorted by step (CheckpointError when the run has no series checkpoint)."""
         return load_series_index(self.path)
@@ -137,8 +151,10 @@ def migrated(config: dict) -> dict:
     """An older run's config as today's code reads it: the keys added to the objective and model sections since it was
     written get their defaults (the package's: objectives.DEFAULT, ModelConfig.defaults), so a run made before them
     reads as, and continues as, the run it was (runs made before objectives existed are causal). Other sections are
-    kept as they are: every config.json has had their keys from the start."""
+    kept as they are (data.words_per_epoch, 0, aside): every config.json has had their keys from the start."""
     out = {**config, "objective": objectives.config_of(config)}
+    if isinstance(config.get("data"), dict):
+        out["data"] = {"words_per_epoch": 0, **config["data"]}
     if isinstance(config.get("model"), dict):
         out["model"] = {**ModelConfig.defaults(), **config["model"]}
     return out

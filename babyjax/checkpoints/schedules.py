@@ -71,12 +71,18 @@ def words_mark_name(words: int) -> str:
     return f"chck_{words // 1_000_000}M"
 
 
+def whole_words(words: float) -> int:
+    """Words seen as the whole count the marks are compared with: a step's words are sums of each row's share of its
+    documents' words (fractions), so an epoch's sum can fall a rounding error short of the words it holds."""
+    return round(float(words))
+
+
 def words_checkpoint_names(index: Sequence[dict], max_words: float) -> dict[str, int]:
     """Maps each BabyLM mark name to the first series step (from an index) whose `words_seen` reaches the mark."""
     entries = sorted(index, key=lambda e: e["step"])
     names: dict[str, int] = {}
     for mark in words_marks(max_words):
-        step = next((e["step"] for e in entries if e["words_seen"] >= mark), None)
+        step = next((e["step"] for e in entries if whole_words(e["words_seen"]) >= mark), None)
         if step is not None:
             names[words_mark_name(mark)] = int(step)
     return names
@@ -112,8 +118,8 @@ class WordsSchedule:
 
     def due(self, words_seen_before: float, words_seen_after: float) -> list[int]:
         """The marks crossed by a step that took cumulative words from `words_seen_before` to `words_seen_after`."""
-        lo = bisect.bisect_right(self.marks, words_seen_before)
-        hi = bisect.bisect_right(self.marks, words_seen_after)
+        lo = bisect.bisect_right(self.marks, whole_words(words_seen_before))
+        hi = bisect.bisect_right(self.marks, whole_words(words_seen_after))
         return list(self.marks[lo:hi])
 
     def should_save(self, step: int, words_seen_before: float | None, words_seen_after: float | None) -> bool:

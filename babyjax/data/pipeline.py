@@ -136,10 +136,10 @@ class _RowBatcher:
         return words_cum[d] + frac * (words_cum[d + 1] - words_cum[d])
 
     def _row_words(self, rows_B: np.ndarray) -> np.ndarray:
-        """float32 [B]: words of the source text each row consumes (0 for padding rows); rows sum to an epoch's."""
+        """float64 [B]: words of the source text each row consumes (0 for padding rows); rows sum to an epoch's."""
         start_B = rows_B.astype(np.int64) * self.seq_len
         end_B = np.minimum(start_B + self.seq_len, self.data.num_tokens)
-        return np.where(rows_B >= 0, self._words_before(end_B) - self._words_before(start_B), 0.0).astype(np.float32)
+        return np.where(rows_B >= 0, self._words_before(end_B) - self._words_before(start_B), 0.0)
 
     def _row_tokens(self, rows_B: np.ndarray) -> np.ndarray:
         """int64 [B]: the tokens each row holds (padding excluded), counted without building the rows."""
@@ -171,14 +171,14 @@ class _RowBatcher:
         # document (it opens the next segment as input, position 0), learned as in causal LM training.
         weights = tvalid_BxL
         words_B = self._row_words(all_B)  # every process counts the whole global batch, and keeps its own rows
-        totals = np.array([self._row_tokens(all_B).sum(), words_B.astype(np.float64).sum()])
+        totals = np.array([self._row_tokens(all_B).sum(), words_B.sum()])
         return {
             "inputs": inputs,
             "targets": targets,
             "segment_ids": segment_ids.astype(np.int32),
             "positions": positions.astype(np.int32),
             "weights": weights.astype(np.float32),
-            "num_words": words_B[self.lo : self.hi],
+            "num_words": words_B[self.lo : self.hi].astype(np.float32),
             "num_tokens": valid_BxL.sum(1).astype(np.float32),
             TOTALS: totals,
         }
@@ -201,6 +201,7 @@ class Loader:
         process_index: int | None = None,
         process_count: int | None = None,
         worker_count: int = 0,
+        words_per_epoch: float = 0,
     ):
         if packing not in PACKING_MODES:
             raise InputError(f"unknown data.packing {packing!r}: use one of {', '.join(PACKING_MODES)}")
@@ -218,6 +219,10 @@ class Loader:
         self.num_rows = math.ceil(data.num_tokens / seq_len)
         self.num_epochs = num_epochs if num_epochs and num_epochs > 0 else None
         self.steps_per_epoch = math.ceil(self.num_rows / global_batch_size)
+        # the words an epoch counts as: the split's own, or a nominal count (data.words_per_epoch; the BabyLM rules
+        # count the release's 10M or 100M words per epoch); every batch's words are scaled to it
+        self.words_per_epoch = float(words_per_epoch) if words_per_epoch and words_per_epoch > 0 else data.num_words
+        self._words_scale = self.words_per_epoch / data.num_words if data.num_words else 1.0
         self._fingerprint = {
             "num_tokens": data.num_tokens,
             "num_docs": data.num_docs,
@@ -271,7 +276,8 @@ class Loader:
         """The next batch, and (tokens, words) of the whole global batch, counted on the host: the sums of
         `num_tokens` (input tokens, padding excluded) and `num_words` over every process's rows."""
         batch = next(self._iter)
-        totals = tuple(float(t) for t in batch.pop(TOTALS))
+        tokens, words = batch.pop(TOTALS)
+        totals = (float(tokens), float(words) * self._words_scale)
         if self._shardings is None:
             return batch, totals
         return {
@@ -337,4 +343,5 @@ def make_loader(
         process_index=process_index,
         process_count=process_count,
         worker_count=data_cfg.worker_count,
+        words_per_epoch=data_cfg.get("words_per_epoch", 0),
     )

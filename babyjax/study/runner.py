@@ -122,6 +122,10 @@ class Study:
             )
         self.study = study
         _check_eval_paths(study)
+        if absent := spec_lib.babylm2025_folders(study)[1]:
+            log.warning(
+                "BabyLM 2025 %s sets: %s not in %s, left out", study.babylm2025.sets, absent, study.babylm2025.dir
+            )
         self.dir = pathlib.Path(os.path.abspath(os.fspath(workdir)))
         if self.dir.exists() and not self.dir.is_dir():
             raise InputError(f"--workdir {self.dir} is a file: give a folder for the study")
@@ -230,7 +234,8 @@ class Study:
             index = RunDir(self.run_dir(name)).series_index()
         except UserError:
             return False
-        return bool(index) and int(index[-1]["step"]) >= int(self.configs[name].train.num_steps)
+        steps = int(self.configs[name].train.num_steps) or RunDir(self.run_dir(name)).num_steps()
+        return bool(index) and steps > 0 and int(index[-1]["step"]) >= steps
 
     def step_of(self, name: str) -> int:
         """The last step a run logged (its metrics.jsonl), for the progress bar."""
@@ -259,6 +264,8 @@ class Study:
             evals.append((name, {"kind": "pairs", "eval": path, "limit": self.study.pairs_limit}))
         for name, path in sorted(self.study.text.items()):
             evals.append((name, {"kind": "text", "eval": path}))
+        if folders := spec_lib.babylm2025_folders(self.study)[0]:
+            evals.append((f"babylm2025_{self.study.babylm2025.sets}", {"kind": "babylm2025", "eval": folders}))
         jobs = []
         for ev, options in evals:
             for kind, names in sorted(by_kind.items()):

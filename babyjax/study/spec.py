@@ -8,7 +8,11 @@ A study config is an ml_collections file like a run config. Its keys (all in `ba
                 one axis of a single key. The axis named `seed` is the replication axis: runs that differ only in
                 it form one *condition*, and the report gives the spread over seeds within each condition.
     tokens      the tokens-in-context sample (num_sequences = 0: none)
-    pairs       minimal-pair sets, name -> folder or file (BLiMP, Zorro, ...); `pairs_limit` pairs per paradigm
+    pairs       minimal-pair sets, name -> folder or file (BLiMP, Zorro, ...); `pairs_limit` > 0 keeps the first pairs
+                of each paradigm (a quick look: not the organisers' fast sets, which `babylm2025` reads)
+    babylm2025  the BabyLM 2025 zero-shot tasks by the official pipeline's rules (`sets`: "fast", the organisers'
+                fast sets as released, or "full"; `dir`: the release's evaluation folder holding them; EWoK fast is
+                read from its ewok_fast.zip with the password in BABYLM_EWOK_PASSWORD)
     text        text sets scored per token, name -> folder or file
     generate    text generated at a few checkpoints (heldout_prompts = 0: none)
     analysis    the report's options (python -m babyjax.analyze)
@@ -70,6 +74,7 @@ def base_study() -> ml_collections.ConfigDict:
     )
     s.pairs = ml_collections.ConfigDict()
     s.pairs_limit = 0  # pairs per paradigm (0 = all)
+    s.babylm2025 = ml_collections.ConfigDict({"sets": "", "dir": ""})
     s.text = ml_collections.ConfigDict()
     s.generate = ml_collections.ConfigDict({"heldout_prompts": 0, "max_new_tokens": 40})
     s.analysis = ml_collections.ConfigDict({"xia_p": "0.1,0.3,0.5,0.7", "x_axis": "step", "aoa_words": ""})
@@ -118,6 +123,55 @@ def expand(study: ml_collections.ConfigDict) -> list[RunPlan]:
         overrides = common + tuple(ov for _, ovs in combo for ov in ovs)
         runs.append(RunPlan("_".join(labels.values()) or "run", labels, overrides))
     return runs
+
+
+# The release's task folders of each BabyLM 2025 evaluation (eval_zero_shot_fast.sh, eval_zero_shot.sh, eval_aoa.sh);
+# the ones marked optional come from the user's own download and are left out, with a warning, when absent.
+BABYLM2025_SETS = {
+    "fast": (
+        "blimp_fast",
+        "supplement_fast",
+        "ewok_fast.zip",
+        "entity_tracking_fast",
+        "wug_adj_nominalization",
+        "wug_past_tense",
+        "reading",
+    ),
+    "full": (
+        "blimp_filtered",
+        "supplement_filtered",
+        "ewok_filtered?",
+        "entity_tracking",
+        "wug_adj_nominalization",
+        "wug_past_tense",
+        "comps?",
+        "reading",
+        "aoa",
+    ),
+}
+
+
+def babylm2025_folders(study: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
+    """(the task folders of the study's BabyLM 2025 evaluation, the optional ones absent from its `dir`); none when
+    `babylm2025.sets` is empty. A required folder that is missing is one line naming it."""
+    sets, folder = str(study.babylm2025.sets), pathlib.Path(str(study.babylm2025.dir))
+    if not sets:
+        return [], []
+    if sets not in BABYLM2025_SETS:
+        raise InputError(f"study babylm2025.sets={sets!r}: use 'fast' (the organisers' fast sets), 'full' or ''")
+    found, absent = [], []
+    for name in BABYLM2025_SETS[sets]:
+        path = folder / name.rstrip("?")
+        if path.exists():
+            found.append(str(path))
+        elif name.endswith("?"):
+            absent.append(path.name)
+        else:
+            raise InputError(
+                f"study babylm2025.dir={str(folder)!r} lacks {path.name}: give the release's evaluation folder "
+                f"holding the {sets} sets (nothing was trained)"
+            )
+    return found, absent
 
 
 def _check_override(ov: str, where: str) -> None:
@@ -220,7 +274,12 @@ def merge(given: ml_collections.ConfigDict, path: str) -> ml_collections.ConfigD
         raise InputError(f"study config {path}: unknown keys {unknown}; the keys are listed in babyjax/study/spec.py")
     for key in given:
         value = given[key]
-        if isinstance(study[key], ml_collections.ConfigDict) and key in ("tokens", "generate", "analysis"):
+        if isinstance(study[key], ml_collections.ConfigDict) and key in (
+            "tokens",
+            "generate",
+            "analysis",
+            "babylm2025",
+        ):
             study[key].update(value)
         else:
             study[key] = value

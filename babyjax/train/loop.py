@@ -8,9 +8,11 @@ an uninterrupted run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -129,15 +131,32 @@ def _loaders(config: ml_collections.ConfigDict, tok: tokenizer_lib.Tokenizer, me
     return loader, dev_loader
 
 
-def _check_track(config: ml_collections.ConfigDict, loader: pipeline.Loader) -> None:
-    """The run's planned words seen (every step's rows of the prepared training split) within its track's cap."""
+def _plan(config: ml_collections.ConfigDict, loader: pipeline.Loader, run: RunDir) -> ml_collections.ConfigDict:
+    """The run's steps (train.num_steps, or with 0 the steps that read data.num_epochs epochs of the prepared training
+    split, the last batch padded) and its planned words seen, checked against its track's cap; written to the run's
+    plan.json. Returns the config with its steps (a copy when they were derived)."""
     tc = config.train
+    if not tc.num_steps:
+        if not loader.num_epochs:
+            raise InputError("train.num_steps=0 reads data.num_epochs epochs: set data.num_epochs > 0, or the steps")
+        config = copy.deepcopy(config)
+        config.train.num_steps = math.ceil(loader.num_epochs * loader.num_rows / tc.batch_size)
+        tc = config.train
     planned = tracks.planned_words(
-        loader.data.num_words, loader.num_rows, tc.num_steps * tc.batch_size, loader.num_epochs
+        loader.words_per_epoch, loader.num_rows, tc.num_steps * tc.batch_size, loader.num_epochs
     )
-    epochs = planned / max(loader.data.num_words, 1)
-    log.info("planned words seen: %.1fM, %.2f epochs (data.track %s)", planned / 1e6, epochs, config.data.track)
+    epochs = planned / max(loader.words_per_epoch, 1)
+    log.info(
+        "plan: %d steps, %.1fM words seen, %.2f epochs (data.track %s)",
+        tc.num_steps,
+        planned / 1e6,
+        epochs,
+        config.data.track,
+    )
     tracks.check_words_cap(config.data.track, planned, tc.allow_over_cap)
+    if jax.process_index() == 0:
+        run.write_plan({"num_steps": int(tc.num_steps), "words_planned": planned, "epochs": epochs})
+    return config
 
 
 def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
@@ -146,7 +165,7 @@ def _set_up(config: ml_collections.ConfigDict, workdir: Any) -> _Session:
     mesh = _make_mesh(config)
     tok = _prepare_tokenizer(config, run)
     loader, dev_loader = _loaders(config, tok, mesh)
-    _check_track(config, loader)
+    config = _plan(config, loader, run)
     model_cfg = model_lib.ModelConfig.from_config(config.model, tok.vocab_size)
     model_cfg.check_length(config.data.seq_len)
     objective = objectives.Objective.from_config(config, tok, model_cfg.encoder)
