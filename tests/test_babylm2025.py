@@ -118,17 +118,18 @@ def reference_p2(model, hf_tok, sentence: str, word: str) -> float:
     return float(np.prod(out))
 
 
-def reference_reading(model, hf_tok, csv: pathlib.Path, n: int) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """reading/run.py: surprisal (nats) of each word and of the previous one, and the two R² gains."""
+def reference_reading(
+    model, hf_tok, csv: pathlib.Path, n: int, p2=reference_p2
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """reading/run.py: surprisal (nats) of each word and of the previous one (`p2`: the backend's get_p2), and the
+    two R² gains."""
     import statsmodels.formula.api as smf
 
     df = pd.read_csv(csv, dtype={"item": str}).head(n)
     df["item"] = df["item"].fillna("None")
-    df["pred"] = [-np.log(reference_p2(model, hf_tok, r["item"], r["word"])) for _, r in df.iterrows()]
+    df["pred"] = [-np.log(p2(model, hf_tok, r["item"], r["word"])) for _, r in df.iterrows()]
     df["prev_pred"] = [
-        -np.log(reference_p2(model, hf_tok, r["prev_item"], r["prev_word"]))
-        if isinstance(r["prev_item"], str)
-        else np.nan
+        -np.log(p2(model, hf_tok, r["prev_item"], r["prev_word"])) if isinstance(r["prev_item"], str) else np.nan
         for _, r in df.iterrows()
     ]
     base = (

@@ -102,6 +102,12 @@ COMMANDS = {
         ["--workdir", "--num_sequences", "--split"],
     ),
     "study": (["-m", "babyjax.study"], "usage: python -m babyjax.study", "babyjax.study: ", ["--config", "--[no]wait"]),
+    "submit": (
+        ["-m", "babyjax.submit"],
+        "usage: python -m babyjax.submit",
+        "babyjax.submit: ",
+        ["--model_path_or_name", "--results_dir", "--[no]fast", "--fast_eval_dir", "--ewok_password", "--[no]check"],
+    ),
 }
 
 

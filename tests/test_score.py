@@ -661,6 +661,7 @@ def test_every_score_option_is_one_flag_and_is_checked(tmp_path):
         text_suffix=".md",
         head_tokens=128,
         limit=3,
+        ewok_password="secret",
         mesh_data=2,
         mesh_fsdp=4,
         mesh_tensor=8,

@@ -1,7 +1,8 @@
 """The BabyLM 2025 zero-shot sentence tasks in the release's own layout (github.com/babylm/evaluation-pipeline-2025,
-`evaluation_pipeline/sentence_zero_shot/read_files.py`): BLiMP filtered, the BLiMP supplement, entity tracking and
-the two wug tasks, full or fast sets. Every item is a list of candidate texts whose first is the right one (label 0),
-each with the character where its scored completion starts (docs/science.md, "BabyLM 2025 zero-shot tasks")."""
+`evaluation_pipeline/sentence_zero_shot/read_files.py`): BLiMP filtered, the BLiMP supplement, EWoK, entity tracking,
+the two wug tasks and COMPS (EWoK and COMPS: data/ewok_comps.py), full or fast sets. Every item is a list of
+candidate texts whose first is the right one (label 0), each with the character where its scored completion starts
+(docs/science.md, "BabyLM 2025 zero-shot tasks")."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from babyjax.data import ewok_comps
 from babyjax.data.evalsets import EvalSet, limited_hash
 from babyjax.data.tokenizer import Tokenizer
 from babyjax.errors import InputError
@@ -23,9 +25,11 @@ from babyjax.errors import InputError
 TASKS = {
     "blimp": ("blimp", "blimp_filtered", "blimp_fast"),
     "supplement": ("blimp", "supplement_filtered", "supplement_fast"),
+    "ewok": ("ewok", "ewok_filtered", "ewok_fast"),
     "entity_tracking": ("entity_tracking", "entity_tracking", "entity_tracking_fast"),
     "wug_adj": ("wug_adj", "wug_adj_nominalization", "wug_adj_nominalization"),
     "wug_past": ("wug_past", "wug_past_tense", "wug_past_tense"),
+    "comps": ("comps", "comps", "comps"),
     "reading": ("reading", "reading", "reading"),
     "aoa": ("AoA_word", "aoa", "aoa"),
 }
@@ -52,13 +56,16 @@ _NEEDS = {
     "entity_tracking": ("input_prefix", "options", "numops"),
     "wug_adj": ("sentences", "ratio"),
     "wug_past": ("sentences", "ratio"),
+    "ewok": ewok_comps.EWOK_NEEDS,
+    "comps": ewok_comps.COMPS_NEEDS,
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Item:
     """One item: candidate texts (the first is right), where each one's completion starts (a character index), and
-    the pipeline's metadata: UID, field, linguistics term; `ratio`, the human preference for the first (wug)."""
+    the pipeline's metadata: UID, field, linguistics term; `ratio`, the human preference for the first (wug); `meta`,
+    further (key, value) metadata in the pipeline's order (EWoK: context type, context and target contrast)."""
 
     task: str
     subset: str  # the task folder's name, as in the pipeline's results path
@@ -68,24 +75,33 @@ class Item:
     texts: tuple[str, ...]
     starts: tuple[int, ...]
     ratio: float = float("nan")
+    meta: tuple[tuple[str, str], ...] = ()
+
+
+def subset_of(folder: str | os.PathLike) -> str:
+    """The name of a task folder, or of the folder a zip holds (ewok_fast.zip: ewok_fast): the pipeline's results
+    path ends with it."""
+    name = pathlib.Path(folder).name
+    return name.removesuffix(".zip") if ewok_comps.is_zip(folder) else name
 
 
 def task_of(folder: str | os.PathLike) -> str:
-    """The task of a release folder, from its name (blimp_filtered, supplement_fast, entity_tracking, ...)."""
-    name = pathlib.Path(folder).name
+    """The task of a release folder or zip, from its name (blimp_filtered, supplement_fast, ewok_fast.zip, ...)."""
+    name = subset_of(folder)
     for task, (_, full, fast) in TASKS.items():
         if name in (full, fast):
             return task
     names = sorted({n for _, full, fast in TASKS.values() for n in (full, fast)})
     raise InputError(
-        f"unknown BabyLM 2025 task folder {str(folder)!r}: pass a folder of the release named one of {', '.join(names)}"
+        f"unknown BabyLM 2025 task folder {str(folder)!r}: pass a folder of the release (or its zip) named one of "
+        f"{', '.join(names)}"
     )
 
 
-def _records(path: pathlib.Path, task: str) -> list[dict[str, Any]]:
+def _records(file: ewok_comps.TaskFile, task: str) -> list[dict[str, Any]]:
     """The JSON lines of one task file, each checked for the fields the task reads."""
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    rows, path = [], file.where
+    for i, line in enumerate(file.text.splitlines()):
         if not line.strip():
             continue
         try:
@@ -102,8 +118,13 @@ def _records(path: pathlib.Path, task: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _item(task: str, subset: str, stem: str, row: dict[str, Any]) -> Item:
-    """read_files.py's decode_blimp / decode_entity_tracking / decode_wug for one record."""
+def _item(task: str, subset: str, file: ewok_comps.TaskFile, row: dict[str, Any]) -> Item:
+    """read_files.py's decode_blimp / decode_ewok / decode_entity_tracking / decode_wug / decode_comps for one
+    record."""
+    stem = file.stem
+    if task in ("ewok", "comps"):
+        fields = ewok_comps.decode_ewok(row) if task == "ewok" else ewok_comps.decode_comps(stem, file.where, row)
+        return Item(task, subset, field="", term="", **fields)
     if task in ("blimp", "supplement"):
         texts = (row["sentence_good"], row["sentence_bad"])
         field = row.get("field", "supplement")
@@ -133,15 +154,16 @@ def _item(task: str, subset: str, stem: str, row: dict[str, Any]) -> Item:
     return Item(task, subset, task, "", "", texts, (0,) * len(texts), float(row["ratio"]))
 
 
-def load_items(folder: str | os.PathLike, limit: int = 0) -> list[Item]:
-    """Every item of a task folder, files in name order, lines in file order; `limit` > 0 keeps the first items of
-    each UID (a quick run, not the pipeline's fast sets)."""
+def load_items(folder: str | os.PathLike, limit: int = 0, password: str = "") -> list[Item]:
+    """Every item of a task folder (or zip: `password` for an encrypted one, ewok_comps.password_of), files in name
+    order, lines in file order; `limit` > 0 keeps the first items of each UID (a quick run, not the pipeline's fast
+    sets)."""
     folder = pathlib.Path(folder)
     task = task_of(folder)
-    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    files = ewok_comps.task_files(folder, password)
     if not files:
         raise InputError(f"{folder} holds no .jsonl task files: pass a task folder of the BabyLM 2025 release")
-    items = [_item(task, folder.name, f.stem, r) for f in files for r in _records(f, task)]
+    items = [_item(task, subset_of(folder), f, r) for f in files for r in _records(f, task)]
     if limit:
         uids = pd.Series([it.uid for it in items])
         items = [it for it, r in zip(items, uids.groupby(uids).cumcount()) if r < limit]
@@ -165,7 +187,8 @@ def completion_start(tok: Tokenizer, text: str, start_char: int) -> tuple[list[i
 
 def sequences(items: Sequence[Item], tok: Tokenizer) -> tuple[list[list[int]], pd.DataFrame]:
     """One sequence per candidate: (token ids, sequences.csv rows: seq, item, cand, task, subset, uid, field, term,
-    start (first scored token), start_char (where the completion starts), ratio, text)."""
+    start (first scored token), start_char (where the completion starts), ratio, meta (the item's further metadata
+    as a JSON object, or empty), text)."""
     ids, rows = [], []
     for i, it in enumerate(items):
         for c, (text, start) in enumerate(zip(it.texts, it.starts)):
@@ -183,6 +206,7 @@ def sequences(items: Sequence[Item], tok: Tokenizer) -> tuple[list[list[int]], p
                     "start": first,
                     "start_char": start,
                     "ratio": it.ratio,
+                    "meta": json.dumps(dict(it.meta)) if it.meta else "",
                     "text": text,
                 }
             )
@@ -201,6 +225,7 @@ def sequences(items: Sequence[Item], tok: Tokenizer) -> tuple[list[list[int]], p
             "start",
             "start_char",
             "ratio",
+            "meta",
             "text",
         ],
     )
@@ -312,14 +337,15 @@ def aoa_sequences(
     return ids, rows
 
 
-def load_suite(sources: Sequence[str], tok: Tokenizer, *, limit: int = 0) -> EvalSet:
-    """The task folders `sources` as one evaluation set (kind 'babylm2025'): one sequence per candidate (reading:
-    per query)."""
+def load_suite(sources: Sequence[str], tok: Tokenizer, *, limit: int = 0, ewok_password: str = "") -> EvalSet:
+    """The task folders (or zips: EWoK fast's, opened with `ewok_password` or BABYLM_EWOK_PASSWORD) `sources` as one
+    evaluation set (kind 'babylm2025'): one sequence per candidate (reading: per query); its hash covers the bytes
+    of every file read, a zip's whole."""
     special = {"reading": (reading_sequences, [READING_FILE]), "aoa": (aoa_sequences, [AOA_CONTEXTS, AOA_CHILDREN])}
     items, files = [], []
     for folder in [s for s in sources if task_of(s) not in special]:
-        items += load_items(folder, limit)
-        files += sorted(pathlib.Path(folder).glob("*.jsonl"))
+        items += load_items(folder, limit, ewok_password)
+        files += ewok_comps.source_files(folder)
     ids, df = sequences(items, tok)
     for folder in [s for s in sources if task_of(s) in special]:
         build, names = special[task_of(folder)]

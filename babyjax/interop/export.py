@@ -76,7 +76,7 @@ def export_checkpoint(
         portable_tokenizer_class(tmp / "tokenizer_config.json")
         (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1))
         if hf_class_name(cfg) == LTG:  # the modelling code travels with the weights (trust_remote_code=True)
-            (tmp / REMOTE_CODE).write_text(pathlib.Path(__file__).with_name("hf_ltg_bert.py").read_text())
+            (tmp / REMOTE_CODE).write_text(_modelling_code())
 
     return paths.write_folder(out, fill, overwrite=True)
 
@@ -90,9 +90,20 @@ def _refuse_inside_run(out: pathlib.Path, run_path: Any) -> None:
         raise InputError(f"--out {out} is the run's folder or holds it: export to a folder outside {src}")
 
 
+def _modelling_code() -> str:
+    """The modelling code an LTG-BERT export ships (babyjax/interop/hf_ltg_bert.py)."""
+    return pathlib.Path(__file__).with_name("hf_ltg_bert.py").read_text()
+
+
+def _code_current(shipped: str | None) -> bool:
+    """Whether an export's modelling code (None: it ships none) is this version's; an export of the same step with
+    other code is written again, so that a resumed export gets every class this version registers (AutoModel)."""
+    return shipped is None or shipped.strip() == _modelling_code().strip()
+
+
 def _exported_here(target: pathlib.Path, source: str, step: int, overwrite: bool) -> bool:
-    """Whether `target` already holds this run's export of `step` (kept); a folder holding anything else is refused
-    unless `overwrite`."""
+    """Whether `target` already holds this run's export of `step` with this version's modelling code (kept); a folder
+    holding anything else is refused unless `overwrite`."""
     if not target.exists() or overwrite:
         return False
     try:
@@ -100,7 +111,8 @@ def _exported_here(target: pathlib.Path, source: str, step: int, overwrite: bool
     except (OSError, ValueError):
         info = {}
     if info.get("step") == step and info.get("source") == source:
-        return True
+        code = target / REMOTE_CODE
+        return _code_current(code.read_text() if code.is_file() else None)
     raise ExistsError(
         f"{target} exists and is not this run's export of step {step}: choose another --out or pass "
         "--overwrite to replace it"
@@ -169,11 +181,17 @@ def _git(repo: pathlib.Path, *args: str, env: dict | None = None) -> str:
 
 
 def _branch_step(repo: pathlib.Path, branch: str) -> int | None:
-    """The series step a branch of an exported repository holds (its babyjax_export.json), None if it has none."""
+    """The series step a branch of an exported repository holds (its babyjax_export.json), None if it has none or
+    ships other modelling code than this version's."""
     try:
-        return int(json.loads(_git(repo, "show", f"{branch}:{EXPORT_INFO}"))["step"])
+        step = int(json.loads(_git(repo, "show", f"{branch}:{EXPORT_INFO}"))["step"])
     except (InputError, ValueError, KeyError):
         return None
+    try:
+        code = _git(repo, "show", f"{branch}:{REMOTE_CODE}")
+    except InputError:  # not an LTG-BERT export
+        code = None
+    return step if _code_current(code) else None
 
 
 def _commit_folder(repo: pathlib.Path, folder: pathlib.Path, message: str) -> str:

@@ -18,6 +18,7 @@ AUTO_MAP = {
     "AutoConfig": "modeling_ltg_bert.LtgBertConfig",
     "AutoModelForMaskedLM": "modeling_ltg_bert.LtgBertForMaskedLM",
     "AutoModelForCausalLM": "modeling_ltg_bert.LtgBertForCausalLM",
+    "AutoModel": "modeling_ltg_bert.LtgBertModel",  # what the BabyLM 2025 pipeline's fine-tuning loads
 }
 # (position, norm, mlp, biases) of the models each Hugging Face class represents
 HF_CLASSES = {

@@ -3,6 +3,7 @@ every exported folder as `modeling_ltg_bert.py` and loaded with `trust_remote_co
 
     AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)   # attention both ways (mlm, mntp)
     AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)   # causal attention (hybrid runs)
+    AutoModel.from_pretrained(folder, trust_remote_code=True)              # the encoder alone (fine-tuning)
 
 Logits come back for every position, unshifted: for runs trained with mntp or hybrid the output at position i
 predicts token i + 1 (the BabyLM 2025 pipeline's mntp backend reads position i - 1). Each sequence's relative positions
@@ -15,7 +16,7 @@ import math
 import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput, MaskedLMOutput
 
 MAX_POSITION = 512
 
@@ -111,45 +112,89 @@ class Layer(nn.Module):
 
 
 class LtgBertPreTrainedModel(PreTrainedModel):
+    """The encoder every class shares, its parameters at the top level of the saved names (word_embedding,
+    relative_embedding, relative_norm, layers), so that one safetensors file loads into each class."""
+
     config_class = LtgBertConfig
     base_model_prefix = "ltg_bert"
+    causal = False
 
     def _init_weights(self, module):  # weights always come from a babyjax export
         pass
 
-
-class LtgBertForMaskedLM(LtgBertPreTrainedModel):
-    causal = False
-
-    def __init__(self, config):
-        super().__init__(config)
-        c = config
+    def _add_encoder(self, c):
         self.word_embedding = nn.Embedding(c.vocab_size, c.hidden_size)
         self.relative_embedding = nn.Parameter(torch.zeros(2 * c.position_bucket_size - 1, c.hidden_size))
         self.relative_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.layers = nn.ModuleList([Layer(c) for _ in range(c.num_hidden_layers)])
+
+    def _blocked(self, input_ids, attention_mask):
+        """Which keys each query may not attend to, [B, 1, T, T] or broadcastable. attention_mask is [B, T] (padding)
+        or [B, T, T] (query by key, as the BabyLM 2025 pipeline's fine-tuning builds it with --causal)."""
+        t = input_ids.shape[1]
+        if attention_mask is None:
+            blocked = torch.zeros(input_ids.shape[0], 1, 1, t, dtype=torch.bool, device=input_ids.device)
+        elif attention_mask.dim() == 3:
+            blocked = ~attention_mask.bool()[:, None]
+        else:
+            blocked = ~attention_mask.bool()[:, None, None, :]
+        if self.causal:
+            blocked = blocked | torch.ones(t, t, dtype=torch.bool, device=input_ids.device).triu(1)
+        return blocked
+
+    def encode(self, input_ids, attention_mask=None, output_hidden_states=None):
+        """The last layer's output [B, T, D] and, when asked (or the config says so), every layer's input and the last
+        output (HF's hidden_states: the normalised embeddings first)."""
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        blocked = self._blocked(input_ids, attention_mask)
+        buckets = relative_buckets(input_ids.shape[1], self.config.position_bucket_size).to(input_ids.device)
+        x = _norm(self.word_embedding(input_ids), self.config.layer_norm_eps)
+        rel = self.relative_norm(self.relative_embedding)
+        hidden = [x]
+        for layer in self.layers:
+            x = layer(x, blocked, buckets, rel)
+            hidden.append(x)
+        return x, (tuple(hidden) if output_hidden_states else None)
+
+
+class LtgBertModel(LtgBertPreTrainedModel):
+    """The encoder without its head (AutoModel): last_hidden_state is the last layer's output and there are no
+    logits, so a classifier that reads `.logits` before `.last_hidden_state` (the BabyLM 2025 pipeline's
+    fine-tuning) gets the hidden states. Attention goes both ways unless a [B, T, T] attention_mask says otherwise."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^head_dense\.", r"^lm_head\."]  # the LM head, unused here
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._add_encoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.word_embedding
+
+    def forward(self, input_ids=None, attention_mask=None, output_hidden_states=None, **kwargs):
+        x, hidden = self.encode(input_ids, attention_mask, output_hidden_states)
+        return BaseModelOutput(last_hidden_state=x, hidden_states=hidden)
+
+
+class LtgBertForMaskedLM(LtgBertPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        c = config
+        self._add_encoder(c)
         self.head_dense = nn.Linear(c.hidden_size, c.hidden_size)
         self.lm_head = nn.Linear(c.hidden_size, c.vocab_size)  # babyjax ties it to word_embedding: saved as a copy
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
-        b, t = input_ids.shape
-        keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        blocked = ~keep[:, None, None, :]
-        if self.causal:
-            blocked = blocked | torch.ones(t, t, dtype=torch.bool, device=input_ids.device).triu(1)
-        buckets = relative_buckets(t, self.config.position_bucket_size).to(input_ids.device)
+    def forward(self, input_ids=None, attention_mask=None, labels=None, output_hidden_states=None, **kwargs):
+        x, hidden = self.encode(input_ids, attention_mask, output_hidden_states)
         eps = self.config.layer_norm_eps
-        x = _norm(self.word_embedding(input_ids), eps)
-        rel = self.relative_norm(self.relative_embedding)
-        for layer in self.layers:
-            x = layer(x, blocked, buckets, rel)
-        h = _norm(nn.functional.gelu(self.head_dense(_norm(x, eps))), eps)
-        logits = self.lm_head(h)
+        logits = self.lm_head(_norm(nn.functional.gelu(self.head_dense(_norm(x, eps))), eps))
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-        return (CausalLMOutput if self.causal else MaskedLMOutput)(loss=loss, logits=logits)
+        return (CausalLMOutput if self.causal else MaskedLMOutput)(loss=loss, logits=logits, hidden_states=hidden)
 
 
 class LtgBertForCausalLM(LtgBertForMaskedLM):

@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from babyjax.checkpoints.schedules import whole_words
 from babyjax.data import babylm2025 as data
+from babyjax.data import ewok_comps
 from babyjax.errors import InputError
 
 # the pipeline's intermediate checkpoints (chck_1M ... chck_9M, chck_10M ... chck_100M, chck_200M ... chck_1000M)
@@ -43,8 +45,9 @@ def candidate_logprobs(surprisal_T: np.ndarray, tokens: pd.DataFrame, seqs: pd.D
 
 
 def verdicts(seqs: pd.DataFrame, logp: np.ndarray) -> pd.DataFrame:
-    """One row per item: task, subset, uid, field, term, ratio, chosen (the first best candidate), correct, prob0
-    (softmax probability of candidate 0 over the candidates' sums) and pred (the chosen completion's text)."""
+    """One row per item: task, subset, uid, field, term, ratio, meta, chosen (the first best candidate), correct,
+    prob0 (softmax probability of candidate 0 over the candidates' sums) and pred (the chosen completion's text;
+    COMPS: the chosen sentence's, as compute_results.py's rank_and_evaluate writes it)."""
     df = seqs.assign(logp=logp)
     wide = df.pivot(index="item", columns="cand", values="logp").to_numpy(np.float64)
     wide = np.where(np.isnan(wide), -np.inf, wide)
@@ -53,9 +56,10 @@ def verdicts(seqs: pd.DataFrame, logp: np.ndarray) -> pd.DataFrame:
     first = np.flatnonzero(df["cand"].to_numpy() == 0)  # sequences are item-major, candidates in order
     items = df.iloc[first].set_index("item")
     text, start = df["text"].to_numpy(), df["start_char"].to_numpy()
-    pred = [text[r][start[r] :] for r in first + chosen]
+    whole = df["task"].isin(ewok_comps.WHOLE_SENTENCE_TASKS).to_numpy()
+    pred = [text[r] if whole[r] else text[r][start[r] :] for r in first + chosen]
     return (
-        items[["task", "subset", "uid", "field", "term", "ratio"]]
+        items[["task", "subset", "uid", "field", "term", "ratio", "meta"]]
         .assign(chosen=chosen, correct=chosen == 0, prob0=prob0, pred=pred)
         .reset_index()
     )
@@ -63,18 +67,19 @@ def verdicts(seqs: pd.DataFrame, logp: np.ndarray) -> pd.DataFrame:
 
 def task_summary(v: pd.DataFrame) -> tuple[dict[str, dict[str, float]], float]:
     """(blocks, average) of one task folder's verdicts as the pipeline's process_results computes them: per
-    metadata key, 100 x correct / total per value; the average over UIDs (entity tracking: per split, then over
-    the splits); wug: Spearman's rho in block UID, key avg."""
+    metadata key, 100 x correct / total per value (BLiMP: field, UID, linguistics term; the others: UID, then
+    their further metadata, EWoK's context type and contrasts); the average over UIDs (entity tracking: per split,
+    then over the splits); wug: Spearman's rho in block UID, key avg."""
     task = v["task"].iloc[0]
     if task.startswith("wug"):
         rho = float(stats.spearmanr(v["prob0"], v["ratio"])[0])
         return {"UID": {"avg": rho}}, rho
     pct = lambda key: {k: 100.0 * int(g.sum()) / len(g) for k, g in v.groupby(key, sort=False)["correct"]}
-    blocks = (
-        {"UID": pct("uid")}
-        if task == "entity_tracking"
-        else {"FIELD": pct("field"), "UID": pct("uid"), "LINGUISTICS_TERM": pct("term")}
-    )
+    if task in ("blimp", "supplement"):
+        blocks = {"FIELD": pct("field"), "UID": pct("uid"), "LINGUISTICS_TERM": pct("term")}
+    else:
+        meta = pd.DataFrame([json.loads(m) if isinstance(m, str) and m else {} for m in v["meta"]], index=v.index)
+        blocks = {"UID": pct("uid"), **{key.upper(): pct(meta[key]) for key in meta.columns}}
     mean = lambda xs: sum(xs) / len(xs)
     if task != "entity_tracking":
         return blocks, mean(list(blocks["UID"].values()))
@@ -116,15 +121,16 @@ def predictions(v: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def _r2_gain(df: pd.DataFrame, dv: str, predictors: list[str]) -> float:
-    """100 x (R² with `pred` - R² without) / (1 - R² without) of OLS of dv on the predictors and all their pairwise
-    interactions (reading/run.py; each model on the rows it can use)."""
+def _r2_gain(df: pd.DataFrame, dv: str, predictors: list[str], scale: float = 100.0) -> float:
+    """scale x (R² with `pred` - R² without) / (1 - R² without) of OLS of dv on the predictors and all their pairwise
+    interactions (reading/run.py, in percent; collate_preds.py's fast metric, scale 1; each model on the rows it can
+    use)."""
     import statsmodels.formula.api as smf
 
     terms = " + ".join(predictors + [f"{a}:{b}" for i, a in enumerate(predictors) for b in predictors[i + 1 :]])
     base = smf.ols(f"{dv} ~ {terms}", df[[dv] + predictors].dropna()).fit().rsquared
     full = smf.ols(f"{dv} ~ {terms} + pred", df[["pred", dv] + predictors].dropna()).fit().rsquared
-    return float((full - base) / (1 - base) * 100)
+    return float((full - base) / (1 - base) * scale)
 
 
 def reading_results(seqs: pd.DataFrame, logp: np.ndarray, table: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
@@ -245,7 +251,7 @@ def revisions(index: Iterable[dict], step: int) -> list[str]:
     names = [
         f"chck_{m // 1_000_000}M"
         for m in MARKS
-        if next((int(e["step"]) for e in entries if float(e.get("words_seen", -1)) >= m), None) == step
+        if next((int(e["step"]) for e in entries if whole_words(e.get("words_seen", -1)) >= m), None) == step
     ]
     names += ["main"] if entries and int(entries[-1]["step"]) == step else []
     return names or [f"step_{step}"]

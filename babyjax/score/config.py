@@ -101,6 +101,11 @@ class ScoreConfig:
     text_suffix: str = option(".txt", "text: suffix of the files read from an --eval folder")
     head_tokens: int = option(0, "tokens per device in each slice of the output projection (0: auto)")
     limit: int = option(0, "quick runs: keep the first N sequences (pairs: N pairs per paradigm)")
+    ewok_password: str = option(
+        "",
+        "babylm2025: the password of the organisers' ewok_fast.zip, read as it is (default: the environment's "
+        "BABYLM_EWOK_PASSWORD; never written to the output)",
+    )
     mesh_data: int = option(-1, "mesh: data-parallel axis size (-1: the remaining devices)")
     mesh_fsdp: int = option(1, "mesh: fsdp axis size")
     mesh_tensor: int = option(1, "mesh: tensor axis size")

@@ -22,12 +22,13 @@ import pandas as pd
 from jax.experimental import multihost_utils
 
 from babyjax.data import babylm2025 as babylm2025_data
-from babyjax.data import evalsets
+from babyjax.data import evalsets, ewok_comps
 from babyjax.data.tokenizer import Tokenizer
 from babyjax.errors import InputError, writing_to
 from babyjax.model.transformer import ModelConfig
 from babyjax.score.babylm2025 import write_results
 from babyjax.score.config import ScoreConfig
+from babyjax.score.masked_words import suite_copies
 from babyjax.score.packing import Packed, eval_copies, eval_windows, layout_hash, pack, row_length, token_table
 from babyjax.score.pairs import pair_table
 from babyjax.score.runs import (
@@ -147,7 +148,8 @@ def _prepare(config: ScoreConfig) -> _Job:
     meta = _meta(config, ev, tokens, tok, opened, policy=policy, seq_len=seq_len, stride=stride)
     meta["scoring"] = method
     chosen = {r.spec.name: select_checkpoints(r.index, config.steps, config.words, r.spec.name) for r in opened}
-    store = ScoreFolder(pathlib.Path(config.out), meta, tokens, ev.sequences, jax.process_index() == 0)
+    stored = ewok_comps.redacted(tokens, ev.sequences)  # EWoK's text stays out of the CSV files
+    store = ScoreFolder(pathlib.Path(config.out), meta, *stored, jax.process_index() == 0)
     pair_rows = (
         functools.partial(pair_table, token_seq_T=tokens["seq"].to_numpy(np.int64), sequences=ev.sequences)
         if config.kind == "pairs"
@@ -164,7 +166,7 @@ def _eval_set(config: ScoreConfig, run: OpenedRun) -> evalsets.EvalSet:
     if config.kind == "pairs":
         return evalsets.load_pair_set(paths, tok, suite=config.suite, limit=limit)
     if config.kind == "babylm2025":
-        return babylm2025_data.load_suite(paths, tok, limit=limit)
+        return babylm2025_data.load_suite(paths, tok, limit=limit, ewok_password=config.ewok_password)
     if len(paths) != 1:
         raise InputError("--kind=tokens takes exactly one token-sample file")
     ev = evalsets.load_tokens(paths[0], limit=limit)
@@ -181,13 +183,8 @@ def _units(
     kind: str, ev: evalsets.EvalSet, method: str, policy: str, seq_len: int, stride: int, tok: Tokenizer, encoder: bool
 ) -> tuple[list, str]:
     """(what is packed: causal windows or masked copies, the first-token policy recorded in meta.json)."""
-    if method != "causal":  # masked LMs read every token after </s> (the exported tokenizer prepends it too)
-        if kind == "babylm2025" and (other := set(ev.sequences["task"]) & {"reading", "aoa"}):
-            raise InputError(
-                f"--scoring={method}: the BabyLM 2025 {' and '.join(sorted(other))} tasks are scored "
-                "causally only for now (their mlm/mntp rules are not built): leave those folders out"
-            )
-        copies = eval_copies(ev, method, seq_len, tok.word_starts())
+    if method != "causal":  # masked LMs read after </s> (the exported tokenizer prepends it); babylm2025: its own rules
+        copies = (suite_copies if kind == "babylm2025" else eval_copies)(ev, method, seq_len, tok.word_starts())
         return copies, "sample_context" if kind == "tokens" else "eot_context"
     if kind == "babylm2025" and (long := sum(len(s) > seq_len for s in ev.token_ids)):
         log.warning(
