@@ -15,6 +15,7 @@ import ml_collections
 
 from babyjax.checkpoints import series as checkpoints
 from babyjax.checkpoints.run import RunDir
+from babyjax.checkpoints.schedules import whole_words
 from babyjax.data.tokenizer import Tokenizer
 from babyjax.errors import CheckpointError, InputError
 from babyjax.model import objectives
@@ -80,7 +81,7 @@ def select_checkpoints(
             )
         chosen[int(s)] = by_step[int(s)]
     for w in words or ():
-        hit = next((e for e in entries if float(e.get("words_seen", -1)) >= w), None)
+        hit = next((e for e in entries if whole_words(e.get("words_seen", -1)) >= w), None)
         if hit is None:
             most = max(float(e.get("words_seen", 0)) for e in entries)
             raise InputError(f"run {run}: no checkpoint has seen {w:,} words (the last saw {most:,.0f})")
