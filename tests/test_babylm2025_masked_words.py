@@ -167,3 +167,21 @@ def test_the_masked_reading_query_and_a_scoring_without_a_pipeline_backend(tmp_p
                 limit=2,
             )
         )
+
+
+def test_masked_copies_mask_only_each_completion(tok, shared_data):
+    """Entity tracking's options follow a long shared prefix: each candidate is read by one copy per completion token
+    (the pipeline's process_mlm_sentences), not one per token of the whole text (which ran out of memory on the fast
+    set); BLiMP's candidates are completions whole."""
+    from babyjax.data import babylm2025 as data
+
+    release = shared_data / "babylm_eval_2025"
+    ev = data.load_suite([str(release / "entity_tracking_fast"), str(release / "blimp_fast")], tok, limit=2)
+    starts = ev.sequences["start"].to_numpy()
+    for method in ("pll_original", "mntp"):
+        copies = masked_words.suite_copies(ev, method, 512, tok.word_starts())
+        per_seq = np.bincount([c.seq for c in copies], minlength=len(ev.token_ids))
+        assert per_seq.tolist() == [len(ids) - s for ids, s in zip(ev.token_ids, starts)]
+        assert all(c.start >= starts[c.seq] for c in copies)
+    entity = (ev.sequences["task"] == "entity_tracking").to_numpy()
+    assert entity.any() and (starts[entity] > 10).all() and (starts[~entity] == 0).all()

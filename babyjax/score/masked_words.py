@@ -3,9 +3,10 @@ official pipeline's mlm and mntp backends read it (github.com/babylm/evaluation-
 "BabyLM 2025 zero-shot tasks"). Reading (`reading/evaluation_functions.py`, get_p2_mlm / get_p2_mntp): each query's
 context followed by NUM_MASK_TOKENS masks, read at the first mask (mlm) or at the column before it (mntp). AoA
 (`AoA_word/evaluation_functions.py`, process_mlm_input / process_mntp_input): each of the word's tokens masked alone in
-`context word`, read at its own column (mlm) or the one before (mntp). EWoK and COMPS: each token of the completion
-masked in turn (sentence_zero_shot/dataset.py, process_mlm_sentences / process_mntp_sentences); the other tasks: every
-token of each candidate, of which the results sum the completion's (a layout that outputs scored before keep)."""
+`context word`, read at its own column (mlm) or the one before (mntp). The sentence tasks: each token of the
+completion masked in turn (sentence_zero_shot/dataset.py, process_mlm_sentences / process_mntp_sentences): the whole
+candidate for BLiMP, the supplement and the wug tasks, the options after the shared prefix for entity tracking, EWoK
+and COMPS."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 NUM_MASK_TOKENS = 3  # reading/run.py's --number_of_mask_tokens_to_append, as eval_zero_shot.sh leaves it
 WORD_TASKS = ("reading", "aoa")  # the tasks whose masked rules are the pipeline's own, not pseudo-log-likelihood
 PIPELINE_METHODS = ("pll_original", "mntp")  # the scorings that are a pipeline backend (mlm, mntp)
-FROM_START = ("aoa", "ewok", "comps")  # tasks whose copies mask only the completion's tokens (from `start`)
 
 
 def reading_copy(seq: int, query: Sequence[int], method: str, seq_len: int) -> MaskedCopy:
@@ -39,9 +39,8 @@ def reading_copy(seq: int, query: Sequence[int], method: str, seq_len: int) -> M
 
 
 def suite_copies(ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray) -> list[MaskedCopy]:
-    """The masked copies that score a BabyLM 2025 suite by `method`: reading queries as `reading_copy`; the
-    completion's tokens (from each sequence's `start`) each masked alone for the FROM_START tasks; every token of the
-    other tasks' candidates."""
+    """The masked copies that score a BabyLM 2025 suite by `method`: reading queries as `reading_copy`; for every
+    other task, the completion's tokens (from each sequence's `start`) each masked alone."""
     tasks = ev.sequences["task"].to_numpy()
     if method not in PIPELINE_METHODS and (words := sorted(set(tasks) & set(WORD_TASKS))):
         raise InputError(
@@ -54,6 +53,5 @@ def suite_copies(ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray
         if tasks[s] == "reading":
             out.append(reading_copy(s, ids, method, seq_len))
         else:
-            scored = range(int(starts[s]), len(ids)) if tasks[s] in FROM_START else None
-            out += masked_copies(s, ids, method, seq_len, word_starts, scored=scored)
+            out += masked_copies(s, ids, method, seq_len, word_starts, scored=range(int(starts[s]), len(ids)))
     return out
