@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 
+from babyjax.checkpoints.schedules import words_mark_name, words_marks
+
 TRACKS = ("strict-small", "strict", "interaction")  # the text tracks; multimodal is not babyjax's
 BACKENDS = ("causal", "mlm", "mntp")
-_SMALL_MARKS = (*range(1, 10), *range(10, 101, 10))
-_OTHER_MARKS = (*range(1, 10), *range(10, 100, 10), *range(100, 1001, 100))
 
 
 def required_revisions(track: str) -> list[str]:
     """The revisions scored on the fast sets (and in the AoA task): every 1M words to 10M, every 10M to 100M, then
     (except strict-small) every 100M to 1B."""
-    return [f"chck_{m}M" for m in (_SMALL_MARKS if track == "strict-small" else _OTHER_MARKS)]
+    return [words_mark_name(m) for m in words_marks(100_000_000 if track == "strict-small" else 1_000_000_000)]
 
 
 BLIMP = {

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from babyjax.checkpoints.schedules import whole_words
+from babyjax.checkpoints.schedules import whole_words, words_marks
 from babyjax.data import babylm2025 as data
 from babyjax.data import ewok_comps
 from babyjax.errors import InputError
 
 # the pipeline's intermediate checkpoints (chck_1M ... chck_9M, chck_10M ... chck_100M, chck_200M ... chck_1000M)
-MARKS = [m * 1_000_000 for m in (*range(1, 10), *range(10, 101, 10), *range(200, 1001, 100))]
+MARKS = words_marks(1_000_000_000)
 ET_SPLITS = ("regular", "ambiref", "move_contents")
 TABLE_COLUMNS = ["run", "step", "words_seen", "revision", "task", "subset", "block", "key", "value"]
 EYE_TRACKING = ("RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound")
