@@ -25,8 +25,8 @@ it in windows and the predictions would differ); the tiny tokenizer makes them u
 max_len 512 and babyjax's --seq_len (the run's model.max_len unless given). EWoK fast is the organisers'
 ewok_fast.zip: babyjax reads the zip, the pipeline a copy unzipped into a temporary folder that is deleted at the end
 (EWoK's terms: never store its text unzipped); the password from --ewok_password or BABYLM_EWOK_PASSWORD.
-Under mlm and mntp babyjax masks every token of each entity-tracking candidate (the pipeline: the completion's only);
-the whole entity_tracking_fast then needs more than 24 GB: there, pass --limit entity_tracking_fast=100 or leave it out.
+Under mlm and mntp both sides mask each completion token of a candidate alone (entity tracking: about 100,000 copies
+of 87 to 362 tokens on the tiny tokenizer; the pipeline's side takes most of an hour per backend on 2 cores).
 --limit N keeps the first N lines of every .jsonl file for both sides, --limit TASK=N,... those of the tasks named
 (quick checks; reading stays whole; babyjax then reads a limited EWoK zip, unencrypted, in the same temporary
 folder). Needs a Python environment with the

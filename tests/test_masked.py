@@ -539,3 +539,26 @@ def test_a_packed_row_holds_at_most_eight_masked_copies():
     assert packed.num_rows == 8 and packed.compact().cols.shape == (8, 8)
     windows = [packing.Window(i, 1, (3,), (4, 5), (0,)) for i in range(30)]  # causal windows are not capped
     assert score.pack(windows, 64).num_rows == 1
+
+
+def test_masked_copies_are_read_in_the_narrowest_width_that_holds_them(tmp_path, tok, babylm_sample, monkeypatch):
+    """pack_buckets: each copy in the narrowest of the widths 64, 96, ... that holds it (a width with fewer than
+    MIN_BUCKET copies joins the next), the same log-probabilities as one width for all, back in window order."""
+    cfg = make_run(tmp_path / "run", tok, style="ltg_bert", steps=(0, 10), objective="mlm", max_len=160)
+    lines = (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines()
+    stream = tok.encode(" ".join(lines[:200]))
+    ids = [stream[i : i + n] for i, n in enumerate((20, 70, 100, 130, 150))]  # copies of 21 to 151 tokens
+    copies = [c for i, s in enumerate(ids) for c in packing.masked_copies(i, s, "mntp", 160, tok.word_starts())]
+    assert packing.pack_buckets(copies, 160).widths == [packing.row_length(copies, 160)]  # few copies: one width
+    monkeypatch.setattr(packing, "MIN_BUCKET", 1)
+    buckets = packing.pack_buckets(copies, 160)
+    assert buckets.widths == [64, 96, 128, 160]
+    for pack, slots in zip(buckets.packs, buckets.slots):
+        width = pack.inputs.shape[1]
+        lengths = np.array([copies[i].length for i in slots])
+        assert lengths.max() <= width and (width == 64 or lengths.min() > width - packing.BUCKET_STEP)
+    scorer = score.Scorer(cfg, mesh_of(1), batch_rows=4, causal=False)
+    params = checkpoints.restore_params(tmp_path / "run", 10, scorer.abstract_params)
+    got = buckets.gather([scorer.logprobs(params, *scorer.place(p)) for p in buckets.packs])
+    want = _score_copies(tmp_path / "run", cfg, 10, copies, packing.row_length(copies, 160), mesh_of(1), 4)
+    np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from babyjax.model.layers import Norm, dropout, param, take_cols
+from babyjax.model.layers import Norm, dropout, param, take_cols, weighted_values
 from babyjax.model.sharding import constrain
 
 MAX_POSITION = 512  # LTG-BERT's max_position_embeddings: offsets beyond share the last bucket
@@ -87,7 +87,7 @@ class RelativeAttention(nnx.Module):
         s_BxHxLxL = (c2c_BxHxLxL + c2p_BxHxLxL + p2c_BxHxLxL) * (3 * self.head_dim) ** -0.5
         s_BxHxLxL = jnp.where(mask_Bx1xLxL, s_BxHxLxL, jnp.finfo(jnp.float32).min)
         p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1).astype(dt)
-        o_BxLxHxK = jnp.einsum("bhlm,bmhk->blhk", p_BxHxLxL, v_BxLxHxK)
+        o_BxLxHxK = weighted_values(p_BxHxLxL, v_BxLxHxK)
         out_BxLxD = jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.w_o[...].astype(dt)) + self.b_o[...].astype(dt)
         return self.norm_out(out_BxLxD)
 

@@ -18,7 +18,7 @@ from flax import nnx
 
 from babyjax.errors import InputError
 from babyjax.model import layers, ltg
-from babyjax.model.layers import INIT_STD, take_cols
+from babyjax.model.layers import INIT_STD, take_cols, weighted_values
 from babyjax.model.layers import dropout as _dropout
 from babyjax.model.layers import param as _param
 from babyjax.model.sharding import constrain
@@ -194,7 +194,7 @@ def attend(
         )
         s_BxHxNxM = jnp.where(mask_Bx1xLxL[:, :, lo : lo + n, :hi], s_BxHxNxM, jnp.finfo(jnp.float32).min)
         p_BxHxNxM = jax.nn.softmax(s_BxHxNxM, axis=-1).astype(dt)
-        outs.append(jnp.einsum("bhlm,bmhk->blhk", p_BxHxNxM, v_BxLxHxK[:, :hi]))
+        outs.append(weighted_values(p_BxHxNxM, v_BxLxHxK[:, :hi]))
     return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=1)
 
 
@@ -380,10 +380,25 @@ class Transformer(nnx.Module):
         causal: bool | jax.Array | None = None,
         cols: jax.Array | None = None,
     ) -> jax.Array:
-        """The input of the output projection x_BxLxD (compute dtype): the final hidden states, normed (pre-norm
-        models) or through the MLM head's transform (encoders). cols (int32 [B, K]): x_BxKxD at these columns only;
-        the last block computes only their queries and what follows (its keys and values at every column), the rest
-        of its work skipped, as the loss and the scorer read a few columns a row (masked tokens, token samples)."""
+        """The input of the output projection x_BxLxD (compute dtype): the final hidden states (`hidden`), through
+        the MLM head's transform in encoders. cols (int32 [B, K]): x_BxKxD at these columns only (`hidden`)."""
+        x_BxLxD = self.hidden(inputs_BxL, segment_ids, positions, deterministic, rngs, causal, cols)
+        return self.mlm(x_BxLxD) if self.cfg.mlm_head else x_BxLxD
+
+    def hidden(
+        self,
+        inputs_BxL: jax.Array,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+        causal: bool | jax.Array | None = None,
+        cols: jax.Array | None = None,
+    ) -> jax.Array:
+        """The final hidden states x_BxLxD (compute dtype), normed in pre-norm models: what an exported model returns
+        as `last_hidden_state`. cols (int32 [B, K]): x_BxKxD at these columns only; the last block computes only their
+        queries and what follows (its keys and values at every column), the rest of its work skipped, as the loss,
+        the scorer and a classifier read a few columns a row (masked tokens, token samples, the pooled token)."""
         cfg = self.cfg
         b, length = inputs_BxL.shape
         cfg.check_length(length, fix="feed at most model.max_len tokens per row")
@@ -403,8 +418,7 @@ class Transformer(nnx.Module):
             run_block = nnx.remat(run_block)
         for i, block in enumerate(self.blocks):
             x_BxLxD = run_block(block, x_BxLxD, rngs, cols if i == cfg.num_layers - 1 else None)
-        x_BxLxD = x_BxLxD if cfg.embed_norm else self.norm_out(x_BxLxD)
-        return self.mlm(x_BxLxD) if cfg.mlm_head else x_BxLxD
+        return x_BxLxD if cfg.embed_norm else self.norm_out(x_BxLxD)
 
     def head_kernel_DxV(self) -> jax.Array:
         """The output projection (the transposed embedding when tied), float32."""

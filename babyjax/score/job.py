@@ -29,7 +29,7 @@ from babyjax.model.transformer import ModelConfig
 from babyjax.score.babylm2025 import write_results
 from babyjax.score.config import ScoreConfig
 from babyjax.score.masked_words import suite_copies
-from babyjax.score.packing import Packed, eval_copies, eval_windows, layout_hash, pack, row_length, token_table
+from babyjax.score.packing import Buckets, Packed, eval_copies, eval_windows, layout_hash, pack_buckets, token_table
 from babyjax.score.pairs import pair_table
 from babyjax.score.runs import (
     OpenedRun,
@@ -98,15 +98,15 @@ def _score_job(config: ScoreConfig) -> Summary:
     job = _prepare(config)
     plan, already = _plan(job.store, job.chosen, job.pair_rows)
     summary = Summary(already_done=already, num_tokens=len(job.tokens))
-    packed = pack(job.wins, row_length(job.wins, job.seq_len))
+    packed = pack_buckets(job.wins, job.seq_len)
     mesh = scoring_mesh(config.mesh)
     log.info(
-        "scoring %d tokens (%d sequences, %d rows of %d, %s) of %s; %d checkpoints to score, %d done before; "
+        "scoring %d tokens (%d sequences, %d rows of %s tokens, %s) of %s; %d checkpoints to score, %d done before; "
         "mesh %s of %s devices",
         len(job.tokens),
         len(job.ev.sequences),
         packed.num_rows,
-        job.seq_len,
+        "/".join(map(str, packed.widths)),
         job.method,
         job.ev.source,
         sum(map(len, plan.values())),
@@ -285,21 +285,21 @@ def _plan(
 def _score_runs(
     job: _Job,
     plan: Mapping[str, list[dict]],
-    packed: Packed,
+    packed: Buckets,
     summary: Summary,
     make_scorer: Callable[[ModelConfig], Scorer],
 ) -> None:
     """Score every run's planned checkpoints: one scorer per model shape, one placement per batch size and layout."""
     scorers: dict[ModelConfig, Scorer] = {}
-    placed: dict[tuple[int, str], tuple[Packed, list]] = {}
+    placed: dict[tuple[int, str], tuple[Buckets, list]] = {}
     layouts = {"window": packed}
     for r in (r for r in job.runs if plan[r.spec.name]):
         cfg, layout = job.model_cfgs[r.spec.name], job.meta["contexts"][r.spec.name]
         if layout not in layouts:
-            layouts[layout] = packed.split_at_eos()
+            layouts[layout] = packed.map(Packed.split_at_eos)
         scorer = scorers[cfg] = scorers.get(cfg) or make_scorer(cfg)
         key = (scorer.batch_rows, layout)
-        placed[key] = placed.get(key) or scorer.place(layouts[layout])
+        placed[key] = placed.get(key) or (layouts[layout], [scorer.place(p) for p in layouts[layout].packs])
         _score_run(r, plan[r.spec.name], scorer, placed[key], job, summary)
 
 
@@ -307,12 +307,12 @@ def _score_run(
     run: OpenedRun,
     todo: Sequence[Mapping[str, Any]],
     scorer: Scorer,
-    placed: tuple[Packed, list],
+    placed: tuple[Buckets, list],
     job: _Job,
     summary: Summary,
 ) -> None:
     """Score the checkpoints `todo` of one run into the store (process 0 writes), recording them in `summary`."""
-    (packed, device_batches), spec, store = placed, run.spec, job.store
+    (buckets, on_device), spec, store = placed, run.spec, job.store
     for entry, (params, status, why) in restored(spec, todo, scorer):
         step, t0 = int(entry["step"]), time.time()
         if params is None:
@@ -321,7 +321,7 @@ def _score_run(
             if store.primary:
                 store.table(spec.name).mark(step, status)
             continue
-        logp_T = scorer.logprobs(params, packed, device_batches)
+        logp_T = buckets.gather([scorer.logprobs(params, p, batches) for p, batches in on_device])
         del params
         surprisal_T = (-logp_T.astype(np.float64) / math.log(2)).astype(np.float32)
         extra = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -265,6 +265,61 @@ def pack(wins: Sequence[Window | MaskedCopy], seq_len: int) -> Packed:
         token_index.append(row * seq_len + cols)
     flat = np.concatenate(token_index) if token_index else np.zeros((0,), np.int64)
     return Packed(inputs, targets, segment_ids, positions, weights, flat)
+
+
+BUCKET_STEP = 32  # masked copies: row widths 64, 96, 128, ... (see `pack_buckets`)
+MIN_BUCKET = 256  # copies: a width holding fewer joins the next wider one (every width compiles once)
+
+
+@dataclasses.dataclass
+class Buckets:
+    """Units packed into rows of a few widths (`pack_buckets`): `packs[i]` scores the tokens at window-order
+    positions `slots[i]`, in its own order."""
+
+    packs: list[Packed]
+    slots: list[np.ndarray]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(p.num_rows for p in self.packs)
+
+    @property
+    def widths(self) -> list[int]:
+        return [p.inputs.shape[1] for p in self.packs]
+
+    def map(self, f: Callable[[Packed], Packed]) -> Buckets:
+        return Buckets([f(p) for p in self.packs], self.slots)
+
+    def gather(self, outs: Sequence[np.ndarray]) -> np.ndarray:
+        """The packs' outputs (each in its own order) as one array in window order."""
+        out = np.zeros((sum(s.size for s in self.slots),), outs[0].dtype if outs else np.float32)
+        for slots, o in zip(self.slots, outs):
+            out[slots] = o
+        return out
+
+
+def pack_buckets(units: Sequence[Window | MaskedCopy], seq_len: int) -> Buckets:
+    """Causal windows: one `pack` in rows of `seq_len`. Masked copies, read both ways, where attention costs a row's
+    length per token: each copy in the narrowest width that holds it, of 64, 96, 128, ... (steps of BUCKET_STEP, the
+    last `row_length`), a width with fewer than MIN_BUCKET copies merged into the next. On the BabyLM 2025 entity
+    tracking fast set (up to 361 tokens) one width of 368 spends 42% of the attention on padding, ten widths 11%."""
+    counts = np.array([1 if isinstance(u, MaskedCopy) else len(u.kept) for u in units], np.int64)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    width = row_length(units, seq_len)
+    if not units or not isinstance(units[0], MaskedCopy):
+        return Buckets([pack(units, width)], [np.arange(counts.sum(), dtype=np.int64)])
+    lengths = np.array([u.length for u in units], np.int64)
+    bounds = [*range(64, width, BUCKET_STEP), width]
+    which = np.searchsorted(bounds, lengths)  # the narrowest bound >= each length
+    for b in range(len(bounds) - 1):  # too few copies: move them up a width
+        if 0 < (moved := which == b).sum() < MIN_BUCKET:
+            which[moved] = b + 1
+    packs, slots = [], []
+    for b in np.unique(which):
+        members = np.flatnonzero(which == b)
+        packs.append(pack([units[i] for i in members], bounds[b]))
+        slots.append(first[members])
+    return Buckets(packs, slots)
 
 
 def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = None) -> list[Window]:
