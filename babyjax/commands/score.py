@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from typing import Any
 
 import jax
 from absl import flags
@@ -24,25 +25,30 @@ from babyjax.score.job import score_job
 log = logging.getLogger("babyjax")
 
 
-def define_flags(fv: flags.FlagValues) -> None:
-    """One flag per ScoreConfig field, named as the field, with its default and help."""
-    for field in dataclasses.fields(ScoreConfig):
+def define_flags(fv: flags.FlagValues, config_class: type = ScoreConfig) -> None:
+    """One flag per field of `config_class` (ScoreConfig, FinetuneConfig), named as the field, with its default
+    and help."""
+    for field in dataclasses.fields(config_class):
         name, default, help_text = field.name, field.default, field.metadata["help"]
         if field.metadata["choices"]:
             flags.DEFINE_enum(name, default, list(field.metadata["choices"]), help_text, flag_values=fv)
         elif field.metadata["repeat"]:
             flags.DEFINE_multi_string(name, list(default), help_text, flag_values=fv)
         elif isinstance(default, tuple):
-            flags.DEFINE_list(name, list(default), help_text, flag_values=fv)
+            flags.DEFINE_list(name, [str(d) for d in default], help_text, flag_values=fv)
+        elif isinstance(default, bool):
+            flags.DEFINE_bool(name, default, help_text, flag_values=fv)
         elif isinstance(default, int):
             flags.DEFINE_integer(name, default, help_text, flag_values=fv)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, help_text, flag_values=fv)
         else:
             flags.DEFINE_string(name, default, help_text, flag_values=fv)
 
 
-def config_from_flags(fv: flags.FlagValues) -> ScoreConfig:
-    """The ScoreConfig of the parsed flags (a bad --run, --steps or --words is one line)."""
-    return ScoreConfig(**{f.name: fv[f.name].value for f in dataclasses.fields(ScoreConfig)})
+def config_from_flags(fv: flags.FlagValues, config_class: type = ScoreConfig) -> Any:
+    """The `config_class` of the parsed flags (a bad --run, --steps or --words is one line)."""
+    return config_class(**{f.name: fv[f.name].value for f in dataclasses.fields(config_class)})
 
 
 def define(fv: flags.FlagValues) -> None:

@@ -357,7 +357,12 @@ class Transformer(nnx.Module):
             self.head = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), INIT_STD, decay=True)
 
     def _embed(
-        self, inputs_BxL: jax.Array, positions_BxL: jax.Array, deterministic: bool, rngs: nnx.Rngs | None
+        self,
+        inputs_BxL: jax.Array,
+        positions_BxL: jax.Array,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
+        offset_D: jax.Array | None = None,
     ) -> jax.Array:
         cfg = self.cfg
         # gather from tables whose model dimension is all-gathered (FSDP), so the rows land batch-sharded
@@ -366,6 +371,8 @@ class Transformer(nnx.Module):
         if cfg.position == "learned":
             pos_embed_LxD = constrain(self.pos_embed[...], (None, None))
             x_BxLxD += jnp.take(pos_embed_LxD, positions_BxL, axis=0).astype(cfg.compute_dtype)
+        if offset_D is not None:  # added to every token before the embeddings' norm (RoBERTa's token-type row)
+            x_BxLxD += offset_D.astype(cfg.compute_dtype)
         if cfg.embed_norm:
             x_BxLxD = self.norm_out(x_BxLxD)
         return constrain(_dropout(x_BxLxD, cfg.dropout, deterministic, rngs), ("batch", "length", "embed"))
@@ -394,11 +401,14 @@ class Transformer(nnx.Module):
         rngs: nnx.Rngs | None = None,
         causal: bool | jax.Array | None = None,
         cols: jax.Array | None = None,
+        embed_offset: jax.Array | None = None,
     ) -> jax.Array:
         """The final hidden states x_BxLxD (compute dtype), normed in pre-norm models: what an exported model returns
         as `last_hidden_state`. cols (int32 [B, K]): x_BxKxD at these columns only; the last block computes only their
         queries and what follows (its keys and values at every column), the rest of its work skipped, as the loss,
-        the scorer and a classifier read a few columns a row (masked tokens, token samples, the pooled token)."""
+        the scorer and a classifier read a few columns a row (masked tokens, token samples, the pooled token).
+        embed_offset (float32 [D]): added to every token's embedding before the embeddings' norm (fine-tuning
+        trains the zero token-type row that a RoBERTa export adds, babyjax.finetune.model)."""
         cfg = self.cfg
         b, length = inputs_BxL.shape
         cfg.check_length(length, fix="feed at most model.max_len tokens per row")
@@ -407,7 +417,7 @@ class Transformer(nnx.Module):
             raise InputError(f"model.style={cfg.style!r} is a decoder: its attention is causal only")
         segment_ids_BxL = jnp.ones((b, length), jnp.int32) if segment_ids is None else segment_ids
         positions_BxL = jnp.broadcast_to(jnp.arange(length), (b, length)) if positions is None else positions
-        x_BxLxD = self._embed(inputs_BxL, positions_BxL, deterministic, rngs)
+        x_BxLxD = self._embed(inputs_BxL, positions_BxL, deterministic, rngs, embed_offset)
         mask = attention_mask(segment_ids_BxL, causal)
         extra = self.relative(positions_BxL) if cfg.position == "relative" else (positions_BxL,)
 
