@@ -44,9 +44,19 @@ def outputs(out: pathlib.Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-def test_checkpoints_fine_tuned_into_the_pipelines_tree_and_a_table(tmp_path, run, glue, capsys):
-    out = tmp_path / "ft"
-    assert finetune_command.main(argv(run, glue, out, "--steps=10,20", "--seeds=42,7")) == 0
+JOB = ("--steps=10,20", "--seeds=42,7")
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, run, glue) -> pathlib.Path:
+    """One whole job: 2 checkpoints x 2 tasks x 2 seeds."""
+    out = tmp_path_factory.mktemp("job") / "ft"
+    assert finetune_command.main(argv(run, glue, out, *JOB)) == 0
+    return out
+
+
+def test_checkpoints_fine_tuned_into_the_pipelines_tree_and_a_table(job, glue):
+    out = job
     table = pd.read_csv(out / "finetune.csv")
     assert len(table) == 2 * 2 * 2 * 2  # checkpoints x tasks x seeds x epochs
     assert set(table["step"]) == {10, 20} and set(table["seed"]) == {42, 7}
@@ -63,12 +73,9 @@ def test_checkpoints_fine_tuned_into_the_pipelines_tree_and_a_table(tmp_path, ru
             best = table[(table.step == step) & (table.task == task) & (table.seed == 42) & table.best].iloc[0]
             assert [line.split(": ")[0] for line in lines] == ["accuracy", "f1", "mcc"]
             assert float(lines[0].split(": ")[1]) == pytest.approx(best["accuracy"])
-    assert "fine-tuned 8 units" in capsys.readouterr().out
 
 
-def test_a_killed_job_continues_to_the_outputs_of_one_never_stopped(tmp_path, run, glue, monkeypatch):
-    whole = tmp_path / "whole"
-    assert finetune_command.main(argv(run, glue, whole, "--steps=10,20")) == 0
+def test_a_killed_job_continues_to_the_outputs_of_one_never_stopped(tmp_path, job, run, glue, monkeypatch, capsys):
     calls, real = [], train_lib.run_recipe
 
     def dies_on_the_third(*args, **kwargs):
@@ -80,11 +87,13 @@ def test_a_killed_job_continues_to_the_outputs_of_one_never_stopped(tmp_path, ru
     monkeypatch.setattr(job_lib, "run_recipe", dies_on_the_third)
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        finetune_command.main(argv(run, glue, killed, "--steps=10,20"))
+        finetune_command.main(argv(run, glue, killed, *JOB))
     assert len(list((killed / "units").rglob("seed_*.json"))) == 2
     monkeypatch.setattr(job_lib, "run_recipe", real)
-    assert finetune_command.main(argv(run, glue, killed, "--steps=10,20")) == 0
-    assert outputs(killed) == outputs(whole)
+    capsys.readouterr()
+    assert finetune_command.main(argv(run, glue, killed, *JOB)) == 0
+    assert "fine-tuned 6 units" in capsys.readouterr().out
+    assert outputs(killed) == outputs(job)
 
 
 @pytest.mark.parametrize(
@@ -134,3 +143,17 @@ def test_the_checkpoints_chosen_by_marks_and_every(run):
     assert steps(every=2) == [0, 20]
     assert steps(steps=(10,), every=2) == [0, 10, 20]
     assert steps(words=(500,)) == [10]  # 50 words a step: step 10 is the first to reach 500
+
+
+def test_the_report_draws_each_task_across_training_and_splits_the_seeds_variance(tmp_path, job):
+    from babyjax.analysis import report
+
+    path = report.write_report([job], tmp_path / "report", progress=False)
+    text = path.read_text()
+    assert "## Fine-tuning across training" in text and "finetune_tasks.png" in text
+    assert (tmp_path / "report" / "finetune_tasks.png").stat().st_size > 10_000
+    units = pd.read_csv(tmp_path / "report" / "finetune_units.csv")
+    assert len(units) == 8 and set(units["metric"]) == {"accuracy"}
+    parts = pd.read_csv(tmp_path / "report" / "finetune_robustness.csv")
+    assert list(parts["task"]) == ["rte", "wsc"] and (parts["seeds"] == 2).all() and (parts["runs"] == 1).all()
+    assert parts["sd_pretrain"].isna().all() and parts["sd_finetune"].notna().all()  # one run: no pre-training part

@@ -559,3 +559,24 @@ def test_a_fast_babylm2025_evaluation_reads_the_organisers_fast_sets(tmp_path, s
     with pytest.raises(InputError, match=r"babylm2025.sets='quick': use 'fast'"):
         Study(study, tmp_path / "w3")
     assert not (tmp_path / "w3").exists()
+
+
+def test_a_study_fine_tunes_every_run_with_the_options_it_names(tmp_path, shared_data):
+    study = spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds", pairs=False)))
+    glue = shared_data / "babylm_eval_2025" / "glue_filtered"
+    study.finetune.options = (f"data_dir={glue}", "tasks=rte,wsc", "every=5", "seeds=42,43")
+    s = Study(study, tmp_path / "w", progress=False)
+    argv = s.finetune_argv()
+    assert [a for a in argv if a.startswith("--run=")] == [f"--run={r.name}={s.run_dir(r.name)}" for r in s.runs]
+    assert argv[len(s.runs) :] == [
+        f"--out={tmp_path / 'w' / 'finetune'}", f"--data_dir={glue}", "--tasks=rte,wsc", "--every=5", "--seeds=42,43"
+    ]  # fmt: skip
+    study.finetune.options = ("data_dir=/nowhere", "tasks=rte")
+    with pytest.raises(InputError, match=r"/nowhere/rte.train.jsonl does not exist: set data_dir="):
+        Study(study, tmp_path / "w2")
+    study.finetune.options = (f"data_dir={glue}", "out=/elsewhere")
+    with pytest.raises(InputError, match=r"'out=/elsewhere' is not key=value of a babyjax.finetune flag"):
+        Study(study, tmp_path / "w3")
+    assert not (tmp_path / "w2").exists() and not (tmp_path / "w3").exists()
+    study.finetune.options = ()
+    assert Study(study, tmp_path / "w4", progress=False).finetune_argv() == []

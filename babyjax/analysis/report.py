@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from babyjax.analysis import crossrun, curves, xia
+from babyjax.analysis.finetune_sections import finetune_section, finetuned_runs, is_finetune_output
 from babyjax.analysis.frequency_sections import predictors_section, token_sample_rows
 from babyjax.analysis.sections import (
     babylm2025_section,
@@ -92,13 +93,15 @@ def write_report(
     rd = pathlib.Path(runs_dir) if runs_dir else None
     if rd is not None and not rd.is_dir():
         raise MissingError(f"--runs-dir {rd} is not a directory")
-    outputs = [load_score_output(d) for d in score_dirs]
+    finetuned = [pathlib.Path(d) for d in score_dirs if is_finetune_output(d)]
+    outputs = [load_score_output(d) for d in score_dirs if not is_finetune_output(d)]
     notes: list[str] = []
-    run_names = sorted({r for so in outputs for r in so.meta.get("runs", [])})
+    run_names = sorted({r for so in outputs for r in so.meta.get("runs", [])} | finetuned_runs(finetuned))
     md = [
         "# babyjax learning-curve report",
         "",
-        f"Score outputs: {', '.join(f'`{so.path}`' for so in outputs)}. Runs: {', '.join(run_names)}.",
+        f"Score outputs: {', '.join(f'`{p}`' for p in [*(so.path for so in outputs), *finetuned])}. "
+        f"Runs: {', '.join(run_names)}.",
         "",
     ]
     aoa_path = pathlib.Path(aoa_words) if aoa_words else None
@@ -108,6 +111,7 @@ def write_report(
         if so.meta.get("kind") in ("tokens", "text") and so.tokens is not None and so.surprisal:
             md += _token_study(so, out, rd, xia_p, x_axis, aoa_path, notes, progress, per_run)
     md += pairs_section(outputs, out) + babylm2025_section(outputs, out)
+    md += finetune_section(finetuned, out, crossrun.conditions(run_names, study)[0] if study else None)
     md += equal_perplexity_section(outputs, out, notes)
     md += crossrun.cross_run_sections(outputs, out, rd, run_names, study, notes, xia_p, per_run)
     md += loss_section(rd, run_names, out, notes)

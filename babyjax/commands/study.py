@@ -53,6 +53,7 @@ def run(f: flags.FlagValues, launcher_args: list[str]) -> int:
         runner.check_trained(study)
         study.score()
         study.generate()
+        study.finetune()
         report = study.analyze()
     print(f"study report written to {report}")
     return 0

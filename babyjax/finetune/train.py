@@ -139,6 +139,21 @@ def make_steps(
     return step, jax.jit(logits, in_shardings=(p_shard, rows), out_shardings=same)
 
 
+_COMPILED: dict[tuple, tuple[optax.GradientTransformation, Callable, Callable]] = {}
+
+
+def compiled_steps(
+    graphdef: nnx.GraphDef, recipe: Recipe, steps: int, mesh: Mesh | None, params: Any
+) -> tuple[optax.GradientTransformation, Callable, Callable]:
+    """(optimizer, train_step, logits) of `make_steps`, made once per classifier shape, recipe, step count and mesh,
+    so that every checkpoint and seed of a task reuses the compiled programs."""
+    key = (graphdef, recipe, steps, mesh)
+    if key not in _COMPILED:
+        tx = optimizer(recipe, steps)
+        _COMPILED[key] = (tx, *make_steps(graphdef, tx, mesh, params))
+    return _COMPILED[key]
+
+
 def _abstract_mesh(mesh: Mesh | None) -> Any:
     return contextlib.nullcontext() if mesh is None else jax.sharding.use_abstract_mesh(mesh.abstract_mesh)
 
@@ -189,9 +204,8 @@ def run_recipe(
         raise InputError(
             f"{len(train[0])} training rows make no whole batch of {recipe.batch_size}: pass a smaller --batch_size"
         )
-    tx = optimizer(recipe, steps)
     graphdef, params = nnx.split(classifier, nnx.Param)
-    train_step, logits_fn = make_steps(graphdef, tx, mesh, params)
+    tx, train_step, logits_fn = compiled_steps(graphdef, recipe, steps, mesh, params)
     multiple = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
     if mesh is not None:
         params = jax.device_put(params, tree_shardings(params, mesh))

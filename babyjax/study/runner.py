@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import fcntl
 import json
@@ -39,6 +40,8 @@ from tqdm.auto import tqdm
 from babyjax import paths
 from babyjax.checkpoints.run import RunDir, first_difference
 from babyjax.errors import DiskFullError, InputError, TrainingError, UserError, disk_full, writing_to
+from babyjax.finetune.config import DEFAULT_DATA, FinetuneConfig
+from babyjax.finetune.tasks import RECIPE_TASKS
 from babyjax.model import objectives
 from babyjax.score.config import RunSpec, ScoreConfig
 from babyjax.study import spec as spec_lib
@@ -131,6 +134,7 @@ class Study:
             raise InputError(f"--workdir {self.dir} is a file: give a folder for the study")
         self.runs = spec_lib.expand(study)
         self.progress = progress
+        self.finetune_argv()  # a bad fine-tuning option is refused before anything trains
         self.tokenizer_path = self.dir / "tokenizer.model"
         self.sample_path = self.dir / "token_sample.npz"
         self.configs = {r.name: spec_lib.run_config(study, r) for r in self.runs}
@@ -274,6 +278,40 @@ class Study:
                 jobs.append((out, names, ScoreConfig(run=runs, out=self.dir / "scores" / out, **options)))
         return jobs
 
+    def finetune_argv(self) -> list[str]:
+        """The flags of the fine-tuning job over every run (study key `finetune.options`); [] when none is asked."""
+        options = [str(o) for o in self.study.finetune.options]
+        if not options:
+            return []
+        fields = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"run", "out"}
+        for option in options:
+            key = option.split("=", 1)[0]
+            if key not in fields:
+                raise InputError(
+                    f"study finetune.options: {option!r} is not key=value of a babyjax.finetune flag the study may "
+                    f"set ({', '.join(sorted(fields))})"
+                )
+        given = dict(o.split("=", 1) for o in options)
+        folder = pathlib.Path(given.get("data_dir", DEFAULT_DATA))
+        for task in given.get("tasks", ",".join(RECIPE_TASKS)).split(","):
+            for split in ("train", "valid"):
+                if not (folder / f"{task}.{split}.jsonl").is_file():
+                    raise InputError(
+                        f"study finetune.options: {folder / f'{task}.{split}.jsonl'} does not exist: set data_dir= "
+                        "to the glue_filtered folder of the BabyLM evaluation data, or choose tasks= it holds"
+                    )
+        runs = [f"--run={r.name}={self.run_dir(r.name)}" for r in self.runs]
+        return [*runs, f"--out={self.dir / 'finetune'}", *(f"--{o}" for o in options)]
+
+    def finetune(self) -> None:
+        argv = self.finetune_argv()
+        if not argv or self.done("finetune", "all"):
+            return
+        with tqdm(total=1, desc="finetune", unit="job", disable=not self.progress) as bar:
+            self.child([sys.executable, "-m", "babyjax.finetune", *argv], "finetune", "all", bar)
+            bar.update(1)
+        self.mark_done("finetune", "all")
+
     def child(self, cmd: Sequence[str], stage: str, what: str, bar: tqdm | None = None) -> None:
         """Run one child command to its end; a failure is one line naming the stage and the log."""
         log_path = self.log_path(stage, what)
@@ -338,6 +376,7 @@ class Study:
             "-m",
             "babyjax.analyze",
             *[str(self.dir / "scores" / j[0]) for j in self.score_jobs()],
+            *([str(self.dir / "finetune")] if self.finetune_argv() else []),
             f"--runs-dir={self.dir / 'runs'}",
             f"--study={self.dir / 'runs.json'}",
             f"--out={tmp}",

@@ -13,6 +13,9 @@ A study config is an ml_collections file like a run config. Its keys (all in `ba
     babylm2025  the BabyLM 2025 zero-shot tasks by the official pipeline's rules (`sets`: "fast", the organisers'
                 fast sets as released, or "full"; `dir`: the release's evaluation folder holding them; EWoK fast is
                 read from its ewok_fast.zip with the password in BABYLM_EWOK_PASSWORD)
+    finetune    fine-tuning on the BabyLM (Super)GLUE tasks (python -m babyjax.finetune): `options`, its flags as
+                `key=value` strings (data_dir=..., tasks=rte,wsc, marks=true or every=10, seeds=42,43, ...);
+                empty: none. The report adds each task across training and the seeds' shares of the variation.
     text        text sets scored per token, name -> folder or file
     generate    text generated at a few checkpoints (heldout_prompts = 0: none)
     analysis    the report's options (python -m babyjax.analyze)
@@ -75,6 +78,7 @@ def base_study() -> ml_collections.ConfigDict:
     s.pairs = ml_collections.ConfigDict()
     s.pairs_limit = 0  # pairs per paradigm (0 = all)
     s.babylm2025 = ml_collections.ConfigDict({"sets": "", "dir": ""})
+    s.finetune = ml_collections.ConfigDict({"options": ()})
     s.text = ml_collections.ConfigDict()
     s.generate = ml_collections.ConfigDict({"heldout_prompts": 0, "max_new_tokens": 40})
     s.analysis = ml_collections.ConfigDict({"xia_p": "0.1,0.3,0.5,0.7", "x_axis": "step", "aoa_words": ""})
@@ -279,6 +283,7 @@ def merge(given: ml_collections.ConfigDict, path: str) -> ml_collections.ConfigD
             "generate",
             "analysis",
             "babylm2025",
+            "finetune",
         ):
             study[key].update(value)
         else:
