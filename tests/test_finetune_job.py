@@ -157,3 +157,16 @@ def test_the_report_draws_each_task_across_training_and_splits_the_seeds_varianc
     parts = pd.read_csv(tmp_path / "report" / "finetune_robustness.csv")
     assert list(parts["task"]) == ["rte", "wsc"] and (parts["seeds"] == 2).all() and (parts["runs"] == 1).all()
     assert parts["sd_pretrain"].isna().all() and parts["sd_finetune"].notna().all()  # one run: no pre-training part
+
+
+def test_the_submission_check_reads_the_fine_tuning_tree(job, capsys):
+    """babyjax.submit, given the job's folder as a results tree: RTE's and WSC's predictions are there and complete
+    (the organisers' sizes), the other five tasks named as missing."""
+    from babyjax.commands import submit
+
+    argv = ["--model_path_or_name=tiny", "--backend=causal", f"--results_dir={job}", "--check"]
+    assert submit.main(argv) == 2
+    out = capsys.readouterr().out
+    for task in ("boolq", "multirc", "mrpc", "qqp", "mnli"):
+        assert f"tiny/main/finetune/{task}/predictions.json: missing ({task} fine-tuning)" in out
+    assert "finetune/rte" not in out and "finetune/wsc" not in out
