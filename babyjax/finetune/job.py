@@ -51,6 +51,11 @@ def finetune_job(config: FinetuneConfig) -> Summary:
     """Run (or continue) the job of `config`; returns what it did."""
     t0, summary = time.time(), Summary()
     config.check()
+    if jax.process_count() > 1:
+        raise InputError(
+            "babyjax.finetune runs in one process (every local device on its mesh); a multi-host slice is not "
+            "supported yet: run it on one host"
+        )
     runs = open_runs(config.run)
     data = {t: _task_files(config, t) for t in config.tasks}
     chosen = {r.spec.name: checkpoints_of(r, config) for r in runs}

@@ -26,7 +26,7 @@ from babyjax.errors import InputError
 from babyjax.finetune.model import Classifier
 from babyjax.model.sharding import logical_to_spec, tree_shardings
 
-BUCKET = 64
+BUCKET = 32
 
 
 @dataclasses.dataclass(frozen=True)
