@@ -72,7 +72,10 @@ class Classifier(nnx.Module):
     def __call__(
         self, inputs_BxL: jax.Array, lengths_B: jax.Array, deterministic: bool = True, rngs: nnx.Rngs | None = None
     ) -> jax.Array:
-        cfg, length = self.backbone.cfg, inputs_BxL.shape[1]
+        cfg = self.backbone.cfg
+        if not cfg.encoder and self.pool == "first":  # causal: position 0 reads its own token only (exact)
+            inputs_BxL = inputs_BxL[:, :1]
+        length = inputs_BxL.shape[1]
         segment_ids_BxL = (jnp.arange(length)[None, :] < lengths_B[:, None]).astype(jnp.int32)
         cols_Bx1 = pool_columns(lengths_B, self.pool, cfg)
         offset_D = None if self.token_type is None else self.token_type[...]
