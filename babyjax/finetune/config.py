@@ -15,7 +15,7 @@ from babyjax.errors import InputError
 from babyjax.finetune.model import POOLS
 from babyjax.finetune.tasks import RECIPE_TASKS, TASKS
 from babyjax.finetune.train import Recipe
-from babyjax.score.config import RunSpec, _items, option, parse_count, parse_steps
+from babyjax.score.config import RunSpec, option, option_items, parse_count, parse_steps
 
 DEFAULT_DATA = "evaluation_data/full_eval/glue_filtered"  # where the pipeline's eval_finetuning.sh reads them
 
@@ -55,13 +55,13 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         put = functools.partial(object.__setattr__, self)
-        put("run", tuple(RunSpec.parse(r) if isinstance(r, str) else r for r in _items(self.run)))
+        put("run", tuple(RunSpec.parse(r) if isinstance(r, str) else r for r in option_items(self.run)))
         put("out", None if self.out is None else os.fspath(self.out))
         put("data_dir", os.fspath(self.data_dir))
-        put("tasks", tuple(str(t) for t in _items(self.tasks)))
-        put("steps", tuple(parse_steps(_items(self.steps))))
-        put("words", tuple(parse_count(w) if isinstance(w, str) else int(w) for w in _items(self.words)))
-        put("seeds", tuple(_seed(s) for s in _items(self.seeds)))
+        put("tasks", tuple(str(t) for t in option_items(self.tasks)))
+        put("steps", tuple(parse_steps(option_items(self.steps))))
+        put("words", tuple(parse_count(w) if isinstance(w, str) else int(w) for w in option_items(self.words)))
+        put("seeds", tuple(_seed(s) for s in option_items(self.seeds)))
 
     @property
     def mesh(self) -> ml_collections.ConfigDict:

@@ -117,11 +117,11 @@ class ScoreConfig:
 
     def __post_init__(self) -> None:
         put = functools.partial(object.__setattr__, self)  # frozen: normalised once, here
-        put("run", tuple(RunSpec.parse(r) if isinstance(r, str) else r for r in _items(self.run)))
-        put("eval", tuple(os.fspath(p) for p in _items(self.eval)))
+        put("run", tuple(RunSpec.parse(r) if isinstance(r, str) else r for r in option_items(self.run)))
+        put("eval", tuple(os.fspath(p) for p in option_items(self.eval)))
         put("out", None if self.out is None else os.fspath(self.out))
-        put("steps", tuple(parse_steps(_items(self.steps))))
-        put("words", tuple(parse_count(w) if isinstance(w, str) else int(w) for w in _items(self.words)))
+        put("steps", tuple(parse_steps(option_items(self.steps))))
+        put("words", tuple(parse_count(w) if isinstance(w, str) else int(w) for w in option_items(self.words)))
 
     @property
     def mesh(self) -> ml_collections.ConfigDict:
@@ -159,6 +159,6 @@ class ScoreConfig:
         return argv
 
 
-def _items(value: Any) -> tuple:
+def option_items(value: Any) -> tuple:
     """A sequence option's items; one string, path or run given alone is one item."""
     return (value,) if isinstance(value, (str, os.PathLike, RunSpec)) else tuple(value)
