@@ -143,7 +143,8 @@ def reference_run(ref: PipelineClassifier, hf_tok, train, order, valid, total: i
 
 
 def babyjax_run(clf: ft_model.Classifier, train_ids, labels, order, valid_ids, total: int):
-    """The same steps through babyjax.finetune.train's optimizer and make_steps: [(loss, logits)]."""
+    """The same steps through babyjax.finetune.train's optimizer and make_steps, each batch packed as run_recipe
+    packs it (padded for a decoder read at its first token): [(loss, logits)]."""
     graphdef, params = nnx.split(clf, nnx.Param)
     tx = ft_train.optimizer(RECIPE, total)
     opt_state = tx.init(params)
@@ -151,7 +152,8 @@ def babyjax_run(clf: ft_model.Classifier, train_ids, labels, order, valid_ids, t
     valid = ft_train.padded(valid_ids)
     out = []
     for step, pick in enumerate(order):
-        batch = ft_train.padded([train_ids[i] for i in pick], labels[pick])
+        rows = [train_ids[i] for i in pick]
+        batch = (ft_train.padded if clf.first_token_only else ft_train.packed)(rows, labels[pick])
         params, opt_state, loss = train_step(params, opt_state, batch, jax.random.PRNGKey(step))
         out.append((float(loss), np.asarray(logits_fn(params, valid))))
     return out
@@ -250,3 +252,35 @@ def test_metrics_accuracy_of_three_labels_is_sklearns():
     labels, logits = rng.integers(0, 3, 41), rng.standard_normal((41, 3))
     got = ft_train.metrics(logits, labels, ["accuracy"])
     assert got == {"accuracy": pytest.approx(accuracy_score(labels, logits.argmax(-1)))}
+
+
+@pytest.mark.parametrize("style,objective,pool", [("gpt2", "causal", "auto"), ("roberta", "mlm", "first"),
+                                                  ("ltg_bert", "hybrid", "last")])  # fmt: skip
+def test_a_packed_batch_trains_as_its_padded_rows(tmp_path, tok, rte, style, objective, pool):
+    """run_recipe packs each training batch several examples to a row: the loss, the gradient step and the logits
+    equal those of the padded rows (1e-5), with rows of one, two and more examples and empty slots."""
+    cfg = make_run(tmp_path / "run", tok, style=style, steps=(0, 10), objective=objective, max_len=CONTEXT)
+    ex = tasks.read_examples(rte / "wsc.train.jsonl", "wsc")
+    cut = np.random.default_rng(0).integers(8, CONTEXT, 24)  # the tiny tokenizer's rows are long: cut them short
+    ids = [r[: cut[i]] for i, r in enumerate(tasks.encode(tok, ex, CONTEXT, cfg.encoder)[:24])]
+    labels = ex.labels[:24]
+    batch = ft_train.packed(ids, labels, multiple=3)  # rows up to a multiple of 12: some rows stay empty
+    per_row = (batch["lengths"] > 0).sum(1)
+    assert per_row.max() >= 3 and (per_row == 0).any() and batch["inputs"].shape[0] % (3 * ft_train.PACK_ROWS) == 0
+    assert sorted(batch["take"].tolist()) == sorted(set(batch["take"].tolist()))  # one slot per example
+    clf = ft_model.classifier_at(tmp_path / "run", 10, NUM_LABELS, pool=pool, rate=0.0, dropout_rate=0.0)
+    graphdef, params = nnx.split(clf, nnx.Param)
+    tx = ft_train.optimizer(RECIPE, 4)
+    train_step, logits_fn = ft_train.make_steps(graphdef, tx)
+    model = nnx.merge(graphdef, params)
+    want = np.asarray(model(*(jnp.asarray(v) for v in ft_train.padded(ids).values())))
+    np.testing.assert_allclose(np.asarray(model.packed({k: jnp.asarray(v) for k, v in batch.items()})), want, atol=1e-5)
+    opt_state = tx.init(params)
+    after = []
+    for b in (batch, ft_train.padded(ids, labels)):
+        p, _, loss = train_step(params, opt_state, b, jax.random.PRNGKey(0))
+        p, _, loss = train_step(p, _, b, jax.random.PRNGKey(1))  # the second step moves the parameters
+        after.append((float(loss), np.asarray(logits_fn(p, ft_train.padded(ids)))))
+    assert abs(after[0][0] - after[1][0]) <= 1e-5
+    np.testing.assert_allclose(after[0][1], after[1][1], atol=1e-5)
+    assert float(np.abs(after[0][1] - want).max()) > 1e-3  # the parameters moved

@@ -35,7 +35,8 @@ def kept_epochs(folders: Sequence[pathlib.Path]) -> pd.DataFrame:
         return pd.DataFrame(columns=["run", "step", "words_seen", "task", "seed", "metric", "value"])
     units = units[units["best"].astype(bool)].copy()
     units["metric"] = units["task"].map(lambda t: TASKS[t].metric_for_valid)
-    units["value"] = [row[m] for m, (_, row) in zip(units["metric"], units.iterrows())]
+    cols = units.columns.get_indexer(units["metric"])
+    units["value"] = units.to_numpy()[np.arange(len(units)), cols].astype(float)
     return units[["run", "step", "words_seen", "task", "seed", "metric", "value"]].reset_index(drop=True)
 
 

@@ -28,12 +28,12 @@ from babyjax.checkpoints.schedules import words_marks
 from babyjax.checkpoints.series import restore_params
 from babyjax.errors import ExistsError, InputError
 from babyjax.finetune.config import FinetuneConfig
-from babyjax.finetune.model import Classifier
+from babyjax.finetune.model import Classifier, backbone_shapes
 from babyjax.finetune.outputs import UnitResult, write_table, write_tree
 from babyjax.finetune.tasks import TASKS, Examples, encode, read_examples
 from babyjax.finetune.train import run_recipe
 from babyjax.model import sharding
-from babyjax.model.transformer import ModelConfig, Transformer
+from babyjax.model.transformer import ModelConfig
 from babyjax.score.babylm2025 import revisions
 from babyjax.score.runs import OpenedRun, open_runs, select_checkpoints
 
@@ -131,8 +131,7 @@ def _pending(out: pathlib.Path, run: OpenedRun, step: int, config: FinetuneConfi
 def _prefetched(run: OpenedRun, todo: Sequence[dict], cfg: ModelConfig) -> Iterator[tuple[dict, nnx.Module]]:
     """(entry, transformer) of each checkpoint (its parameters checked against their hash), the next one restored on
     the host in a thread while the caller trains."""
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))), nnx.Param)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
+    graphdef, abstract = backbone_shapes(cfg)
     load = lambda e: restore_params(run.dir.path, int(e["step"]), abstract, host=True)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(load, todo[0]) if todo else None

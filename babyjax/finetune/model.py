@@ -22,14 +22,14 @@ POOLS = ("auto", "first", "last")  # auto: the last real token for decoders, pos
 HEAD_EPS = 1e-5  # the pipeline's --classifier_layer_norm_eps
 
 
-def pool_columns(lengths_B: jax.Array, pool: str, cfg: ModelConfig) -> jax.Array:
-    """int32 [B, 1]: the column each row is classified from. 'first': position 0 (the pipeline's default, for every
-    model); 'last': the row's last real token (rows are right-padded); 'auto': 'last' for decoders, which have seen
-    the whole text only there, 'first' for encoders and hybrids."""
+def pool_columns(lengths: jax.Array, pool: str, cfg: ModelConfig) -> jax.Array:
+    """int32, the shape of `lengths`: the column each example is classified from, counted from its first token.
+    'first': its first token (the pipeline's default, for every model); 'last': its last token; 'auto': 'last' for
+    decoders, which have seen the whole text only there, 'first' for encoders and hybrids. Empty slots (length 0): 0."""
     if pool not in POOLS:
         raise InputError(f"--pool={pool!r}: use one of {', '.join(POOLS)}")
     last = pool == "last" or (pool == "auto" and not cfg.encoder)
-    return (lengths_B - 1 if last else jnp.zeros_like(lengths_B)).astype(jnp.int32)[:, None]
+    return (jnp.maximum(lengths - 1, 0) if last else jnp.zeros_like(lengths)).astype(jnp.int32)
 
 
 def _torch_linear(rngs: nnx.Rngs, fan_in: int, fan_out: int) -> tuple[nnx.Param, nnx.Param]:
@@ -77,12 +77,36 @@ class Classifier(nnx.Module):
             inputs_BxL = inputs_BxL[:, :1]
         length = inputs_BxL.shape[1]
         segment_ids_BxL = (jnp.arange(length)[None, :] < lengths_B[:, None]).astype(jnp.int32)
-        cols_Bx1 = pool_columns(lengths_B, self.pool, cfg)
+        cols_Bx1 = pool_columns(lengths_B, self.pool, cfg)[:, None]
         offset_D = None if self.token_type is None else self.token_type[...]
         x_Bx1xD = self.backbone.hidden(
             inputs_BxL, segment_ids_BxL, None, deterministic, rngs, not cfg.encoder, cols_Bx1, offset_D
         )
         return self.head(x_Bx1xD[:, 0], deterministic, rngs)
+
+    @property
+    def first_token_only(self) -> bool:
+        """Whether a row is read at its first token alone (a decoder pooled at position 0)."""
+        return not self.backbone.cfg.encoder and self.pool == "first"
+
+    def packed(self, batch: dict[str, jax.Array], deterministic: bool = True, rngs: nnx.Rngs | None = None):
+        """logits_BxN of a packed batch (babyjax.finetune.train.packed): each example attends within its segment
+        and is pooled at its own column, so the logits are those of its padded row."""
+        cfg = self.backbone.cfg
+        cols_RxK = batch["starts"] + pool_columns(batch["lengths"], self.pool, cfg)
+        offset_D = None if self.token_type is None else self.token_type[...]
+        x_RxKxD = self.backbone.hidden(
+            batch["inputs"], batch["segments"], batch["positions"], deterministic, rngs, not cfg.encoder, cols_RxK,
+            offset_D,
+        )  # fmt: skip
+        x_BxD = x_RxKxD.reshape(-1, x_RxKxD.shape[-1])[batch["take"]]
+        return self.head(x_BxD, deterministic, rngs)
+
+
+def backbone_shapes(cfg: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+    """(graphdef, parameter shapes) of the transformer of `cfg`, for restoring a checkpoint into."""
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))), nnx.Param)
+    return graphdef, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
 
 
 def classifier_at(
@@ -101,7 +125,6 @@ def classifier_at(
     run = RunDir(workdir)
     cfg = run.model_config()
     cfg = dataclasses.replace(cfg, remat=False, dropout=cfg.dropout if dropout_rate is None else dropout_rate)
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))), nnx.Param)
-    params = restore_params(run.path, step, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract))
-    backbone = nnx.merge(graphdef, params)
+    graphdef, abstract = backbone_shapes(cfg)
+    backbone = nnx.merge(graphdef, restore_params(run.path, step, abstract))
     return Classifier(backbone, num_labels, rate, pool, rngs=nnx.Rngs(params=jax.random.PRNGKey(seed)))

@@ -4,7 +4,9 @@ AdamW on every parameter, the learning rate from 0 up over the warm-up share of 
 after every epoch, the best epoch's parameters kept (the first of equal scores) and their predictions returned.
 
 Batches are padded to a width of BUCKET tokens' multiples (the pipeline pads to each batch's longest row: the same
-numbers, as padding is masked and the pooled column is a real token), so that few shapes compile."""
+numbers, as padding is masked and the pooled column is a real token), so that few shapes compile. A training batch is
+packed: its rows placed several to a row of that width, each in its own segment with positions from 0, so that the
+step computes little padding; the numbers are the same again (attention stays within a segment)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from babyjax.finetune.model import Classifier
 from babyjax.model.sharding import logical_to_spec, tree_shardings
 
 BUCKET = 32
+PACK_ROWS = 4  # a packed batch's rows and examples per row are counted in multiples of this (few shapes compile)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,14 +89,54 @@ def padded(rows: Sequence[Sequence[int]], labels: np.ndarray | None = None, mult
     return out
 
 
+def packed(rows: Sequence[Sequence[int]], labels: np.ndarray, multiple: int = 1) -> dict[str, np.ndarray]:
+    """One training batch of B rows packed into R rows of width W (the longest row rounded up to BUCKET), longest
+    first, each into the first packed row it fits: inputs, segments (1, 2, ... an example, 0 padding) and positions
+    (from 0 in each example) int32 [R, W]; starts and lengths int32 [R, K] (each packed row's examples, K slots,
+    empty ones of length 0); take int32 [B] (example b's slot in the flattened [R * K]); labels int32 [B]. R is a
+    multiple of PACK_ROWS and `multiple`, K of PACK_ROWS."""
+    width = -(-max(len(r) for r in rows) // BUCKET) * BUCKET
+    placed: list[list[int]] = []  # the examples of each packed row
+    free: list[int] = []
+    for b in sorted(range(len(rows)), key=lambda i: -len(rows[i])):
+        j = next((j for j, room in enumerate(free) if room >= len(rows[b])), len(placed))
+        if j == len(placed):
+            placed.append([])
+            free.append(width)
+        placed[j].append(b)
+        free[j] -= len(rows[b])
+    n_rows = -(-len(placed) // (PACK_ROWS * multiple)) * PACK_ROWS * multiple
+    slots = -(-max(len(p) for p in placed) // PACK_ROWS) * PACK_ROWS
+    out = {k: np.zeros((n_rows, width), np.int32) for k in ("inputs", "segments", "positions")}
+    out["inputs"][:] = PAD_ID
+    out |= {k: np.zeros((n_rows, slots), np.int32) for k in ("starts", "lengths")}
+    out |= {"take": np.zeros(len(rows), np.int32), "labels": np.asarray(labels, np.int32)}
+    for j, examples in enumerate(placed):
+        at = 0
+        for k, b in enumerate(examples):
+            n = len(rows[b])
+            out["inputs"][j, at : at + n], out["segments"][j, at : at + n] = rows[b], k + 1
+            out["positions"][j, at : at + n] = np.arange(n)
+            out["starts"][j, k], out["lengths"][j, k], out["take"][b] = at, n, j * slots + k
+            at += n
+    return out
+
+
 def train_batches(
-    ids: Sequence[Sequence[int]], labels: np.ndarray, batch_size: int, rng: np.random.Generator
+    ids: Sequence[Sequence[int]],
+    labels: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    pack: bool = True,
+    multiple: int = 1,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """One epoch: the rows shuffled, in batches of `batch_size`, the last partial batch dropped."""
+    """One epoch: the rows shuffled, in batches of `batch_size` (packed, or padded when not `pack`), the last
+    partial batch dropped."""
     order = rng.permutation(len(ids))
     for b in range(len(ids) // batch_size):
         pick = order[b * batch_size : (b + 1) * batch_size]
-        yield padded([ids[i] for i in pick], labels[pick])
+        rows = [ids[i] for i in pick]
+        yield packed(rows, labels[pick], multiple) if pack else padded(rows, labels[pick], multiple)
 
 
 def eval_logits(
@@ -116,8 +159,11 @@ def make_steps(
     each batch is split over ('data', 'fsdp')."""
 
     def loss_fn(params: nnx.State, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
-        model = nnx.merge(graphdef, params)
-        logits_BxN = model(batch["inputs"], batch["lengths"], False, nnx.Rngs(dropout=key))
+        model, rngs = nnx.merge(graphdef, params), nnx.Rngs(dropout=key)
+        if "segments" in batch:  # packed (train_batches)
+            logits_BxN = model.packed(batch, False, rngs)
+        else:
+            logits_BxN = model(batch["inputs"], batch["lengths"], False, rngs)
         return optax.softmax_cross_entropy_with_integer_labels(logits_BxN, batch["labels"]).mean()
 
     def train_step(params, opt_state, batch, key):
@@ -214,7 +260,8 @@ def run_recipe(
     epochs, best, best_logits = [], -1, np.zeros((0,))
     for epoch in range(recipe.num_epochs):
         losses = []
-        for batch in train_batches(*train, recipe.batch_size, rng):
+        pack = not classifier.first_token_only
+        for batch in train_batches(*train, recipe.batch_size, rng, pack, multiple):
             params, opt_state, loss = train_step(params, opt_state, batch, jax.random.fold_in(key, step))
             losses.append(loss)
             step += 1
