@@ -14,6 +14,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 import torch
@@ -27,6 +28,7 @@ from babyjax.finetune import model as ft_model
 from babyjax.finetune import tasks
 from babyjax.finetune import train as ft_train
 from babyjax.interop import export
+from babyjax.model import sharding
 from tests.test_score import make_run, train_tiny_tokenizer
 
 FAMILIES = [  # (style, objective, babyjax pool, whether the reference takes the last real token)
@@ -284,3 +286,27 @@ def test_a_packed_batch_trains_as_its_padded_rows(tmp_path, tok, rte, style, obj
     assert abs(after[0][0] - after[1][0]) <= 1e-5
     np.testing.assert_allclose(after[0][1], after[1][1], atol=1e-5)
     assert float(np.abs(after[0][1] - want).max()) > 1e-3  # the parameters moved
+
+
+def test_a_batch_that_does_not_divide_over_the_devices_trains_as_on_one(tmp_path, tok, rte):
+    """15 examples on an 8-device mesh: the batch is filled with weightless rows, and two steps' loss and parameters
+    equal the single-device steps'."""
+    make_run(tmp_path / "run", tok, steps=(0, 10), max_len=CONTEXT)
+    ids, labels = encoded(tok, rte / "rte.train.jsonl", 15, False)
+    clf = ft_model.classifier_at(tmp_path / "run", 10, NUM_LABELS, rate=0.0, dropout_rate=0.0)
+    graphdef, params = nnx.split(clf, nnx.Param)
+    tx = ft_train.optimizer(RECIPE, 4)
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}))
+    batch = ft_train.packed(ids, labels, multiple=mesh.devices.size)
+    assert len(batch["labels"]) == 16 and batch["weights"].sum() == 15
+    got, want = [], []
+    for out, (m, b) in zip((got, want), ((mesh, batch), (None, ft_train.packed(ids, labels))), strict=True):
+        step, _ = ft_train.make_steps(graphdef, tx, m, params)
+        p, opt_state, _ = step(params, tx.init(params), b, jax.random.PRNGKey(0))  # the warm-up's first: rate 0
+        p, _, loss = step(p, opt_state, b, jax.random.PRNGKey(1))
+        out += [float(loss), *jax.tree.leaves(jax.device_get(p))]
+    assert abs(got[0] - want[0]) <= 1e-6
+    moved = jax.tree.leaves(jax.device_get(params))
+    assert max(float(np.abs(a - b).max()) for a, b in zip(want[1:], moved, strict=True)) > 1e-4
+    for g, w in zip(got[1:], want[1:], strict=True):  # the learning rate is 1e-3: a tenth of one update
+        np.testing.assert_allclose(g, w, atol=1e-4)

@@ -60,6 +60,9 @@ def finetune_job(config: FinetuneConfig) -> Summary:
     data = {t: _task_files(config, t) for t in config.tasks}
     chosen = {r.spec.name: checkpoints_of(r, config) for r in runs}
     cfgs = {r.spec.name: _model_config(r, config.seq_len) for r in runs}
+    for name in [n for n, c in cfgs.items() if not c.encoder and config.pool == "first"]:
+        log.warning("run %s is a decoder: --pool first classifies its first token, which has read nothing else "
+                    "(the pipeline's default); --pool auto reads the last", name)  # fmt: skip
     out = pathlib.Path(config.out)
     _open_folder(out, _meta(config, data))
     mesh = sharding.make_mesh(config.mesh)

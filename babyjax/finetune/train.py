@@ -85,16 +85,27 @@ def padded(rows: Sequence[Sequence[int]], labels: np.ndarray | None = None, mult
         inputs[i, : len(r)] = r
     out = {"inputs": inputs, "lengths": np.array([len(r) for r in rows], np.int32)}
     if labels is not None:
-        out["labels"] = np.asarray(labels, np.int32)
+        out |= _labels_and_weights(labels, len(rows))
     return out
+
+
+def _labels_and_weights(labels: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """labels int32 [size] and weights float32 [size] (1 for the batch's examples, 0 for the rows added to fill
+    the devices), so that the loss is the mean over the batch's own examples."""
+    n = len(labels)
+    return {
+        "labels": np.concatenate([np.asarray(labels, np.int32), np.zeros(size - n, np.int32)]),
+        "weights": np.concatenate([np.ones(n, np.float32), np.zeros(size - n, np.float32)]),
+    }
 
 
 def packed(rows: Sequence[Sequence[int]], labels: np.ndarray, multiple: int = 1) -> dict[str, np.ndarray]:
     """One training batch of B rows packed into R rows of width W (the longest row rounded up to BUCKET), longest
     first, each into the first packed row it fits: inputs, segments (1, 2, ... an example, 0 padding) and positions
     (from 0 in each example) int32 [R, W]; starts and lengths int32 [R, K] (each packed row's examples, K slots,
-    empty ones of length 0); take int32 [B] (example b's slot in the flattened [R * K]); labels int32 [B]. R is a
-    multiple of PACK_ROWS and `multiple`, K of PACK_ROWS."""
+    empty ones of length 0); take int32 [B] (example b's slot in the flattened [R * K]), labels and weights, as
+    `padded` gives them, B rounded up to a multiple of `multiple`. R is a multiple of PACK_ROWS and `multiple`, K of
+    PACK_ROWS."""
     width = -(-max(len(r) for r in rows) // BUCKET) * BUCKET
     placed: list[list[int]] = []  # the examples of each packed row
     free: list[int] = []
@@ -110,7 +121,8 @@ def packed(rows: Sequence[Sequence[int]], labels: np.ndarray, multiple: int = 1)
     out = {k: np.zeros((n_rows, width), np.int32) for k in ("inputs", "segments", "positions")}
     out["inputs"][:] = PAD_ID
     out |= {k: np.zeros((n_rows, slots), np.int32) for k in ("starts", "lengths")}
-    out |= {"take": np.zeros(len(rows), np.int32), "labels": np.asarray(labels, np.int32)}
+    size = -(-len(rows) // multiple) * multiple
+    out |= {"take": np.zeros(size, np.int32)} | _labels_and_weights(labels, size)
     for j, examples in enumerate(placed):
         at = 0
         for k, b in enumerate(examples):
@@ -164,7 +176,8 @@ def make_steps(
             logits_BxN = model.packed(batch, False, rngs)
         else:
             logits_BxN = model(batch["inputs"], batch["lengths"], False, rngs)
-        return optax.softmax_cross_entropy_with_integer_labels(logits_BxN, batch["labels"]).mean()
+        loss_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxN, batch["labels"])
+        return (loss_B * batch["weights"]).sum() / batch["weights"].sum()
 
     def train_step(params, opt_state, batch, key):
         with _abstract_mesh(mesh):
