@@ -73,6 +73,13 @@ def test_checkpoints_fine_tuned_into_the_pipelines_tree_and_a_table(job, glue):
             best = table[(table.step == step) & (table.task == task) & (table.seed == 42) & table.best].iloc[0]
             assert [line.split(": ")[0] for line in lines] == ["accuracy", "f1", "mcc"]
             assert float(lines[0].split(": ")[1]) == pytest.approx(best["accuracy"])
+    # chance: predicting the 48 training rows' most frequent label for every validation row
+    for task in ("rte", "wsc"):
+        train = [json.loads(line)["label"] for line in (glue / f"{task}.train.jsonl").read_text().splitlines()[:48]]
+        valid = [json.loads(line)["label"] for line in (glue / f"{task}.valid.jsonl").read_text().splitlines()]
+        majority = max(sorted(set(train)), key=train.count)
+        chance = table.loc[table.task == task, "chance"]
+        assert chance.eq(chance.iloc[0]).all() and chance.iloc[0] == pytest.approx(valid.count(majority) / len(valid))
 
 
 def test_a_killed_job_continues_to_the_outputs_of_one_never_stopped(tmp_path, job, run, glue, monkeypatch, capsys):
@@ -153,7 +160,8 @@ def test_the_report_draws_each_task_across_training_and_splits_the_seeds_varianc
     assert "## Fine-tuning across training" in text and "finetune_tasks.png" in text
     assert (tmp_path / "report" / "finetune_tasks.png").stat().st_size > 10_000
     units = pd.read_csv(tmp_path / "report" / "finetune_units.csv")
-    assert len(units) == 8 and set(units["metric"]) == {"accuracy"}
+    assert len(units) == 8 and set(units["metric"]) == {"accuracy"} and units["chance"].notna().all()
+    assert "| task | metric | mean | std | count | chance |" in text
     parts = pd.read_csv(tmp_path / "report" / "finetune_robustness.csv")
     assert list(parts["task"]) == ["rte", "wsc"] and (parts["seeds"] == 2).all() and (parts["runs"] == 1).all()
     assert parts["sd_pretrain"].isna().all() and parts["sd_finetune"].notna().all()  # one run: no pre-training part

@@ -232,3 +232,14 @@ def test_encodes_the_largest_file_fast(tok, glue):
     start = time.perf_counter()
     rows = tasks.encode(tok, ex, 512, masked=True)
     assert time.perf_counter() - start < 5 and len(rows) == len(ex) == 20215
+
+
+def test_the_majority_class_baseline():
+    """majority_metrics: the training labels' most frequent (the smallest of equals) predicted for every row."""
+    from babyjax.finetune.train import majority_metrics
+
+    valid = np.array([0, 1, 1, 0, 1])
+    got = majority_metrics(np.array([1, 1, 0]), valid, ("accuracy", "f1", "mcc"))
+    assert got == {"accuracy": 0.6, "f1": pytest.approx(2 * 3 / (2 * 3 + 2)), "mcc": 0.0}
+    assert majority_metrics(np.array([0, 1]), valid, ("accuracy",)) == {"accuracy": 0.4}  # a tie: label 0
+    assert majority_metrics(np.array([2, 2, 0]), np.array([0, 1, 2, 2]), ("accuracy",)) == {"accuracy": 0.5}

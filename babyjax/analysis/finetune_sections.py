@@ -28,16 +28,19 @@ def finetuned_runs(folders: Sequence[pathlib.Path]) -> set[str]:
 
 def kept_epochs(folders: Sequence[pathlib.Path]) -> pd.DataFrame:
     """One row per unit (run, step, task, seed): the kept epoch's `value`, the task's validation metric (accuracy;
-    F1 for MRPC and QQP), as the organisers' tables report it."""
+    F1 for MRPC and QQP), as the organisers' tables report it, and `chance`, the same metric of predicting the
+    training file's majority class (NaN where the unit did not record it)."""
     tables = [pd.read_csv(pathlib.Path(f) / CSV) for f in folders]
     units = pd.concat(tables) if tables else pd.DataFrame()
+    columns = ["run", "step", "words_seen", "task", "seed", "metric", "value", "chance"]
     if not len(units):
-        return pd.DataFrame(columns=["run", "step", "words_seen", "task", "seed", "metric", "value"])
+        return pd.DataFrame(columns=columns)
     units = units[units["best"].astype(bool)].copy()
     units["metric"] = units["task"].map(lambda t: TASKS[t].metric_for_valid)
     cols = units.columns.get_indexer(units["metric"])
     units["value"] = units.to_numpy()[np.arange(len(units)), cols].astype(float)
-    return units[["run", "step", "words_seen", "task", "seed", "metric", "value"]].reset_index(drop=True)
+    units["chance"] = units.get("chance", np.nan)
+    return units[columns].reset_index(drop=True)
 
 
 def seed_variances(units: pd.DataFrame) -> dict[str, float]:
@@ -91,7 +94,10 @@ def finetune_section(
     xcol = "words_seen" if units["words_seen"].gt(0).all() else "step"
     fig = plots.finetune_tasks(out / "finetune_tasks.png", units.rename(columns={xcol: "x"}), xcol.replace("_", " "))
     last = units[units["step"] == units.groupby("run")["step"].transform("max")]
-    final = last.groupby(["task", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
+    final = last.groupby(["task", "metric"]).agg(
+        mean=("value", "mean"), std=("value", "std"), count=("value", "count"), chance=("chance", "mean")
+    )
+    final = final.reset_index()
     parts = robustness(units, condition or {})
     parts.to_csv(out / "finetune_robustness.csv", index=False)
     md = [
@@ -101,8 +107,9 @@ def finetune_section(
         "",
         "Each task's validation metric (accuracy; F1 for MRPC and QQP) at the kept epoch, at every fine-tuned "
         "checkpoint: the line is the mean over runs and fine-tuning seeds, the dark band +-1 sd over fine-tuning "
-        "seeds (within a run, averaged over runs), the light band +-1 sd of the run means (pre-training seeds). "
-        "Every unit is in finetune_units.csv. At each run's last fine-tuned checkpoint:",
+        "seeds (within a run, averaged over runs), the light band +-1 sd of the run means (pre-training seeds), the "
+        "dashed line chance: the metric of predicting the training file's most frequent label for every validation "
+        "row. Every unit is in finetune_units.csv. At each run's last fine-tuned checkpoint:",
         "",
         md_table(final, "{:.3f}"),
         "",

@@ -120,7 +120,7 @@ def babylm2025_tasks(path: pathlib.Path, averages: pd.DataFrame) -> pathlib.Path
 def finetune_tasks(path: pathlib.Path, units: pd.DataFrame, xlabel: str) -> pathlib.Path:
     """Each fine-tuning task's kept metric (columns run, x, task, seed, value) across training, one panel per task:
     the mean over runs and seeds, +-1 sd over fine-tuning seeds (within runs, averaged; dark) and +-1 sd of the
-    run means over pre-training seeds (light)."""
+    run means over pre-training seeds (light); a dashed line at the task's `chance` where the units have it."""
     tasks = sorted(units["task"].unique())
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks) + 0.6, 2.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -130,6 +130,8 @@ def finetune_tasks(path: pathlib.Path, units: pd.DataFrame, xlabel: str) -> path
         ax.fill_between(at.index, at["mean"] - at["pt"], at["mean"] + at["pt"], color="C0", alpha=0.15, lw=0)
         ax.fill_between(at.index, at["mean"] - at["ft"], at["mean"] + at["ft"], color="C0", alpha=0.35, lw=0)
         ax.plot(at.index, at["mean"], "o-", color="C0", ms=3)
+        if "chance" in g and g["chance"].notna().any():
+            ax.axhline(float(g["chance"].median()), color="0.4", ls="--", lw=0.8)
         ax.set(title=task, xlabel=xlabel, ylabel=g["metric"].iloc[0] if "metric" in g else "metric")
         if (at.index > 0).all() and len(at) > 1:
             ax.set_xscale("log")

@@ -31,7 +31,7 @@ from babyjax.finetune.config import FinetuneConfig
 from babyjax.finetune.model import Classifier, backbone_shapes
 from babyjax.finetune.outputs import UnitResult, write_table, write_tree
 from babyjax.finetune.tasks import TASKS, Examples, encode, read_examples
-from babyjax.finetune.train import run_recipe
+from babyjax.finetune.train import majority_metrics, run_recipe
 from babyjax.model import sharding
 from babyjax.model.transformer import ModelConfig
 from babyjax.score.babylm2025 import revisions
@@ -169,7 +169,8 @@ def _finetune_checkpoint(
                 classifier, *encoded[task], recipe, metric_names=spec.metrics,
                 metric_for_valid=spec.metric_for_valid, seed=seed, mesh=mesh,
             )  # fmt: skip
-            result = UnitResult.of(name, step, entry, task, seed, outcome, spec.metrics)
+            chance = majority_metrics(encoded[task][0][1], encoded[task][1][1], spec.metrics)
+            result = UnitResult.of(name, step, entry, task, seed, outcome, spec.metrics, chance)
             if jax.process_index() == 0:  # the tree holds the first seed's results (the pipeline's: its one seed)
                 if n == 0:
                     write_tree(out / "results" / name, names, task, result)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from babyjax import paths
+from babyjax.finetune.tasks import TASKS
 from babyjax.finetune.train import Outcome
 
 CSV = "finetune.csv"
@@ -33,10 +34,19 @@ class UnitResult:
     best_epoch: int
     metrics: dict[str, float]
     predictions: list[int]
+    chance: dict[str, float] = dataclasses.field(default_factory=dict)  # majority_metrics: the majority class's
 
     @classmethod
     def of(
-        cls, run: str, step: int, entry: dict, task: str, seed: int, outcome: Outcome, names: Sequence[str]
+        cls,
+        run: str,
+        step: int,
+        entry: dict,
+        task: str,
+        seed: int,
+        outcome: Outcome,
+        names: Sequence[str],
+        chance: dict[str, float],
     ) -> UnitResult:
         best = outcome.epochs[outcome.best_epoch - 1]
         return cls(
@@ -49,6 +59,7 @@ class UnitResult:
             outcome.best_epoch,
             {k: best[k] for k in names},
             [int(p) for p in np.argmax(outcome.logits, axis=-1)],
+            dict(chance),
         )
 
 
@@ -73,10 +84,12 @@ def write_tree(model_dir: pathlib.Path, revisions: Sequence[str], task: str, res
 
 
 def unit_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The CSV rows of one unit's JSON: one per epoch."""
+    """The CSV rows of one unit's JSON: one per epoch, with `chance`, the majority class's value of the task's
+    validation metric (empty for units written before it was recorded)."""
     keys = ("run", "step", "words_seen", "task", "seed")
+    chance = result.get("chance", {}).get(TASKS[result["task"]].metric_for_valid, np.nan)
     return [
-        {**{k: result[k] for k in keys}, **epoch, "best": epoch["epoch"] == result["best_epoch"]}
+        {**{k: result[k] for k in keys}, **epoch, "best": epoch["epoch"] == result["best_epoch"], "chance": chance}
         for epoch in result["epochs"]
     ]
 
@@ -97,7 +110,7 @@ def write_table(out: pathlib.Path) -> pd.DataFrame:
         "f1",
         "mcc",
     ]
-    table = pd.DataFrame(rows, columns=[*columns, "best"])
+    table = pd.DataFrame(rows, columns=[*columns, "best", "chance"])
     table = table.sort_values(["run", "step", "task", "seed", "epoch"], kind="stable").reset_index(drop=True)
     paths.write_atomic(out / CSV, table.to_csv(index=False))
     return table

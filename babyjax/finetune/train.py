@@ -235,6 +235,14 @@ def metrics(logits_NxC: np.ndarray, labels: np.ndarray, names: Sequence[str]) ->
     return out
 
 
+def majority_metrics(train_labels: np.ndarray, valid_labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """The metrics of a classifier that predicts the training file's most frequent label (the smallest of equals)
+    for every validation row: the level a fine-tuned model must pass to have learned anything."""
+    majority = int(np.bincount(np.asarray(train_labels)).argmax())
+    width = max(int(np.max(valid_labels)), majority) + 1
+    return metrics(np.eye(width, dtype=np.float32)[np.full(len(valid_labels), majority)], valid_labels, names)
+
+
 @dataclasses.dataclass
 class Outcome:
     """One fine-tuning: per epoch the mean train loss, the validation loss and metrics; the best epoch (by the task's
