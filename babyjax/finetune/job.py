@@ -158,6 +158,7 @@ def _finetune_checkpoint(
     step, name = int(entry["step"]), run.spec.name
     names = revisions(run.index, step)
     for task in config.tasks:
+        chance = majority_metrics(encoded[task][0][1], encoded[task][1][1], TASKS[task].metrics)
         for n, seed in enumerate(config.seeds):
             path = unit_path(out, name, step, task, seed)
             if path.is_file():
@@ -169,7 +170,6 @@ def _finetune_checkpoint(
                 classifier, *encoded[task], recipe, metric_names=spec.metrics,
                 metric_for_valid=spec.metric_for_valid, seed=seed, mesh=mesh,
             )  # fmt: skip
-            chance = majority_metrics(encoded[task][0][1], encoded[task][1][1], spec.metrics)
             result = UnitResult.of(name, step, entry, task, seed, outcome, spec.metrics, chance)
             if jax.process_index() == 0:  # the tree holds the first seed's results (the pipeline's: its one seed)
                 if n == 0:

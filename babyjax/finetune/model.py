@@ -73,7 +73,7 @@ class Classifier(nnx.Module):
         self, inputs_BxL: jax.Array, lengths_B: jax.Array, deterministic: bool = True, rngs: nnx.Rngs | None = None
     ) -> jax.Array:
         cfg = self.backbone.cfg
-        if not cfg.encoder and self.pool == "first":  # causal: position 0 reads its own token only (exact)
+        if self.first_token_only:  # causal: position 0 reads its own token only (exact)
             inputs_BxL = inputs_BxL[:, :1]
         length = inputs_BxL.shape[1]
         segment_ids_BxL = (jnp.arange(length)[None, :] < lengths_B[:, None]).astype(jnp.int32)

@@ -279,9 +279,9 @@ def run_recipe(
     opt_state = tx.init(params)
     rng, key, step = np.random.default_rng(seed), jax.random.PRNGKey(seed), 0
     epochs, best, best_logits = [], -1, np.zeros((0,))
+    pack = not classifier.first_token_only  # a decoder read at its first token runs one column: nothing to pack
     for epoch in range(recipe.num_epochs):
         losses = []
-        pack = not classifier.first_token_only
         for batch in train_batches(*train, recipe.batch_size, rng, pack, multiple):
             params, opt_state, loss = train_step(params, opt_state, batch, jax.random.fold_in(key, step))
             losses.append(loss)
