@@ -60,9 +60,10 @@ def _model_mesh(c: ml_collections.ConfigDict) -> None:
     # ---- model (babyjax/model/transformer.py; the defaults are ModelConfig's) ----
     model = ModelConfig.defaults()
     c.model = ml_collections.ConfigDict()
-    # gpt2 (learned positions, LayerNorm, GELU; also OPT) | llama (RoPE, RMSNorm, SwiGLU) | roberta (encoder:
-    # learned positions, post-LayerNorm, erf GELU, BERT's MLM head) | ltg_bert (encoder: relative positions, extra
-    # norms, GEGLU; LTG-BERT, and GPT-BERT with objective.kind = hybrid)
+    # gpt2 (learned positions, LayerNorm, GELU) | llama (RoPE, RMSNorm, SwiGLU) | opt (as gpt2, with ReLU) | gpt_neox
+    # (RoPE, LayerNorm, erf GELU, parallel residuals) | roberta (encoder: learned positions, post-LayerNorm, erf GELU,
+    # BERT's MLM head) | ltg_bert (encoder: relative positions, extra norms, GEGLU; LTG-BERT, and GPT-BERT with
+    # objective.kind = hybrid)
     c.model.style = model["style"]
     c.model.num_layers = model["num_layers"]
     c.model.d_model = model["d_model"]  # width of the residual stream
@@ -77,6 +78,12 @@ def _model_mesh(c: ml_collections.ConfigDict) -> None:
     c.model.norm_eps = model["norm_eps"]
     c.model.remat = model["remat"]  # rematerialise each block (saves activation memory)
     c.model.position_buckets = model["position_buckets"]  # ltg_bert: 2 * position_buckets - 1 log-spaced buckets
+    # each of these overrides one feature of the style ('' = the style's own; model/transformer.py ModelConfig)
+    c.model.activation = model["activation"]  # gelu (tanh) | gelu_exact (erf) | relu: the MLP of gpt2-like styles
+    c.model.rotary_fraction = model["rotary_fraction"]  # RoPE on this share of each head's dims (Pythia: 0.25)
+    c.model.residual = model["residual"]  # sequential | parallel (x + attn(norm(x)) + mlp(norm(x)): GPT-NeoX)
+    c.model.block_norm = model["block_norm"]  # pre | post (norm(x + f(x)): RoBERTa, OPT-350m)
+    c.model.bias = model["bias"]  # all | none | mlp (biases on the MLP only: GPT-NeoX's attention_bias=False)
 
     # ---- objective (babyjax/model/objectives.py; the defaults are objectives.DEFAULT): what the rows teach ----
     objective = objectives.DEFAULT

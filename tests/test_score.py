@@ -644,13 +644,14 @@ def test_the_study_and_the_command_line_build_the_same_score_config(tmp_path, sh
 
 def test_every_score_option_is_one_flag_and_is_checked(tmp_path):
     every = score.ScoreConfig(
-        run=["a=/r/a", "/r/b"],
+        run=["a=/r/a", "/r/b", "c=hf:/hf/c"],
         kind="pairs",
         eval=["/e/1", pathlib.Path("/e/2")],
         out=tmp_path,
         steps=["0", 10],
         words=["1M", 500],
         policy="no_context",
+        suspect="score",
         scoring="mntp",
         seq_len=64,
         stride=32,
@@ -668,11 +669,26 @@ def test_every_score_option_is_one_flag_and_is_checked(tmp_path):
         cpu_devices=1,
     )
     assert all(getattr(every, f.name) != f.default for f in dataclasses.fields(every))
-    assert every.run == (score.RunSpec("a", pathlib.Path("/r/a")), score.RunSpec("b", pathlib.Path("/r/b")))
+    assert every.run == (
+        score.RunSpec("a", pathlib.Path("/r/a")),
+        score.RunSpec("b", pathlib.Path("/r/b")),
+        score.RunSpec("c", pathlib.Path("/hf/c"), imported=True),
+    )
     assert every.steps == (0, 10) and every.words == (1_000_000, 500) and every.out == str(tmp_path)
     assert dict(every.mesh) == {"data": 2, "fsdp": 4, "tensor": 8}
     assert _parsed(every.to_argv()) == every and _parsed([]) == score.ScoreConfig()
-    spelled = ["--run", "a=/r/a", "--run=/r/b", "--eval", "/e/1", "--eval=/e/2", "--steps", "0,10", "--words=1M,500"]
+    spelled = [
+        "--run",
+        "a=/r/a",
+        "--run=/r/b",
+        "--run=c=hf:/hf/c",
+        "--eval",
+        "/e/1",
+        "--eval=/e/2",
+        "--steps",
+        "0,10",
+        "--words=1M,500",
+    ]
     assert _parsed(spelled) == score.ScoreConfig(run=every.run, eval=every.eval, steps=(0, 10), words=every.words)
     every.check()
     for bad, message in [

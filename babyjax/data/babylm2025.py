@@ -172,7 +172,11 @@ def load_items(folder: str | os.PathLike, limit: int = 0, password: str = "") ->
 
 def completion_start(tok: Tokenizer, text: str, start_char: int) -> tuple[list[int], int]:
     """(token ids of `text`, index of its first token that reaches past `start_char`): the pipeline scores the tokens
-    whose character span ends after the completion's start (its phrase mask, from the tokenizer's offsets)."""
+    whose character span ends after the completion's start (its phrase mask, from the tokenizer's offsets). An
+    imported Hugging Face tokenizer gives its own character offsets (`char_ends`)."""
+    if hasattr(tok, "char_ends"):
+        ids, char_ends = tok.char_ends(text)
+        return ids, next((i for i, end in enumerate(char_ends) if end > start_char), len(ids))
     try:
         proto = tok.sp.encode(text, out_type="proto")  # sentencepiece 0.2.1+
     except (ValueError, TypeError, RuntimeError):

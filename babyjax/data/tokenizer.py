@@ -4,6 +4,7 @@ whitespace kept, unseen characters as bytes, so `decode(encode(s)) == s` for any
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -24,6 +25,23 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3, 4
 PAD, UNK, BOS, EOS, MASK = "<pad>", "<unk>", "<s>", "</s>", "<mask>"
 MODEL_FILE = "tokenizer.model"
 MODEL_TYPES = ("unigram", "bpe")
+
+
+@dataclasses.dataclass(frozen=True)
+class Specials:
+    """The special ids the scorer writes into rows: `context` (the token a document starts after: the first-token
+    policy's context and a masked LM's CLS), `eos` (what ends a document inside a token stream), `mask`, `pad`, and
+    `suffix` (ids a masked LM reads after a sequence: RoBERTa's `</s>`). babyjax's tokenizers: `SPECIALS`;
+    imported Hugging Face tokenizers: their own (babyjax/imported/tokenizer.py)."""
+
+    context: int = EOS_ID
+    eos: int = EOS_ID
+    mask: int = MASK_ID
+    pad: int = PAD_ID
+    suffix: tuple[int, ...] = ()
+
+
+SPECIALS = Specials()
 
 
 class Tokenizer:
@@ -50,6 +68,11 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
+
+    @property
+    def specials(self) -> Specials:
+        """babyjax's fixed special ids (the module docstring)."""
+        return SPECIALS
 
     @property
     def sha256(self) -> str:

@@ -109,7 +109,7 @@ def _task_files(config: FinetuneConfig, task: str) -> tuple[Examples, Examples]:
 
 
 def _model_config(run: OpenedRun, seq_len: int) -> ModelConfig:
-    cfg = run.dir.model_config(run.tokenizer.vocab_size)
+    cfg = run.dir.model_config(None if run.imported else run.tokenizer.vocab_size)
     if cfg.position == "learned" and seq_len > cfg.max_len:
         raise InputError(
             f"--seq_len={seq_len} is beyond run {run.spec.name}'s context (model.max_len {cfg.max_len}): "
@@ -135,7 +135,10 @@ def _prefetched(run: OpenedRun, todo: Sequence[dict], cfg: ModelConfig) -> Itera
     """(entry, transformer) of each checkpoint (its parameters checked against their hash), the next one restored on
     the host in a thread while the caller trains."""
     graphdef, abstract = backbone_shapes(cfg)
-    load = lambda e: restore_params(run.dir.path, int(e["step"]), abstract, host=True)
+    if run.imported:  # a Hugging Face revision, converted as it is read
+        load = lambda e: run.dir.restore(int(e["step"]), abstract)
+    else:
+        load = lambda e: restore_params(run.dir.path, int(e["step"]), abstract, host=True)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(load, todo[0]) if todo else None
         for i, entry in enumerate(todo):

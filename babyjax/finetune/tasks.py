@@ -172,7 +172,10 @@ _SPECIAL_RE = re.compile("(" + "|".join(re.escape(s) for s in sorted(_SPECIALS, 
 def encode(tok: Tokenizer, ex: Examples, max_length: int, masked: bool) -> list[list[int]]:
     """Each example's token ids as the exported tokenizer (`hf_tokenizer(tok.path, ..., masked)`) gives them under
     `tokenizer(texts, truncation=True, max_length=max_length)`: `</s>` first for masked models; a single text cut
-    from the right; a pair cut by `longest_first_lengths` (the `</s>` counts toward max_length)."""
+    from the right; a pair cut by `longest_first_lengths` (the `</s>` counts toward max_length). An imported
+    Hugging Face tokenizer encodes them itself, with its own special tokens (`HfTokenizer.encode_examples`)."""
+    if hasattr(tok, "encode_examples"):
+        return tok.encode_examples(ex.texts_a, ex.texts_b, max_length)
     prefix = [EOS_ID] if masked else []
     if max_length <= len(prefix):
         raise InputError(f"max_length {max_length} leaves no room for text: use at least {len(prefix) + 1}")

@@ -41,11 +41,14 @@ def export_checkpoint(
     workdir: str | os.PathLike, step: int, out: str | os.PathLike, *, overwrite: bool = False
 ) -> pathlib.Path:
     """Write series step `step` of the run in `workdir` as a HF folder `out` (model, config, tokenizer, provenance),
-    written beside `out` and renamed into place when complete."""
+    written beside `out` and renamed into place when complete. The provenance, babyjax_export.json, says where the
+    weights come from (source, step, tokens and words seen, params_hash, tokenizer_hash), how to score them
+    (first_token) and how the run was trained (objective: objective.kind, packing: data.packing, seq_len:
+    data.seq_len; exports written before these keys lack them)."""
     torch, _ = require_peers()
     run, out = RunDir.open(workdir), pathlib.Path(out)
     _refuse_inside_run(out, run.path)
-    tok, index = run.tokenizer(), run.series_index()
+    tok, index, config = run.tokenizer(), run.series_index(), run.config()
     cfg = run.model_config(tok.vocab_size)
     entry = next((e for e in index if int(e["step"]) == int(step)), None)
     if entry is None:
@@ -66,6 +69,9 @@ def export_checkpoint(
         "first_token": "the tokenizer prepends '</s>' (id 3), as babyjax scores masked LMs"
         if cfg.encoder
         else "score after one EOS token '</s>' (id 3): babyjax.score's eot_context",
+        "objective": str(config.objective.kind),
+        "packing": str(config.data.packing),
+        "seq_len": int(config.data.seq_len),
     }
 
     def fill(tmp: pathlib.Path) -> None:

@@ -1,6 +1,7 @@
 """Which Hugging Face transformers class represents a babyjax model, and its transformers config: `hf_class_name`
-follows the model's features (position, norm, mlp, biases), never its style name; `hf_config` maps ModelConfig's
-fields onto that class's config. torch and transformers (the `peers` extra) are imported lazily (`require_peers`)."""
+follows the model's features (position, norm, mlp, biases; the rest must be the class's), never its style name;
+`hf_config` maps ModelConfig's fields onto that class's config. torch and transformers (the `peers` extra) are
+imported lazily (`require_peers`)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ def hf_class_name(cfg: ModelConfig) -> str:
             f"no Hugging Face class has position={features[0]}, norm={features[1]}, mlp={features[2]}, "
             f"biases={features[3]}: export supports (position, norm, mlp, biases) = {known}"
         )
+    unmatched = _unmatched_features(cfg, name)
+    if unmatched:
+        raise InputError(f"{name} has no {unmatched}: export supports the styles gpt2, llama, roberta and ltg_bert")
     if name == GPT2 and cfg.attention == "gqa":
         raise InputError(
             f"GPT-2 has no grouped-query attention (num_kv_heads={cfg.num_kv_heads}, "
@@ -57,6 +61,23 @@ def hf_class_name(cfg: ModelConfig) -> str:
             "grouped-query attention)"
         )
     return name
+
+
+def _unmatched_features(cfg: ModelConfig, name: str) -> str:
+    """The first feature of the model that the class `name` lacks, beyond its (position, norm, mlp, biases); '' if
+    none: how the blocks place their norms, a norm on the embeddings, parallel residuals, partial RoPE, biases on the
+    MLP only."""
+    norms = {ROBERTA: (True, True), LTG: (False, True)}.get(name, (False, False))  # (post_norm, embed_norm)
+    if (cfg.post_norm, cfg.embed_norm) != norms:
+        blocks, embed = "post" if cfg.post_norm else "pre", "with" if cfg.embed_norm else "without"
+        return f"{blocks}-norm blocks {embed} a norm on the embeddings (model.block_norm={cfg.block_norm!r})"
+    if cfg.parallel_residual:
+        return "parallel residual blocks (model.residual='parallel')"
+    if cfg.position == "rope" and cfg.rotary_dim != cfg.head_dim:
+        return f"partial RoPE (model.rotary_fraction={cfg.rotary_fraction})"
+    if cfg.attn_biases != cfg.mlp_biases:
+        return f"biases on the MLP only (model.bias={cfg.bias!r})"
+    return ""
 
 
 def hf_config(cfg: ModelConfig) -> Any:

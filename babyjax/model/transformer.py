@@ -1,9 +1,10 @@
 """Transformers in Flax NNX, built from the features of a `ModelConfig` (docs/architecture.md): decoders (gpt2,
-llama) and encoders (roberta, ltg_bert), which attend both ways or causally as each row of a batch says.
+llama, opt, gpt_neox) and encoders (roberta, ltg_bert), which attend both ways or causally as each row of a batch says.
 
-`model.style` is a preset of features: the ModelConfig properties, the only code that reads it. Parameters are
-float32 with logical axis names (babyjax/model/sharding.py) and a weight-decay tag (babyjax/train/optim.py); compute
-runs in `cfg.dtype`, logits come back in float32. Attention stays within packed segments (id 0: padding).
+`model.style` is a preset of features: the ModelConfig properties read it, and the feature keys (activation,
+rotary_fraction, residual, block_norm, bias) override the preset where set. Parameters are float32 with logical axis
+names (babyjax/model/sharding.py) and a weight-decay tag (babyjax/train/optim.py); compute runs in `cfg.dtype`, logits
+come back in float32. Attention stays within packed segments (id 0: padding).
 """
 
 from __future__ import annotations
@@ -18,20 +19,30 @@ from flax import nnx
 
 from babyjax.errors import InputError
 from babyjax.model import layers, ltg
-from babyjax.model.layers import INIT_STD, take_cols, weighted_values
+from babyjax.model.layers import CAUSAL_BLOCKS, INIT_STD, attend, attention_mask, rope, take_cols
 from babyjax.model.layers import dropout as _dropout
 from babyjax.model.layers import param as _param
 from babyjax.model.sharding import constrain
 
-STYLES = ("gpt2", "llama", "roberta", "ltg_bert")
+STYLES = ("gpt2", "llama", "roberta", "ltg_bert", "opt", "gpt_neox")
 ENCODERS = ("roberta", "ltg_bert")  # styles whose attention may look both ways
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# the values of the feature keys that override one feature of the style ('' = the style's)
+FEATURE_KEYS = {
+    "activation": ("", "gelu", "gelu_exact", "relu"),
+    "residual": ("", "sequential", "parallel"),
+    "block_norm": ("", "pre", "post"),
+    "bias": ("", "all", "none", "mlp"),
+}
+# each style's MLP (`ModelConfig.mlp`; the others: swiglu); the plain ones (no gate) may take another `activation`
+MLP_PRESETS = {"gpt2": "gelu", "roberta": "gelu_exact", "opt": "relu", "gpt_neox": "gelu_exact", "ltg_bert": "geglu"}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Everything the model needs; built from `config.model` with `ModelConfig.from_config`. The fields after
-    vocab_size are the config.model keys, each with its one default (configs/base.py reads `defaults()`)."""
+    vocab_size are the config.model keys, each with its one default (configs/base.py reads `defaults()`); the last
+    five override one feature of the style's preset each, and their defaults keep the preset."""
 
     vocab_size: int
     style: str = "gpt2"
@@ -48,6 +59,11 @@ class ModelConfig:
     norm_eps: float = 1e-5
     remat: bool = False
     position_buckets: int = 32  # relative positions (ltg_bert): 2 * position_buckets - 1 buckets
+    activation: str = ""  # a plain MLP's activation: gelu (tanh) | gelu_exact (erf) | relu
+    rotary_fraction: float = 1.0  # RoPE on the first int(head_dim * rotary_fraction) dims of each head (GPT-NeoX)
+    residual: str = ""  # sequential | parallel (x + attn(norm(x)) + mlp(norm(x)): GPT-NeoX)
+    block_norm: str = ""  # pre (x + f(norm(x))) | post (norm(x + f(x)))
+    bias: str = ""  # all | none | mlp (biases on the MLP only: GPT-NeoX's attention_bias=False)
 
     def __post_init__(self) -> None:
         if self.num_kv_heads == -1:
@@ -60,12 +76,30 @@ class ModelConfig:
             raise InputError(f"model.d_model={self.d_model} must be divisible by model.num_heads={self.num_heads}")
         if self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads:
             raise InputError(f"model.num_kv_heads={self.num_kv_heads} must divide model.num_heads={self.num_heads}")
-        if self.position == "rope" and self.head_dim % 2:
-            raise InputError(f"RoPE (model.style={self.style!r}) needs an even head dim, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"model.dropout={self.dropout} must be in [0, 1)")
         if min(self.vocab_size, self.num_layers, self.mlp_dim, self.max_len) < 1:
             raise InputError("vocab_size, model.num_layers, model.mlp_dim and model.max_len must be positive")
+        self._check_features()
+
+    def _check_features(self) -> None:
+        """InputError for a feature key outside its values, or one that does not apply to the style."""
+        for key, values in FEATURE_KEYS.items():
+            if getattr(self, key) not in values:
+                raise InputError(f"model.{key}={getattr(self, key)!r}: use one of {values} ('' = the style's)")
+        if self.style == "ltg_bert" and (self.activation or self.residual or self.block_norm or self.bias):
+            raise InputError("model.activation, residual, block_norm and bias do not apply to model.style='ltg_bert'")
+        if self.activation and MLP_PRESETS.get(self.style, "swiglu") not in layers.PLAIN_MLPS:
+            raise InputError(f"model.activation={self.activation!r}: model.style={self.style!r} has a gated MLP")
+        if self.parallel_residual and self.post_norm:
+            raise InputError("model.residual='parallel' needs pre-norm blocks (model.block_norm='pre')")
+        if not 0.0 < self.rotary_fraction <= 1.0 or self.rotary_fraction != 1.0 and self.position != "rope":
+            raise InputError(f"model.rotary_fraction={self.rotary_fraction} must be in (0, 1], and 1 without RoPE")
+        if self.position == "rope" and (self.rotary_dim % 2 or self.rotary_dim < 2):
+            raise InputError(
+                f"RoPE (model.style={self.style!r}) needs an even number of rotated dims, got {self.rotary_dim} "
+                f"(head dim {self.head_dim} x model.rotary_fraction {self.rotary_fraction})"
+            )
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -84,25 +118,35 @@ class ModelConfig:
     # -- features: the rest of babyjax asks for these, never for the style name ------------------------------------
     @property
     def position(self) -> str:
-        """'learned' (a position table of max_len rows: GPT-2, RoBERTa), 'rope' (rotary, on per-segment positions:
-        Llama) or 'relative' (LTG-BERT's bucketed relative positions, babyjax/model/ltg.py)."""
-        return {"llama": "rope", "ltg_bert": "relative"}.get(self.style, "learned")
+        """'learned' (a position table of max_len rows: GPT-2, OPT, RoBERTa), 'rope' (rotary, on per-segment
+        positions: Llama, GPT-NeoX) or 'relative' (LTG-BERT's bucketed relative positions, babyjax/model/ltg.py)."""
+        return {"llama": "rope", "gpt_neox": "rope", "ltg_bert": "relative"}.get(self.style, "learned")
 
     @property
     def norm(self) -> str:
-        """'layernorm' (with bias: GPT-2, RoBERTa) or 'rmsnorm' (Llama)."""
+        """'layernorm' (with bias: GPT-2, OPT, GPT-NeoX, RoBERTa) or 'rmsnorm' (Llama)."""
         return "rmsnorm" if self.style == "llama" else "layernorm"
 
     @property
     def mlp(self) -> str:
-        """'gelu' (tanh GELU MLP: GPT-2), 'gelu_exact' (erf GELU: RoBERTa), 'swiglu' (gated SiLU MLP: Llama) or
-        'geglu' (gated tanh GELU with a norm inside: LTG-BERT)."""
-        return {"gpt2": "gelu", "roberta": "gelu_exact", "ltg_bert": "geglu"}.get(self.style, "swiglu")
+        """'gelu' (tanh GELU MLP: GPT-2), 'gelu_exact' (erf GELU: RoBERTa, GPT-NeoX), 'relu' (OPT), 'swiglu' (gated
+        SiLU MLP: Llama) or 'geglu' (gated tanh GELU with a norm inside: LTG-BERT); `activation` picks a plain one."""
+        return self.activation or MLP_PRESETS.get(self.style, "swiglu")
+
+    @property
+    def attn_biases(self) -> bool:
+        """Whether the attention projections have biases (all styles but Llama; `bias` overrides)."""
+        return self.bias == "all" or not self.bias and self.style != "llama"
+
+    @property
+    def mlp_biases(self) -> bool:
+        """Whether the MLP's projections have biases (all styles but Llama; `bias` overrides)."""
+        return self.bias in ("all", "mlp") or not self.bias and self.style != "llama"
 
     @property
     def biases(self) -> bool:
-        """Whether attention and MLP projections have biases (GPT-2 and RoBERTa yes, Llama no)."""
-        return self.style != "llama"
+        """Whether attention and MLP projections all have biases (GPT-2 and RoBERTa yes, Llama no)."""
+        return self.attn_biases and self.mlp_biases
 
     @property
     def encoder(self) -> bool:
@@ -111,14 +155,30 @@ class ModelConfig:
 
     @property
     def post_norm(self) -> bool:
-        """Post-LayerNorm blocks (norm(x + f(x)): BERT, RoBERTa), a norm on the embeddings and no final norm; else
-        pre-norm blocks (x + f(norm(x))) and a final norm."""
-        return self.style == "roberta"
+        """Post-norm blocks (norm(x + f(x)): BERT, RoBERTa, OPT-350m with `block_norm`='post'); else pre-norm blocks
+        (x + f(norm(x)))."""
+        return self.block_norm == "post" or not self.block_norm and self.style == "roberta"
 
     @property
     def embed_norm(self) -> bool:
-        """A norm on the embeddings and none after the last block (RoBERTa: with scale and bias; LTG-BERT: without)."""
+        """A norm on the embeddings (RoBERTa: with scale and bias; LTG-BERT: without)."""
         return self.style in ("roberta", "ltg_bert")
+
+    @property
+    def final_norm(self) -> bool:
+        """A norm after the last block: pre-norm models without a norm on the embeddings (GPT-2, Llama, OPT,
+        GPT-NeoX); post-norm blocks end in a norm of their own."""
+        return not (self.post_norm or self.embed_norm)
+
+    @property
+    def parallel_residual(self) -> bool:
+        """Blocks x + attn(norm(x)) + mlp(norm(x)) (GPT-NeoX's use_parallel_residual), else the MLP after attention."""
+        return self.residual == "parallel" or not self.residual and self.style == "gpt_neox"
+
+    @property
+    def rotary_dim(self) -> int:
+        """How many features of each head RoPE rotates (the first ones; the rest pass through)."""
+        return int(self.head_dim * self.rotary_fraction)
 
     @property
     def mlm_head(self) -> bool:
@@ -149,55 +209,6 @@ def _norm(cfg: ModelConfig, *, rngs: nnx.Rngs, affine: bool = True, width: int =
     return layers.Norm(width or cfg.d_model, cfg.norm_eps, rms=cfg.norm == "rmsnorm", affine=affine, rngs=rngs)
 
 
-def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Array:
-    """Rotary position embedding (rotate-half layout), angles from per-segment positions."""
-    half = x_BxLxHxK.shape[-1] // 2
-    inv_freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angle_BxLx1xK = (positions_BxL[..., None].astype(jnp.float32) * inv_freq)[:, :, None, :]
-    sin, cos = jnp.sin(angle_BxLx1xK), jnp.cos(angle_BxLx1xK)
-    x1, x2 = jnp.split(x_BxLxHxK.astype(jnp.float32), 2, axis=-1)
-    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x_BxLxHxK.dtype)
-
-
-def attention_mask(segment_ids_BxL: jax.Array, causal: bool | jax.Array = True) -> jax.Array:
-    """bool[B, 1, L, L]: query i may see key j iff both are in the same segment and, in a causal row, j <= i. causal:
-    one bool for every row, or bool[B] (GPT-BERT's hybrid batches mix causal and bidirectional rows)."""
-    length = segment_ids_BxL.shape[1]
-    same_BxLxL = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
-    if isinstance(causal, bool) and not causal:
-        return same_BxLxL[:, None]
-    causal_LxL = jnp.tril(jnp.ones((length, length), jnp.bool_))
-    if not isinstance(causal, bool):
-        causal_LxL = causal_LxL | ~jnp.asarray(causal, jnp.bool_)[:, None, None]
-    return (causal_LxL & same_BxLxL)[:, None]
-
-
-CAUSAL_BLOCKS = 4  # query blocks of causal attention at inference: the fastest count for scoring on CPU
-
-
-def attend(
-    q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array, mask_Bx1xLxL: jax.Array, blocks: int = 1
-) -> jax.Array:
-    """softmax(q k^T, masked) v, the scores in float32. blocks > 1 (a causal mask only): the queries in `blocks`
-    blocks, each scored against the keys up to its own last query, so the keys every query of a block is masked
-    from are never scored (37% fewer scores and exponentials with 4 blocks; the same numbers, as masked keys add exact
-    zeros to the softmax). With blocks == 1 the queries may be fewer than the keys (`Transformer.features`' cols:
-    q [B, K, H, Dk], mask [B, 1, K, L])."""
-    length, dt = q_BxLxHxK.shape[1], q_BxLxHxK.dtype
-    if length % blocks or length != k_BxLxHxK.shape[1]:
-        blocks = 1
-    outs, n = [], length // blocks
-    for i in range(blocks):
-        lo, hi = i * n, (i + 1) * n if blocks > 1 else k_BxLxHxK.shape[1]
-        s_BxHxNxM = jnp.einsum(
-            "blhk,bmhk->bhlm", q_BxLxHxK[:, lo : lo + n], k_BxLxHxK[:, :hi], preferred_element_type=jnp.float32
-        )
-        s_BxHxNxM = jnp.where(mask_Bx1xLxL[:, :, lo : lo + n, :hi], s_BxHxNxM, jnp.finfo(jnp.float32).min)
-        p_BxHxNxM = jax.nn.softmax(s_BxHxNxM, axis=-1).astype(dt)
-        outs.append(weighted_values(p_BxHxNxM, v_BxLxHxK[:, :hi]))
-    return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=1)
-
-
 class Attention(nnx.Module):
     """Multi-head (or grouped-query) self-attention; biases and RoPE as the config's features say."""
 
@@ -209,7 +220,7 @@ class Attention(nnx.Module):
         self.wk = _param(rngs, (d, g, k), ("embed", "kv_heads", "kv"), INIT_STD, decay=True)
         self.wv = _param(rngs, (d, g, k), ("embed", "kv_heads", "kv"), INIT_STD, decay=True)
         self.wo = _param(rngs, (h, k, d), ("heads", "kv", "embed"), out_std, decay=True)
-        if cfg.biases:
+        if cfg.attn_biases:
             self.bq = _param(rngs, (h, k), ("heads", "kv"), 0.0, decay=False)
             self.bk = _param(rngs, (g, k), ("kv_heads", "kv"), 0.0, decay=False)
             self.bv = _param(rngs, (g, k), ("kv_heads", "kv"), 0.0, decay=False)
@@ -230,13 +241,13 @@ class Attention(nnx.Module):
         q_BxLxHxK = jnp.einsum("bld,dhk->blhk", take_cols(x_BxLxD, cols_BxK), self.wq[...].astype(dt))
         k_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.wk[...].astype(dt))
         v_BxLxGxK = jnp.einsum("bld,dgk->blgk", x_BxLxD, self.wv[...].astype(dt))
-        if cfg.biases:
+        if cfg.attn_biases:
             q_BxLxHxK += self.bq[...].astype(dt)
             k_BxLxGxK += self.bk[...].astype(dt)
             v_BxLxGxK += self.bv[...].astype(dt)
         if cfg.position == "rope":
-            q_BxLxHxK = rope(q_BxLxHxK, take_cols(positions_BxL, cols_BxK), cfg.rope_theta)
-            k_BxLxGxK = rope(k_BxLxGxK, positions_BxL, cfg.rope_theta)
+            q_BxLxHxK = rope(q_BxLxHxK, take_cols(positions_BxL, cols_BxK), cfg.rope_theta, cfg.rotary_dim)
+            k_BxLxGxK = rope(k_BxLxGxK, positions_BxL, cfg.rope_theta, cfg.rotary_dim)
         q_BxLxHxK = constrain(q_BxLxHxK, ("batch", "length", "heads", "kv"))
         k_BxLxGxK = constrain(k_BxLxGxK, ("batch", "length", "kv_heads", "kv"))
         v_BxLxGxK = constrain(v_BxLxGxK, ("batch", "length", "kv_heads", "kv"))
@@ -249,50 +260,22 @@ class Attention(nnx.Module):
         blocks = CAUSAL_BLOCKS if inference and not cfg.encoder else 1
         o_BxLxHxK = attend(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, take_cols(mask_Bx1xLxL, cols_BxK, axis=2), blocks)
         out_BxLxD = jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dt))
-        if cfg.biases:
+        if cfg.attn_biases:
             out_BxLxD += self.bo[...].astype(dt)
-        return out_BxLxD
-
-
-class Mlp(nnx.Module):
-    """GELU (tanh or erf) MLP or SwiGLU, as `cfg.mlp` says; biases on the input and output projections if
-    `cfg.biases`."""
-
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.gated, self.biases, self.approximate = cfg.mlp == "swiglu", cfg.biases, cfg.mlp == "gelu"
-        d, f = cfg.d_model, cfg.mlp_dim
-        self.w_in = _param(rngs, (d, f), ("embed", "mlp"), INIT_STD, decay=True)
-        self.w_out = _param(rngs, (f, d), ("mlp", "embed"), INIT_STD / math.sqrt(2 * cfg.num_layers), decay=True)
-        if self.gated:
-            self.w_gate = _param(rngs, (d, f), ("embed", "mlp"), INIT_STD, decay=True)
-        if self.biases:
-            self.b_in = _param(rngs, (f,), ("mlp",), 0.0, decay=False)
-            self.b_out = _param(rngs, (d,), ("norm",), 0.0, decay=False)
-
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        dt = x_BxLxD.dtype
-        h_BxLxF = jnp.einsum("bld,df->blf", x_BxLxD, self.w_in[...].astype(dt))
-        if self.biases:
-            h_BxLxF += self.b_in[...].astype(dt)
-        if self.gated:
-            h_BxLxF = jax.nn.silu(jnp.einsum("bld,df->blf", x_BxLxD, self.w_gate[...].astype(dt))) * h_BxLxF
-        else:
-            h_BxLxF = jax.nn.gelu(h_BxLxF, approximate=self.approximate)
-        h_BxLxF = constrain(h_BxLxF, ("batch", "length", "mlp"))
-        out_BxLxD = jnp.einsum("blf,fd->bld", h_BxLxF, self.w_out[...].astype(dt))
-        if self.biases:
-            out_BxLxD += self.b_out[...].astype(dt)
         return out_BxLxD
 
 
 class Block(nnx.Module):
     """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x)); post-norm (`cfg.post_norm`): norm(x + attn(x)), then
-    norm(x + mlp(x)). cols_BxK: the block's output at these columns only (its queries there, keys at all)."""
+    norm(x + mlp(x)); parallel (`cfg.parallel_residual`): x + attn(norm(x)) + mlp(norm'(x)). cols_BxK: the block's
+    output at these columns only (its queries there, keys at all)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        self.dropout, self.post = cfg.dropout, cfg.post_norm
+        self.dropout, self.post, self.parallel = cfg.dropout, cfg.post_norm, cfg.parallel_residual
         self.norm_attn, self.attn = _norm(cfg, rngs=rngs), Attention(cfg, rngs=rngs)
-        self.norm_mlp, self.mlp = _norm(cfg, rngs=rngs), Mlp(cfg, rngs=rngs)
+        out_std = INIT_STD / math.sqrt(2 * cfg.num_layers)
+        self.norm_mlp = _norm(cfg, rngs=rngs)
+        self.mlp = layers.Mlp(cfg.d_model, cfg.mlp_dim, cfg.mlp, biases=cfg.mlp_biases, out_std=out_std, rngs=rngs)
 
     def __call__(
         self,
@@ -304,6 +287,11 @@ class Block(nnx.Module):
         cols_BxK: jax.Array | None = None,
     ) -> jax.Array:
         attn = lambda x: self.attn(x, mask, positions_BxL, deterministic, cols_BxK)
+        if self.parallel:  # both branches read the block's input (the MLP's only at the columns kept)
+            x_BxKxD = take_cols(x_BxLxD, cols_BxK)
+            attn_BxKxD = _dropout(attn(self.norm_attn(x_BxLxD)), self.dropout, deterministic, rngs)
+            mlp_BxKxD = _dropout(self.mlp(self.norm_mlp(x_BxKxD)), self.dropout, deterministic, rngs)
+            return constrain(x_BxKxD + attn_BxKxD + mlp_BxKxD, ("batch", "length", "embed"))
         for i, (norm, f) in enumerate(((self.norm_attn, attn), (self.norm_mlp, self.mlp))):
             residual = take_cols(x_BxLxD, cols_BxK) if i == 0 else x_BxLxD
             if self.post:
@@ -350,7 +338,8 @@ class Transformer(nnx.Module):
         self.blocks = nnx.List(
             [ltg.LtgBlock(cfg, i, rngs=rngs) if relative else Block(cfg, rngs=rngs) for i in range(cfg.num_layers)]
         )
-        self.norm_out = _norm(cfg, rngs=rngs, affine=not relative)  # embed_norm models: the norm of the embeddings
+        if cfg.embed_norm or cfg.final_norm:  # embed_norm models: the norm of the embeddings
+            self.norm_out = _norm(cfg, rngs=rngs, affine=not relative)
         if cfg.mlm_head:
             self.mlm = MlmHead(cfg, rngs=rngs)
         if not cfg.tie_embeddings:
@@ -403,7 +392,7 @@ class Transformer(nnx.Module):
         cols: jax.Array | None = None,
         embed_offset: jax.Array | None = None,
     ) -> jax.Array:
-        """The final hidden states x_BxLxD (compute dtype), normed in pre-norm models: what an exported model returns
+        """The final hidden states x_BxLxD (compute dtype), normed if `cfg.final_norm`: what an exported model returns
         as `last_hidden_state`. cols (int32 [B, K]): x_BxKxD at these columns only; the last block computes only their
         queries and what follows (its keys and values at every column), the rest of its work skipped, as the loss,
         the scorer and a classifier read a few columns a row (masked tokens, token samples, the pooled token).
@@ -428,7 +417,7 @@ class Transformer(nnx.Module):
             run_block = nnx.remat(run_block)
         for i, block in enumerate(self.blocks):
             x_BxLxD = run_block(block, x_BxLxD, rngs, cols if i == cfg.num_layers - 1 else None)
-        return x_BxLxD if cfg.embed_norm else self.norm_out(x_BxLxD)
+        return self.norm_out(x_BxLxD) if cfg.final_norm else x_BxLxD
 
     def head_kernel_DxV(self) -> jax.Array:
         """The output projection (the transposed embedding when tied), float32."""

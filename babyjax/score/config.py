@@ -21,27 +21,37 @@ from babyjax.score.packing import MASKED_METHODS, POLICIES
 KINDS = ("tokens", "text", "pairs", "babylm2025")
 SCORINGS = ("auto", "causal", *MASKED_METHODS)
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+HF_PREFIX = "hf:"  # --run name=hf:PATH: a series imported from Hugging Face files
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """A run to score: its name in the output and its workdir (config.json, tokenizer.model, checkpoints/)."""
+    """A run to score: its name in the output and its workdir (config.json, tokenizer.model, checkpoints/), or, when
+    `imported`, a Hugging Face series (a model folder, a folder of revision folders or a git repository with a
+    branch per revision: babyjax/imported/)."""
 
     name: str
     workdir: pathlib.Path
+    imported: bool = False
 
     @classmethod
     def parse(cls, text: str) -> RunSpec:
-        """'name=workdir', or 'workdir' (named after the folder)."""
+        """'name=workdir', 'name=hf:PATH' (an imported series), or either without 'name=' (named after the folder)."""
         name, sep, path = text.partition("=")
         if not sep:
-            name, path = pathlib.Path(text.rstrip("/")).name, text
+            name, path = pathlib.Path(text.removeprefix(HF_PREFIX).rstrip("/")).name, text
         if not _RUN_NAME.match(name):
             raise InputError(f"run name {name!r} may only hold letters, digits, '_', '.', '-': use --run name=workdir")
-        return cls(name, pathlib.Path(path))
+        imported = path.startswith(HF_PREFIX)
+        return cls(name, pathlib.Path(path.removeprefix(HF_PREFIX)), imported)
+
+    @property
+    def source(self) -> str:
+        """The run's source as the flag gives it: the workdir, or hf:PATH."""
+        return f"{HF_PREFIX if self.imported else ''}{self.workdir.resolve()}"
 
     def __str__(self) -> str:
-        return f"{self.name}={self.workdir}"
+        return f"{self.name}={HF_PREFIX if self.imported else ''}{self.workdir}"
 
 
 def parse_count(text: str) -> int:
@@ -74,7 +84,12 @@ class ScoreConfig:
     """A scoring job: which runs, on which evaluation set, into which folder, and how. Field names are the flags of
     `python -m babyjax.score`. Sequences become tuples; runs, steps and words may be given as their flag text."""
 
-    run: tuple[RunSpec, ...] = option((), "name=workdir of a run to score (repeat for several runs/seeds)", repeat=True)
+    run: tuple[RunSpec, ...] = option(
+        (),
+        "name=workdir of a run to score, or name=hf:PATH for a Hugging Face series (a model folder, a folder of "
+        "revision folders or a git repository with a branch per revision); repeat for several runs/seeds",
+        repeat=True,
+    )
     kind: str = option(
         "text",
         "evaluation set: tokens (token-sample .npz), text, pairs, babylm2025 (task folders of the BabyLM 2025 "
@@ -85,6 +100,12 @@ class ScoreConfig:
     out: str | None = option(None, "output folder (created, or continued when it holds this evaluation)")
     steps: tuple[int, ...] = option((), "score only these series steps (comma-separated)")
     words: tuple[int, ...] = option((), "score the first checkpoint reaching each words-seen mark, e.g. 1M,2M,10M")
+    suspect: str = option(
+        "skip",
+        "imported series: revisions the integrity check flags (duplicate, partial_duplicate, equals_final) are "
+        "marked in checkpoints.csv and skipped, or scored anyway (score)",
+        choices=("skip", "score"),
+    )
     policy: str = option("eot_context", "first-token policy of causal scoring (docs/science.md)", choices=POLICIES)
     scoring: str = option(
         "auto",

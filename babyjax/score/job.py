@@ -41,7 +41,7 @@ from babyjax.score.runs import (
     select_checkpoints,
 )
 from babyjax.score.scorer import Scorer, scoring_mesh
-from babyjax.score.store import ScoreFolder
+from babyjax.score.store import SUSPECT, ScoreFolder
 
 log = logging.getLogger("babyjax")
 
@@ -81,6 +81,7 @@ class _Job:
     store: ScoreFolder
     pair_rows: PairRows | None
     chosen: dict[str, list[dict]]
+    findings: dict[str, dict[int, tuple[str, str]]]  # imported runs: step -> (status, why) of flagged revisions
 
 
 def score_job(config: ScoreConfig) -> Summary:
@@ -96,7 +97,7 @@ def _score_job(config: ScoreConfig) -> Summary:
     t_start = time.time()
     config.check()
     job = _prepare(config)
-    plan, already = _plan(job.store, job.chosen, job.pair_rows)
+    plan, already = _plan(job.store, job.chosen, job.pair_rows, _flagged(job.findings, config.suspect))
     summary = Summary(already_done=already, num_tokens=len(job.tokens))
     packed = pack_buckets(job.wins, job.seq_len)
     mesh = scoring_mesh(config.mesh)
@@ -155,7 +156,8 @@ def _prepare(config: ScoreConfig) -> _Job:
         if config.kind == "pairs"
         else None
     )
-    return _Job(opened, method, ev, wins, tokens, seq_len, model_cfgs, meta, store, pair_rows, chosen)
+    findings = {r.spec.name: r.dir.findings for r in opened if r.imported}
+    return _Job(opened, method, ev, wins, tokens, seq_len, model_cfgs, meta, store, pair_rows, chosen, findings)
 
 
 def _eval_set(config: ScoreConfig, run: OpenedRun) -> evalsets.EvalSet:
@@ -184,7 +186,8 @@ def _units(
 ) -> tuple[list, str]:
     """(what is packed: causal windows or masked copies, the first-token policy recorded in meta.json)."""
     if method != "causal":  # masked LMs read after </s> (the exported tokenizer prepends it); babylm2025: its own rules
-        copies = (suite_copies if kind == "babylm2025" else eval_copies)(ev, method, seq_len, tok.word_starts())
+        copies_of = suite_copies if kind == "babylm2025" else eval_copies
+        copies = copies_of(ev, method, seq_len, tok.word_starts(), tok.specials)
         return copies, "sample_context" if kind == "tokens" else "eot_context"
     if kind == "babylm2025" and (long := sum(len(s) > seq_len for s in ev.token_ids)):
         log.warning(
@@ -196,7 +199,7 @@ def _units(
         )
     if kind == "babylm2025":  # what the pipeline reads: encoders' exported tokenizers prepend </s>, decoders' add none
         policy = "eot_context" if encoder else "no_context"
-    wins = eval_windows(ev, policy if kind != "tokens" else "eot_context", seq_len, stride)
+    wins = eval_windows(ev, policy if kind != "tokens" else "eot_context", seq_len, stride, tok.specials.context)
     return wins, "sample_context" if kind == "tokens" else policy
 
 
@@ -246,7 +249,7 @@ def _meta(
         "limit": config.limit,
         "runs": [r.spec.name for r in runs],
         "contexts": {r.spec.name: contexts(r) for r in runs},
-        "run_workdirs": {r.spec.name: str(r.spec.workdir.resolve()) for r in runs},
+        "run_workdirs": {r.spec.name: r.spec.source for r in runs},
         "created": time.time(),
     }
 
@@ -262,21 +265,43 @@ def _broadcast_json(obj: Any) -> Any:
     return json.loads(bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf))).decode())
 
 
+def _flagged(
+    findings: Mapping[str, Mapping[int, tuple[str, str]]], suspect: str
+) -> dict[str, dict[int, tuple[str, str]]]:
+    """The imported revisions not scored: unreadable and missing ones always, the suspect ones (store.SUSPECT) unless
+    --suspect=score (then only logged)."""
+    out: dict[str, dict[int, tuple[str, str]]] = {}
+    for name, found in findings.items():
+        for step, (status, why) in found.items():
+            if suspect == "score" and status in SUSPECT:
+                log.warning("run %s step %d scored though flagged %s: %s", name, step, status, why)
+                continue
+            out.setdefault(name, {})[step] = (status, why)
+    return out
+
+
 def _plan(
-    store: ScoreFolder, chosen: Mapping[str, list[dict]], pair_rows: PairRows | None
+    store: ScoreFolder,
+    chosen: Mapping[str, list[dict]],
+    pair_rows: PairRows | None,
+    flagged: Mapping[str, Mapping[int, tuple[str, str]]],
 ) -> tuple[dict[str, list[dict]], int]:
     """(checkpoints still to score per run, how many were done before): process 0 reads what is done (and the pair
-    rows of done checkpoints); every process then scores the same checkpoints in the same order."""
+    rows of done checkpoints) and marks the flagged revisions of imported runs (`_flagged`, rows added for missing
+    ones); every process then scores the same checkpoints in the same order."""
     plan, already = {}, 0
     if store.primary:
         for name, entries in chosen.items():
-            table = store.table(name)
+            table, flags = store.table(name), flagged.get(name, {})
             if pair_rows is not None:
                 for step, _, row in table.done_rows():
                     store.set_pairs(name, step, pair_rows(row), write=False)
-            table.add(entries)
-            todo = [e for e in entries if table.status(int(e["step"])) != "done"]
-            already += len(entries) - len(todo)
+            table.add([*entries, *({"step": s} for s in flags if s not in {int(e["step"]) for e in entries})])
+            for step, (status, _) in flags.items():
+                if table.status(step) != "done" or status == "missing":
+                    table.mark(step, status)
+            todo = [e for e in entries if table.status(int(e["step"])) != "done" and int(e["step"]) not in flags]
+            already += sum(table.status(int(e["step"])) == "done" for e in entries)
             plan[name] = todo
     plan, already = _broadcast_json([plan, already])
     return plan, already
@@ -313,7 +338,7 @@ def _score_run(
 ) -> None:
     """Score the checkpoints `todo` of one run into the store (process 0 writes), recording them in `summary`."""
     (buckets, on_device), spec, store = placed, run.spec, job.store
-    for entry, (params, status, why) in restored(spec, todo, scorer):
+    for entry, (params, status, why) in restored(run, todo, scorer):
         step, t0 = int(entry["step"]), time.time()
         if params is None:
             log.warning("run %s step %d skipped (%s): %s", spec.name, step, status, why)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from babyjax.data.tokenizer import EOS_ID, MASK_ID
+from babyjax.data.tokenizer import SPECIALS, Specials
 from babyjax.errors import InputError
 from babyjax.score.packing import MaskedCopy, masked_copies
 
@@ -27,18 +27,22 @@ WORD_TASKS = ("reading", "aoa")  # the tasks whose masked rules are the pipeline
 PIPELINE_METHODS = ("pll_original", "mntp")  # the scorings that are a pipeline backend (mlm, mntp)
 
 
-def reading_copy(seq: int, query: Sequence[int], method: str, seq_len: int) -> MaskedCopy:
+def reading_copy(
+    seq: int, query: Sequence[int], method: str, seq_len: int, specials: Specials = SPECIALS
+) -> MaskedCopy:
     """The copy that scores one reading query (context ids, then the id scored): `</s>`, the context and
     NUM_MASK_TOKENS masks, read at the first mask (pll_original: the mlm backend) or at the context's last token
     (mntp), as the exported tokenizer gives `</s>` + context + masks and appends nothing. A context longer than the
     model's window keeps its last tokens."""
-    tokens = [EOS_ID, *(int(i) for i in query[:-1]), *[MASK_ID] * NUM_MASK_TOKENS]
+    tokens = [specials.context, *(int(i) for i in query[:-1]), *[specials.mask] * NUM_MASK_TOKENS]
     col = len(query) - (method == "mntp")  # the first mask is at len(query): </s> + len(query) - 1 context tokens
     cut = max(0, len(tokens) - seq_len)
     return MaskedCopy(seq, len(query) - 1, tuple(tokens[cut:]), col - cut, int(query[-1]))
 
 
-def suite_copies(ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray) -> list[MaskedCopy]:
+def suite_copies(
+    ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray, specials: Specials = SPECIALS
+) -> list[MaskedCopy]:
     """The masked copies that score a BabyLM 2025 suite by `method`: reading queries as `reading_copy`; for every
     other task, the completion's tokens (from each sequence's `start`) each masked alone."""
     tasks = ev.sequences["task"].to_numpy()
@@ -51,7 +55,8 @@ def suite_copies(ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray
     out: list[MaskedCopy] = []
     for s, ids in enumerate(ev.token_ids):
         if tasks[s] == "reading":
-            out.append(reading_copy(s, ids, method, seq_len))
+            out.append(reading_copy(s, ids, method, seq_len, specials))
         else:
-            out += masked_copies(s, ids, method, seq_len, word_starts, scored=range(int(starts[s]), len(ids)))
+            scored = range(int(starts[s]), len(ids))
+            out += masked_copies(s, ids, method, seq_len, word_starts, scored=scored, specials=specials)
     return out

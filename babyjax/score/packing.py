@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from babyjax.data.tokenizer import EOS_ID, MASK_ID, PAD_ID, Tokenizer
+from babyjax.data.tokenizer import EOS_ID, PAD_ID, SPECIALS, Specials, Tokenizer
 from babyjax.errors import InputError
 
 if TYPE_CHECKING:
@@ -85,17 +85,20 @@ def masked_copies(
     word_starts: np.ndarray,
     scored: Sequence[int] | None = None,
     context: bool = True,
+    specials: Specials = SPECIALS,
 ) -> list[MaskedCopy]:
     """The copies that score sequence `seq` by `method` (docs/science.md, "Masked and hybrid LMs"): 'pll_original'
     (Salazar et al. 2020: one token masked), 'pll_within_word_l2r' (Kauf & Ivanova 2023: also the later pieces of
     its word; a word starts at a piece in `word_starts`) or 'mntp' (one token masked, read at the column before).
-    The model reads `</s>` and the sequence (context=False: the sequence alone, whose first token then has no column
-    before it under mntp); longer sequences are read in a window of `seq_len` tokens around each scored token.
+    The model reads the context token (babyjax: `</s>`; RoBERTa: `<s>`), the sequence and the tokenizer's suffix
+    (RoBERTa: `</s>`; babyjax: none); context=False: the sequence alone, whose first token then has no column before
+    it under mntp. Longer sequences are read in a window of `seq_len` tokens around each scored token.
     scored: the positions of `ids` to score (default all)."""
     if method not in MASKED_METHODS:
         raise InputError(f"unknown masked scoring method {method!r}: use one of {', '.join(MASKED_METHODS)}")
-    full = np.asarray(([EOS_ID] if context else []) + [int(i) for i in ids], np.int64)
-    offset = 1 if context else 0
+    around = ([specials.context], list(specials.suffix)) if context else ([], [])
+    full = np.asarray(around[0] + [int(i) for i in ids] + around[1], np.int64)
+    offset = len(around[0])
     word = np.cumsum(np.asarray(word_starts)[full] | (np.arange(full.size) < offset + 1))
     out = []
     for p in range(len(ids)) if scored is None else scored:
@@ -103,24 +106,27 @@ def masked_copies(
         if method == "mntp" and t == 0:
             continue  # nothing before the first token to read it from
         masked = full.copy()
-        masked[t] = MASK_ID
+        masked[t] = specials.mask
         if method == "pll_within_word_l2r":
             later = np.flatnonzero((word == word[t]) & (np.arange(full.size) > t))
-            masked[later] = MASK_ID
+            masked[later] = specials.mask
         a = int(np.clip(t - seq_len // 2, 0, max(0, full.size - seq_len)))
         window = tuple(int(x) for x in masked[a : a + seq_len])
         out.append(MaskedCopy(seq, p, window, t - a - (method == "mntp"), int(full[t])))
     return out
 
 
-def windows(seq: int, ids: Sequence[int], policy: str, seq_len: int, stride: int | None = None) -> list[Window]:
-    """The windows that score sequence `seq` (its token ids) under a first-token `policy` (docs/science.md)."""
+def windows(
+    seq: int, ids: Sequence[int], policy: str, seq_len: int, stride: int | None = None, context_id: int = EOS_ID
+) -> list[Window]:
+    """The windows that score sequence `seq` (its token ids) under a first-token `policy` (docs/science.md); the
+    eot_context policy reads `context_id` first (the tokenizer's `Specials.context`)."""
     if policy not in POLICIES:
         raise InputError(f"unknown first-token policy {policy!r}: use one of {', '.join(POLICIES)}")
     stride = seq_len if stride is None else stride
     if not 1 <= stride <= seq_len:
         raise InputError(f"stride={stride} must be between 1 and seq_len={seq_len}")
-    full = ([EOS_ID] if policy == "eot_context" else []) + [int(i) for i in ids]
+    full = ([context_id] if policy == "eot_context" else []) + [int(i) for i in ids]
     offset = 1 if policy == "eot_context" else 0  # full index -> position in the sequence
     out: list[Window] = []
     a = 1  # full[a] is the next token to score
@@ -322,10 +328,12 @@ def pack_buckets(units: Sequence[Window | MaskedCopy], seq_len: int) -> Buckets:
     return Buckets(packs, slots)
 
 
-def eval_windows(ev: EvalSet, policy: str, seq_len: int, stride: int | None = None) -> list[Window]:
-    """The windows that score an evaluation set."""
+def eval_windows(
+    ev: EvalSet, policy: str, seq_len: int, stride: int | None = None, context_id: int = EOS_ID
+) -> list[Window]:
+    """The windows that score an evaluation set (`context_id`: see `windows`)."""
     if ev.kind != "tokens":
-        return [w for s, ids in enumerate(ev.token_ids) for w in windows(s, ids, policy, seq_len, stride)]
+        return [w for s, ids in enumerate(ev.token_ids) for w in windows(s, ids, policy, seq_len, stride, context_id)]
     out = []
     for s, (ids, pos) in enumerate(zip(ev.token_ids, ev.positions or [])):
         if not pos:
@@ -347,18 +355,26 @@ def row_length(units: Sequence[Window | MaskedCopy], seq_len: int) -> int:
     return min(seq_len, max(64, -(-max(u.length for u in units) // 16) * 16))
 
 
-def eval_copies(ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray) -> list[MaskedCopy]:
-    """The masked copies that score an evaluation set: every token after `</s>`, or a token sample's positions in
-    the context of its whole row."""
+def eval_copies(
+    ev: EvalSet, method: str, seq_len: int, word_starts: np.ndarray, specials: Specials = SPECIALS
+) -> list[MaskedCopy]:
+    """The masked copies that score an evaluation set: every token after the context token (`masked_copies`), or a
+    token sample's positions in the context of its whole row."""
     if ev.kind != "tokens":
-        return [c for s, ids in enumerate(ev.token_ids) for c in masked_copies(s, ids, method, seq_len, word_starts)]
+        return [
+            c
+            for s, ids in enumerate(ev.token_ids)
+            for c in masked_copies(s, ids, method, seq_len, word_starts, specials=specials)
+        ]
     last = max((max(pos) for pos in ev.positions or [] if pos), default=0)
     if last >= seq_len:
         raise InputError(f"the token sample's targets reach position {last}, beyond seq_len={seq_len}")
     return [
         c
         for s, (ids, pos) in enumerate(zip(ev.token_ids, ev.positions or []))
-        for c in masked_copies(s, ids[:seq_len], method, seq_len, word_starts, scored=pos, context=False)
+        for c in masked_copies(
+            s, ids[:seq_len], method, seq_len, word_starts, scored=pos, context=False, specials=specials
+        )
     ]
 
 

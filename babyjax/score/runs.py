@@ -18,6 +18,8 @@ from babyjax.checkpoints.run import RunDir
 from babyjax.checkpoints.schedules import whole_words
 from babyjax.data.tokenizer import Tokenizer
 from babyjax.errors import CheckpointError, InputError
+from babyjax.imported.run import ImportedRun
+from babyjax.imported.weights import Unreadable
 from babyjax.model import objectives
 from babyjax.model.transformer import ModelConfig
 from babyjax.score.config import RunSpec
@@ -26,18 +28,25 @@ from babyjax.score.scorer import Scorer
 
 @dataclasses.dataclass
 class OpenedRun:
-    """A run to score, opened: its run directory, config, tokenizer and series index."""
+    """A run to score, opened: its run directory (or imported series), config, tokenizer and series index."""
 
     spec: RunSpec
-    dir: RunDir
+    dir: RunDir | ImportedRun
     config: ml_collections.ConfigDict
     tokenizer: Tokenizer
     index: list[dict]
 
+    @property
+    def imported(self) -> bool:
+        return isinstance(self.dir, ImportedRun)
+
 
 def open_run(spec: RunSpec) -> OpenedRun:
-    """A run's directory, config, tokenizer and series index (refused when it has no checkpoint)."""
-    run = RunDir.open(spec.workdir, what=f"--run {spec.name}=...")
+    """A run's directory or imported series, config, tokenizer and series index (refused when it has no checkpoint)."""
+    if spec.imported:
+        run: RunDir | ImportedRun = ImportedRun(spec.workdir)
+    else:
+        run = RunDir.open(spec.workdir, what=f"--run {spec.name}=...")
     config, tok = run.config(), run.tokenizer()
     try:
         index = run.series_index()
@@ -112,7 +121,7 @@ def model_configs(runs: Sequence[OpenedRun], seq_len: int, dtype: str) -> dict[s
     """Each run's model (compute dtype overridden by --dtype); learned positions must cover seq_len."""
     out = {}
     for r in runs:
-        cfg = r.dir.model_config(r.tokenizer.vocab_size)
+        cfg = r.dir.model_config(None if r.imported else r.tokenizer.vocab_size)
         cfg = dataclasses.replace(cfg, dtype=dtype) if dtype else cfg
         cfg.check_length(seq_len, fix=f"pass --seq_len at most {cfg.max_len} to score run {r.spec.name}")
         out[r.spec.name] = cfg
@@ -125,13 +134,19 @@ def contexts(run: OpenedRun) -> str:
     return "documents" if run.config.data.get("packing", "pack") == "pack" else "window"
 
 
-def restore(spec: RunSpec, entry: Mapping[str, Any], scorer: Scorer, host: bool = False) -> tuple[Any, str, str]:
-    """(params or None, status, message): 'ok', 'corrupt' (unreadable) or 'hash_mismatch' (vs the series index).
-    host: the parameters as numpy arrays (`checkpoints.restore_params`)."""
+def restore(run: OpenedRun, entry: Mapping[str, Any], scorer: Scorer, host: bool = False) -> tuple[Any, str, str]:
+    """(params or None, status, message): 'ok', 'corrupt' (unreadable), 'hash_mismatch' (vs the series index), or an
+    imported revision's unreadable status ('lfs_pointer', 'needs_torch'). host: the parameters as numpy arrays
+    (`checkpoints.restore_params`; an imported revision's always are)."""
     step = int(entry["step"])
     try:
-        params = checkpoints.restore_params(spec.workdir, step, scorer.abstract_params, verify=False, host=host)
+        if run.imported:
+            params = run.dir.restore(step, scorer.abstract_params)
+        else:
+            params = checkpoints.restore_params(run.dir.path, step, scorer.abstract_params, verify=False, host=host)
         digest = checkpoints.params_hash(params)
+    except Unreadable as e:
+        return None, e.status, str(e)
     except Exception as e:
         return None, "corrupt", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     indexed = entry.get("params_hash")
@@ -141,17 +156,21 @@ def restore(spec: RunSpec, entry: Mapping[str, Any], scorer: Scorer, host: bool 
 
 
 def restored(
-    spec: RunSpec, todo: Sequence[Mapping[str, Any]], scorer: Scorer
+    run: OpenedRun, todo: Sequence[Mapping[str, Any]], scorer: Scorer
 ) -> Iterator[tuple[Mapping[str, Any], tuple[Any, str, str]]]:
     """(entry, (params, status, why)) for each checkpoint of `todo`. In one process, the next one is restored and
     hashed on the host in a background thread while the caller scores the current one (the thread touches no device:
     device programs started from two threads could interleave their collectives and hang), then put on the mesh here.
-    Several processes restore each checkpoint in turn, sharded (the hash then gathers across processes)."""
+    Several processes restore each checkpoint in turn, sharded (the hash then gathers across processes; an imported
+    revision is read whole by each process and placed on the mesh)."""
     if jax.process_count() > 1:
         for entry in todo:
-            yield entry, restore(spec, entry, scorer)
+            params, status, why = restore(run, entry, scorer)
+            if run.imported and params is not None:
+                params = jax.device_put(params, scorer.param_shardings)
+            yield entry, (params, status, why)
         return
-    host_restore = functools.partial(restore, spec, scorer=scorer, host=True)
+    host_restore = functools.partial(restore, run, scorer=scorer, host=True)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(host_restore, todo[0]) if todo else None
         for j, entry in enumerate(todo):

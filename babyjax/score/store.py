@@ -19,7 +19,10 @@ import pandas as pd
 from babyjax import paths
 from babyjax.errors import InputError, MissingError
 
-STATUSES = ("pending", "done", "hash_mismatch", "corrupt")
+# imported series (babyjax/imported/revisions.py): flagged by the integrity check, or unreadable
+SUSPECT = ("duplicate", "partial_duplicate", "equals_final")
+UNREADABLE = ("lfs_pointer", "needs_torch", "no_weights")
+STATUSES = ("pending", "done", "hash_mismatch", "corrupt", *SUSPECT, "missing", *UNREADABLE)
 TOKEN_COLUMNS = ("index", "seq", "position", "token_id", "token", "context_length")
 CHECKPOINT_COLUMNS = ("step", "tokens_seen", "words_seen", "wall_time", "params_hash", "status")
 PAIR_COLUMNS = ("run", "step", "words_seen", "suite", "paradigm", "field", "n", "correct", "ties", "accuracy")

@@ -305,7 +305,7 @@ def load_text(
         by_file: dict[str, list[int]] = {}
         for t, e in zip(lines, encoded):
             joined = by_file.setdefault(t.source, [])
-            joined.extend(([EOS_ID] if joined else []) + e)
+            joined.extend(([tok.specials.eos] if joined else []) + e)
         ids = list(by_file.values())
         rows = [{"seq": s, "file": name, "line": -1, "text": ""} for s, name in enumerate(by_file)]
     if limit:

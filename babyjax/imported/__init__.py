@@ -1,0 +1,1 @@
+"""Checkpoint series trained elsewhere (Hugging Face folders and git repositories), read into babyjax."""
