@@ -46,6 +46,7 @@ def test_report_of_the_imported_series_equals_the_runs(series, babylm_sample, tm
     cols = ["step", "tokens_seen", "words_seen", "params_hash"]
     pd.testing.assert_frame_equal(own_ck[cols], imp_ck[cols])
     report = write_report([out], tmp_path / "report", progress=False)
+    assert f"imported from hf:{(series / 'repo').resolve()}" in report.read_text()  # the study table describes it
     measures = pd.read_csv(report.parent / f"{out.name}_measures_per_run.csv.gz")
     a = measures[measures.run == "run"].drop(columns="run").reset_index(drop=True)
     b = measures[measures.run == "imported"].drop(columns="run").reset_index(drop=True)

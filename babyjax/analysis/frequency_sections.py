@@ -75,6 +75,7 @@ def predictors_section(
     try:
         if runs_dir is None:
             raise MissingError("pass --runs-dir so the run's training data can be read")
+        predictors.require_own_run(so.meta, run0)
         split = predictors.training_split(runs_dir / run0)
         counts = predictors.NgramCounts.from_split(split)
     except (OSError, ValueError) as err:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from babyjax.data.tokenizer import EOS_ID, MASK_ID
-from babyjax.errors import InputError
+from babyjax.errors import InputError, MissingError
 
 if TYPE_CHECKING:
     from babyjax.data.pipeline import TokenizedSplit
@@ -278,6 +278,17 @@ def relate(
                 }
             )
     return pd.DataFrame(rank_rows), pd.DataFrame(ols_rows)
+
+
+def require_own_run(meta: dict, run: str) -> None:
+    """MissingError when `run` of a score output (its meta.json) is an imported series: its training data is not
+    known here, so the predictors that need it are left out."""
+    source = str(meta.get("run_workdirs", {}).get(run, ""))
+    if source.startswith("hf:"):
+        raise MissingError(
+            f"run {run} is an imported series ({source}): its training data is not known here, so the predictors "
+            "that need it (n-gram, frequency, contextual diversity) are left out"
+        )
 
 
 def training_split(run_dir: str | os.PathLike) -> TokenizedSplit:

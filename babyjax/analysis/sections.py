@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import pandas as pd
 from babyjax.analysis import generation, plots, xia
 from babyjax.checkpoints.run import RunDir
 from babyjax.errors import UserError
+from babyjax.imported.run import ImportedRun
 from babyjax.model import objectives
 from babyjax.model import transformer as model
 from babyjax.score.store import ScoreOutput
@@ -228,14 +230,39 @@ def run_row(rd: pathlib.Path, run: str) -> dict:
     }
 
 
+def imported_row(run: str, source: str) -> dict[str, Any]:
+    """What a reader needs about an imported series (`--run NAME=hf:PATH`): its model and revisions; its corpus and
+    training are not known here."""
+    imported = ImportedRun(source.removeprefix("hf:"))
+    cfg, index, tok = imported.model_config(), imported.series_index(), imported.tokenizer()
+    last = index[-1]
+    return {
+        "run": run,
+        "corpus": "not known (an imported series)",
+        "seed": "",
+        "model": f"{cfg.style}, {cfg.num_layers} layers x {cfg.d_model}, {model.num_params(cfg) / 1e6:.2f}M "
+        f"parameters, imported from {source}",
+        "tokenizer": f"{type(tok).__name__}, vocab {tok.vocab_size:,}",
+        "training": f"{imported.objective} (as its config says)",
+        "words seen": f"{float(last['words_seen']):,.0f}" if "words_seen" in last else "not known",
+        "tokens seen": f"{float(last['tokens_seen']):,.0f}" if "tokens_seen" in last else "not known",
+        "checkpoints": f"{len(index)} revisions (steps {index[0]['step']} to {last['step']})",
+    }
+
+
 def study_section(
     outputs: Sequence[ScoreOutput], rd: pathlib.Path | None, run_names: Sequence[str], notes: list[str]
 ) -> list[str]:
-    """The study described: each run (from its run folder) and each evaluation set (from its score output)."""
+    """The study described: each run (from its run folder, or an imported series from its files) and each
+    evaluation set (from its score output)."""
     rows = []
-    for r in run_names if rd else []:
+    sources = {r: str(src) for so in outputs for r, src in so.meta.get("run_workdirs", {}).items()}
+    for r in run_names:
+        imported = sources.get(r, "").startswith("hf:")
+        if not (imported or rd):
+            continue
         try:
-            rows.append(run_row(rd, r))
+            rows.append(imported_row(r, sources[r]) if imported else run_row(rd, r))
         except (UserError, OSError, AttributeError, KeyError, TypeError, ValueError) as err:
             notes.append(f"run {r}: not described: {err}")
     evals = pd.DataFrame(

@@ -15,13 +15,14 @@ from babyjax.score.store import ScoreOutput
 
 
 def _word_regressions(
-    wdf: pd.DataFrame, runs_dir: pathlib.Path | None, run0: str, notes: list[str]
+    wdf: pd.DataFrame, runs_dir: pathlib.Path | None, run0: str, notes: list[str], meta: dict
 ) -> tuple[pd.DataFrame, list[str]]:
     """Chang & Bergen's regressions of each LM AoA variant on the run's training-data frequency and MLU, word length,
     concreteness and lexical class: (words table with the predictors, Markdown lines)."""
     try:
         if runs_dir is None:
             raise MissingError("pass --runs-dir so the run's training data can be read")
+        predictors.require_own_run(meta, run0)
         split = predictors.training_split(runs_dir / run0)
     except (OSError, ValueError) as err:
         notes.append(f"word AoA regressions skipped: {err}")
@@ -60,13 +61,13 @@ def word_aoa_section(
     tag = so.name
     child = words.load_child_aoa(aoa_words)
     wdf, corr = words.word_aoa(so.surprisal[run0], steps[run0], so.tokens, child, so.vocab_size)
-    wdf, reg_lines = _word_regressions(wdf, runs_dir, run0, notes)
+    wdf, reg_lines = _word_regressions(wdf, runs_dir, run0, notes, so.meta)
     wdf.to_csv(out / f"{tag}_word_aoa.csv", index=False)
     md = [
-        f"{len(wdf)} CDI words occur as whole-word tokens (\u2581word, case kept) at least "
-        f"{words.MIN_OCCURRENCES} times with {words.MIN_CONTEXT}+ tokens of context before them (one per sequence, "
-        f"up to {words.MAX_OCCURRENCES} sequences; Chang & Bergen 2022, word_evaluation.py); model AoA vs child "
-        f"AoA: n = {corr['n_words']}, Pearson r = {corr['pearson_r']:.3f} (p = {corr['pearson_p']:.3g}), "
+        f"{len(wdf)} CDI words occur as whole-word tokens (\u2581word, or \u0120word in byte-level BPE; case kept) "
+        f"at least {words.MIN_OCCURRENCES} times with {words.MIN_CONTEXT}+ tokens of context before them (one per "
+        f"sequence, up to {words.MAX_OCCURRENCES} sequences; Chang & Bergen 2022, word_evaluation.py); model AoA vs "
+        f"child AoA: n = {corr['n_words']}, Pearson r = {corr['pearson_r']:.3f} (p = {corr['pearson_p']:.3g}), "
         f"Spearman rho = {corr['spearman_rho']:.3f}.",
         "",
     ]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from babyjax.data.pipeline import TokenizedSplit
 
 WORD_MARK = "\u2581"
+WORD_MARKS = (WORD_MARK, "\u0120")  # a word's first piece: SentencePiece's '▁', byte-level BPE's 'Ġ' (GPT-2, Pythia)
 MAX_OCCURRENCES = 512  # Chang & Bergen's --max_samples
 MIN_OCCURRENCES = 8  # ... --min_samples: words seen fewer times get no curve
 AOA_VARIANTS = ("model_aoa", "model_aoa_max_surprisal", "model_aoa_midpoint")
@@ -49,12 +50,12 @@ def load_child_aoa(path: str | pathlib.Path) -> pd.DataFrame:
 
 def word_occurrences(tokens: pd.DataFrame, words: set[str], seed: int = 0) -> pd.DataFrame:
     """Rows of tokens.csv that Chang & Bergen's `get_sample_sentences` (word_evaluation.py) would evaluate for the
-    words in `words` (column `word` added): the exact piece "▁" + word (case kept, the next piece not looked at)
-    with at least MIN_CONTEXT tokens before it in its sequence; one occurrence per sequence (a seeded random one),
-    from the first MAX_OCCURRENCES such sequences of each word."""
+    words in `words` (column `word` added): the exact piece "▁" + word ("Ġ" + word in byte-level BPE; case kept, the
+    next piece not looked at) with at least MIN_CONTEXT tokens before it in its sequence; one occurrence per sequence
+    (a seeded random one), from the first MAX_OCCURRENCES such sequences of each word."""
     piece = tokens["token"].astype(str)
     word = piece.str[1:]
-    keep = piece.str.startswith(WORD_MARK) & word.isin(words) & (tokens["position"].to_numpy() >= MIN_CONTEXT)
+    keep = piece.str.startswith(WORD_MARKS) & word.isin(words) & (tokens["position"].to_numpy() >= MIN_CONTEXT)
     occ = tokens[keep].assign(word=word[keep])
     occ = occ.assign(_r=np.random.default_rng(seed).random(len(occ))).sort_values(["word", "seq", "_r"])
     occ = occ.groupby(["word", "seq"], sort=False).head(1)
