@@ -109,6 +109,7 @@ def _model_mesh(c: ml_collections.ConfigDict) -> None:
 def _optim_train_ckpt(c: ml_collections.ConfigDict) -> None:
     # ---- optimizer (babyjax/train/optim.py) ----
     c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adamw"  # adamw | lamb (LTG-BERT's and GPT-BERT's: the trust ratio on decayed parameters only)
     c.optim.lr = 6e-4
     c.optim.schedule = "cosine"  # cosine | linear | constant | wsd (warmup-stable-decay)
     c.optim.warmup_steps = 1000

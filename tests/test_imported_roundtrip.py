@@ -35,7 +35,7 @@ def test_the_imported_series_is_the_run(series):
 def test_report_of_the_imported_series_equals_the_runs(series, babylm_sample, tmp_path):
     text = tmp_path / "dev.txt"
     lines = [t for t in (babylm_sample / "babylm_dev" / "aochildes.dev").read_text().splitlines() if t.strip()]
-    text.write_text("\n".join(lines[:300]) + "\n")
+    text.write_text("\n".join(lines[:120]) + "\n")
     out = tmp_path / "scores"
     runs = (f"run={series / 'run'}", f"imported=hf:{series / 'repo'}")
     score_job(ScoreConfig(run=runs, kind="text", eval=(str(text),), out=str(out)))

@@ -148,15 +148,18 @@ class RunDir:
 
 
 def migrated(config: dict) -> dict:
-    """An older run's config as today's code reads it: the keys added to the objective and model sections since it was
-    written get their defaults (the package's: objectives.DEFAULT, ModelConfig.defaults), so a run made before them
-    reads as, and continues as, the run it was (runs made before objectives existed are causal). Other sections are
-    kept as they are (data.words_per_epoch, 0, aside): every config.json has had their keys from the start."""
+    """An older run's config as today's code reads it: the keys added to the objective, model and optim sections since
+    it was written get their defaults (the package's: objectives.DEFAULT, ModelConfig.defaults; optim.name 'adamw'),
+    so a run made before them reads as, and continues as, the run it was (runs made before objectives existed are
+    causal). Other sections are kept as they are (data.words_per_epoch, 0, aside): every config.json has had their
+    keys from the start."""
     out = {**config, "objective": objectives.config_of(config)}
     if isinstance(config.get("data"), dict):
         out["data"] = {"words_per_epoch": 0, **config["data"]}
     if isinstance(config.get("model"), dict):
         out["model"] = {**ModelConfig.defaults(), **config["model"]}
+    if isinstance(config.get("optim"), dict):  # runs made before optim.name trained with AdamW
+        out["optim"] = {"name": "adamw", **config["optim"]}
     return out
 
 

@@ -47,7 +47,7 @@ class ImportedRun:
         self.hf = json.loads(self._read(final, "config.json", required=True))
         info = self._read(final, EXPORT_INFO)
         self.export = json.loads(info) if info else {}
-        self._tokenizer = open_tokenizer(lambda n: self._read(final, n), f"{self.path} ({final.name})")
+        self._tokenizer = open_tokenizer(final.files)
         self._model, kind = families.model_config(self.hf, self._max_len(final))
         self.objective = str(self.export.get("objective", kind))
 

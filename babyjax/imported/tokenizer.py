@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from babyjax import paths
 from babyjax.data.tokenizer import MODEL_FILE, Specials, Tokenizer
 from babyjax.errors import InputError, MissingError
 
@@ -110,26 +112,33 @@ def _config(read: Any) -> dict[str, Any]:
     return out
 
 
-def open_tokenizer(read: Any, where: str) -> Tokenizer | HfTokenizer:
-    """The tokenizer of a model folder or revision; `read(name)` returns a file's bytes or None. babyjax's
-    `tokenizer.model` first, then `tokenizer.json`, then GPT-2's `vocab.json` + `merges.txt` (byte-level BPE)."""
+def open_tokenizer(files: Any) -> Tokenizer | HfTokenizer:
+    """The tokenizer of a revision (`files`: a weights.Source). A babyjax export's `tokenizer.model` is read with
+    babyjax's `Tokenizer` (the run's own ids and hash); otherwise `tokenizer.json`, then GPT-2's `vocab.json` +
+    `merges.txt` (byte-level BPE)."""
     import tokenizers
 
-    sp = read(MODEL_FILE)
-    if sp is not None and read("tokenizer.json") is None or sp is not None and read("babyjax_export.json"):
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            (pathlib.Path(tmp) / MODEL_FILE).write_bytes(sp)
-            tok = Tokenizer(pathlib.Path(tmp) / MODEL_FILE)
-        return tok
-    config = {**_config(read), "_path": where}
-    data = read("tokenizer.json")
+    if files.read_bytes("babyjax_export.json") is not None and files.read_bytes(MODEL_FILE) is not None:
+        local = files.local_path(MODEL_FILE)
+        if local is None:  # a git revision: one copy per tokenizer in the temporary folder, named by its hash
+            data = files.read_bytes(MODEL_FILE)
+            local = (
+                pathlib.Path(tempfile.gettempdir()) / "babyjax-tokenizers" / f"{hashlib.sha256(data).hexdigest()}.model"
+            )
+            if not local.is_file():
+                local.parent.mkdir(parents=True, exist_ok=True)
+                paths.write_atomic(local, data)
+        return Tokenizer(local)
+    config = {**_config(files.read_bytes), "_path": str(files.where)}
+    data = files.read_bytes("tokenizer.json")
     if data is not None:
         return HfTokenizer(tokenizers.Tokenizer.from_str(data.decode("utf-8")), data, config)
-    vocab, merges = read("vocab.json"), read("merges.txt")
+    vocab, merges = files.read_bytes("vocab.json"), files.read_bytes("merges.txt")
     if vocab is None or merges is None:
-        raise MissingError(f"{where} has no tokenizer (tokenizer.json, vocab.json + merges.txt or tokenizer.model)")
+        raise MissingError(
+            f"{files.where} has no tokenizer (tokenizer.json, vocab.json + merges.txt, or a babyjax export's "
+            "tokenizer.model): copy the model's tokenizer files into it"
+        )
     return HfTokenizer(_byte_level_bpe(vocab, merges), vocab + merges, config)
 
 

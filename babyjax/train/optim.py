@@ -1,5 +1,6 @@
-"""Optax AdamW with linear warmup then cosine | linear | constant | wsd decay, global-norm clipping and a weight-decay
-mask. Gradient accumulation lives in the train step (babyjax/train/step.py): one `tx.update` per optimizer step.
+"""Optax AdamW or LAMB with linear warmup then cosine | linear | constant | wsd decay, global-norm clipping and a
+weight-decay mask. Gradient accumulation lives in the train step (babyjax/train/step.py): one `tx.update` per optimizer
+step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from babyjax.errors import InputError
 from babyjax.model.layers import DECAY_TAG
 
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
+OPTIMIZERS = ("adamw", "lamb")
 
 
 def make_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
@@ -62,16 +64,33 @@ def decay_mask(params: Any) -> Any:
     return jax.tree.map(decays, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
-def make_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """(AdamW chained after global-norm clipping, the lr schedule). `optim_cfg` is `config.optim`."""
-    schedule = make_schedule(optim_cfg, num_steps)
-    adamw = optax.adamw(
-        schedule,
-        b1=float(optim_cfg.b1),
-        b2=float(optim_cfg.b2),
-        eps=float(optim_cfg.eps),
-        weight_decay=float(optim_cfg.weight_decay),
-        mask=decay_mask,
+def lamb(
+    schedule: optax.Schedule, b1: float, b2: float, eps: float, weight_decay: float
+) -> optax.GradientTransformation:
+    """LAMB (You et al. 2020) as LTG-BERT's and GPT-BERT's lamb.py computes it: the bias-corrected Adam direction,
+    plus `weight_decay` x the parameter for decayed parameters, scaled by the trust ratio |p| / |update| (1 when either
+    is 0) for the decayed parameters only; the others (biases, norms, as `decay_mask` says) take the plain Adam step.
+    optax.lamb differs: it applies the trust ratio to every parameter."""
+    return optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        optax.add_decayed_weights(weight_decay, mask=decay_mask),
+        optax.masked(optax.scale_by_trust_ratio(), decay_mask),
+        optax.scale_by_learning_rate(schedule),
     )
+
+
+def make_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """(AdamW or LAMB, `optim.name`, chained after global-norm clipping; the lr schedule). `optim_cfg` is
+    `config.optim`."""
+    schedule = make_schedule(optim_cfg, num_steps)
+    name = str(optim_cfg.get("name", "adamw"))
+    if name not in OPTIMIZERS:
+        raise InputError(f"optim.name={name!r}: use one of {OPTIMIZERS}")
+    hyper = {"b1": float(optim_cfg.b1), "b2": float(optim_cfg.b2), "eps": float(optim_cfg.eps)}
+    wd = float(optim_cfg.weight_decay)
+    if name == "lamb":
+        tx = lamb(schedule, weight_decay=wd, **hyper)
+    else:
+        tx = optax.adamw(schedule, weight_decay=wd, mask=decay_mask, **hyper)
     clip = float(optim_cfg.grad_clip)
-    return (optax.chain(optax.clip_by_global_norm(clip), adamw) if clip > 0 else adamw), schedule
+    return (optax.chain(optax.clip_by_global_norm(clip), tx) if clip > 0 else tx), schedule
