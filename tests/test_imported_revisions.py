@@ -237,7 +237,7 @@ def test_folder_of_revisions_steps_from_export_info_names_and_table(tmp_path):
         "revision": "chck_1M",
         "step": 100,
         "tokens_seen": 51200,
-        "words_seen": 1_000_000,
+        "words_seen": 1_000_000.4,  # as the run recorded it
         "params_hash": "abc",
     }
     assert found[0].entry() == {"revision": "step_0", "step": 0}  # unknown counts omitted, never None
@@ -423,6 +423,7 @@ def test_a_clean_series_has_no_findings_and_digests_are_cached(tmp_path):
         (crfm_steps(3000), []),
         ([s for s in crfm_steps(3000) if s != 1050], [1050]),
         (chang_steps(60000), []),
+        (chang_steps(600, s0=1, s1=25, t1=1000), []),  # configs/tiny.py: gaps of 1 and 2 mixed, then wider
         ([0, 12, 24, 37, 49, 61, 74, 86, 98, 110, 232, 355, 477], []),  # first steps reaching words marks
         ([0, 10, 20, 50, 60, 70], [30, 40]),
         ([0, 10, 30], []),  # too short to call regular

@@ -580,3 +580,29 @@ def test_a_study_fine_tunes_every_run_with_the_options_it_names(tmp_path, shared
     assert not (tmp_path / "w2").exists() and not (tmp_path / "w3").exists()
     study.finetune.options = ()
     assert Study(study, tmp_path / "w4", progress=False).finetune_argv() == []
+
+
+def test_an_imported_series_is_scored_beside_the_runs_into_its_own_folders(tmp_path, shared_data):
+    """study.imported: each series scored on the pairs and text sets into folders of its own (its tokenizer is its
+    own), a condition of its own in runs.json; a missing path or a name of a trained run refused before training."""
+    loaded = spec.load(str(write_study(tmp_path / "s.py", shared_data, tmp_path / "tfds")))
+    (tmp_path / "neox").mkdir()
+    loaded.imported = {"neox": f"hf:{tmp_path / 'neox'}"}
+    study = Study(loaded, tmp_path / "w", progress=False)
+    jobs = {out: (runs, config) for out, runs, config in study.score_jobs()}
+    assert {out: runs for out, (runs, _) in jobs.items()} == {
+        "tokens": ["seed0", "seed1"],
+        "zorro": ["seed0", "seed1"],
+        "zorro-neox": ["neox"],
+    }
+    assert [str(r) for r in jobs["zorro-neox"][1].run] == [f"neox=hf:{tmp_path / 'neox'}"]
+    with study.locked():
+        pass
+    runs = json.loads((tmp_path / "w" / "runs.json").read_text())
+    assert runs["neox"]["condition"] == "neox" and runs["seed0"]["condition"] == "all"
+    loaded.imported = {"seed0": f"hf:{tmp_path / 'neox'}"}
+    with pytest.raises(InputError, match=r"^study.imported names \['seed0'\] are names of the study's runs"):
+        Study(loaded, tmp_path / "w2", progress=False)
+    loaded.imported = {"other": str(tmp_path / "nowhere")}
+    with pytest.raises(InputError, match=r"^study.imported.other: .*nowhere does not exist"):
+        Study(loaded, tmp_path / "w3", progress=False)

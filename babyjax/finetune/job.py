@@ -35,7 +35,7 @@ from babyjax.finetune.train import majority_metrics, run_recipe
 from babyjax.model import sharding
 from babyjax.model.transformer import ModelConfig
 from babyjax.score.babylm2025 import revisions
-from babyjax.score.runs import OpenedRun, open_runs, select_checkpoints
+from babyjax.score.runs import OpenedRun, open_run, select_checkpoints
 
 log = logging.getLogger("babyjax")
 
@@ -56,7 +56,7 @@ def finetune_job(config: FinetuneConfig) -> Summary:
             "babyjax.finetune runs in one process (every local device on its mesh); a multi-host slice is not "
             "supported yet: run it on one host"
         )
-    runs = open_runs(config.run)
+    runs = [open_run(r) for r in config.run]  # each encodes with its own tokenizer
     data = {t: _task_files(config, t) for t in config.tasks}
     chosen = {r.spec.name: checkpoints_of(r, config) for r in runs}
     cfgs = {r.spec.name: _model_config(r, config.seq_len) for r in runs}

@@ -37,6 +37,7 @@ from babyjax.imported import weights
 EXPORT_INFO = "babyjax_export.json"
 TABLE = "revisions.csv"
 FINAL_NAMES = ("main", "master")
+REGULAR_GAPS = 0.2  # the largest share of a regular run's gaps that may be wider than its spacing (revisions missing)
 _STEP_NAME = re.compile(r"step_?(\d+)")
 _PYTHIA_NAME = re.compile(r"step(\d+)")
 _WORDS_NAME = re.compile(r"chck_(\d+)M")
@@ -59,8 +60,8 @@ class Revision:
     name: str
     step: int | None
     files: weights.Source
-    tokens_seen: int | None = None
-    words_seen: int | None = None
+    tokens_seen: float | None = None
+    words_seen: float | None = None
     params_hash: str | None = None
     info: dict = dataclasses.field(default_factory=dict)
     commit: str | None = None
@@ -207,9 +208,9 @@ def _known(source: weights.Source) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"{source.where}: {EXPORT_INFO} has no step: export the revision again") from None
     known: dict[str, Any] = {"step": step, "info": info}
-    for key in ("tokens_seen", "words_seen"):
+    for key in ("tokens_seen", "words_seen"):  # as the run's series index records them (words may be fractional)
         if isinstance(info.get(key), (int, float)):
-            known[key] = _whole(info[key])
+            known[key] = info[key]
     if isinstance(info.get("params_hash"), str):
         known["params_hash"] = info["params_hash"]
     return known
@@ -442,7 +443,9 @@ def _missing(order: list[Revision]) -> list[Finding]:
 
 def _gaps(steps: list[int]) -> dict[int, str]:
     """step -> why, for the steps absent inside runs of constant spacing: a run starts and ends with spacing d (seen
-    at least twice) and every gap inside it is a multiple of d."""
+    at least twice), every gap inside it is a multiple of d, and at most REGULAR_GAPS of its gaps are not d (a
+    log-spaced schedule such as Chang et al.'s, rounded to whole steps, mixes gaps of d and 2d: no run of it is
+    regular)."""
     diffs = [b - a for a, b in zip(steps, steps[1:])]
     missing: dict[int, str] = {}
     for d in sorted({x for x in diffs if x > 0 and diffs.count(x) >= 2}):
@@ -456,8 +459,9 @@ def _gaps(steps: list[int]) -> dict[int, str]:
                 j += 1
                 end = j if diffs[j] == d else end
             why = f"the series' run every {d} steps from {steps[i]} to {steps[end + 1]}"
-            for k in range(i, end + 1):
-                missing.update(dict.fromkeys(range(steps[k] + d, steps[k + 1], d), why))
+            if sum(x != d for x in diffs[i : end + 1]) <= REGULAR_GAPS * (end + 1 - i):  # else not regular (Chang's)
+                for k in range(i, end + 1):
+                    missing.update(dict.fromkeys(range(steps[k] + d, steps[k + 1], d), why))
             i = end + 1
     return missing
 

@@ -43,7 +43,7 @@ from babyjax.errors import DiskFullError, InputError, TrainingError, UserError, 
 from babyjax.finetune.config import DEFAULT_DATA, FinetuneConfig
 from babyjax.finetune.tasks import RECIPE_TASKS
 from babyjax.model import objectives
-from babyjax.score.config import RunSpec, ScoreConfig
+from babyjax.score.config import HF_PREFIX, RunSpec, ScoreConfig
 from babyjax.study import spec as spec_lib
 
 log = logging.getLogger("babyjax")
@@ -102,9 +102,23 @@ def _no_room(folder: pathlib.Path) -> bool:
     return disk.f_bavail * disk.f_frsize < 1 << 20
 
 
+def imported_runs(study: ml_collections.ConfigDict) -> dict[str, RunSpec]:
+    """The study's imported series (study key `imported`: name -> hf:PATH, or a bare PATH) as score runs."""
+    out = {}
+    for name, source in sorted(study.get("imported", {}).items()):
+        source = str(source) if str(source).startswith(HF_PREFIX) else f"{HF_PREFIX}{source}"
+        out[name] = RunSpec.parse(f"{name}={source}")
+    return out
+
+
 def _check_eval_paths(study: ml_collections.ConfigDict) -> None:
-    """Every evaluation set the study names exists, before any run trains (a wrong path found after training could
-    not be mended: the study folder is pinned to its config)."""
+    """Every evaluation set and imported series the study names exists, before any run trains (a wrong path found
+    after training could not be mended: the study folder is pinned to its config)."""
+    for name, spec in imported_runs(study).items():
+        if not spec.workdir.exists():
+            raise InputError(
+                f"study.imported.{name}: {spec.workdir} does not exist: fix the study config (nothing was trained)"
+            )
     for group in ("pairs", "text"):
         for name, path in study[group].items():
             if "://" not in str(path) and not os.path.exists(str(path)):
@@ -133,6 +147,9 @@ class Study:
         if self.dir.exists() and not self.dir.is_dir():
             raise InputError(f"--workdir {self.dir} is a file: give a folder for the study")
         self.runs = spec_lib.expand(study)
+        self.imported = imported_runs(study)
+        if clash := sorted(set(self.imported) & {r.name for r in self.runs}):
+            raise InputError(f"study.imported names {clash} are names of the study's runs: give them other names")
         self.progress = progress
         self.finetune_argv()  # a bad fine-tuning option is refused before anything trains
         self.tokenizer_path = self.dir / "tokenizer.model"
@@ -193,8 +210,14 @@ class Study:
             self.dir / "runs.json",
             json.dumps(
                 {
-                    r.name: {"labels": r.labels, "condition": r.condition(), "overrides": list(r.overrides)}
-                    for r in self.runs
+                    **{
+                        r.name: {"labels": r.labels, "condition": r.condition(), "overrides": list(r.overrides)}
+                        for r in self.runs
+                    },
+                    **{  # an imported series is a condition of its own
+                        n: {"labels": {"imported": n}, "condition": n, "overrides": [], "source": spec.source}
+                        for n, spec in self.imported.items()
+                    },
                 },
                 indent=1,
             ),
@@ -276,6 +299,9 @@ class Study:
                 out = ev if len(by_kind) == 1 else f"{ev}-{kind}"
                 runs = [RunSpec(n, self.run_dir(n)) for n in names]
                 jobs.append((out, names, ScoreConfig(run=runs, out=self.dir / "scores" / out, **options)))
+            for name, spec in self.imported.items() if options["kind"] in ("pairs", "text") else ():
+                out = f"{ev}-{name}"  # an imported series' own folder: its tokenizer is its own
+                jobs.append((out, [name], ScoreConfig(run=(spec,), out=self.dir / "scores" / out, **options)))
         return jobs
 
     def finetune_argv(self) -> list[str]:
@@ -301,6 +327,7 @@ class Study:
                         "to the glue_filtered folder of the BabyLM evaluation data, or choose tasks= it holds"
                     )
         runs = [f"--run={r.name}={self.run_dir(r.name)}" for r in self.runs]
+        runs += [f"--run={spec}" for spec in self.imported.values()]
         return [*runs, f"--out={self.dir / 'finetune'}", *(f"--{o}" for o in options)]
 
     def finetune(self) -> None:

@@ -17,6 +17,8 @@ A study config is an ml_collections file like a run config. Its keys (all in `ba
                 `key=value` strings (data_dir=..., tasks=rte,wsc, marks=true or every=10, seeds=42,43, ...);
                 empty: none. The report adds each task across training and the seeds' shares of the variation.
     text        text sets scored per token, name -> folder or file
+    imported    series trained elsewhere, name -> hf:PATH (docs/imported.md), scored on the pairs and text sets beside
+                the study's runs (each into its own score folders: its tokenizer is its own) and fine-tuned with them
     generate    text generated at a few checkpoints (heldout_prompts = 0: none)
     analysis    the report's options (python -m babyjax.analyze)
 
@@ -80,6 +82,7 @@ def base_study() -> ml_collections.ConfigDict:
     s.babylm2025 = ml_collections.ConfigDict({"sets": "", "dir": ""})
     s.finetune = ml_collections.ConfigDict({"options": ()})
     s.text = ml_collections.ConfigDict()
+    s.imported = ml_collections.ConfigDict()
     s.generate = ml_collections.ConfigDict({"heldout_prompts": 0, "max_new_tokens": 40})
     s.analysis = ml_collections.ConfigDict({"xia_p": "0.1,0.3,0.5,0.7", "x_axis": "step", "aoa_words": ""})
     return s
