@@ -141,3 +141,28 @@ def test_minimal_pair_verdicts_equal_minicons(family, models, shared_data, tmp_p
     # and the sums themselves agree (bits vs nats), so that equal verdicts are not luck
     minicons_bits = -np.array(score([p.good for p in pairs])) / math.log(2)
     np.testing.assert_allclose(per_seq[0::2], minicons_bits, atol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "opt"])
+def test_babylm2025_predictions_follow_the_pipelines_rules(family, models, shared_data, tmp_path):
+    """The BabyLM 2025 minimal-pair tasks on an imported model, as the pipeline's causal backend scores it with its
+    own tokenizer: GPT-2's adds no token before a sentence (its first token is not scored), OPT's adds `</s>`."""
+    import json
+
+    import transformers as T
+
+    from tests.test_babylm2025 import LIMIT, reference_results
+
+    folders = [shared_data / "babylm_eval_2025" / d for d in ("blimp_filtered", "supplement_filtered")]
+    out = tmp_path / "b25"
+    config = ScoreConfig(
+        run=(f"m=hf:{models[family]}",), kind="babylm2025", eval=tuple(map(str, folders)), out=str(out), limit=LIMIT
+    )
+    score_job(config)
+    model = T.AutoModelForCausalLM.from_pretrained(models[family]).eval()
+    hf_tok = T.AutoTokenizer.from_pretrained(models[family])
+    assert (hf_tok("a")["input_ids"][0] == hf_tok.bos_token_id) == (family == "opt")
+    for folder in folders:
+        (got,) = (out / "results" / "m").glob(f"*/zero_shot/causal/*/{folder.name}/predictions.json")
+        preds = {p["id"]: p["pred"] for u in json.loads(got.read_text()).values() for p in u["predictions"]}
+        assert preds == reference_results(model, hf_tok, folder)[0], folder.name

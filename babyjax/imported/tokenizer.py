@@ -77,14 +77,24 @@ class HfTokenizer:
         tok = tok.get("content") if isinstance(tok, dict) else tok
         return None if tok is None else self.tk.token_to_id(tok)
 
-    @property
-    def specials(self) -> Specials:
-        """The ids the tokenizer's template writes before and after a text (`add_special_tokens=True`): the context a
-        document starts after is the last one before it, else the bos token, else the eos token (GPT-2 and Pythia
-        add none: their `<|endoftext|>`)."""
+    def template(self) -> tuple[list[int], list[int]]:
+        """(prefix, suffix): the ids the tokenizer's template writes before and after a text (add_special_tokens)."""
         bare, full = self.encode("a"), self.tk.encode("a", add_special_tokens=True).ids
         at = next((i for i in range(len(full)) if full[i : i + len(bare)] == bare), 0)
-        prefix, suffix = full[:at], tuple(full[at + len(bare) :])
+        return full[:at], full[at + len(bare) :]
+
+    @property
+    def adds_prefix(self) -> bool:
+        """Whether the tokenizer writes a token before every text (OPT's `</s>`, Llama's `<s>`, RoBERTa's `<s>`): the
+        BabyLM 2025 pipeline then scores a sentence after it."""
+        return bool(self.template()[0])
+
+    @property
+    def specials(self) -> Specials:
+        """The ids the tokenizer's template writes before and after a text (`template`): the context a document
+        starts after is the last one before it, else the bos token, else the eos token (GPT-2 and Pythia add none:
+        their `<|endoftext|>`)."""
+        prefix, suffix = self.template()
         eos, bos = self.token_id("eos_token"), self.token_id("bos_token")
         context = prefix[-1] if prefix else bos if bos is not None else eos
         if context is None:
@@ -95,7 +105,7 @@ class HfTokenizer:
             eos=eos if eos is not None else context,
             mask=-1 if mask is None else mask,
             pad=0 if pad is None else pad,
-            suffix=suffix,
+            suffix=tuple(suffix),
         )
 
     def __repr__(self) -> str:

@@ -198,7 +198,7 @@ def _units(
             seq_len,
         )
     if kind == "babylm2025":  # what the pipeline reads: encoders' exported tokenizers prepend </s>, decoders' add none
-        policy = "eot_context" if encoder else "no_context"
+        policy = "eot_context" if encoder or getattr(tok, "adds_prefix", False) else "no_context"  # OPT, Llama: bos
     wins = eval_windows(ev, policy if kind != "tokens" else "eot_context", seq_len, stride, tok.specials.context)
     return wins, "sample_context" if kind == "tokens" else policy
 
