@@ -166,3 +166,34 @@ def test_babylm2025_predictions_follow_the_pipelines_rules(family, models, share
         (got,) = (out / "results" / "m").glob(f"*/zero_shot/causal/*/{folder.name}/predictions.json")
         preds = {p["id"]: p["pred"] for u in json.loads(got.read_text()).values() for p in u["predictions"]}
         assert preds == reference_results(model, hf_tok, folder)[0], folder.name
+
+
+def test_flagged_revisions_are_marked_and_left_out_unless_asked(models, dev_text, tmp_path):
+    """A series (steps 0-900 every 100) with a duplicate (step 300 = step 200), a revision holding the final weights
+    (step 500), a Git LFS pointer in place of the weights (step 600) and step 400 absent: each marked in
+    checkpoints.csv, none scored; --suspect=score scores the duplicate and the copy of the final weights."""
+    import dataclasses
+    import shutil
+
+    series = tmp_path / "series"
+    previous = models["gpt2"]
+    for step in (0, 100, 200, 700, 800, 900):
+        previous = im.perturbed(previous, series / f"step_{step}", seed=step)
+    shutil.copytree(series / "step_200", series / "step_300")
+    shutil.copytree(series / "step_900", series / "step_500")
+    shutil.copytree(series / "step_900", series / "step_600")
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{'a' * 64}\nsize 4096\n"
+    (series / "step_600" / "model.safetensors").write_text(pointer)
+    out = tmp_path / "scores"
+    config = ScoreConfig(run=(f"s=hf:{series}",), kind="text", eval=(str(dev_text),), out=str(out), limit=4)
+    score_job(config)
+    _, checkpoints, _ = load_scores(out, "s")
+    status = dict(zip(checkpoints["step"], checkpoints["status"]))
+    assert status == {
+        0: "done", 100: "done", 200: "done", 300: "duplicate", 400: "missing", 500: "equals_final",
+        600: "lfs_pointer", 700: "done", 800: "done", 900: "done",
+    }  # fmt: skip
+    score_job(dataclasses.replace(config, suspect="score"))
+    _, checkpoints, _ = load_scores(out, "s")
+    status = dict(zip(checkpoints["step"], checkpoints["status"]))
+    assert status[300] == status[500] == "done" and status[400] == "missing" and status[600] == "lfs_pointer"

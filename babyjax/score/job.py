@@ -156,7 +156,16 @@ def _prepare(config: ScoreConfig) -> _Job:
         if config.kind == "pairs"
         else None
     )
-    findings = {r.spec.name: r.dir.findings for r in opened if r.imported}
+    everything = not (config.steps or config.words)  # missing revisions are marked when the whole series is scored
+    findings = {
+        r.spec.name: {
+            step: found
+            for step, found in r.dir.findings.items()
+            if step in {int(e["step"]) for e in chosen[r.spec.name]} or (everything and found[0] == "missing")
+        }
+        for r in opened
+        if r.imported
+    }
     return _Job(opened, method, ev, wins, tokens, seq_len, model_cfgs, meta, store, pair_rows, chosen, findings)
 
 
