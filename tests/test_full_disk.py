@@ -246,3 +246,20 @@ def test_a_failed_orbax_coroutine_lets_its_siblings_end_before_its_loop_closes()
         asyncio_utils.run_sync(restore())
     assert ended == [True, True]
     assert asyncio_utils.run_sync(asyncio.sleep(0, result=1)) == 1  # a coroutine that succeeds is untouched
+
+
+def test_a_late_sibling_s_closed_loop_error_is_not_printed(capsys):
+    """What TensorStore's thread raises when a write completes into an already closed loop prints nothing; any other
+    error prints as before."""
+    printed = []
+    hook = orbax_loops.quiet_closed_loop(lambda kind, value, tb: printed.append(str(value)))
+    hook(RuntimeError, RuntimeError("Event loop is closed"), None)
+    hook(RuntimeError, RuntimeError("something else"), None)
+    hook(ValueError, ValueError("Event loop is closed"), None)
+    assert printed == ["something else", "Event loop is closed"]
+    orbax_loops.install()
+    orbax_loops.install()  # idempotent: the hook is not wrapped twice
+    import sys
+
+    sys.excepthook(RuntimeError, RuntimeError("Event loop is closed"), None)
+    assert capsys.readouterr().err == ""
