@@ -1,5 +1,5 @@
 """An imported Hugging Face series scored by babyjax against minicons, side by side in one run, loading included
-(issue 28; docs/benchmarks.md).
+(docs/benchmarks.md, docs/imported.md).
 
     python benchmarks/bench_imported.py                    # 10 revisions, 4 x 100 BLiMP pairs, 300 dev lines, 3 rounds
     python benchmarks/bench_imported.py --revisions 2 --pairs 10 --lines 20 --rounds 1   # smoke test

@@ -25,31 +25,14 @@ from babyjax.model.transformer import ModelConfig, Transformer, flops_per_token,
 
 V, L, TOL = 50, 12, 1e-4
 SIZES = {"vocab_size": V, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48}
+OPT = {**SIZES, "max_position_embeddings": 16, "ffn_dim": 48}
+OPT.pop("intermediate_size")
 CASES = {
     "gpt2": (transformers.GPT2Config, {"vocab_size": V, "n_positions": 16, "n_embd": 32, "n_layer": 2, "n_head": 4}),
-    "opt": (
-        transformers.OPTConfig,
-        {
-            "vocab_size": V,
-            "hidden_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "ffn_dim": 48,
-            "max_position_embeddings": 16,
-        },
-    ),
+    "opt": (transformers.OPTConfig, OPT),
     "opt350": (  # post-norm blocks, no final norm, project_in/out around a narrower embedding
         transformers.OPTConfig,
-        {
-            "vocab_size": V,
-            "hidden_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "ffn_dim": 48,
-            "max_position_embeddings": 16,
-            "do_layer_norm_before": False,
-            "word_embed_proj_dim": 16,
-        },
+        {**OPT, "do_layer_norm_before": False, "word_embed_proj_dim": 16},
     ),
     "neox_parallel": (  # head dim 16, a quarter of it rotated
         transformers.GPTNeoXConfig,

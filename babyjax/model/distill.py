@@ -10,7 +10,8 @@ Two reductions of the KL term:
   cross-entropy is, so both terms are per token and comparable.
 
 The cross-entropy is always the student's plain mean over the scored positions (`weights`), reported beside the
-combined loss so the two are never confused. Not yet used by the train step (issue 29 wires teachers into it).
+combined loss so the two are never confused. The train step does not call it: it is the loss a teacher-student
+step computes from the student's and the teachers' logits.
 """
 
 from __future__ import annotations
